@@ -1,0 +1,115 @@
+#include "bind/array.h"
+
+#include <sstream>
+
+namespace pyfastdl {
+
+const char* dtype_name(DType d) {
+  switch (d) {
+    case DType::f16: return "float16";
+    case DType::bf16: return "bfloat16";
+    case DType::f32: return "float32";
+    case DType::f64: return "float64";
+    case DType::i32: return "int32";
+    case DType::i64: return "int64";
+    case DType::u8: return "uint8";
+    case DType::b8: return "bool";
+  }
+  return "?";
+}
+
+namespace {
+
+[[noreturn]] void type_fail(const std::string& msg) { throw py::type_error(msg); }
+
+// numpy/cupy typestr ("<f4") or numpy dtype char -> DType.
+DType dtype_from_typestr(const std::string& t, const char* op, const char* name) {
+  std::string k = t.size() > 1 ? t.substr(1) : t;
+  if (k == "f2") return DType::f16;
+  if (k == "f4") return DType::f32;
+  if (k == "f8") return DType::f64;
+  if (k == "i4") return DType::i32;
+  if (k == "i8") return DType::i64;
+  if (k == "u1") return DType::u8;
+  if (k == "b1") return DType::b8;
+  if (k == "V2") return DType::bf16;  // ml_dtypes / cupy bfloat16 exposes itself as raw 2 bytes
+  type_fail(std::string(op) + ": " + name + " has unsupported dtype '" + t + "'");
+}
+
+}  // namespace
+
+Array cpu_array(py::handle obj, const char* op, const char* name) {
+  if (!py::isinstance<py::array>(obj))
+    type_fail(std::string(op) + ": " + name + " must be a numpy array, got " +
+              std::string(py::str(py::type::of(obj).attr("__name__"))));
+  auto arr = py::reinterpret_borrow<py::array>(obj);
+  if (!(arr.flags() & py::array::c_style))
+    fail(op, ": ", name, " must be C-contiguous (call numpy.ascontiguousarray first)");
+  Array a;
+  a.data = arr.mutable_data();  // mutable_data checks writeability; read-only inputs are copied by Python
+  a.shape.assign(arr.shape(), arr.shape() + arr.ndim());
+  std::string ts = std::string(py::str(arr.dtype().attr("str")));
+  std::string dname = std::string(py::str(arr.dtype().attr("name")));
+  a.dtype = dname == "bfloat16" ? DType::bf16 : dtype_from_typestr(ts, op, name);
+  return a;
+}
+
+Array cuda_array(py::handle obj, const char* op, const char* name) {
+  if (!py::hasattr(obj, "__cuda_array_interface__"))
+    type_fail(std::string(op) + ": " + name + " must be a device (cupy) array, got " +
+              std::string(py::str(py::type::of(obj).attr("__name__"))));
+  py::dict cai = obj.attr("__cuda_array_interface__");
+  Array a;
+  for (auto d : cai["shape"].cast<py::tuple>()) a.shape.push_back(d.cast<int64_t>());
+  a.dtype = dtype_from_typestr(cai["typestr"].cast<std::string>(), op, name);
+  a.data = reinterpret_cast<void*>(cai["data"].cast<py::tuple>()[0].cast<uintptr_t>());
+  if (cai.contains("strides") && !cai["strides"].is_none()) {
+    // Explicit strides: accept them only if they are the C-contiguous ones.
+    int64_t itemsize = a.dtype == DType::f64 || a.dtype == DType::i64 ? 8
+                       : a.dtype == DType::f32 || a.dtype == DType::i32 ? 4
+                       : a.dtype == DType::u8 || a.dtype == DType::b8 ? 1 : 2;
+    auto strides = cai["strides"].cast<py::tuple>();
+    int64_t expect = itemsize;
+    for (int i = static_cast<int>(a.shape.size()) - 1; i >= 0; --i) {
+      if (a.shape[i] != 1 && strides[i].cast<int64_t>() != expect)
+        fail(op, ": ", name, " must be C-contiguous (call cupy.ascontiguousarray first)");
+      expect *= a.shape[i];
+    }
+  }
+  return a;
+}
+
+Array cpu_array_or_none(py::handle obj, const char* op, const char* name) {
+  return obj.is_none() ? Array{} : cpu_array(obj, op, name);
+}
+
+Array cuda_array_or_none(py::handle obj, const char* op, const char* name) {
+  return obj.is_none() ? Array{} : cuda_array(obj, op, name);
+}
+
+void expect_dtype(const Array& a, std::initializer_list<DType> allowed, const char* op, const char* name) {
+  for (DType d : allowed)
+    if (a.dtype == d) return;
+  std::ostringstream os;
+  os << op << ": " << name << " has dtype " << dtype_name(a.dtype) << ", expected ";
+  int i = 0;
+  for (DType d : allowed) os << (i++ ? " or " : "") << dtype_name(d);
+  type_fail(os.str());
+}
+
+void expect_same_dtype(const Array& a, const Array& b, const char* op, const char* name_a, const char* name_b) {
+  if (a.dtype != b.dtype)
+    type_fail(std::string(op) + ": " + name_a + " is " + dtype_name(a.dtype) + " but " + name_b + " is " +
+              dtype_name(b.dtype) + "; they must match");
+}
+
+void expect_shape(const Array& a, const Shape& expected, const char* op, const char* name) {
+  check(a.shape == expected, op, ": ", name, " has shape ", shape_str(a.shape), ", expected ", shape_str(expected));
+}
+
+void add_family(py::module_& device, const char* family) {
+  py::list fams = device.attr("FAMILIES");
+  fams.append(family);
+}
+
+}  // namespace pyfastdl

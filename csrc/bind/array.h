@@ -1,0 +1,41 @@
+// Turning Python arrays into raw views for the kernels, with the checks every binding needs.
+// CPU bindings take numpy arrays; CUDA bindings take any object with __cuda_array_interface__
+// (cupy arrays) plus the stream to launch on. Wrong type -> TypeError, wrong layout or shape ->
+// ValueError, each naming the operation and the argument.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+#include "common/check.h"
+
+namespace pyfastdl {
+namespace py = pybind11;
+
+enum class DType { f16, bf16, f32, f64, i32, i64, u8, b8 };
+const char* dtype_name(DType d);
+
+struct Array {
+  void* data = nullptr;
+  Shape shape;
+  DType dtype = DType::f32;
+  template <class T> T* ptr() const { return static_cast<T*>(data); }
+};
+
+// A C-contiguous numpy array (TypeError if it is not a numpy array, ValueError if not contiguous).
+Array cpu_array(py::handle obj, const char* op, const char* name);
+// A C-contiguous device array, read through __cuda_array_interface__.
+Array cuda_array(py::handle obj, const char* op, const char* name);
+// The same, or a null Array for None (optional arguments such as bias).
+Array cpu_array_or_none(py::handle obj, const char* op, const char* name);
+Array cuda_array_or_none(py::handle obj, const char* op, const char* name);
+
+void expect_dtype(const Array& a, std::initializer_list<DType> allowed, const char* op, const char* name);
+void expect_same_dtype(const Array& a, const Array& b, const char* op, const char* name_a, const char* name_b);
+void expect_shape(const Array& a, const Shape& expected, const char* op, const char* name);
+
+// Registers a kernel family as served by a device submodule (listed by `pyfastdl info`).
+void add_family(py::module_& device, const char* family);
+
+}  // namespace pyfastdl

@@ -1,0 +1,58 @@
+// pyfastdl._C: the compiled half of pyfastdl.
+//
+//   _C.cpu   the C++ kernels (always present)
+//   _C.cuda  the CUDA kernels (present when the package was built with nvcc)
+//
+// Each kernel family binds itself from csrc/bind/<family>.cpp: its argument struct at the top level
+// (shared by both devices), its functions in each device submodule, and its name in FAMILIES.
+#include <omp.h>
+#include <pybind11/pybind11.h>
+
+#ifdef PYFASTDL_WITH_CUDA
+#include "runtime.h"
+#endif
+
+namespace py = pybind11;
+
+namespace pyfastdl {
+void bind_conv(py::module_& m);
+void bind_pool(py::module_& m);
+void bind_lstm(py::module_& m);
+void bind_attention(py::module_& m);
+}  // namespace pyfastdl
+
+extern "C" void scipy_openblas_set_num_threads(int);
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "pyfastdl's compiled kernels (CPU in _C.cpu, CUDA in _C.cuda when built with nvcc)";
+
+  auto cpu = m.def_submodule("cpu", "C++ kernels: OpenMP, vectorised, OpenBLAS for matrix products");
+  cpu.attr("FAMILIES") = py::list();
+  cpu.def("get_num_threads", [] { return omp_get_max_threads(); }, "OpenMP threads the CPU kernels use");
+  cpu.def(
+      "set_num_threads",
+      [](int n) {
+        if (n < 1) throw py::value_error("set_num_threads: n must be >= 1, got " + std::to_string(n));
+        omp_set_num_threads(n);
+        scipy_openblas_set_num_threads(n);
+      },
+      py::arg("n"), "Set the threads used by the OpenMP kernels and by OpenBLAS");
+
+#ifdef PYFASTDL_WITH_CUDA
+  m.attr("WITH_CUDA") = true;
+  m.attr("CUDA_ARCHITECTURES") = PYFASTDL_CUDA_ARCHS;
+  auto cuda = m.def_submodule("cuda", "CUDA kernels, launched on the caller's (cupy's) stream");
+  cuda.attr("FAMILIES") = py::list();
+  cuda.def("device_count", &pyfastdl::cuda_device_count,
+           "Number of CUDA devices; raises RuntimeError with the runtime's reason when none is usable");
+  cuda.def("runtime_version", &pyfastdl::cuda_runtime_version, "CUDA runtime version compiled in, e.g. 13000");
+#else
+  m.attr("WITH_CUDA") = false;
+  m.attr("CUDA_ARCHITECTURES") = "";
+#endif
+
+  pyfastdl::bind_conv(m);
+  pyfastdl::bind_pool(m);
+  pyfastdl::bind_lstm(m);
+  pyfastdl::bind_attention(m);
+}

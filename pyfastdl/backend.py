@@ -1,0 +1,130 @@
+"""Backend dispatch: which array library and which compiled kernels serve an array.
+
+Device "cpu" holds numpy arrays and runs ``pyfastdl._C.cpu``; device "cuda" holds cupy arrays and
+runs ``pyfastdl._C.cuda`` on cupy's current stream. This module is the only place that knows that.
+Moving data between devices is always explicit (:func:`to_device`); nothing here copies silently.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from ._core import _C
+
+DEVICES = ("cpu", "cuda")
+
+
+@functools.lru_cache(maxsize=None)
+def _import_cupy():
+    """cupy, or the reason it cannot be used (a string)."""
+    try:
+        import cupy  # noqa: PLC0415
+    except Exception as exc:  # ImportError, or a broken CUDA install raising at import
+        return f"cupy is not importable ({type(exc).__name__}: {exc})"
+    return cupy
+
+
+def cupy_or_none():
+    cp = _import_cupy()
+    return None if isinstance(cp, str) else cp
+
+
+def cuda_unavailable_reason() -> str | None:
+    """None when CUDA tensors can be used here; otherwise a sentence saying why not."""
+    if not _C.WITH_CUDA:
+        return "pyfastdl was built without CUDA kernels (nvcc was not found at build time, or PYFASTDL_CUDA=OFF)"
+    cp = _import_cupy()
+    if isinstance(cp, str):
+        return cp + "; install pyfastdl[cuda]"
+    try:
+        n = cp.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        return f"cupy sees no GPU ({exc})"
+    if n == 0:
+        return "cupy sees no GPU"
+    return None
+
+
+def cuda_is_available() -> bool:
+    return cuda_unavailable_reason() is None
+
+
+def normalize_device(device) -> str:
+    if device is None:
+        return "cpu"
+    name = str(device)
+    if name.startswith("cuda"):
+        name = "cuda"
+    if name not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; expected 'cpu' or 'cuda'")
+    return name
+
+
+def device_of(array) -> str:
+    """The device an ndarray lives on (TypeError for anything that is not an ndarray)."""
+    if isinstance(array, np.ndarray):
+        return "cpu"
+    cp = cupy_or_none()
+    if cp is not None and isinstance(array, cp.ndarray):
+        return "cuda"
+    raise TypeError(f"expected a numpy or cupy array, got {type(array).__name__}")
+
+
+def array_module(device: str):
+    """numpy for "cpu", cupy for "cuda" (RuntimeError saying why when CUDA is unusable)."""
+    if normalize_device(device) == "cpu":
+        return np
+    reason = cuda_unavailable_reason()
+    if reason is not None:
+        raise RuntimeError(f"device 'cuda' is not available: {reason}")
+    return _import_cupy()
+
+
+def get_array_module(array):
+    return array_module(device_of(array))
+
+
+def to_device(array, device: str):
+    """Copy an ndarray to ``device`` (returns it unchanged if it is already there)."""
+    device = normalize_device(device)
+    if device_of(array) == device:
+        return array
+    if device == "cpu":
+        return array.get()
+    return array_module("cuda").asarray(array)
+
+
+def kernels(device: str):
+    """The compiled kernel submodule serving ``device``: ``_C.cpu`` or ``_C.cuda``."""
+    if normalize_device(device) == "cpu":
+        return _C.cpu
+    array_module("cuda")  # raises with the reason when CUDA is unusable
+    return _C.cuda
+
+
+def launch(name: str, device: str, *args):
+    """Call kernel ``name`` of ``device``'s submodule; CUDA kernels get cupy's current stream last."""
+    fn = getattr(kernels(device), name, None)
+    if fn is None:
+        raise NotImplementedError(f"kernel {name!r} is not available on device {device!r}")
+    if device == "cuda":
+        return fn(*args, _import_cupy().cuda.get_current_stream().ptr)
+    return fn(*args)
+
+
+def contiguous(array):
+    """The array itself when C-contiguous, else a contiguous copy (kernels need contiguous input)."""
+    if array.flags.c_contiguous:
+        return array
+    return get_array_module(array).ascontiguousarray(array)
+
+
+def set_num_threads(n: int) -> None:
+    """Threads for the CPU kernels (OpenMP) and OpenBLAS."""
+    _C.cpu.set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    return _C.cpu.get_num_threads()

@@ -1,0 +1,3 @@
+"""conv operations with autograd (placeholder until the family lands)."""
+
+__all__: list[str] = []
