@@ -5,6 +5,7 @@
 //
 // Each kernel family binds itself from csrc/bind/<family>.cpp: its argument struct at the top level
 // (shared by both devices), its functions in each device submodule, and its name in FAMILIES.
+// The larger families keep their CUDA bindings in csrc/bind/<family>_cuda.cpp.
 #include <omp.h>
 #include <pybind11/pybind11.h>
 
@@ -19,6 +20,10 @@ void bind_conv(py::module_& m);
 void bind_pool(py::module_& m);
 void bind_lstm(py::module_& m);
 void bind_attention(py::module_& m);
+#ifdef PYFASTDL_WITH_CUDA
+void bind_conv_cuda(py::module_& m);
+void bind_attention_cuda(py::module_& m);
+#endif
 }  // namespace pyfastdl
 
 extern "C" void scipy_openblas_set_num_threads(int);
@@ -55,4 +60,8 @@ PYBIND11_MODULE(_C, m) {
   pyfastdl::bind_pool(m);
   pyfastdl::bind_lstm(m);
   pyfastdl::bind_attention(m);
+#ifdef PYFASTDL_WITH_CUDA
+  pyfastdl::bind_conv_cuda(m);
+  pyfastdl::bind_attention_cuda(m);
+#endif
 }
