@@ -121,6 +121,23 @@ def contiguous(array):
     return get_array_module(array).ascontiguousarray(array)
 
 
+def _is_basic_index(index) -> bool:
+    items = index if isinstance(index, tuple) else (index,)
+    return all(isinstance(i, (int, slice)) or i is None or i is Ellipsis for i in items)
+
+
+def scatter_add(target, index, values):
+    """``target[index] += values`` where repeated indices accumulate (numpy's add.at, cupy's scatter_add)."""
+    if _is_basic_index(index):  # plain slicing selects each element at most once
+        target[index] += values
+    elif isinstance(target, np.ndarray):
+        np.add.at(target, index, values)
+    else:
+        import cupyx  # noqa: PLC0415
+
+        cupyx.scatter_add(target, index, values)
+
+
 def set_num_threads(n: int) -> None:
     """Threads for the CPU kernels (OpenMP) and OpenBLAS."""
     _C.cpu.set_num_threads(int(n))
