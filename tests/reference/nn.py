@@ -29,7 +29,10 @@ def log_softmax(x, axis):
 
 
 def cross_entropy(x, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
-    """Per-row definition: classes in dim 1 of x (N, C, *), target (N, *)."""
+    """Per-row definition: classes in dim 1 of x (N, C, *), target (N, *); or x (C,), target ()."""
+    if x.ndim == 1:
+        out = cross_entropy(x[None], np.asarray(target).reshape(1), weight, ignore_index, reduction, label_smoothing)
+        return out.reshape(()) if reduction == "none" else out
     c = x.shape[1]
     w = np.ones(c) if weight is None else np.asarray(weight, dtype=np.float64)
     lp = log_softmax(x, 1)

@@ -51,7 +51,7 @@ class LeakyRelu(Function):
     @staticmethod
     def backward(ctx, g):
         (positive,) = ctx.saved_tensors
-        return _xp(g).where(positive, g, g * g.dtype.type(ctx.negative_slope)), None
+        return _xp(positive).where(positive, g, g * ctx.negative_slope), None
 
 
 def leaky_relu(input, negative_slope=0.01, inplace=False):  # noqa: A002
@@ -128,7 +128,7 @@ class Glu(Function):
     @staticmethod
     def backward(ctx, g):
         a, s = ctx.saved_tensors
-        return _xp(g).concatenate([g * s, g * a * s * (1 - s)], axis=ctx.dim), None
+        return _xp(a).concatenate([g * s, g * a * s * (1 - s)], axis=ctx.dim), None
 
 
 def glu(input, dim=-1):  # noqa: A002

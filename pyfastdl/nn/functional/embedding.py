@@ -35,7 +35,7 @@ class Embedding(Function):
     def backward(ctx, g):
         (idx,) = ctx.saved_tensors
         shape, padding_idx = ctx.meta
-        gw = backend.get_array_module(g).zeros(shape, dtype=g.dtype)
+        gw = backend.get_array_module(idx).zeros(shape, dtype=g.dtype)
         backend.scatter_add(gw, idx.reshape(-1), g.reshape(-1, shape[1]))  # repeated rows accumulate
         if padding_idx is not None:
             gw[padding_idx] = 0

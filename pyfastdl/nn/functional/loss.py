@@ -129,8 +129,9 @@ class CrossEntropy(Function):
 
     @staticmethod
     def backward(ctx, g):
-        xp = _xp(g)
         lp, t_safe, valid, w_t, weight = ctx.saved_tensors
+        xp = _xp(lp)
+        g = xp.asarray(g)  # 0-d gradients can arrive as numpy scalars
         shape, eps, reduction, scale = ctx.meta
         c = lp.shape[1]
         k = _row_grad_scale(g, scale, reduction)  # (M, 1) or (1, 1)
@@ -176,8 +177,9 @@ class NLLLoss(Function):
     def backward(ctx, g):
         t_safe, w_t = ctx.saved_tensors
         shape, rows_shape, reduction, scale = ctx.meta
-        xp = _xp(g)
-        grad = xp.zeros(rows_shape, dtype=g.dtype)
+        xp = _xp(w_t)
+        g = xp.asarray(g)  # 0-d gradients can arrive as numpy scalars
+        grad = xp.zeros(rows_shape, dtype=w_t.dtype)
         k = _row_grad_scale(g, scale, reduction)[:, 0]
         grad[xp.arange(rows_shape[0]), t_safe] = -w_t * k
         return _from_rows(grad, shape), None, None, None, None
