@@ -28,14 +28,13 @@ fi
 log "build ok in $(( $(date +%s) - t0 )) s"
 python3 -m pyfastdl info | tee -a "$OUT/summary.txt"
 
-# Run from outside the checkout so the installed package is the one tested.
-cp -r tests benchmarks /tmp/ && cd /tmp
+# python3 -P: the checkout's pyfastdl/ (no compiled module) must not shadow the installed package.
 t0=$(date +%s)
-timeout 200 python3 -m pytest tests -m gpu -q -p no:cacheprovider -x --timeout=60 > "$OUT/gpu_tests.txt" 2>&1
+timeout 200 python3 -P -m pytest tests -m gpu -q -p no:cacheprovider -x --timeout=60 > "$OUT/gpu_tests.txt" 2>&1
 log "gpu tests rc=$? in $(( $(date +%s) - t0 )) s: $(tail -1 "$OUT/gpu_tests.txt")"
 
 t0=$(date +%s)
-PYFASTDL_BENCH_OUT="$OUT" timeout 200 python3 -m pytest benchmarks -m gpu -q -p no:cacheprovider \
+PYFASTDL_BENCH_OUT="$OUT" timeout 200 python3 -P -m pytest benchmarks -m gpu -q -p no:cacheprovider \
     --benchmark-disable > "$OUT/gpu_bench.txt" 2>&1
 log "gpu benchmarks rc=$? in $(( $(date +%s) - t0 )) s: $(tail -1 "$OUT/gpu_bench.txt")"
 cat "$OUT"/*.md 2>/dev/null | tail -60
