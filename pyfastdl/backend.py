@@ -35,6 +35,11 @@ def cuda_unavailable_reason() -> str | None:
     """None when CUDA tensors can be used here; otherwise a sentence saying why not."""
     if not _C.WITH_CUDA:
         return "pyfastdl was built without CUDA kernels (nvcc was not found at build time, or PYFASTDL_CUDA=OFF)"
+    try:
+        if _C.cuda.device_count() == 0:
+            return "the CUDA runtime finds no device"
+    except RuntimeError as exc:  # no driver, or no GPU: the runtime says which
+        return f"the CUDA runtime reports {exc}"
     cp = _import_cupy()
     if isinstance(cp, str):
         return cp + "; install pyfastdl[cuda]"
