@@ -252,3 +252,48 @@ def test_pad(rng):
         np.testing.assert_array_equal(out.data, TF.pad(torch.tensor(x), (1, 2, 0, 1), value=0.5).numpy())
     with pytest.raises(ValueError, match="non-negative"):
         F.pad(pf.tensor(x), (1, -1))
+
+
+GPU_CASES = {  # name: (fn of tensors, input shapes); targets and indices are made on the input's device
+    "linear": (lambda x, w, b: F.linear(x, w, b), [(4, 6), (5, 6), (5,)]),
+    "leaky_relu": (lambda x: F.leaky_relu(x, 0.1), [(3, 7)]),
+    "gelu": (F.gelu, [(3, 7)]),
+    "glu": (F.glu, [(3, 8)]),
+    "softmax": (lambda x: F.softmax(x, dim=1), [(3, 7, 2)]),
+    "log_softmax": (lambda x: F.log_softmax(x, dim=-1), [(3, 7)]),
+    "batch_norm": (lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True), [(4, 3, 5, 5), (3,), (3,)]),
+    "layer_norm": (lambda x, w, b: F.layer_norm(x, (6,), w, b), [(4, 5, 6), (6,), (6,)]),
+    "cross_entropy": (lambda x: F.cross_entropy(x, pf.tensor(np.array([[0, 2], [1, 1], [2, 0]]), device=x.device),
+                                                label_smoothing=0.1), [(3, 3, 2)]),
+    "bce_with_logits": (lambda x, y: F.binary_cross_entropy_with_logits(x, y), [(4, 5), (4, 5)]),
+    "embedding": (lambda w: F.embedding(pf.tensor(np.array([1, 3, 1]), device=w.device), w), [(5, 4)]),
+    "pad": (lambda x: F.pad(x, (1, 2)), [(2, 3)]),
+}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", sorted(GPU_CASES))
+def test_gpu_matches_cpu(name, rng):
+    fn, shapes = GPU_CASES[name]
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    cpu = [pf.tensor(a, requires_grad=True) for a in arrays]
+    gpu = [pf.tensor(a, device="cuda", requires_grad=True) for a in arrays]
+    y, yg = fn(*cpu), fn(*gpu)
+    assert yg.device == "cuda" and rel_err(yg.data.get(), y.data) < 1e-4
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    y.backward(pf.tensor(g))
+    yg.backward(pf.tensor(g, device="cuda"))
+    for a, b in zip(cpu, gpu):
+        assert rel_err(b.grad.data.get(), a.grad.data) < 1e-4
+
+
+@pytest.mark.gpu
+def test_gpu_dropout_is_seeded_and_scaled():
+    x = pf.tensor(np.ones((100, 100), np.float32), device="cuda")
+    pf.manual_seed(9)
+    a = F.dropout(x, 0.25)
+    pf.manual_seed(9)
+    b = F.dropout(x, 0.25)
+    assert a.device == "cuda" and (a.data == b.data).all()
+    kept = a.data.get() != 0
+    assert abs(kept.mean() - 0.75) < 0.02 and np.allclose(a.data.get()[kept], 1 / 0.75)

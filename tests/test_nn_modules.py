@@ -452,3 +452,26 @@ def test_multihead_attention_unbatched_and_causal(rng):
     assert not np.triu(w.data, 1).any()  # nothing attends to the future
     out_b, _ = m(x.unsqueeze(1), x.unsqueeze(1), x.unsqueeze(1), attn_mask=pf.tensor(np.triu(np.ones((5, 5), bool), 1)))
     assert rel_err(out_b.data[:, 0], out.data) < 1e-6
+
+
+@pytest.mark.gpu
+def test_gpu_module_matches_cpu(rng):
+    pf.manual_seed(4)
+    cpu = Block()
+    pf.manual_seed(4)
+    gpu = Block().to("cuda")
+    assert all(p.device == "cuda" for p in gpu.parameters()) and gpu.bn.running_mean.device == "cuda"
+    x = rng.standard_normal((2, 3, 5, 5)).astype(np.float32)
+    y, yg = cpu(pf.tensor(x)), gpu(pf.tensor(x, device="cuda"))
+    assert rel_err(yg.data.get(), y.data) < 1e-4
+    y.sum().backward()
+    yg.sum().backward()
+    for (name, p), q in zip(cpu.named_parameters(), gpu.parameters()):
+        assert rel_err(q.grad.data.get(), p.grad.data) < 1e-4, name
+    assert rel_err(gpu.bn.running_var.data.get(), cpu.bn.running_var.data) < 1e-5
+    gpu.load_state_dict({k: v.numpy() for k, v in cpu.state_dict().items()})  # host arrays onto the GPU
+    assert gpu.conv.weight.device == "cuda"
+    mha = nn.MultiheadAttention(8, 2, batch_first=True).to("cuda")
+    q = pf.tensor(rng.standard_normal((2, 3, 8)).astype(np.float32), device="cuda")
+    out, w = mha(q, q, q, key_padding_mask=pf.tensor(np.array([[0, 0, 1], [0, 0, 0]], bool), device="cuda"))
+    assert out.device == "cuda" and w.shape == (2, 3, 3)
