@@ -12,8 +12,8 @@ expanded. ``is_causal`` is the top-left aligned lower triangle (key j visible to
 and excludes ``attn_mask``. ``scale`` defaults to 1/sqrt(E). A query row that sees no key gives
 out = 0 and lse = +inf (torch's CPU kernels give 0 too), and zero gradients.
 
-Non-contiguous inputs are copied to contiguous arrays first (a zero-stride broadcast mask is
-first narrowed to its stored extent, so it is not expanded).
+Non-contiguous or read-only inputs are copied to contiguous arrays first (a zero-stride broadcast
+mask, e.g. from numpy.broadcast_to, is first narrowed to its stored extent, so it is not expanded).
 
 ``variant="flash"`` (default) is the blocked online-softmax kernel, O(seq * dim) memory;
 ``variant="reference"`` computes one query row at a time with a two-pass softmax.
@@ -41,6 +41,14 @@ def _narrow_broadcast(mask):
     return mask[index]
 
 
+def _kernel_input(x):
+    """``x`` as the compiled kernels take it: C-contiguous and (numpy) writeable, copied if need be."""
+    x = backend.contiguous(x)
+    if getattr(x.flags, "writeable", True):
+        return x
+    return x.copy()
+
+
 def _as_4d(x, name):
     if not hasattr(x, "ndim"):
         raise TypeError(f"scaled_dot_product_attention: {name} must be a numpy or cupy array, got {type(x).__name__}")
@@ -64,7 +72,7 @@ def _prepare(query, key, value, attn_mask, is_causal, scale):
             f"scaled_dot_product_attention: query, key and value must have the same rank, got "
             f"{query.shape}, {key.shape}, {value.shape}"
         )
-    q, k, v = (backend.contiguous(x) for x in (q, k, v))
+    q, k, v = (_kernel_input(x) for x in (q, k, v))
     kind, mask = "none", None
     if attn_mask is not None:
         if not hasattr(attn_mask, "dtype"):
@@ -83,7 +91,7 @@ def _prepare(query, key, value, attn_mask, is_causal, scale):
         mask = attn_mask
         if rank == 3 and mask.ndim == 3:  # (N, L, S) -> (N, 1, L, S) like the inputs
             mask = mask[:, None]
-        mask = backend.contiguous(_narrow_broadcast(mask))
+        mask = _kernel_input(_narrow_broadcast(mask))
     args = _C.AttentionArgs(
         q.shape, k.shape, v.shape, None if mask is None else mask.shape, kind, bool(is_causal),
         None if scale is None else float(scale),
@@ -116,7 +124,7 @@ def sdpa_backward(query, key, value, out, lse, grad_out, attn_mask=None, is_caus
     device, args, q, k, v, mask = _prepare(query, key, value, attn_mask, is_causal, scale)
     if query.ndim == 3:
         out, lse, grad_out = out[:, None], lse[:, None], grad_out[:, None]
-    out, lse, grad_out = (backend.contiguous(x) for x in (out, lse, grad_out))
+    out, lse, grad_out = (_kernel_input(x) for x in (out, lse, grad_out))
     xp = backend.array_module(device)
     grads = tuple(xp.empty(x.shape, dtype=q.dtype) for x in (q, k, v))
     backend.launch(name, device, args, q, k, v, mask, out, lse, grad_out, *grads)
