@@ -362,6 +362,9 @@ MHA_CASES = [
     dict(batch_first=False, attn_mask="float", key_padding_mask=True, average_attn_weights=False),
     dict(batch_first=True, self_attention=True, attn_mask="3d"),
     dict(batch_first=True, bias=False),
+    dict(batch_first=True, need_weights=False),  # the fused scaled_dot_product_attention path
+    dict(batch_first=False, need_weights=False, attn_mask="bool", key_padding_mask=True),
+    dict(batch_first=True, need_weights=False, self_attention=True, attn_mask="3d"),
 ]
 
 
@@ -379,12 +382,14 @@ def _mha_masks(rng, case, n=2, h=2, lq=3, ls=4):
         kw["attn_mask"] = rng.standard_normal((lq, ls)).astype(np.float32)
     elif case.get("attn_mask") == "3d":
         kw["attn_mask"] = rng.standard_normal((n * h, lq, lq)).astype(np.float32)
-    if "average_attn_weights" in case:
-        kw["average_attn_weights"] = case["average_attn_weights"]
+    for key in ("average_attn_weights", "need_weights"):
+        if key in case:
+            kw[key] = case[key]
     return kw
 
 
 @requires_torch
+@pytest.mark.filterwarnings("ignore:Support for mismatched key_padding_mask")
 @pytest.mark.parametrize("case", MHA_CASES, ids=[str(i) for i in range(len(MHA_CASES))])
 def test_multihead_attention_matches_torch(case, rng):
     bf = case["batch_first"]
@@ -406,10 +411,15 @@ def test_multihead_attention_matches_torch(case, rng):
     out, w = ours(qt, kt, vt, **{a: pf.tensor(b) if isinstance(b, np.ndarray) else b for a, b in kw.items()})
     tout, tw = theirs(tq, tk, tv, **{a: torch.tensor(b) if isinstance(b, np.ndarray) else b for a, b in kw.items()})
     assert rel_err(out.data, tout.detach().numpy()) < 1e-5
-    assert rel_err(w.data, tw.detach().numpy()) < 1e-5
-    g = rng.standard_normal(out.shape).astype(np.float32)
-    (out.sum() * 0 + (out * pf.tensor(g)).sum() + w.sum()).backward()
-    ((tout * torch.tensor(g)).sum() + tw.sum()).backward()
+    g = pf.tensor(rng.standard_normal(out.shape).astype(np.float32))
+    loss, tloss = (out * g).sum(), (tout * torch.tensor(g.data)).sum()
+    if case.get("need_weights", True):
+        assert rel_err(w.data, tw.detach().numpy()) < 1e-5
+        loss, tloss = loss + w.sum(), tloss + tw.sum()
+    else:
+        assert w is None and tw is None
+    loss.backward()
+    tloss.backward()
     assert rel_err(qt.grad.data, tq.grad.numpy()) < 1e-5
     if not case.get("self_attention"):
         assert rel_err(kt.grad.data, tk.grad.numpy()) < 1e-5 and rel_err(vt.grad.data, tv.grad.numpy()) < 1e-5
@@ -418,15 +428,16 @@ def test_multihead_attention_matches_torch(case, rng):
         assert rel_err(p.grad.data, tparams[name].grad.numpy()) < 1e-5, name
 
 
-def test_multihead_attention_gradcheck(rng):
+@pytest.mark.parametrize("need_weights", [True, False])
+def test_multihead_attention_gradcheck(need_weights, rng):
     m = nn.MultiheadAttention(4, 2, batch_first=True).double()
     q, k, v = _mha_inputs(rng, True, n=2, lq=2, ls=3, e=4, dtype=np.float64)
     kpm = pf.tensor(np.array([[False, False, True], [False, False, False]]))
     inputs = [pf.tensor(a, requires_grad=True) for a in (q, k, v)] + [p for p in m.parameters()]
 
     def fn(q, k, v, *params):
-        out, w = m(q, k, v, key_padding_mask=kpm)
-        return out, w
+        out, w = m(q, k, v, key_padding_mask=kpm, need_weights=need_weights)
+        return out if w is None else (out, w)
 
     assert gradcheck(fn, inputs)
 
@@ -452,6 +463,8 @@ def test_multihead_attention_unbatched_and_causal(rng):
     assert not np.triu(w.data, 1).any()  # nothing attends to the future
     out_b, _ = m(x.unsqueeze(1), x.unsqueeze(1), x.unsqueeze(1), attn_mask=pf.tensor(np.triu(np.ones((5, 5), bool), 1)))
     assert rel_err(out_b.data[:, 0], out.data) < 1e-6
+    out_fused, none = m(x, x, x, is_causal=True, need_weights=False)  # causal kernel, no mask array
+    assert none is None and rel_err(out_fused.data, out.data) < 1e-5
 
 
 @pytest.mark.gpu
