@@ -360,7 +360,7 @@ MHA_CASES = [
     dict(batch_first=True, key_padding_mask=True),
     dict(batch_first=True, attn_mask="bool"),
     dict(batch_first=False, attn_mask="float", key_padding_mask=True, average_attn_weights=False),
-    dict(batch_first=True, self_attention=True, attn_mask="3d"),
+    dict(batch_first=False, self_attention=True, attn_mask="3d"),
     dict(batch_first=True, bias=False),
     dict(batch_first=True, need_weights=False),  # the fused scaled_dot_product_attention path
     dict(batch_first=False, need_weights=False, attn_mask="bool", key_padding_mask=True),
