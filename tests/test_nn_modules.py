@@ -488,3 +488,121 @@ def test_gpu_module_matches_cpu(rng):
     q = pf.tensor(rng.standard_normal((2, 3, 8)).astype(np.float32), device="cuda")
     out, w = mha(q, q, q, key_padding_mask=pf.tensor(np.array([[0, 0, 1], [0, 0, 0]], bool), device="cuda"))
     assert out.device == "cuda" and w.shape == (2, 3, 3)
+
+
+# ---- LSTM -------------------------------------------------------------------------------------
+
+LSTM_CASES = [
+    dict(kwargs=dict(), shape=(5, 3, 4)),
+    dict(kwargs=dict(num_layers=2, bidirectional=True, batch_first=True), shape=(3, 5, 4), hx=True),
+    dict(kwargs=dict(num_layers=2, bias=False), shape=(4, 2, 4)),
+    dict(kwargs=dict(bidirectional=True), shape=(6, 4), hx=True),  # unbatched
+]
+
+
+def _lstm_hx(rng, case, m, dtype=np.float32):
+    if not case.get("hx"):
+        return None, None
+    d = 2 if m.bidirectional else 1
+    batch = () if len(case["shape"]) == 2 else (case["shape"][0 if m.batch_first else 1],)
+    arrays = [rng.standard_normal((m.num_layers * d,) + batch + (m.hidden_size,)).astype(dtype) for _ in range(2)]
+    return tuple(pf.tensor(a, requires_grad=True) for a in arrays), tuple(torch.tensor(a, requires_grad=True)
+                                                                          for a in arrays)
+
+
+@requires_torch
+@pytest.mark.parametrize("case", LSTM_CASES, ids=[str(i) for i in range(len(LSTM_CASES))])
+def test_lstm_matches_torch(case, rng):
+    ours, theirs = nn.LSTM(4, 3, **case["kwargs"]), torch.nn.LSTM(4, 3, **case["kwargs"])
+    assert repr(ours) == repr(theirs)
+    assert [(n, p.shape) for n, p in ours.named_parameters()] == [(n, tuple(p.shape)) for n, p in
+                                                                  theirs.named_parameters()]
+    bound = 1 / math.sqrt(3)
+    assert all(np.abs(p.data).max() <= bound for p in ours.parameters())
+    _copy_from_torch(ours, theirs)
+    x = rng.standard_normal(case["shape"]).astype(np.float32)
+    hx, thx = _lstm_hx(rng, case, ours)
+    xt, tx = pf.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    out, (h, c) = ours(xt, hx)
+    tout, (th, tc) = theirs(tx, thx)
+    gs = [rng.standard_normal(a.shape).astype(np.float32) for a in (out, h, c)]
+    for a, t in ((out, tout), (h, th), (c, tc)):
+        assert a.shape == tuple(t.shape) and rel_err(a.data, t.detach().numpy()) < 1e-5
+    sum((a * pf.tensor(g)).sum() for a, g in zip((out, h, c), gs)).backward()
+    sum((t * torch.tensor(g)).sum() for t, g in zip((tout, th, tc), gs)).backward()
+    assert rel_err(xt.grad.data, tx.grad.numpy()) < 1e-5
+    if hx is not None:
+        for a, t in zip(hx, thx):
+            assert rel_err(a.grad.data, t.grad.numpy()) < 1e-5
+    tparams = dict(theirs.named_parameters())
+    for name, p in ours.named_parameters():
+        assert rel_err(p.grad.data, tparams[name].grad.numpy()) < 1e-5, name
+
+
+@requires_torch
+def test_lstm_lengths_match_packed_sequence(rng):
+    ours, theirs = nn.LSTM(4, 3, bidirectional=True), torch.nn.LSTM(4, 3, bidirectional=True)
+    _copy_from_torch(ours, theirs)
+    x = rng.standard_normal((6, 3, 4)).astype(np.float32)
+    lengths = [6, 2, 4]
+    out, (h, c) = ours(pf.tensor(x), lengths=lengths)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(torch.tensor(x), lengths, enforce_sorted=False)
+    tpacked, (th, tc) = theirs(packed)
+    tout, _ = torch.nn.utils.rnn.pad_packed_sequence(tpacked, total_length=6)
+    for a, t in ((out, tout), (h, th), (c, tc)):
+        assert rel_err(a.data, t.detach().numpy()) < 1e-5
+
+
+@requires_torch
+@pytest.mark.parametrize("bias,unbatched", [(True, False), (False, True)])
+def test_lstm_cell_matches_torch(bias, unbatched, rng):
+    ours, theirs = nn.LSTMCell(4, 3, bias=bias), torch.nn.LSTMCell(4, 3, bias=bias)
+    assert repr(ours) == repr(theirs) and list(ours.state_dict()) == list(theirs.state_dict())
+    _copy_from_torch(ours, theirs)
+    batch = () if unbatched else (2,)
+    x, h0, c0 = (rng.standard_normal(batch + (n,)).astype(np.float32) for n in (4, 3, 3))
+    ins = [pf.tensor(a, requires_grad=True) for a in (x, h0, c0)]
+    tins = [torch.tensor(a, requires_grad=True) for a in (x, h0, c0)]
+    h, c = ours(ins[0], (ins[1], ins[2]))
+    th, tc = theirs(tins[0], (tins[1], tins[2]))
+    assert rel_err(h.data, th.detach().numpy()) < 1e-5 and rel_err(c.data, tc.detach().numpy()) < 1e-5
+    g = rng.standard_normal(h.shape).astype(np.float32)
+    ((h * pf.tensor(g)).sum() + c.sum()).backward()
+    ((th * torch.tensor(g)).sum() + tc.sum()).backward()
+    for a, t in zip(ins, tins):
+        assert rel_err(a.grad.data, t.grad.numpy()) < 1e-5
+    tparams = dict(theirs.named_parameters())
+    for name, p in ours.named_parameters():
+        assert rel_err(p.grad.data, tparams[name].grad.numpy()) < 1e-5, name
+    h_zero, _ = ours(ins[0])  # no state: zeros
+    assert rel_err(h_zero.data, theirs(tins[0])[0].detach().numpy()) < 1e-5
+
+
+def test_lstm_gradcheck(rng):
+    m = nn.LSTM(3, 2, num_layers=2, bidirectional=True, batch_first=True).double()
+    cell = nn.LSTMCell(3, 2).double()
+    x = pf.tensor(rng.standard_normal((2, 3, 3)), requires_grad=True)
+    params = list(m.parameters())
+
+    def fn(x, *ps):
+        out, (h, c) = m(x)
+        return out, h, c
+
+    assert gradcheck(fn, (x, *params))
+    x1 = pf.tensor(rng.standard_normal((2, 3)), requires_grad=True)
+    assert gradcheck(lambda x, *ps: cell(x), (x1, *cell.parameters()))
+
+
+def test_lstm_training_dropout_and_errors(rng):
+    m = nn.LSTM(3, 4, num_layers=2, dropout=0.5)
+    x = pf.tensor(rng.standard_normal((5, 2, 3)).astype(np.float32))
+    m.eval()
+    a, _ = m(x)
+    b, _ = m(x)
+    np.testing.assert_array_equal(a.data, b.data)  # no dropout in eval
+    with pytest.raises(ValueError, match="dropout"):
+        nn.LSTM(3, 4, dropout=1.0)
+    with pytest.raises(NotImplementedError, match="proj_size"):
+        nn.LSTM(3, 4, proj_size=2)
+    with pytest.raises(ValueError, match="hx"):
+        m(x, (pf.tensor(np.zeros((1, 2, 4), np.float32)), pf.tensor(np.zeros((1, 2, 4), np.float32))))
