@@ -98,7 +98,8 @@ class MultiheadAttention(Module):
         if key_padding_mask is not None:
             kp = _additive(key_padding_mask, dtype, "key_padding_mask")
             if kp.shape != (n, ls):
-                raise ValueError(f"MultiheadAttention: key_padding_mask has shape {tuple(kp.shape)}; expected ({n}, {ls})")
+                raise ValueError(f"MultiheadAttention: key_padding_mask has shape {tuple(kp.shape)}; "
+                                 f"expected ({n}, {ls})")
             kp = kp.reshape(n, 1, 1, ls)
             mask = kp if mask is None else mask + kp
         return mask
@@ -132,8 +133,8 @@ class MultiheadAttention(Module):
                 weights = attn.mean(dim=1) if average_attn_weights else attn
         else:
             causal_only = is_causal and attn_mask is None and key_padding_mask is None
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=None if causal_only or mask is None else Tensor(mask),
-                                                 is_causal=causal_only)
+            kernel_mask = None if causal_only or mask is None else Tensor(mask)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=kernel_mask, is_causal=causal_only)
         out = self.out_proj(out.permute(0, 2, 1, 3).reshape(n, lq, self.embed_dim))
         if not batched:
             return out.squeeze(0), None if weights is None else weights.squeeze(0)
