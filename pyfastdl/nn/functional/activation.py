@@ -180,8 +180,9 @@ class LogSoftmax(Function):
 def _log_softmax(x, axis):
     """log softmax of an array: x - max - log(sum(exp(x - max))), finite for any finite x."""
     xp = _xp(x)
-    shifted = x - x.max(axis=axis, keepdims=True)
-    return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+    out = x - x.max(axis=axis, keepdims=True)
+    out -= xp.log(xp.exp(out).sum(axis=axis, keepdims=True))  # in place: one temporary fewer
+    return out
 
 
 def _cast(input, dtype):  # noqa: A002
