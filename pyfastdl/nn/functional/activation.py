@@ -151,8 +151,9 @@ class Softmax(Function):
     @staticmethod
     def forward(ctx, x, dim):
         xp = _xp(x)
-        e = xp.exp(x - x.max(axis=dim, keepdims=True))  # max subtracted: exp never overflows
-        y = e / e.sum(axis=dim, keepdims=True)
+        y = x - x.max(axis=dim, keepdims=True)  # max subtracted: exp never overflows
+        xp.exp(y, out=y)
+        y /= y.sum(axis=dim, keepdims=True)
         ctx.save_for_backward(y)
         ctx.dim = dim
         return y
@@ -160,7 +161,10 @@ class Softmax(Function):
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
-        return y * (g - (g * y).sum(axis=ctx.dim, keepdims=True)), None
+        gx = g * y
+        _xp(y).subtract(g, gx.sum(axis=ctx.dim, keepdims=True), out=gx)  # in place: one temporary in all
+        gx *= y
+        return gx, None
 
 
 class LogSoftmax(Function):
