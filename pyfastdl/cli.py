@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def _cmd_info(args) -> int:
@@ -118,4 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError) as e:  # bad data directory, checkpoint or option: say so, no traceback
+        print(f"pyfastdl {args.command}: error: {e}", file=sys.stderr)
+        return 2

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import time
@@ -73,9 +74,23 @@ def build_optimizer(name: str, params, lr: float, weight_decay: float, momentum:
     raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
 
 
-def build_scheduler(name: str, optimizer, lr: float, total_steps: int):
+def one_cycle(total_steps: int, warmup: float = 0.15, start: float = 0.04):
+    """The one-cycle learning-rate factor (Smith & Topin 2019) as a function of the step: linear
+    warm-up from ``start`` to 1 over the first ``warmup`` fraction of the run, then cosine decay to 0."""
+    warmup_steps = max(1, int(warmup * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return start + (1.0 - start) * step / warmup_steps
+        t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
+
+    return factor
+
+
+def build_scheduler(name: str, optimizer, total_steps: int):
     """A learning-rate schedule stepped once per batch: ``constant``; ``cosine`` (decay to 0 over
-    the run); ``onecycle`` (Smith & Topin 2019: warm up over the first 15%, then cosine down)."""
+    the run); ``onecycle`` (see :func:`one_cycle`)."""
     from ..optim import lr_scheduler
 
     if name == "constant":
@@ -83,7 +98,7 @@ def build_scheduler(name: str, optimizer, lr: float, total_steps: int):
     if name == "cosine":
         return lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     if name == "onecycle":
-        return lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps, pct_start=0.15)
+        return lr_scheduler.LambdaLR(optimizer, one_cycle(total_steps))
     raise ValueError(f"schedule must be one of {SCHEDULES}, got {name!r}")
 
 
@@ -164,7 +179,7 @@ def fit(recipe, args: argparse.Namespace, progress: bool = True, log=print) -> d
                          f"of {args.batch_size}")
     model = recipe.build_model(args).to(device)
     optimizer = build_optimizer(args.optimizer, model.parameters(), args.lr, args.weight_decay, args.momentum)
-    scheduler = build_scheduler(args.schedule, optimizer, args.lr, args.epochs * len(train_loader))
+    scheduler = build_scheduler(args.schedule, optimizer, args.epochs * len(train_loader))
     n_params = sum(int(np.prod(p.shape)) for p in model.parameters())
     log(f"{recipe.name}: {n_params:,} parameters on {device}; train {len(splits['train'])}, "
         f"val {len(splits['val']) if 'val' in splits else 0}, test {len(splits['test'])} samples; "
