@@ -1,0 +1,3 @@
+"""Vision utilities shared by the detection and segmentation models: boxes and their metrics."""
+
+from .boxes import average_precision, batched_nms, box_iou, mean_average_precision, nms  # noqa: F401
