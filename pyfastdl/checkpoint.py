@@ -32,12 +32,12 @@ class CheckpointMismatchError(ValueError):
 
 
 def _to_numpy(value) -> np.ndarray:
-    """A Tensor or array (numpy or cupy) -> a contiguous numpy array."""
-    if hasattr(value, "numpy"):
-        value = value.numpy()
-    elif hasattr(value, "get"):  # cupy array
-        value = value.get()
-    return np.ascontiguousarray(np.asarray(value))
+    """A Tensor or array (numpy or cupy) -> a contiguous numpy array on the host."""
+    from . import backend
+
+    if hasattr(value, "requires_grad"):  # a Tensor
+        value = value.data
+    return np.asarray(backend.to_device(value, "cpu"), order="C")  # (ascontiguousarray would make 0-d 1-d)
 
 
 def _is_array(value) -> bool:

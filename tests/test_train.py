@@ -15,6 +15,7 @@ from pyfastdl.cli import main
 from pyfastdl.data import ArrayDataset
 from pyfastdl.train import ClassificationRecipe, fit, get_recipe, list_recipes
 from pyfastdl.train.loop import one_cycle
+import pyfastdl.train.recipe as recipe_module
 from pyfastdl.train.recipe import _RECIPES, register_recipe
 
 QUICK = ["--epochs", "1", "--limit", "96", "--batch-size", "16", "--device", "cpu", "--quiet"]
@@ -53,6 +54,7 @@ def test_train_cli_writes_metrics_plot_checkpoint(tmp_path, capsys):
 
 def test_predict_files(tmp_path, capsys, rng):
     quick_run(tmp_path)
+    capsys.readouterr()
     image = np.zeros((20, 16))
     image[3:17, 7:9] = 255  # a light stroke on black, like the datasets
     np.save(tmp_path / "one.npy", image)
@@ -109,7 +111,7 @@ class ToyRecipe(ClassificationRecipe):
 
 
 def test_a_new_recipe_uses_the_shared_loop(tmp_path, monkeypatch):
-    monkeypatch.setitem(_RECIPES, "toy", None)  # restored (removed) after the test
+    monkeypatch.setattr(recipe_module, "_RECIPES", dict(_RECIPES))  # the registry is restored afterwards
     recipe = register_recipe(ToyRecipe())
     args = argparse.Namespace(device="cpu", seed=0, limit=None, out=str(tmp_path), **recipe.default_hparams(None))
     record = fit(recipe, args, progress=False, log=lambda *a: None)

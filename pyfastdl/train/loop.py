@@ -128,7 +128,7 @@ def run_epoch(recipe, model, loader, device: str, optimizer=None, scheduler=None
                 output = model(*to_device(inputs, device))
                 loss = recipe.loss_fn(output, to_device(target, device))
         loss_mean.update(loss.item(), n)
-        output_np = output.detach().numpy()
+        output_np = output.detach().cpu().numpy()
         for metric in metrics.values():
             metric.update(output_np, target)
         seen += n
@@ -284,7 +284,7 @@ def predict_checkpoint(path: str, inputs: list[str] | None = None, count: int = 
         (x,), target = recipe.split_batch(next(iter(batch)))
         names, targets = [f"test[{i}]" for i in range(len(target))], list(target)
     with no_grad():
-        output = model(to_device(x, args.device)).numpy()
+        output = model(to_device(x, args.device)).cpu().numpy()
     predictions = recipe.predict(output)
     labels = recipe.class_names(args)
     out = []
