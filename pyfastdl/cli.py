@@ -16,7 +16,6 @@ def _cmd_info(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from . import set_num_threads
     from .train import fit, get_recipe
 
     recipe = get_recipe(args.model)
@@ -25,8 +24,6 @@ def _cmd_train(args) -> int:
             setattr(args, key, value)
     if args.out is None:
         args.out = f"runs/{recipe.name}"
-    if args.threads:
-        set_num_threads(args.threads)
     fit(recipe, args, progress=not args.quiet)
     print(f"wrote {args.out}/metrics.json, curves.png, checkpoint.safetensors")
     return 0
@@ -78,7 +75,7 @@ def _add_train_parser(sub, recipe) -> None:
     g.add_argument("--seed", type=int, default=0, help="fixes initialisation, shuffling and augmentation")
     g.add_argument("--out", help="output directory (default runs/<model>)")
     g.add_argument("--limit", type=int, help="use at most this many samples of each split (smoke tests)")
-    g.add_argument("--threads", type=int, help="CPU threads for the kernels")
+    g.add_argument("--threads", type=int, help="CPU threads for the kernels during the run")
     g.add_argument("--quiet", action="store_true", help="no progress bar (one line per epoch)")
     recipe.add_arguments(p.add_argument_group(f"{recipe.name}"))
     p.set_defaults(func=_cmd_train, model=recipe.name)

@@ -106,7 +106,10 @@ class LeNetRecipe(ClassificationRecipe):
     Training defaults, chosen for the 2-core CPU target (>= 98% test accuracy on digits in well
     under two minutes) and set up for >= 99% on MNIST: AdamW with weight decay 5e-4 and a one-cycle
     schedule (15% warm-up then cosine decay), random translations of up to 2 pixels as the only
-    augmentation, and 10% of the training images held out for validation.
+    augmentation, and 10% of the training images held out for validation. One CPU thread by default:
+    LeNet's kernel calls take about a millisecond, too little work to share between threads, and on
+    a busy machine spinning OpenMP/OpenBLAS thread pools made a 2-thread run ~50x slower
+    (``--threads 2`` to try otherwise).
     """
 
     name = "lenet"
@@ -126,11 +129,10 @@ class LeNetRecipe(ClassificationRecipe):
                             help="fraction of the training images held out for validation")
 
     def default_hparams(self, args: argparse.Namespace) -> dict:
+        common = dict(optimizer="adamw", weight_decay=5e-4, momentum=0.9, schedule="onecycle", threads=1)
         if args.dataset == "digits":
-            return dict(epochs=15, batch_size=32, lr=3e-3, optimizer="adamw", weight_decay=5e-4, momentum=0.9,
-                        schedule="onecycle")
-        return dict(epochs=12, batch_size=64, lr=2e-3, optimizer="adamw", weight_decay=5e-4, momentum=0.9,
-                    schedule="onecycle")
+            return dict(common, epochs=15, batch_size=32, lr=3e-3)
+        return dict(common, epochs=12, batch_size=64, lr=2e-3)
 
     def build_model(self, args: argparse.Namespace) -> LeNet5:
         return LeNet5(num_classes=10, activation=args.activation, pooling=args.pooling)

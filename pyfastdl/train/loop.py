@@ -165,7 +165,19 @@ def _progress_bar(total: int, desc: str, enabled: bool):
 
 def fit(recipe, args: argparse.Namespace, progress: bool = True, log=print) -> dict:
     """Train ``recipe``'s model as ``args`` says (see ``pyfastdl train <model> --help``) and write
-    metrics.json, curves.png and checkpoint.safetensors into ``args.out``. Returns the metrics record."""
+    metrics.json, curves.png and checkpoint.safetensors into ``args.out``. Returns the metrics record.
+    ``args.threads`` (if set) is the kernels' CPU thread count for the run; the previous one is restored."""
+    threads = getattr(args, "threads", None)
+    previous = backend.get_num_threads()
+    if threads:
+        backend.set_num_threads(threads)
+    try:
+        return _fit(recipe, args, progress, log)
+    finally:
+        backend.set_num_threads(previous)
+
+
+def _fit(recipe, args, progress, log) -> dict:
     import pyfastdl
 
     wall_start = time.perf_counter()
@@ -184,7 +196,8 @@ def fit(recipe, args: argparse.Namespace, progress: bool = True, log=print) -> d
     log(f"{recipe.name}: {n_params:,} parameters on {device}; train {len(splits['train'])}, "
         f"val {len(splits['val']) if 'val' in splits else 0}, test {len(splits['test'])} samples; "
         f"{args.optimizer} lr {args.lr} wd {args.weight_decay} {args.schedule}, "
-        f"{args.epochs} epochs of {len(train_loader)} batches of {args.batch_size}")
+        f"{args.epochs} epochs of {len(train_loader)} batches of {args.batch_size}; "
+        f"{backend.get_num_threads()} CPU thread(s)")
 
     history, metric = [], recipe.main_metric
     for epoch in range(1, args.epochs + 1):

@@ -22,7 +22,7 @@ from .metrics import Accuracy, Metric
 __all__ = ["Recipe", "ClassificationRecipe", "register_recipe", "get_recipe", "list_recipes", "HPARAMS"]
 
 #: The hyper-parameters every recipe gives defaults for (the shared command-line flags).
-HPARAMS = ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "momentum", "schedule")
+HPARAMS = ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "momentum", "schedule", "threads")
 
 
 class Recipe:
@@ -42,7 +42,8 @@ class Recipe:
 
     def default_hparams(self, args: argparse.Namespace) -> dict:
         """Defaults for every name in :data:`HPARAMS`, possibly depending on ``args`` (e.g. the
-        dataset); the command line overrides them."""
+        dataset); the command line overrides them. ``threads``: CPU threads for the kernels during
+        the run (``None``: the library's setting)."""
         raise NotImplementedError
 
     def build_model(self, args: argparse.Namespace):
