@@ -60,11 +60,10 @@ def _cmd_predict(args) -> int:
 def _add_train_parser(sub, recipe) -> None:
     from .train.loop import OPTIMIZERS, SCHEDULES
 
-    p = sub.add_parser(recipe.name, help=recipe.description, description=recipe.description,
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    g = p.add_argument_group("training (defaults: the model's recipe)")
+    p = sub.add_parser(recipe.name, help=recipe.description, description=recipe.description)
+    g = p.add_argument_group("training (unset: the recipe's default, listed below)")
     g.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto",
-                   help="auto: cuda where a GPU and the CUDA kernels are present")
+                   help="auto (default): cuda where a GPU and the CUDA kernels are present")
     g.add_argument("--epochs", type=int)
     g.add_argument("--batch-size", type=int)
     g.add_argument("--lr", type=float, help="(peak) learning rate")
@@ -79,6 +78,9 @@ def _add_train_parser(sub, recipe) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress bar (one line per epoch)")
     recipe.add_arguments(p.add_argument_group(f"{recipe.name}"))
     p.set_defaults(func=_cmd_train, model=recipe.name)
+    defaults = recipe.default_hparams(p.parse_args([]))
+    p.epilog = ("recipe defaults (with the default options above): "
+                + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in defaults.items() if v is not None))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -124,9 +124,9 @@ class LeNetRecipe(ClassificationRecipe):
                             help="relu (default) or the paper's scaled_tanh, or tanh")
         parser.add_argument("--pooling", choices=POOLINGS, default="max", help="max (default) or the paper's avg")
         parser.add_argument("--shift", type=int, default=2,
-                            help="augmentation: random translation of up to this many pixels (0: none)")
+                            help="augmentation: random translation of up to this many pixels (default 2; 0: none)")
         parser.add_argument("--val-fraction", type=float, default=0.1,
-                            help="fraction of the training images held out for validation")
+                            help="fraction of the training images held out for validation (default 0.1)")
 
     def default_hparams(self, args: argparse.Namespace) -> dict:
         common = dict(optimizer="adamw", weight_decay=5e-4, momentum=0.9, schedule="onecycle", threads=1)

@@ -12,6 +12,7 @@ On the CPU a run is deterministic for a given ``--seed``: the seed fixes paramet
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -163,18 +164,24 @@ def _progress_bar(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit="batch", leave=False, disable=not enabled, dynamic_ncols=True)
 
 
+@contextlib.contextmanager
+def kernel_threads(n: int | None):
+    """Run the block with ``n`` CPU kernel threads (``None``: unchanged), then restore the setting."""
+    previous = backend.get_num_threads()
+    if n:
+        backend.set_num_threads(n)
+    try:
+        yield
+    finally:
+        backend.set_num_threads(previous)
+
+
 def fit(recipe, args: argparse.Namespace, progress: bool = True, log=print) -> dict:
     """Train ``recipe``'s model as ``args`` says (see ``pyfastdl train <model> --help``) and write
     metrics.json, curves.png and checkpoint.safetensors into ``args.out``. Returns the metrics record.
     ``args.threads`` (if set) is the kernels' CPU thread count for the run; the previous one is restored."""
-    threads = getattr(args, "threads", None)
-    previous = backend.get_num_threads()
-    if threads:
-        backend.set_num_threads(threads)
-    try:
+    with kernel_threads(getattr(args, "threads", None)):
         return _fit(recipe, args, progress, log)
-    finally:
-        backend.set_num_threads(previous)
 
 
 def _fit(recipe, args, progress, log) -> dict:
@@ -251,7 +258,12 @@ def _device_name(device: str) -> str:
         cp = backend.cupy_or_none()
         name = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)["name"]
         return name.decode() if isinstance(name, bytes) else name
-    return platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        return f"{names[0]} ({len(names)} logical CPUs)"
+    except (OSError, IndexError):
+        return platform.processor() or platform.machine()
 
 
 def _restore(path: str, overrides: dict):
@@ -277,7 +289,8 @@ def evaluate_checkpoint(path: str, split: str = "test", device: str = "auto", da
     datasets = recipe.datasets(args)
     if datasets.get(split) is None:
         raise ValueError(f"split must be one of {[k for k, v in datasets.items() if v is not None]}, got {split!r}")
-    result = evaluate(recipe, model, datasets[split], args.device, args.batch_size)
+    with kernel_threads(getattr(args, "threads", None)):
+        result = evaluate(recipe, model, datasets[split], args.device, args.batch_size)
     return {"model": recipe.name, "split": split, "samples": len(datasets[split]), **result}
 
 
@@ -296,7 +309,7 @@ def predict_checkpoint(path: str, inputs: list[str] | None = None, count: int = 
         batch = DataLoader(test, batch_size=min(count, len(test)), collate_fn=recipe.collate_fn)
         (x,), target = recipe.split_batch(next(iter(batch)))
         names, targets = [f"test[{i}]" for i in range(len(target))], list(target)
-    with no_grad():
+    with no_grad(), kernel_threads(getattr(args, "threads", None)):
         output = model(to_device(x, args.device)).cpu().numpy()
     predictions = recipe.predict(output)
     labels = recipe.class_names(args)
