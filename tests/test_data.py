@@ -246,3 +246,14 @@ def test_load_mnist_count_mismatch(tmp_path, rng):
         f.write(idx_bytes(np.zeros(5, np.uint8)))
     with pytest.raises(ValueError, match=r"mnist train: expected images .* got \(6, 28, 28\) and \(5,\)"):
         load_mnist(str(tmp_path))
+
+
+def test_digits_csv_matches_sklearn():
+    from sklearn.datasets import load_digits as sklearn_load_digits
+
+    from pyfastdl.data.digits import _sklearn_digits
+
+    images, labels = _sklearn_digits()
+    bunch = sklearn_load_digits()
+    np.testing.assert_array_equal(images, bunch.images)
+    np.testing.assert_array_equal(labels, bunch.target)
