@@ -66,7 +66,8 @@ def test_mismatch_names_and_shapes(tmp_path):
                        match=r"shape mismatch: output\.weight: checkpoint \(10, 84\) vs model \(5, 84\); "
                              r"output\.bias: checkpoint \(10,\) vs model \(5,\)"):
         load_checkpoint(path, lenet(0, num_classes=5))
-    with pytest.raises(ValueError, match=r"missing from the checkpoint: weight, bias\. not in the model: c1\.bias, c1\.weight, "):
+    with pytest.raises(ValueError,
+                       match=r"missing from the checkpoint: weight, bias\. not in the model: c1\.bias, c1\.weight, "):
         load_checkpoint(path, nn.Linear(3, 2))
 
 

@@ -8,7 +8,6 @@ import os
 import numpy as np
 import pytest
 
-import pyfastdl
 from pyfastdl import nn
 from pyfastdl.checkpoint import read_checkpoint
 from pyfastdl.cli import main
