@@ -1,10 +1,12 @@
-"""The `pyfastdl` command line: info, train, eval, predict."""
+"""The `pyfastdl` command line: info, train, eval, predict, bench."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+
+from . import bench
 
 
 def _cmd_info(args) -> int:
@@ -113,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     eval_p.add_argument("--batch-size", type=int)
     predict_p.add_argument("inputs", nargs="*", help="image files (PNG) or .npy arrays; none: test samples")
     predict_p.add_argument("--count", type=int, default=10, help="test samples to predict when no inputs are given")
+
+    bench.add_parser(sub)
     return parser
 
 
