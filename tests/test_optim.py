@@ -291,3 +291,22 @@ def test_clip_grad_norm_nonfinite():
     p.grad = pf.tensor(np.array([np.inf, 1.0], np.float32))
     with pytest.raises(RuntimeError, match="non-finite"):
         nn.utils.clip_grad_norm_([p], 1.0, error_if_nonfinite=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name,kwargs", [("SGD", SGD_CASES[4]), ("Adam", ADAM_CASES[4]), ("AdamW", ADAM_CASES[3])])
+def test_gpu_trajectory_matches_cpu(name, kwargs, rng):
+    ps, grad = _problem(rng)
+    cpu, _ = _run_ours(name, kwargs, ps, grad)
+    params = [nn.Parameter(pf.tensor(p, dtype=np.float32, device="cuda")) for p in ps]
+    opt = getattr(optim, name)(params, **kwargs)
+    for _ in range(STEPS):
+        for i, p in enumerate(params):
+            p.grad = pf.tensor(grad(i, p.data.get().astype(np.float64)).astype(np.float32), device="cuda")
+        opt.step()
+    for c, p in zip(cpu, params):
+        assert rel_err(p.data.get(), c) < 1e-5
+    sd = opt.state_dict()
+    assert all(isinstance(v, np.ndarray) for s in sd["state"].values() for v in s.values())
+    total = nn.utils.clip_grad_norm_(params, 0.1)
+    assert total.device == "cuda"

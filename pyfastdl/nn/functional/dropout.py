@@ -5,6 +5,8 @@ on the input's device."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from ...autograd import Function
 from ...random import generator_for
 from ...tensor import Tensor
@@ -15,7 +17,7 @@ __all__ = ["dropout"]
 class Dropout(Function):
     @staticmethod
     def forward(ctx, x, p, generator):
-        keep = generator_for(x, generator).random(x.shape, dtype="float32") >= p
+        keep = generator_for(x, generator).random(x.shape, dtype=np.float32) >= p
         scale = x.dtype.type(0.0 if p == 1 else 1.0 / (1.0 - p))
         mask = keep.astype(x.dtype) * scale
         ctx.save_for_backward(mask)

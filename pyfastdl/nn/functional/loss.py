@@ -39,7 +39,7 @@ def _check_reduction(name, reduction):
 
 
 def _class_rows(name, input, target, weight, ignore_index):  # noqa: A002
-    """Validate and return (target array flattened to (M,), C); raises naming the bad argument."""
+    """Validate and return the target array flattened to (M,); raises naming the bad argument."""
     if not isinstance(input, Tensor):
         raise TypeError(f"{name}: input must be a Tensor, got {type(input).__name__}")
     if not isinstance(target, Tensor):
@@ -65,7 +65,7 @@ def _class_rows(name, input, target, weight, ignore_index):  # noqa: A002
     bad = ((t < 0) | (t >= c)) & (t != ignore_index)
     if bool(bad.any()):
         raise IndexError(f"{name}: target {int(t[bad][0])} is out of bounds for {c} classes")
-    return t, c
+    return t
 
 
 def _to_rows(x):
@@ -155,7 +155,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     _check_reduction("cross_entropy", reduction)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
-    t, _ = _class_rows("cross_entropy", input, target, weight, ignore_index)
+    t = _class_rows("cross_entropy", input, target, weight, ignore_index)
     return CrossEntropy.apply(input, weight, t, ignore_index, float(label_smoothing), reduction)
 
 
@@ -188,7 +188,7 @@ class NLLLoss(Function):
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):  # noqa: A002
     """Negative log-likelihood of class indices given log-probabilities ``input`` (shapes as cross_entropy)."""
     _check_reduction("nll_loss", reduction)
-    t, _ = _class_rows("nll_loss", input, target, weight, ignore_index)
+    t = _class_rows("nll_loss", input, target, weight, ignore_index)
     return NLLLoss.apply(input, weight, t, ignore_index, reduction)
 
 

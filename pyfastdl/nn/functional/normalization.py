@@ -40,7 +40,8 @@ class BatchNorm(Function):
         n = x.size // x.shape[1]
         if training:
             mean = x.mean(axis=axes)
-            var = ((x - mean.reshape(shape)) ** 2).mean(axis=axes)
+            centered = x - mean.reshape(shape)
+            var = (centered * centered).mean(axis=axes)
             if running_mean is not None:
                 running_mean *= 1 - momentum
                 running_mean += momentum * mean
@@ -48,9 +49,11 @@ class BatchNorm(Function):
                 running_var *= 1 - momentum
                 running_var += (momentum * n / (n - 1)) * var
         else:
-            mean, var = running_mean, running_var
+            centered = x - running_mean.reshape(shape)
+            var = running_var
         invstd = (1 / xp.sqrt(var + eps)).reshape(shape)
-        x_hat = (x - mean.reshape(shape)) * invstd
+        x_hat = centered
+        x_hat *= invstd  # in place: centered is a fresh array
         y = x_hat if weight is None else x_hat * weight.reshape(shape)
         if bias is not None:
             y = y + bias.reshape(shape)

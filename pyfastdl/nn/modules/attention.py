@@ -68,10 +68,10 @@ class MultiheadAttention(Module):
             init.zeros_(self.in_proj_bias)
             init.zeros_(self.out_proj.bias)
 
-    def _project(self, query, key, value):
+    def _project(self, query, key, value, self_attention):
         """q, k, v (N, H, L or S, head_dim) from batch-first inputs."""
         e, w, b = self.embed_dim, self.in_proj_weight, self.in_proj_bias
-        if query is key and key is value:  # self-attention: one matrix product for all three
+        if self_attention:  # one matrix product for all three
             q, k, v = (F.linear(query, w, b)[..., i * e:(i + 1) * e] for i in range(3))
         else:
             q, k, v = (F.linear(x, w[i * e:(i + 1) * e], None if b is None else b[i * e:(i + 1) * e])
@@ -98,7 +98,8 @@ class MultiheadAttention(Module):
         if key_padding_mask is not None:
             kp = _additive(key_padding_mask, dtype, "key_padding_mask")
             if kp.shape != (n, ls):
-                raise ValueError(f"MultiheadAttention: key_padding_mask has shape {tuple(kp.shape)}; expected ({n}, {ls})")
+                raise ValueError(f"MultiheadAttention: key_padding_mask has shape {tuple(kp.shape)}; "
+                                 f"expected ({n}, {ls})")
             kp = kp.reshape(n, 1, 1, ls)
             mask = kp if mask is None else mask + kp
         return mask
@@ -108,17 +109,17 @@ class MultiheadAttention(Module):
         """Returns (output like query, weights (N, L, S) averaged over heads, (N, H, L, S) if not
         average_attn_weights, or None when need_weights=False)."""
         batched = query.ndim == 3
+        self_attention = query is key and key is value
         if not batched:
             query, key, value = (t.unsqueeze(0) for t in (query, key, value))
             key_padding_mask = None if key_padding_mask is None else key_padding_mask.reshape(1, -1)
         elif not self.batch_first:
-            query, key, value = ((t.transpose(0, 1) if t is not None else t) for t in (query, key, value))
-            key, value = (query if k is None else k for k in (key, value))
+            query, key, value = (t.transpose(0, 1) for t in (query, key, value))
         if query.shape[-1] != self.embed_dim or key.shape != value.shape or key.shape[0] != query.shape[0]:
             raise ValueError(f"MultiheadAttention: query {query.shape}, key {key.shape}, value {value.shape} do not "
                              f"fit embed_dim {self.embed_dim} (batch-first shapes shown)")
         n, lq, ls = query.shape[0], query.shape[1], key.shape[1]
-        q, k, v = self._project(query, key, value)
+        q, k, v = self._project(query, key, value, self_attention)
         mask = self._mask(n, lq, ls, attn_mask, key_padding_mask, is_causal, q.dtype)
         dropout = self.dropout if self.training else 0.0
         weights = None
@@ -132,8 +133,8 @@ class MultiheadAttention(Module):
                 weights = attn.mean(dim=1) if average_attn_weights else attn
         else:
             causal_only = is_causal and attn_mask is None and key_padding_mask is None
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=None if causal_only or mask is None else Tensor(mask),
-                                                 is_causal=causal_only)
+            kernel_mask = None if causal_only or mask is None else Tensor(mask)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=kernel_mask, is_causal=causal_only)
         out = self.out_proj(out.permute(0, 2, 1, 3).reshape(n, lq, self.embed_dim))
         if not batched:
             return out.squeeze(0), None if weights is None else weights.squeeze(0)

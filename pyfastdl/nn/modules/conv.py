@@ -51,17 +51,14 @@ class _ConvNd(Module):
         self.reset_parameters()
 
     def _resolve_padding(self, padding):
-        """Ints, or torch's "valid" (no padding) and "same" (output size = input size, stride 1)."""
-        if padding == "valid":
-            return (0,) * self._dims
-        if padding == "same":
-            if any(s != 1 for s in self.stride) or self._transposed:
-                raise ValueError(f"{type(self).__name__}: padding='same' needs stride 1 (and no transposition)")
-            total = [d * (k - 1) for d, k in zip(self.dilation, self.kernel_size)]
-            if any(t % 2 for t in total):
-                raise ValueError(f"{type(self).__name__}: padding='same' needs an odd effective kernel size here "
-                                 "(asymmetric padding is not supported)")
-            return tuple(t // 2 for t in total)
+        """Ints, or torch's "valid" (no padding) and "same" (output size = input size; stride 1), which
+        the functional op resolves."""
+        if isinstance(padding, str):
+            if padding not in ("valid", "same") or self._transposed:
+                raise ValueError(f"{type(self).__name__}: padding must be ints, 'valid' or 'same', got {padding!r}")
+            if padding == "same" and any(s != 1 for s in self.stride):
+                raise ValueError(f"{type(self).__name__}: padding='same' is not supported for strided convolutions")
+            return padding
         return _tuple(padding, self._dims, "padding")
 
     def reset_parameters(self):
@@ -70,7 +67,7 @@ class _ConvNd(Module):
     def extra_repr(self):
         n = self._dims
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-        if self.padding != (0,) * n:
+        if self.padding != (0,) * n:  # also prints "valid"/"same"
             s += f", padding={self.padding}"
         if self.dilation != (1,) * n:
             s += f", dilation={self.dilation}"
@@ -100,7 +97,8 @@ class Conv1d(_ConvNd):
 
     def forward(self, input):  # noqa: A002
         self._check_input(input)
-        return F.conv1d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        padding = self.padding if isinstance(self.padding, str) else self.padding[0]
+        return F.conv1d(input, self.weight, self.bias, self.stride[0], padding, self.dilation[0], self.groups)
 
 
 class Conv2d(_ConvNd):

@@ -127,7 +127,8 @@ class Module:
         """Add a buffer: state that is saved in state_dict (if persistent) and moved by to(), but not trained."""
         self._check_name(name, "buffer")
         if tensor is not None and not isinstance(tensor, Tensor):
-            raise TypeError(f"cannot assign '{type(tensor).__name__}' object to buffer '{name}' (Tensor or None required)")
+            raise TypeError(f"cannot assign '{type(tensor).__name__}' object to buffer '{name}' "
+                            "(Tensor or None required)")
         self._store(name)
         self._forget(name)
         self._buffers[name] = tensor

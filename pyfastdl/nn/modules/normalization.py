@@ -13,7 +13,7 @@ __all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm"]
 
 
 class _BatchNorm(Module):
-    """Parameters weight (C,) = 1 and bias (C,) = 0 (if affine); buffers running_mean = 0,
+    """Parameters weight (C,) = 1 and bias (C,) = 0 (if affine; bias=False drops the bias); buffers running_mean = 0,
     running_var = 1 and num_batches_tracked (int64) if track_running_stats.
 
     Training: normalise with the batch's statistics and update the running ones with ``momentum``
@@ -23,7 +23,7 @@ class _BatchNorm(Module):
     _input_dims: tuple = ()
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, device=None,
-                 dtype=None):
+                 dtype=None, *, bias=True):
         super().__init__()
         self.num_features = num_features
         self.eps = eps
@@ -32,7 +32,7 @@ class _BatchNorm(Module):
         self.track_running_stats = track_running_stats
         c = (num_features,)
         self.register_parameter("weight", _factory.parameter(c, device, dtype) if affine else None)
-        self.register_parameter("bias", _factory.parameter(c, device, dtype) if affine else None)
+        self.register_parameter("bias", _factory.parameter(c, device, dtype) if affine and bias else None)
         if track_running_stats:
             self.register_buffer("running_mean", _factory.buffer(0, c, device, dtype))
             self.register_buffer("running_var", _factory.buffer(1, c, device, dtype))
@@ -50,8 +50,9 @@ class _BatchNorm(Module):
 
     def reset_parameters(self):
         self.reset_running_stats()
-        if self.affine:
+        if self.weight is not None:
             init.ones_(self.weight)
+        if self.bias is not None:
             init.zeros_(self.bias)
 
     def forward(self, input):  # noqa: A002
@@ -70,7 +71,7 @@ class _BatchNorm(Module):
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-                f"track_running_stats={self.track_running_stats}")
+                f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}")
 
 
 class BatchNorm1d(_BatchNorm):
@@ -110,4 +111,5 @@ class LayerNorm(Module):
         return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self):
-        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+        return (f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, "
+                f"bias={self.bias is not None}")
