@@ -331,3 +331,19 @@ def test_raw_kernels_on_device(device, case, rng):
     assert rel_err(backend.to_device(gx, "cpu"), gx_ref) < tol
     gw = K.conv2d_backward_weight(dx, dy, w.shape, **conf, out=poisoned(w.shape))
     assert rel_err(backend.to_device(gw, "cpu"), gw_ref) < tol
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_thread_counts(threads, rng):
+    """Task-parallel and serial paths agree for other thread counts (and uneven task splits)."""
+    x, w, b, conf = make_case(rng, "groups2")
+    gy = rng.standard_normal(ref.conv2d(x, w, b, **conf).shape)
+    gx_ref, gw_ref, _ = ref.conv2d_grads(x, w, gy, **conf)
+    before = pf.get_num_threads()
+    pf.set_num_threads(threads)
+    try:
+        assert rel_err(K.conv2d_forward(x, w, b, **conf), ref.conv2d(x, w, b, **conf)) < 1e-10
+        assert rel_err(K.conv2d_backward_input(gy, w, x.shape, **conf), gx_ref) < 1e-10
+        assert rel_err(K.conv2d_backward_weight(x, gy, w.shape, **conf), gw_ref) < 1e-10
+    finally:
+        pf.set_num_threads(before)

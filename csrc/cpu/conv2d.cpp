@@ -32,6 +32,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <mutex>
 
 #include "cpu/gemm.h"
 
@@ -62,20 +63,74 @@ T* workspace(int64_t n) {
   return buf.get();
 }
 
-// How many images share one GEMM: enough that the product has ~kMinColumns columns, no more than
-// the cols buffer budget allows (at least one image), never more than N. A pointwise convolution
-// reads its columns straight from x, one image at a time.
-constexpr int64_t kMinColumns = 1024;
-// Below this many elements a loop runs on the calling thread: waking the OpenMP team costs more
-// than the copy, and idle team threads spinning would compete with OpenBLAS's threads.
+// Below this many elements a copy loop runs on the calling thread: waking the OpenMP team costs
+// more than the copy.
 constexpr int64_t kParallelMin = int64_t(1) << 15;
+
+// How the batch is cut into chunks of nb images that share one GEMM, and the tasks (chunk, group)
+// that the passes loop over. nb gives the product about kMinColumns columns (a pointwise
+// convolution reads its columns straight from x, one image at a time) within the cols budget;
+// the number of chunks is then rounded up to a multiple of the thread count so tasks divide evenly.
+constexpr int64_t kMinColumns = 1024;
 constexpr int64_t kColsBudget = int64_t(1) << 22;  // elements
-int64_t images_per_chunk(const Conv2dArgs& a) {
-  if (a.is_pointwise()) return 1;
-  int64_t per_image = a.col_rows() * a.col_cols();
-  int64_t nb = (kMinColumns + a.col_cols() - 1) / a.col_cols();
-  nb = std::min(nb, std::max<int64_t>(1, kColsBudget / per_image));
-  return std::min(nb, a.N);
+struct Plan {
+  int64_t nb, chunks, tasks;
+  Plan(const Conv2dArgs& a, int64_t threads) {
+    int64_t per_chunk = 1;
+    if (!a.is_pointwise()) {
+      per_chunk = (kMinColumns + a.col_cols() - 1) / a.col_cols();
+      per_chunk = std::min(per_chunk, std::max<int64_t>(1, kColsBudget / (a.col_rows() * a.col_cols())));
+    }
+    int64_t n_chunks = (a.N + per_chunk - 1) / per_chunk;
+    n_chunks = std::min(a.N, (n_chunks + threads - 1) / threads * threads);
+    nb = (a.N + n_chunks - 1) / n_chunks;
+    chunks = (a.N + nb - 1) / nb;
+    tasks = chunks * a.groups;
+  }
+};
+
+// OpenBLAS (a pthreads build) runs one thread per call while an object of this type lives, so that
+// OpenMP threads can each run their own GEMM. Nested or concurrent users share one saved setting.
+extern "C" int scipy_openblas_get_num_threads();
+extern "C" void scipy_openblas_set_num_threads(int);
+class SingleThreadedBlas {
+ public:
+  SingleThreadedBlas() {
+    std::lock_guard<std::mutex> lock(mutex());
+    if (depth()++ == 0) {
+      saved() = scipy_openblas_get_num_threads();
+      scipy_openblas_set_num_threads(1);
+    }
+  }
+  ~SingleThreadedBlas() {
+    std::lock_guard<std::mutex> lock(mutex());
+    if (--depth() == 0) scipy_openblas_set_num_threads(saved());
+  }
+  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
+  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
+
+ private:
+  static std::mutex& mutex() {
+    static std::mutex m;
+    return m;
+  }
+  static int& depth() {
+    static int d = 0;
+    return d;
+  }
+  static int& saved() {
+    static int n = 1;
+    return n;
+  }
+};
+
+// Whether the (chunk, group) tasks run side by side, one per OpenMP thread with a single-threaded
+// GEMM each (one barrier per pass: robust when the cores are shared), or one after another with
+// OpenBLAS threading each GEMM and OpenMP each copy (when there are fewer tasks than threads).
+// Inside a task-parallel region the copy loops' own `omp parallel` pragmas run on one thread.
+bool task_parallel(const Plan& plan) {
+  const int64_t threads = omp_get_max_threads();
+  return threads > 1 && plan.tasks >= threads;
 }
 
 // Copies nb x rows planes of `len` elements between two layouts, adding bias[row] if given:
@@ -151,108 +206,143 @@ void col2im(const Conv2dArgs& a, const T* cols, int64_t n0, int64_t nb, int64_t 
     }
 }
 
-// The pieces every fast pass needs for one (chunk, group): where the GEMM's [K/g, m*P*Q] operand
-// lives (straight in NCHW when the chunk is one image, else in a staging buffer) and where the
-// im2col matrix lives (straight in x for a pointwise convolution, else in the cols buffer).
-template <class T>
-struct Chunking {
-  const Conv2dArgs& a;
-  int64_t nb;
-  T* cols;     // col_rows() x nb*P*Q, unused when pointwise
-  T* staging;  // K/g x nb*P*Q, unused when nb == 1
+// Offset of (image n, channel ch) in an NCHW array with `channels` channels of `plane` elements.
+int64_t at(int64_t n, int64_t ch, int64_t channels, int64_t plane) { return (n * channels + ch) * plane; }
 
-  explicit Chunking(const Conv2dArgs& args) : a(args), nb(images_per_chunk(args)) {
-    const int64_t cols_size = a.is_pointwise() ? 0 : a.col_rows() * nb * a.col_cols();
-    const int64_t staging_size = nb > 1 ? a.K_per_group() * nb * a.col_cols() : 0;
+// One task: images [n0, n0+m) of one group g, with the calling thread's scratch buffers. It knows
+// where the GEMM operands live: the im2col matrix straight in x for a pointwise convolution, else
+// in `cols`; an output block straight in NCHW when m == 1, else in `staging` as [K/g, m*P*Q].
+template <class T>
+struct Task {
+  const Conv2dArgs& a;
+  int64_t n0, m, g;
+  T* cols;     // col_rows() x m*P*Q, unused when pointwise (backward input: always used unless pointwise)
+  T* staging;  // K/g x m*P*Q, unused when m == 1
+
+  Task(const Conv2dArgs& args, const Plan& plan, int64_t t) : a(args) {
+    const int64_t chunk = t / a.groups;
+    g = t % a.groups;
+    n0 = chunk * plan.nb;
+    m = std::min(plan.nb, a.N - n0);
+    const int64_t cols_size = a.is_pointwise() ? 0 : a.col_rows() * plan.nb * a.col_cols();
+    const int64_t staging_size = plan.nb > 1 ? a.K_per_group() * plan.nb * a.col_cols() : 0;
     cols = workspace<T>(cols_size + staging_size);
     staging = cols + cols_size;
   }
 
-  // Offset of (image n, channel ch) in an NCHW array with `ch_total` channels of `plane` elements.
-  static int64_t at(int64_t n, int64_t ch, int64_t ch_total, int64_t plane) { return (n * ch_total + ch) * plane; }
+  int64_t columns_n() const { return m * a.col_cols(); }  // the GEMMs' column count
 
-  // The im2col matrix of images [n0, n0+m), group g, and its leading dimension.
-  std::pair<const T*, int64_t> columns(const T* x, int64_t n0, int64_t m, int64_t g) const {
+  // The im2col matrix of this task's images and group, and its leading dimension.
+  std::pair<const T*, int64_t> columns(const T* x) const {
     if (a.is_pointwise()) return {x + at(n0, g * a.C_per_group(), a.C, a.H * a.W), a.H * a.W};
     im2col(a, x, n0, m, g * a.C_per_group(), cols);
-    return {cols, m * a.col_cols()};
+    return {cols, columns_n()};
   }
 
-  // Output-side block of images [n0, n0+m), group g, as the GEMM's C: a pointer into y and its
-  // leading dimension when m == 1, else the staging buffer (finish_out_block writes it back).
-  std::pair<T*, int64_t> out_block(T* y, int64_t n0, int64_t m, int64_t g) const {
-    const int64_t PQ = a.col_cols();
-    if (m == 1) return {y + at(n0, g * a.K_per_group(), a.K, PQ), PQ};
-    return {staging, m * PQ};
+  // The task's block of an output y, as the GEMM's C (finish_out_block then writes it back).
+  std::pair<T*, int64_t> out_block(T* y) const {
+    if (m == 1) return {y + at(n0, g * a.K_per_group(), a.K, a.col_cols()), a.col_cols()};
+    return {staging, columns_n()};
   }
 
-  // The same block of an output gradient dy, as a GEMM operand (copied to the staging buffer if m > 1).
-  std::pair<const T*, int64_t> grad_block(const T* dy, int64_t n0, int64_t m, int64_t g) const {
-    const int64_t PQ = a.col_cols(), Kg = a.K_per_group();
-    const T* src = dy + at(n0, g * Kg, a.K, PQ);
-    if (m == 1) return {src, PQ};
-    copy_planes<T>(src, a.K * PQ, PQ, staging, PQ, m * PQ, m, Kg, PQ, nullptr);
-    return {staging, m * PQ};
-  }
-
-  // Writes a staged block back to y (adding bias), or adds bias in place when it was computed in y.
-  void finish_out_block(T* y, int64_t n0, int64_t m, int64_t g, const T* bias) const {
+  // Writes a staged block back to y adding bias, or adds bias in place when it was computed in y.
+  void finish_out_block(T* y, const T* bias) const {
     const int64_t PQ = a.col_cols(), Kg = a.K_per_group();
     T* dst = y + at(n0, g * Kg, a.K, PQ);
     const T* b = bias ? bias + g * Kg : nullptr;
-    if (m > 1) copy_planes<T>(staging, PQ, m * PQ, dst, a.K * PQ, PQ, m, Kg, PQ, b);
+    if (m > 1) copy_planes<T>(staging, PQ, columns_n(), dst, a.K * PQ, PQ, m, Kg, PQ, b);
     else if (b) copy_planes<T>(dst, a.K * PQ, PQ, dst, a.K * PQ, PQ, 1, Kg, PQ, b);
   }
+
+  // The task's block of an output gradient dy, as a GEMM operand (copied to staging if m > 1).
+  std::pair<const T*, int64_t> grad_block(const T* dy) const {
+    const int64_t PQ = a.col_cols(), Kg = a.K_per_group();
+    const T* src = dy + at(n0, g * Kg, a.K, PQ);
+    if (m == 1) return {src, PQ};
+    copy_planes<T>(src, a.K * PQ, PQ, staging, PQ, columns_n(), m, Kg, PQ, nullptr);
+    return {staging, columns_n()};
+  }
 };
+
+// Runs fn(t) for every task t, side by side or one after another (see task_parallel).
+template <class Fn>
+void run_tasks(const Plan& plan, Fn&& fn) {
+  if (!task_parallel(plan)) {
+    for (int64_t t = 0; t < plan.tasks; ++t) fn(t);
+    return;
+  }
+  SingleThreadedBlas one_thread_per_gemm;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t t = 0; t < plan.tasks; ++t) fn(t);
+}
 
 }  // namespace
 
 template <class T>
 void conv2d_forward_cpu(const Conv2dArgs& a, const T* x, const T* w, const T* bias, T* y) {
-  const Chunking<T> ch(a);
+  const Plan plan(a, omp_get_max_threads());
   const int64_t Kg = a.K_per_group(), CRS = a.col_rows();
-  for (int64_t n0 = 0; n0 < a.N; n0 += ch.nb) {
-    const int64_t m = std::min(ch.nb, a.N - n0);
-    for (int64_t g = 0; g < a.groups; ++g) {
-      auto [cols, ldcols] = ch.columns(x, n0, m, g);
-      auto [out, ldout] = ch.out_block(y, n0, m, g);
-      gemm(false, false, Kg, m * a.col_cols(), CRS, T(1), w + g * Kg * CRS, CRS, cols, ldcols, T(0), out, ldout);
-      ch.finish_out_block(y, n0, m, g, bias);
-    }
-  }
+  run_tasks(plan, [&](int64_t t) {
+    const Task<T> task(a, plan, t);
+    auto [cols, ldcols] = task.columns(x);
+    auto [out, ldout] = task.out_block(y);
+    gemm(false, false, Kg, task.columns_n(), CRS, T(1), w + task.g * Kg * CRS, CRS, cols, ldcols, T(0), out, ldout);
+    task.finish_out_block(y, bias);
+  });
 }
 
 template <class T>
 void conv2d_backward_input_cpu(const Conv2dArgs& a, const T* dy, const T* w, T* dx) {
-  const Chunking<T> ch(a);
+  const Plan plan(a, omp_get_max_threads());
   const int64_t Kg = a.K_per_group(), Cg = a.C_per_group(), CRS = a.col_rows(), HW = a.H * a.W;
-  for (int64_t n0 = 0; n0 < a.N; n0 += ch.nb) {
-    const int64_t m = std::min(ch.nb, a.N - n0);
-    for (int64_t g = 0; g < a.groups; ++g) {
-      auto [dyg, lddy] = ch.grad_block(dy, n0, m, g);
-      const T* wg = w + g * Kg * CRS;
-      if (a.is_pointwise()) {  // dx[n, group g] = W_g^T @ dY[n, group g], straight into dx
-        gemm(true, false, Cg, HW, Kg, T(1), wg, CRS, dyg, lddy, T(0), dx + Chunking<T>::at(n0, g * Cg, a.C, HW), HW);
-      } else {
-        gemm(true, false, CRS, m * a.col_cols(), Kg, T(1), wg, CRS, dyg, lddy, T(0), ch.cols, m * a.col_cols());
-        col2im(a, ch.cols, n0, m, g * Cg, dx);
-      }
+  run_tasks(plan, [&](int64_t t) {
+    const Task<T> task(a, plan, t);
+    auto [dyg, lddy] = task.grad_block(dy);
+    const T* wg = w + task.g * Kg * CRS;
+    if (a.is_pointwise()) {  // dx[n, group g] = W_g^T @ dY[n, group g], straight into dx
+      gemm(true, false, Cg, HW, Kg, T(1), wg, CRS, dyg, lddy, T(0), dx + at(task.n0, task.g * Cg, a.C, HW), HW);
+    } else {
+      gemm(true, false, CRS, task.columns_n(), Kg, T(1), wg, CRS, dyg, lddy, T(0), task.cols, task.columns_n());
+      col2im(a, task.cols, task.n0, task.m, task.g * Cg, dx);
     }
-  }
+  });
 }
 
+// Tasks of different chunks add into the same weight gradient, so side-by-side tasks each
+// accumulate into their thread's own copy of dw, summed at the end.
 template <class T>
 void conv2d_backward_weight_cpu(const Conv2dArgs& a, const T* x, const T* dy, T* dw) {
-  const Chunking<T> ch(a);
-  const int64_t Kg = a.K_per_group(), CRS = a.col_rows();
-  for (int64_t n0 = 0; n0 < a.N; n0 += ch.nb) {
-    const int64_t m = std::min(ch.nb, a.N - n0);
-    for (int64_t g = 0; g < a.groups; ++g) {
-      auto [cols, ldcols] = ch.columns(x, n0, m, g);
-      auto [dyg, lddy] = ch.grad_block(dy, n0, m, g);
-      gemm(false, true, Kg, CRS, m * a.col_cols(), T(1), dyg, lddy, cols, ldcols, T(n0 == 0 ? 0 : 1),
-           dw + g * Kg * CRS, CRS);
+  const Plan plan(a, omp_get_max_threads());
+  const int64_t Kg = a.K_per_group(), CRS = a.col_rows(), size = a.K * CRS;
+  auto accumulate = [&](int64_t t, T* into, T beta) {
+    const Task<T> task(a, plan, t);
+    auto [cols, ldcols] = task.columns(x);
+    auto [dyg, lddy] = task.grad_block(dy);
+    gemm(false, true, Kg, CRS, task.columns_n(), T(1), dyg, lddy, cols, ldcols, beta, into + task.g * Kg * CRS, CRS);
+  };
+  if (!task_parallel(plan)) {
+    for (int64_t t = 0; t < plan.tasks; ++t) accumulate(t, dw, T(t < a.groups ? 0 : 1));  // chunk 0 overwrites
+    return;
+  }
+  std::unique_ptr<T[]> partial(new T[omp_get_max_threads() * size]);
+  int threads = 1;  // the team's actual size
+  {
+    SingleThreadedBlas one_thread_per_gemm;
+#pragma omp parallel
+    {
+#pragma omp master
+      threads = omp_get_num_threads();
+      T* mine = partial.get() + omp_get_thread_num() * size;
+      std::fill(mine, mine + size, T(0));
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t t = 0; t < plan.tasks; ++t) accumulate(t, mine, T(1));
     }
+  }
+#pragma omp parallel for schedule(static) if (size * threads >= kParallelMin)
+  for (int64_t i = 0; i < size; ++i) {
+    T sum = 0;
+    for (int th = 0; th < threads; ++th) sum += partial[th * size + i];
+    dw[i] = sum;
   }
 }
 
