@@ -30,6 +30,10 @@ CASES = {
     "depthwise_x2": (1, 3, 6, 6, 6, 3, 3, 1, 1, 1, 3),
     "lenet_batch1": (1, 1, 32, 32, 6, 5, 5, 1, 0, 1, 1),
     "chunked_batch": (70, 2, 4, 5, 3, 3, 3, 1, 1, 1, 1),  # several images per GEMM, partial last chunk
+    # large enough (> 2^20 multiply-adds) for the task-parallel path: one GEMM per thread
+    "parallel_groups": (8, 8, 16, 16, 16, 3, 3, 1, 1, 1, 2),
+    "parallel_pointwise": (4, 64, 16, 16, 64, 1, 1, 1, 0, 1, 1),
+    "parallel_chunked": (41, 16, 6, 6, 16, 3, 3, 1, 1, 1, 1),
 }
 
 
@@ -312,7 +316,7 @@ def test_functional_errors(rng):
 # ---- every device: raw kernels against the CPU reference, outputs poisoned --------------------------
 
 
-@pytest.mark.parametrize("case", ["pointwise", "kernel_gt_stride", "depthwise", "chunked_batch"])
+@pytest.mark.parametrize("case", ["pointwise", "kernel_gt_stride", "depthwise", "chunked_batch", "parallel_groups"])
 def test_raw_kernels_on_device(device, case, rng):
     x, w, b, conf = make_case(rng, case, np.float32)
     y_ref = ref.conv2d(x, w, b, **conf)
@@ -336,7 +340,7 @@ def test_raw_kernels_on_device(device, case, rng):
 @pytest.mark.parametrize("threads", [1, 3])
 def test_thread_counts(threads, rng):
     """Task-parallel and serial paths agree for other thread counts (and uneven task splits)."""
-    x, w, b, conf = make_case(rng, "groups2")
+    x, w, b, conf = make_case(rng, "parallel_chunked")
     gy = rng.standard_normal(ref.conv2d(x, w, b, **conf).shape)
     gx_ref, gw_ref, _ = ref.conv2d_grads(x, w, gy, **conf)
     before = pf.get_num_threads()

@@ -128,9 +128,12 @@ class SingleThreadedBlas {
 // GEMM each (one barrier per pass: robust when the cores are shared), or one after another with
 // OpenBLAS threading each GEMM and OpenMP each copy (when there are fewer tasks than threads).
 // Inside a task-parallel region the copy loops' own `omp parallel` pragmas run on one thread.
-bool task_parallel(const Plan& plan) {
+// Small convolutions (under kTaskParallelMin multiply-adds, tens of microseconds) stay on the
+// calling thread: waking a team would cost more, and far more when the cores are busy elsewhere.
+constexpr int64_t kTaskParallelMin = int64_t(1) << 20;
+bool task_parallel(const Conv2dArgs& a, const Plan& plan) {
   const int64_t threads = omp_get_max_threads();
-  return threads > 1 && plan.tasks >= threads;
+  return threads > 1 && plan.tasks >= threads && a.macs() >= kTaskParallelMin;
 }
 
 // Copies nb x rows planes of `len` elements between two layouts, adding bias[row] if given:
@@ -266,8 +269,8 @@ struct Task {
 
 // Runs fn(t) for every task t, side by side or one after another (see task_parallel).
 template <class Fn>
-void run_tasks(const Plan& plan, Fn&& fn) {
-  if (!task_parallel(plan)) {
+void run_tasks(const Conv2dArgs& a, const Plan& plan, Fn&& fn) {
+  if (!task_parallel(a, plan)) {
     for (int64_t t = 0; t < plan.tasks; ++t) fn(t);
     return;
   }
@@ -282,7 +285,7 @@ template <class T>
 void conv2d_forward_cpu(const Conv2dArgs& a, const T* x, const T* w, const T* bias, T* y) {
   const Plan plan(a, omp_get_max_threads());
   const int64_t Kg = a.K_per_group(), CRS = a.col_rows();
-  run_tasks(plan, [&](int64_t t) {
+  run_tasks(a, plan, [&](int64_t t) {
     const Task<T> task(a, plan, t);
     auto [cols, ldcols] = task.columns(x);
     auto [out, ldout] = task.out_block(y);
@@ -295,7 +298,7 @@ template <class T>
 void conv2d_backward_input_cpu(const Conv2dArgs& a, const T* dy, const T* w, T* dx) {
   const Plan plan(a, omp_get_max_threads());
   const int64_t Kg = a.K_per_group(), Cg = a.C_per_group(), CRS = a.col_rows(), HW = a.H * a.W;
-  run_tasks(plan, [&](int64_t t) {
+  run_tasks(a, plan, [&](int64_t t) {
     const Task<T> task(a, plan, t);
     auto [dyg, lddy] = task.grad_block(dy);
     const T* wg = w + task.g * Kg * CRS;
@@ -320,7 +323,7 @@ void conv2d_backward_weight_cpu(const Conv2dArgs& a, const T* x, const T* dy, T*
     auto [dyg, lddy] = task.grad_block(dy);
     gemm(false, true, Kg, CRS, task.columns_n(), T(1), dyg, lddy, cols, ldcols, beta, into + task.g * Kg * CRS, CRS);
   };
-  if (!task_parallel(plan)) {
+  if (!task_parallel(a, plan)) {
     for (int64_t t = 0; t < plan.tasks; ++t) accumulate(t, dw, T(t < a.groups ? 0 : 1));  // chunk 0 overwrites
     return;
   }
