@@ -12,14 +12,18 @@
 // their outputs are then scattered back to NCHW. A 1x1 kernel with stride 1 and no padding needs no
 // im2col at all: each image's x[n] (C, H*W) already is cols, and the convolution is a plain GEMM.
 //
-// Cost: 2*N*K*P*Q*C/g*R*S flops per pass, all in OpenBLAS (multi-threaded, near the machine's peak
-// for large products). im2col/col2im move R*S times the input's size through memory; for 3x3
-// kernels on large maps this extra traffic, not the arithmetic, is what separates im2col from a
-// direct convolution (oneDNN's). They are parallelised with OpenMP over (row, image) and (channel,
-// image); their inner loops are contiguous copies/adds for stride 1 (vectorised) and strided
-// gathers otherwise. GEMM runs outside OpenMP regions and threads itself.
-// Workspace: cols (C/g*R*S x nb*P*Q) + an NCHW<->GEMM staging buffer, kept per calling thread and
-// reused across calls (a fresh allocation would page-fault on every call).
+// Cost: 2*N*K*P*Q*C/g*R*S flops per pass, all in OpenBLAS. im2col/col2im move R*S times the
+// input's size through memory; for 3x3 kernels on large maps this extra traffic, not the
+// arithmetic, is what separates im2col from a direct convolution (oneDNN's). Their inner loops are
+// contiguous copies/adds for stride 1 (vectorised) and strided gathers otherwise.
+// Threads: the (chunk of images, group) tasks are independent, so when there are at least as many
+// tasks as threads each OpenMP thread runs whole tasks, im2col and a single-threaded GEMM, with one
+// barrier per pass (the weight gradient sums per-thread partial results at the end). Multi-
+// threaded GEMMs synchronise many times per product and slow down badly when another process
+// holds a core; this coarse split does not. With fewer tasks (one image, one group) the tasks run
+// in turn, OpenBLAS threading each GEMM and OpenMP each copy.
+// Workspace: cols (C/g*R*S x nb*P*Q) + an NCHW<->GEMM staging buffer, kept per thread and reused
+// across calls (a fresh allocation would page-fault on every call).
 //
 // "reference" variant: each output element is its own direct sum over the kernel window (forward),
 // over all outputs that read an input pixel (input gradient), or over the batch and the output map
