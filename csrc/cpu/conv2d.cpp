@@ -175,7 +175,7 @@ void im2col(const Conv2dArgs& a, const T* x, int64_t n0, int64_t nb, int64_t c0,
         T* out = dst + p * a.Q;
         std::fill(out, out + qs.lo, T(0));
         if (sw == 1) {
-          for (int64_t q = qs.lo; q < qs.hi; ++q) out[q] = in[q + ow];
+          std::memcpy(out + qs.lo, in + qs.lo + ow, (qs.hi - qs.lo) * sizeof(T));
         } else {
           for (int64_t q = qs.lo; q < qs.hi; ++q) out[q] = in[q * sw + ow];
         }
