@@ -297,6 +297,8 @@ def test_kernel_array_errors(rng):
         cpu.conv2d_backward_input(a, y.transpose(0, 1, 3, 2), w, np.empty_like(x))
     with pytest.raises(TypeError, match="conv2d_backward_weight: grad_weight has dtype"):
         cpu.conv2d_backward_weight(a, x, y, np.empty(w.shape, np.float16))
+    with pytest.raises(ValueError, match=r"conv_transpose2d: bias must have shape \(4,\)"):
+        K.conv_transpose2d_forward(x, np.ones((4, 2, 3, 3)), np.ones(6), groups=2)
     with pytest.raises(ValueError, match="variant must be one of"):
         K.conv2d_forward(x, w, **conf, variant="winograd")
 
