@@ -34,6 +34,9 @@ CASES = {
     "parallel_groups": (8, 8, 16, 16, 16, 3, 3, 1, 1, 1, 2),
     "parallel_pointwise": (4, 64, 16, 16, 64, 1, 1, 1, 0, 1, 1),
     "parallel_chunked": (41, 16, 6, 6, 16, 3, 3, 1, 1, 1, 1),
+    # single images with a large im2col matrix, cut into blocks of output rows
+    "row_blocks": (2, 16, 64, 64, 8, 3, 3, 1, 1, 1, 1),
+    "row_blocks_strided": (1, 64, 61, 45, 4, 5, 5, 2, 2, 1, 1),
 }
 
 
@@ -318,7 +321,9 @@ def test_functional_errors(rng):
 # ---- every device: raw kernels against the CPU reference, outputs poisoned --------------------------
 
 
-@pytest.mark.parametrize("case", ["pointwise", "kernel_gt_stride", "depthwise", "chunked_batch", "parallel_groups"])
+@pytest.mark.parametrize(
+    "case", ["pointwise", "kernel_gt_stride", "depthwise", "chunked_batch", "parallel_groups", "row_blocks"]
+)
 def test_raw_kernels_on_device(device, case, rng):
     x, w, b, conf = make_case(rng, case, np.float32)
     y_ref = ref.conv2d(x, w, b, **conf)
