@@ -22,8 +22,11 @@
 // threaded GEMMs synchronise many times per product and slow down badly when another process
 // holds a core; this coarse split does not. With fewer tasks (one image, one group) the tasks run
 // in turn, OpenBLAS threading each GEMM and OpenMP each copy.
-// Workspace: cols (C/g*R*S x nb*P*Q) + an NCHW<->GEMM staging buffer, kept per thread and reused
-// across calls (a fresh allocation would page-fault on every call).
+// Cache: a single image whose im2col matrix would pass 1 MiB (ResNet's 3x3 layers on 56x56 maps:
+// 7 MiB) is taken in blocks of output rows, so each GEMM reads columns that im2col has just written
+// to L2 instead of from memory (col2im likewise adds each block back while it is in cache).
+// Workspace: cols (C/g*R*S x nb*P*Q, or one block of rows) + an NCHW<->GEMM staging buffer, kept
+// per thread and reused across calls (a fresh allocation would page-fault on every call).
 //
 // "reference" variant: each output element is its own direct sum over the kernel window (forward),
 // over all outputs that read an input pixel (input gradient), or over the batch and the output map
