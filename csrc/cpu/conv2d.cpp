@@ -66,6 +66,9 @@ T* workspace(int64_t n) {
 // the cols buffer budget allows (at least one image), never more than N. A pointwise convolution
 // reads its columns straight from x, one image at a time.
 constexpr int64_t kMinColumns = 1024;
+// Below this many elements a loop runs on the calling thread: waking the OpenMP team costs more
+// than the copy, and idle team threads spinning would compete with OpenBLAS's threads.
+constexpr int64_t kParallelMin = int64_t(1) << 15;
 constexpr int64_t kColsBudget = int64_t(1) << 22;  // elements
 int64_t images_per_chunk(const Conv2dArgs& a) {
   if (a.is_pointwise()) return 1;
@@ -82,7 +85,7 @@ int64_t images_per_chunk(const Conv2dArgs& a) {
 template <class T>
 void copy_planes(const T* src, int64_t src_image, int64_t src_row, T* dst, int64_t dst_image, int64_t dst_row,
                  int64_t nb, int64_t rows, int64_t len, const T* bias) {
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (nb * rows * len >= kParallelMin)
   for (int64_t j = 0; j < nb; ++j)
     for (int64_t k = 0; k < rows; ++k) {
       const T* s = src + j * src_image + k * src_row;
@@ -96,7 +99,7 @@ void copy_planes(const T* src, int64_t src_image, int64_t src_row, T* dst, int64
 template <class T>
 void im2col(const Conv2dArgs& a, const T* x, int64_t n0, int64_t nb, int64_t c0, T* cols) {
   const int64_t RS = a.R * a.S, PQ = a.P * a.Q, ld = nb * PQ, sw = a.stride_w;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (a.col_rows() * ld >= kParallelMin)
   for (int64_t row = 0; row < a.C_per_group() * RS; ++row)
     for (int64_t j = 0; j < nb; ++j) {
       const int64_t c = row / RS, r = row % RS / a.S, s = row % a.S;
@@ -125,7 +128,7 @@ void im2col(const Conv2dArgs& a, const T* x, int64_t n0, int64_t nb, int64_t c0,
 template <class T>
 void col2im(const Conv2dArgs& a, const T* cols, int64_t n0, int64_t nb, int64_t c0, T* dx) {
   const int64_t RS = a.R * a.S, PQ = a.P * a.Q, ld = nb * PQ, sw = a.stride_w;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (a.col_rows() * ld >= kParallelMin)
   for (int64_t c = 0; c < a.C_per_group(); ++c)
     for (int64_t j = 0; j < nb; ++j) {
       T* plane = dx + ((n0 + j) * a.C + c0 + c) * a.H * a.W;
@@ -258,7 +261,7 @@ void conv2d_backward_weight_cpu(const Conv2dArgs& a, const T* x, const T* dy, T*
 template <class T>
 void conv2d_forward_reference_cpu(const Conv2dArgs& a, const T* x, const T* w, const T* bias, T* y) {
   const int64_t Cg = a.C_per_group(), Kg = a.K_per_group();
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (a.macs() >= kParallelMin)
   for (int64_t n = 0; n < a.N; ++n)
     for (int64_t k = 0; k < a.K; ++k) {
       const int64_t c0 = k / Kg * Cg;
@@ -281,7 +284,7 @@ void conv2d_forward_reference_cpu(const Conv2dArgs& a, const T* x, const T* w, c
 template <class T>
 void conv2d_backward_input_reference_cpu(const Conv2dArgs& a, const T* dy, const T* w, T* dx) {
   const int64_t Cg = a.C_per_group(), Kg = a.K_per_group();
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (a.macs() >= kParallelMin)
   for (int64_t n = 0; n < a.N; ++n)
     for (int64_t c = 0; c < a.C; ++c) {
       const int64_t k0 = c / Cg * Kg, cg = c % Cg;
@@ -306,7 +309,7 @@ void conv2d_backward_input_reference_cpu(const Conv2dArgs& a, const T* dy, const
 template <class T>
 void conv2d_backward_weight_reference_cpu(const Conv2dArgs& a, const T* x, const T* dy, T* dw) {
   const int64_t Cg = a.C_per_group(), Kg = a.K_per_group();
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (a.macs() >= kParallelMin)
   for (int64_t k = 0; k < a.K; ++k)
     for (int64_t c = 0; c < Cg; ++c) {
       const int64_t cx = k / Kg * Cg + c;  // the input channel this weight reads
