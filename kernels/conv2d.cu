@@ -32,12 +32,17 @@
 //                 through mma.sync.m16n8k16 (float32 accumulators), fragments loaded with ldmatrix;
 //                 each warp a 64x32 tile.
 //              4. the epilogue adds the bias, converts and writes NCHW directly (consecutive threads
-//                 hold consecutive output pixels). The weight gradient writes float32 partial sums
-//                 per split, and a small kernel adds the splits in a fixed order (deterministic).
+//                 hold consecutive output pixels).
+//              5. split-K where the output tiles alone leave the chip idle (deep layers, 14x14 and 7x7
+//                 maps; always for the weight gradient, whose output is small and whose reduction is
+//                 N*P*Q long): the reduction is cut into splits, one block per (tile, split), chosen to
+//                 minimise waves x steps. Each block writes float32 partial sums to the workspace and
+//                 a small kernel adds them in split order: deterministic, no atomics, one extra
+//                 pass over splits x output floats.
 // What limits "fast": float32 runs at the FFMA rate; Hopper's fastest path (wgmma, TMA) is not used,
-// so float16/bfloat16 reach at best the mma.sync rate (about two thirds of the chip's peak). Layers
-// with few output tiles (7x7 maps at small batch) fill only part of the chip. The input gradient of
-// a strided convolution gathers taps that are mostly absent: stride 2 wastes 3/4 of its MMAs on
+// so float16/bfloat16 reach at best the mma.sync rate (about two thirds of the chip's peak). The
+// repacking pass costs about one read and one write of the activations. The input gradient of a
+// strided convolution gathers taps that are mostly absent: stride 2 wastes 3/4 of its MMAs on
 // zero-filled tiles (the sub-pixel decomposition would avoid that). Channel counts far below a
 // tile (the first layer, depthwise convolutions) waste most of a tile on padding.
 #include "conv2d.h"
@@ -385,16 +390,21 @@ __device__ __forceinline__ void main_loop(Loader& loader, int steps, T* smem, Ma
 //   forward:     hi = ho*stride - pad + r*dil
 //   transposed:  hi = (ho + pad - r*dil) / stride, only where that division is exact (input gradient)
 
+// Split-K: when the output tiles alone would leave SMs idle (deep layers: 14x14 and 7x7 maps), block
+// z = split*G + g covers reduction steps [split*steps_per_split, +steps_per_split) and writes float32
+// partial sums [split][G][Nn][M]; split_reduce adds them in split order, adds the bias and converts.
 template <class T>
 struct ActParams {
   const T* act;
   const T* wgt;
   const T* bias;  // [G*Nn] or null
   T* out;
-  int Hi, Wi, Ci, act_pix;  // act_pix = G*Ci, elements per pixel
+  float* partial;  // null: no split, the epilogue writes `out`
+  int G, Hi, Wi, Ci, act_pix;     // act_pix = G*Ci, elements per pixel
   int Ho, Wo, M, Nn, R, S, Kred;  // M = N*Ho*Wo, Kred = R*S*Ci
   int sh, sw, ph, pw, dh, dw;
   bool transposed;
+  int steps_per_split;
   FastDiv div_howo, div_wo;
 };
 
@@ -426,10 +436,11 @@ struct ActLoader {
   bool m_ok[2];
   const T* b_src[2];  // weight rows
   bool n_ok[2];
-  int kk, c, r, s;  // this thread's reduction index and its (r, s, c), advanced by BK per load
+  int kk, kend;     // this thread's reduction index, advanced by BK per load; end of the split
+  int c, r, s;      // kk as (r, s, c)
 
-  __device__ ActLoader(const ActParams<T>& p_, int g, int m0, int n0, int tid)
-      : p(p_), act(p_.act + g * p_.Ci), row0(tid / 4), kc(tid % 4 * C::VEC) {
+  __device__ ActLoader(const ActParams<T>& p_, int g, int m0, int n0, int kbegin, int kend_, int tid)
+      : p(p_), act(p_.act + g * p_.Ci), row0(tid / 4), kc(tid % 4 * C::VEC), kk(kbegin + kc), kend(kend_) {
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
       int m = m0 + row0 + 64 * i;
@@ -444,8 +455,8 @@ struct ActLoader {
       n_ok[i] = n < p.Nn;
       b_src[i] = p.wgt + (int64_t(g) * p.Nn + (n_ok[i] ? n : 0)) * p.Kred;
     }
-    kk = kc, c = kc, r = 0, s = 0;
-    normalize();
+    int rs = kk / p.Ci;
+    c = kk - rs * p.Ci, r = rs / p.S, s = rs - r * p.S;
   }
   __device__ __forceinline__ void normalize() {  // carry c into s, s into r
     while (c >= p.Ci) {
@@ -454,7 +465,7 @@ struct ActLoader {
     }
   }
   __device__ __forceinline__ void load(T* As, T* Bs) {
-    bool k_ok = kk < p.Kred;
+    bool k_ok = kk < kend;
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
       int h = 0, w = 0;
@@ -475,12 +486,29 @@ __global__ void __launch_bounds__(Cfg<T>::THREADS, Cfg<T>::MIN_BLOCKS) act_gemm(
   using C = Cfg<T>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* smem = reinterpret_cast<T*>(smem_raw);
-  const int g = blockIdx.z, m0 = blockIdx.x * C::BM, n0 = blockIdx.y * C::BN;
-  ActLoader<T> loader(p, g, m0, n0, threadIdx.x);
+  const int g = blockIdx.z % p.G, split = blockIdx.z / p.G;
+  const int m0 = blockIdx.x * C::BM, n0 = blockIdx.y * C::BN;
+  const int kbegin = split * p.steps_per_split * C::BK;
+  const int kend = min(p.Kred, kbegin + p.steps_per_split * C::BK);
+  ActLoader<T> loader(p, g, m0, n0, kbegin, kend, threadIdx.x);
   Math<T, true> math(threadIdx.x);
-  main_loop<T, true>(loader, (p.Kred + C::BK - 1) / C::BK, smem, math);
+  main_loop<T, true>(loader, max(0, (kend - kbegin + C::BK - 1) / C::BK), smem, math);
 
-  const int HoWo = p.Ho * p.Wo, channels = gridDim.z * p.Nn;
+  if (p.partial) {  // [split][g][n][m]: consecutive threads, consecutive m
+    float* out = p.partial + (int64_t(split) * p.G + g) * p.Nn * p.M;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      int m = m0 + math.row(i);
+      if (m >= p.M) continue;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        int n = n0 + math.col(j);
+        if (n < p.Nn) out[int64_t(n) * p.M + m] = math.at(i, j);
+      }
+    }
+    return;
+  }
+  const int HoWo = p.Ho * p.Wo, channels = p.G * p.Nn;
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
     int m = m0 + math.row(i);
@@ -495,6 +523,20 @@ __global__ void __launch_bounds__(Cfg<T>::THREADS, Cfg<T>::MIN_BLOCKS) act_gemm(
       o[int64_t(n) * HoWo] = from_f32<T>(v);
     }
   }
+}
+
+// out[img][g*Nn + n][pix] = bias + sum over splits of partial[split][g][n][img*HoWo + pix], in split order.
+template <class T>
+__global__ void split_reduce(const float* __restrict__ partial, const T* __restrict__ bias, T* __restrict__ out,
+                             int splits, int G, int Nn, int M, int HoWo) {
+  int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= int64_t(M) * G * Nn) return;
+  int pix = int(i % HoWo), ch = int(i / HoWo % (G * Nn));
+  int64_t img = i / (int64_t(HoWo) * G * Nn);
+  const float* src = partial + int64_t(ch) * M + img * HoWo + pix;  // row g*Nn + n of [G][Nn][M]
+  float sum = bias ? to_f32(bias[ch]) : 0.f;
+  for (int sp = 0; sp < splits; ++sp) sum += src[int64_t(sp) * G * Nn * M];
+  out[i] = from_f32<T>(sum);
 }
 
 // ---- weight gradient: NHWC dy x NHWC x -> float32 partial sums per split --------------------------
@@ -686,54 +728,65 @@ Packed packed_sizes(const Conv2dArgs& a, std::size_t elem) {
 
 int multiprocessors() {
   int dev = 0, sms = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
     cudaGetLastError();
     return 132;  // an H100's count: only the split factor (speed) depends on it, never the result
   }
   return sms;
 }
 
-// Weight gradient's split of the reduction: enough blocks for about two waves, each split at least
-// 16 steps long, at most 64 splits. Returns the steps per split; the split count follows.
-int wgrad_steps_per_split(const Conv2dArgs& a, std::size_t elem, int* splits) {
-  const int BK = 64 / int(elem), BMN = 128;
-  int64_t G = a.groups, Kg = a.K / G, ncol = a.R * a.S * padded(a.C / G, elem);
-  int64_t tiles = (Kg + BMN - 1) / BMN * ((ncol + BMN - 1) / BMN) * G;
-  int64_t steps = (a.N * a.P * a.Q + BK - 1) / BK;
-  int64_t want = (2 * multiprocessors() + tiles - 1) / tiles;
-  want = std::max<int64_t>(1, std::min<int64_t>({want, 64, steps / 16, 65535 / G}));
-  int64_t per = (steps + want - 1) / want;
-  *splits = int((steps + per - 1) / per);
-  return int(per);
+// What a fast-variant call needs to know before it launches: one group's GEMM, its split of the
+// reduction, and where each part of the workspace lies. conv2d_workspace_bytes and the launchers
+// build it the same way, so the caller's workspace always fits.
+struct Plan {
+  Packed s;
+  int64_t M = 0, Nn = 0, Kred = 0;  // one group's GEMM
+  int splits = 1, steps_per_split = 0;
+  std::size_t x = 0, dy = 0, w = 0, partial = 0, bytes = 0;  // workspace byte offsets, and its size
+};
+
+// Splits of the reduction: the count that minimises (waves of blocks) x (steps per block), where a
+// wave is one block per block slot of the chip; fewest splits on a tie, each split >= 4 steps long.
+void choose_splits(Plan& pl, int64_t G, int64_t slots, int64_t max_splits, int64_t BK) {
+  const int64_t tiles = (pl.M + 127) / 128 * ((pl.Nn + 127) / 128) * G, steps = (pl.Kred + BK - 1) / BK;
+  auto cost = [&](int64_t s) { return (tiles * s + slots - 1) / slots * ((steps + s - 1) / s); };
+  int64_t best = 1;
+  for (int64_t s = 2; s <= max_splits && 4 * s <= steps && G * s <= 65535; ++s)
+    if (cost(s) < cost(best)) best = s;
+  int64_t per = (steps + best - 1) / best;
+  pl.steps_per_split = int(per);
+  pl.splits = int((steps + per - 1) / per);  // no empty split
 }
 
-struct WorkspaceLayout {
-  std::size_t x = 0, dy = 0, w = 0, partial = 0, total = 0;  // byte offsets of each part, and the size
-};
-WorkspaceLayout workspace_layout(const Conv2dArgs& a, ConvOp op, std::size_t elem) {
-  Packed s = packed_sizes(a, elem);
-  WorkspaceLayout L;
+Plan make_plan(const Conv2dArgs& a, ConvOp op, std::size_t elem) {
+  Plan pl;
+  pl.s = packed_sizes(a, elem);
+  const Packed& s = pl.s;
+  const int64_t G = a.groups, RS = a.R * a.S, BK = 64 / int64_t(elem);
+  // Blocks resident per SM: float32's act_gemm needs more than half the register file.
+  const int64_t slots = multiprocessors() * (elem == 4 && op != ConvOp::backward_weight ? 1 : 2);
+  if (op == ConvOp::forward)
+    pl.M = a.N * a.P * a.Q, pl.Nn = a.K / G, pl.Kred = RS * s.Cp;
+  else if (op == ConvOp::backward_input)
+    pl.M = a.N * a.H * a.W, pl.Nn = a.C / G, pl.Kred = RS * s.Kp;
+  else
+    pl.M = a.K / G, pl.Nn = RS * s.Cp, pl.Kred = a.N * a.P * a.Q;
+  choose_splits(pl, G, slots, op == ConvOp::backward_weight ? 64 : 16, BK);
+
   std::size_t at = 0;
   auto take = [&at](int64_t bytes) {
     std::size_t off = at;
     at += align256(std::size_t(bytes));
     return off;
   };
-  if (op == ConvOp::forward) {
-    L.x = take(s.x * elem);
-    L.w = take(s.w_fwd * elem);
-  } else if (op == ConvOp::backward_input) {
-    L.dy = take(s.dy * elem);
-    L.w = take(s.w_bwd * elem);
-  } else {
-    int splits = 0;
-    wgrad_steps_per_split(a, elem, &splits);
-    L.x = take(s.x * elem);
-    L.dy = take(s.dy * elem);
-    L.partial = take(int64_t(splits) * a.K * a.R * a.S * s.Cp * 4);
-  }
-  L.total = at;
-  return L;
+  if (op != ConvOp::backward_input) pl.x = take(s.x * int64_t(elem));
+  if (op != ConvOp::forward) pl.dy = take(s.dy * int64_t(elem));
+  if (op != ConvOp::backward_weight) pl.w = take((op == ConvOp::forward ? s.w_fwd : s.w_bwd) * int64_t(elem));
+  // The weight gradient always goes through its partial sums (they hold the padded channels).
+  if (pl.splits > 1 || op == ConvOp::backward_weight) pl.partial = take(pl.splits * G * pl.Nn * pl.M * 4);
+  pl.bytes = at;
+  return pl;
 }
 
 std::size_t elem_size(ConvDType dt) { return dt == ConvDType::f32 ? 4 : 2; }
@@ -779,70 +832,75 @@ template <class T>
 void act_gemm_fast(const char* op, const Conv2dArgs& a, bool transposed, const void* act_nchw, const void* w,
                    const void* bias, void* out, void* workspace, cudaStream_t st) {
   using E = typename Bits<T>::type;
-  Packed s = packed_sizes(a, sizeof(T));
-  WorkspaceLayout L = workspace_layout(a, transposed ? ConvOp::backward_input : ConvOp::forward, sizeof(T));
+  const Plan pl = make_plan(a, transposed ? ConvOp::backward_input : ConvOp::forward, sizeof(T));
+  const Packed& s = pl.s;
   auto* ws = static_cast<unsigned char*>(workspace);
   const int64_t G = a.groups, Cg = a.C / G, Kg = a.K / G, RS = a.R * a.S;
   // Activations in (x for forward, dy for the input gradient) and their geometry.
   const int64_t Ci = transposed ? s.Kp : s.Cp, Hi = transposed ? a.P : a.H, Wi = transposed ? a.Q : a.W;
-  const int64_t Ho = transposed ? a.H : a.P, Wo = transposed ? a.W : a.Q, Nn = transposed ? Cg : Kg;
-  E* act = reinterpret_cast<E*>(ws + (transposed ? L.dy : L.x));
-  E* wgt = reinterpret_cast<E*>(ws + L.w);
+  const int64_t Ho = transposed ? a.H : a.P, Wo = transposed ? a.W : a.Q;
+  E* act = reinterpret_cast<E*>(ws + (transposed ? pl.dy : pl.x));
+  E* wgt = reinterpret_cast<E*>(ws + pl.w);
   check_int32(op, "the packed input", transposed ? s.dy : s.x);
   check_int32(op, "the packed weight", transposed ? s.w_bwd : s.w_fwd);
-  check_int32(op, "the output", a.N * (transposed ? a.C * a.H * a.W : a.K * a.P * a.Q));
+  check_int32(op, "the partial sums", pl.splits * G * pl.Nn * pl.M);
   repack_activations(op, static_cast<const E*>(act_nchw), act, a.N, transposed ? a.K : a.C, Hi * Wi, G, Ci, st);
-  repack_weight(static_cast<const E*>(w), wgt, G, Nn, RS, transposed ? Kg : Cg, Ci, transposed, st);
+  repack_weight(static_cast<const E*>(w), wgt, G, pl.Nn, RS, transposed ? Kg : Cg, Ci, transposed, st);
 
   ActParams<T> p{};
   p.act = reinterpret_cast<const T*>(act);
   p.wgt = reinterpret_cast<const T*>(wgt);
   p.bias = static_cast<const T*>(bias);
   p.out = static_cast<T*>(out);
-  p.Hi = int(Hi), p.Wi = int(Wi), p.Ci = int(Ci), p.act_pix = int(G * Ci);
-  p.Ho = int(Ho), p.Wo = int(Wo), p.M = int(a.N * Ho * Wo), p.Nn = int(Nn);
-  p.R = int(a.R), p.S = int(a.S), p.Kred = int(RS * Ci);
+  p.partial = pl.splits > 1 ? reinterpret_cast<float*>(ws + pl.partial) : nullptr;
+  p.G = int(G), p.Hi = int(Hi), p.Wi = int(Wi), p.Ci = int(Ci), p.act_pix = int(G * Ci);
+  p.Ho = int(Ho), p.Wo = int(Wo), p.M = int(pl.M), p.Nn = int(pl.Nn);
+  p.R = int(a.R), p.S = int(a.S), p.Kred = int(pl.Kred);
   p.sh = int(a.stride_h), p.sw = int(a.stride_w), p.ph = int(a.pad_h), p.pw = int(a.pad_w);
   p.dh = int(a.dil_h), p.dw = int(a.dil_w);
   p.transposed = transposed;
+  p.steps_per_split = pl.steps_per_split;
   p.div_howo = FastDiv(p.Ho * p.Wo), p.div_wo = FastDiv(p.Wo);
-  launch_gemm(act_gemm<T>, Smem<T, true>::BYTES, gemm_grid(op, p.M, Nn, G), p, st,
+  launch_gemm(act_gemm<T>, Smem<T, true>::BYTES, gemm_grid(op, pl.M, pl.Nn, G * pl.splits), p, st,
               transposed ? "conv2d_backward_input act_gemm" : "conv2d_forward act_gemm");
+  if (pl.splits > 1) {
+    split_reduce<T><<<ceil_div(pl.M * G * pl.Nn, 256), 256, 0, st>>>(p.partial, p.bias, p.out, pl.splits, p.G,
+                                                                       p.Nn, p.M, p.Ho * p.Wo);
+    check_launch(transposed ? "conv2d_backward_input split_reduce" : "conv2d_forward split_reduce");
+  }
 }
 
 template <class T>
 void wgrad_fast(const Conv2dArgs& a, const void* x, const void* dy, void* dw, void* workspace, cudaStream_t st) {
   using E = typename Bits<T>::type;
   const char* op = "conv2d_backward_weight";
-  Packed s = packed_sizes(a, sizeof(T));
-  WorkspaceLayout L = workspace_layout(a, ConvOp::backward_weight, sizeof(T));
+  const Plan pl = make_plan(a, ConvOp::backward_weight, sizeof(T));
+  const Packed& s = pl.s;
   auto* ws = static_cast<unsigned char*>(workspace);
   const int64_t G = a.groups, Kg = a.K / G, RS = a.R * a.S;
-  int splits = 0;
-  const int per = wgrad_steps_per_split(a, sizeof(T), &splits);
   check_int32(op, "the packed input", s.x);
   check_int32(op, "the packed output gradient", s.dy);
-  check_int32(op, "the partial sums", int64_t(splits) * a.K * RS * s.Cp);
-  E* xp = reinterpret_cast<E*>(ws + L.x);
-  E* dyp = reinterpret_cast<E*>(ws + L.dy);
+  check_int32(op, "the partial sums", pl.splits * G * pl.Nn * pl.M);
+  E* xp = reinterpret_cast<E*>(ws + pl.x);
+  E* dyp = reinterpret_cast<E*>(ws + pl.dy);
   repack_activations(op, static_cast<const E*>(x), xp, a.N, a.C, a.H * a.W, G, s.Cp, st);
   repack_activations(op, static_cast<const E*>(dy), dyp, a.N, a.K, a.P * a.Q, G, s.Kp, st);
 
   WgradParams p{};
-  p.dy = dyp, p.x = xp, p.partial = reinterpret_cast<float*>(ws + L.partial);
+  p.dy = dyp, p.x = xp, p.partial = reinterpret_cast<float*>(ws + pl.partial);
   p.G = int(G), p.Kg = int(Kg), p.Kp = int(s.Kp), p.Cp = int(s.Cp);
   p.H = int(a.H), p.W = int(a.W), p.P = int(a.P), p.Q = int(a.Q), p.S = int(a.S);
-  p.Ncol = int(RS * s.Cp), p.Kred = int(a.N * a.P * a.Q);
+  p.Ncol = int(pl.Nn), p.Kred = int(pl.Kred);
   p.sh = int(a.stride_h), p.sw = int(a.stride_w), p.ph = int(a.pad_h), p.pw = int(a.pad_w);
   p.dh = int(a.dil_h), p.dw = int(a.dil_w);
-  p.steps_per_split = per;
+  p.steps_per_split = pl.steps_per_split;
   p.div_pq = FastDiv(p.P * p.Q), p.div_q = FastDiv(p.Q);
-  launch_gemm(wgrad_gemm<T>, Smem<T, false>::BYTES, gemm_grid(op, Kg, p.Ncol, G * splits), p, st,
+  launch_gemm(wgrad_gemm<T>, Smem<T, false>::BYTES, gemm_grid(op, Kg, p.Ncol, G * pl.splits), p, st,
               "conv2d_backward_weight wgrad_gemm");
 
   int64_t total = a.K * (a.C / G) * RS;
-  wgrad_reduce<T><<<ceil_div(total, 256), 256, 0, st>>>(p.partial, static_cast<T*>(dw), splits, int(G), int(Kg),
-                                                        int(a.C / G), int(s.Cp), int(RS));
+  wgrad_reduce<T><<<ceil_div(total, 256), 256, 0, st>>>(p.partial, static_cast<T*>(dw), pl.splits, int(G),
+                                                        int(Kg), int(a.C / G), int(s.Cp), int(RS));
   check_launch("conv2d_backward_weight wgrad_reduce");
 }
 
@@ -863,7 +921,7 @@ void check_m(const char* op, const Conv2dArgs& a) {
 }  // namespace
 
 std::size_t conv2d_workspace_bytes(const Conv2dArgs& a, ConvOp op, ConvDType dt, ConvVariant v) {
-  return v == ConvVariant::reference ? 0 : workspace_layout(a, op, elem_size(dt)).total;
+  return v == ConvVariant::reference ? 0 : make_plan(a, op, elem_size(dt)).bytes;
 }
 
 void conv2d_forward_cuda(const Conv2dArgs& a, ConvDType dt, ConvVariant v, const void* x, const void* w,
