@@ -21,16 +21,16 @@
 //                 index (r, s, c) runs over contiguous channels, each group's channels padded with
 //                 zeros to a multiple of 16 bytes (workspace from the caller, i.e. cupy's pool).
 //                 One extra pass over the activations buys 16-byte, aligned loads everywhere.
-//              2. one block computes a 128x128 output tile with 256 threads. The reduction runs in
-//                 steps of BK (16 floats / 32 halves = 64 bytes per row) through a 3-4 stage ring of
-//                 shared-memory buffers filled by cp.async (16 bytes per copy, zero-filled where the
-//                 tap falls into the padding or off the tile): the loads of step t+2 fly while step t
-//                 is computed. Shared rows are padded by 16 bytes, so the reads below are
-//                 bank-conflict free.
+//              2. one block computes a 128x128 output tile (256 threads for float32, 128 for the
+//                 16-bit types). The reduction runs in steps of BK (16 floats / 32 halves = 64 bytes
+//                 per row) through a 3-4 stage ring of shared-memory buffers filled by cp.async
+//                 (16 bytes per copy, zero-filled where the tap falls into the padding or off the
+//                 tile): the loads of step t+2 fly while step t is computed. Shared rows are padded
+//                 by 16 bytes, so the reads below are bank-conflict free.
 //              3. the math: float32 - register blocking, each thread an 8x8 outer product (64 FFMA
 //                 per 16 floats read from shared memory; no TF32). float16/bfloat16 - tensor cores
 //                 through mma.sync.m16n8k16 (float32 accumulators), fragments loaded with ldmatrix;
-//                 each warp a 64x32 tile.
+//                 each warp a 64x64 tile (a 64x32 warp tile would make shared memory the limit).
 //              4. the epilogue adds the bias, converts and writes NCHW directly (consecutive threads
 //                 hold consecutive output pixels).
 //              5. split-K where the output tiles alone leave the chip idle (deep layers, 14x14 and 7x7
@@ -165,10 +165,12 @@ struct Cfg {
   static constexpr int VEC = 16 / int(sizeof(T));  // elements per 16-byte copy
   static constexpr int BM = 128, BN = 128;         // block tile
   static constexpr int BK = 4 * VEC;               // reduction step: 64 bytes per tile row
-  static constexpr int THREADS = 256;
+  // float32: 16 x 16 threads, each an 8x8 register tile. float16/bfloat16: 4 warps, each a 64x64
+  // tile of MMAs (the warp tile that keeps shared-memory reads under the tensor cores' rate).
+  static constexpr int THREADS = sizeof(T) == 4 ? 256 : 128;
+  static constexpr int COPIES = BM * BK / VEC / THREADS;  // 16-byte copies per thread per operand and step
   static constexpr int STAGES = sizeof(T) == 4 ? 3 : 4;
-  // float32 needs up to ~200 registers for its 8x8 register tile (one block per SM); the MMA
-  // kernels fit in 128, so two blocks share an SM.
+  // float32 needs ~170 registers (one block per SM); the MMA kernels fit two blocks per SM.
   static constexpr int MIN_BLOCKS = sizeof(T) == 4 ? 1 : 2;
 };
 
@@ -217,11 +219,12 @@ struct FastDiv {
 };
 
 // ---- the math of one stage ------------------------------------------------------------------------
-// Both flavours own an 8x8 set of float accumulators per thread and say which tile row/column each
-// one is (row(i), col(j)), so the epilogues below serve both.
+// Both flavours own a ROWS x COLS set of float accumulators per thread and say which tile row and
+// column each one is (row(i), col(j)), so the epilogues below serve both.
 
-// float16/bfloat16: mma.sync.m16n8k16, float32 accumulate. 8 warps as 2 (M) x 4 (N), each warp a
-// 64x32 tile = 4 x 4 MMA tiles of 16x8.
+// float16/bfloat16: mma.sync.m16n8k16, float32 accumulate. 4 warps as 2 (M) x 2 (N), each warp a
+// 64x64 tile = 4 x 8 MMA tiles of 16x8: per 16-step of the reduction a warp reads 8 fragments
+// (ldmatrix.x4) from shared memory for 32 MMAs.
 __device__ __forceinline__ void mma16816(float* d, const unsigned* a, const unsigned* b, __half) {
   asm volatile(
       "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
@@ -254,16 +257,16 @@ __device__ __forceinline__ void ldmatrix_x4(unsigned* r, const void* smem) {
 
 template <class T, bool KC>
 struct Math {  // the tensor-core flavour (T = __half or __nv_bfloat16)
-  static constexpr int BK = Cfg<T>::BK, LD = Smem<T, KC>::LD;
-  float acc[4][4][4] = {};  // [m16 tile][n8 tile][fragment]
-  int lane, wm, wn;         // warp's tile: rows wm*64.., columns wn*32..
+  static constexpr int BK = Cfg<T>::BK, LD = Smem<T, KC>::LD, ROWS = 8, COLS = 16;
+  float acc[4][8][4] = {};  // [m16 tile][n8 tile][fragment]
+  int lane, wm, wn;         // warp's tile: rows wm*64.., columns wn*64..
 
   __device__ explicit Math(int tid) : lane(tid % 32), wm(tid / 32 % 2), wn(tid / 64) {}
 
   __device__ __forceinline__ void step(const T* As, const T* Bs) {
 #pragma unroll
     for (int ks = 0; ks < BK; ks += 16) {
-      unsigned a[4][4], b[4][2];
+      unsigned a[4][4], b[8][2];
       // A fragment of tile mt: matrices (rows 0-7, k 0-7), (8-15, 0-7), (0-7, 8-15), (8-15, 8-15).
       // B fragments of tiles 2np, 2np+1: (n 0-7, k 0-7), (0-7, 8-15), (8-15, 0-7), (8-15, 8-15).
 #pragma unroll
@@ -275,8 +278,8 @@ struct Math {  // the tensor-core flavour (T = __half or __nv_bfloat16)
           ldmatrix_x4<true>(a[mt], As + (ks + lane % 8 + lane / 16 * 8) * LD + m + lane / 8 % 2 * 8);
       }
 #pragma unroll
-      for (int np = 0; np < 2; ++np) {
-        int n = wn * 32 + np * 16;
+      for (int np = 0; np < 4; ++np) {
+        int n = wn * 64 + np * 16;
         unsigned r[4];
         if constexpr (KC)
           ldmatrix_x4<false>(r, Bs + (n + lane % 8 + lane / 16 * 8) * LD + ks + lane / 8 % 2 * 8);
@@ -287,19 +290,19 @@ struct Math {  // the tensor-core flavour (T = __half or __nv_bfloat16)
 #pragma unroll
       for (int mt = 0; mt < 4; ++mt)
 #pragma unroll
-        for (int nt = 0; nt < 4; ++nt) mma16816(acc[mt][nt], a[mt], b[nt], T{});
+        for (int nt = 0; nt < 8; ++nt) mma16816(acc[mt][nt], a[mt], b[nt], T{});
     }
   }
-  // Accumulator (i, j) of this thread, i, j in [0, 8): fragment element c0..c3 of an m16n8 tile
+  // Accumulator (i, j) of this thread, i < ROWS, j < COLS: fragment element c0..c3 of an m16n8 tile
   // sits at row lane/4 (+8 for c2, c3) and columns 2(lane%4) + {0, 1}.
   __device__ __forceinline__ int row(int i) const { return wm * 64 + i / 2 * 16 + i % 2 * 8 + lane / 4; }
-  __device__ __forceinline__ int col(int j) const { return wn * 32 + j / 2 * 8 + lane % 4 * 2 + j % 2; }
+  __device__ __forceinline__ int col(int j) const { return wn * 64 + j / 2 * 8 + lane % 4 * 2 + j % 2; }
   __device__ __forceinline__ float at(int i, int j) const { return acc[i / 2][j / 2][i % 2 * 2 + j % 2]; }
 };
 
 template <bool KC>
 struct Math<float, KC> {  // the float32 flavour: 16 x 16 threads, each an 8x8 register tile
-  static constexpr int BK = Cfg<float>::BK, LD = Smem<float, KC>::LD;
+  static constexpr int BK = Cfg<float>::BK, LD = Smem<float, KC>::LD, ROWS = 8, COLS = 8;
   float acc[8][8] = {};
   int tm, tn;
 
@@ -428,22 +431,22 @@ __device__ __forceinline__ bool tap(int base, int t, int dil, int stride, int si
 template <class T>
 struct ActLoader {
   using C = Cfg<T>;
-  static constexpr int LD = Smem<T, true>::LD;
+  static constexpr int LD = Smem<T, true>::LD, CP = C::COPIES, STRIDE = C::THREADS / 4;  // rows apart
   const ActParams<T>& p;
-  const T* act;                // this group's channels
-  int row0, kc;                // tile row of this thread's first copy; its 16-byte column in the step
-  int pix[2], hb[2], wb[2];    // per copy row: first pixel of its image, output coordinates as taps' base
-  bool m_ok[2];
-  const T* b_src[2];  // weight rows
-  bool n_ok[2];
+  const T* act;                   // this group's channels
+  int row0, kc;                   // tile row of this thread's first copy; its 16-byte column in the step
+  int pix[CP], hb[CP], wb[CP];    // per copy row: first pixel of its image, output coordinates as taps' base
+  bool m_ok[CP];
+  const T* b_src[CP];  // weight rows
+  bool n_ok[CP];
   int kk, kend;     // this thread's reduction index, advanced by BK per load; end of the split
   int c, r, s;      // kk as (r, s, c)
 
   __device__ ActLoader(const ActParams<T>& p_, int g, int m0, int n0, int kbegin, int kend_, int tid)
       : p(p_), act(p_.act + g * p_.Ci), row0(tid / 4), kc(tid % 4 * C::VEC), kk(kbegin + kc), kend(kend_) {
 #pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      int m = m0 + row0 + 64 * i;
+    for (int i = 0; i < CP; ++i) {
+      int m = m0 + row0 + STRIDE * i;
       m_ok[i] = m < p.M;
       int mm = m_ok[i] ? m : 0;
       int img = p.div_howo.div(mm), rest = mm - img * p.Ho * p.Wo;
@@ -451,7 +454,7 @@ struct ActLoader {
       pix[i] = img * p.Hi * p.Wi;
       hb[i] = p.transposed ? ho + p.ph : ho * p.sh - p.ph;
       wb[i] = p.transposed ? wo + p.pw : wo * p.sw - p.pw;
-      int n = n0 + row0 + 64 * i;
+      int n = n0 + row0 + STRIDE * i;
       n_ok[i] = n < p.Nn;
       b_src[i] = p.wgt + (int64_t(g) * p.Nn + (n_ok[i] ? n : 0)) * p.Kred;
     }
@@ -467,14 +470,14 @@ struct ActLoader {
   __device__ __forceinline__ void load(T* As, T* Bs) {
     bool k_ok = kk < kend;
 #pragma unroll
-    for (int i = 0; i < 2; ++i) {
+    for (int i = 0; i < CP; ++i) {
       int h = 0, w = 0;
       bool ok = m_ok[i] && k_ok && tap(hb[i], r, p.dh, p.sh, p.Hi, p.transposed, h) &&
                 tap(wb[i], s, p.dw, p.sw, p.Wi, p.transposed, w);
       const T* src = ok ? act + (pix[i] + h * p.Wi + w) * p.act_pix + c : p.act;
-      cp_async16(As + (row0 + 64 * i) * LD + kc, src, ok);
+      cp_async16(As + (row0 + STRIDE * i) * LD + kc, src, ok);
       bool b_ok = n_ok[i] && k_ok;
-      cp_async16(Bs + (row0 + 64 * i) * LD + kc, b_ok ? b_src[i] + kk : p.wgt, b_ok);
+      cp_async16(Bs + (row0 + STRIDE * i) * LD + kc, b_ok ? b_src[i] + kk : p.wgt, b_ok);
     }
     kk += C::BK, c += C::BK;
     normalize();
@@ -497,11 +500,11 @@ __global__ void __launch_bounds__(Cfg<T>::THREADS, Cfg<T>::MIN_BLOCKS) act_gemm(
   if (p.partial) {  // [split][g][n][m]: consecutive threads, consecutive m
     float* out = p.partial + (int64_t(split) * p.G + g) * p.Nn * p.M;
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {
+    for (int i = 0; i < math.ROWS; ++i) {
       int m = m0 + math.row(i);
       if (m >= p.M) continue;
 #pragma unroll
-      for (int j = 0; j < 8; ++j) {
+      for (int j = 0; j < math.COLS; ++j) {
         int n = n0 + math.col(j);
         if (n < p.Nn) out[int64_t(n) * p.M + m] = math.at(i, j);
       }
@@ -510,13 +513,13 @@ __global__ void __launch_bounds__(Cfg<T>::THREADS, Cfg<T>::MIN_BLOCKS) act_gemm(
   }
   const int HoWo = p.Ho * p.Wo, channels = p.G * p.Nn;
 #pragma unroll
-  for (int i = 0; i < 8; ++i) {
+  for (int i = 0; i < math.ROWS; ++i) {
     int m = m0 + math.row(i);
     if (m >= p.M) continue;
     int img = p.div_howo.div(m);
     T* o = p.out + (int64_t(img) * channels + g * p.Nn) * HoWo + (m - img * HoWo);
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
+    for (int j = 0; j < math.COLS; ++j) {
       int n = n0 + math.col(j);
       if (n >= p.Nn) continue;
       float v = math.at(i, j) + (p.bias ? to_f32(p.bias[g * p.Nn + n]) : 0.f);
@@ -559,6 +562,7 @@ struct WgradLoader {
   using C = Cfg<T>;
   static constexpr int CPR = C::BM / C::VEC;           // 16-byte copies per tile row
   static constexpr int ROWS = C::THREADS / CPR;        // tile rows covered by one pass of the block
+  static constexpr int CP = C::COPIES;
   static constexpr int LD = Smem<T, false>::LD;
   const WgradParams& p;
   const T* dy;  // this thread's channel chunk of dy's group
@@ -582,7 +586,7 @@ struct WgradLoader {
   }
   __device__ __forceinline__ void load(T* As, T* Bs) {
 #pragma unroll
-    for (int i = 0; i < 2; ++i) {
+    for (int i = 0; i < CP; ++i) {
       int k = kk + ROWS * i;
       bool k_ok = k < kend;
       int kq = k_ok ? k : 0;
@@ -614,11 +618,11 @@ __global__ void __launch_bounds__(Cfg<T>::THREADS, Cfg<T>::MIN_BLOCKS) wgrad_gem
 
   float* out = p.partial + (int64_t(split) * p.G + g) * p.Kg * p.Ncol;
 #pragma unroll
-  for (int i = 0; i < 8; ++i) {
+  for (int i = 0; i < math.ROWS; ++i) {
     int m = m0 + math.row(i);
     if (m >= p.Kg) continue;
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
+    for (int j = 0; j < math.COLS; ++j) {
       int n = n0 + math.col(j);
       if (n < p.Ncol) out[int64_t(m) * p.Ncol + n] = math.at(i, j);
     }
@@ -793,13 +797,14 @@ std::size_t elem_size(ConvDType dt) { return dt == ConvDType::f32 ? 4 : 2; }
 
 // Launches one fast-variant GEMM kernel with its dynamic shared memory (above the 48 KB default).
 template <class Kernel, class Params>
-void launch_gemm(Kernel kernel, int smem, dim3 grid, const Params& p, cudaStream_t st, const char* name) {
+void launch_gemm(Kernel kernel, int threads, int smem, dim3 grid, const Params& p, cudaStream_t st,
+                 const char* name) {
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) {
     cudaGetLastError();
     throw std::runtime_error(std::string(name) + ": cannot reserve shared memory: " + cudaGetErrorString(err));
   }
-  kernel<<<grid, Cfg<float>::THREADS, smem, st>>>(p);
+  kernel<<<grid, threads, smem, st>>>(p);
   check_launch(name);
 }
 
@@ -861,7 +866,7 @@ void act_gemm_fast(const char* op, const Conv2dArgs& a, bool transposed, const v
   p.transposed = transposed;
   p.steps_per_split = pl.steps_per_split;
   p.div_howo = FastDiv(p.Ho * p.Wo), p.div_wo = FastDiv(p.Wo);
-  launch_gemm(act_gemm<T>, Smem<T, true>::BYTES, gemm_grid(op, pl.M, pl.Nn, G * pl.splits), p, st,
+  launch_gemm(act_gemm<T>, Cfg<T>::THREADS, Smem<T, true>::BYTES, gemm_grid(op, pl.M, pl.Nn, G * pl.splits), p, st,
               transposed ? "conv2d_backward_input act_gemm" : "conv2d_forward act_gemm");
   if (pl.splits > 1) {
     split_reduce<T><<<ceil_div(pl.M * G * pl.Nn, 256), 256, 0, st>>>(p.partial, p.bias, p.out, pl.splits, p.G,
@@ -895,7 +900,7 @@ void wgrad_fast(const Conv2dArgs& a, const void* x, const void* dy, void* dw, vo
   p.dh = int(a.dil_h), p.dw = int(a.dil_w);
   p.steps_per_split = pl.steps_per_split;
   p.div_pq = FastDiv(p.P * p.Q), p.div_q = FastDiv(p.Q);
-  launch_gemm(wgrad_gemm<T>, Smem<T, false>::BYTES, gemm_grid(op, Kg, p.Ncol, G * pl.splits), p, st,
+  launch_gemm(wgrad_gemm<T>, Cfg<T>::THREADS, Smem<T, false>::BYTES, gemm_grid(op, Kg, p.Ncol, G * pl.splits), p, st,
               "conv2d_backward_weight wgrad_gemm");
 
   int64_t total = a.K * (a.C / G) * RS;
