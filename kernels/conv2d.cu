@@ -485,7 +485,8 @@ struct ActLoader {
 };
 
 template <class T>
-__global__ void __launch_bounds__(Cfg<T>::THREADS, Cfg<T>::MIN_BLOCKS) act_gemm(const __grid_constant__ ActParams<T> p) {
+__global__ void __launch_bounds__(Cfg<T>::THREADS, Cfg<T>::MIN_BLOCKS)
+    act_gemm(const __grid_constant__ ActParams<T> p) {
   using C = Cfg<T>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* smem = reinterpret_cast<T*>(smem_raw);
@@ -604,7 +605,8 @@ struct WgradLoader {
 };
 
 template <class T>
-__global__ void __launch_bounds__(Cfg<T>::THREADS, Cfg<T>::MIN_BLOCKS) wgrad_gemm(const __grid_constant__ WgradParams p) {
+__global__ void __launch_bounds__(Cfg<T>::THREADS, Cfg<T>::MIN_BLOCKS)
+    wgrad_gemm(const __grid_constant__ WgradParams p) {
   using C = Cfg<T>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* smem = reinterpret_cast<T*>(smem_raw);
