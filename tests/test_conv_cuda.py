@@ -51,7 +51,6 @@ class Bf16:
 
     def __init__(self, bits):
         self.bits = bits
-        self.shape = bits.shape
 
     @property
     def __cuda_array_interface__(self):
