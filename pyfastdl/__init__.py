@@ -3,4 +3,49 @@ CUDA kernels (convolution, pooling, LSTM, attention) with a small PyTorch-style 
 
 __version__ = "0.1.0"
 
-from .backend import cuda_is_available, get_num_threads, set_num_threads  # noqa: E402
+import numpy as _np
+
+from .autograd import Function, enable_grad, is_grad_enabled, no_grad  # noqa: E402,F401
+from .backend import cuda_is_available, get_num_threads, set_num_threads  # noqa: E402,F401
+from .creation import (  # noqa: E402,F401
+    abs,
+    arange,
+    argmax,
+    cat,
+    clamp,
+    exp,
+    flatten,
+    from_numpy,
+    full,
+    log,
+    matmul,
+    max,
+    mean,
+    min,
+    ones,
+    ones_like,
+    permute,
+    pow,
+    relu,
+    reshape,
+    sigmoid,
+    sqrt,
+    stack,
+    sum,
+    tanh,
+    tensor,
+    transpose,
+    where,
+    zeros,
+    zeros_like,
+)
+from .tensor import Tensor  # noqa: E402,F401
+
+float16 = _np.dtype(_np.float16)
+float32 = _np.dtype(_np.float32)
+float64 = _np.dtype(_np.float64)
+int32 = _np.dtype(_np.int32)
+int64 = _np.dtype(_np.int64)
+bool_ = _np.dtype(_np.bool_)
+
+from . import kernels, nn, testing  # noqa: E402,F401  (after the names above: they import them)

@@ -35,6 +35,11 @@ def cuda_unavailable_reason() -> str | None:
     """None when CUDA tensors can be used here; otherwise a sentence saying why not."""
     if not _C.WITH_CUDA:
         return "pyfastdl was built without CUDA kernels (nvcc was not found at build time, or PYFASTDL_CUDA=OFF)"
+    try:
+        if _C.cuda.device_count() == 0:
+            return "the CUDA runtime finds no device"
+    except RuntimeError as exc:  # no driver, or no GPU: the runtime says which
+        return f"the CUDA runtime reports {exc}"
     cp = _import_cupy()
     if isinstance(cp, str):
         return cp + "; install pyfastdl[cuda]"
@@ -119,6 +124,23 @@ def contiguous(array):
     if array.flags.c_contiguous:
         return array
     return get_array_module(array).ascontiguousarray(array)
+
+
+def _is_basic_index(index) -> bool:
+    items = index if isinstance(index, tuple) else (index,)
+    return all(isinstance(i, (int, slice)) or i is None or i is Ellipsis for i in items)
+
+
+def scatter_add(target, index, values):
+    """``target[index] += values`` where repeated indices accumulate (numpy's add.at, cupy's scatter_add)."""
+    if _is_basic_index(index):  # plain slicing selects each element at most once
+        target[index] += values
+    elif isinstance(target, np.ndarray):
+        np.add.at(target, index, values)
+    else:
+        import cupyx  # noqa: PLC0415
+
+        cupyx.scatter_add(target, index, values)
 
 
 def set_num_threads(n: int) -> None:

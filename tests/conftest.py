@@ -11,22 +11,6 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))  # makes tests/reference importable
 
 
-def _cuda_reason():
-    from pyfastdl import backend
-
-    return backend.cuda_unavailable_reason()
-
-
-def pytest_collection_modifyitems(config, items):
-    reason = None
-    for item in items:
-        if "gpu" in item.keywords:
-            if reason is None:
-                reason = _cuda_reason() or ""
-            if reason:
-                item.add_marker(pytest.mark.skip(reason=f"no CUDA device: {reason}"))
-
-
 @pytest.fixture
 def rng(request):
     """A generator seeded from the test's name: fresh random inputs per test, reproducible runs."""

@@ -114,11 +114,21 @@ PYFASTDL_SIMD_CLONES T exp_shift_sum(T* x, int64_t n, T shift) {
   return sum;
 }
 
+// The maximum of x[0, n), -inf for n = 0. A max reduction is not reassociated by the compiler (NaN
+// and signed-zero rules), so it keeps 16 independent lanes, an element-wise maximum it vectorises.
 template <class T>
 PYFASTDL_SIMD_CLONES T row_max(const T* x, int64_t n) {
-  T m = -kInf<T>;
-#pragma omp simd reduction(max : m)
-  for (int64_t j = 0; j < n; ++j) m = std::max(m, x[j]);
+  constexpr int64_t W = 16;
+  T lanes[W];
+  for (int64_t c = 0; c < W; ++c) lanes[c] = -kInf<T>;
+  int64_t j = 0;
+  for (; j + W <= n; j += W) {
+#pragma omp simd
+    for (int64_t c = 0; c < W; ++c) lanes[c] = std::max(lanes[c], x[j + c]);
+  }
+  for (; j < n; ++j) lanes[0] = std::max(lanes[0], x[j]);
+  T m = lanes[0];
+  for (int64_t c = 1; c < W; ++c) m = std::max(m, lanes[c]);
   return m;
 }
 
@@ -212,6 +222,15 @@ void sdpa_forward_cpu(const AttentionArgs& a, const T* q, const T* k, const T* v
   const int64_t nqb = (L + BQ - 1) / BQ;
   const int64_t tasks = a.B * a.H * nqb;
   const T scale = static_cast<T>(a.scale);
+  // K^T of every head in blocks of BK keys, (B*H, nkb, E, BK): Q K^T then multiplies row-major
+  // blocks ("NN"), which OpenBLAS's small-matrix kernels do faster than the transposed product
+  // (and a block's rows are contiguous, no 4 KiB strides that alias in the cache).
+  const int64_t nkb = (S + BK - 1) / BK;
+  std::vector<T> kt(a.B * a.H * nkb * E * BK);
+#pragma omp parallel for
+  for (int64_t bh = 0; bh < a.B * a.H; ++bh)
+    for (int64_t j = 0; j < S; ++j)
+      for (int64_t e = 0; e < E; ++e) kt[((bh * nkb + j / BK) * E + e) * BK + j % BK] = k[(bh * S + j) * E + e];
   SerialBlas serial;
 #pragma omp parallel
   {
@@ -221,7 +240,7 @@ void sdpa_forward_cpu(const AttentionArgs& a, const T* q, const T* k, const T* v
       const int64_t bh = t / nqb, i0 = (t % nqb) * BQ, b = bh / a.H, h = bh % a.H;
       const int64_t mq = std::min(BQ, L - i0);
       const T* qb = q + (bh * L + i0) * E;
-      const T* kh = k + bh * S * E;
+      const T* kth = kt.data() + bh * nkb * E * BK;
       const T* vh = v + bh * S * Ev;
       T* ob = out + (bh * L + i0) * Ev;
       std::fill(ob, ob + mq * Ev, T(0));
@@ -230,7 +249,7 @@ void sdpa_forward_cpu(const AttentionArgs& a, const T* q, const T* k, const T* v
       const int64_t kend = a.causal ? std::min(S, i0 + mq) : S;  // keys beyond are all masked
       for (int64_t j0 = 0; j0 < kend; j0 += BK) {
         const int64_t n = std::min(BK, kend - j0);
-        gemm(false, true, mq, n, E, scale, qb, E, kh + j0 * E, E, T(0), s.data(), BK);
+        gemm(false, false, mq, n, E, scale, qb, E, kth + j0 * E, BK, T(0), s.data(), BK);
         const bool masked = needs_mask(a, i0, j0, n);
         for (int64_t r = 0; r < mq; ++r) {
           T* sr = s.data() + r * BK;
@@ -240,7 +259,7 @@ void sdpa_forward_cpu(const AttentionArgs& a, const T* q, const T* k, const T* v
             std::fill(sr, sr + n, T(0));
             continue;
           }
-          const T alpha = std::exp(m[r] - mnew);  // 0 on the first block with a visible key
+          const T alpha = exp_any(m[r] - mnew);  // 0 on the first block with a visible key
           l[r] = l[r] * alpha + exp_shift_sum(sr, n, mnew);
           m[r] = mnew;
           if (alpha != T(1)) scale_row(ob + r * Ev, Ev, alpha);

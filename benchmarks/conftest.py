@@ -1,0 +1,98 @@
+"""Benchmark fixtures. CPU suites use pytest-benchmark; every suite also records its cases through
+the ``record`` fixture — ours and the reference timed in the same run — which, at the end of the
+session, writes one JSON and one markdown table to $PYFASTDL_BENCH_OUT (default benchmarks/results/)
+named by device and date, holding the commit, the device, the software versions and per case:
+ours, reference, ratio, and throughput."""
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+_RECORDS = []
+
+
+def _commit():
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=os.path.dirname(__file__), check=True)
+        return out.stdout.strip()
+    except Exception:
+        return os.environ.get("PYFASTDL_COMMIT", "unknown")
+
+
+@pytest.fixture
+def record():
+    """record(family, case, ours_s, ref_s, flop=None, bytes=None, device="cpu", **extra)."""
+
+    def add(family, case, ours_s, ref_s, flop=None, bytes=None, device="cpu", **extra):  # noqa: A002
+        row = {"family": family, "case": case, "device": device, "ours_ms": ours_s * 1e3,
+               "ref_ms": None if ref_s is None else ref_s * 1e3,
+               "ratio": None if ref_s is None else ref_s / ours_s}  # > 1: ours is faster
+        if flop:
+            row["ours_GFLOPs"] = flop / ours_s / 1e9
+        if bytes:
+            row["ours_GBps"] = bytes / ours_s / 1e9
+        row.update(extra)
+        _RECORDS.append(row)
+        return row
+
+    return add
+
+
+def _device_name(rows):
+    if any(r["device"] == "cuda" for r in rows):
+        try:
+            import cupy
+
+            name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
+            return (name.decode() if isinstance(name, bytes) else name).replace(" ", "-")
+        except Exception:
+            return "cuda"
+    return f"cpu-{os.cpu_count()}core"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if not _RECORDS:
+        return
+    out_dir = os.environ.get("PYFASTDL_BENCH_OUT", os.path.join(os.path.dirname(__file__), "results"))
+    os.makedirs(out_dir, exist_ok=True)
+    date = datetime.date.today().isoformat()
+    device = _device_name(_RECORDS)
+    families = sorted({r["family"] for r in _RECORDS})
+    stem = os.path.join(out_dir, f"{device}-{date}-{'-'.join(families)}")
+    versions = {"python": platform.python_version(), "numpy": np.__version__}
+    try:
+        import torch
+
+        versions["torch"] = torch.__version__
+    except ImportError:
+        pass
+    meta = {"commit": _commit(), "device": device, "date": date, "machine": platform.machine(),
+            "processor": platform.processor(), "versions": versions}
+    with open(stem + ".json", "w") as f:
+        json.dump({"meta": meta, "cases": _RECORDS}, f, indent=1)
+    ratios = {}
+    for r in _RECORDS:
+        if r["ratio"] is not None:
+            ratios.setdefault(r["family"], []).append(r["ratio"])
+    lines = [f"# Benchmarks on {device}, {date}, commit {meta['commit']}", "",
+             "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()), "",
+             "ratio = reference time / our time (> 1: pyfastdl is faster). Medians.", "",
+             "| family | case | ours (ms) | reference (ms) | ratio | ours GFLOP/s | ours GB/s |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in _RECORDS:
+        fmt = lambda v, p=3: "-" if v is None else f"{v:.{p}f}"  # noqa: E731
+        lines.append(f"| {r['family']} | {r['case']} | {fmt(r['ours_ms'])} | {fmt(r['ref_ms'])} | "
+                     f"{fmt(r['ratio'], 2)} | {fmt(r.get('ours_GFLOPs'), 1)} | {fmt(r.get('ours_GBps'), 1)} |")
+    lines += ["", "Median ratio per family: " + ", ".join(
+        f"{fam} {float(np.median(v)):.2f}x" for fam, v in sorted(ratios.items()))]
+    with open(stem + ".md", "w") as f:
+        f.write("\n".join(lines) + "\n")

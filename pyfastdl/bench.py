@@ -1,0 +1,85 @@
+"""Timing helpers shared by the benchmark suites and `pyfastdl bench`.
+
+CPU timings are wall-clock medians. GPU timings use CUDA events on the current stream after a
+warm-up, take the median of many repeats, and (by default) overwrite a buffer larger than the L2
+cache between repeats so small inputs are not timed from a warm cache. The ceilings — a large
+device-to-device copy and a large bf16 matrix product — are measured in the same run so results
+can be read as a fraction of what the card does.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+from . import backend
+
+L2_FLUSH_BYTES = 256 * 2**20  # larger than any current L2 (H100: 50 MiB, H200: 60 MiB)
+
+
+def time_cpu(fn, warmup=1, repeats=10, min_time=0.0):
+    """Median seconds of ``fn()`` over ``repeats`` calls (more while ``min_time`` is not reached)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < repeats or time.perf_counter() - start < min_time:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+class _L2Flusher:
+    def __init__(self, cp):
+        self.buf = cp.empty(L2_FLUSH_BYTES // 4, dtype=cp.float32)
+
+    def __call__(self):
+        self.buf.fill(1.0)
+
+
+def time_cuda(fn, warmup=3, repeats=20, flush_l2=True):
+    """Median seconds of ``fn()`` on the GPU, timed with CUDA events on the current stream."""
+    cp = backend.array_module("cuda")
+    flush = _L2Flusher(cp) if flush_l2 else None
+    for _ in range(warmup):
+        fn()
+    stream = cp.cuda.get_current_stream()
+    stream.synchronize()
+    times = []
+    for _ in range(repeats):
+        if flush is not None:
+            flush()
+        start, end = cp.cuda.Event(), cp.cuda.Event()
+        start.record(stream)
+        fn()
+        end.record(stream)
+        end.synchronize()
+        times.append(cp.cuda.get_elapsed_time(start, end) / 1e3)
+    return statistics.median(times)
+
+
+def cuda_ceilings(copy_bytes=2 * 2**30, gemm_n=8192):
+    """Measured ceilings of this GPU: device-to-device copy bandwidth (GB/s, read + write counted)
+    and bf16 matrix-product throughput (TFLOP/s, through torch when installed, else fp16 in cupy)."""
+    cp = backend.array_module("cuda")
+    src = cp.empty(copy_bytes // 4, dtype=cp.float32)
+    src.fill(1.0)
+    dst = cp.empty_like(src)
+    t_copy = time_cuda(lambda: dst.__setitem__(Ellipsis, src), repeats=10, flush_l2=False)
+    result = {"copy_GBps": 2 * copy_bytes / t_copy / 1e9}
+    del src, dst
+    try:
+        import torch  # noqa: PLC0415
+
+        a = torch.randn(gemm_n, gemm_n, device="cuda", dtype=torch.bfloat16)
+        b = torch.randn(gemm_n, gemm_n, device="cuda", dtype=torch.bfloat16)
+        t_mm = time_cuda(lambda: a @ b, repeats=10, flush_l2=False)
+        result["matmul_dtype"] = "bfloat16 (torch)"
+    except ImportError:
+        a = cp.random.standard_normal((gemm_n, gemm_n)).astype(cp.float16)
+        b = cp.random.standard_normal((gemm_n, gemm_n)).astype(cp.float16)
+        t_mm = time_cuda(lambda: a @ b, repeats=10, flush_l2=False)
+        result["matmul_dtype"] = "float16 (cupy)"
+    result["matmul_TFLOPs"] = 2 * gemm_n**3 / t_mm / 1e12
+    return result

@@ -1,0 +1,149 @@
+"""Making tensors: from data, filled, ranges; and the functions that combine several tensors."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import backend, ops
+from .tensor import Tensor, _as_dtype
+
+
+def tensor(data, dtype=None, device=None, requires_grad=False):
+    """A new leaf tensor holding a copy of ``data`` (nested lists, numbers, numpy or cupy arrays).
+
+    Python floats become float32 and ints int64, as in torch; arrays keep their dtype unless
+    ``dtype`` is given. ``device`` defaults to the device ``data`` is on ("cpu" for Python data)."""
+    if isinstance(data, Tensor):
+        data = data.data
+    dtype = _as_dtype(dtype)
+    try:
+        src_device = backend.device_of(data)
+    except TypeError:
+        src_device = "cpu"
+        arr = np.asarray(data)
+        if dtype is None and arr.dtype == np.float64 and not isinstance(data, np.generic):
+            dtype = np.dtype(np.float32)  # Python floats -> float32, torch's default
+        data = arr
+    device = backend.normalize_device(device or src_device)
+    xp = backend.array_module(device)
+    arr = xp.array(backend.to_device(data, device), dtype=dtype, copy=True)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"tensor: unsupported dtype {arr.dtype}")
+    return Tensor(arr, requires_grad=requires_grad)
+
+
+def _filled(fill, shape, dtype, device, requires_grad):
+    shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+    xp = backend.array_module(backend.normalize_device(device))
+    arr = xp.full(tuple(shape), fill, dtype=_as_dtype(dtype) or np.float32)
+    return Tensor(arr, requires_grad=requires_grad)
+
+
+def zeros(*shape, dtype=None, device=None, requires_grad=False):
+    return _filled(0, shape, dtype, device, requires_grad)
+
+
+def ones(*shape, dtype=None, device=None, requires_grad=False):
+    return _filled(1, shape, dtype, device, requires_grad)
+
+
+def full(shape, fill_value, dtype=None, device=None, requires_grad=False):
+    return _filled(fill_value, (shape,), dtype, device, requires_grad)
+
+
+def zeros_like(t, dtype=None, requires_grad=False):
+    return _filled(0, t.shape, dtype or t.dtype, t.device, requires_grad)
+
+
+def ones_like(t, dtype=None, requires_grad=False):
+    return _filled(1, t.shape, dtype or t.dtype, t.device, requires_grad)
+
+
+def arange(start, end=None, step=1, dtype=None, device=None):
+    if end is None:
+        start, end = 0, start
+    xp = backend.array_module(backend.normalize_device(device))
+    is_int = all(isinstance(v, int) for v in (start, end, step))
+    return Tensor(xp.arange(start, end, step, dtype=_as_dtype(dtype) or (np.int64 if is_int else np.float32)))
+
+
+def from_numpy(array):
+    """A tensor sharing memory with a numpy array."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy: expected a numpy array, got {type(array).__name__}")
+    return Tensor(array)
+
+
+def _tensors(name, tensors):
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError(f"{name}: expected a non-empty sequence of tensors")
+    for t in tensors:
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name}: expected tensors, got {type(t).__name__}")
+    return tensors
+
+
+def cat(tensors, dim=0):
+    """Concatenate along an existing dimension (all other sizes must match)."""
+    tensors = _tensors("cat", tensors)
+    ref = tensors[0].shape
+    (axis,) = ops._axes(dim, len(ref))
+    for t in tensors[1:]:
+        if len(t.shape) != len(ref) or any(a != b for i, (a, b) in enumerate(zip(t.shape, ref)) if i != axis):
+            raise ValueError(f"cat: sizes must match except in dimension {axis}; got {ref} and {t.shape}")
+    return ops.Cat.apply(dim, *tensors)
+
+
+def stack(tensors, dim=0):
+    """Join tensors of one shape along a new dimension."""
+    tensors = _tensors("stack", tensors)
+    for t in tensors[1:]:
+        if t.shape != tensors[0].shape:
+            raise ValueError(f"stack: all tensors must have the same shape; got {tensors[0].shape} and {t.shape}")
+    return ops.Stack.apply(dim, *tensors)
+
+
+def where(condition, input, other):  # noqa: A002 (torch's names)
+    """Elementwise ``input if condition else other`` (broadcasting); numbers take the tensor's dtype."""
+    ref = input if isinstance(input, Tensor) else other
+    if not isinstance(ref, Tensor):
+        raise TypeError("where: at least one of input and other must be a tensor")
+    from .tensor import _operand
+
+    cond = condition if isinstance(condition, Tensor) else Tensor(backend.get_array_module(ref.data).asarray(condition))
+    if cond.dtype != np.bool_:
+        raise TypeError(f"where: condition must be a bool tensor, got {cond.dtype}")
+    return ops.Where.apply(cond, _operand(ref, input), _operand(ref, other))
+
+
+def _unary(name, method):
+    def fn(input, *args, **kwargs):  # noqa: A002
+        if not isinstance(input, Tensor):
+            raise TypeError(f"{name}: expected a Tensor, got {type(input).__name__}")
+        return getattr(input, method)(*args, **kwargs)
+
+    fn.__name__ = name
+    fn.__doc__ = f"Functional form of Tensor.{method}."
+    return fn
+
+
+exp = _unary("exp", "exp")
+log = _unary("log", "log")
+sqrt = _unary("sqrt", "sqrt")
+abs = _unary("abs", "abs")  # noqa: A001
+tanh = _unary("tanh", "tanh")
+sigmoid = _unary("sigmoid", "sigmoid")
+relu = _unary("relu", "relu")
+pow = _unary("pow", "pow")  # noqa: A001
+clamp = _unary("clamp", "clamp")
+sum = _unary("sum", "sum")  # noqa: A001
+mean = _unary("mean", "mean")
+max = _unary("max", "max")  # noqa: A001
+min = _unary("min", "min")  # noqa: A001
+matmul = _unary("matmul", "matmul")
+reshape = _unary("reshape", "reshape")
+flatten = _unary("flatten", "flatten")
+transpose = _unary("transpose", "transpose")
+permute = _unary("permute", "permute")
+argmax = _unary("argmax", "argmax")
