@@ -1,37 +1,41 @@
-// Scaled dot-product attention on the GPU: a FlashAttention-2 style kernel pair on the tensor cores
-// (float16 / bfloat16 operands, float32 accumulation) and a simple reference kernel set for any
-// dtype and head size.
+// Scaled dot-product attention on the GPU: FlashAttention-2 style kernels on the tensor cores
+// (float16 / bfloat16 operands, float32 accumulation), the same loop order in plain float32 FFMA,
+// and a simple reference kernel set for any dtype and head size.
 //
 //   out_i = sum_j p_ij v_j,   p_ij = exp(s_ij - lse_i),   s_ij = scale q_i . k_j (+ mask)
 //
 // Versions (pick with variant= in pyfastdl.kernels; the benchmarks time both):
 //   reference  one thread block per query row (forward, dQ) or key row (dK, dV), two-pass softmax:
 //              pass 1 the row maximum, pass 2 exp and the weighted sum of V, keys taken in chunks
-//              of blockDim so memory stays O(E). Plain float32 arithmetic, every dtype, any E, Ev.
-//              Each block re-reads all of K and V: L2-bound, tens of GFLOP/s.
-//   fast       (f16/bf16, E == Ev in {64, 128}) tiled online softmax.
-//     Forward: one CTA of W warps per (batch*head, 16 W query rows); each warp owns 16 rows and
-//     keeps its Q fragments, the running max m, sum l and the 16 x Ev output tile in registers.
-//     The CTA walks the keys in blocks of BC: S = Q K^T with mma.sync m16n8k16 (K read from shared
-//     memory by ldmatrix), scale and log2(e) folded into one multiply so p = exp2(x - m), masks
-//     applied per element only on blocks that need them (the causal mask skips the blocks above
-//     the diagonal), the rescale of O by exp2(m_old - m_new), and O += P V where P goes from the
-//     S accumulators straight into A fragments (the C and A layouts of m16n8k16 match) -- the
-//     L x S matrix never leaves registers. cp.async brings V in while S is computed and the next
-//     K in while P V is computed. lse = (m + log2 l) ln 2 is saved for the backward.
-//     Backward: a pass computes D_i = dO_i . O_i and zeroes a float32 dQ accumulator; then one CTA
-//     of W warps per (batch*head, 16 W keys) walks the query blocks (double-buffered with
-//     cp.async), each warp owning 16 keys: S^T = K Q^T, P^T = exp2(x - lse), dV += P^T dO,
-//     dP^T = V dO^T, dS^T = P^T (dP^T - D) scale, dK += dS^T Q, all in registers; dS^T goes
-//     through shared memory for dQ = dS K, which is added to the accumulator with atomics; a last
+//              of blockDim so memory stays O(E). Float32 arithmetic, every dtype, any E, Ev.
+//              Each block re-reads all of K and V: L2-bound, a few TFLOP/s at best.
+//   flash      E == Ev in {64, 128} (other sizes fall back to the reference kernels):
+//     float16 / bfloat16 forward: one CTA of W warps per (batch*head, 16 W query rows); each warp
+//     owns 16 rows and keeps its Q fragments, the running max m, sum l and the 16 x Ev output tile
+//     in registers. The CTA walks the keys in blocks of BC: S = Q K^T with mma.sync m16n8k16 (K
+//     read from shared memory by ldmatrix), scale and log2(e) folded into one multiply so that
+//     p = exp2(x - m), masks applied per element only on blocks that need them (the causal mask
+//     skips the blocks above the diagonal), O rescaled by exp2(m_old - m_new), and O += P V where
+//     P goes from the S accumulators straight into A fragments (the C and A layouts of m16n8k16
+//     match) -- the L x S matrix never leaves registers. cp.async brings V in while S is computed
+//     and the next K in while P V is computed. lse = (m + log2 l) ln 2 is saved for the backward.
+//     float16 / bfloat16 backward: a pass computes D_i = dO_i . O_i and zeroes a float32 dQ
+//     accumulator; one CTA of W warps per (batch*head, 16 W keys) walks the query blocks
+//     (double-buffered with cp.async), each warp owning 16 keys: S^T = K Q^T, P^T = exp2(x - lse),
+//     dV += P^T dO, dP^T = V dO^T, dS^T = P^T (dP^T - D) scale, dK += dS^T Q, all in registers;
+//     dS^T goes through shared memory for dQ = dS K, added to the accumulator with atomics; a last
 //     pass converts dQ to the element type.
+//     float32: the same online softmax in FFMA, four threads per row (see "fast float32" below);
+//     the backward recomputes P in a query-major dQ kernel and a key-major dK/dV kernel (no atomics).
 //
-// Cost: forward 2 B H L S (E + Ev) flops (half that with is_causal), backward 2.5x that (five
-// products, S recomputed); memory O(B H (L + S)(E + Ev)) -- never L x S -- plus B H L (E + 1)
-// floats of backward workspace. Fully masked rows give out = 0, lse = +inf, zero gradients (the
-// CPU kernels' rule). What limits the fast kernels: shared-memory bandwidth for the B operands
-// (one 16x16 ldmatrix per two mma.sync, as each warp owns only 16 rows), exp2 throughput at
-// E = 64, and the dQ atomics in the backward. Hopper's wgmma / TMA (FlashAttention-3) are not used.
+// Cost: forward 2 B H L S (E + Ev) flops (about half with is_causal), backward 2.5x that (five
+// products, S recomputed; 3.5x for float32, which recomputes S twice); memory O(B H (L + S) E) --
+// never L x S -- plus B H L floats of backward workspace (B H L (E + 1) on the tensor-core path).
+// Fully masked rows give out = 0, lse = +inf and zero gradients (the CPU kernels' rule).
+// What limits the tensor-core kernels: shared-memory bandwidth for the B operands (one 16x16
+// ldmatrix per two mma.sync, since each warp owns only 16 rows), exp2 throughput at E = 64, and the
+// dQ atomics in the backward; Hopper's wgmma / TMA (FlashAttention-3) are not used. The float32
+// kernels are FFMA-bound with two shuffles per dot product, at 2 CTAs (8 warps) per SM.
 #include "attention.h"
 
 #include <cuda_bf16.h>
@@ -734,6 +738,204 @@ __global__ void __launch_bounds__(32 * W)
   }
 }
 
+// ---- fast float32 (SIMT) ------------------------------------------------------------------------
+// Plain FFMA, the flash loop order of the kernels above. Four threads (a quad) own one row: thread
+// t of the quad holds the float4 chunks t, t + 4, t + 8, ... of it, so the quad reads 64 contiguous
+// bytes of a shared row and the eight quads of a warp read the same row (a broadcast): no bank
+// conflicts. A dot product of two rows is the quad's partial sums and two shuffles. The forward
+// and dQ kernels give each quad a query row and walk the key tiles; the dK/dV kernel gives each
+// quad a key row and walks the query tiles -- dQ is recomputed rather than summed with atomics.
+
+constexpr int kF32Threads = 128, kF32Rows = kF32Threads / 4, kF32Tile = 32;  // rows per CTA, per tile
+
+// The quad's share of a D-float row, times mul; zeros when !valid.
+template <int D>
+__device__ inline void load_row_quad(float4 (&dst)[D / 16], const float* row, bool valid, float mul) {
+  const int t = threadIdx.x & 3;
+#pragma unroll
+  for (int c = 0; c < D / 16; ++c) {
+    float4 x = valid ? reinterpret_cast<const float4*>(row)[4 * c + t] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    dst[c] = make_float4(x.x * mul, x.y * mul, x.z * mul, x.w * mul);
+  }
+}
+
+template <int D>
+__device__ inline void store_row_quad(float* row, const float4 (&src)[D / 16], float mul) {
+  const int t = threadIdx.x & 3;
+#pragma unroll
+  for (int c = 0; c < D / 16; ++c)
+    reinterpret_cast<float4*>(row)[4 * c + t] = make_float4(src[c].x * mul, src[c].y * mul, src[c].z * mul,
+                                                            src[c].w * mul);
+}
+
+// a . row over the whole row (every lane of the warp must call it).
+template <int D>
+__device__ inline float quad_dot(const float4 (&a)[D / 16], const float4* row) {
+  const int t = threadIdx.x & 3;
+  float s = 0.0f;
+#pragma unroll
+  for (int c = 0; c < D / 16; ++c) {
+    const float4 b = row[4 * c + t];
+    s = fmaf(a[c].x, b.x, fmaf(a[c].y, b.y, fmaf(a[c].z, b.z, fmaf(a[c].w, b.w, s))));
+  }
+  s += __shfl_xor_sync(0xffffffffu, s, 1);
+  return s + __shfl_xor_sync(0xffffffffu, s, 2);
+}
+
+// acc += x * row (the quad's share)
+template <int D>
+__device__ inline void quad_axpy(float4 (&acc)[D / 16], float x, const float4* row) {
+  const int t = threadIdx.x & 3;
+#pragma unroll
+  for (int c = 0; c < D / 16; ++c) {
+    const float4 b = row[4 * c + t];
+    acc[c] = make_float4(fmaf(x, b.x, acc[c].x), fmaf(x, b.y, acc[c].y), fmaf(x, b.z, acc[c].z),
+                         fmaf(x, b.w, acc[c].w));
+  }
+}
+
+template <int D>
+__device__ inline void zero_quad(float4 (&acc)[D / 16]) {
+#pragma unroll
+  for (int c = 0; c < D / 16; ++c) acc[c] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+}
+
+template <int D>
+__device__ inline void scale_quad(float4 (&acc)[D / 16], float x) {
+#pragma unroll
+  for (int c = 0; c < D / 16; ++c) acc[c] = make_float4(acc[c].x * x, acc[c].y * x, acc[c].z * x, acc[c].w * x);
+}
+
+// Rows [row0, row0 + ROWS) of a (rows, D) float matrix into shared memory; rows >= nrows are zeros.
+template <int ROWS, int D>
+__device__ inline void load_tile_f32(float4* s, const float* g, int64_t row0, int64_t nrows) {
+  for (int x = threadIdx.x; x < ROWS * D / 4; x += kF32Threads) {
+    const int r = x / (D / 4), c = x % (D / 4);
+    s[x] = row0 + r < nrows ? reinterpret_cast<const float4*>(g + (row0 + r) * D)[c]
+                            : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  }
+}
+
+// The query-major kernels: forward (kDq = false) or dQ (kDq = true), one quad per query row.
+template <int D, bool kDq>
+__global__ void __launch_bounds__(kF32Threads, 1)
+    sdpa_query_rows_f32_kernel(Params p, const float* q, const float* k, const float* v, const float* lse,
+                               const float* grad_out, const float* dvec, float* out, float* lse_out) {
+  constexpr int BC = kF32Tile;
+  __shared__ float4 sK[BC * D / 4], sV[BC * D / 4];
+  const int64_t nqb = (p.L + kF32Rows - 1) / kF32Rows;
+  const int64_t bh = blockIdx.x / nqb, b = bh / p.H, h = bh % p.H;
+  const int64_t i0 = (nqb - 1 - blockIdx.x % nqb) * kF32Rows, i = i0 + threadIdx.x / 4;
+  const bool row_ok = i < p.L;
+  const float scale_log2 = p.scale * kLog2e;
+  float4 qr[D / 16], acc[D / 16], dor[D / 16];  // q_i scale log2(e); O_i or dQ_i; dO_i (dQ only)
+  load_row_quad<D>(qr, q + (bh * p.L + i) * D, row_ok, scale_log2);
+  zero_quad<D>(acc);
+  float m = -INFINITY, l = 0.0f, lse2 = 0.0f, di = 0.0f;
+  if constexpr (kDq) {
+    load_row_quad<D>(dor, grad_out + (bh * p.L + i) * D, row_ok, 1.0f);
+    lse2 = row_ok ? lse[bh * p.L + i] * kLog2e : INFINITY;
+    di = row_ok ? dvec[bh * p.L + i] : 0.0f;
+  }
+  const int64_t kend = p.causal ? (p.S < i0 + kF32Rows ? p.S : i0 + kF32Rows) : p.S;
+  for (int64_t j0 = 0; j0 < kend; j0 += BC) {
+    __syncthreads();  // every quad is done with the previous tiles
+    load_tile_f32<BC, D>(sK, k + bh * p.S * D, j0, p.S);
+    load_tile_f32<BC, D>(sV, v + bh * p.S * D, j0, p.S);
+    __syncthreads();
+    const bool edge = j0 + BC > p.S || p.mask_kind != MaskKind::none || (p.causal && j0 + BC - 1 > i0);
+    // x = log2(e) (scale q_i . k_j + mask)
+    auto score = [&](int jj) {
+      float x = quad_dot<D>(qr, sK + jj * D / 4);
+      if (edge) {
+        const int64_t j = j0 + jj;
+        if (j >= p.S)
+          x = -INFINITY;
+        else if (row_ok)
+          x += mask_bias<float>(p, b, h, i, j) * kLog2e;
+      }
+      return x;
+    };
+    if constexpr (kDq) {  // dQ_i += (p_ij (dO_i . v_j - D_i)) k_j
+#pragma unroll 2
+      for (int jj = 0; jj < BC; ++jj) {
+        const float ds = exp2f(score(jj) - lse2) * (quad_dot<D>(dor, sV + jj * D / 4) - di);
+        quad_axpy<D>(acc, ds, sK + jj * D / 4);
+      }
+    } else {  // online softmax, as in the tensor-core kernel
+      float s[BC];
+#pragma unroll
+      for (int jj = 0; jj < BC; ++jj) s[jj] = score(jj);
+      float mx = m;
+#pragma unroll
+      for (int jj = 0; jj < BC; ++jj) mx = fmaxf(mx, s[jj]);
+      const float base = mx == -INFINITY ? 0.0f : mx;
+      const float alpha = exp2f(m - base);
+      m = mx;
+      l *= alpha;
+      scale_quad<D>(acc, alpha);
+#pragma unroll
+      for (int jj = 0; jj < BC; ++jj) {
+        const float pj = exp2f(s[jj] - base);
+        l += pj;
+        quad_axpy<D>(acc, pj, sV + jj * D / 4);
+      }
+    }
+  }
+  if (!row_ok) return;
+  if constexpr (kDq) {
+    store_row_quad<D>(out + (bh * p.L + i) * D, acc, p.scale);
+  } else {
+    store_row_quad<D>(out + (bh * p.L + i) * D, acc, l > 0.0f ? 1.0f / l : 0.0f);
+    if (threadIdx.x % 4 == 0) lse_out[bh * p.L + i] = l > 0.0f ? (m + log2f(l)) * kLn2 : INFINITY;
+  }
+}
+
+// dK and dV, one quad per key row, walking the query tiles.
+template <int D>
+__global__ void __launch_bounds__(kF32Threads, 1)
+    sdpa_backward_dkv_f32_kernel(Params p, const float* q, const float* k, const float* v, const float* lse,
+                                 const float* grad_out, const float* dvec, float* grad_k, float* grad_v) {
+  constexpr int BQ = kF32Tile;
+  __shared__ float4 sQ[BQ * D / 4], sdO[BQ * D / 4];
+  __shared__ float sL[BQ], sD[BQ];
+  const int64_t nkb = (p.S + kF32Rows - 1) / kF32Rows;
+  const int64_t bh = blockIdx.x / nkb, b = bh / p.H, h = bh % p.H;
+  const int64_t j0 = (blockIdx.x % nkb) * kF32Rows, j = j0 + threadIdx.x / 4;
+  const bool key_ok = j < p.S;
+  float4 kr[D / 16], vr[D / 16], dk[D / 16], dv[D / 16];
+  load_row_quad<D>(kr, k + (bh * p.S + j) * D, key_ok, p.scale * kLog2e);
+  load_row_quad<D>(vr, v + (bh * p.S + j) * D, key_ok, 1.0f);
+  zero_quad<D>(dk);
+  zero_quad<D>(dv);
+  const int64_t istart = p.causal ? j0 / BQ * BQ : 0;  // earlier queries see none of these keys
+  for (int64_t i0 = istart; i0 < p.L; i0 += BQ) {
+    __syncthreads();
+    load_tile_f32<BQ, D>(sQ, q + bh * p.L * D, i0, p.L);
+    load_tile_f32<BQ, D>(sdO, grad_out + bh * p.L * D, i0, p.L);
+    for (int x = threadIdx.x; x < BQ; x += kF32Threads) {
+      const int64_t i = i0 + x;  // rows past L: p = 0, dS = 0
+      sL[x] = i < p.L ? lse[bh * p.L + i] * kLog2e : INFINITY;
+      sD[x] = i < p.L ? dvec[bh * p.L + i] : 0.0f;
+    }
+    __syncthreads();
+    const bool edge = p.mask_kind != MaskKind::none || (p.causal && j0 + kF32Rows - 1 > i0);
+#pragma unroll 2
+    for (int ii = 0; ii < BQ; ++ii) {
+      float x = quad_dot<D>(kr, sQ + ii * D / 4);
+      const int64_t i = i0 + ii;
+      if (edge && key_ok && i < p.L) x += mask_bias<float>(p, b, h, i, j) * kLog2e;
+      const float pj = exp2f(x - sL[ii]);
+      const float ds = pj * (quad_dot<D>(vr, sdO + ii * D / 4) - sD[ii]);
+      quad_axpy<D>(dv, pj, sdO + ii * D / 4);
+      quad_axpy<D>(dk, ds, sQ + ii * D / 4);
+    }
+  }
+  if (!key_ok) return;
+  store_row_quad<D>(grad_k + (bh * p.S + j) * D, dk, p.scale);
+  store_row_quad<D>(grad_v + (bh * p.S + j) * D, dv, 1.0f);
+}
+
 // ---- host side ----------------------------------------------------------------------------------
 
 // Tile shapes per head size: forward (warps, keys per block), backward (warps, queries per block).
@@ -761,8 +963,14 @@ void allow_smem(Kernel kernel, int bytes, const char* name) {
 
 bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
+// The fast kernels take E == Ev in {64, 128}: the tensor-core ones for float16 / bfloat16, the
+// SIMT ones for float32. Everything else runs the reference kernels.
+bool fast_shapes(const AttentionArgs& a, AttnVariant v) {
+  return v == AttnVariant::fast && a.E == a.Ev && (a.E == 64 || a.E == 128);
+}
+
 bool shapes_fit_tensor_cores(const AttentionArgs& a, AttnDType dt, AttnVariant v) {
-  return v == AttnVariant::fast && dt != AttnDType::f32 && a.E == a.Ev && (a.E == 64 || a.E == 128);
+  return fast_shapes(a, v) && dt != AttnDType::f32;
 }
 
 // Calls f(T{}) with T the element type of dt.
@@ -804,12 +1012,19 @@ void forward_reference(const AttentionArgs& a, const Params& p, const T* q, cons
 template <class T, int D>
 void forward_fast(const AttentionArgs& a, const Params& p, const T* q, const T* k, const T* v, T* out, float* lse,
                   cudaStream_t stream) {
-  using C = typename Tiles<D>::Fwd;
-  auto kernel = sdpa_forward_kernel<T, D, C::kThreads / 32, C::kBC>;
-  allow_smem(kernel, C::kSmemBytes, "sdpa_forward_kernel");
-  const unsigned grid = static_cast<unsigned>(a.B * a.H) * ceil_div(a.L, C::kBR);
-  kernel<<<grid, C::kThreads, C::kSmemBytes, stream>>>(p, q, k, v, out, lse);
-  check_launch("sdpa_forward_kernel");
+  if constexpr (std::is_same_v<T, float>) {
+    const unsigned grid = static_cast<unsigned>(a.B * a.H) * ceil_div(a.L, kF32Rows);
+    sdpa_query_rows_f32_kernel<D, false><<<grid, kF32Threads, 0, stream>>>(p, q, k, v, nullptr, nullptr, nullptr,
+                                                                            out, lse);
+    check_launch("sdpa_query_rows_f32_kernel (forward)");
+  } else {
+    using C = typename Tiles<D>::Fwd;
+    auto kernel = sdpa_forward_kernel<T, D, C::kThreads / 32, C::kBC>;
+    allow_smem(kernel, C::kSmemBytes, "sdpa_forward_kernel");
+    const unsigned grid = static_cast<unsigned>(a.B * a.H) * ceil_div(a.L, C::kBR);
+    kernel<<<grid, C::kThreads, C::kSmemBytes, stream>>>(p, q, k, v, out, lse);
+    check_launch("sdpa_forward_kernel");
+  }
 }
 
 template <class T>
@@ -830,16 +1045,26 @@ template <class T, int D>
 void backward_fast(const AttentionArgs& a, const Params& p, const T* q, const T* k, const T* v, const float* lse,
                    const T* grad_out, const float* d, float* dq_acc, T* grad_q, T* grad_k, T* grad_v,
                    cudaStream_t stream) {
-  using C = typename Tiles<D>::Bwd;
-  auto kernel = sdpa_backward_kernel<T, D, C::kThreads / 32, C::kBR>;
-  allow_smem(kernel, C::kSmemBytes, "sdpa_backward_kernel");
-  const unsigned grid = static_cast<unsigned>(a.B * a.H) * ceil_div(a.S, C::kBC);
-  kernel<<<grid, C::kThreads, C::kSmemBytes, stream>>>(p, q, k, v, lse, grad_out, d, dq_acc, grad_k, grad_v);
-  check_launch("sdpa_backward_kernel");
-  const int64_t n = a.B * a.H * a.L * a.E;
-  const unsigned blocks = ceil_div(n, 256) < 65536u ? ceil_div(n, 256) : 65536u;
-  sdpa_convert_dq_kernel<T><<<blocks, 256, 0, stream>>>(dq_acc, grad_q, n);
-  check_launch("sdpa_convert_dq_kernel");
+  if constexpr (std::is_same_v<T, float>) {
+    const unsigned qgrid = static_cast<unsigned>(a.B * a.H) * ceil_div(a.L, kF32Rows);
+    sdpa_query_rows_f32_kernel<D, true><<<qgrid, kF32Threads, 0, stream>>>(p, q, k, v, lse, grad_out, d, grad_q,
+                                                                            nullptr);
+    check_launch("sdpa_query_rows_f32_kernel (dQ)");
+    const unsigned kgrid = static_cast<unsigned>(a.B * a.H) * ceil_div(a.S, kF32Rows);
+    sdpa_backward_dkv_f32_kernel<D><<<kgrid, kF32Threads, 0, stream>>>(p, q, k, v, lse, grad_out, d, grad_k, grad_v);
+    check_launch("sdpa_backward_dkv_f32_kernel");
+  } else {
+    using C = typename Tiles<D>::Bwd;
+    auto kernel = sdpa_backward_kernel<T, D, C::kThreads / 32, C::kBR>;
+    allow_smem(kernel, C::kSmemBytes, "sdpa_backward_kernel");
+    const unsigned grid = static_cast<unsigned>(a.B * a.H) * ceil_div(a.S, C::kBC);
+    kernel<<<grid, C::kThreads, C::kSmemBytes, stream>>>(p, q, k, v, lse, grad_out, d, dq_acc, grad_k, grad_v);
+    check_launch("sdpa_backward_kernel");
+    const int64_t n = a.B * a.H * a.L * a.E;
+    const unsigned blocks = ceil_div(n, 256) < 65536u ? ceil_div(n, 256) : 65536u;
+    sdpa_convert_dq_kernel<T><<<blocks, 256, 0, stream>>>(dq_acc, grad_q, n);
+    check_launch("sdpa_convert_dq_kernel");
+  }
 }
 
 }  // namespace
@@ -856,20 +1081,15 @@ std::size_t sdpa_backward_workspace_bytes(const AttentionArgs& a, AttnDType dt, 
 void sdpa_forward_cuda(const AttentionArgs& a, AttnDType dt, AttnVariant v, const void* q, const void* k,
                        const void* val, const void* mask, void* out, float* lse, cudaStream_t stream) {
   const Params p = make_params(a, mask);
-  const bool fast = shapes_fit_tensor_cores(a, dt, v) && aligned16(q) && aligned16(k) && aligned16(val) &&
-                    aligned16(out);
+  const bool fast = fast_shapes(a, v) && aligned16(q) && aligned16(k) && aligned16(val) && aligned16(out);
   with_type(dt, [&](auto tag) {
     using T = decltype(tag);
     auto Q = static_cast<const T*>(q);
     auto K = static_cast<const T*>(k);
     auto V = static_cast<const T*>(val);
     auto O = static_cast<T*>(out);
-    if constexpr (std::is_same_v<T, float>) {
-      forward_reference(a, p, Q, K, V, O, lse, stream);
-    } else {
-      if (!fast) return forward_reference(a, p, Q, K, V, O, lse, stream);
-      with_head_dim(a.E, [&](auto d) { forward_fast<T, decltype(d)::value>(a, p, Q, K, V, O, lse, stream); });
-    }
+    if (!fast) return forward_reference(a, p, Q, K, V, O, lse, stream);
+    with_head_dim(a.E, [&](auto d) { forward_fast<T, decltype(d)::value>(a, p, Q, K, V, O, lse, stream); });
   });
 }
 
@@ -877,11 +1097,11 @@ void sdpa_backward_cuda(const AttentionArgs& a, AttnDType dt, AttnVariant v, con
                         const void* val, const void* mask, const void* out, const float* lse, const void* grad_out,
                         void* grad_q, void* grad_k, void* grad_v, void* workspace, cudaStream_t stream) {
   const Params p = make_params(a, mask);
-  const bool fast = shapes_fit_tensor_cores(a, dt, v) && aligned16(q) && aligned16(k) && aligned16(val) &&
-                    aligned16(grad_out) && aligned16(grad_k) && aligned16(grad_v);
+  const bool fast = fast_shapes(a, v) && aligned16(q) && aligned16(k) && aligned16(val) && aligned16(grad_out) &&
+                    aligned16(grad_q) && aligned16(grad_k) && aligned16(grad_v);
   const int64_t rows = a.B * a.H * a.L;
   float* d = static_cast<float*>(workspace);
-  float* dq_acc = fast ? d + rows : nullptr;
+  float* dq_acc = fast && dt != AttnDType::f32 ? d + rows : nullptr;  // the tensor-core kernels sum dQ here
   with_type(dt, [&](auto tag) {
     using T = decltype(tag);
     auto Q = static_cast<const T*>(q);
@@ -894,14 +1114,10 @@ void sdpa_backward_cuda(const AttentionArgs& a, AttnDType dt, AttnVariant v, con
     sdpa_backward_prepare_kernel<T><<<ceil_div(rows * 32, 256), 256, 0, stream>>>(p, static_cast<const T*>(out),
                                                                                    dO, d, dq_acc);
     check_launch("sdpa_backward_prepare_kernel");
-    if constexpr (std::is_same_v<T, float>) {
-      backward_reference(a, p, Q, K, V, lse, dO, d, dQ, dK, dV, stream);
-    } else {
-      if (!fast) return backward_reference(a, p, Q, K, V, lse, dO, d, dQ, dK, dV, stream);
-      with_head_dim(a.E, [&](auto hd) {
-        backward_fast<T, decltype(hd)::value>(a, p, Q, K, V, lse, dO, d, dq_acc, dQ, dK, dV, stream);
-      });
-    }
+    if (!fast) return backward_reference(a, p, Q, K, V, lse, dO, d, dQ, dK, dV, stream);
+    with_head_dim(a.E, [&](auto hd) {
+      backward_fast<T, decltype(hd)::value>(a, p, Q, K, V, lse, dO, d, dq_acc, dQ, dK, dV, stream);
+    });
   });
 }
 

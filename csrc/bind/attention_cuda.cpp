@@ -95,8 +95,8 @@ void bind_attention_cuda(py::module_& m) {
     const bool reference = variant == AttnVariant::reference;
     const std::string suffix = reference ? "_reference" : "";
     const char* how = reference ? " (reference: one block per row, two-pass softmax)"
-                                : " (tiled online softmax on the tensor cores for float16/bfloat16 with E == Ev "
-                                  "in {64, 128}; the reference kernels otherwise)";
+                                : " (tiled online softmax for E == Ev in {64, 128}: tensor cores for "
+                                  "float16/bfloat16, FFMA for float32; the reference kernels otherwise)";
     cuda.def(("sdpa_forward" + suffix).c_str(),
              [variant](const AttentionArgs& a, py::handle q, py::handle k, py::handle v, py::handle mask,
                        py::handle out, py::handle lse, std::uintptr_t stream) {
