@@ -963,6 +963,14 @@ void allow_smem(Kernel kernel, int bytes, const char* name) {
 
 bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
+// A one-dimensional grid of `blocks` (B H times the tiles of one head); fails past CUDA's limit.
+unsigned grid_1d(int64_t heads, int64_t rows, int64_t rows_per_block) {
+  const int64_t blocks = heads * ((rows + rows_per_block - 1) / rows_per_block);
+  check(blocks <= 0x7fffffff, "scaled_dot_product_attention: ", blocks,
+        " thread blocks exceed CUDA's grid limit (2^31 - 1); split the batch");
+  return static_cast<unsigned>(blocks);
+}
+
 // The fast kernels take E == Ev in {64, 128}: the tensor-core ones for float16 / bfloat16, the
 // SIMT ones for float32. Everything else runs the reference kernels.
 bool fast_shapes(const AttentionArgs& a, AttnVariant v) {
@@ -995,8 +1003,8 @@ void with_head_dim(int64_t d, F&& f) {
 size_t reference_smem_bytes(const AttentionArgs& a, int floats_per_dim_pair, int chunks) {
   const size_t bytes = (static_cast<size_t>(floats_per_dim_pair) * (a.E + a.Ev) + chunks * kRefThreads) * 4;
   if (bytes > 48 * 1024)
-    fail("scaled_dot_product_attention: the CUDA reference kernels keep a row of E + Ev floats per block in "
-         "shared memory and support E + Ev up to about 6000, got E = ", a.E, ", Ev = ", a.Ev);
+    fail("scaled_dot_product_attention: the CUDA reference kernels keep rows of E + Ev floats in shared memory "
+         "and would need ", bytes, " bytes per block (more than 48 KiB) for E = ", a.E, ", Ev = ", a.Ev);
   return bytes;
 }
 
@@ -1004,7 +1012,7 @@ template <class T>
 void forward_reference(const AttentionArgs& a, const Params& p, const T* q, const T* k, const T* v, T* out,
                        float* lse, cudaStream_t stream) {
   const size_t smem = reference_smem_bytes(a, 1, 1);
-  sdpa_forward_reference_kernel<T><<<static_cast<unsigned>(a.B * a.H * a.L), kRefThreads, smem, stream>>>(
+  sdpa_forward_reference_kernel<T><<<grid_1d(a.B * a.H, a.L, 1), kRefThreads, smem, stream>>>(
       p, q, k, v, out, lse);
   check_launch("sdpa_forward_reference_kernel");
 }
@@ -1013,7 +1021,7 @@ template <class T, int D>
 void forward_fast(const AttentionArgs& a, const Params& p, const T* q, const T* k, const T* v, T* out, float* lse,
                   cudaStream_t stream) {
   if constexpr (std::is_same_v<T, float>) {
-    const unsigned grid = static_cast<unsigned>(a.B * a.H) * ceil_div(a.L, kF32Rows);
+    const unsigned grid = grid_1d(a.B * a.H, a.L, kF32Rows);
     sdpa_query_rows_f32_kernel<D, false><<<grid, kF32Threads, 0, stream>>>(p, q, k, v, nullptr, nullptr, nullptr,
                                                                             out, lse);
     check_launch("sdpa_query_rows_f32_kernel (forward)");
@@ -1021,7 +1029,7 @@ void forward_fast(const AttentionArgs& a, const Params& p, const T* q, const T* 
     using C = typename Tiles<D>::Fwd;
     auto kernel = sdpa_forward_kernel<T, D, C::kThreads / 32, C::kBC>;
     allow_smem(kernel, C::kSmemBytes, "sdpa_forward_kernel");
-    const unsigned grid = static_cast<unsigned>(a.B * a.H) * ceil_div(a.L, C::kBR);
+    const unsigned grid = grid_1d(a.B * a.H, a.L, C::kBR);
     kernel<<<grid, C::kThreads, C::kSmemBytes, stream>>>(p, q, k, v, out, lse);
     check_launch("sdpa_forward_kernel");
   }
@@ -1033,10 +1041,10 @@ void backward_reference(const AttentionArgs& a, const Params& p, const T* q, con
                         cudaStream_t stream) {
   const size_t smem_q = reference_smem_bytes(a, 1, 1) + a.E * 4;
   const size_t smem_kv = reference_smem_bytes(a, 2, 2);
-  sdpa_backward_dq_reference_kernel<T><<<static_cast<unsigned>(a.B * a.H * a.L), kRefThreads, smem_q, stream>>>(
+  sdpa_backward_dq_reference_kernel<T><<<grid_1d(a.B * a.H, a.L, 1), kRefThreads, smem_q, stream>>>(
       p, q, k, v, lse, grad_out, d, grad_q);
   check_launch("sdpa_backward_dq_reference_kernel");
-  sdpa_backward_dkv_reference_kernel<T><<<static_cast<unsigned>(a.B * a.H * a.S), kRefThreads, smem_kv, stream>>>(
+  sdpa_backward_dkv_reference_kernel<T><<<grid_1d(a.B * a.H, a.S, 1), kRefThreads, smem_kv, stream>>>(
       p, q, k, v, lse, grad_out, d, grad_k, grad_v);
   check_launch("sdpa_backward_dkv_reference_kernel");
 }
@@ -1046,18 +1054,18 @@ void backward_fast(const AttentionArgs& a, const Params& p, const T* q, const T*
                    const T* grad_out, const float* d, float* dq_acc, T* grad_q, T* grad_k, T* grad_v,
                    cudaStream_t stream) {
   if constexpr (std::is_same_v<T, float>) {
-    const unsigned qgrid = static_cast<unsigned>(a.B * a.H) * ceil_div(a.L, kF32Rows);
+    const unsigned qgrid = grid_1d(a.B * a.H, a.L, kF32Rows);
     sdpa_query_rows_f32_kernel<D, true><<<qgrid, kF32Threads, 0, stream>>>(p, q, k, v, lse, grad_out, d, grad_q,
                                                                             nullptr);
     check_launch("sdpa_query_rows_f32_kernel (dQ)");
-    const unsigned kgrid = static_cast<unsigned>(a.B * a.H) * ceil_div(a.S, kF32Rows);
+    const unsigned kgrid = grid_1d(a.B * a.H, a.S, kF32Rows);
     sdpa_backward_dkv_f32_kernel<D><<<kgrid, kF32Threads, 0, stream>>>(p, q, k, v, lse, grad_out, d, grad_k, grad_v);
     check_launch("sdpa_backward_dkv_f32_kernel");
   } else {
     using C = typename Tiles<D>::Bwd;
     auto kernel = sdpa_backward_kernel<T, D, C::kThreads / 32, C::kBR>;
     allow_smem(kernel, C::kSmemBytes, "sdpa_backward_kernel");
-    const unsigned grid = static_cast<unsigned>(a.B * a.H) * ceil_div(a.S, C::kBC);
+    const unsigned grid = grid_1d(a.B * a.H, a.S, C::kBC);
     kernel<<<grid, C::kThreads, C::kSmemBytes, stream>>>(p, q, k, v, lse, grad_out, d, dq_acc, grad_k, grad_v);
     check_launch("sdpa_backward_kernel");
     const int64_t n = a.B * a.H * a.L * a.E;
@@ -1111,7 +1119,7 @@ void sdpa_backward_cuda(const AttentionArgs& a, AttnDType dt, AttnVariant v, con
     auto dQ = static_cast<T*>(grad_q);
     auto dK = static_cast<T*>(grad_k);
     auto dV = static_cast<T*>(grad_v);
-    sdpa_backward_prepare_kernel<T><<<ceil_div(rows * 32, 256), 256, 0, stream>>>(p, static_cast<const T*>(out),
+    sdpa_backward_prepare_kernel<T><<<grid_1d(1, rows, 256 / 32), 256, 0, stream>>>(p, static_cast<const T*>(out),
                                                                                    dO, d, dq_acc);
     check_launch("sdpa_backward_prepare_kernel");
     if (!fast) return backward_reference(a, p, Q, K, V, lse, dO, d, dQ, dK, dV, stream);
