@@ -102,23 +102,29 @@ inline T exp_any(T x) {
     return std::exp(x);
 }
 
-// x[j] = exp(x[j] - shift); returns the sum. shift = +inf (a fully masked row) gives zeros.
+// Row helpers. They are plain inline functions: the block functions below, compiled in AVX-512,
+// AVX2 and baseline versions, inline them and vectorise them for their instruction set. Horizontal
+// reductions keep W independent lanes (the compiler does not reassociate a float max or sum by
+// itself) and fold them pairwise at the end.
+constexpr int64_t W = 16;
+
 template <class T>
-PYFASTDL_SIMD_CLONES T exp_shift_sum(T* x, int64_t n, T shift) {
-  T sum = 0;
-#pragma omp simd reduction(+ : sum)
-  for (int64_t j = 0; j < n; ++j) {
-    x[j] = exp_any(x[j] - shift);
-    sum += x[j];
-  }
-  return sum;
+inline T fold_lanes_max(T* lanes) {
+  for (int64_t w = W / 2; w > 0; w /= 2)
+    for (int64_t c = 0; c < w; ++c) lanes[c] = std::max(lanes[c], lanes[c + w]);
+  return lanes[0];
 }
 
-// The maximum of x[0, n), -inf for n = 0. A max reduction is not reassociated by the compiler (NaN
-// and signed-zero rules), so it keeps 16 independent lanes, an element-wise maximum it vectorises.
 template <class T>
-PYFASTDL_SIMD_CLONES T row_max(const T* x, int64_t n) {
-  constexpr int64_t W = 16;
+inline T fold_lanes_sum(T* lanes) {
+  for (int64_t w = W / 2; w > 0; w /= 2)
+    for (int64_t c = 0; c < w; ++c) lanes[c] += lanes[c + w];
+  return lanes[0];
+}
+
+// The maximum of x[0, n), -inf for n = 0.
+template <class T>
+inline T row_max(const T* x, int64_t n) {
   T lanes[W];
   for (int64_t c = 0; c < W; ++c) lanes[c] = -kInf<T>;
   int64_t j = 0;
@@ -127,13 +133,30 @@ PYFASTDL_SIMD_CLONES T row_max(const T* x, int64_t n) {
     for (int64_t c = 0; c < W; ++c) lanes[c] = std::max(lanes[c], x[j + c]);
   }
   for (; j < n; ++j) lanes[0] = std::max(lanes[0], x[j]);
-  T m = lanes[0];
-  for (int64_t c = 1; c < W; ++c) m = std::max(m, lanes[c]);
-  return m;
+  return fold_lanes_max(lanes);
+}
+
+// x[j] = exp(x[j] - shift); returns the sum. shift = +inf (a fully masked row) gives zeros.
+template <class T>
+inline T exp_shift_sum(T* x, int64_t n, T shift) {
+  T lanes[W] = {};
+  int64_t j = 0;
+  for (; j + W <= n; j += W) {
+#pragma omp simd
+    for (int64_t c = 0; c < W; ++c) {
+      x[j + c] = exp_any(x[j + c] - shift);
+      lanes[c] += x[j + c];
+    }
+  }
+  for (; j < n; ++j) {
+    x[j] = exp_any(x[j] - shift);
+    lanes[0] += x[j];
+  }
+  return fold_lanes_sum(lanes);
 }
 
 template <class T>
-PYFASTDL_SIMD_CLONES T dot(const T* x, const T* y, int64_t n) {
+inline T dot(const T* x, const T* y, int64_t n) {
   T sum = 0;
 #pragma omp simd reduction(+ : sum)
   for (int64_t j = 0; j < n; ++j) sum += x[j] * y[j];
@@ -141,30 +164,23 @@ PYFASTDL_SIMD_CLONES T dot(const T* x, const T* y, int64_t n) {
 }
 
 template <class T>
-PYFASTDL_SIMD_CLONES void scale_row(T* x, int64_t n, T alpha) {
+inline void scale_row(T* x, int64_t n, T alpha) {
 #pragma omp simd
   for (int64_t j = 0; j < n; ++j) x[j] *= alpha;
 }
 
 // y += alpha * x
 template <class T>
-PYFASTDL_SIMD_CLONES void axpy(T* y, const T* x, int64_t n, T alpha) {
+inline void axpy(T* y, const T* x, int64_t n, T alpha) {
 #pragma omp simd
   for (int64_t j = 0; j < n; ++j) y[j] += alpha * x[j];
-}
-
-// dp[j] = p[j] * (dp[j] - d): the softmax backward, row by row.
-template <class T>
-PYFASTDL_SIMD_CLONES void softmax_grad_row(T* dp, const T* p, int64_t n, T d) {
-#pragma omp simd
-  for (int64_t j = 0; j < n; ++j) dp[j] = p[j] * (dp[j] - d);
 }
 
 // Applies the mask to the scores s[0, n) of query i against keys [j0, j0 + n) of head (b, h):
 // masked-out scores become -inf, additive mask values are added.
 template <class T>
-PYFASTDL_SIMD_CLONES void mask_row(const AttentionArgs& a, const void* mask, int64_t b, int64_t h, int64_t i,
-                                   int64_t j0, int64_t n, T* s) {
+void mask_row(const AttentionArgs& a, const void* mask, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t n,
+              T* s) {
   if (a.causal) {
     for (int64_t j = std::max<int64_t>(i + 1 - j0, 0); j < n; ++j) s[j] = -kInf<T>;
     return;
@@ -183,8 +199,8 @@ PYFASTDL_SIMD_CLONES void mask_row(const AttentionArgs& a, const void* mask, int
     for (int64_t j = 0; j < n; ++j) s[j] = m[j] ? s[j] : -kInf<T>;
   } else {
     const T* m = static_cast<const T*>(mask) + off;
+    const T add = m[0];
     if (!per_key) {
-      const T add = m[0];
 #pragma omp simd
       for (int64_t j = 0; j < n; ++j) s[j] += add;
       return;
@@ -192,6 +208,54 @@ PYFASTDL_SIMD_CLONES void mask_row(const AttentionArgs& a, const void* mask, int
     m += j0;
 #pragma omp simd
     for (int64_t j = 0; j < n; ++j) s[j] += m[j];
+  }
+}
+
+// ---- block steps (one call per BQ x BK block, AVX-512 / AVX2 / baseline clones) -------------------
+
+// Forward: the online-softmax update of a block of scores s (mq rows of stride BK, n keys) for
+// queries [i0, i0 + mq): masks it, raises the running maxima m, turns s into exp(s - m), adds the
+// row sums to l and rescales the partial output rows (stride Ev) that were summed under the old m.
+template <class T>
+PYFASTDL_SIMD_CLONES void softmax_update_block(const AttentionArgs& a, const void* mask, bool masked, int64_t b,
+                                               int64_t h, int64_t i0, int64_t mq, int64_t j0, int64_t n, T* s,
+                                               T* m, T* l, T* out) {
+  for (int64_t r = 0; r < mq; ++r) {
+    T* sr = s + r * BK;
+    if (masked) mask_row(a, mask, b, h, i0 + r, j0, n, sr);
+    const T mnew = std::max(m[r], row_max(sr, n));
+    if (mnew == -kInf<T>) {  // nothing visible yet in this row: p = 0
+      std::fill(sr, sr + n, T(0));
+      continue;
+    }
+    const T alpha = exp_any(m[r] - mnew);  // 0 on the row's first block with a visible key
+    l[r] = l[r] * alpha + exp_shift_sum(sr, n, mnew);
+    m[r] = mnew;
+    if (alpha != T(1)) scale_row(out + r * a.Ev, a.Ev, alpha);
+  }
+}
+
+// Backward: the probabilities p = exp(s - lse) of a block of (masked) scores.
+template <class T>
+PYFASTDL_SIMD_CLONES void probabilities_block(const AttentionArgs& a, const void* mask, bool masked, int64_t b,
+                                              int64_t h, int64_t i0, int64_t mq, int64_t j0, int64_t n, T* s,
+                                              const T* lse) {
+  for (int64_t r = 0; r < mq; ++r) {
+    T* sr = s + r * BK;
+    if (masked) mask_row(a, mask, b, h, i0 + r, j0, n, sr);
+    exp_shift_sum(sr, n, lse[r]);
+  }
+}
+
+// Backward through the softmax, in place: dp = p * (dp - D) for a block (row r subtracts D[r]).
+template <class T>
+PYFASTDL_SIMD_CLONES void softmax_grad_block(T* dp, const T* p, int64_t mq, int64_t n, const T* D) {
+  for (int64_t r = 0; r < mq; ++r) {
+    T* dr = dp + r * BK;
+    const T* pr = p + r * BK;
+    const T d = D[r];
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) dr[j] = pr[j] * (dr[j] - d);
   }
 }
 
@@ -250,20 +314,8 @@ void sdpa_forward_cpu(const AttentionArgs& a, const T* q, const T* k, const T* v
       for (int64_t j0 = 0; j0 < kend; j0 += BK) {
         const int64_t n = std::min(BK, kend - j0);
         gemm(false, false, mq, n, E, scale, qb, E, kth + j0 * E, BK, T(0), s.data(), BK);
-        const bool masked = needs_mask(a, i0, j0, n);
-        for (int64_t r = 0; r < mq; ++r) {
-          T* sr = s.data() + r * BK;
-          if (masked) mask_row(a, mask, b, h, i0 + r, j0, n, sr);
-          const T mnew = std::max(m[r], row_max(sr, n));
-          if (mnew == -kInf<T>) {  // nothing seen yet in this row: p = 0
-            std::fill(sr, sr + n, T(0));
-            continue;
-          }
-          const T alpha = exp_any(m[r] - mnew);  // 0 on the first block with a visible key
-          l[r] = l[r] * alpha + exp_shift_sum(sr, n, mnew);
-          m[r] = mnew;
-          if (alpha != T(1)) scale_row(ob + r * Ev, Ev, alpha);
-        }
+        softmax_update_block(a, mask, needs_mask(a, i0, j0, n), b, h, i0, mq, j0, n, s.data(), m.data(), l.data(),
+                             ob);
         gemm(false, false, mq, Ev, n, T(1), s.data(), BK, vh + j0 * Ev, Ev, T(1), ob, Ev);
       }
       for (int64_t r = 0; r < mq; ++r) finish_row(ob + r * Ev, Ev, m[r], l[r], lse + bh * L + i0 + r);
@@ -318,16 +370,10 @@ void sdpa_backward_cpu(const AttentionArgs& a, const T* q, const T* k, const T* 
         const T* qb = q + (bh * L + i0) * E;
         const T* dob = grad_out + (bh * L + i0) * Ev;
         gemm(false, true, mq, n, E, scale, qb, E, kb, E, T(0), p.data(), BK);
-        const bool masked = needs_mask(a, i0, j0, n);
-        for (int64_t r = 0; r < mq; ++r) {
-          T* pr = p.data() + r * BK;
-          if (masked) mask_row(a, mask, b, h, i0 + r, j0, n, pr);
-          exp_shift_sum(pr, n, lse[bh * L + i0 + r]);
-        }
+        probabilities_block(a, mask, needs_mask(a, i0, j0, n), b, h, i0, mq, j0, n, p.data(), lse + bh * L + i0);
         gemm(true, false, n, Ev, mq, T(1), p.data(), BK, dob, Ev, T(1), dvb, Ev);
         gemm(false, true, mq, n, Ev, T(1), dob, Ev, vb, Ev, T(0), dp.data(), BK);
-        for (int64_t r = 0; r < mq; ++r)
-          softmax_grad_row(dp.data() + r * BK, p.data() + r * BK, n, D[bh * L + i0 + r]);
+        softmax_grad_block(dp.data(), p.data(), mq, n, D.data() + bh * L + i0);
         gemm(true, false, n, E, mq, scale, dp.data(), BK, qb, E, T(1), dkb, E);
         gemm(false, false, mq, E, n, scale, dp.data(), BK, kb, E, T(1), dq.data() + i0 * E, E);
       }
