@@ -51,7 +51,7 @@ namespace pyfastdl::cpu {
 namespace {
 
 constexpr int64_t BQ = 64;   // queries per block
-constexpr int64_t BK = 128;  // keys per block
+constexpr int64_t BK = 128;  // keys per block (a multiple of W below)
 
 template <class T>
 constexpr T kInf = std::numeric_limits<T>::infinity();
@@ -108,51 +108,55 @@ inline T exp_any(T x) {
 // itself) and fold them pairwise at the end.
 constexpr int64_t W = 16;
 
-template <class T>
-inline T fold_lanes_max(T* lanes) {
-  for (int64_t w = W / 2; w > 0; w /= 2)
-    for (int64_t c = 0; c < w; ++c) lanes[c] = std::max(lanes[c], lanes[c + w]);
-  return lanes[0];
+template <class T, class Op>
+inline T fold_lanes(T* lanes, Op op) {
+  static_assert(W == 16, "the fold below is written out for 16 lanes");
+  for (int64_t c = 0; c < 8; ++c) lanes[c] = op(lanes[c], lanes[c + 8]);
+  for (int64_t c = 0; c < 4; ++c) lanes[c] = op(lanes[c], lanes[c + 4]);
+  for (int64_t c = 0; c < 2; ++c) lanes[c] = op(lanes[c], lanes[c + 2]);
+  return op(lanes[0], lanes[1]);
 }
 
 template <class T>
-inline T fold_lanes_sum(T* lanes) {
-  for (int64_t w = W / 2; w > 0; w /= 2)
-    for (int64_t c = 0; c < w; ++c) lanes[c] += lanes[c + w];
-  return lanes[0];
+inline T max2(T x, T y) {
+  return std::max(x, y);
 }
 
-// The maximum of x[0, n), -inf for n = 0.
+template <class T>
+inline T add2(T x, T y) {
+  return x + y;
+}
+
+// Rows of scores are padded with -inf to a multiple of W (the blocks to BK, the reference's row to
+// round_up(S, W)): padding changes neither the maximum nor the sum of exponentials, and the loops
+// below need no remainder.
+inline int64_t round_up(int64_t n) { return (n + W - 1) / W * W; }
+
+// The maximum of x[0, n), n a multiple of W.
 template <class T>
 inline T row_max(const T* x, int64_t n) {
   T lanes[W];
   for (int64_t c = 0; c < W; ++c) lanes[c] = -kInf<T>;
-  int64_t j = 0;
-  for (; j + W <= n; j += W) {
+  for (int64_t j = 0; j < n; j += W) {
 #pragma omp simd
     for (int64_t c = 0; c < W; ++c) lanes[c] = std::max(lanes[c], x[j + c]);
   }
-  for (; j < n; ++j) lanes[0] = std::max(lanes[0], x[j]);
-  return fold_lanes_max(lanes);
+  return fold_lanes(lanes, max2<T>);
 }
 
-// x[j] = exp(x[j] - shift); returns the sum. shift = +inf (a fully masked row) gives zeros.
+// x[j] = exp(x[j] - shift) for j in [0, n), n a multiple of W; returns the sum. shift = +inf (a
+// fully masked row) gives zeros.
 template <class T>
 inline T exp_shift_sum(T* x, int64_t n, T shift) {
   T lanes[W] = {};
-  int64_t j = 0;
-  for (; j + W <= n; j += W) {
+  for (int64_t j = 0; j < n; j += W) {
 #pragma omp simd
     for (int64_t c = 0; c < W; ++c) {
       x[j + c] = exp_any(x[j + c] - shift);
       lanes[c] += x[j + c];
     }
   }
-  for (; j < n; ++j) {
-    x[j] = exp_any(x[j] - shift);
-    lanes[0] += x[j];
-  }
-  return fold_lanes_sum(lanes);
+  return fold_lanes(lanes, add2<T>);
 }
 
 template <class T>
@@ -223,13 +227,14 @@ PYFASTDL_SIMD_CLONES void softmax_update_block(const AttentionArgs& a, const voi
   for (int64_t r = 0; r < mq; ++r) {
     T* sr = s + r * BK;
     if (masked) mask_row(a, mask, b, h, i0 + r, j0, n, sr);
-    const T mnew = std::max(m[r], row_max(sr, n));
+    std::fill(sr + n, sr + BK, -kInf<T>);  // rows are always BK long: fixed-length loops below
+    const T mnew = std::max(m[r], row_max(sr, BK));
     if (mnew == -kInf<T>) {  // nothing visible yet in this row: p = 0
-      std::fill(sr, sr + n, T(0));
+      std::fill(sr, sr + BK, T(0));
       continue;
     }
     const T alpha = exp_any(m[r] - mnew);  // 0 on the row's first block with a visible key
-    l[r] = l[r] * alpha + exp_shift_sum(sr, n, mnew);
+    l[r] = l[r] * alpha + exp_shift_sum(sr, BK, mnew);
     m[r] = mnew;
     if (alpha != T(1)) scale_row(out + r * a.Ev, a.Ev, alpha);
   }
@@ -243,7 +248,8 @@ PYFASTDL_SIMD_CLONES void probabilities_block(const AttentionArgs& a, const void
   for (int64_t r = 0; r < mq; ++r) {
     T* sr = s + r * BK;
     if (masked) mask_row(a, mask, b, h, i0 + r, j0, n, sr);
-    exp_shift_sum(sr, n, lse[r]);
+    std::fill(sr + n, sr + BK, -kInf<T>);  // rows are always BK long: fixed-length loops
+    exp_shift_sum(sr, BK, lse[r]);
   }
 }
 
@@ -384,7 +390,8 @@ void sdpa_backward_cpu(const AttentionArgs& a, const T* q, const T* k, const T* 
 
 // ---- reference: one query row at a time -----------------------------------------------------------
 
-// The scores of query row i against all keys it can see, masked; returns how many keys that is.
+// The scores of query row i against all keys it can see, masked and padded with -inf to a multiple
+// of W (s holds round_up(S) values); returns how many keys that is.
 template <class T>
 int64_t reference_scores(const AttentionArgs& a, const T* q, const T* k, const void* mask, int64_t bh, int64_t i,
                          T* s) {
@@ -392,6 +399,7 @@ int64_t reference_scores(const AttentionArgs& a, const T* q, const T* k, const v
   const T* qi = q + (bh * a.L + i) * a.E;
   for (int64_t j = 0; j < n; ++j) s[j] = static_cast<T>(a.scale) * dot(qi, k + (bh * a.S + j) * a.E, a.E);
   mask_row(a, mask, bh / a.H, bh % a.H, i, 0, n, s);
+  std::fill(s + n, s + round_up(n), -kInf<T>);
   return n;
 }
 
@@ -400,19 +408,19 @@ void sdpa_forward_reference_cpu(const AttentionArgs& a, const T* q, const T* k, 
                                 T* lse) {
 #pragma omp parallel
   {
-    std::vector<T> s(a.S);
+    std::vector<T> s(round_up(a.S));
 #pragma omp for
     for (int64_t row = 0; row < a.B * a.H * a.L; ++row) {
       const int64_t bh = row / a.L, i = row % a.L;
       const int64_t n = reference_scores(a, q, k, mask, bh, i, s.data());
-      const T m = row_max(s.data(), n);  // pass 1: the maximum
+      const T m = row_max(s.data(), round_up(n));  // pass 1: the maximum
       T* o = out + row * a.Ev;
       std::fill(o, o + a.Ev, T(0));
       if (m == -kInf<T>) {
         finish_row(o, a.Ev, m, T(0), lse + row);
         continue;
       }
-      const T l = exp_shift_sum(s.data(), n, m);  // pass 2: exponentials and their sum
+      const T l = exp_shift_sum(s.data(), round_up(n), m);  // pass 2: exponentials and their sum
       for (int64_t j = 0; j < n; ++j) axpy(o, v + (bh * a.S + j) * a.Ev, a.Ev, s[j]);
       finish_row(o, a.Ev, m, l, lse + row);
     }
@@ -429,13 +437,13 @@ void sdpa_backward_reference_cpu(const AttentionArgs& a, const T* q, const T* k,
   // Rows of one head all add into that head's dK and dV: parallel over heads only.
 #pragma omp parallel
   {
-    std::vector<T> p(S);
+    std::vector<T> p(round_up(S));
 #pragma omp for
     for (int64_t bh = 0; bh < a.B * a.H; ++bh) {
       for (int64_t i = 0; i < L; ++i) {
         const int64_t row = bh * L + i;
         const int64_t n = reference_scores(a, q, k, mask, bh, i, p.data());
-        exp_shift_sum(p.data(), n, lse[row]);
+        exp_shift_sum(p.data(), round_up(n), lse[row]);
         const T* doi = grad_out + row * Ev;
         const T d = dot(doi, out + row * Ev, Ev);
         T* dqi = grad_q + row * E;
