@@ -297,13 +297,17 @@ void sdpa_forward_cpu(const AttentionArgs& a, const T* q, const T* k, const T* v
   // (and a block's rows are contiguous, no 4 KiB strides that alias in the cache).
   const int64_t nkb = (S + BK - 1) / BK;
   std::vector<T> kt(a.B * a.H * nkb * E * BK);
-#pragma omp parallel for
-  for (int64_t bh = 0; bh < a.B * a.H; ++bh)
-    for (int64_t j = 0; j < S; ++j)
-      for (int64_t e = 0; e < E; ++e) kt[((bh * nkb + j / BK) * E + e) * BK + j % BK] = k[(bh * S + j) * E + e];
   SerialBlas serial;
-#pragma omp parallel
+#pragma omp parallel  // one parallel region per call: a busy machine makes every extra fork costly
   {
+#pragma omp for
+    for (int64_t t = 0; t < a.B * a.H * nkb; ++t) {  // t = (bh, key block)
+      const int64_t j0 = (t % nkb) * BK, n = std::min(BK, S - j0);
+      const T* src = k + (t / nkb * S + j0) * E;
+      T* dst = kt.data() + t * E * BK;
+      for (int64_t j = 0; j < n; ++j)
+        for (int64_t e = 0; e < E; ++e) dst[e * BK + j] = src[j * E + e];
+    }
     std::vector<T> s(BQ * BK), m(BQ), l(BQ);
 #pragma omp for schedule(dynamic)
     for (int64_t t = 0; t < tasks; ++t) {
@@ -338,15 +342,16 @@ void sdpa_backward_cpu(const AttentionArgs& a, const T* q, const T* k, const T* 
   const int64_t nkb = (S + BK - 1) / BK;
   const T scale = static_cast<T>(a.scale);
 
-  // D_i = dO_i . O_i, the row sums of P * dP that the softmax backward subtracts.
   std::vector<T> D(BH * L);
-#pragma omp parallel for
-  for (int64_t r = 0; r < BH * L; ++r) D[r] = dot(grad_out + r * Ev, out + r * Ev, Ev);
-  std::fill(grad_q, grad_q + BH * L * E, T(0));
-
   SerialBlas serial;
-#pragma omp parallel
+#pragma omp parallel  // one parallel region per call: a busy machine makes every extra fork costly
   {
+    // D_i = dO_i . O_i, the row sums of P * dP that the softmax backward subtracts.
+#pragma omp for
+    for (int64_t r = 0; r < BH * L; ++r) {
+      D[r] = dot(grad_out + r * Ev, out + r * Ev, Ev);
+      std::fill(grad_q + r * E, grad_q + (r + 1) * E, T(0));
+    }
     std::vector<T> p(BQ * BK), dp(BQ * BK), dq(L * E, T(0));
     int64_t dq_bh = -1;  // the (batch, head) whose dQ is being summed in `dq`
     auto flush_dq = [&] {
