@@ -220,23 +220,30 @@ void mask_row(const AttentionArgs& a, const void* mask, int64_t b, int64_t h, in
 // Forward: the online-softmax update of a block of scores s (mq rows of stride BK, n keys) for
 // queries [i0, i0 + mq): masks it, raises the running maxima m, turns s into exp(s - m), adds the
 // row sums to l and rescales the partial output rows (stride Ev) that were summed under the old m.
+// The per-row scalars (new maximum, rescaling factor) are computed for all rows at once, as
+// vectors, between the row passes.
 template <class T>
 PYFASTDL_SIMD_CLONES void softmax_update_block(const AttentionArgs& a, const void* mask, bool masked, int64_t b,
                                                int64_t h, int64_t i0, int64_t mq, int64_t j0, int64_t n, T* s,
                                                T* m, T* l, T* out) {
+  T shift[BQ], alpha[BQ];
   for (int64_t r = 0; r < mq; ++r) {
     T* sr = s + r * BK;
     if (masked) mask_row(a, mask, b, h, i0 + r, j0, n, sr);
     std::fill(sr + n, sr + BK, -kInf<T>);  // rows are always BK long: fixed-length loops below
-    const T mnew = std::max(m[r], row_max(sr, BK));
-    if (mnew == -kInf<T>) {  // nothing visible yet in this row: p = 0
-      std::fill(sr, sr + BK, T(0));
-      continue;
-    }
-    const T alpha = exp_any(m[r] - mnew);  // 0 on the row's first block with a visible key
-    l[r] = l[r] * alpha + exp_shift_sum(sr, BK, mnew);
+    shift[r] = row_max(sr, BK);
+  }
+#pragma omp simd
+  for (int64_t r = 0; r < mq; ++r) {
+    const T mnew = std::max(m[r], shift[r]);
+    const bool none = mnew == -kInf<T>;       // nothing visible yet in this row: p = 0, l = 0
+    alpha[r] = none ? T(1) : exp_any(m[r] - mnew);  // 0 on the row's first block with a visible key
+    shift[r] = none ? kInf<T> : mnew;         // exp(-inf - inf) = 0
     m[r] = mnew;
-    if (alpha != T(1)) scale_row(out + r * a.Ev, a.Ev, alpha);
+  }
+  for (int64_t r = 0; r < mq; ++r) {
+    l[r] = l[r] * alpha[r] + exp_shift_sum(s + r * BK, BK, shift[r]);
+    if (alpha[r] != T(1)) scale_row(out + r * a.Ev, a.Ev, alpha[r]);
   }
 }
 
