@@ -22,9 +22,10 @@
 //     float16 / bfloat16 backward: a pass computes D_i = dO_i . O_i and zeroes a float32 dQ
 //     accumulator; one CTA of W warps per (batch*head, 16 W keys) walks the query blocks
 //     (double-buffered with cp.async), each warp owning 16 keys: S^T = K Q^T, P^T = exp2(x - lse),
-//     dV += P^T dO, dP^T = V dO^T, dS^T = P^T (dP^T - D) scale, dK += dS^T Q, all in registers;
+//     dV += P^T dO, dP^T = V dO^T, dS^T = P^T (dP^T - D), dK += dS^T Q, all in registers;
 //     dS^T goes through shared memory for dQ = dS K, added to the accumulator with atomics; a last
-//     pass converts dQ to the element type.
+//     pass converts dQ to the element type. `scale` multiplies dK and dQ at the end, not dS (whose
+//     small values would otherwise lose bits as float16 subnormals).
 //     float32: the same online softmax in FFMA, four threads per row (see "fast float32" below);
 //     the backward recomputes P in a query-major dQ kernel and a key-major dK/dV kernel (no atomics).
 //
@@ -298,12 +299,12 @@ __global__ void __launch_bounds__(kRefThreads, 1)
   for (int e = tid; e < p.Ev; e += nt) grad_v[row * p.Ev + e] = from_float<T>(accv[e]);
 }
 
-// grad_q = the float32 dQ accumulator in the element type.
+// grad_q = scale times the float32 dQ accumulator, in the element type.
 template <class T>
-__global__ void sdpa_convert_dq_kernel(const float* dq_acc, T* grad_q, int64_t n) {
+__global__ void sdpa_convert_dq_kernel(const float* dq_acc, float scale, T* grad_q, int64_t n) {
   for (int64_t x = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; x < n;
        x += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    grad_q[x] = from_float<T>(dq_acc[x]);
+    grad_q[x] = from_float<T>(dq_acc[x] * scale);
 }
 
 // ---- tensor-core building blocks ----------------------------------------------------------------
@@ -675,9 +676,9 @@ __global__ void __launch_bounds__(32 * W)
 #pragma unroll
     for (int nt = 0; nt < BR / 8; ++nt)
 #pragma unroll
-      for (int c = 0; c < 4; ++c) st[nt][c] *= (dpt[nt][c] - cD[nt * 8 + 2 * t + (c & 1)]) * p.scale;  // dS^T
+      for (int c = 0; c < 4; ++c) st[nt][c] *= dpt[nt][c] - cD[nt * 8 + 2 * t + (c & 1)];  // dS^T / scale
     acc_to_a<T>(pf, st);
-    mma_a_reg_b_kmajor<T>(dk, pf, cQ, LD, 0);  // dK += dS^T Q
+    mma_a_reg_b_kmajor<T>(dk, pf, cQ, LD, 0);  // dK += dS^T Q (/ scale)
 
     // dS^T to shared memory, then dQ (BR x D) += dS K in 16 x 32 pieces spread over the warps.
 #pragma unroll
@@ -732,7 +733,7 @@ __global__ void __launch_bounds__(32 * W)
     uint32_t* dvrow = reinterpret_cast<uint32_t*>(grad_v + (bh * p.S + j) * D);
 #pragma unroll
     for (int nt = 0; nt < D / 8; ++nt) {
-      dkrow[nt * 4 + t] = pack2<T>(dk[nt][2 * r], dk[nt][2 * r + 1]);
+      dkrow[nt * 4 + t] = pack2<T>(dk[nt][2 * r] * p.scale, dk[nt][2 * r + 1] * p.scale);
       dvrow[nt * 4 + t] = pack2<T>(dv[nt][2 * r], dv[nt][2 * r + 1]);
     }
   }
@@ -1070,7 +1071,7 @@ void backward_fast(const AttentionArgs& a, const Params& p, const T* q, const T*
     check_launch("sdpa_backward_kernel");
     const int64_t n = a.B * a.H * a.L * a.E;
     const unsigned blocks = ceil_div(n, 256) < 65536u ? ceil_div(n, 256) : 65536u;
-    sdpa_convert_dq_kernel<T><<<blocks, 256, 0, stream>>>(dq_acc, grad_q, n);
+    sdpa_convert_dq_kernel<T><<<blocks, 256, 0, stream>>>(dq_acc, p.scale, grad_q, n);
     check_launch("sdpa_convert_dq_kernel");
   }
 }
