@@ -1108,9 +1108,11 @@ void sdpa_backward_cuda(const AttentionArgs& a, AttnDType dt, AttnVariant v, con
   const Params p = make_params(a, mask);
   const bool fast = fast_shapes(a, v) && aligned16(q) && aligned16(k) && aligned16(val) && aligned16(grad_out) &&
                     aligned16(grad_q) && aligned16(grad_k) && aligned16(grad_v);
+  // The tensor-core kernels sum dQ in the first B H L E floats of the workspace (first, so that the
+  // float2 atomics find it 8-byte aligned), D follows.
   const int64_t rows = a.B * a.H * a.L;
-  float* d = static_cast<float*>(workspace);
-  float* dq_acc = fast && dt != AttnDType::f32 ? d + rows : nullptr;  // the tensor-core kernels sum dQ here
+  float* dq_acc = fast && dt != AttnDType::f32 ? static_cast<float*>(workspace) : nullptr;
+  float* d = static_cast<float*>(workspace) + (dq_acc ? rows * a.E : 0);
   with_type(dt, [&](auto tag) {
     using T = decltype(tag);
     auto Q = static_cast<const T*>(q);

@@ -22,8 +22,9 @@ enum class AttnVariant { reference, fast };
 // E == Ev in {64, 128}); everything else runs the reference kernels.
 bool sdpa_uses_tensor_cores(const AttentionArgs& a, AttnDType dt, AttnVariant v);
 
-// Bytes of scratch the backward needs: D = rowsum(dO * O) (B H L floats), plus the float32 dQ
-// accumulator (B H L E floats) for the tensor-core kernels.
+// Bytes of scratch the backward needs: D = rowsum(dO * O) (B H L floats), after the float32 dQ
+// accumulator (B H L E floats) for the tensor-core kernels. The workspace must be 16-byte aligned
+// (cupy's pool aligns to 256).
 std::size_t sdpa_backward_workspace_bytes(const AttentionArgs& a, AttnDType dt, AttnVariant v);
 
 // out = softmax(scale q k^T + mask) v, lse = log-sum-exp of each row (+inf for a fully masked row)
