@@ -186,6 +186,7 @@ CASES = [
     (1, 2, 96, 61, 128, 128, "add_HL1", False),
     (1, 2, 33, 70, 40, 24, None, True),  # head sizes off the tensor-core path
     (1, 1, 1, 1, 64, 64, None, False),
+    (1, 3, 33, 50, 128, 128, None, False),  # B H L odd
     (1, 1, 128, 256, 64, 64, None, True),  # exact tile multiples
 ]
 
