@@ -191,7 +191,12 @@ Slice thread_slice(int64_t n) {
   return {begin, std::min(n, begin + chunk) - begin};
 }
 
-int recurrence_threads(int64_t H) { return int(std::min<int64_t>(omp_get_max_threads(), H)); }
+// Threads for a recurrence: one per slice of units, but a single thread when a step's GEMM is too
+// small (under ~64K multiply-adds) to pay for a barrier per step.
+int recurrence_threads(int64_t B, int64_t H) {
+  if (B * 4 * H * H < (int64_t(1) << 16)) return 1;
+  return int(std::min<int64_t>(omp_get_max_threads(), H));
+}
 
 }  // namespace
 
@@ -203,7 +208,7 @@ void lstm_cell_forward(const LstmCellArgs& a, const T* x, const T* hx, const T* 
   const int64_t B = a.batch, I = a.input_size, H = a.hidden_size, G = 4 * H;
   auto bias = combined_bias(G, b_ih, b_hh);
   BlasSingleThreaded one_blas_thread;
-#pragma omp parallel num_threads(recurrence_threads(H))
+#pragma omp parallel num_threads(recurrence_threads(B, H))
   {
     const auto [j0, J] = thread_slice(H);
     auto rec = buffer<T>(B * 4 * J);
@@ -246,7 +251,7 @@ void lstm_layer_forward(const LstmLayerArgs& a, const T* x, const T* h0, const T
   std::copy(c0, c0 + B * H, cn);
   {
     BlasSingleThreaded one_blas_thread;
-#pragma omp parallel num_threads(recurrence_threads(H))
+#pragma omp parallel num_threads(recurrence_threads(B, H))
     {
       const auto [j0, J] = thread_slice(H);
       auto rec = buffer<T>(B * 4 * J);  // this thread's four gate blocks of h @ W_hh^T, J columns each
@@ -295,7 +300,7 @@ void lstm_layer_backward(const LstmLayerArgs& a, const T* grad_out, const T* gra
   std::copy(grad_cn, grad_cn + B * H, grad_c0);
   {
     BlasSingleThreaded one_blas_thread;
-#pragma omp parallel num_threads(recurrence_threads(H))
+#pragma omp parallel num_threads(recurrence_threads(B, H))
     {
       const auto [j0, J] = thread_slice(H);
       for (int64_t s = T_ - 1; s >= 0; --s) {
