@@ -110,7 +110,8 @@ def test_cell_matches_torch(rng, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("T,B,I,H", [(1, 1, 1, 1), (5, 3, 4, 6), (9, 7, 3, 11), (200, 2, 3, 5)])
+# (6, 4, 10, 65): large enough for the CPU kernels to split the units over threads (uneven slices)
+@pytest.mark.parametrize("T,B,I,H", [(1, 1, 1, 1), (5, 3, 4, 6), (9, 7, 3, 11), (200, 2, 3, 5), (6, 4, 10, 65)])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("with_lengths", [False, True])
 def test_layer_matches_reference(rng, dtype, T, B, I, H, reverse, with_lengths):
@@ -124,6 +125,31 @@ def test_layer_matches_reference(rng, dtype, T, B, I, H, reverse, with_lengths):
     got = K.lstm_layer_forward(*(a.astype(dtype) for a in (x, h0, c0, *w)), reverse=reverse, lengths=lengths)
     for g, r in zip(got[:3], want):
         assert rel_err(g, r) < TOL[dtype]
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_layer_any_thread_count(rng, threads):
+    """Forward and backward are the same whatever the number of unit slices (threads)."""
+    T, B, I, H = 5, 4, 6, 67
+    x = rng.standard_normal((T, B, I))
+    h0, c0 = rng.standard_normal((B, H)), rng.standard_normal((B, H))
+    w = weights(rng, I, H)
+    g = [rng.standard_normal(s) for s in ((T, B, H), (B, H), (B, H))]
+    lengths = [5, 2, 4, 1]
+    before = pyfastdl.get_num_threads()
+    try:
+        pyfastdl.set_num_threads(threads)
+        out, hn, cn, saved = K.lstm_layer_forward(x, h0, c0, *w, reverse=True, lengths=lengths)
+        grads = K.lstm_layer_backward(*g, x, w[0], w[1], saved, reverse=True, lengths=lengths)
+    finally:
+        pyfastdl.set_num_threads(before)
+    out1, hn1, cn1, saved1 = K.lstm_layer_forward(x, h0, c0, *w, reverse=True, lengths=lengths)
+    grads1 = K.lstm_layer_backward(*g, x, w[0], w[1], saved1, reverse=True, lengths=lengths)
+    want = ref.lstm_layer(x, h0, c0, *w, reverse=True, lengths=lengths)
+    for got, r in zip((out, hn, cn), want):
+        assert rel_err(got, r) < 1e-10
+    for got, r in zip(grads, grads1):
+        assert rel_err(got, r) < 1e-12
 
 
 @pytest.mark.parametrize("reverse", [False, True])
@@ -232,8 +258,9 @@ def test_lstm_dropout_between_layers(rng):
 
 @requires_torch
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_lstm_matches_torch_packed(rng, dtype):
-    T, B, I, H, L = 8, 5, 6, 7, 2
+@pytest.mark.parametrize("H", [7, 65])  # 65: the CPU kernels split the units over threads
+def test_lstm_matches_torch_packed(rng, dtype, H):
+    T, B, I, L = 8, 5, 6, 2
     tdt = torch.float64 if dtype == np.float64 else torch.float32
     mod = torch.nn.LSTM(I, H, num_layers=L, bidirectional=True, batch_first=True).to(tdt)
     params = tensors([p.detach().numpy().copy() for p in mod._flat_weights], requires_grad=True)
