@@ -219,7 +219,8 @@ void weight_grads(int64_t rows, int64_t I, int64_t H, Slice u, const T* dz, cons
     }
 #pragma omp barrier
   const Slice rs = thread_slice(rows);
-  if (rs.size > 0) gemm(false, false, rs.size, I, G, T(1), dz + rs.begin * G, G, w_ih, I, T(0), grad_x + rs.begin * I, I);
+  if (rs.size > 0)
+    gemm(false, false, rs.size, I, G, T(1), dz + rs.begin * G, G, w_ih, I, T(0), grad_x + rs.begin * I, I);
 }
 
 }  // namespace
