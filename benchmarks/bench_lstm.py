@@ -130,7 +130,7 @@ GPU_SEQUENCES = [(128, 16, 256, 512), (128, 64, 512, 512), (128, 32, 128, 128)]
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("variant", ["step", "persistent", "torch"])
+@pytest.mark.parametrize("variant", ["step", "persistent"])
 @pytest.mark.parametrize("T,B,I,H", GPU_SEQUENCES, ids=[f"T{T}-B{B}-I{I}-H{H}" for T, B, I, H in GPU_SEQUENCES])
 def test_lstm_sequence_cuda(record, T, B, I, H, variant):
     cp = backend.array_module("cuda")
@@ -148,15 +148,12 @@ def test_lstm_sequence_cuda(record, T, B, I, H, variant):
         with torch.no_grad():
             mod(tx, (th, tc))
 
+    a = _C.LstmLayerArgs(x.shape, w[0].shape, w[1].shape)
+    if variant == "persistent" and not _C.cuda.lstm_layer_persistent_fits(a):
+        pytest.skip("does not fit the persistent kernel on this GPU")
     torch_s = time_cuda(torch_forward, warmup=2, repeats=10, flush_l2=False)
-    if variant == "torch":
-        ours_s = torch_s
-    else:
-        a = _C.LstmLayerArgs(x.shape, w[0].shape, w[1].shape)
-        if variant == "persistent" and not _C.cuda.lstm_layer_persistent_fits(a):
-            pytest.skip("does not fit the persistent kernel on this GPU")
-        ours_s = time_cuda(lambda: K.lstm_layer_forward(x, h0, c0, *w, variant=variant), warmup=2, repeats=10,
-                           flush_l2=False)
+    ours_s = time_cuda(lambda: K.lstm_layer_forward(x, h0, c0, *w, variant=variant), warmup=2, repeats=10,
+                       flush_l2=False)
     flop = T * 8 * B * H * (I + H)
     row = record("lstm", f"seq-T{T}-B{B}-I{I}-H{H}-forward-{variant}", ours_s, torch_s, flop=flop, device="cuda")
     print(f"\nT{T} B{B} I{I} H{H} {variant}: {ours_s * 1e3:.3f} ms, torch {torch_s * 1e3:.3f} ms, "
