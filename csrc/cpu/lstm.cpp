@@ -25,8 +25,11 @@
 //
 // Cost per step: 8*B*H*(I + H) flops forward, twice that backward, against ~5 transcendental
 // functions per hidden unit in the pointwise pass. The recurrent GEMM has only B rows, so its speed
-// limits the layer. float32 uses an exp written so that the compiler vectorises it (SSE2 in a
-// portable build); float64 uses the C library's (it serves gradient checks, not speed).
+// limits the layer: OpenBLAS packs its W_hh operand again on every call, which for B = 16 costs
+// about as much as the multiply itself (oneDNN, behind torch's CPU LSTM, packs the weights once per
+// sequence; a pre-packed recurrent kernel is the next step here). float32 uses an exp written so
+// that the compiler vectorises it (SSE2 in a portable build); float64 uses the C library's (it
+// serves gradient checks, not speed).
 //
 // The float exp below clamps its argument with comparisons; GCC if-converts (and so vectorises)
 // them only when it may assume floating-point operations do not trap. Nothing here uses FP traps.
