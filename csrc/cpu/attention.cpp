@@ -1,0 +1,420 @@
+// Scaled dot-product attention on the CPU: blocked online softmax (FlashAttention-2), forward and
+// backward, plus the naive per-row reference it is checked against.
+//
+//   out_i = sum_j p_ij v_j,   p_ij = exp(s_ij - lse_i),   s_ij = scale * q_i . k_j (+ mask)
+//
+// Forward. The L x S score matrix is never formed. Each task owns a block of BQ queries of one
+// (batch, head) and walks the keys in blocks of BK: S_blk = scale * Q_blk K_blk^T (a small GEMM),
+// mask it, then the online softmax keeps per query row the running maximum m and the running sum
+// l of exp(s - m); when a block raises m, the partial output and l are rescaled by exp(m_old - m)
+// before the block's P_blk V_blk (another small GEMM) is added. At the end out /= l and
+// lse = m + log l is saved for the backward.
+// Backward. Each task owns a block of BK keys and walks the query blocks: it recomputes
+// P = exp(S - lse) from q, k and lse, and with D_i = dO_i . O_i (= sum_j p_ij dp_ij) forms
+//   dV_blk += P^T dO,   dP = dO V_blk^T,   dS = P * (dP - D),   dK_blk += scale dS^T Q,
+//   dQ += scale dS K_blk.
+// dK and dV belong to the task; dQ is summed over key blocks in a per-thread buffer that is added
+// to the output whenever the thread moves to another (batch, head).
+//
+// Cost: forward 4 B H L S E flops (2 GEMMs) and B H L S exponentials; backward 2.5x that (5 GEMMs,
+// S is recomputed). Memory: O(B H (L + S) (E + Ev)) plus per thread a few BQ x BK blocks and one
+// L x E dQ buffer -- never L x S. The causal mask skips the key blocks above the diagonal (half the
+// work). What limits it: the GEMMs are small (64 x 128 x E), so the BLAS packing overhead and the
+// exponentials (a vectorised polynomial for float32, see exp_shift_sum) are a large share of the
+// time at E = 64; the GEMMs run in OpenBLAS (one thread per task), the row-wise softmax steps are
+// loops the compiler vectorises, with AVX-512 and AVX2 clones picked at run time.
+#include "cpu/attention.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "cpu/gemm.h"
+
+extern "C" int scipy_openblas_get_num_threads(void);
+extern "C" void scipy_openblas_set_num_threads(int);
+
+// Row-wise loops get AVX-512 / AVX2 versions, chosen when the library loads (portable build).
+#if defined(__x86_64__) && defined(__GNUC__)
+#define PYFASTDL_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define PYFASTDL_SIMD_CLONES
+#endif
+
+namespace pyfastdl::cpu {
+namespace {
+
+constexpr int64_t BQ = 64;   // queries per block
+constexpr int64_t BK = 128;  // keys per block
+
+template <class T>
+constexpr T kInf = std::numeric_limits<T>::infinity();
+
+// While the OpenMP threads each call the BLAS on their own small blocks, OpenBLAS must not start
+// threads of its own (that would oversubscribe the cores): it runs single-threaded in this scope.
+class SerialBlas {
+ public:
+  SerialBlas() : saved_(scipy_openblas_get_num_threads()) { scipy_openblas_set_num_threads(1); }
+  ~SerialBlas() { scipy_openblas_set_num_threads(saved_); }
+  SerialBlas(const SerialBlas&) = delete;
+  SerialBlas& operator=(const SerialBlas&) = delete;
+
+ private:
+  int saved_;
+};
+
+// ---- row-wise building blocks (vectorised) -------------------------------------------------------
+
+// exp(x) for float32 in a form the compiler vectorises (std::exp does not): Cephes' expf.
+// x = n ln2 + r with |r| <= ln2 / 2, exp(r) by a degree-7 polynomial (about 1 ulp), 2^n built in the
+// exponent bits. Inputs below -87.3 (where the result would be denormal) give exactly 0.
+inline float exp_poly(float x) {
+  const float lo = -87.3365447f;
+  const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  const float xc = x < lo ? lo : x;  // keeps the integer conversion below in range (x = -inf)
+  float t = xc * 1.44269504088896341f + shifter;
+  float n = t - shifter;
+  float r = xc - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale = __builtin_bit_cast(float, bits);
+  return x < lo ? 0.0f : p * scale;
+}
+
+template <class T>
+inline T exp_any(T x) {
+  if constexpr (std::is_same_v<T, float>)
+    return exp_poly(x);
+  else
+    return std::exp(x);
+}
+
+// x[j] = exp(x[j] - shift); returns the sum. shift = +inf (a fully masked row) gives zeros.
+template <class T>
+PYFASTDL_SIMD_CLONES T exp_shift_sum(T* x, int64_t n, T shift) {
+  T sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < n; ++j) {
+    x[j] = exp_any(x[j] - shift);
+    sum += x[j];
+  }
+  return sum;
+}
+
+// The maximum of x[0, n), -inf for n = 0. A max reduction is not reassociated by the compiler (NaN
+// and signed-zero rules), so it keeps 16 independent lanes, an element-wise maximum it vectorises.
+template <class T>
+PYFASTDL_SIMD_CLONES T row_max(const T* x, int64_t n) {
+  constexpr int64_t W = 16;
+  T lanes[W];
+  for (int64_t c = 0; c < W; ++c) lanes[c] = -kInf<T>;
+  int64_t j = 0;
+  for (; j + W <= n; j += W) {
+#pragma omp simd
+    for (int64_t c = 0; c < W; ++c) lanes[c] = std::max(lanes[c], x[j + c]);
+  }
+  for (; j < n; ++j) lanes[0] = std::max(lanes[0], x[j]);
+  T m = lanes[0];
+  for (int64_t c = 1; c < W; ++c) m = std::max(m, lanes[c]);
+  return m;
+}
+
+template <class T>
+PYFASTDL_SIMD_CLONES T dot(const T* x, const T* y, int64_t n) {
+  T sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < n; ++j) sum += x[j] * y[j];
+  return sum;
+}
+
+template <class T>
+PYFASTDL_SIMD_CLONES void scale_row(T* x, int64_t n, T alpha) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) x[j] *= alpha;
+}
+
+// y += alpha * x
+template <class T>
+PYFASTDL_SIMD_CLONES void axpy(T* y, const T* x, int64_t n, T alpha) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) y[j] += alpha * x[j];
+}
+
+// dp[j] = p[j] * (dp[j] - d): the softmax backward, row by row.
+template <class T>
+PYFASTDL_SIMD_CLONES void softmax_grad_row(T* dp, const T* p, int64_t n, T d) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) dp[j] = p[j] * (dp[j] - d);
+}
+
+// Applies the mask to the scores s[0, n) of query i against keys [j0, j0 + n) of head (b, h):
+// masked-out scores become -inf, additive mask values are added.
+template <class T>
+PYFASTDL_SIMD_CLONES void mask_row(const AttentionArgs& a, const void* mask, int64_t b, int64_t h, int64_t i,
+                                   int64_t j0, int64_t n, T* s) {
+  if (a.causal) {
+    for (int64_t j = std::max<int64_t>(i + 1 - j0, 0); j < n; ++j) s[j] = -kInf<T>;
+    return;
+  }
+  if (a.mask == MaskKind::none) return;
+  const int64_t off = a.mask_offset(b, h, i);
+  const bool per_key = a.mask_stride[3] != 0;  // else one value for the whole row
+  if (a.mask == MaskKind::boolean) {
+    const uint8_t* m = static_cast<const uint8_t*>(mask) + off;
+    if (!per_key) {
+      if (!m[0]) std::fill(s, s + n, -kInf<T>);
+      return;
+    }
+    m += j0;
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) s[j] = m[j] ? s[j] : -kInf<T>;
+  } else {
+    const T* m = static_cast<const T*>(mask) + off;
+    if (!per_key) {
+      const T add = m[0];
+#pragma omp simd
+      for (int64_t j = 0; j < n; ++j) s[j] += add;
+      return;
+    }
+    m += j0;
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) s[j] += m[j];
+  }
+}
+
+// Does the causal mask cut into the block of queries [i0, i0 + m) x keys [j0, j0 + n)?
+inline bool needs_mask(const AttentionArgs& a, int64_t i0, int64_t j0, int64_t n) {
+  return a.mask != MaskKind::none || (a.causal && j0 + n - 1 > i0);
+}
+
+// Finishes a row: out /= l, lse = m + log l; a row that saw no key gives out = 0, lse = +inf.
+template <class T>
+void finish_row(T* out, int64_t Ev, T m, T l, T* lse) {
+  if (l > 0) {
+    scale_row(out, Ev, T(1) / l);
+    *lse = m + std::log(l);
+  } else {
+    std::fill(out, out + Ev, T(0));
+    *lse = kInf<T>;
+  }
+}
+
+}  // namespace
+
+// ---- blocked forward ------------------------------------------------------------------------------
+
+template <class T>
+void sdpa_forward_cpu(const AttentionArgs& a, const T* q, const T* k, const T* v, const void* mask, T* out, T* lse) {
+  const int64_t L = a.L, S = a.S, E = a.E, Ev = a.Ev;
+  const int64_t nqb = (L + BQ - 1) / BQ;
+  const int64_t tasks = a.B * a.H * nqb;
+  const T scale = static_cast<T>(a.scale);
+  // K^T of every head in blocks of BK keys, (B*H, nkb, E, BK): Q K^T then multiplies row-major
+  // blocks ("NN"), which OpenBLAS's small-matrix kernels do faster than the transposed product
+  // (and a block's rows are contiguous, no 4 KiB strides that alias in the cache).
+  const int64_t nkb = (S + BK - 1) / BK;
+  std::vector<T> kt(a.B * a.H * nkb * E * BK);
+#pragma omp parallel for
+  for (int64_t bh = 0; bh < a.B * a.H; ++bh)
+    for (int64_t j = 0; j < S; ++j)
+      for (int64_t e = 0; e < E; ++e) kt[((bh * nkb + j / BK) * E + e) * BK + j % BK] = k[(bh * S + j) * E + e];
+  SerialBlas serial;
+#pragma omp parallel
+  {
+    std::vector<T> s(BQ * BK), m(BQ), l(BQ);
+#pragma omp for schedule(dynamic)
+    for (int64_t t = 0; t < tasks; ++t) {
+      const int64_t bh = t / nqb, i0 = (t % nqb) * BQ, b = bh / a.H, h = bh % a.H;
+      const int64_t mq = std::min(BQ, L - i0);
+      const T* qb = q + (bh * L + i0) * E;
+      const T* kth = kt.data() + bh * nkb * E * BK;
+      const T* vh = v + bh * S * Ev;
+      T* ob = out + (bh * L + i0) * Ev;
+      std::fill(ob, ob + mq * Ev, T(0));
+      std::fill(m.begin(), m.end(), -kInf<T>);
+      std::fill(l.begin(), l.end(), T(0));
+      const int64_t kend = a.causal ? std::min(S, i0 + mq) : S;  // keys beyond are all masked
+      for (int64_t j0 = 0; j0 < kend; j0 += BK) {
+        const int64_t n = std::min(BK, kend - j0);
+        gemm(false, false, mq, n, E, scale, qb, E, kth + j0 * E, BK, T(0), s.data(), BK);
+        const bool masked = needs_mask(a, i0, j0, n);
+        for (int64_t r = 0; r < mq; ++r) {
+          T* sr = s.data() + r * BK;
+          if (masked) mask_row(a, mask, b, h, i0 + r, j0, n, sr);
+          const T mnew = std::max(m[r], row_max(sr, n));
+          if (mnew == -kInf<T>) {  // nothing seen yet in this row: p = 0
+            std::fill(sr, sr + n, T(0));
+            continue;
+          }
+          const T alpha = exp_any(m[r] - mnew);  // 0 on the first block with a visible key
+          l[r] = l[r] * alpha + exp_shift_sum(sr, n, mnew);
+          m[r] = mnew;
+          if (alpha != T(1)) scale_row(ob + r * Ev, Ev, alpha);
+        }
+        gemm(false, false, mq, Ev, n, T(1), s.data(), BK, vh + j0 * Ev, Ev, T(1), ob, Ev);
+      }
+      for (int64_t r = 0; r < mq; ++r) finish_row(ob + r * Ev, Ev, m[r], l[r], lse + bh * L + i0 + r);
+    }
+  }
+}
+
+// ---- blocked backward -----------------------------------------------------------------------------
+
+template <class T>
+void sdpa_backward_cpu(const AttentionArgs& a, const T* q, const T* k, const T* v, const void* mask, const T* out,
+                       const T* lse, const T* grad_out, T* grad_q, T* grad_k, T* grad_v) {
+  const int64_t L = a.L, S = a.S, E = a.E, Ev = a.Ev, BH = a.B * a.H;
+  const int64_t nkb = (S + BK - 1) / BK;
+  const T scale = static_cast<T>(a.scale);
+
+  // D_i = dO_i . O_i, the row sums of P * dP that the softmax backward subtracts.
+  std::vector<T> D(BH * L);
+#pragma omp parallel for
+  for (int64_t r = 0; r < BH * L; ++r) D[r] = dot(grad_out + r * Ev, out + r * Ev, Ev);
+  std::fill(grad_q, grad_q + BH * L * E, T(0));
+
+  SerialBlas serial;
+#pragma omp parallel
+  {
+    std::vector<T> p(BQ * BK), dp(BQ * BK), dq(L * E, T(0));
+    int64_t dq_bh = -1;  // the (batch, head) whose dQ is being summed in `dq`
+    auto flush_dq = [&] {
+      if (dq_bh < 0) return;
+      T* g = grad_q + dq_bh * L * E;
+#pragma omp critical(pyfastdl_sdpa_dq)
+      axpy(g, dq.data(), L * E, T(1));
+      std::fill(dq.begin(), dq.end(), T(0));
+    };
+#pragma omp for schedule(dynamic)
+    for (int64_t t = 0; t < BH * nkb; ++t) {
+      const int64_t bh = t / nkb, j0 = (t % nkb) * BK, b = bh / a.H, h = bh % a.H;
+      const int64_t n = std::min(BK, S - j0);
+      if (bh != dq_bh) {
+        flush_dq();
+        dq_bh = bh;
+      }
+      const T* kb = k + (bh * S + j0) * E;
+      const T* vb = v + (bh * S + j0) * Ev;
+      T* dkb = grad_k + (bh * S + j0) * E;
+      T* dvb = grad_v + (bh * S + j0) * Ev;
+      std::fill(dkb, dkb + n * E, T(0));
+      std::fill(dvb, dvb + n * Ev, T(0));
+      const int64_t istart = a.causal ? j0 / BQ * BQ : 0;  // earlier queries see none of these keys
+      for (int64_t i0 = istart; i0 < L; i0 += BQ) {
+        const int64_t mq = std::min(BQ, L - i0);
+        const T* qb = q + (bh * L + i0) * E;
+        const T* dob = grad_out + (bh * L + i0) * Ev;
+        gemm(false, true, mq, n, E, scale, qb, E, kb, E, T(0), p.data(), BK);
+        const bool masked = needs_mask(a, i0, j0, n);
+        for (int64_t r = 0; r < mq; ++r) {
+          T* pr = p.data() + r * BK;
+          if (masked) mask_row(a, mask, b, h, i0 + r, j0, n, pr);
+          exp_shift_sum(pr, n, lse[bh * L + i0 + r]);
+        }
+        gemm(true, false, n, Ev, mq, T(1), p.data(), BK, dob, Ev, T(1), dvb, Ev);
+        gemm(false, true, mq, n, Ev, T(1), dob, Ev, vb, Ev, T(0), dp.data(), BK);
+        for (int64_t r = 0; r < mq; ++r)
+          softmax_grad_row(dp.data() + r * BK, p.data() + r * BK, n, D[bh * L + i0 + r]);
+        gemm(true, false, n, E, mq, scale, dp.data(), BK, qb, E, T(1), dkb, E);
+        gemm(false, false, mq, E, n, scale, dp.data(), BK, kb, E, T(1), dq.data() + i0 * E, E);
+      }
+    }
+    flush_dq();
+  }
+}
+
+// ---- reference: one query row at a time -----------------------------------------------------------
+
+// The scores of query row i against all keys it can see, masked; returns how many keys that is.
+template <class T>
+int64_t reference_scores(const AttentionArgs& a, const T* q, const T* k, const void* mask, int64_t bh, int64_t i,
+                         T* s) {
+  const int64_t n = a.visible_keys(i);
+  const T* qi = q + (bh * a.L + i) * a.E;
+  for (int64_t j = 0; j < n; ++j) s[j] = static_cast<T>(a.scale) * dot(qi, k + (bh * a.S + j) * a.E, a.E);
+  mask_row(a, mask, bh / a.H, bh % a.H, i, 0, n, s);
+  return n;
+}
+
+template <class T>
+void sdpa_forward_reference_cpu(const AttentionArgs& a, const T* q, const T* k, const T* v, const void* mask, T* out,
+                                T* lse) {
+#pragma omp parallel
+  {
+    std::vector<T> s(a.S);
+#pragma omp for
+    for (int64_t row = 0; row < a.B * a.H * a.L; ++row) {
+      const int64_t bh = row / a.L, i = row % a.L;
+      const int64_t n = reference_scores(a, q, k, mask, bh, i, s.data());
+      const T m = row_max(s.data(), n);  // pass 1: the maximum
+      T* o = out + row * a.Ev;
+      std::fill(o, o + a.Ev, T(0));
+      if (m == -kInf<T>) {
+        finish_row(o, a.Ev, m, T(0), lse + row);
+        continue;
+      }
+      const T l = exp_shift_sum(s.data(), n, m);  // pass 2: exponentials and their sum
+      for (int64_t j = 0; j < n; ++j) axpy(o, v + (bh * a.S + j) * a.Ev, a.Ev, s[j]);
+      finish_row(o, a.Ev, m, l, lse + row);
+    }
+  }
+}
+
+template <class T>
+void sdpa_backward_reference_cpu(const AttentionArgs& a, const T* q, const T* k, const T* v, const void* mask,
+                                 const T* out, const T* lse, const T* grad_out, T* grad_q, T* grad_k, T* grad_v) {
+  const int64_t L = a.L, S = a.S, E = a.E, Ev = a.Ev;
+  const T scale = static_cast<T>(a.scale);
+  std::fill(grad_k, grad_k + a.B * a.H * S * E, T(0));
+  std::fill(grad_v, grad_v + a.B * a.H * S * Ev, T(0));
+  // Rows of one head all add into that head's dK and dV: parallel over heads only.
+#pragma omp parallel
+  {
+    std::vector<T> p(S);
+#pragma omp for
+    for (int64_t bh = 0; bh < a.B * a.H; ++bh) {
+      for (int64_t i = 0; i < L; ++i) {
+        const int64_t row = bh * L + i;
+        const int64_t n = reference_scores(a, q, k, mask, bh, i, p.data());
+        exp_shift_sum(p.data(), n, lse[row]);
+        const T* doi = grad_out + row * Ev;
+        const T d = dot(doi, out + row * Ev, Ev);
+        T* dqi = grad_q + row * E;
+        std::fill(dqi, dqi + E, T(0));
+        for (int64_t j = 0; j < n; ++j) {
+          const T ds = p[j] * (dot(doi, v + (bh * S + j) * Ev, Ev) - d);
+          axpy(dqi, k + (bh * S + j) * E, E, scale * ds);
+          axpy(grad_k + (bh * S + j) * E, q + row * E, E, scale * ds);
+          axpy(grad_v + (bh * S + j) * Ev, doi, Ev, p[j]);
+        }
+      }
+    }
+  }
+}
+
+#define PYFASTDL_INSTANTIATE(T)                                                                                   \
+  template void sdpa_forward_cpu<T>(const AttentionArgs&, const T*, const T*, const T*, const void*, T*, T*);     \
+  template void sdpa_backward_cpu<T>(const AttentionArgs&, const T*, const T*, const T*, const void*, const T*,   \
+                                     const T*, const T*, T*, T*, T*);                                            \
+  template void sdpa_forward_reference_cpu<T>(const AttentionArgs&, const T*, const T*, const T*, const void*, T*, \
+                                              T*);                                                              \
+  template void sdpa_backward_reference_cpu<T>(const AttentionArgs&, const T*, const T*, const T*, const void*,   \
+                                               const T*, const T*, const T*, T*, T*, T*);
+PYFASTDL_INSTANTIATE(float)
+PYFASTDL_INSTANTIATE(double)
+#undef PYFASTDL_INSTANTIATE
+
+}  // namespace pyfastdl::cpu
