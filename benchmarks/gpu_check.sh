@@ -1,40 +1,196 @@
 #!/usr/bin/env bash
-# The GPU check, for a lent H100/H200 (the device tool): build pyfastdl there, run the GPU tests and
-# the GPU benchmarks against torch/cuDNN on the same card, and write everything to $OUT.
-# Budget: under 8 minutes. That machine has no network; its python3 holds cupy, torch, pybind11 and
-# scikit-build-core but not scipy-openblas32, which travels as a wheel in .whl/ (ignored by git):
+# The GPU check, for a lent H100/H200 (the device tool): build pyfastdl there, run the GPU tests, the
+# GPU benchmarks against torch/cuDNN on the same card and a one-epoch training smoke run, and write
+# the evidence to $OUT. One run, under 8 minutes (GPU_CHECK_BUDGET_S, default 450 s): every step has
+# its own `timeout`, capped by the time left, and later steps are skipped rather than overrun.
+#
+# Preparation, once, on the machine that calls the device tool, in the repository that travels (the
+# session's checkout): that machine has no network and its python3 (3.12: cupy, torch, pybind11,
+# scikit-build-core, pytest, pytest-benchmark, pytest-timeout) lacks scipy-openblas32, which
+# travels as a wheel in .whl/ (ignored by git, so it needs naming in `carry`):
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#       --platform manylinux_2_28_x86_64 -d .whl scipy-openblas32
-# and the run names .whl in carry:   bash benchmarks/gpu_check.sh
+#       --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl scipy-openblas32
+# then the device call:  command "bash benchmarks/gpu_check.sh", carry [".whl"], timeout_s 540.
+#
+# What comes back in $OUT (7 files; the tool returns at most 8, each <= 16 MiB):
+#   summary.txt  the step log and, last, the compact summary (also printed at the end)
+#   build.log    pip's verbose build output          tests.log / tests.xml  pytest -m gpu (text, JUnit)
+#   bench.log    the benchmark runs' output          bench.json / bench.md  every case of every family
+# Partial results still land: a step cut by its timeout gets SIGINT first, so pytest writes its
+# JUnit file and the benchmark records of the cases already run; the summary runs on exit (trap).
 set -uo pipefail
 OUT=${OUT:-/tmp/pyfastdl-gpu-check}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
-log() { echo "[gpu_check $(date +%T)] $*" | tee -a "$OUT/summary.txt"; }
+START=$(date +%s)
+BUDGET=${GPU_CHECK_BUDGET_S:-450}
+RESERVE=15  # seconds kept for the summary
+WORK=$(mktemp -d /tmp/gpu_check.XXXXXX)  # per-family benchmark records, combined into $OUT at the end
+cd "$(dirname "$0")/.."
 
-log "device: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1)"
+log() { echo "[gpu_check +$(( $(date +%s) - START ))s] $*" | tee -a "$OUT/summary.txt"; }
+# The timeout for a step: its own cap, or what is left of the budget if that is less.
+limit() {
+  local left=$(( BUDGET - RESERVE - ($(date +%s) - START) ))
+  (( left < $1 )) && echo "$left" || echo "$1"
+}
+# run_step NAME CAP MIN LOGFILE CMD...: CMD under `timeout`, SIGINT at the limit, SIGKILL 15 s later.
+run_step() {
+  local name=$1 cap=$2 min=$3 logfile=$4 t rc t0
+  shift 4
+  t=$(limit "$cap")
+  if (( t < min )); then
+    log "$name: SKIPPED, ${t}s left of the budget"
+    return 99
+  fi
+  t0=$(date +%s)
+  timeout -s INT -k 15 "$t" "$@" >> "$logfile" 2>&1
+  rc=$?
+  log "$name: rc=$rc in $(( $(date +%s) - t0 ))s (limit ${t}s)$( ((rc == 124)) && echo ', TIMED OUT')"
+  return $rc
+}
+
+# pytest with SIGINT raising KeyboardInterrupt even where the caller started us with SIGINT ignored
+# (as background jobs are): interrupted, pytest still writes its JUnit file and benchmark records.
+# -P everywhere: the checkout's pyfastdl/ (no compiled module) must not shadow the installed package.
+PYTEST=(python3 -P -c 'import signal, sys, pytest
+signal.signal(signal.SIGINT, signal.default_int_handler)
+sys.exit(pytest.main(sys.argv[1:]))')
+
+summarize() {
+  python3 - "$OUT" "$WORK" <<'EOF' 2>&1 | tee -a "$OUT/summary.txt"
+import glob, json, os, re, statistics, sys
+import xml.etree.ElementTree as ET
+
+out, work = sys.argv[1], sys.argv[2]
+FAMILIES = ("conv", "pool", "lstm", "attention")
+def family(text):
+    return next((f for f in FAMILIES if f in text), "other")
+
+print("\n==== summary ====")
+# -- tests, per family (from the JUnit file) --
+path = os.path.join(out, "tests.xml")
+if os.path.exists(path):
+    counts, failed = {}, []
+    for case in ET.parse(path).getroot().iter("testcase"):
+        module = [p for p in case.get("classname", "").split(".") if p.startswith("test_")]
+        fam = family(module[0] if module else "")
+        state = "passed"
+        for child in case:
+            if child.tag in ("failure", "error", "skipped"):
+                state = {"failure": "failed", "error": "error", "skipped": "skipped"}[child.tag]
+                if state != "skipped":
+                    msg = (child.get("message") or "").splitlines()
+                    failed.append(f"{case.get('classname')}::{case.get('name')}: {msg[0][:150] if msg else ''}")
+        c = counts.setdefault(fam, {"passed": 0, "failed": 0, "error": 0, "skipped": 0})
+        c[state] += 1
+    print("tests (pytest -m gpu):")
+    for fam, c in sorted(counts.items()):
+        print(f"  {fam:10s} " + "  ".join(f"{k} {v}" for k, v in c.items() if v or k == "failed"))
+    for line in failed[:25]:
+        print("  FAIL " + line)
+    if len(failed) > 25:
+        print(f"  ... and {len(failed) - 25} more failures (tests.log)")
+else:
+    print("tests: no tests.xml (not run)")
+
+# -- benchmarks: combine the per-family records into bench.json / bench.md, then summarise --
+runs, cases, md = [], [], []
+for f in sorted(glob.glob(os.path.join(work, "*", "*.json"))):
+    with open(f) as fh:
+        data = json.load(fh)
+    runs.append(data["meta"]), cases.extend(data["cases"])
+for f in sorted(glob.glob(os.path.join(work, "*", "*.md"))):
+    with open(f) as fh:
+        md.append(fh.read())
+if cases:
+    with open(os.path.join(out, "bench.json"), "w") as fh:
+        json.dump({"runs": runs, "cases": cases}, fh, indent=1)
+    with open(os.path.join(out, "bench.md"), "w") as fh:
+        fh.write("\n\n".join(md))
+# group each family's cases by the option words in their names (direction, dtype, variant, ...)
+WORDS = ("forward", "backward_input", "backward_weight", "backward", "float32", "bfloat16", "float16",
+         "fast", "reference", "flash", "step", "persistent", "causal", "noidx")
+groups = {}
+for r in cases:
+    tokens = re.split(r"-", r["case"])
+    key = (r["family"], " ".join(t for t in tokens if t in WORDS))
+    groups.setdefault(key, []).append(r)
+print("benchmarks (ratio = reference time / ours; > 1: pyfastdl faster):" if cases else "benchmarks: none recorded")
+for (fam, opts), rows in sorted(groups.items()):
+    ratios = [r["ratio"] for r in rows if r["ratio"]]
+    rate = "ours median"
+    if any("ours_GFLOPs" in r for r in rows):
+        rate += f" {statistics.median(r.get('ours_GFLOPs', 0) for r in rows) / 1e3:7.2f} TFLOP/s"
+    elif any("ours_GBps" in r for r in rows):
+        rate += f" {statistics.median(r.get('ours_GBps', 0) for r in rows):7.0f} GB/s"
+    else:
+        rate += f" {statistics.median(r['ours_ms'] for r in rows):7.3f} ms"
+    if ratios:
+        worst = min(rows, key=lambda r: r["ratio"] or float("inf"))
+        ratio = (f"ratio median {statistics.median(ratios):.2f} [min {min(ratios):.2f} {worst['case']}, "
+                 f"max {max(ratios):.2f}]")
+    else:
+        ratio = "no reference"
+    print(f"  {fam:10s} {opts:30s} n={len(rows):3d}  {rate}  {ratio}")
+EOF
+}
+finish() {
+  summarize
+  rm -rf "$WORK"
+  log "done; files in $OUT: $(cd "$OUT" && ls | tr '\n' ' ')"
+}
+trap finish EXIT
+
+# ---- 0. the machine ----------------------------------------------------------------------------------
+log "device: $(nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,temperature.gpu --format=csv,noheader 2>&1)"
+log "commit: $(git rev-parse --short HEAD 2>/dev/null || echo "${PYFASTDL_COMMIT:-unknown (no .git here)}")"
+export PYFASTDL_COMMIT=${PYFASTDL_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
+if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then
+  export PATH=/usr/local/cuda/bin:$PATH CUDACXX=/usr/local/cuda/bin/nvcc
+fi
+log "python3: $(command -v python3), $(python3 --version 2>&1); nvcc: $(nvcc --version 2>&1 | tail -1)"
 if ! python3 -c "import scipy_openblas32" 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || { log "no scipy-openblas32 wheel in .whl/"; exit 1; }
-  export PYTHONPATH=/tmp/site
+  if ! python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl >> "$OUT/build.log" 2>&1; then
+    log "FAILED: scipy-openblas32 is not installed and no wheel of it in .whl/ (see this script's header)"
+    exit 1
+  fi
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
 
-t0=$(date +%s)
-# sm_90 only: the card is a Hopper, and one architecture halves the build.
-if ! PYFASTDL_CUDA=ON CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=90" CMAKE_BUILD_PARALLEL_LEVEL=16 \
-    python3 -m pip install --no-build-isolation --no-deps . > "$OUT/build.log" 2>&1; then
-  log "build FAILED"; tail -40 "$OUT/build.log"; exit 1
+# ---- 1. build (sm_90 only: the card is a Hopper, and one architecture halves the nvcc time) -----------
+# GPU_CHECK_SKIP_BUILD=1: a rerun on the same warm machine keeps the package the last run installed.
+if [ -n "${GPU_CHECK_SKIP_BUILD:-}" ]; then
+  log "build: skipped (GPU_CHECK_SKIP_BUILD), using $(python3 -P -c 'import pyfastdl; print(pyfastdl.__file__)' 2>&1)"
+elif ! PYFASTDL_CUDA=ON CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=90" CMAKE_BUILD_PARALLEL_LEVEL=16 \
+    run_step build 270 60 "$OUT/build.log" python3 -m pip install -v --no-build-isolation --no-deps --no-cache-dir .; then
+  log "build FAILED; the end of build.log:"
+  grep -E "error|Error|FAILED" "$OUT/build.log" | head -20 | tee -a "$OUT/summary.txt"
+  tail -30 "$OUT/build.log"
+  exit 1
 fi
-log "build ok in $(( $(date +%s) - t0 )) s"
-python3 -m pyfastdl info | tee -a "$OUT/summary.txt"
+python3 -P -m pyfastdl info 2>&1 | tee -a "$OUT/summary.txt"
 
-# python3 -P: the checkout's pyfastdl/ (no compiled module) must not shadow the installed package.
-t0=$(date +%s)
-timeout 200 python3 -P -m pytest tests -m gpu -q -p no:cacheprovider -x --timeout=60 > "$OUT/gpu_tests.txt" 2>&1
-log "gpu tests rc=$? in $(( $(date +%s) - t0 )) s: $(tail -1 "$OUT/gpu_tests.txt")"
+# ---- 2. GPU tests: every test marked gpu (the cuda half of the device-parametrised tests too) ---------
+run_step "gpu tests" 200 30 "$OUT/tests.log" "${PYTEST[@]}" tests -m gpu -q -p no:cacheprovider \
+  --timeout=60 --tb=short -rfE --junitxml="$OUT/tests.xml"
+log "gpu tests: $(tail -1 "$OUT/tests.log")"
 
-t0=$(date +%s)
-PYFASTDL_BENCH_OUT="$OUT" timeout 200 python3 -P -m pytest benchmarks -m gpu -q -p no:cacheprovider \
-    --benchmark-disable > "$OUT/gpu_bench.txt" 2>&1
-log "gpu benchmarks rc=$? in $(( $(date +%s) - t0 )) s: $(tail -1 "$OUT/gpu_bench.txt")"
-cat "$OUT"/*.md 2>/dev/null | tail -60
+# ---- 3. GPU benchmarks, one pytest run per family (its own timeout; records kept per family) -----------
+bench() {
+  local fam=$1 cap=$2
+  shift 2
+  echo "==== $fam ====" >> "$OUT/bench.log"
+  PYFASTDL_BENCH_OUT="$WORK/$fam" run_step "bench $fam" "$cap" 20 "$OUT/bench.log" "${PYTEST[@]}" "$@" -m gpu \
+    -q -s -p no:cacheprovider --benchmark-disable --timeout=60 --tb=short -rfE
+}
+bench conv 90 benchmarks/bench_conv_cuda.py
+bench attention 75 benchmarks/bench_attention_cuda.py
+bench pool 60 benchmarks/bench_pool.py
+bench lstm 45 benchmarks/bench_lstm.py
+
+# ---- 4. the training loop's --device cuda path: one short epoch of LeNet on digits -------------------
+echo "==== train lenet --device cuda ====" >> "$OUT/bench.log"
+run_step "train lenet --device cuda" 60 20 "$OUT/bench.log" python3 -P -m pyfastdl train lenet --device cuda \
+  --epochs 1 --limit 1024 --quiet --out "$WORK/train-lenet"

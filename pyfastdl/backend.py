@@ -110,13 +110,37 @@ def kernels(device: str):
 
 
 def launch(name: str, device: str, *args):
-    """Call kernel ``name`` of ``device``'s submodule; CUDA kernels get cupy's current stream last."""
+    """Call kernel ``name`` of ``device``'s submodule; CUDA kernels get cupy's current stream last.
+
+    An array argument on the other device raises TypeError saying so (numpy and cupy arrays are
+    both called "ndarray", which would make the binding's own message ambiguous)."""
     fn = getattr(kernels(device), name, None)
     if fn is None:
         raise NotImplementedError(f"kernel {name!r} is not available on device {device!r}")
-    if device == "cuda":
-        return fn(*args, _import_cupy().cuda.get_current_stream().ptr)
-    return fn(*args)
+    try:
+        if device == "cuda":
+            return fn(*args, _import_cupy().cuda.get_current_stream().ptr)
+        return fn(*args)
+    except TypeError as exc:
+        misplaced = _misplaced_arrays(device, args)
+        if misplaced:
+            raise TypeError(f"{exc} [kernel {name} runs on {device!r} but {misplaced}; move arrays "
+                            f"explicitly with backend.to_device or Tensor.to]") from exc
+        raise
+
+
+def _misplaced_arrays(device: str, args) -> str:
+    """Which of ``args`` are numpy/cupy arrays not on ``device`` ("" if none); only called on errors."""
+    found = []
+    for i, a in enumerate(args):
+        try:
+            where = device_of(a)
+        except TypeError:
+            continue
+        if where != device:
+            found.append(f"its argument {i} (counting the Args as 0) is a {'numpy' if where == 'cpu' else 'cupy'} "
+                         f"array")
+    return ", ".join(found)
 
 
 def contiguous(array):

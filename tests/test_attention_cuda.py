@@ -215,16 +215,20 @@ def test_runs_on_current_stream(rng, dtype):
         assert rel_err(to_host(grads[1]), grads_ref[1]) < TOL[dtype]
 
 
-def test_public_wrapper_float32(rng):
-    """pyfastdl.kernels.sdpa_forward/backward on cupy float32 arrays reach these kernels."""
-    q, k, v, g, mask = make_case(rng, 2, 2, 40, 70, 64, 64, "add_full", "float32")
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_public_wrapper(rng, dtype):
+    """pyfastdl.kernels.sdpa_forward/backward on cupy arrays reach these kernels; lse is float32 for
+    every dtype (the wrapper allocates it so)."""
+    q, k, v, g, mask = make_case(rng, 2, 2, 40, 70, 64, 64, "add_full", dtype)
     out_ref, lse_ref, grads_ref = cpu_reference(q, k, v, g, mask, False, None)
-    dq_, dk_, dv_, dg, dmask = (cp().asarray(x.astype(np.float32)) for x in (q, k, v, g, mask))
+    dq_, dk_, dv_, dg, dmask = (cp().asarray(x.astype(dtype)) for x in (q, k, v, g, mask))
     out, lse = kernels.sdpa_forward(dq_, dk_, dv_, dmask)
+    assert out.dtype == dtype and lse.dtype == np.float32
     grads = kernels.sdpa_backward(dq_, dk_, dv_, out, lse, dg, dmask)
-    assert rel_err(to_host(out), out_ref) < 1e-4
+    assert rel_err(to_host(out), out_ref) < TOL[dtype]
+    assert rel_err(to_host(lse), lse_ref) < LSE_TOL[dtype]
     for got, expected in zip(grads, grads_ref):
-        assert rel_err(to_host(got), expected) < 1e-4
+        assert got.dtype == dtype and rel_err(to_host(got), expected) < TOL[dtype]
 
 
 # ---- bad input ----------------------------------------------------------------------------------

@@ -234,3 +234,12 @@ def test_rejects_non_contiguous(cp):
     with pytest.raises(ValueError, match="x must be C-contiguous"):
         launch("conv2d_forward", "fast", a, x, cp.ones((3, 2, 3, 3), cp.float32), None,
                cp.empty(a.out_shape, cp.float32))
+
+
+def test_rejects_mixed_devices(cp):
+    """numpy and cupy arrays are both "ndarray": the error names the library of the misplaced one."""
+    x, w = np.ones((1, 2, 5, 5), np.float32), cp.ones((3, 2, 3, 3), cp.float32)
+    with pytest.raises(TypeError, match="weight must be a numpy array.*argument 2 .* is a cupy array"):
+        kernels.conv2d_forward(x, w)
+    with pytest.raises(TypeError, match="weight must be a device.*argument 2 .* is a numpy array"):
+        kernels.conv2d_forward(cp.asarray(x), w.get())

@@ -107,7 +107,8 @@ def sdpa_forward(query, key, value, attn_mask=None, is_causal=False, scale=None,
     device, args, q, k, v, mask = _prepare(query, key, value, attn_mask, is_causal, scale)
     xp = backend.array_module(device)
     out = xp.empty(args.out_shape, dtype=q.dtype)
-    lse = xp.empty(args.lse_shape, dtype=q.dtype)
+    # lse: q's dtype on the CPU, float32 on the GPU for every dtype (csrc/bind/attention_cuda.cpp).
+    lse = xp.empty(args.lse_shape, dtype=q.dtype if device == "cpu" else xp.float32)
     backend.launch(name, device, args, q, k, v, mask, out, lse)
     if query.ndim == 3:
         return out[:, 0], lse[:, 0]
