@@ -47,7 +47,7 @@ run_step() {
   t0=$(date +%s)
   timeout -s INT -k 15 "$t" "$@" >> "$logfile" 2>&1
   rc=$?
-  log "$name: rc=$rc in $(( $(date +%s) - t0 ))s (limit ${t}s)$( ((rc == 124)) && echo ', TIMED OUT')"
+  log "$name: rc=$rc in $(( $(date +%s) - t0 ))s (limit ${t}s)$( ((rc == 124 || rc == 137)) && echo ', TIMED OUT')"
   return $rc
 }
 
@@ -57,6 +57,10 @@ run_step() {
 PYTEST=(python3 -P -c 'import signal, sys, pytest
 signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.exit(pytest.main(sys.argv[1:]))')
+
+# A stuck test or case fails alone after 60 s (pytest-timeout, when installed: it is on the device).
+PER_TEST=()
+python3 -c "import pytest_timeout" 2>/dev/null && PER_TEST=(--timeout=60)
 
 summarize() {
   python3 - "$OUT" "$WORK" <<'EOF' 2>&1 | tee -a "$OUT/summary.txt"
@@ -174,7 +178,7 @@ python3 -P -m pyfastdl info 2>&1 | tee -a "$OUT/summary.txt"
 
 # ---- 2. GPU tests: every test marked gpu (the cuda half of the device-parametrised tests too) ---------
 run_step "gpu tests" 200 30 "$OUT/tests.log" "${PYTEST[@]}" tests -m gpu -q -p no:cacheprovider \
-  --timeout=60 --tb=short -rfE --junitxml="$OUT/tests.xml"
+  "${PER_TEST[@]}" --tb=short -rfE --junitxml="$OUT/tests.xml"
 log "gpu tests: $(tail -1 "$OUT/tests.log")"
 
 # ---- 3. GPU benchmarks, one pytest run per family (its own timeout; records kept per family) -----------
@@ -183,7 +187,7 @@ bench() {
   shift 2
   echo "==== $fam ====" >> "$OUT/bench.log"
   PYFASTDL_BENCH_OUT="$WORK/$fam" run_step "bench $fam" "$cap" 20 "$OUT/bench.log" "${PYTEST[@]}" "$@" -m gpu \
-    -q -s -p no:cacheprovider --benchmark-disable --timeout=60 --tb=short -rfE
+    -q -s -p no:cacheprovider --benchmark-disable "${PER_TEST[@]}" --tb=short -rfE
 }
 bench conv 90 benchmarks/bench_conv_cuda.py
 bench attention 75 benchmarks/bench_attention_cuda.py
