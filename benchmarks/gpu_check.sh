@@ -11,7 +11,10 @@
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl scipy-openblas32
-# then the device call:  command "bash benchmarks/gpu_check.sh", carry [".whl"], timeout_s 540.
+# then the device call (the copy there may have no .git: pass the commit for the records):
+#   command "PYFASTDL_COMMIT=<git rev-parse --short HEAD> bash benchmarks/gpu_check.sh",
+#   carry [".whl"], timeout_s 540.
+# A rerun on the same warm machine can skip the build: GPU_CHECK_SKIP_BUILD=1.
 #
 # What comes back in $OUT (7 files; the tool returns at most 8, each <= 16 MiB):
 #   summary.txt  the step log and, last, the compact summary (also printed at the end)
@@ -58,9 +61,11 @@ PYTEST=(python3 -P -c 'import signal, sys, pytest
 signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.exit(pytest.main(sys.argv[1:]))')
 
-# A stuck test or case fails alone after 60 s (pytest-timeout, when installed: it is on the device).
-PER_TEST=()
-python3 -c "import pytest_timeout" 2>/dev/null && PER_TEST=(--timeout=60)
+# A slow test or case fails alone after 60 s (pytest-timeout, when installed: it is on the device);
+# one stuck inside a CUDA call (no Python runs to fail it) still gets every thread's Python stack
+# dumped into the log at 45 s (faulthandler), and -v names each test before it runs.
+PER_TEST=(-v -o faulthandler_timeout=45)
+python3 -c "import pytest_timeout" 2>/dev/null && PER_TEST+=(--timeout=60)
 
 summarize() {
   python3 - "$OUT" "$WORK" <<'EOF' 2>&1 | tee -a "$OUT/summary.txt"
@@ -177,7 +182,7 @@ fi
 python3 -P -m pyfastdl info 2>&1 | tee -a "$OUT/summary.txt"
 
 # ---- 2. GPU tests: every test marked gpu (the cuda half of the device-parametrised tests too) ---------
-run_step "gpu tests" 200 30 "$OUT/tests.log" "${PYTEST[@]}" tests -m gpu -q -p no:cacheprovider \
+run_step "gpu tests" 200 30 "$OUT/tests.log" "${PYTEST[@]}" tests -m gpu -p no:cacheprovider \
   "${PER_TEST[@]}" --tb=short -rfE --junitxml="$OUT/tests.xml"
 log "gpu tests: $(tail -1 "$OUT/tests.log")"
 
@@ -187,7 +192,7 @@ bench() {
   shift 2
   echo "==== $fam ====" >> "$OUT/bench.log"
   PYFASTDL_BENCH_OUT="$WORK/$fam" run_step "bench $fam" "$cap" 20 "$OUT/bench.log" "${PYTEST[@]}" "$@" -m gpu \
-    -q -s -p no:cacheprovider --benchmark-disable "${PER_TEST[@]}" --tb=short -rfE
+    -s -p no:cacheprovider --benchmark-disable "${PER_TEST[@]}" --tb=short -rfE
 }
 bench conv 90 benchmarks/bench_conv_cuda.py
 bench attention 75 benchmarks/bench_attention_cuda.py
