@@ -39,14 +39,20 @@ def test_fast_yolo_output_shape_and_parameters(rng):
 
 
 def test_small_yolo_configurable(rng):
-    assert n_params(yolo_v1_small()) == 976_416
-    model = yolo_v1_small(S=5, B=3, C=4, image_size=48)
-    out = model(pyfastdl.tensor(rng.random((2, 3, 48, 48), dtype=np.float32)))
+    assert n_params(yolo_v1_small()) == 400_032
+    model = yolo_v1_small(S=5, B=3, C=4, image_size=40)
+    out = model(pyfastdl.tensor(rng.random((2, 3, 40, 40), dtype=np.float32)))
     assert out.shape == (2, 5, 5, 3 * 5 + 4)
     leaky = [m for m in model.modules() if isinstance(m, pyfastdl.nn.LeakyReLU)]
     assert leaky and all(m.negative_slope == 0.1 for m in leaky)
+    fc = yolo_v1_small(S=5, B=3, C=4, image_size=40, head="fc", hidden=32)
+    assert fc(pyfastdl.tensor(rng.random((2, 3, 40, 40), dtype=np.float32))).shape == (2, 5, 5, 19)
+    with pytest.raises(ValueError, match="S x S grid"):
+        yolo_v1_small(image_size=48)
     with pytest.raises(ValueError, match="too small"):
-        yolo_v1_small(image_size=8)
+        yolo_v1_small(image_size=2, head="fc")
+    with pytest.raises(ValueError, match="head must be"):
+        yolo_v1_small(head="dense")
 
 
 def test_one_step_lowers_the_loss():
@@ -132,7 +138,7 @@ def test_cli_train_eval_predict(tmp_path, rng, capsys):
     from pyfastdl.cli import main
 
     out = tmp_path / "run"
-    assert main(["train", "yolov1", "--out", str(out), "--quiet", "--epochs", "1", "--image-size", "32",
+    assert main(["train", "yolov1", "--out", str(out), "--quiet", "--epochs", "1", "--image-size", "32", "--grid", "4",
                  "--train-size", "16", "--test-size", "4", "--batch-size", "8", "--device", "cpu"]) == 0
     record = json.loads((out / "metrics.json").read_text())
     assert 0 <= record["test_mAP"] <= 1 and record["parameters"] > 0
