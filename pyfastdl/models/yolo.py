@@ -29,6 +29,11 @@ Departures from the paper:
     convolutions then have no bias). Off for the paper's layouts, on for the small CPU one, where
     it makes training from scratch in a few minutes possible.
   * No ImageNet pre-training of the first 20 layers: the recipes train from scratch.
+  * Training (``yolov1-paper``, ``fast-yolo``): the paper's 135 epochs, batch 64, momentum 0.9,
+    weight decay 5e-4 and peak learning rate 1e-2 with a warm-up, but its step schedule (1e-2 for
+    75 epochs, 1e-3 for 30, 1e-4 for 30) is replaced by the one-cycle schedule, and its
+    augmentation (random scaling and translation up to 20%, exposure and saturation up to 1.5x)
+    by random left-right flips.
   * The input size is a parameter (448 in the paper); the fully connected head adapts to the
     trunk's output size, so any S works with any input size.
   * The CPU default (``yolov1``) swaps the two fully connected layers for a convolutional head
@@ -205,10 +210,10 @@ register_recipe(YOLORecipe(
 register_recipe(YOLORecipe(
     "yolov1-paper", "YOLOv1 as in the paper: 24 convolutions + 2 fully connected on 448x448",
     yolo_v1, 448,
-    dict(epochs=135, batch_size=64, lr=1e-3, optimizer="sgd", weight_decay=5e-4, momentum=0.9,
+    dict(epochs=135, batch_size=64, lr=1e-2, optimizer="sgd", weight_decay=5e-4, momentum=0.9,
          schedule="onecycle", threads=None)))
 register_recipe(YOLORecipe(
     "fast-yolo", "Fast YOLO (Redmon et al. 2016): 9 convolutions + 1 fully connected on 448x448",
     fast_yolo, 448,
-    dict(epochs=135, batch_size=64, lr=1e-3, optimizer="sgd", weight_decay=5e-4, momentum=0.9,
+    dict(epochs=135, batch_size=64, lr=1e-2, optimizer="sgd", weight_decay=5e-4, momentum=0.9,
          schedule="onecycle", threads=None)))
