@@ -1,15 +1,3 @@
-"""Shared by tests/ and benchmarks/: GPU-marked items skip, with the reason, where CUDA is unusable."""
+"""Shared by tests/ and benchmarks/: pyfastdl's markers and GPU skips (pyfastdl/_pytest_plugin.py)."""
 
-import pytest
-
-
-def pytest_collection_modifyitems(config, items):
-    reason = None
-    for item in items:
-        if "gpu" in item.keywords:
-            if reason is None:
-                from pyfastdl import backend
-
-                reason = backend.cuda_unavailable_reason() or ""
-            if reason:
-                item.add_marker(pytest.mark.skip(reason=f"no CUDA device: {reason}"))
+pytest_plugins = ["pyfastdl._pytest_plugin"]

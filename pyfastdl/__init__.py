@@ -39,6 +39,7 @@ from .creation import (  # noqa: E402,F401
     zeros,
     zeros_like,
 )
+from .random import manual_seed  # noqa: E402,F401
 from .tensor import Tensor  # noqa: E402,F401
 
 float16 = _np.dtype(_np.float16)

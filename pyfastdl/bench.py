@@ -83,3 +83,70 @@ def cuda_ceilings(copy_bytes=2 * 2**30, gemm_n=8192):
         result["matmul_dtype"] = "float16 (cupy)"
     result["matmul_TFLOPs"] = 2 * gemm_n**3 / t_mm / 1e12
     return result
+
+
+# ---- `pyfastdl bench` ---------------------------------------------------------------------------
+
+FAMILIES = ("conv", "pool", "lstm", "attention")
+
+
+def benchmark_files(families):
+    """The installed (or checked-out) benchmark suites of ``families``."""
+    import glob  # noqa: PLC0415
+    import os  # noqa: PLC0415
+
+    here = os.path.dirname(__file__)
+    for folder in (os.path.join(here, "benchmarks"), os.path.join(os.path.dirname(here), "benchmarks")):
+        if os.path.isdir(folder):
+            break
+    else:
+        raise FileNotFoundError("pyfastdl bench: the benchmark suites were not installed with this package")
+    files = []
+    for fam in families:
+        found = sorted(glob.glob(os.path.join(folder, f"bench_{fam}*.py")))
+        if not found:
+            raise FileNotFoundError(f"pyfastdl bench: no benchmark suite for family {fam!r} in {folder}")
+        files += found
+    return files
+
+
+def run_bench(args) -> int:
+    """Run the benchmark suites with pytest (ours and torch in the same run) and print the table."""
+    import glob  # noqa: PLC0415
+    import os  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    unknown = [f for f in args.families if f not in FAMILIES]
+    if unknown:
+        print(f"pyfastdl bench: unknown family {', '.join(unknown)}; choose from {', '.join(FAMILIES)}")
+        return 2
+    try:
+        import pytest  # noqa: PLC0415
+        import pytest_benchmark  # noqa: F401,PLC0415
+    except ImportError:
+        print("pyfastdl bench needs pytest and pytest-benchmark: pip install 'pyfastdl[bench]'")
+        return 2
+    out = args.out or tempfile.mkdtemp(prefix="pyfastdl-bench-")
+    os.makedirs(out, exist_ok=True)
+    os.environ["PYFASTDL_BENCH_OUT"] = out
+    files = benchmark_files(args.families or FAMILIES)
+    cmd = ["-q", "-p", "pyfastdl._pytest_plugin", "-p", "no:cacheprovider",
+           "-m", "gpu" if args.device == "cuda" else "not gpu"]
+    if args.k:
+        cmd += ["-k", args.k]
+    rc = pytest.main(cmd + files)
+    for md in sorted(glob.glob(os.path.join(out, "*.md"))):
+        with open(md) as f:
+            print(f.read())
+    print(f"results written to {out}")
+    return int(rc)
+
+
+def add_parser(sub):
+    p = sub.add_parser("bench", help="benchmark the kernels against PyTorch and print the table")
+    p.add_argument("families", nargs="*", metavar="FAMILY",
+                   help=f"kernel families to run (default: all of {', '.join(FAMILIES)})")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("-k", default="", help="pytest -k expression to pick cases, e.g. 'resnet and forward'")
+    p.add_argument("--out", help="folder for the JSON and markdown results (default: a temporary folder)")
+    p.set_defaults(func=run_bench)

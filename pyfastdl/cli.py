@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from . import bench
+
 
 def _cmd_info(args) -> int:
     from .info import collect, format_info
@@ -23,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="version, compiled kernels, threads and GPUs")
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=_cmd_info)
+    bench.add_parser(sub)
     return parser
 
 

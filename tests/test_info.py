@@ -1,6 +1,7 @@
 """`pyfastdl info` tells the truth about the build and the machine."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -9,7 +10,9 @@ from pyfastdl._core import _C
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "pyfastdl", *args], capture_output=True, text=True, check=True)
+    # from the filesystem root, so the installed package runs rather than a source folder in the cwd
+    return subprocess.run([sys.executable, "-m", "pyfastdl", *args], capture_output=True, text=True, check=True,
+                          cwd=os.path.abspath(os.sep))
 
 
 def test_info_json_matches_build():

@@ -1,3 +1,149 @@
-"""Raw conv kernels on numpy/cupy arrays (placeholder until the family lands)."""
+"""Raw convolution kernels on numpy (CPU) or cupy (CUDA) arrays: NCHW, no autograd.
 
-__all__: list[str] = []
+Shapes (torch's names):  x (N, C, H, W),  weight (K, C/groups, R, S),  out (N, K, P, Q),
+    P = (H + 2*padding - dilation*(R - 1) - 1) // stride + 1    (Q likewise).
+stride, padding and dilation are ints or (height, width) pairs. Inputs must be C-contiguous and of
+one float dtype (float32 or float64 on the CPU); the compiled layer checks shapes, dtypes and layout
+and raises ValueError/TypeError naming the argument.
+
+``variant="fast"`` is im2col + GEMM (a 1x1 stride-1 convolution is a plain GEMM);
+``variant="reference"`` is the direct-loop kernel kept for study. Each function also accepts
+``out=`` (a preallocated output array, e.g. NaN-poisoned in tests) and returns the output.
+
+conv_transpose2d is conv2d's input gradient, so its three passes reuse the same three kernels with
+the roles of input and output swapped (``conv_transpose2d_args`` builds the matching sizes).
+"""
+
+from __future__ import annotations
+
+from .. import backend
+from .._core import _C
+
+__all__ = [
+    "CONV_VARIANTS",
+    "conv2d_args",
+    "conv_transpose2d_args",
+    "conv2d_forward",
+    "conv2d_backward_input",
+    "conv2d_backward_weight",
+    "conv2d_backward_bias",
+    "conv_transpose2d_forward",
+    "conv_transpose2d_backward_input",
+    "conv_transpose2d_backward_weight",
+]
+
+CONV_VARIANTS = ("fast", "reference")
+
+
+def conv2d_args(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1):
+    """Validated sizes of conv2d(input, weight): a ``_C.Conv2dArgs`` with ``x_shape``, ``w_shape``,
+    ``out_shape``, ``macs`` (multiply-adds of one pass) and the individual sizes."""
+    return _C.Conv2dArgs(tuple(input_shape), tuple(weight_shape), stride, padding, dilation, groups)
+
+
+def conv_transpose2d_args(input_shape, weight_shape, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """Sizes of conv_transpose2d(input (N, Cin, Hin, Win), weight (Cin, Cout/groups, R, S)), expressed as
+    the conv2d whose input gradient it is: ``out_shape`` is the input's shape, ``x_shape`` the output's
+    (N, Cout, (Hin-1)*stride - 2*padding + dilation*(R-1) + output_padding + 1, ...)."""
+    return _C.conv_transpose2d_args(
+        tuple(input_shape), tuple(weight_shape), stride, padding, output_padding, groups, dilation
+    )
+
+
+def _launch(op: str, variant: str, args, *arrays) -> None:
+    if variant not in CONV_VARIANTS:
+        raise ValueError(f"{op}: variant must be one of {CONV_VARIANTS}, got {variant!r}")
+    name = op if variant == "fast" else f"{op}_{variant}"
+    backend.launch(name, backend.device_of(arrays[0]), args, *arrays)
+
+
+def _output(out, shape, like):
+    """``out`` if given, else a new uninitialised array of ``shape`` on ``like``'s device and dtype."""
+    if out is not None:
+        return out
+    return backend.get_array_module(like).empty(tuple(shape), like.dtype)
+
+
+# ---- the three kernels, given their Args --------------------------------------------------------------
+
+
+def _forward(args, x, weight, bias, out, variant):
+    y = _output(out, args.out_shape, x)
+    _launch("conv2d_forward", variant, args, x, weight, bias, y)
+    return y
+
+
+def _backward_input(args, grad_out, weight, out, variant):
+    dx = _output(out, args.x_shape, grad_out)
+    _launch("conv2d_backward_input", variant, args, grad_out, weight, dx)
+    return dx
+
+
+def _backward_weight(args, x, grad_out, out, variant):
+    dw = _output(out, args.w_shape, x)
+    _launch("conv2d_backward_weight", variant, args, x, grad_out, dw)
+    return dw
+
+
+# ---- conv2d -------------------------------------------------------------------------------------------
+
+
+def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, variant="fast", out=None):
+    """out (N, K, P, Q) = conv2d(x (N, C, H, W), weight (K, C/groups, R, S)) + bias (K,) or None."""
+    args = conv2d_args(x.shape, weight.shape, stride, padding, dilation, groups)
+    return _forward(args, x, weight, bias, out, variant)
+
+
+def conv2d_backward_input(
+    grad_out, weight, input_shape, stride=1, padding=0, dilation=1, groups=1, *, variant="fast", out=None
+):
+    """Gradient (N, C, H, W) with respect to conv2d's input, from grad_out (N, K, P, Q) and weight."""
+    args = conv2d_args(input_shape, weight.shape, stride, padding, dilation, groups)
+    return _backward_input(args, grad_out, weight, out, variant)
+
+
+def conv2d_backward_weight(
+    x, grad_out, weight_shape, stride=1, padding=0, dilation=1, groups=1, *, variant="fast", out=None
+):
+    """Gradient (K, C/groups, R, S) with respect to conv2d's weight, from x (N, C, H, W) and grad_out."""
+    args = conv2d_args(x.shape, weight_shape, stride, padding, dilation, groups)
+    return _backward_weight(args, x, grad_out, out, variant)
+
+
+def conv2d_backward_bias(grad_out):
+    """Gradient (K,) with respect to the bias: grad_out (N, K, P, Q) summed over N, P and Q."""
+    return grad_out.sum(axis=(0, 2, 3))
+
+
+# ---- conv_transpose2d: the same kernels with input and output swapped ------------------------------
+
+
+def conv_transpose2d_forward(
+    x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *, variant="fast", out=None
+):
+    """out (N, Cout, Hout, Wout) = conv_transpose2d(x (N, Cin, Hin, Win), weight (Cin, Cout/groups, R, S))
+    + bias (Cout,): conv2d's input gradient with grad_out = x."""
+    args = conv_transpose2d_args(x.shape, weight.shape, stride, padding, output_padding, groups, dilation)
+    y = _backward_input(args, x, weight, out, variant)
+    if bias is not None:
+        y += bias.reshape(1, -1, 1, 1)
+    return y
+
+
+def conv_transpose2d_backward_input(
+    grad_out, weight, input_shape, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *, variant="fast",
+    out=None,
+):
+    """Gradient (N, Cin, Hin, Win) with respect to conv_transpose2d's input: conv2d(grad_out, weight)."""
+    args = conv_transpose2d_args(input_shape, weight.shape, stride, padding, output_padding, groups, dilation)
+    return _forward(args, grad_out, weight, None, out, variant)
+
+
+def conv_transpose2d_backward_weight(
+    x, grad_out, weight_shape, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *, variant="fast",
+    out=None,
+):
+    """Gradient (Cin, Cout/groups, R, S) with respect to conv_transpose2d's weight, from its input x and
+    grad_out: conv2d's weight gradient with conv2d's x = grad_out and conv2d's grad_out = x."""
+    args = conv_transpose2d_args(x.shape, weight_shape, stride, padding, output_padding, groups, dilation)
+    return _backward_weight(args, grad_out, x, out, variant)

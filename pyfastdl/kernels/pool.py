@@ -1,3 +1,165 @@
-"""Raw pool kernels on numpy/cupy arrays (placeholder until the family lands)."""
+"""Raw pooling kernels on numpy (CPU) or cupy (CUDA) arrays: max, average and adaptive average
+pooling, forward and backward, no autograd.
 
-__all__: list[str] = []
+Inputs are (N, C, H, W) or (C, H, W); the shape arithmetic (torch's rules) lives in C++ in
+``_C.Pool2dArgs``. Every function takes ``variant=``: "fast" (default), or "reference" for the simple
+one-thread-per-output CUDA kernels kept beside the fast ones for study (CUDA only).
+``out=`` lets a caller supply the output array (GPU tests poison it with NaN first).
+"""
+
+from __future__ import annotations
+
+import operator
+
+from .. import backend
+from .._core import _C
+
+__all__ = [
+    "max_pool2d_forward",
+    "max_pool2d_backward",
+    "avg_pool2d_forward",
+    "avg_pool2d_backward",
+    "adaptive_avg_pool2d_forward",
+    "adaptive_avg_pool2d_backward",
+    "max_pool2d_args",
+    "avg_pool2d_args",
+    "adaptive_avg_pool2d_args",
+]
+
+VARIANTS = ("fast", "reference")
+
+
+def _int(op, name, value):
+    if isinstance(value, bool):
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}") from None
+
+
+def _pair(op, name, value):
+    """torch's _pair: an int n means (n, n); a 1-sequence (n,) too."""
+    if isinstance(value, (tuple, list)):
+        if len(value) == 1:
+            value = (value[0], value[0])
+        if len(value) != 2:
+            raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+        return (_int(op, name, value[0]), _int(op, name, value[1]))
+    v = _int(op, name, value)
+    return (v, v)
+
+
+def _stride(op, stride, kernel):
+    return kernel if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) else _pair(
+        op, "stride", stride)
+
+
+def max_pool2d_args(input_shape, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """Validated ``_C.Pool2dArgs`` of a max pooling (stride defaults to kernel_size)."""
+    op = "max_pool2d"
+    k = _pair(op, "kernel_size", kernel_size)
+    return _C.Pool2dArgs.max_pool(tuple(input_shape), k, _stride(op, stride, k), _pair(op, "padding", padding),
+                                  _pair(op, "dilation", dilation), bool(ceil_mode))
+
+
+def avg_pool2d_args(input_shape, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                    divisor_override=None):
+    """Validated ``_C.Pool2dArgs`` of an average pooling (stride defaults to kernel_size)."""
+    op = "avg_pool2d"
+    k = _pair(op, "kernel_size", kernel_size)
+    if divisor_override is None:
+        divisor = 0
+    else:
+        divisor = _int(op, "divisor_override", divisor_override)
+        if divisor <= 0:
+            raise ValueError(f"{op}: divisor_override must be > 0 (or None), got {divisor}")
+    return _C.Pool2dArgs.avg_pool(tuple(input_shape), k, _stride(op, stride, k), _pair(op, "padding", padding),
+                                  bool(ceil_mode), bool(count_include_pad), divisor)
+
+
+def adaptive_avg_pool2d_args(input_shape, output_size):
+    """Validated ``_C.Pool2dArgs`` of an adaptive average pooling; None in output_size keeps that input size."""
+    op = "adaptive_avg_pool2d"
+    if isinstance(output_size, (tuple, list)):
+        if len(output_size) != 2:
+            raise ValueError(f"{op}: output_size must be an int or a pair, got {output_size!r}")
+        size = tuple(input_shape[len(input_shape) - 2 + i] if s is None else _int(op, "output_size", s)
+                     for i, s in enumerate(output_size))
+    else:
+        size = _pair(op, "output_size", output_size)
+    return _C.Pool2dArgs.adaptive_avg_pool(tuple(input_shape), size)
+
+
+def _kernel_name(name, variant):
+    if variant not in VARIANTS:
+        raise ValueError(f"{name}: variant must be one of {VARIANTS}, got {variant!r}")
+    return name if variant == "fast" else name + "_reference"
+
+
+def _new(xp, shape, dtype, out):
+    return xp.empty(shape, dtype) if out is None else out
+
+
+def max_pool2d_forward(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                       return_indices=True, *, variant="fast", out=None, indices_out=None):
+    """Max pooling: (N, C, H, W) or (C, H, W) -> output (N, C, OH, OW), and with ``return_indices``
+    the argmax as int64 (N, C, OH, OW), flat ``ih * W + iw`` within each plane (what the backward needs).
+    Without ``return_indices`` the kernel writes no indices at all."""
+    device = backend.device_of(input)
+    x = backend.contiguous(input)
+    a = max_pool2d_args(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    xp = backend.array_module(device)
+    y = _new(xp, a.out_shape, x.dtype, out)
+    idx = _new(xp, a.out_shape, xp.int64, indices_out) if return_indices else None
+    backend.launch(_kernel_name("max_pool2d_forward", variant), device, a, x, y, idx)
+    return (y, idx) if return_indices else y
+
+
+def max_pool2d_backward(grad_output, indices, input_shape, kernel_size, stride=None, padding=0, dilation=1,
+                        ceil_mode=False, *, variant="fast", out=None):
+    """Gradient of max pooling: grad_output (N, C, OH, OW) is routed to the argmax ``indices`` of the
+    forward; returns grad_input of ``input_shape``."""
+    device = backend.device_of(grad_output)
+    a = max_pool2d_args(input_shape, kernel_size, stride, padding, dilation, ceil_mode)
+    gy = backend.contiguous(grad_output)
+    gx = _new(backend.array_module(device), a.in_shape, gy.dtype, out)
+    backend.launch(_kernel_name("max_pool2d_backward", variant), device, a, gy, backend.contiguous(indices), gx)
+    return gx
+
+
+def _unary(name, a, src, dst_shape, variant, out):
+    device = backend.device_of(src)
+    dst = _new(backend.array_module(device), dst_shape, src.dtype, out)
+    backend.launch(_kernel_name(name, variant), device, a, src, dst)
+    return dst
+
+
+def avg_pool2d_forward(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                       divisor_override=None, *, variant="fast", out=None):
+    """Average pooling: (N, C, H, W) or (C, H, W) -> (N, C, OH, OW). The divisor is the window clipped
+    to the padded input (count_include_pad) or to the input, or ``divisor_override``."""
+    x = backend.contiguous(input)
+    a = avg_pool2d_args(x.shape, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+    return _unary("avg_pool2d_forward", a, x, a.out_shape, variant, out)
+
+
+def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True, divisor_override=None, *, variant="fast", out=None):
+    """Gradient of average pooling: grad_output (N, C, OH, OW) -> grad_input of ``input_shape``."""
+    a = avg_pool2d_args(input_shape, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+    return _unary("avg_pool2d_backward", a, backend.contiguous(grad_output), a.in_shape, variant, out)
+
+
+def adaptive_avg_pool2d_forward(input, output_size, *, variant="fast", out=None):
+    """Adaptive average pooling: (N, C, H, W) or (C, H, W) -> (N, C, OH, OW) for ``output_size``
+    (OH, OW); output row i averages input rows floor(i*H/OH) .. ceil((i+1)*H/OH) - 1, columns alike."""
+    x = backend.contiguous(input)
+    a = adaptive_avg_pool2d_args(x.shape, output_size)
+    return _unary("adaptive_avg_pool2d_forward", a, x, a.out_shape, variant, out)
+
+
+def adaptive_avg_pool2d_backward(grad_output, input_shape, *, variant="fast", out=None):
+    """Gradient of adaptive average pooling: grad_output (N, C, OH, OW) -> grad_input of ``input_shape``."""
+    a = adaptive_avg_pool2d_args(input_shape, tuple(grad_output.shape[-2:]))
+    return _unary("adaptive_avg_pool2d_backward", a, backend.contiguous(grad_output), a.in_shape, variant, out)

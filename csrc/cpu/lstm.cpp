@@ -1,0 +1,337 @@
+// LSTM on the CPU: a fused cell and a whole-sequence layer, forward and backward.
+//
+// Algorithm. An LSTM step is two matrix products and a pointwise pass:
+//   Z = x @ W_ih^T + h @ W_hh^T + b_ih + b_hh   (B, 4H),   then (c, h) = cell(Z, c_prev)
+// with the cell's equations in common/lstm_cell.h. The layer hoists the input projection of all T
+// steps into one GEMM, (T*B, I) x (I, 4H), which runs near the BLAS peak, and leaves only the
+// recurrent GEMM (B, H) x (H, 4H) inside the loop over time. After it, one pointwise pass per batch
+// row adds that product and the biases, applies the four activations, updates c and h, and stores
+// what backward needs (gate activations, and the c and h the step started from), all in one sweep.
+// Backward (BPTT) walks the steps in reverse: a pointwise pass gives the step's dZ, one GEMM
+// dZ @ W_hh carries dh to the step before; the input and weight gradients are then three GEMMs
+// over all T*B rows at once, and the bias gradient a column sum.
+//
+// Variable lengths: row b is live for its first lengths[b] steps (forward direction: times
+// 0..L-1; reverse: L-1 down to 0). A row that is not live at step s keeps its h and c and writes
+// zeros for time s (exactly its padded times, over all steps), like PyTorch's packed sequences.
+//
+// Threads. The recurrence runs in one OpenMP region for all steps: each thread owns a slice of the
+// hidden units, computes its slice of the recurrent GEMM with a single-threaded BLAS call (so its
+// rows of W_hh stay in its own core's cache), runs the pointwise pass on its units, and meets the
+// others at one barrier per step. Handing every step's GEMM to OpenBLAS's own thread pool instead
+// makes two thread pools spin against each other on every step, which on a small (or shared)
+// machine costs more than the GEMM itself. The big GEMMs outside the loop use OpenBLAS's threads.
+//
+// Cost per step: 8*B*H*(I + H) flops forward, twice that backward, against ~5 transcendental
+// functions per hidden unit in the pointwise pass. The recurrent GEMM has only B rows, so its speed
+// limits the layer. float32 uses an exp written so that the compiler vectorises it (SSE2 in a
+// portable build); float64 uses the C library's (it serves gradient checks, not speed).
+//
+// The float exp below clamps its argument with comparisons; GCC if-converts (and so vectorises)
+// them only when it may assume floating-point operations do not trap. Nothing here uses FP traps.
+#pragma GCC optimize("no-trapping-math")
+
+#include "cpu/lstm.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+
+#include <omp.h>
+
+#include "common/lstm_cell.h"
+#include "cpu/gemm.h"
+
+extern "C" int scipy_openblas_get_num_threads(void);
+extern "C" void scipy_openblas_set_num_threads(int);
+
+namespace pyfastdl::cpu {
+namespace {
+
+// float exp: round x / ln2 to n, a Cephes polynomial on the remainder, times 2^n built from bits.
+// Branch-free, so loops over it vectorise; within 2 ulp of expf over the clamped range [-87, 88].
+struct FloatMath {
+  static float exp(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
+    const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;              // x - n ln2, two parts
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+    float scale;
+    std::memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+  }
+  static float sigmoid(float x) { return 1.0f / (1.0f + exp(-x)); }
+  static float tanh(float x) { return 1.0f - 2.0f / (exp(2.0f * x) + 1.0f); }
+};
+
+struct DoubleMath {
+  static double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+  static double tanh(double x) { return std::tanh(x); }
+};
+
+template <class T> struct MathOf;
+template <> struct MathOf<float> { using type = FloatMath; };
+template <> struct MathOf<double> { using type = DoubleMath; };
+template <class T> using Math = typename MathOf<T>::type;
+
+template <class T> std::unique_ptr<T[]> buffer(int64_t n) { return std::unique_ptr<T[]>(new T[n]); }
+
+// b_ih + b_hh (either may be null), added once per step instead of twice.
+template <class T> std::unique_ptr<T[]> combined_bias(int64_t G, const T* b_ih, const T* b_hh) {
+  auto b = buffer<T>(G);
+  for (int64_t k = 0; k < G; ++k) b[k] = (b_ih ? b_ih[k] : T(0)) + (b_hh ? b_hh[k] : T(0));
+  return b;
+}
+
+// One batch row, n hidden units: z = gates + rec + bias (four blocks i f g o, gs apart in gates and
+// bias, rs apart in rec) in; activations out in gates; c and h (n) written. c_prev must not alias c.
+template <class T>
+void row_forward(int64_t n, int64_t gs, int64_t rs, T* gates, const T* rec, const T* bias, const T* c_prev, T* c,
+                 T* h) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) {
+    T i = gates[j] + rec[j] + bias[j];
+    T f = gates[gs + j] + rec[rs + j] + bias[gs + j];
+    T g = gates[2 * gs + j] + rec[2 * rs + j] + bias[2 * gs + j];
+    T o = gates[3 * gs + j] + rec[3 * rs + j] + bias[3 * gs + j];
+    T hj;
+    c[j] = lstm_unit_forward<T, Math<T>>(i, f, g, o, c_prev[j], hj);
+    h[j] = hj;
+    gates[j] = i;
+    gates[gs + j] = f;
+    gates[2 * gs + j] = g;
+    gates[3 * gs + j] = o;
+  }
+}
+
+// One batch row, n hidden units, backward: from dh = dh_a + dh_b and dc (updated in place to
+// dc_prev), the gradient of the pre-activations dz (blocks gs apart, like gates).
+template <class T>
+void row_backward(int64_t n, int64_t gs, const T* gates, const T* c_prev, const T* dh_a, const T* dh_b, T* dc,
+                  T* dz) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) {
+    T di, df, dg, dout;
+    dc[j] = lstm_unit_backward<T, Math<T>>(dh_a[j] + dh_b[j], dc[j], gates[j], gates[gs + j], gates[2 * gs + j],
+                                           gates[3 * gs + j], c_prev[j], di, df, dg, dout);
+    dz[j] = di;
+    dz[gs + j] = df;
+    dz[2 * gs + j] = dg;
+    dz[3 * gs + j] = dout;
+  }
+}
+
+// Copies the four gate blocks of n units (gs apart), or zeroes them when src is null.
+template <class T> void copy_blocks(int64_t n, int64_t gs, const T* src, T* dst) {
+  for (int g = 0; g < 4; ++g) {
+    if (src)
+      std::copy(src + g * gs, src + g * gs + n, dst + g * gs);
+    else
+      std::fill(dst + g * gs, dst + g * gs + n, T(0));
+  }
+}
+
+// Gradients that follow from dz (rows x 4H) by matrix products: dx = dz @ W_ih, dW_ih = dz^T @ x,
+// dW_hh = dz^T @ h_prev, and db = ones @ dz (the column sum, by the BLAS too).
+template <class T>
+void weight_grads(int64_t rows, int64_t I, int64_t H, const T* dz, const T* x, const T* h_prev, const T* w_ih,
+                  T* grad_x, T* grad_w_ih, T* grad_w_hh, T* grad_bias) {
+  const int64_t G = 4 * H;
+  gemm(false, false, rows, I, G, T(1), dz, G, w_ih, I, T(0), grad_x, I);
+  gemm(true, false, G, I, rows, T(1), dz, G, x, I, T(0), grad_w_ih, I);
+  gemm(true, false, G, H, rows, T(1), dz, G, h_prev, H, T(0), grad_w_hh, H);
+  auto ones = buffer<T>(rows);
+  std::fill(ones.get(), ones.get() + rows, T(1));
+  gemm(false, false, 1, G, rows, T(1), ones.get(), rows, dz, G, T(0), grad_bias, G);
+}
+
+// The four gate blocks of one slice of hidden units: c[:, g*cs + (0..J)] = a @ W[g*H + j0 + (0..J), :]^T
+// for g = 0..3, with a (B, K) and W (4H, K). A slice of all units is one product of width 4H.
+template <class T>
+void gate_gemm(int64_t B, int64_t H, int64_t K, int64_t j0, int64_t J, const T* a, const T* w, T* c, int64_t cs,
+               int64_t ldc) {
+  if (J == H) {
+    gemm(false, true, B, 4 * H, K, T(1), a, K, w, K, T(0), c, ldc);
+    return;
+  }
+  for (int g = 0; J > 0 && g < 4; ++g)
+    gemm(false, true, B, J, K, T(1), a, K, w + (g * H + j0) * K, K, T(0), c + g * cs, ldc);
+}
+
+// Inside the recurrence every OpenMP thread calls the BLAS on its own slice, so for that time
+// OpenBLAS must not start its own threads; the previous setting comes back afterwards.
+class BlasSingleThreaded {
+ public:
+  BlasSingleThreaded() : saved_(scipy_openblas_get_num_threads()) { scipy_openblas_set_num_threads(1); }
+  ~BlasSingleThreaded() { scipy_openblas_set_num_threads(saved_); }
+  BlasSingleThreaded(const BlasSingleThreaded&) = delete;
+  BlasSingleThreaded& operator=(const BlasSingleThreaded&) = delete;
+
+ private:
+  int saved_;
+};
+
+// This thread's share [begin, begin + size) of n hidden units.
+struct Slice {
+  int64_t begin, size;
+};
+Slice thread_slice(int64_t n) {
+  const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads(), chunk = (n + nt - 1) / nt;
+  const int64_t begin = std::min(n, t * chunk);
+  return {begin, std::min(n, begin + chunk) - begin};
+}
+
+int recurrence_threads(int64_t H) { return int(std::min<int64_t>(omp_get_max_threads(), H)); }
+
+}  // namespace
+
+// The cell, like one step of the layer below: thread t computes the gate blocks of its hidden units
+// [j0, j0 + J) (single-threaded BLAS calls on its rows of W_ih and W_hh), then their pointwise pass.
+template <class T>
+void lstm_cell_forward(const LstmCellArgs& a, const T* x, const T* hx, const T* cx, const T* w_ih, const T* w_hh,
+                       const T* b_ih, const T* b_hh, T* hy, T* cy, T* gates) {
+  const int64_t B = a.batch, I = a.input_size, H = a.hidden_size, G = 4 * H;
+  auto bias = combined_bias(G, b_ih, b_hh);
+  BlasSingleThreaded one_blas_thread;
+#pragma omp parallel num_threads(recurrence_threads(H))
+  {
+    const auto [j0, J] = thread_slice(H);
+    auto rec = buffer<T>(B * 4 * J);
+    gate_gemm(B, H, I, j0, J, x, w_ih, gates + j0, H, G);
+    gate_gemm(B, H, H, j0, J, hx, w_hh, rec.get(), J, 4 * J);
+    for (int64_t b = 0; b < B; ++b)
+      row_forward(J, H, J, gates + b * G + j0, rec.get() + b * 4 * J, bias.get() + j0, cx + b * H + j0,
+                  cy + b * H + j0, hy + b * H + j0);
+  }
+}
+
+template <class T>
+void lstm_cell_backward(const LstmCellArgs& a, const T* grad_hy, const T* grad_cy, const T* gates, const T* x,
+                        const T* hx, const T* cx, const T* w_ih, const T* w_hh, T* grad_x, T* grad_hx, T* grad_cx,
+                        T* grad_w_ih, T* grad_w_hh, T* grad_bias) {
+  const int64_t B = a.batch, I = a.input_size, H = a.hidden_size, G = 4 * H;
+  auto dz = buffer<T>(B * G);
+  auto zeros = std::make_unique<T[]>(H);  // value-initialised: no second dh term for a single step
+  std::copy(grad_cy, grad_cy + B * H, grad_cx);
+  for (int64_t b = 0; b < B; ++b)
+    row_backward(H, H, gates + b * G, cx + b * H, grad_hy + b * H, zeros.get(), grad_cx + b * H, dz.get() + b * G);
+  gemm(false, false, B, H, G, T(1), dz.get(), G, w_hh, H, T(0), grad_hx, H);
+  weight_grads(B, I, H, dz.get(), x, hx, w_ih, grad_x, grad_w_ih, grad_w_hh, grad_bias);
+}
+
+// Thread t owns hidden units [j0, j0 + J): per step it computes their four gate blocks of
+// h @ W_hh^T, runs the pointwise pass on them and waits at the barrier. h alternates between two
+// buffers, so no thread overwrites the h another thread's GEMM is still reading.
+template <class T>
+void lstm_layer_forward(const LstmLayerArgs& a, const T* x, const T* h0, const T* c0, const T* w_ih,
+                        const T* w_hh, const T* b_ih, const T* b_hh, T* out, T* hn, T* cn, T* gates, T* c_prev,
+                        T* h_prev) {
+  const int64_t T_ = a.seq_len, B = a.batch, I = a.input_size, H = a.hidden_size, G = 4 * H;
+  auto bias = combined_bias(G, b_ih, b_hh);
+  auto h = buffer<T>(2 * B * H);
+  // The input projection of every step in one GEMM; the gates buffer holds it until each step
+  // replaces its rows with their activations. cn carries c from step to step.
+  gemm(false, true, T_ * B, G, I, T(1), x, I, w_ih, I, T(0), gates, G);
+  std::copy(h0, h0 + B * H, h.get());
+  std::copy(c0, c0 + B * H, cn);
+  {
+    BlasSingleThreaded one_blas_thread;
+#pragma omp parallel num_threads(recurrence_threads(H))
+    {
+      const auto [j0, J] = thread_slice(H);
+      auto rec = buffer<T>(B * 4 * J);  // this thread's four gate blocks of h @ W_hh^T, J columns each
+      for (int64_t s = 0; s < T_; ++s) {
+        const T* h_cur = h.get() + (s & 1) * B * H;
+        T* h_next = h.get() + ((s + 1) & 1) * B * H;
+        gate_gemm(B, H, H, j0, J, h_cur, w_hh, rec.get(), J, 4 * J);
+        for (int64_t b = 0; b < B; ++b) {
+          const int64_t u = b * H + j0;  // the slice's first unit of row b in (B, H)
+          if (s >= a.length(b)) {        // padded: state kept, zeros for time s everywhere
+            const int64_t row = s * B + b;
+            std::copy(h_cur + u, h_cur + u + J, h_next + u);
+            std::fill(out + row * H + j0, out + row * H + j0 + J, T(0));
+            std::fill(c_prev + row * H + j0, c_prev + row * H + j0 + J, T(0));
+            std::fill(h_prev + row * H + j0, h_prev + row * H + j0 + J, T(0));
+            copy_blocks<T>(J, H, nullptr, gates + row * G + j0);
+            continue;
+          }
+          const int64_t row = a.time_at(b, s) * B + b;
+          std::copy(cn + u, cn + u + J, c_prev + row * H + j0);
+          std::copy(h_cur + u, h_cur + u + J, h_prev + row * H + j0);
+          row_forward(J, H, J, gates + row * G + j0, rec.get() + b * 4 * J, bias.get() + j0,
+                      c_prev + row * H + j0, cn + u, h_next + u);
+          std::copy(h_next + u, h_next + u + J, out + row * H + j0);
+        }
+#pragma omp barrier
+      }
+    }
+  }
+  const T* h_last = h.get() + (T_ & 1) * B * H;
+  std::copy(h_last, h_last + B * H, hn);
+}
+
+// BPTT with the forward's unit slices: thread t computes dz for its units; after the step's
+// barrier, the columns [j0, j0 + J) of dh = dz_step @ W_hh, which are exactly the dh its own units
+// need at the next step. dz_step alternates between two buffers, as h does in the forward.
+template <class T>
+void lstm_layer_backward(const LstmLayerArgs& a, const T* grad_out, const T* grad_hn, const T* grad_cn, const T* x,
+                         const T* w_ih, const T* w_hh, const T* gates, const T* c_prev, const T* h_prev, T* grad_x,
+                         T* grad_h0, T* grad_c0, T* grad_w_ih, T* grad_w_hh, T* grad_bias) {
+  const int64_t T_ = a.seq_len, B = a.batch, I = a.input_size, H = a.hidden_size, G = 4 * H;
+  auto dz = buffer<T>(T_ * B * G);      // dZ of every step, in the (T, B, 4H) layout of the gates
+  auto dz_step = buffer<T>(2 * B * G);  // one step's rows: the left operand of the recurrent GEMM
+  // grad_c0 carries dc from step to step; grad_h0 receives each step's dz_step @ W_hh, which is the
+  // dh of the step before for every row that was live there.
+  std::copy(grad_cn, grad_cn + B * H, grad_c0);
+  {
+    BlasSingleThreaded one_blas_thread;
+#pragma omp parallel num_threads(recurrence_threads(H))
+    {
+      const auto [j0, J] = thread_slice(H);
+      for (int64_t s = T_ - 1; s >= 0; --s) {
+        T* dzs = dz_step.get() + (s & 1) * B * G;
+        for (int64_t b = 0; b < B; ++b) {
+          const int64_t L = a.length(b);
+          if (s >= L) {  // padded: no gradient; dh and dc pass through unchanged
+            copy_blocks<T>(J, H, nullptr, dzs + b * G + j0);
+            copy_blocks<T>(J, H, nullptr, dz.get() + (s * B + b) * G + j0);
+            continue;
+          }
+          const int64_t row = a.time_at(b, s) * B + b;
+          const T* dh = (s + 1 < L ? grad_h0 : grad_hn) + b * H + j0;
+          row_backward(J, H, gates + row * G + j0, c_prev + row * H + j0, dh, grad_out + row * H + j0,
+                       grad_c0 + b * H + j0, dz.get() + row * G + j0);
+          copy_blocks<T>(J, H, dz.get() + row * G + j0, dzs + b * G + j0);
+        }
+#pragma omp barrier
+        if (J > 0) gemm(false, false, B, J, G, T(1), dzs, G, w_hh + j0, H, T(0), grad_h0 + j0, H);
+      }
+    }
+  }
+  weight_grads(T_ * B, I, H, dz.get(), x, h_prev, w_ih, grad_x, grad_w_ih, grad_w_hh, grad_bias);
+}
+
+#define PYFASTDL_INSTANTIATE(T)                                                                                   \
+  template void lstm_cell_forward<T>(const LstmCellArgs&, const T*, const T*, const T*, const T*, const T*,       \
+                                     const T*, const T*, T*, T*, T*);                                             \
+  template void lstm_cell_backward<T>(const LstmCellArgs&, const T*, const T*, const T*, const T*, const T*,      \
+                                      const T*, const T*, const T*, T*, T*, T*, T*, T*, T*);                      \
+  template void lstm_layer_forward<T>(const LstmLayerArgs&, const T*, const T*, const T*, const T*, const T*,     \
+                                      const T*, const T*, T*, T*, T*, T*, T*, T*);                                \
+  template void lstm_layer_backward<T>(const LstmLayerArgs&, const T*, const T*, const T*, const T*, const T*,    \
+                                       const T*, const T*, const T*, const T*, T*, T*, T*, T*, T*, T*);
+PYFASTDL_INSTANTIATE(float)
+PYFASTDL_INSTANTIATE(double)
+#undef PYFASTDL_INSTANTIATE
+
+}  // namespace pyfastdl::cpu

@@ -1,0 +1,381 @@
+// Pooling on the CPU: max, average and adaptive average, forward and backward.
+//
+// Algorithm. OpenMP splits the N*C planes between threads; each plane is independent.
+//   max / avg: the plane is first "staged" into a per-thread scratch where the padding is explicit
+//   (-inf for max, 0 for avg) and every row is split into its stride phases (for stride 2: the even
+//   columns, then the odd ones). Padded column c = ow*sw + kw*dw then lives in phase (kw*dw) % sw at
+//   position ow + (kw*dw) / sw, so for a fixed window tap (kh, kw) the inputs of one output row are a
+//   unit-stride run, and every tap is one loop over ow that the compiler vectorises:
+//       max:  take = v > m[ow] || v != v;  m = take ? v : m;  tap = take ? this tap : tap
+//       avg:  acc[ow] += v, then divide by the (separable) window count
+//   There are no borders to special-case: padded cells hold -inf (never taken, as torch) or 0.
+//   The avg backward runs the same loops with += into a zeroed stage and un-stages the result; the
+//   max backward scatters gy to the saved argmax indices.
+//   adaptive avg: windows vary in size, so each output row first sums its input rows into a row
+//   buffer (vectorised over W), then each output sums its columns of that buffer.
+//
+// Cost. max/avg forward: KH*KW compare-or-adds per output plus one staging copy of the plane;
+// memory traffic is one read of x and one write of y (and indices). Adaptive: about H*W + OH*W adds.
+//
+// Limits. For the small windows of real models (2x2, 3x3) the work per input element is a handful of
+// vector instructions, so large inputs are bound by memory bandwidth and small ones by the per-plane
+// overhead (staging, scratch setup); OpenMP is skipped for tiny inputs where its fork costs more.
+// Max keeps torch's rules exactly: taps in row-major order, the first maximum wins ties, a NaN wins
+// (the last NaN), and an all -inf window reports its first in-bounds position.
+#include "cpu/pool.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+namespace pyfastdl::cpu {
+namespace {
+
+// Below this many input elements the kernels run on one thread.
+constexpr int64_t kParallelMin = int64_t{1} << 15;
+
+bool run_parallel(const Pool2dArgs& a) { return a.planes > 1 && a.planes * a.h * a.w >= kParallelMin; }
+
+// d[i*DS] = s[i*SS] for i < n; fixed small strides let the compiler vectorise the copy.
+template <int DS, int SS, class T>
+void copy_run(T* __restrict d, const T* __restrict s, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) d[i * DS] = s[i * SS];
+}
+
+template <class T>
+void copy_strided(T* d, int64_t ds, const T* s, int64_t ss, int64_t n) {
+  if (ds == 1 && ss == 1) return copy_run<1, 1>(d, s, n);
+  if (ds == 1 && ss == 2) return copy_run<1, 2>(d, s, n);
+  if (ds == 2 && ss == 1) return copy_run<2, 1>(d, s, n);
+  for (int64_t i = 0; i < n; ++i) d[i * ds] = s[i * ss];
+}
+
+// The padded, phase-split copy of one plane (see the file comment). Row r is padded input row r - ph;
+// phase p of a row holds padded columns p, p + sw, p + 2*sw, ... (L of them).
+struct Stage {
+  int64_t rows, phases, len;  // R, sw, L
+  int64_t row_size() const { return phases * len; }
+  int64_t size() const { return rows * row_size(); }
+
+  explicit Stage(const Pool2dArgs& a)
+      : rows((a.oh - 1) * a.sh + (a.kh - 1) * a.dh + 1),
+        phases(a.sw),
+        len(((a.ow - 1) * a.sw + (a.kw - 1) * a.dw + 1 + a.sw - 1) / a.sw) {}
+
+  // Where window tap (kh, kw) of output row oh starts: the run of its inputs for ow = 0, 1, 2, ...
+  int64_t run(const Pool2dArgs& a, int64_t oh, int64_t kh, int64_t kw) const {
+    int64_t c = kw * a.dw;
+    return (oh * a.sh + kh * a.dh) * row_size() + (c % a.sw) * len + c / a.sw;
+  }
+
+  // Positions j of phase p whose padded column p + j*sw is inside the input: [j0, j1).
+  void input_range(const Pool2dArgs& a, int64_t p, int64_t& j0, int64_t& j1) const {
+    j0 = std::min(len, std::max<int64_t>(0, (a.pw - p + a.sw - 1) / a.sw));
+    j1 = std::max(j0, std::min(len, (a.pw + a.w - p + a.sw - 1) / a.sw));
+  }
+
+  template <class T>
+  void load(const Pool2dArgs& a, const T* plane, T fill, T* s) const {
+    for (int64_t r = 0; r < rows; ++r) {
+      T* row = s + r * row_size();
+      int64_t ih = r - a.ph;
+      if (ih < 0 || ih >= a.h) {
+        std::fill(row, row + row_size(), fill);
+        continue;
+      }
+      for (int64_t p = 0; p < phases; ++p) {
+        T* ph = row + p * len;
+        int64_t j0, j1;
+        input_range(a, p, j0, j1);
+        std::fill(ph, ph + j0, fill);
+        copy_strided(ph + j0, 1, plane + ih * a.w + (p + j0 * a.sw - a.pw), a.sw, j1 - j0);
+        std::fill(ph + j1, ph + len, fill);
+      }
+    }
+  }
+
+  // The inverse of load for a gradient: input cells take their staged value (rows of the input that
+  // no window reaches get 0).
+  template <class T>
+  void store(const Pool2dArgs& a, const T* s, T* plane) const {
+    for (int64_t ih = 0; ih < a.h; ++ih) {
+      int64_t r = ih + a.ph;
+      T* out = plane + ih * a.w;
+      if (r >= rows) {
+        std::fill(out, out + a.w, T(0));
+        continue;
+      }
+      const T* row = s + r * row_size();
+      for (int64_t p = 0; p < phases; ++p) {
+        int64_t j0, j1;
+        input_range(a, p, j0, j1);
+        copy_strided(out + (p + j0 * a.sw - a.pw), a.sw, row + p * len + j0, 1, j1 - j0);
+      }
+      // Input columns past the last window (stride > kernel, floor mode) are in no phase run.
+      for (int64_t iw = len * a.sw - a.pw; iw < a.w; ++iw)
+        if (iw >= 0) out[iw] = T(0);
+    }
+  }
+};
+
+// First tap (kh or kw) of the window starting at padded position `start` that lands inside [0, n),
+// or -1 when every tap is padding (possible only with dilation).
+int64_t first_valid_tap(int64_t start, int64_t pad, int64_t k, int64_t d, int64_t n) {
+  for (int64_t t = 0; t < k; ++t) {
+    int64_t i = start - pad + t * d;
+    if (i >= 0 && i < n) return t;
+  }
+  return -1;
+}
+
+// ---- max ----------------------------------------------------------------------------------------
+
+// One output row of max pooling over the staged plane. m: the output row; tap: per output, the
+// window tap (kh*KW + kw) holding the maximum so far.
+template <class T, bool WithIndices>
+void max_row(const Pool2dArgs& a, const Stage& st, const T* s, int64_t oh, T* __restrict m,
+             int32_t* __restrict tap) {
+  for (int64_t kh = 0; kh < a.kh; ++kh) {
+    for (int64_t kw = 0; kw < a.kw; ++kw) {
+      const T* __restrict v = s + st.run(a, oh, kh, kw);
+      const int32_t t = static_cast<int32_t>(kh * a.kw + kw);
+      for (int64_t o = 0; o < a.ow; ++o) {
+        const T x = v[o];
+        const bool take = (x > m[o]) | (x != x);  // bitwise |: no branch, so the loop vectorises
+        m[o] = take ? x : m[o];
+        if constexpr (WithIndices) tap[o] = take ? t : tap[o];
+      }
+    }
+  }
+}
+
+template <class T, bool WithIndices>
+void max_forward(const Pool2dArgs& a, const T* x, T* y, int64_t* indices) {
+  const Stage st(a);
+  // Per output column: the first in-bounds kw (the index torch reports for an all -inf window).
+  std::vector<int64_t> kw0(a.ow);
+  for (int64_t o = 0; o < a.ow; ++o) kw0[o] = first_valid_tap(o * a.sw, a.pw, a.kw, a.dw, a.w);
+  // Flat offset of each tap from its window's origin, to turn taps into plane indices.
+  std::vector<int64_t> tap_delta(a.kh * a.kw);
+  for (int64_t kh = 0; kh < a.kh; ++kh)
+    for (int64_t kw = 0; kw < a.kw; ++kw) tap_delta[kh * a.kw + kw] = kh * a.dh * a.w + kw * a.dw;
+
+#pragma omp parallel if (run_parallel(a))
+  {
+    std::vector<T> stage(st.size());
+    std::vector<int32_t> tap(WithIndices ? a.ow : 0);
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < a.planes; ++p) {
+      st.load(a, x + p * a.h * a.w, -std::numeric_limits<T>::infinity(), stage.data());
+      for (int64_t oh = 0; oh < a.oh; ++oh) {
+        T* m = y + (p * a.oh + oh) * a.ow;
+        std::fill(m, m + a.ow, -std::numeric_limits<T>::infinity());
+        int64_t kh0 = first_valid_tap(oh * a.sh, a.ph, a.kh, a.dh, a.h);
+        if constexpr (WithIndices)
+          for (int64_t o = 0; o < a.ow; ++o)
+            tap[o] = kh0 < 0 || kw0[o] < 0 ? -1 : static_cast<int32_t>(kh0 * a.kw + kw0[o]);
+        max_row<T, WithIndices>(a, st, stage.data(), oh, m, tap.data());
+        if constexpr (WithIndices) {
+          int64_t* idx = indices + (p * a.oh + oh) * a.ow;
+          int64_t origin = (oh * a.sh - a.ph) * a.w - a.pw;
+          for (int64_t o = 0; o < a.ow; ++o) idx[o] = tap[o] < 0 ? -1 : origin + o * a.sw + tap_delta[tap[o]];
+        }
+      }
+    }
+  }
+}
+
+// ---- avg: the window counts are separable, count(oh, ow) = rows(oh) * cols(ow) -------------------
+
+// Divisor factor of output o along one axis: the window clipped to the padded input
+// (count_include_pad) or to the input.
+int64_t avg_count(const Pool2dArgs& a, int64_t o, int64_t s, int64_t p, int64_t k, int64_t n) {
+  int64_t start = o * s - p;
+  int64_t end = std::min(start + k, n + p);
+  return a.count_include_pad ? end - start : std::min(end, n) - std::max<int64_t>(start, 0);
+}
+
+// 1 / divisor for every output, as rows(oh) and cols(ow) factors.
+template <class T>
+void avg_inverse_counts(const Pool2dArgs& a, std::vector<T>& rows, std::vector<T>& cols) {
+  rows.resize(a.oh);
+  cols.resize(a.ow);
+  for (int64_t o = 0; o < a.oh; ++o)
+    rows[o] = a.divisor_override ? T(1) / T(a.divisor_override) : T(1) / T(avg_count(a, o, a.sh, a.ph, a.kh, a.h));
+  for (int64_t o = 0; o < a.ow; ++o)
+    cols[o] = a.divisor_override ? T(1) : T(1) / T(avg_count(a, o, a.sw, a.pw, a.kw, a.w));
+}
+
+template <class T>
+void avg_forward(const Pool2dArgs& a, const T* x, T* y) {
+  const Stage st(a);
+  std::vector<T> inv_rows, inv_cols;
+  avg_inverse_counts(a, inv_rows, inv_cols);
+#pragma omp parallel if (run_parallel(a))
+  {
+    std::vector<T> stage(st.size());
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < a.planes; ++p) {
+      st.load(a, x + p * a.h * a.w, T(0), stage.data());
+      for (int64_t oh = 0; oh < a.oh; ++oh) {
+        T* __restrict acc = y + (p * a.oh + oh) * a.ow;
+        std::fill(acc, acc + a.ow, T(0));
+        for (int64_t kh = 0; kh < a.kh; ++kh)
+          for (int64_t kw = 0; kw < a.kw; ++kw) {
+            const T* __restrict v = stage.data() + st.run(a, oh, kh, kw);
+            for (int64_t o = 0; o < a.ow; ++o) acc[o] += v[o];
+          }
+        const T r = inv_rows[oh];
+        const T* __restrict c = inv_cols.data();
+        for (int64_t o = 0; o < a.ow; ++o) acc[o] *= r * c[o];
+      }
+    }
+  }
+}
+
+template <class T>
+void avg_backward(const Pool2dArgs& a, const T* gy, T* gx) {
+  const Stage st(a);
+  std::vector<T> inv_rows, inv_cols;
+  avg_inverse_counts(a, inv_rows, inv_cols);
+#pragma omp parallel if (run_parallel(a))
+  {
+    std::vector<T> stage(st.size());
+    std::vector<T> g(a.ow);
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < a.planes; ++p) {
+      std::fill(stage.begin(), stage.end(), T(0));
+      for (int64_t oh = 0; oh < a.oh; ++oh) {
+        const T* __restrict grow = gy + (p * a.oh + oh) * a.ow;
+        const T r = inv_rows[oh];
+        for (int64_t o = 0; o < a.ow; ++o) g[o] = grow[o] * r * inv_cols[o];
+        for (int64_t kh = 0; kh < a.kh; ++kh)
+          for (int64_t kw = 0; kw < a.kw; ++kw) {
+            T* __restrict v = stage.data() + st.run(a, oh, kh, kw);
+            const T* __restrict gv = g.data();
+            for (int64_t o = 0; o < a.ow; ++o) v[o] += gv[o];
+          }
+      }
+      st.store(a, stage.data(), gx + p * a.h * a.w);
+    }
+  }
+}
+
+// ---- adaptive avg -------------------------------------------------------------------------------
+
+template <class T>
+void adaptive_forward(const Pool2dArgs& a, const T* x, T* y) {
+#pragma omp parallel if (run_parallel(a))
+  {
+    std::vector<T> rowsum(a.w);
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < a.planes; ++p) {
+      const T* plane = x + p * a.h * a.w;
+      for (int64_t oh = 0; oh < a.oh; ++oh) {
+        int64_t h0 = Pool2dArgs::adaptive_begin(oh, a.h, a.oh), h1 = Pool2dArgs::adaptive_end(oh, a.h, a.oh);
+        T* __restrict sum = rowsum.data();
+        std::copy(plane + h0 * a.w, plane + (h0 + 1) * a.w, sum);
+        for (int64_t ih = h0 + 1; ih < h1; ++ih) {
+          const T* __restrict in = plane + ih * a.w;
+          for (int64_t iw = 0; iw < a.w; ++iw) sum[iw] += in[iw];
+        }
+        T* out = y + (p * a.oh + oh) * a.ow;
+        for (int64_t ow = 0; ow < a.ow; ++ow) {
+          int64_t w0 = Pool2dArgs::adaptive_begin(ow, a.w, a.ow), w1 = Pool2dArgs::adaptive_end(ow, a.w, a.ow);
+          T s = 0;
+          for (int64_t iw = w0; iw < w1; ++iw) s += sum[iw];
+          out[ow] = s / T((h1 - h0) * (w1 - w0));
+        }
+      }
+    }
+  }
+}
+
+template <class T>
+void adaptive_backward(const Pool2dArgs& a, const T* gy, T* gx) {
+#pragma omp parallel if (run_parallel(a))
+  {
+    std::vector<T> rowgrad(a.w);
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < a.planes; ++p) {
+      T* plane = gx + p * a.h * a.w;
+      std::fill(plane, plane + a.h * a.w, T(0));
+      for (int64_t oh = 0; oh < a.oh; ++oh) {
+        int64_t h0 = Pool2dArgs::adaptive_begin(oh, a.h, a.oh), h1 = Pool2dArgs::adaptive_end(oh, a.h, a.oh);
+        // What output row oh sends to each input column, then to each of its input rows.
+        T* __restrict g = rowgrad.data();
+        std::fill(g, g + a.w, T(0));
+        const T* grow = gy + (p * a.oh + oh) * a.ow;
+        for (int64_t ow = 0; ow < a.ow; ++ow) {
+          int64_t w0 = Pool2dArgs::adaptive_begin(ow, a.w, a.ow), w1 = Pool2dArgs::adaptive_end(ow, a.w, a.ow);
+          T share = grow[ow] / T((h1 - h0) * (w1 - w0));
+          for (int64_t iw = w0; iw < w1; ++iw) g[iw] += share;
+        }
+        for (int64_t ih = h0; ih < h1; ++ih) {
+          T* __restrict out = plane + ih * a.w;
+          for (int64_t iw = 0; iw < a.w; ++iw) out[iw] += g[iw];
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+template <class T>
+void max_pool2d_forward_cpu(const Pool2dArgs& a, const T* x, T* y, int64_t* indices) {
+  if (indices)
+    max_forward<T, true>(a, x, y, indices);
+  else
+    max_forward<T, false>(a, x, y, nullptr);
+}
+
+template <class T>
+void max_pool2d_backward_cpu(const Pool2dArgs& a, const T* gy, const int64_t* indices, T* gx) {
+  const int64_t plane = a.h * a.w, out_plane = a.oh * a.ow;
+#pragma omp parallel for schedule(static) if (run_parallel(a))
+  for (int64_t p = 0; p < a.planes; ++p) {
+    T* g = gx + p * plane;
+    std::fill(g, g + plane, T(0));
+    const int64_t* idx = indices + p * out_plane;
+    const T* go = gy + p * out_plane;
+    for (int64_t o = 0; o < out_plane; ++o)
+      if (idx[o] >= 0 && idx[o] < plane) g[idx[o]] += go[o];
+  }
+}
+
+template <class T>
+void avg_pool2d_forward_cpu(const Pool2dArgs& a, const T* x, T* y) {
+  avg_forward(a, x, y);
+}
+
+template <class T>
+void avg_pool2d_backward_cpu(const Pool2dArgs& a, const T* gy, T* gx) {
+  avg_backward(a, gy, gx);
+}
+
+template <class T>
+void adaptive_avg_pool2d_forward_cpu(const Pool2dArgs& a, const T* x, T* y) {
+  adaptive_forward(a, x, y);
+}
+
+template <class T>
+void adaptive_avg_pool2d_backward_cpu(const Pool2dArgs& a, const T* gy, T* gx) {
+  adaptive_backward(a, gy, gx);
+}
+
+#define PYFASTDL_POOL_INSTANTIATE(T)                                                                  \
+  template void max_pool2d_forward_cpu<T>(const Pool2dArgs&, const T*, T*, int64_t*);                \
+  template void max_pool2d_backward_cpu<T>(const Pool2dArgs&, const T*, const int64_t*, T*);         \
+  template void avg_pool2d_forward_cpu<T>(const Pool2dArgs&, const T*, T*);                          \
+  template void avg_pool2d_backward_cpu<T>(const Pool2dArgs&, const T*, T*);                         \
+  template void adaptive_avg_pool2d_forward_cpu<T>(const Pool2dArgs&, const T*, T*);                 \
+  template void adaptive_avg_pool2d_backward_cpu<T>(const Pool2dArgs&, const T*, T*);
+PYFASTDL_POOL_INSTANTIATE(float)
+PYFASTDL_POOL_INSTANTIATE(double)
+#undef PYFASTDL_POOL_INSTANTIATE
+
+}  // namespace pyfastdl::cpu

@@ -1,0 +1,205 @@
+"""Activation functions with autograd: each forward beside its backward, on numpy or cupy arrays.
+
+``inplace=True`` is accepted for torch compatibility but results are always new tensors
+(autograd here saves arrays, so overwriting an input could corrupt a backward)."""
+
+from __future__ import annotations
+
+import math
+
+from ... import backend
+from ...autograd import Function
+from ...tensor import Tensor
+
+__all__ = ["relu", "leaky_relu", "sigmoid", "tanh", "gelu", "glu", "softmax", "log_softmax"]
+
+
+def _xp(a):
+    return backend.get_array_module(a)
+
+
+def _check_tensor(name, input):  # noqa: A002 (torch's argument name)
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{name}: input must be a Tensor, got {type(input).__name__}")
+
+
+def relu(input, inplace=False):  # noqa: A002
+    """max(x, 0), elementwise."""
+    _check_tensor("relu", input)
+    return input.relu()
+
+
+def sigmoid(input):  # noqa: A002
+    """1 / (1 + exp(-x)), elementwise (stable for large |x|)."""
+    _check_tensor("sigmoid", input)
+    return input.sigmoid()
+
+
+def tanh(input):  # noqa: A002
+    _check_tensor("tanh", input)
+    return input.tanh()
+
+
+class LeakyRelu(Function):
+    @staticmethod
+    def forward(ctx, x, negative_slope):
+        positive = x > 0
+        ctx.save_for_backward(positive)
+        ctx.negative_slope = negative_slope
+        return _xp(x).where(positive, x, x * x.dtype.type(negative_slope))
+
+    @staticmethod
+    def backward(ctx, g):
+        (positive,) = ctx.saved_tensors
+        return _xp(positive).where(positive, g, g * ctx.negative_slope), None
+
+
+def leaky_relu(input, negative_slope=0.01, inplace=False):  # noqa: A002
+    """x if x > 0 else negative_slope * x, elementwise."""
+    _check_tensor("leaky_relu", input)
+    return LeakyRelu.apply(input, negative_slope)
+
+
+def _erf(x):
+    """The error function elementwise (scipy's on the CPU, cupyx's on the GPU)."""
+    if backend.device_of(x) == "cpu":
+        from scipy.special import erf  # noqa: PLC0415 (scipy comes with scikit-learn)
+    else:
+        from cupyx.scipy.special import erf  # noqa: PLC0415
+    return erf(x)
+
+
+class Gelu(Function):
+    """x * Phi(x) with Phi the standard normal CDF; or the tanh approximation
+    0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+
+    @staticmethod
+    def forward(ctx, x, approximate):
+        xp = _xp(x)
+        ctx.save_for_backward(x)
+        ctx.approximate = approximate
+        if approximate == "tanh":
+            inner = math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)
+            return 0.5 * x * (1 + xp.tanh(inner))
+        return 0.5 * x * (1 + _erf(x / math.sqrt(2)))
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        xp = _xp(x)
+        if ctx.approximate == "tanh":
+            k = math.sqrt(2 / math.pi)
+            t = xp.tanh(k * (x + 0.044715 * x**3))
+            d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x)
+        else:
+            cdf = 0.5 * (1 + _erf(x / math.sqrt(2)))
+            pdf = xp.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+            d = cdf + x * pdf
+        return g * d, None
+
+
+def gelu(input, approximate="none"):  # noqa: A002
+    """Gaussian error linear unit (Hendrycks & Gimpel, 2016); ``approximate`` is "none" or "tanh"."""
+    _check_tensor("gelu", input)
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return Gelu.apply(input, approximate)
+
+
+def _dim(name, ndim, dim):
+    if not -max(ndim, 1) <= dim < max(ndim, 1):
+        raise IndexError(f"{name}: dim {dim} is out of range for a tensor with {ndim} dimensions")
+    return dim % max(ndim, 1)
+
+
+class Glu(Function):
+    """Split x in halves a, b along dim: a * sigmoid(b) (Dauphin et al., 2017)."""
+
+    @staticmethod
+    def forward(ctx, x, dim):
+        xp = _xp(x)
+        a, b = xp.split(x, 2, axis=dim)
+        e = xp.exp(-xp.abs(b))
+        s = xp.where(b >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+        ctx.save_for_backward(a, s)
+        ctx.dim = dim
+        return a * s
+
+    @staticmethod
+    def backward(ctx, g):
+        a, s = ctx.saved_tensors
+        return _xp(a).concatenate([g * s, g * a * s * (1 - s)], axis=ctx.dim), None
+
+
+def glu(input, dim=-1):  # noqa: A002
+    """Gated linear unit: the first half of ``dim`` times the sigmoid of the second half."""
+    _check_tensor("glu", input)
+    d = _dim("glu", input.ndim, dim)
+    if input.shape[d] % 2:
+        raise ValueError(f"glu: halving only works on an even-sized dimension; dim {dim} has size {input.shape[d]}")
+    return Glu.apply(input, d)
+
+
+def _softmax_dim(name, ndim, dim):
+    """torch's legacy default when ``dim`` is None: 0 for 0-, 1- and 3-D inputs, else 1."""
+    if dim is None:
+        dim = 0 if ndim in (0, 1, 3) else 1
+    return _dim(name, ndim, dim)
+
+
+class Softmax(Function):
+    @staticmethod
+    def forward(ctx, x, dim):
+        xp = _xp(x)
+        y = x - x.max(axis=dim, keepdims=True)  # max subtracted: exp never overflows
+        xp.exp(y, out=y)
+        y /= y.sum(axis=dim, keepdims=True)
+        ctx.save_for_backward(y)
+        ctx.dim = dim
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        gx = g * y
+        _xp(y).subtract(g, gx.sum(axis=ctx.dim, keepdims=True), out=gx)  # in place: one temporary in all
+        gx *= y
+        return gx, None
+
+
+class LogSoftmax(Function):
+    @staticmethod
+    def forward(ctx, x, dim):
+        y = _log_softmax(x, dim)
+        ctx.save_for_backward(y)
+        ctx.dim = dim
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return g - _xp(y).exp(y) * g.sum(axis=ctx.dim, keepdims=True), None
+
+
+def _log_softmax(x, axis):
+    """log softmax of an array: x - max - log(sum(exp(x - max))), finite for any finite x."""
+    xp = _xp(x)
+    out = x - x.max(axis=axis, keepdims=True)
+    out -= xp.log(xp.exp(out).sum(axis=axis, keepdims=True))  # in place: one temporary fewer
+    return out
+
+
+def _cast(input, dtype):  # noqa: A002
+    return input if dtype is None else input.to(dtype)
+
+
+def softmax(input, dim=None, dtype=None):  # noqa: A002
+    """exp(x) / sum(exp(x)) along ``dim`` (computed with the maximum subtracted)."""
+    _check_tensor("softmax", input)
+    return Softmax.apply(_cast(input, dtype), _softmax_dim("softmax", input.ndim, dim))
+
+
+def log_softmax(input, dim=None, dtype=None):  # noqa: A002
+    """log(softmax(x)) along ``dim``, computed as x - logsumexp(x) (stable for large logits)."""
+    _check_tensor("log_softmax", input)
+    return LogSoftmax.apply(_cast(input, dtype), _softmax_dim("log_softmax", input.ndim, dim))

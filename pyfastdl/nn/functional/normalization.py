@@ -1,0 +1,161 @@
+"""Batch normalisation (Ioffe & Szegedy, 2015) and layer normalisation (Ba et al., 2016), each a
+fused Function: statistics, normalisation and affine map in one forward, and the closed-form
+backward beside it (three reductions, one elementwise pass; no graph of small ops).
+
+With x_hat = (x - mean) * invstd over the n values that share one statistic and g' = g * weight:
+    d bias   = sum(g)            d weight = sum(g * x_hat)
+    d x      = invstd * (g' - mean(g') - x_hat * mean(g' * x_hat))     (statistics from the batch)
+    d x      = invstd * g'                                              (fixed running statistics)
+"""
+
+from __future__ import annotations
+
+import math
+
+from ... import backend
+from ...autograd import Function
+from ...tensor import Tensor
+
+__all__ = ["batch_norm", "layer_norm"]
+
+
+def _xp(a):
+    return backend.get_array_module(a)
+
+
+def _normalize_backward(g, x_hat, invstd, weight, axes, n):
+    """d x for x_hat = (x - mean(x)) * invstd with the statistics taken over ``axes`` (n values).
+    Works in place on one fresh array (these ops are memory-bound: every temporary costs a pass)."""
+    gw = g.copy() if weight is None else g * weight
+    mean_g = gw.sum(axis=axes, keepdims=True) / n
+    tmp = gw * x_hat
+    mean_gx = tmp.sum(axis=axes, keepdims=True) / n
+    gw -= mean_g
+    gw -= backend.get_array_module(tmp).multiply(x_hat, mean_gx, out=tmp)
+    gw *= invstd
+    return gw
+
+
+class BatchNorm(Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps):
+        xp = _xp(x)
+        axes = (0,) + tuple(range(2, x.ndim))
+        shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+        n = x.size // x.shape[1]
+        if training:
+            mean = x.mean(axis=axes)
+            centered = x - mean.reshape(shape)
+            var = (centered * centered).mean(axis=axes)
+            if running_mean is not None:
+                running_mean *= 1 - momentum
+                running_mean += momentum * mean
+            if running_var is not None:
+                running_var *= 1 - momentum
+                running_var += (momentum * n / (n - 1)) * var
+        else:
+            centered = x - running_mean.reshape(shape)
+            var = running_var
+        invstd = (1 / xp.sqrt(var + eps)).reshape(shape)
+        x_hat = centered
+        x_hat *= invstd  # in place: centered is a fresh array
+        y = x_hat if weight is None else x_hat * weight.reshape(shape)
+        if bias is not None:
+            y = y + bias.reshape(shape) if y is x_hat else xp.add(y, bias.reshape(shape), out=y)
+        ctx.save_for_backward(x_hat, invstd, weight)
+        ctx.meta = (axes, shape, n, training)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x_hat, invstd, weight = ctx.saved_tensors
+        axes, shape, n, training = ctx.meta
+        w = None if weight is None else weight.reshape(shape)
+        gx = None
+        if ctx.needs_input_grad[0]:
+            if training:
+                gx = _normalize_backward(g, x_hat, invstd, w, axes, n)
+            else:
+                gx = g * invstd if w is None else g * (w * invstd)
+        gw = (g * x_hat).sum(axis=axes) if ctx.needs_input_grad[1] else None
+        gb = g.sum(axis=axes) if ctx.needs_input_grad[2] else None
+        return gx, gw, gb, None, None, None, None, None
+
+
+def _data(t):
+    return None if t is None else t.data
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,  # noqa: A002
+               eps=1e-5):
+    """Normalise each channel (dim 1) of input (N, C, *) over the batch and spatial positions.
+
+    training=True: use the batch's statistics and update running_mean/running_var (C,) in place
+    (running = (1 - momentum) * running + momentum * batch, the variance unbiased); otherwise use
+    the running statistics. weight, bias: (C,) or None."""
+    if not isinstance(input, Tensor):
+        raise TypeError(f"batch_norm: input must be a Tensor, got {type(input).__name__}")
+    if input.ndim < 2:
+        raise ValueError(f"batch_norm: input must be (N, C, *), got shape {input.shape}")
+    c = input.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                    ("bias", bias)):
+        if t is not None and t.shape != (c,):
+            raise ValueError(f"batch_norm: {name} has shape {t.shape}, expected ({c},) for input {input.shape}")
+    if training and input.numel() // max(c, 1) <= 1:
+        raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input size "
+                         f"{input.shape}")
+    if not training and (running_mean is None or running_var is None):
+        raise ValueError("batch_norm: running_mean and running_var are required when training=False")
+    for name, t in (("running_mean", running_mean), ("running_var", running_var)):
+        if t is not None and (t.device != input.device or t.dtype != input.dtype):
+            raise TypeError(f"batch_norm: {name} is {t.dtype} on {t.device}; input is {input.dtype} on {input.device}")
+    out = BatchNorm.apply(input, weight, bias, _data(running_mean), _data(running_var), training, momentum, eps)
+    for t in (running_mean, running_var):
+        if training and t is not None:
+            t._version += 1  # updated in place
+    return out
+
+
+class LayerNorm(Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, k, eps):
+        xp = _xp(x)
+        axes = tuple(range(x.ndim - k, x.ndim))
+        centered = x - x.mean(axis=axes, keepdims=True)
+        invstd = 1 / xp.sqrt((centered * centered).mean(axis=axes, keepdims=True) + eps)
+        x_hat = centered
+        x_hat *= invstd  # in place: centered is a fresh array
+        y = x_hat if weight is None else x_hat * weight
+        if bias is not None:
+            y = y + bias if y is x_hat else xp.add(y, bias, out=y)
+        ctx.save_for_backward(x_hat, invstd, weight)
+        ctx.axes = axes
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x_hat, invstd, weight = ctx.saved_tensors
+        axes = ctx.axes
+        lead = tuple(range(g.ndim - len(axes)))
+        n = math.prod(g.shape[a] for a in axes)
+        gx = _normalize_backward(g, x_hat, invstd, weight, axes, n) if ctx.needs_input_grad[0] else None
+        gw = (g * x_hat).sum(axis=lead) if ctx.needs_input_grad[1] else None
+        gb = g.sum(axis=lead) if ctx.needs_input_grad[2] else None
+        return gx, gw, gb, None, None
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):  # noqa: A002
+    """Normalise over the last ``len(normalized_shape)`` dimensions of input (*, *normalized_shape);
+    weight and bias have shape ``normalized_shape`` (or are None)."""
+    if not isinstance(input, Tensor):
+        raise TypeError(f"layer_norm: input must be a Tensor, got {type(input).__name__}")
+    normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    k = len(normalized_shape)
+    if k == 0 or input.shape[input.ndim - k:] != normalized_shape or input.ndim < k:
+        raise ValueError(f"layer_norm: input of shape {input.shape} does not end with normalized_shape "
+                         f"{normalized_shape}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.shape != normalized_shape:
+            raise ValueError(f"layer_norm: {name} has shape {t.shape}, expected {normalized_shape}")
+    return LayerNorm.apply(input, weight, bias, k, eps)

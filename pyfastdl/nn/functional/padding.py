@@ -1,0 +1,39 @@
+"""Constant padding with autograd: the forward writes the input into a filled array, the backward
+slices the gradient back out."""
+
+from __future__ import annotations
+
+from ... import backend
+from ...autograd import Function
+from ...tensor import Tensor
+
+__all__ = ["pad"]
+
+
+class Pad(Function):
+    @staticmethod
+    def forward(ctx, x, widths, value):
+        ctx.region = tuple(slice(lo, lo + n) for (lo, _), n in zip(widths, x.shape))
+        return backend.get_array_module(x).pad(x, widths, mode="constant", constant_values=value)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g[ctx.region], None, None
+
+
+def pad(input, pad, mode="constant", value=0.0):  # noqa: A002
+    """Pad the last len(pad)//2 dimensions: ``pad = (left, right)`` for the last dimension, then
+    ``(top, bottom)`` for the one before, and so on (torch's order). Only mode="constant" with
+    non-negative widths."""
+    if not isinstance(input, Tensor):
+        raise TypeError(f"pad: input must be a Tensor, got {type(input).__name__}")
+    if mode != "constant":
+        raise NotImplementedError(f"pad: only mode='constant' is implemented, got {mode!r}")
+    pad = tuple(int(p) for p in pad)
+    if len(pad) % 2 or len(pad) // 2 > input.ndim or any(p < 0 for p in pad):
+        raise ValueError(f"pad: pad must hold an even number (at most 2 * {input.ndim}) of non-negative widths, "
+                         f"got {pad}")
+    widths = [(0, 0)] * input.ndim
+    for i in range(len(pad) // 2):
+        widths[input.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+    return Pad.apply(input, tuple(widths), value)

@@ -1,0 +1,154 @@
+"""Optimizer base class: parameter groups, per-parameter state, and a safetensors-friendly state_dict.
+
+A subclass implements ``_update(p, grad, group, state)``: one parameter's step on raw arrays, in
+place, with torch's formula and operation order (so trajectories match torch's to float32
+rounding). ``state_dict()`` returns host numpy arrays (0-d for scalars such as ``step``) and plain
+Python numbers, in torch's layout::
+
+    {"state": {index: {"exp_avg": ndarray, "step": ndarray(int64), ...}},
+     "param_groups": [{"lr": 0.001, ..., "params": [index, ...]}]}
+
+where ``index`` numbers the parameters in the order of their groups. A checkpoint writer can
+flatten ``state`` into safetensors names such as ``"state.3.exp_avg"`` and keep ``param_groups``
+as JSON metadata.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import backend
+from ..autograd import enable_grad
+from ..tensor import Tensor
+
+__all__ = ["Optimizer"]
+
+
+class Optimizer:
+    """Base of all optimizers. ``params``: an iterable of Tensors, or of dicts (parameter groups)
+    each with a ``"params"`` entry and optional per-group hyper-parameters overriding ``defaults``."""
+
+    def __init__(self, params, defaults):
+        self.defaults = dict(defaults)
+        self.state: dict = {}  # Parameter -> {name: array or int}
+        self.param_groups: list[dict] = []
+        if isinstance(params, Tensor):
+            raise TypeError("params argument given to the optimizer should be an iterable of Tensors or dicts, "
+                            "but got a Tensor")
+        groups = list(params)
+        if not groups:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines.extend(f"    {k}: {group[k]}" for k in sorted(group) if k != "params")
+        return "\n".join(lines) + "\n)"
+
+    def add_param_group(self, param_group: dict) -> None:
+        """Add a group of parameters (with its own hyper-parameters) to optimise."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+        group = dict(param_group)
+        params = group["params"]
+        group["params"] = [params] if isinstance(params, Tensor) else list(params)
+        for p in group["params"]:
+            if not isinstance(p, Tensor):
+                raise TypeError(f"optimizer can only optimize Tensors, got {type(p).__name__}")
+            if not p.is_leaf:
+                raise ValueError("can't optimize a non-leaf Tensor")
+        for name, default in self.defaults.items():
+            group.setdefault(name, default)
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        if any(id(p) in seen for p in group["params"]) or len({id(p) for p in group["params"]}) != len(
+                group["params"]):
+            raise ValueError("some parameters appear in more than one parameter group (or twice in one)")
+        self.param_groups.append(group)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset every parameter's gradient: to None (default), or to zeros in place."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    p.grad.data.fill(0)
+
+    def step(self, closure=None):
+        """One update of every parameter that has a gradient. ``closure`` (optional) re-evaluates the
+        model and returns the loss, which step returns."""
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                self._update(p, p.grad.data, group, self.state.setdefault(p, {}))
+                p._version += 1  # the array changed in place: a graph that saved it must not use it
+        return loss
+
+    def _update(self, p, grad, group, state):
+        raise NotImplementedError
+
+    # ---- checkpointing ------------------------------------------------------------------------
+    def _indexed_params(self):
+        return [p for group in self.param_groups for p in group["params"]]
+
+    def state_dict(self) -> dict:
+        """The optimizer's state as host numpy arrays and Python numbers (see the module docstring)."""
+        index = {id(p): i for i, p in enumerate(self._indexed_params())}
+        groups = []
+        for group in self.param_groups:
+            packed = {k: v for k, v in group.items() if k != "params"}
+            packed["params"] = [index[id(p)] for p in group["params"]]
+            groups.append(packed)
+        state = {}
+        for p, s in self.state.items():
+            state[index[id(p)]] = {k: _to_host(v) for k, v in s.items()}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore from :meth:`state_dict`'s output; arrays move to each parameter's device and dtype."""
+        groups = state_dict["param_groups"]
+        if len(groups) != len(self.param_groups):
+            raise ValueError(f"loaded state dict has {len(groups)} parameter groups; this optimizer has "
+                             f"{len(self.param_groups)}")
+        for i, (saved, group) in enumerate(zip(groups, self.param_groups)):
+            if len(saved["params"]) != len(group["params"]):
+                raise ValueError(f"loaded state dict's parameter group {i} has {len(saved['params'])} parameters; "
+                                 f"this optimizer's has {len(group['params'])}")
+        params = self._indexed_params()
+        saved_index = [i for saved in groups for i in saved["params"]]
+        by_saved_index = dict(zip(saved_index, params))
+        self.state = {}
+        for key, s in state_dict["state"].items():
+            p = by_saved_index[int(key)]
+            self.state[p] = {k: _from_host(v, p) for k, v in s.items()}
+        for saved, group in zip(groups, self.param_groups):
+            for k, v in saved.items():
+                if k != "params":
+                    group[k] = v
+
+
+def _to_host(value):
+    """An array state entry as a host numpy copy; a Python number as a 0-d numpy array."""
+    if isinstance(value, (int, float)):
+        return np.asarray(value)
+    return backend.to_device(value, "cpu").copy()
+
+
+def _from_host(value, p):
+    """Undo :func:`_to_host` for parameter ``p``: 0-d integers become Python ints, arrays move to p."""
+    value = value if hasattr(value, "shape") else np.asarray(value)
+    if value.ndim == 0 and value.dtype.kind in "iu":
+        return int(value)
+    return backend.get_array_module(p.data).asarray(backend.to_device(value, p.device), dtype=p.dtype).copy()

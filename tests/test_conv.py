@@ -1,0 +1,333 @@
+"""Convolution family: raw kernels (both variants) against the float64 numpy reference over awkward
+shapes, every backward by gradcheck, torch cross-checks, and the validation errors."""
+
+import numpy as np
+import pytest
+from conftest import requires_torch
+from reference import conv as ref
+
+import pyfastdl as pf
+from pyfastdl import backend
+from pyfastdl import kernels as K
+from pyfastdl.nn import functional as F
+from pyfastdl.testing import gradcheck
+
+TOL = {np.float64: 1e-10, np.float32: 1e-5}
+VARIANTS = ["fast", "reference"]
+
+# (N, C, H, W, K, R, S, stride, padding, dilation, groups)
+CASES = {
+    "pointwise": (2, 3, 5, 7, 4, 1, 1, 1, 0, 1, 1),
+    "pointwise_groups": (3, 4, 5, 5, 6, 1, 1, 1, 0, 1, 2),
+    "1x1_stride2": (2, 3, 6, 5, 4, 1, 1, 2, 0, 1, 1),
+    "1x1_padded": (2, 3, 4, 4, 2, 1, 1, 1, 1, 1, 1),
+    "kernel_gt_stride": (3, 4, 9, 8, 6, 3, 3, 2, 1, 1, 1),
+    "stride_gt_kernel": (2, 3, 11, 10, 5, 2, 2, 3, 1, 1, 1),
+    "odd_rect": (1, 5, 7, 9, 3, 5, 3, (1, 2), (2, 1), 1, 1),
+    "dilation2": (2, 4, 10, 9, 4, 3, 3, 1, 2, 2, 1),
+    "groups2": (2, 4, 8, 8, 6, 3, 3, 1, 1, 1, 2),
+    "depthwise": (2, 6, 9, 7, 6, 3, 3, 2, 1, 1, 6),
+    "depthwise_x2": (1, 3, 6, 6, 6, 3, 3, 1, 1, 1, 3),
+    "lenet_batch1": (1, 1, 32, 32, 6, 5, 5, 1, 0, 1, 1),
+    "chunked_batch": (70, 2, 4, 5, 3, 3, 3, 1, 1, 1, 1),  # several images per GEMM, partial last chunk
+}
+
+
+def rel_err(out, expected):
+    out = np.asarray(out, np.float64)
+    assert not np.isnan(out).any(), "output contains NaN"
+    return np.linalg.norm(out - expected) / np.linalg.norm(expected)
+
+
+def make_case(rng, case, dtype=np.float64):
+    N, C, H, W, Kc, R, S, stride, padding, dilation, groups = CASES[case]
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((Kc, C // groups, R, S)).astype(dtype)
+    b = rng.standard_normal(Kc).astype(dtype)
+    return x, w, b, dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+# ---- raw kernels against the reference --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_conv2d_kernels(case, dtype, variant, rng):
+    x, w, b, conf = make_case(rng, case, dtype)
+    y_ref = ref.conv2d(x, w, b, **conf)
+    gy = rng.standard_normal(y_ref.shape).astype(dtype)
+    gx_ref, gw_ref, gb_ref = ref.conv2d_grads(x, w, gy, **conf)
+
+    y = K.conv2d_forward(x, w, b, **conf, variant=variant)
+    assert y.dtype == dtype and rel_err(y, y_ref) < TOL[dtype]
+    gx = K.conv2d_backward_input(gy, w, x.shape, **conf, variant=variant)
+    assert gx.dtype == dtype and rel_err(gx, gx_ref) < TOL[dtype]
+    gw = K.conv2d_backward_weight(x, gy, w.shape, **conf, variant=variant)
+    assert gw.dtype == dtype and rel_err(gw, gw_ref) < TOL[dtype]
+    assert rel_err(K.conv2d_backward_bias(gy), gb_ref) < TOL[dtype]
+
+
+# (N, Cin, H, W, Cout, R, S, stride, padding, output_padding, groups, dilation)
+TRANSPOSED = {
+    "fcn_k4s2": (2, 3, 5, 4, 3, 4, 4, 2, 1, 0, 1, 1),
+    "fcn_k16s8": (1, 2, 3, 3, 2, 16, 16, 8, 4, 0, 1, 1),
+    "output_padding": (2, 4, 3, 5, 6, 3, 3, 2, 1, 1, 2, 1),
+    "output_padding_dilation": (1, 2, 4, 3, 3, 2, 3, 1, 0, 1, 1, 2),  # op >= stride but < dilation
+    "rect": (3, 2, 4, 6, 4, 3, 2, (2, 3), (1, 0), (1, 2), 1, 1),
+}
+
+
+def make_transposed(rng, case, dtype=np.float64):
+    N, Cin, H, W, Cout, R, S, stride, padding, output_padding, groups, dilation = TRANSPOSED[case]
+    x = rng.standard_normal((N, Cin, H, W)).astype(dtype)
+    w = rng.standard_normal((Cin, Cout // groups, R, S)).astype(dtype)
+    b = rng.standard_normal(Cout).astype(dtype)
+    conf = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups, dilation=dilation)
+    return x, w, b, conf
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", sorted(TRANSPOSED))
+def test_conv_transpose2d_forward_kernel(case, dtype, variant, rng):
+    x, w, b, conf = make_transposed(rng, case, dtype)
+    y = K.conv_transpose2d_forward(x, w, b, **conf, variant=variant)
+    assert y.dtype == dtype and rel_err(y, ref.conv_transpose2d(x, w, b, **conf)) < TOL[dtype]
+
+
+def test_args_shapes():
+    a = K.conv2d_args((2, 4, 9, 11), (6, 2, 3, 3), stride=2, padding=(1, 0), dilation=1, groups=2)
+    assert (a.x_shape, a.w_shape, a.out_shape) == ((2, 4, 9, 11), (6, 2, 3, 3), (2, 6, 5, 5))
+    assert a.macs == 2 * 6 * 5 * 5 * 2 * 3 * 3 and not a.is_pointwise
+    t = K.conv_transpose2d_args((2, 21, 8, 8), (21, 21, 4, 4), stride=2, padding=1)
+    assert t.out_shape == (2, 21, 8, 8) and t.x_shape == (2, 21, 16, 16)
+    assert "Conv2dArgs(" in repr(a)
+
+
+# ---- gradcheck of every backward ----------------------------------------------------------------------
+
+
+def leaves(rng, *shapes):
+    return tuple(pf.tensor(rng.standard_normal(s), requires_grad=True) for s in shapes)
+
+
+@pytest.mark.parametrize(
+    "conf",
+    [
+        dict(stride=1, padding=0, dilation=1, groups=1),
+        dict(stride=2, padding=1, dilation=1, groups=2),
+        dict(stride=(1, 2), padding=(2, 1), dilation=2, groups=1),
+        dict(stride=1, padding="same", dilation=1, groups=1),
+    ],
+    ids=["plain", "stride2_groups2", "dilated", "same_even"],
+)
+def test_conv2d_gradcheck(conf, rng):
+    x, w, b = leaves(rng, (2, 4, 7, 6), (4, 4 // conf["groups"], 2 if conf["padding"] == "same" else 3, 3), (4,))
+    assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, **conf), (x, w, b))
+
+
+def test_conv2d_gradcheck_pointwise_no_bias(rng):
+    x, w = leaves(rng, (2, 3, 4, 5), (5, 3, 1, 1))
+    assert gradcheck(lambda x, w: F.conv2d(x, w), (x, w))
+
+
+@pytest.mark.parametrize(
+    "conf",
+    [
+        dict(stride=2, padding=1, output_padding=0, groups=1, dilation=1),
+        dict(stride=2, padding=0, output_padding=1, groups=2, dilation=1),
+        dict(stride=1, padding=1, output_padding=1, groups=1, dilation=2),
+    ],
+    ids=["k4s2", "output_padding_groups", "dilated"],
+)
+def test_conv_transpose2d_gradcheck(conf, rng):
+    x, w, b = leaves(rng, (2, 4, 3, 4), (4, 2, 4, 3), (2 * conf["groups"],))
+    assert gradcheck(lambda x, w, b: F.conv_transpose2d(x, w, b, **conf), (x, w, b))
+
+
+@pytest.mark.parametrize(
+    "conf",
+    [dict(stride=1, padding=1, dilation=1, groups=1), dict(stride=2, padding=0, dilation=2, groups=2),
+     dict(stride=1, padding="same", dilation=1, groups=1)],
+    ids=["convs2s", "strided_dilated_groups", "same_even"],
+)
+def test_conv1d_gradcheck(conf, rng):
+    k = 4 if conf["padding"] == "same" else 3
+    x, w, b = leaves(rng, (2, 4, 9), (6, 4 // conf["groups"], k), (6,))
+    assert gradcheck(lambda x, w, b: F.conv1d(x, w, b, **conf), (x, w, b))
+
+
+def test_conv2d_functional_matches_reference(rng):
+    x, w, b, conf = make_case(rng, "groups2")
+    y = F.conv2d(pf.tensor(x), pf.tensor(w), pf.tensor(b), **conf)
+    assert rel_err(y.numpy(), ref.conv2d(x, w, b, **conf)) < 1e-10
+
+
+def test_noncontiguous_input_is_copied(rng):
+    x = rng.standard_normal((2, 3, 6, 8))[:, :, :, ::2]
+    w = rng.standard_normal((4, 3, 3, 3))
+    y = F.conv2d(pf.tensor(x), pf.tensor(w), padding=1)
+    assert rel_err(y.numpy(), ref.conv2d(x, w, padding=1)) < 1e-10
+
+
+# ---- torch cross-checks -----------------------------------------------------------------------------
+
+
+def torch_grads(fn, arrays):
+    import torch
+
+    ts = [torch.tensor(a, requires_grad=True) for a in arrays]
+    y = fn(*ts)
+    gy = torch.from_numpy(np.random.default_rng(1).standard_normal(tuple(y.shape)).astype(arrays[0].dtype))
+    y.backward(gy)
+    return y.detach().numpy(), gy.numpy(), [t.grad.numpy() for t in ts]
+
+
+def ours_grads(fn, arrays, gy):
+    ts = [pf.tensor(a, requires_grad=True) for a in arrays]
+    y = fn(*ts)
+    y.backward(pf.tensor(gy))
+    return y.detach().numpy(), [t.grad.numpy() for t in ts]
+
+
+TORCH_CASES = [
+    ("conv2d", dict(stride=2, padding=1, dilation=1, groups=2), (3, 4, 11, 9), (6, 2, 3, 3)),
+    ("conv2d", dict(stride=1, padding="same", dilation=2, groups=1), (2, 3, 8, 7), (4, 3, 4, 3)),
+    ("conv2d", dict(stride=1, padding="valid", dilation=1, groups=1), (2, 3, 8, 7), (4, 3, 3, 3)),
+    ("conv2d", dict(stride=1, padding=0, dilation=1, groups=1), (4, 16, 7, 7), (8, 16, 1, 1)),
+    ("conv1d", dict(stride=1, padding="same", dilation=1, groups=1), (2, 6, 10), (8, 6, 4)),
+    ("conv1d", dict(stride=2, padding=1, dilation=1, groups=3), (2, 6, 11), (9, 2, 3)),
+    ("conv_transpose2d", dict(stride=2, padding=1, output_padding=1, groups=1, dilation=1), (2, 5, 6, 5),
+     (5, 3, 4, 4)),
+    ("conv_transpose2d", dict(stride=8, padding=4, output_padding=0, groups=1, dilation=1), (1, 3, 3, 4),
+     (3, 3, 16, 16)),
+    ("conv_transpose2d", dict(stride=1, padding=0, output_padding=1, groups=2, dilation=2), (2, 4, 5, 4),
+     (4, 2, 3, 3)),
+]
+
+
+@requires_torch
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("op,conf,x_shape,w_shape", TORCH_CASES)
+def test_against_torch(op, conf, x_shape, w_shape, dtype, rng):
+    import torch
+
+    tfn, ofn = getattr(torch.nn.functional, op), getattr(F, op)
+    bias_len = w_shape[1] * conf["groups"] if op == "conv_transpose2d" else w_shape[0]
+    arrays = [rng.standard_normal(s).astype(dtype) for s in (x_shape, w_shape, (bias_len,))]
+    y_t, gy, grads_t = torch_grads(lambda x, w, b: tfn(x, w, b, **conf), arrays)
+    y, grads = ours_grads(lambda x, w, b: ofn(x, w, b, **conf), arrays, gy)
+    assert y.shape == y_t.shape and rel_err(y, y_t) < TOL[dtype]
+    for g, g_t in zip(grads, grads_t):
+        assert g.dtype == dtype and rel_err(g, g_t) < TOL[dtype]
+
+
+# ---- validation ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "x_shape,w_shape,conf,match",
+    [
+        ((2, 3, 8), (4, 3, 3, 3), {}, "input must have 4 dimensions"),
+        ((2, 3, 8, 8), (4, 3, 3), {}, "weight must have 4 dimensions"),
+        ((2, 3, 8, 8), (4, 2, 3, 3), {}, "channel mismatch"),
+        ((2, 3, 8, 8), (4, 1, 3, 3), dict(groups=2), "input channels 3 must be divisible by groups 2"),
+        ((2, 4, 8, 8), (3, 2, 3, 3), dict(groups=2), "out channels 3 must be divisible by groups 2"),
+        ((2, 3, 8, 8), (4, 3, 3, 3), dict(stride=0), "stride must be > 0"),
+        ((2, 3, 8, 8), (4, 3, 3, 3), dict(stride=(1, -1)), "stride must be > 0"),
+        ((2, 3, 8, 8), (4, 3, 3, 3), dict(padding=-1), "padding must be >= 0"),
+        ((2, 3, 8, 8), (4, 3, 3, 3), dict(dilation=0), "dilation must be > 0"),
+        ((2, 3, 8, 8), (4, 3, 3, 3), dict(groups=0), "groups must be > 0"),
+        ((2, 3, 4, 8), (4, 3, 5, 3), {}, "output height would be < 1"),
+        ((2, 3, 8, 4), (4, 3, 3, 3), dict(dilation=2), "output width would be < 1"),
+        ((0, 3, 8, 8), (4, 3, 3, 3), {}, "input has a zero-size dimension"),
+        ((2, 3, 8, 8), (0, 3, 3, 3), {}, "weight has a zero-size dimension"),
+        ((2, 3, 8, 8), (4, 3, 3, 3), dict(stride=(1, 2, 3)), "stride must be an int or a pair"),
+    ],
+)
+def test_conv2d_args_errors(x_shape, w_shape, conf, match):
+    with pytest.raises(ValueError, match=match):
+        K.conv2d_args(x_shape, w_shape, **conf)
+
+
+def test_conv2d_args_type_errors():
+    with pytest.raises(TypeError, match="padding must be an int or a pair"):
+        K.conv2d_args((2, 3, 8, 8), (4, 3, 3, 3), padding="same")  # strings are resolved by nn.functional
+
+
+@pytest.mark.parametrize(
+    "x_shape,w_shape,conf,match",
+    [
+        ((2, 4, 5, 5), (3, 2, 3, 3), {}, "channel mismatch"),
+        ((2, 4, 5, 5), (4, 2, 3, 3), dict(stride=2, output_padding=2), "output_padding must be >= 0 and smaller"),
+        ((2, 4, 5, 5), (4, 2, 3, 3), dict(output_padding=1), "output_padding must be >= 0 and smaller"),
+        ((2, 3, 5, 5), (3, 2, 3, 3), dict(groups=2), "input channels 3 must be divisible by groups 2"),
+        ((2, 4, 1, 1), (4, 2, 1, 1), dict(padding=1), "output size would be < 1"),
+        ((2, 4, 5), (4, 2, 3, 3), {}, "input must have 4 dimensions"),
+    ],
+)
+def test_conv_transpose2d_args_errors(x_shape, w_shape, conf, match):
+    with pytest.raises(ValueError, match=match):
+        K.conv_transpose2d_args(x_shape, w_shape, **conf)
+
+
+def test_kernel_array_errors(rng):
+    x, w, b, conf = make_case(rng, "groups2")
+    a = K.conv2d_args(x.shape, w.shape, **conf)
+    y = np.empty(a.out_shape)
+    cpu = pf._C.cpu
+    with pytest.raises(TypeError, match="conv2d_forward: weight is float64 but .*x is float32|x is float32 but weight"):
+        cpu.conv2d_forward(a, x.astype(np.float32), w, b, y)
+    with pytest.raises(TypeError, match="conv2d_forward: x has dtype int64"):
+        cpu.conv2d_forward(a, x.astype(np.int64), w, b, y)
+    with pytest.raises(TypeError, match="conv2d_forward: weight must be a numpy array"):
+        cpu.conv2d_forward(a, x, w.tolist(), b, y)
+    with pytest.raises(ValueError, match="conv2d_forward: x must be C-contiguous"):
+        cpu.conv2d_forward(a, np.asfortranarray(x), w, b, y)
+    with pytest.raises(ValueError, match=r"conv2d_forward: bias has shape \(5,\), expected \(6,\)"):
+        cpu.conv2d_forward(a, x, w, b[:5].copy(), y)
+    with pytest.raises(ValueError, match="conv2d_forward: out has shape"):
+        cpu.conv2d_forward(a, x, w, b, np.empty((1, 1, 1, 1)))
+    with pytest.raises(ValueError, match="conv2d_backward_input: grad_out must be C-contiguous"):
+        cpu.conv2d_backward_input(a, y.transpose(0, 1, 3, 2), w, np.empty_like(x))
+    with pytest.raises(TypeError, match="conv2d_backward_weight: grad_weight has dtype"):
+        cpu.conv2d_backward_weight(a, x, y, np.empty(w.shape, np.float16))
+    with pytest.raises(ValueError, match="variant must be one of"):
+        K.conv2d_forward(x, w, **conf, variant="winograd")
+
+
+def test_functional_errors(rng):
+    x, w = pf.tensor(rng.standard_normal((1, 2, 6, 6))), pf.tensor(rng.standard_normal((2, 2, 3, 3)))
+    with pytest.raises(ValueError, match="padding='same' is not supported for strided convolutions"):
+        F.conv2d(x, w, stride=2, padding="same")
+    with pytest.raises(ValueError, match="invalid padding string 'full'"):
+        F.conv2d(x, w, padding="full")
+    with pytest.raises(ValueError, match="conv1d: input and weight must have 3 dimensions"):
+        F.conv1d(x, w)
+    with pytest.raises(ValueError, match="conv2d: channel mismatch"):
+        F.conv2d(x, pf.tensor(rng.standard_normal((2, 3, 3, 3))))
+
+
+# ---- every device: raw kernels against the CPU reference, outputs poisoned --------------------------
+
+
+@pytest.mark.parametrize("case", ["pointwise", "kernel_gt_stride", "depthwise", "chunked_batch"])
+def test_raw_kernels_on_device(device, case, rng):
+    x, w, b, conf = make_case(rng, case, np.float32)
+    y_ref = ref.conv2d(x, w, b, **conf)
+    gy = rng.standard_normal(y_ref.shape).astype(np.float32)
+    gx_ref, gw_ref, _ = ref.conv2d_grads(x, w, gy, **conf)
+    xp = backend.array_module(device)
+    dx, dw, dy, db = (xp.asarray(a) for a in (x, w, gy, b))
+    tol = TOL[np.float32] if device == "cpu" else 1e-4
+
+    def poisoned(shape):
+        return xp.full(shape, np.nan, np.float32)
+
+    y = K.conv2d_forward(dx, dw, db, **conf, out=poisoned(y_ref.shape))
+    assert rel_err(backend.to_device(y, "cpu"), y_ref) < tol
+    gx = K.conv2d_backward_input(dy, dw, x.shape, **conf, out=poisoned(x.shape))
+    assert rel_err(backend.to_device(gx, "cpu"), gx_ref) < tol
+    gw = K.conv2d_backward_weight(dx, dy, w.shape, **conf, out=poisoned(w.shape))
+    assert rel_err(backend.to_device(gw, "cpu"), gw_ref) < tol
