@@ -85,7 +85,8 @@ class SerialBlas {
 
 // exp(x) for float32 in a form the compiler vectorises (std::exp does not): Cephes' expf.
 // x = n ln2 + r with |r| <= ln2 / 2, exp(r) by a degree-7 polynomial (about 1 ulp), 2^n built in the
-// exponent bits. Inputs below -87.3 (where the result would be denormal) give exactly 0.
+// exponent bits. Inputs below -87.3 (where the result would be denormal) give exactly 0; inputs
+// must stay below 88.7 (float's overflow), which holds here: x = s - max <= 0 up to rounding.
 inline float exp_poly(float x) {
   const float lo = -87.3365447f;
   const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
