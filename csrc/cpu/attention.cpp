@@ -47,10 +47,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "cpu/fast_math.h"
 #include "cpu/gemm.h"
-
-extern "C" int scipy_openblas_get_num_threads(void);
-extern "C" void scipy_openblas_set_num_threads(int);
 
 // Row-wise loops get AVX-512 / AVX2 versions, chosen when the library loads (portable build).
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -68,44 +66,7 @@ constexpr int64_t BK = 128;  // keys per block (a multiple of W below)
 template <class T>
 constexpr T kInf = std::numeric_limits<T>::infinity();
 
-// While the OpenMP threads each call the BLAS on their own small blocks, OpenBLAS must not start
-// threads of its own (that would oversubscribe the cores): it runs single-threaded in this scope.
-class SerialBlas {
- public:
-  SerialBlas() : saved_(scipy_openblas_get_num_threads()) { scipy_openblas_set_num_threads(1); }
-  ~SerialBlas() { scipy_openblas_set_num_threads(saved_); }
-  SerialBlas(const SerialBlas&) = delete;
-  SerialBlas& operator=(const SerialBlas&) = delete;
-
- private:
-  int saved_;
-};
-
 // ---- row-wise building blocks (vectorised) -------------------------------------------------------
-
-// exp(x) for float32 in a form the compiler vectorises (std::exp does not): Cephes' expf.
-// x = n ln2 + r with |r| <= ln2 / 2, exp(r) by a degree-7 polynomial (about 1 ulp), 2^n built in the
-// exponent bits. Inputs below -87.3 (where the result would be denormal) give exactly 0; inputs
-// must stay below 88.7 (float's overflow), which holds here: x = s - max <= 0 up to rounding.
-inline float exp_poly(float x) {
-  const float lo = -87.3365447f;
-  const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  const float xc = x < lo ? lo : x;  // keeps the integer conversion below in range (x = -inf)
-  float t = xc * 1.44269504088896341f + shifter;
-  float n = t - shifter;
-  float r = xc - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale = __builtin_bit_cast(float, bits);
-  return x < lo ? 0.0f : p * scale;
-}
 
 template <class T>
 inline T exp_any(T x) {
@@ -329,7 +290,7 @@ void sdpa_forward_cpu(const AttentionArgs& a, const T* q, const T* k, const T* v
   const int64_t nqb = (L + BQ - 1) / BQ, nkb = (S + BK - 1) / BK;
   const int64_t per_task = blocks_per_task(BH, nqb), chunks = (nqb + per_task - 1) / per_task;
   const T scale = static_cast<T>(a.scale);
-  SerialBlas serial;
+  SingleThreadedBlas serial;  // each OpenMP thread runs its own small GEMMs
 #pragma omp parallel
   {
     std::vector<T> kt(nkb * E * BK), s(BQ * BK), m(BQ), l(BQ);
@@ -369,7 +330,7 @@ void sdpa_backward_cpu(const AttentionArgs& a, const T* q, const T* k, const T* 
   const int64_t nkb = (S + BK - 1) / BK;
   const T scale = static_cast<T>(a.scale);
   std::fill(grad_q, grad_q + BH * L * E, T(0));
-  SerialBlas serial;
+  SingleThreadedBlas serial;  // each OpenMP thread runs its own small GEMMs
 #pragma omp parallel
   {
     // Per thread, for the head `cur` it works on: D_i = dO_i . O_i (the row sums of P * dP that
