@@ -20,6 +20,7 @@ targets on an H100 are bf16 forward >= 0.5 and backward >= 0.4.
 import pytest
 
 from pyfastdl import _C, backend
+from pyfastdl.bfloat16 import BFloat16View
 from pyfastdl.bench import time_cuda
 
 torch = pytest.importorskip("torch")
@@ -34,24 +35,12 @@ CASES = (
 )
 
 
-class Bf16:
-    """A bfloat16 torch tensor's memory as the bindings read it (cupy has no bfloat16 dtype)."""
-
-    def __init__(self, t):
-        self.bits = backend.array_module("cuda").from_dlpack(t.view(torch.int16))
-
-    @property
-    def __cuda_array_interface__(self):
-        cai = dict(self.bits.__cuda_array_interface__)
-        cai["typestr"] = "<V2"
-        cai["descr"] = [("", "<V2")]
-        return cai
-
-
 def as_kernel_array(t):
+    """The cupy array (or bfloat16 view) sharing torch tensor t's memory."""
+    cp = backend.array_module("cuda")
     if t.dtype == torch.bfloat16:
-        return Bf16(t)
-    return backend.array_module("cuda").from_dlpack(t)
+        return BFloat16View(cp.from_dlpack(t.view(torch.int16)).view(cp.uint16))
+    return cp.from_dlpack(t)
 
 
 def torch_backend_name(q, k, v, causal):

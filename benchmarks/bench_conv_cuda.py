@@ -18,6 +18,7 @@ output) runs on the LeNet layer only, to show what the tiled implicit GEMM bough
 import pytest
 
 from pyfastdl import backend, kernels
+from pyfastdl.bfloat16 import BFloat16View
 from pyfastdl.bench import time_cuda
 
 pytestmark = pytest.mark.gpu
@@ -50,24 +51,10 @@ DTYPES = ("float32", "bfloat16")
 CASES = [(name, "fast") for name in SHAPES] + [("lenet_c2", "reference")]
 
 
-class Bf16:
-    """A cupy uint16 array of bfloat16 bits, seen by the bindings as bfloat16 (cupy has no bfloat16)."""
-
-    def __init__(self, bits):
-        self.bits = bits
-
-    @property
-    def __cuda_array_interface__(self):
-        cai = dict(self.bits.__cuda_array_interface__)
-        cai["typestr"] = "<V2"
-        cai["descr"] = [("", "<V2")]
-        return cai
-
-
 def ours_view(t):
     """The cupy array (or bfloat16 view) sharing torch tensor t's memory."""
     if t.dtype == torch.bfloat16:
-        return Bf16(cp.from_dlpack(t.view(torch.int16)).view(cp.uint16))
+        return BFloat16View(cp.from_dlpack(t.view(torch.int16)).view(cp.uint16))
     return cp.from_dlpack(t)
 
 

@@ -12,7 +12,8 @@ bfloat16. lse is float32 on the GPU for every dtype."""
 import numpy as np
 import pytest
 
-from pyfastdl import _C, backend, kernels
+from pyfastdl import _C, backend, bfloat16, kernels
+from pyfastdl.bfloat16 import BFloat16View
 
 pytestmark = pytest.mark.gpu
 
@@ -29,38 +30,10 @@ def cp():
 # ---- bfloat16 and dtype plumbing ----------------------------------------------------------------
 
 
-class Bf16:
-    """A cupy uint16 buffer that the bindings read as bfloat16 (typestr "<V2")."""
-
-    def __init__(self, bits):
-        self.bits = bits
-
-    @property
-    def shape(self):
-        return self.bits.shape
-
-    @property
-    def __cuda_array_interface__(self):
-        cai = dict(self.bits.__cuda_array_interface__)
-        cai["typestr"] = "<V2"
-        cai["descr"] = [("", "<V2")]
-        return cai
-
-
-def bf16_bits(x):
-    """float -> bfloat16 bit patterns (uint16), rounding to nearest even."""
-    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
-
-
-def bf16_value(bits):
-    return (bits.astype(np.uint32) << 16).view(np.float32)
-
-
 def rounded(x, dtype):
     """x rounded to dtype, as float64: the values the GPU kernels see."""
     if dtype == "bfloat16":
-        return bf16_value(bf16_bits(x)).astype(np.float64)
+        return bfloat16.from_bits(bfloat16.to_bits(x)).astype(np.float64)
     return np.asarray(x).astype(dtype).astype(np.float64)
 
 
@@ -71,20 +44,20 @@ def to_gpu(x, dtype):
     if x.dtype == bool:
         return cp().asarray(x)
     if dtype == "bfloat16":
-        return Bf16(cp().asarray(bf16_bits(x)))
+        return BFloat16View(cp().asarray(bfloat16.to_bits(x)))
     return cp().asarray(x.astype(dtype))
 
 
 def poisoned(shape, dtype):
     """An output array of dtype filled with NaN, so that unwritten elements show."""
     if dtype == "bfloat16":
-        return Bf16(cp().full(shape, 0x7FC0, dtype=cp().uint16))
+        return BFloat16View(cp().full(shape, 0x7FC0, dtype=cp().uint16))
     return cp().full(shape, np.nan, dtype=dtype)
 
 
 def to_host(a):
-    if isinstance(a, Bf16):
-        return bf16_value(a.bits.get()).astype(np.float64)
+    if isinstance(a, BFloat16View):
+        return bfloat16.from_bits(a.bits.get()).astype(np.float64)
     return a.get().astype(np.float64)
 
 

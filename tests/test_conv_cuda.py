@@ -13,7 +13,8 @@ presents them as raw 2-byte elements, which the bindings read as bfloat16.
 import numpy as np
 import pytest
 
-from pyfastdl import backend, kernels
+from pyfastdl import backend, bfloat16, kernels
+from pyfastdl.bfloat16 import BFloat16View
 
 pytestmark = pytest.mark.gpu
 
@@ -46,48 +47,24 @@ def cp():
 # ---- dtype plumbing -----------------------------------------------------------------------------------
 
 
-class Bf16:
-    """A cupy uint16 array of bfloat16 bits, seen by the bindings as a bfloat16 array."""
-
-    def __init__(self, bits):
-        self.bits = bits
-
-    @property
-    def __cuda_array_interface__(self):
-        cai = dict(self.bits.__cuda_array_interface__)
-        cai["typestr"] = "<V2"
-        cai["descr"] = [("", "<V2")]
-        return cai
-
-
-def _bf16_bits(a):
-    """float -> bfloat16 bits, rounded to nearest even."""
-    u = np.ascontiguousarray(a, np.float32).view(np.uint32).astype(np.uint64)
-    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
-
-
-def _bf16_values(bits):
-    return (bits.astype(np.uint32) << 16).view(np.float32)
-
-
 def to_gpu(a, dtype, cp):
     """(device array of `a` rounded to dtype, the rounded values as float64 on the host)."""
     if dtype == "bfloat16":
-        bits = _bf16_bits(a)
-        return Bf16(cp.asarray(bits)), _bf16_values(bits).astype(np.float64)
+        bits = bfloat16.to_bits(a)
+        return BFloat16View(cp.asarray(bits)), bfloat16.from_bits(bits).astype(np.float64)
     rounded = np.asarray(a, dtype)
     return cp.asarray(rounded), rounded.astype(np.float64)
 
 
 def poisoned(shape, dtype, cp):
     if dtype == "bfloat16":
-        return Bf16(cp.full(shape, 0x7FC0, cp.uint16))  # a bfloat16 NaN
+        return BFloat16View(cp.full(shape, 0x7FC0, cp.uint16))  # a bfloat16 NaN
     return cp.full(shape, cp.nan, dtype)
 
 
 def to_host(a):
-    if isinstance(a, Bf16):
-        return _bf16_values(a.bits.get()).astype(np.float64)
+    if isinstance(a, BFloat16View):
+        return bfloat16.from_bits(a.bits.get()).astype(np.float64)
     return a.get().astype(np.float64)
 
 
