@@ -1,9 +1,10 @@
-"""The `pyfastdl` command line."""
+"""The `pyfastdl` command line: info, train, eval, predict, bench."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from . import bench
 
@@ -16,19 +17,113 @@ def _cmd_info(args) -> int:
     return 0
 
 
+def _cmd_train(args) -> int:
+    from .train import fit, get_recipe
+
+    recipe = get_recipe(args.model)
+    for key, value in recipe.default_hparams(args).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.out is None:
+        args.out = f"runs/{recipe.name}"
+    fit(recipe, args, progress=not args.quiet)
+    print(f"wrote {args.out}/metrics.json, curves.png, checkpoint.safetensors")
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from .train import evaluate_checkpoint
+
+    result = evaluate_checkpoint(args.checkpoint, split=args.split, device=args.device, data_dir=args.data_dir,
+                                 batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        values = "  ".join(f"{k} {v:.4f}" for k, v in result.items() if isinstance(v, float))
+        print(f"{result['model']} on {result['split']} ({result['samples']} samples): {values}")
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    from .train import predict_checkpoint
+
+    rows = predict_checkpoint(args.checkpoint, args.inputs, count=args.count, device=args.device,
+                              data_dir=args.data_dir)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            label = f" ({row['label']})" if "label" in row and row["label"] != str(row["prediction"]) else ""
+            target = f"  target {row['target']}" if "target" in row else ""
+            print(f"{row['input']}: {row['prediction']}{label}{target}")
+    return 0
+
+
+def _add_train_parser(sub, recipe) -> None:
+    from .train.loop import OPTIMIZERS, SCHEDULES
+
+    p = sub.add_parser(recipe.name, help=recipe.description, description=recipe.description)
+    g = p.add_argument_group("training (unset: the recipe's default, listed below)")
+    g.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto",
+                   help="auto (default): cuda where a GPU and the CUDA kernels are present")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--lr", type=float, help="(peak) learning rate")
+    g.add_argument("--optimizer", choices=OPTIMIZERS)
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--momentum", type=float, help="SGD momentum (Nesterov)")
+    g.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule, stepped every batch")
+    g.add_argument("--seed", type=int, default=0, help="fixes initialisation, shuffling and augmentation")
+    g.add_argument("--out", help="output directory (default runs/<model>)")
+    g.add_argument("--limit", type=int, help="use at most this many samples of each split (smoke tests)")
+    g.add_argument("--threads", type=int, help="CPU threads for the kernels during the run")
+    g.add_argument("--quiet", action="store_true", help="no progress bar (one line per epoch)")
+    recipe.add_arguments(p.add_argument_group(f"{recipe.name}"))
+    p.set_defaults(func=_cmd_train, model=recipe.name)
+    defaults = recipe.default_hparams(p.parse_args([]))
+    p.epilog = ("recipe defaults (with the default options above): "
+                + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in defaults.items() if v is not None))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .train import list_recipes
 
     parser = argparse.ArgumentParser(prog="pyfastdl", description=__doc__)
     parser.add_argument("--version", action="version", version=f"pyfastdl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+
     p = sub.add_parser("info", help="version, compiled kernels, threads and GPUs")
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("train", help="train a model; writes metrics.json, curves.png, checkpoint.safetensors")
+    models = p.add_subparsers(dest="model", required=True, metavar="MODEL")
+    for recipe in list_recipes().values():
+        _add_train_parser(models, recipe)
+
+    for name, func, text in [("eval", _cmd_eval, "loss and metrics of a saved checkpoint on its dataset"),
+                             ("predict", _cmd_predict, "predictions of a saved checkpoint")]:
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("checkpoint", help="a checkpoint.safetensors written by `pyfastdl train`")
+        p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
+        p.add_argument("--data-dir", help="where the dataset's files are (default: as when trained)")
+        p.add_argument("--json", action="store_true", help="print as JSON")
+        p.set_defaults(func=func)
+    eval_p, predict_p = sub.choices["eval"], sub.choices["predict"]
+    eval_p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    eval_p.add_argument("--batch-size", type=int)
+    predict_p.add_argument("inputs", nargs="*", help="image files (PNG) or .npy arrays; none: test samples")
+    predict_p.add_argument("--count", type=int, default=10, help="test samples to predict when no inputs are given")
+
     bench.add_parser(sub)
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError) as e:  # bad data directory, checkpoint or option: say so, no traceback
+        print(f"pyfastdl {args.command}: error: {e}", file=sys.stderr)
+        return 2

@@ -30,6 +30,13 @@ CASES = {
     "depthwise_x2": (1, 3, 6, 6, 6, 3, 3, 1, 1, 1, 3),
     "lenet_batch1": (1, 1, 32, 32, 6, 5, 5, 1, 0, 1, 1),
     "chunked_batch": (70, 2, 4, 5, 3, 3, 3, 1, 1, 1, 1),  # several images per GEMM, partial last chunk
+    # large enough (> 2^20 multiply-adds) for the task-parallel path: one GEMM per thread
+    "parallel_groups": (8, 8, 16, 16, 16, 3, 3, 1, 1, 1, 2),
+    "parallel_pointwise": (4, 64, 16, 16, 64, 1, 1, 1, 0, 1, 1),
+    "parallel_chunked": (41, 16, 6, 6, 16, 3, 3, 1, 1, 1, 1),
+    # single images with a large im2col matrix, cut into blocks of output rows
+    "row_blocks": (2, 16, 64, 64, 8, 3, 3, 1, 1, 1, 1),
+    "row_blocks_strided": (1, 64, 61, 45, 4, 5, 5, 2, 2, 1, 1),
 }
 
 
@@ -293,6 +300,8 @@ def test_kernel_array_errors(rng):
         cpu.conv2d_backward_input(a, y.transpose(0, 1, 3, 2), w, np.empty_like(x))
     with pytest.raises(TypeError, match="conv2d_backward_weight: grad_weight has dtype"):
         cpu.conv2d_backward_weight(a, x, y, np.empty(w.shape, np.float16))
+    with pytest.raises(ValueError, match=r"conv_transpose2d: bias must have shape \(4,\)"):
+        K.conv_transpose2d_forward(x, np.ones((4, 2, 3, 3)), np.ones(6), groups=2)
     with pytest.raises(ValueError, match="variant must be one of"):
         K.conv2d_forward(x, w, **conf, variant="winograd")
 
@@ -312,7 +321,9 @@ def test_functional_errors(rng):
 # ---- every device: raw kernels against the CPU reference, outputs poisoned --------------------------
 
 
-@pytest.mark.parametrize("case", ["pointwise", "kernel_gt_stride", "depthwise", "chunked_batch"])
+@pytest.mark.parametrize(
+    "case", ["pointwise", "kernel_gt_stride", "depthwise", "chunked_batch", "parallel_groups", "row_blocks"]
+)
 def test_raw_kernels_on_device(device, case, rng):
     x, w, b, conf = make_case(rng, case, np.float32)
     y_ref = ref.conv2d(x, w, b, **conf)
@@ -331,3 +342,19 @@ def test_raw_kernels_on_device(device, case, rng):
     assert rel_err(backend.to_device(gx, "cpu"), gx_ref) < tol
     gw = K.conv2d_backward_weight(dx, dy, w.shape, **conf, out=poisoned(w.shape))
     assert rel_err(backend.to_device(gw, "cpu"), gw_ref) < tol
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_thread_counts(threads, rng):
+    """Task-parallel and serial paths agree for other thread counts (and uneven task splits)."""
+    x, w, b, conf = make_case(rng, "parallel_chunked")
+    gy = rng.standard_normal(ref.conv2d(x, w, b, **conf).shape)
+    gx_ref, gw_ref, _ = ref.conv2d_grads(x, w, gy, **conf)
+    before = pf.get_num_threads()
+    pf.set_num_threads(threads)
+    try:
+        assert rel_err(K.conv2d_forward(x, w, b, **conf), ref.conv2d(x, w, b, **conf)) < 1e-10
+        assert rel_err(K.conv2d_backward_input(gy, w, x.shape, **conf), gx_ref) < 1e-10
+        assert rel_err(K.conv2d_backward_weight(x, gy, w.shape, **conf), gw_ref) < 1e-10
+    finally:
+        pf.set_num_threads(before)

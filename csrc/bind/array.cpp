@@ -49,8 +49,9 @@ Array cpu_array(py::handle obj, const char* op, const char* name) {
   a.data = arr.mutable_data();  // mutable_data checks writeability; read-only inputs are copied by Python
   a.shape.assign(arr.shape(), arr.shape() + arr.ndim());
   std::string ts = std::string(py::str(arr.dtype().attr("str")));
-  std::string dname = std::string(py::str(arr.dtype().attr("name")));
-  a.dtype = dname == "bfloat16" ? DType::bf16 : dtype_from_typestr(ts, op, name);
+  // numpy computes dtype.name in Python (microseconds): ask for it only for void types like bfloat16.
+  bool bf16 = ts.size() > 1 && ts[1] == 'V' && std::string(py::str(arr.dtype().attr("name"))) == "bfloat16";
+  a.dtype = bf16 ? DType::bf16 : dtype_from_typestr(ts, op, name);
   return a;
 }
 

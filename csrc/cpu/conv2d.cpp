@@ -12,14 +12,21 @@
 // their outputs are then scattered back to NCHW. A 1x1 kernel with stride 1 and no padding needs no
 // im2col at all: each image's x[n] (C, H*W) already is cols, and the convolution is a plain GEMM.
 //
-// Cost: 2*N*K*P*Q*C/g*R*S flops per pass, all in OpenBLAS (multi-threaded, near the machine's peak
-// for large products). im2col/col2im move R*S times the input's size through memory; for 3x3
-// kernels on large maps this extra traffic, not the arithmetic, is what separates im2col from a
-// direct convolution (oneDNN's). They are parallelised with OpenMP over (row, image) and (channel,
-// image); their inner loops are contiguous copies/adds for stride 1 (vectorised) and strided
-// gathers otherwise. GEMM runs outside OpenMP regions and threads itself.
-// Workspace: cols (C/g*R*S x nb*P*Q) + an NCHW<->GEMM staging buffer, kept per calling thread and
-// reused across calls (a fresh allocation would page-fault on every call).
+// Cost: 2*N*K*P*Q*C/g*R*S flops per pass, all in OpenBLAS. im2col/col2im move R*S times the
+// input's size through memory; for 3x3 kernels on large maps this extra traffic, not the
+// arithmetic, is what separates im2col from a direct convolution (oneDNN's). Their inner loops are
+// contiguous copies/adds for stride 1 (vectorised) and strided gathers otherwise.
+// Threads: the (chunk of images, group) tasks are independent, so when there are at least as many
+// tasks as threads each OpenMP thread runs whole tasks, im2col and a single-threaded GEMM, with one
+// barrier per pass (the weight gradient sums per-thread partial results at the end). Multi-
+// threaded GEMMs synchronise many times per product and slow down badly when another process
+// holds a core; this coarse split does not. With fewer tasks (one image, one group) the tasks run
+// in turn, OpenBLAS threading each GEMM and OpenMP each copy.
+// Cache: a single image whose im2col matrix would pass 1 MiB (ResNet's 3x3 layers on 56x56 maps:
+// 7 MiB) is taken in blocks of output rows, so each GEMM reads columns that im2col has just written
+// to L2 instead of from memory (col2im likewise adds each block back while it is in cache).
+// Workspace: cols (C/g*R*S x nb*P*Q, or one block of rows) + an NCHW<->GEMM staging buffer, kept
+// per thread and reused across calls (a fresh allocation would page-fault on every call).
 //
 // "reference" variant: each output element is its own direct sum over the kernel window (forward),
 // over all outputs that read an input pixel (input gradient), or over the batch and the output map
@@ -32,6 +39,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <mutex>
 
 #include "cpu/gemm.h"
 
@@ -62,20 +70,86 @@ T* workspace(int64_t n) {
   return buf.get();
 }
 
-// How many images share one GEMM: enough that the product has ~kMinColumns columns, no more than
-// the cols buffer budget allows (at least one image), never more than N. A pointwise convolution
-// reads its columns straight from x, one image at a time.
-constexpr int64_t kMinColumns = 1024;
-// Below this many elements a loop runs on the calling thread: waking the OpenMP team costs more
-// than the copy, and idle team threads spinning would compete with OpenBLAS's threads.
+// Below this many elements a copy loop runs on the calling thread: waking the OpenMP team costs
+// more than the copy.
 constexpr int64_t kParallelMin = int64_t(1) << 15;
-constexpr int64_t kColsBudget = int64_t(1) << 22;  // elements
-int64_t images_per_chunk(const Conv2dArgs& a) {
-  if (a.is_pointwise()) return 1;
-  int64_t per_image = a.col_rows() * a.col_cols();
-  int64_t nb = (kMinColumns + a.col_cols() - 1) / a.col_cols();
-  nb = std::min(nb, std::max<int64_t>(1, kColsBudget / per_image));
-  return std::min(nb, a.N);
+
+// How the batch is cut into chunks of nb images that share one GEMM, and the tasks (chunk, group)
+// that the passes loop over. nb gives the product about kMinColumns columns (a pointwise
+// convolution reads its columns straight from x, one image at a time) within the cols budget;
+// the number of chunks is then rounded up to a multiple of the thread count so tasks divide evenly.
+// A single image whose im2col matrix outgrows kBlockBudget is cut into blocks of `rows` output rows,
+// so the GEMM reads the columns im2col has just written from cache (L2) rather than from memory.
+constexpr int64_t kMinColumns = 1024;
+constexpr int64_t kColsBudget = int64_t(1) << 22;   // elements
+constexpr int64_t kBlockBudget = int64_t(1) << 18;  // elements (1 MiB of float32)
+constexpr int64_t kMinBlockColumns = 256;
+struct Plan {
+  int64_t nb, chunks, tasks, rows;
+  Plan(const Conv2dArgs& a, int64_t threads) {
+    int64_t per_chunk = 1;
+    if (!a.is_pointwise()) {
+      per_chunk = (kMinColumns + a.col_cols() - 1) / a.col_cols();
+      per_chunk = std::min(per_chunk, std::max<int64_t>(1, kColsBudget / (a.col_rows() * a.col_cols())));
+    }
+    int64_t n_chunks = (a.N + per_chunk - 1) / per_chunk;
+    n_chunks = std::min(a.N, (n_chunks + threads - 1) / threads * threads);
+    nb = (a.N + n_chunks - 1) / n_chunks;
+    chunks = (a.N + nb - 1) / nb;
+    tasks = chunks * a.groups;
+    rows = a.P;
+    if (nb == 1 && !a.is_pointwise()) {
+      rows = std::max(kBlockBudget / (a.col_rows() * a.Q), (kMinBlockColumns + a.Q - 1) / a.Q);
+      rows = std::min(rows, a.P);
+    }
+  }
+};
+
+// OpenBLAS (a pthreads build) runs one thread per call while an object of this type lives, so that
+// OpenMP threads can each run their own GEMM. Nested or concurrent users share one saved setting.
+extern "C" int scipy_openblas_get_num_threads();
+extern "C" void scipy_openblas_set_num_threads(int);
+class SingleThreadedBlas {
+ public:
+  SingleThreadedBlas() {
+    std::lock_guard<std::mutex> lock(mutex());
+    if (depth()++ == 0) {
+      saved() = scipy_openblas_get_num_threads();
+      scipy_openblas_set_num_threads(1);
+    }
+  }
+  ~SingleThreadedBlas() {
+    std::lock_guard<std::mutex> lock(mutex());
+    if (--depth() == 0) scipy_openblas_set_num_threads(saved());
+  }
+  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
+  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
+
+ private:
+  static std::mutex& mutex() {
+    static std::mutex m;
+    return m;
+  }
+  static int& depth() {
+    static int d = 0;
+    return d;
+  }
+  static int& saved() {
+    static int n = 1;
+    return n;
+  }
+};
+
+// Whether the (chunk, group) tasks run side by side, one per OpenMP thread with a single-threaded
+// GEMM each (one barrier per pass: robust when the cores are shared), or one after another with
+// OpenBLAS threading each GEMM and OpenMP each copy (when there are fewer tasks than threads).
+// Inside a task-parallel region the copy loops' own `omp parallel` pragmas run on one thread.
+// Small convolutions (under kTaskParallelMin multiply-adds, tens of microseconds) stay on the
+// calling thread: waking a team would cost more, and far more when the cores are busy elsewhere.
+constexpr int64_t kTaskParallelMin = int64_t(1) << 20;
+bool task_parallel(const Conv2dArgs& a, const Plan& plan) {
+  const int64_t threads = omp_get_max_threads();
+  return threads > 1 && plan.tasks >= threads && a.macs() >= kTaskParallelMin;
 }
 
 // Copies nb x rows planes of `len` elements between two layouts, adding bias[row] if given:
@@ -95,51 +169,53 @@ void copy_planes(const T* src, int64_t src_image, int64_t src_row, T* dst, int64
     }
 }
 
-// cols[(c*R + r)*S + s][j*P*Q + p*Q + q] = x[n0+j, c0+c, p*sh - ph + r*dh, q*sw - pw + s*dw], 0 outside.
+// Output rows [p0, p1) of images [n0, n0+nb), channels [c0, c0 + C/groups), with L = (p1-p0)*Q:
+// cols[(c*R + r)*S + s][j*L + (p-p0)*Q + q] = x[n0+j, c0+c, p*sh - ph + r*dh, q*sw - pw + s*dw], 0 outside.
 template <class T>
-void im2col(const Conv2dArgs& a, const T* x, int64_t n0, int64_t nb, int64_t c0, T* cols) {
-  const int64_t RS = a.R * a.S, PQ = a.P * a.Q, ld = nb * PQ, sw = a.stride_w;
+void im2col(const Conv2dArgs& a, const T* x, int64_t n0, int64_t nb, int64_t c0, int64_t p0, int64_t p1, T* cols) {
+  const int64_t RS = a.R * a.S, L = (p1 - p0) * a.Q, ld = nb * L, sw = a.stride_w;
 #pragma omp parallel for collapse(2) schedule(static) if (a.col_rows() * ld >= kParallelMin)
   for (int64_t row = 0; row < a.C_per_group() * RS; ++row)
     for (int64_t j = 0; j < nb; ++j) {
       const int64_t c = row / RS, r = row % RS / a.S, s = row % a.S;
       const T* plane = x + ((n0 + j) * a.C + c0 + c) * a.H * a.W;
-      T* dst = cols + row * ld + j * PQ;
+      T* dst = cols + row * ld + j * L;
       const int64_t oh = r * a.dil_h - a.pad_h, ow = s * a.dil_w - a.pad_w;
       const Range ps = valid_outputs(a.P, a.H, a.stride_h, oh), qs = valid_outputs(a.Q, a.W, sw, ow);
-      std::fill(dst, dst + ps.lo * a.Q, T(0));
-      for (int64_t p = ps.lo; p < ps.hi; ++p) {
+      const int64_t lo = std::clamp(ps.lo, p0, p1), hi = std::clamp(ps.hi, lo, p1);
+      std::fill(dst, dst + (lo - p0) * a.Q, T(0));
+      for (int64_t p = lo; p < hi; ++p) {
         const T* in = plane + (p * a.stride_h + oh) * a.W;
-        T* out = dst + p * a.Q;
+        T* out = dst + (p - p0) * a.Q;
         std::fill(out, out + qs.lo, T(0));
         if (sw == 1) {
-          for (int64_t q = qs.lo; q < qs.hi; ++q) out[q] = in[q + ow];
+          std::memcpy(out + qs.lo, in + qs.lo + ow, (qs.hi - qs.lo) * sizeof(T));
         } else {
           for (int64_t q = qs.lo; q < qs.hi; ++q) out[q] = in[q * sw + ow];
         }
         std::fill(out + qs.hi, out + a.Q, T(0));
       }
-      std::fill(dst + ps.hi * a.Q, dst + PQ, T(0));
+      std::fill(dst + (hi - p0) * a.Q, dst + L, T(0));
     }
 }
 
-// The adjoint of im2col: dx[n0+j, c0+c] = sum of the columns' entries copied from each pixel.
-// One task per (channel, image) plane, so no two threads add into the same pixel.
+// The adjoint of im2col: adds to dx[n0+j, c0+c] the columns' entries copied from each pixel (for
+// output rows [p0, p1); dx must be zeroed before the first block). One OpenMP task per (channel,
+// image) plane, so no two threads add into the same pixel.
 template <class T>
-void col2im(const Conv2dArgs& a, const T* cols, int64_t n0, int64_t nb, int64_t c0, T* dx) {
-  const int64_t RS = a.R * a.S, PQ = a.P * a.Q, ld = nb * PQ, sw = a.stride_w;
+void col2im(const Conv2dArgs& a, const T* cols, int64_t n0, int64_t nb, int64_t c0, int64_t p0, int64_t p1, T* dx) {
+  const int64_t RS = a.R * a.S, L = (p1 - p0) * a.Q, ld = nb * L, sw = a.stride_w;
 #pragma omp parallel for collapse(2) schedule(static) if (a.col_rows() * ld >= kParallelMin)
   for (int64_t c = 0; c < a.C_per_group(); ++c)
     for (int64_t j = 0; j < nb; ++j) {
       T* plane = dx + ((n0 + j) * a.C + c0 + c) * a.H * a.W;
-      std::fill(plane, plane + a.H * a.W, T(0));
       for (int64_t rs = 0; rs < RS; ++rs) {
         const int64_t r = rs / a.S, s = rs % a.S;
-        const T* src = cols + (c * RS + rs) * ld + j * PQ;
+        const T* src = cols + (c * RS + rs) * ld + j * L;
         const int64_t oh = r * a.dil_h - a.pad_h, ow = s * a.dil_w - a.pad_w;
         const Range ps = valid_outputs(a.P, a.H, a.stride_h, oh), qs = valid_outputs(a.Q, a.W, sw, ow);
-        for (int64_t p = ps.lo; p < ps.hi; ++p) {
-          const T* in = src + p * a.Q;
+        for (int64_t p = std::max(ps.lo, p0); p < std::min(ps.hi, p1); ++p) {
+          const T* in = src + (p - p0) * a.Q;
           T* out = plane + (p * a.stride_h + oh) * a.W;
           if (sw == 1) {
             for (int64_t q = qs.lo; q < qs.hi; ++q) out[q + ow] += in[q];
@@ -151,108 +227,170 @@ void col2im(const Conv2dArgs& a, const T* cols, int64_t n0, int64_t nb, int64_t 
     }
 }
 
-// The pieces every fast pass needs for one (chunk, group): where the GEMM's [K/g, m*P*Q] operand
-// lives (straight in NCHW when the chunk is one image, else in a staging buffer) and where the
-// im2col matrix lives (straight in x for a pointwise convolution, else in the cols buffer).
+// Offset of (image n, channel ch) in an NCHW array with `channels` channels of `plane` elements.
+int64_t at(int64_t n, int64_t ch, int64_t channels, int64_t plane) { return (n * channels + ch) * plane; }
+
+// One task: images [n0, n0+m) of one group g, with the calling thread's scratch buffers, taken in
+// blocks of output rows [p0, p1) (one block unless the plan cuts single images). It knows where the
+// GEMM operands live: the im2col matrix straight in x for a pointwise convolution, else in `cols`;
+// an output block straight in NCHW when m == 1, else in `staging` as [K/g, m*P*Q].
 template <class T>
-struct Chunking {
+struct Task {
   const Conv2dArgs& a;
-  int64_t nb;
-  T* cols;     // col_rows() x nb*P*Q, unused when pointwise
+  int64_t n0, m, g;
+  T* cols;     // col_rows() x nb*rows*Q, unused when pointwise
   T* staging;  // K/g x nb*P*Q, unused when nb == 1
 
-  explicit Chunking(const Conv2dArgs& args) : a(args), nb(images_per_chunk(args)) {
-    const int64_t cols_size = a.is_pointwise() ? 0 : a.col_rows() * nb * a.col_cols();
-    const int64_t staging_size = nb > 1 ? a.K_per_group() * nb * a.col_cols() : 0;
+  Task(const Conv2dArgs& args, const Plan& plan, int64_t t) : a(args) {
+    const int64_t chunk = t / a.groups;
+    g = t % a.groups;
+    n0 = chunk * plan.nb;
+    m = std::min(plan.nb, a.N - n0);
+    const int64_t cols_size = a.is_pointwise() ? 0 : a.col_rows() * plan.nb * plan.rows * a.Q;
+    const int64_t staging_size = plan.nb > 1 ? a.K_per_group() * plan.nb * a.col_cols() : 0;
     cols = workspace<T>(cols_size + staging_size);
     staging = cols + cols_size;
   }
 
-  // Offset of (image n, channel ch) in an NCHW array with `ch_total` channels of `plane` elements.
-  static int64_t at(int64_t n, int64_t ch, int64_t ch_total, int64_t plane) { return (n * ch_total + ch) * plane; }
+  int64_t columns_n(int64_t p0, int64_t p1) const { return m * (p1 - p0) * a.Q; }  // GEMM columns of a block
 
-  // The im2col matrix of images [n0, n0+m), group g, and its leading dimension.
-  std::pair<const T*, int64_t> columns(const T* x, int64_t n0, int64_t m, int64_t g) const {
-    if (a.is_pointwise()) return {x + at(n0, g * a.C_per_group(), a.C, a.H * a.W), a.H * a.W};
-    im2col(a, x, n0, m, g * a.C_per_group(), cols);
-    return {cols, m * a.col_cols()};
+  // The im2col matrix of this task's images and group for output rows [p0, p1), and its leading
+  // dimension. (A pointwise convolution has P = H, Q = W: its block starts at row p0 of x.)
+  std::pair<const T*, int64_t> columns(const T* x, int64_t p0, int64_t p1) const {
+    if (a.is_pointwise()) return {x + at(n0, g * a.C_per_group(), a.C, a.H * a.W) + p0 * a.W, a.H * a.W};
+    im2col(a, x, n0, m, g * a.C_per_group(), p0, p1, cols);
+    return {cols, columns_n(p0, p1)};
   }
 
-  // Output-side block of images [n0, n0+m), group g, as the GEMM's C: a pointer into y and its
-  // leading dimension when m == 1, else the staging buffer (finish_out_block writes it back).
-  std::pair<T*, int64_t> out_block(T* y, int64_t n0, int64_t m, int64_t g) const {
-    const int64_t PQ = a.col_cols();
-    if (m == 1) return {y + at(n0, g * a.K_per_group(), a.K, PQ), PQ};
-    return {staging, m * PQ};
+  // The task's block of an output y from row p0, as the GEMM's C (finish_out_block then writes the
+  // staged case back; when m > 1 there is a single block, p0 = 0).
+  std::pair<T*, int64_t> out_block(T* y, int64_t p0) const {
+    if (m == 1) return {y + at(n0, g * a.K_per_group(), a.K, a.col_cols()) + p0 * a.Q, a.col_cols()};
+    return {staging, columns_n(0, a.P)};
   }
 
-  // The same block of an output gradient dy, as a GEMM operand (copied to the staging buffer if m > 1).
-  std::pair<const T*, int64_t> grad_block(const T* dy, int64_t n0, int64_t m, int64_t g) const {
-    const int64_t PQ = a.col_cols(), Kg = a.K_per_group();
-    const T* src = dy + at(n0, g * Kg, a.K, PQ);
-    if (m == 1) return {src, PQ};
-    copy_planes<T>(src, a.K * PQ, PQ, staging, PQ, m * PQ, m, Kg, PQ, nullptr);
-    return {staging, m * PQ};
-  }
-
-  // Writes a staged block back to y (adding bias), or adds bias in place when it was computed in y.
-  void finish_out_block(T* y, int64_t n0, int64_t m, int64_t g, const T* bias) const {
+  // Writes a staged block back to y adding bias, or adds bias in place when it was computed in y.
+  void finish_out_block(T* y, const T* bias) const {
     const int64_t PQ = a.col_cols(), Kg = a.K_per_group();
     T* dst = y + at(n0, g * Kg, a.K, PQ);
     const T* b = bias ? bias + g * Kg : nullptr;
     if (m > 1) copy_planes<T>(staging, PQ, m * PQ, dst, a.K * PQ, PQ, m, Kg, PQ, b);
     else if (b) copy_planes<T>(dst, a.K * PQ, PQ, dst, a.K * PQ, PQ, 1, Kg, PQ, b);
   }
+
+  // The task's block of an output gradient dy from row p0, as a GEMM operand (copied to staging
+  // when m > 1).
+  std::pair<const T*, int64_t> grad_block(const T* dy, int64_t p0) const {
+    const int64_t PQ = a.col_cols(), Kg = a.K_per_group();
+    const T* src = dy + at(n0, g * Kg, a.K, PQ);
+    if (m == 1) return {src + p0 * a.Q, PQ};
+    copy_planes<T>(src, a.K * PQ, PQ, staging, PQ, m * PQ, m, Kg, PQ, nullptr);
+    return {staging, m * PQ};
+  }
+
+  // Zeroes the task's channels of dx, which col2im then accumulates into block by block.
+  void zero_input_block(T* dx) const {
+    const int64_t plane = a.C_per_group() * a.H * a.W;
+    for (int64_t j = 0; j < m; ++j) std::fill_n(dx + at(n0 + j, g * a.C_per_group(), a.C, a.H * a.W), plane, T(0));
+  }
 };
+
+// Calls fn(p0, p1) for each block of output rows.
+template <class Fn>
+void for_row_blocks(const Conv2dArgs& a, const Plan& plan, Fn&& fn) {
+  for (int64_t p0 = 0; p0 < a.P; p0 += plan.rows) fn(p0, std::min(a.P, p0 + plan.rows));
+}
+
+// Runs fn(t) for every task t, side by side or one after another (see task_parallel).
+template <class Fn>
+void run_tasks(const Conv2dArgs& a, const Plan& plan, Fn&& fn) {
+  if (!task_parallel(a, plan)) {
+    for (int64_t t = 0; t < plan.tasks; ++t) fn(t);
+    return;
+  }
+  SingleThreadedBlas one_thread_per_gemm;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t t = 0; t < plan.tasks; ++t) fn(t);
+}
 
 }  // namespace
 
 template <class T>
 void conv2d_forward_cpu(const Conv2dArgs& a, const T* x, const T* w, const T* bias, T* y) {
-  const Chunking<T> ch(a);
+  const Plan plan(a, omp_get_max_threads());
   const int64_t Kg = a.K_per_group(), CRS = a.col_rows();
-  for (int64_t n0 = 0; n0 < a.N; n0 += ch.nb) {
-    const int64_t m = std::min(ch.nb, a.N - n0);
-    for (int64_t g = 0; g < a.groups; ++g) {
-      auto [cols, ldcols] = ch.columns(x, n0, m, g);
-      auto [out, ldout] = ch.out_block(y, n0, m, g);
-      gemm(false, false, Kg, m * a.col_cols(), CRS, T(1), w + g * Kg * CRS, CRS, cols, ldcols, T(0), out, ldout);
-      ch.finish_out_block(y, n0, m, g, bias);
-    }
-  }
+  run_tasks(a, plan, [&](int64_t t) {
+    const Task<T> task(a, plan, t);
+    const T* wg = w + task.g * Kg * CRS;
+    for_row_blocks(a, plan, [&](int64_t p0, int64_t p1) {
+      auto [cols, ldcols] = task.columns(x, p0, p1);
+      auto [out, ldout] = task.out_block(y, p0);
+      gemm(false, false, Kg, task.columns_n(p0, p1), CRS, T(1), wg, CRS, cols, ldcols, T(0), out, ldout);
+    });
+    task.finish_out_block(y, bias);
+  });
 }
 
 template <class T>
 void conv2d_backward_input_cpu(const Conv2dArgs& a, const T* dy, const T* w, T* dx) {
-  const Chunking<T> ch(a);
+  const Plan plan(a, omp_get_max_threads());
   const int64_t Kg = a.K_per_group(), Cg = a.C_per_group(), CRS = a.col_rows(), HW = a.H * a.W;
-  for (int64_t n0 = 0; n0 < a.N; n0 += ch.nb) {
-    const int64_t m = std::min(ch.nb, a.N - n0);
-    for (int64_t g = 0; g < a.groups; ++g) {
-      auto [dyg, lddy] = ch.grad_block(dy, n0, m, g);
-      const T* wg = w + g * Kg * CRS;
-      if (a.is_pointwise()) {  // dx[n, group g] = W_g^T @ dY[n, group g], straight into dx
-        gemm(true, false, Cg, HW, Kg, T(1), wg, CRS, dyg, lddy, T(0), dx + Chunking<T>::at(n0, g * Cg, a.C, HW), HW);
+  run_tasks(a, plan, [&](int64_t t) {
+    const Task<T> task(a, plan, t);
+    const T* wg = w + task.g * Kg * CRS;
+    if (!a.is_pointwise()) task.zero_input_block(dx);
+    for_row_blocks(a, plan, [&](int64_t p0, int64_t p1) {
+      auto [dyg, lddy] = task.grad_block(dy, p0);
+      const int64_t n = task.columns_n(p0, p1);
+      if (a.is_pointwise()) {  // dx[n, group g] = W_g^T @ dY[n, group g], straight into dx (P = H, Q = W)
+        gemm(true, false, Cg, n, Kg, T(1), wg, CRS, dyg, lddy, T(0), dx + at(task.n0, task.g * Cg, a.C, HW) + p0 * a.W,
+             HW);
       } else {
-        gemm(true, false, CRS, m * a.col_cols(), Kg, T(1), wg, CRS, dyg, lddy, T(0), ch.cols, m * a.col_cols());
-        col2im(a, ch.cols, n0, m, g * Cg, dx);
+        gemm(true, false, CRS, n, Kg, T(1), wg, CRS, dyg, lddy, T(0), task.cols, n);
+        col2im(a, task.cols, task.n0, task.m, task.g * Cg, p0, p1, dx);
       }
-    }
-  }
+    });
+  });
 }
 
+// Tasks of different chunks add into the same weight gradient, so side-by-side tasks each
+// accumulate into their thread's own copy of dw, summed at the end.
 template <class T>
 void conv2d_backward_weight_cpu(const Conv2dArgs& a, const T* x, const T* dy, T* dw) {
-  const Chunking<T> ch(a);
-  const int64_t Kg = a.K_per_group(), CRS = a.col_rows();
-  for (int64_t n0 = 0; n0 < a.N; n0 += ch.nb) {
-    const int64_t m = std::min(ch.nb, a.N - n0);
-    for (int64_t g = 0; g < a.groups; ++g) {
-      auto [cols, ldcols] = ch.columns(x, n0, m, g);
-      auto [dyg, lddy] = ch.grad_block(dy, n0, m, g);
-      gemm(false, true, Kg, CRS, m * a.col_cols(), T(1), dyg, lddy, cols, ldcols, T(n0 == 0 ? 0 : 1),
-           dw + g * Kg * CRS, CRS);
+  const Plan plan(a, omp_get_max_threads());
+  const int64_t Kg = a.K_per_group(), CRS = a.col_rows(), size = a.K * CRS;
+  auto accumulate = [&](int64_t t, T* into, T first_beta) {
+    const Task<T> task(a, plan, t);
+    for_row_blocks(a, plan, [&](int64_t p0, int64_t p1) {
+      auto [cols, ldcols] = task.columns(x, p0, p1);
+      auto [dyg, lddy] = task.grad_block(dy, p0);
+      gemm(false, true, Kg, CRS, task.columns_n(p0, p1), T(1), dyg, lddy, cols, ldcols, p0 == 0 ? first_beta : T(1),
+           into + task.g * Kg * CRS, CRS);
+    });
+  };
+  if (!task_parallel(a, plan)) {
+    for (int64_t t = 0; t < plan.tasks; ++t) accumulate(t, dw, T(t < a.groups ? 0 : 1));  // chunk 0 overwrites
+    return;
+  }
+  std::unique_ptr<T[]> partial(new T[omp_get_max_threads() * size]);
+  int threads = 1;  // the team's actual size
+  {
+    SingleThreadedBlas one_thread_per_gemm;
+#pragma omp parallel
+    {
+#pragma omp master
+      threads = omp_get_num_threads();
+      T* mine = partial.get() + omp_get_thread_num() * size;
+      std::fill(mine, mine + size, T(0));
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t t = 0; t < plan.tasks; ++t) accumulate(t, mine, T(1));
     }
+  }
+#pragma omp parallel for schedule(static) if (size * threads >= kParallelMin)
+  for (int64_t i = 0; i < size; ++i) {
+    T sum = 0;
+    for (int th = 0; th < threads; ++th) sum += partial[th * size + i];
+    dw[i] = sum;
   }
 }
 

@@ -29,6 +29,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 namespace pyfastdl::cpu {
@@ -42,6 +43,7 @@ bool run_parallel(const Pool2dArgs& a) { return a.planes > 1 && a.planes * a.h *
 // d[i*DS] = s[i*SS] for i < n; fixed small strides let the compiler vectorise the copy.
 template <int DS, int SS, class T>
 void copy_run(T* __restrict d, const T* __restrict s, int64_t n) {
+#pragma omp simd
   for (int64_t i = 0; i < n; ++i) d[i * DS] = s[i * SS];
 }
 
@@ -56,19 +58,23 @@ void copy_strided(T* d, int64_t ds, const T* s, int64_t ss, int64_t n) {
 // The padded, phase-split copy of one plane (see the file comment). Row r is padded input row r - ph;
 // phase p of a row holds padded columns p, p + sw, p + 2*sw, ... (L of them).
 struct Stage {
-  int64_t rows, phases, len;  // R, sw, L
+  int64_t rows, phases, len;   // R, sw, L
+  std::vector<int64_t> col;    // per kw: where tap kw's run starts within a staged row
+
   int64_t row_size() const { return phases * len; }
   int64_t size() const { return rows * row_size(); }
 
   explicit Stage(const Pool2dArgs& a)
       : rows((a.oh - 1) * a.sh + (a.kh - 1) * a.dh + 1),
         phases(a.sw),
-        len(((a.ow - 1) * a.sw + (a.kw - 1) * a.dw + 1 + a.sw - 1) / a.sw) {}
+        len(((a.ow - 1) * a.sw + (a.kw - 1) * a.dw + 1 + a.sw - 1) / a.sw),
+        col(a.kw) {
+    for (int64_t kw = 0; kw < a.kw; ++kw) col[kw] = (kw * a.dw % a.sw) * len + kw * a.dw / a.sw;
+  }
 
   // Where window tap (kh, kw) of output row oh starts: the run of its inputs for ow = 0, 1, 2, ...
   int64_t run(const Pool2dArgs& a, int64_t oh, int64_t kh, int64_t kw) const {
-    int64_t c = kw * a.dw;
-    return (oh * a.sh + kh * a.dh) * row_size() + (c % a.sw) * len + c / a.sw;
+    return (oh * a.sh + kh * a.dh) * row_size() + col[kw];
   }
 
   // Positions j of phase p whose padded column p + j*sw is inside the input: [j0, j1).
@@ -133,19 +139,51 @@ int64_t first_valid_tap(int64_t start, int64_t pad, int64_t k, int64_t d, int64_
 
 // ---- max ----------------------------------------------------------------------------------------
 
+// Tap numbers are kept in integers as wide as T, so one vector of values and one of taps have the
+// same lanes (4 for float, 2 for double in the 16-byte vectors every x86-64 CPU has).
+template <class T>
+using TapInt = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+
+// The max update of one output element: take the new value if it is larger or NaN (torch's rule).
+// Written as bit selects, so it is branch-free (the compare is unpredictable on real data).
+template <class V, class M>
+V select(M take, V a, V b) {
+  return (V)(((M)a & take) | ((M)b & ~take));
+}
+
 // One output row of max pooling over the staged plane. m: the output row; tap: per output, the
-// window tap (kh*KW + kw) holding the maximum so far.
+// window tap (kh*KW + kw) holding the maximum so far. The inner loop is written with GCC/Clang
+// vector types: the auto-vectoriser handles this loop in some builds and not in others (LTO).
 template <class T, bool WithIndices>
 void max_row(const Pool2dArgs& a, const Stage& st, const T* s, int64_t oh, T* __restrict m,
-             int32_t* __restrict tap) {
+             TapInt<T>* __restrict tap) {
+  using I = TapInt<T>;
+  typedef T vec __attribute__((vector_size(16)));
+  typedef I ivec __attribute__((vector_size(16)));
+  constexpr int64_t L = 16 / sizeof(T);
   for (int64_t kh = 0; kh < a.kh; ++kh) {
     for (int64_t kw = 0; kw < a.kw; ++kw) {
-      const T* __restrict v = s + st.run(a, oh, kh, kw);
-      const int32_t t = static_cast<int32_t>(kh * a.kw + kw);
-      for (int64_t o = 0; o < a.ow; ++o) {
-        const T x = v[o];
-        const bool take = (x > m[o]) | (x != x);  // bitwise |: no branch, so the loop vectorises
-        m[o] = take ? x : m[o];
+      const T* v = s + st.run(a, oh, kh, kw);
+      const I t = static_cast<I>(kh * a.kw + kw);
+      const ivec tv = ivec{} + t;
+      int64_t o = 0;
+      for (; o + L <= a.ow; o += L) {
+        vec x, cur;
+        std::memcpy(&x, v + o, sizeof x);
+        std::memcpy(&cur, m + o, sizeof cur);
+        const ivec take = (x > cur) | (x != x);
+        cur = select(take, x, cur);
+        std::memcpy(m + o, &cur, sizeof cur);
+        if constexpr (WithIndices) {
+          ivec tp;
+          std::memcpy(&tp, tap + o, sizeof tp);
+          tp = select(take, tv, tp);
+          std::memcpy(tap + o, &tp, sizeof tp);
+        }
+      }
+      for (; o < a.ow; ++o) {  // the last few columns
+        const bool take = (v[o] > m[o]) | (v[o] != v[o]);
+        m[o] = take ? v[o] : m[o];
         if constexpr (WithIndices) tap[o] = take ? t : tap[o];
       }
     }
@@ -166,7 +204,7 @@ void max_forward(const Pool2dArgs& a, const T* x, T* y, int64_t* indices) {
 #pragma omp parallel if (run_parallel(a))
   {
     std::vector<T> stage(st.size());
-    std::vector<int32_t> tap(WithIndices ? a.ow : 0);
+    std::vector<TapInt<T>> tap(WithIndices ? a.ow : 0);
 #pragma omp for schedule(static)
     for (int64_t p = 0; p < a.planes; ++p) {
       st.load(a, x + p * a.h * a.w, -std::numeric_limits<T>::infinity(), stage.data());
@@ -176,7 +214,7 @@ void max_forward(const Pool2dArgs& a, const T* x, T* y, int64_t* indices) {
         int64_t kh0 = first_valid_tap(oh * a.sh, a.ph, a.kh, a.dh, a.h);
         if constexpr (WithIndices)
           for (int64_t o = 0; o < a.ow; ++o)
-            tap[o] = kh0 < 0 || kw0[o] < 0 ? -1 : static_cast<int32_t>(kh0 * a.kw + kw0[o]);
+            tap[o] = kh0 < 0 || kw0[o] < 0 ? -1 : static_cast<TapInt<T>>(kh0 * a.kw + kw0[o]);
         max_row<T, WithIndices>(a, st, stage.data(), oh, m, tap.data());
         if constexpr (WithIndices) {
           int64_t* idx = indices + (p * a.oh + oh) * a.ow;
@@ -226,6 +264,7 @@ void avg_forward(const Pool2dArgs& a, const T* x, T* y) {
         for (int64_t kh = 0; kh < a.kh; ++kh)
           for (int64_t kw = 0; kw < a.kw; ++kw) {
             const T* __restrict v = stage.data() + st.run(a, oh, kh, kw);
+#pragma omp simd
             for (int64_t o = 0; o < a.ow; ++o) acc[o] += v[o];
           }
         const T r = inv_rows[oh];
@@ -256,6 +295,7 @@ void avg_backward(const Pool2dArgs& a, const T* gy, T* gx) {
           for (int64_t kw = 0; kw < a.kw; ++kw) {
             T* __restrict v = stage.data() + st.run(a, oh, kh, kw);
             const T* __restrict gv = g.data();
+#pragma omp simd
             for (int64_t o = 0; o < a.ow; ++o) v[o] += gv[o];
           }
       }
@@ -265,6 +305,20 @@ void avg_backward(const Pool2dArgs& a, const T* gy, T* gx) {
 }
 
 // ---- adaptive avg -------------------------------------------------------------------------------
+
+// Sum of n contiguous values through 8 independent partial sums, which the compiler vectorises (one
+// running sum is a serial chain it may not reorder without -ffast-math).
+template <class T>
+T sum_run(const T* __restrict v, int64_t n) {
+  T part[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) part[j] += v[i + j];
+  T s = 0;
+  for (; i < n; ++i) s += v[i];
+  for (int j = 0; j < 8; ++j) s += part[j];
+  return s;
+}
 
 template <class T>
 void adaptive_forward(const Pool2dArgs& a, const T* x, T* y) {
@@ -276,6 +330,10 @@ void adaptive_forward(const Pool2dArgs& a, const T* x, T* y) {
       const T* plane = x + p * a.h * a.w;
       for (int64_t oh = 0; oh < a.oh; ++oh) {
         int64_t h0 = Pool2dArgs::adaptive_begin(oh, a.h, a.oh), h1 = Pool2dArgs::adaptive_end(oh, a.h, a.oh);
+        if (a.ow == 1) {  // whole rows (global pooling): one contiguous run
+          y[p * a.oh + oh] = sum_run(plane + h0 * a.w, (h1 - h0) * a.w) / T((h1 - h0) * a.w);
+          continue;
+        }
         T* __restrict sum = rowsum.data();
         std::copy(plane + h0 * a.w, plane + (h0 + 1) * a.w, sum);
         for (int64_t ih = h0 + 1; ih < h1; ++ih) {

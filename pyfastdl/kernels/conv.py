@@ -126,6 +126,9 @@ def conv_transpose2d_forward(
     args = conv_transpose2d_args(x.shape, weight.shape, stride, padding, output_padding, groups, dilation)
     y = _backward_input(args, x, weight, out, variant)
     if bias is not None:
+        if tuple(bias.shape) != (args.C,) or bias.dtype != y.dtype:
+            raise ValueError(f"conv_transpose2d: bias must have shape ({args.C},) and dtype {y.dtype}, got "
+                             f"{tuple(bias.shape)} {bias.dtype}")
         y += bias.reshape(1, -1, 1, 1)
     return y
 

@@ -9,6 +9,7 @@ one-thread-per-output CUDA kernels kept beside the fast ones for study (CUDA onl
 
 from __future__ import annotations
 
+import functools
 import operator
 
 from .. import backend
@@ -55,12 +56,19 @@ def _stride(op, stride, kernel):
         op, "stride", stride)
 
 
+# Pool2dArgs are immutable, and a training loop pools the same shapes every step: building them is
+# most of a small call's cost, so they are cached on their normalised arguments.
+_max_args = functools.lru_cache(maxsize=512)(_C.Pool2dArgs.max_pool)
+_avg_args = functools.lru_cache(maxsize=512)(_C.Pool2dArgs.avg_pool)
+_adaptive_args = functools.lru_cache(maxsize=512)(_C.Pool2dArgs.adaptive_avg_pool)
+
+
 def max_pool2d_args(input_shape, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
     """Validated ``_C.Pool2dArgs`` of a max pooling (stride defaults to kernel_size)."""
     op = "max_pool2d"
     k = _pair(op, "kernel_size", kernel_size)
-    return _C.Pool2dArgs.max_pool(tuple(input_shape), k, _stride(op, stride, k), _pair(op, "padding", padding),
-                                  _pair(op, "dilation", dilation), bool(ceil_mode))
+    return _max_args(tuple(input_shape), k, _stride(op, stride, k), _pair(op, "padding", padding),
+                     _pair(op, "dilation", dilation), bool(ceil_mode))
 
 
 def avg_pool2d_args(input_shape, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
@@ -74,8 +82,8 @@ def avg_pool2d_args(input_shape, kernel_size, stride=None, padding=0, ceil_mode=
         divisor = _int(op, "divisor_override", divisor_override)
         if divisor <= 0:
             raise ValueError(f"{op}: divisor_override must be > 0 (or None), got {divisor}")
-    return _C.Pool2dArgs.avg_pool(tuple(input_shape), k, _stride(op, stride, k), _pair(op, "padding", padding),
-                                  bool(ceil_mode), bool(count_include_pad), divisor)
+    return _avg_args(tuple(input_shape), k, _stride(op, stride, k), _pair(op, "padding", padding), bool(ceil_mode),
+                     bool(count_include_pad), divisor)
 
 
 def adaptive_avg_pool2d_args(input_shape, output_size):
@@ -88,7 +96,7 @@ def adaptive_avg_pool2d_args(input_shape, output_size):
                      for i, s in enumerate(output_size))
     else:
         size = _pair(op, "output_size", output_size)
-    return _C.Pool2dArgs.adaptive_avg_pool(tuple(input_shape), size)
+    return _adaptive_args(tuple(input_shape), size)
 
 
 def _kernel_name(name, variant):

@@ -1,0 +1,81 @@
+"""DataLoader: a dataset's samples in batches, in order or in a seeded random order.
+
+Loading runs in the calling process (no workers): the small datasets here fit in memory and the
+per-sample work is a slice and perhaps a shift, so the training step dominates.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+__all__ = ["DataLoader", "default_collate"]
+
+
+def default_collate(samples):
+    """Stack a list of samples into a batch, keeping their structure.
+
+    ndarrays -> one array with a new leading batch axis; Python or numpy numbers -> a 1-D array;
+    tuples/lists -> a tuple of collated fields; dicts -> a dict of collated values; strings -> a list.
+    Samples of other types, or fields of unequal shapes, raise a TypeError/ValueError saying which.
+    """
+    first = samples[0]
+    if isinstance(first, np.ndarray):
+        shapes = {s.shape for s in samples}
+        if len(shapes) > 1:
+            raise ValueError(f"default_collate: arrays in a batch must share a shape, got {sorted(shapes)}; "
+                             "pass a collate_fn for ragged samples")
+        return np.stack(samples)
+    if isinstance(first, (numbers.Number, np.generic)):
+        return np.asarray(samples)
+    if isinstance(first, str):
+        return list(samples)
+    if isinstance(first, dict):
+        return {key: default_collate([s[key] for s in samples]) for key in first}
+    if isinstance(first, (tuple, list)):
+        if any(len(s) != len(first) for s in samples):
+            raise ValueError("default_collate: samples in a batch have different numbers of fields")
+        return tuple(default_collate(list(field)) for field in zip(*samples))
+    raise TypeError(f"default_collate: cannot batch samples of type {type(first).__name__}; pass a collate_fn")
+
+
+class DataLoader:
+    """Iterate over ``dataset`` in batches of ``batch_size`` samples.
+
+    Args:
+        dataset: a :class:`pyfastdl.data.Dataset` (``len`` and integer indexing).
+        batch_size: samples per batch; the last batch may be smaller unless ``drop_last``.
+        shuffle: visit the samples in a new random order every epoch (every ``iter``). The orders
+            come from a numpy Generator seeded with ``seed``, so a seed fixes every epoch's order.
+        drop_last: drop the last batch when it has fewer than ``batch_size`` samples.
+        seed: seed of the shuffling generator (``None``: fresh entropy).
+        collate_fn: turns a list of samples into a batch (default :func:`default_collate`).
+
+    Each epoch visits every sample exactly once (except the dropped tail with ``drop_last``).
+    """
+
+    def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, drop_last: bool = False,
+                 seed: int | None = None, collate_fn=None):
+        if int(batch_size) != batch_size or batch_size < 1:
+            raise ValueError(f"DataLoader: batch_size must be a positive integer, got {batch_size!r}")
+        self.dataset = dataset
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.collate_fn = collate_fn or default_collate
+        self.generator = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        n = len(self.dataset)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def batch_indices(self):
+        """The index arrays of the next epoch's batches (draws a new order when shuffling)."""
+        n = len(self.dataset)
+        order = self.generator.permutation(n) if self.shuffle else np.arange(n)
+        return [order[i:i + self.batch_size] for i in range(0, len(self) * self.batch_size, self.batch_size)]
+
+    def __iter__(self):
+        for indices in self.batch_indices():
+            yield self.collate_fn([self.dataset[int(i)] for i in indices])

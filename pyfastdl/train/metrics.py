@@ -1,0 +1,61 @@
+"""Metrics accumulated over an epoch: ``reset()``, ``update(output, target)`` per batch, ``compute()``.
+
+``output`` and ``target`` are numpy arrays (the loop copies them off the device). Classification
+has :class:`Accuracy`; a task with other needs (mean IoU from a confusion matrix, detection mAP
+from all predictions) adds a Metric subclass with the same three methods.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["Metric", "Mean", "Accuracy"]
+
+
+class Metric:
+    """Base class: accumulate per batch, report one number per epoch."""
+
+    def reset(self) -> None:
+        raise NotImplementedError
+
+    def update(self, output: np.ndarray, target: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def compute(self) -> float:
+        raise NotImplementedError
+
+
+class Mean(Metric):
+    """Weighted mean of per-batch values (the loop's running loss): ``update(value, count)``."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.total, self.count = 0.0, 0
+
+    def update(self, value, count) -> None:
+        self.total += float(value) * int(count)
+        self.count += int(count)
+
+    def compute(self) -> float:
+        return self.total / self.count if self.count else float("nan")
+
+
+class Accuracy(Metric):
+    """Fraction of samples whose highest-scoring class is the target.
+    output: (N, C) scores (or (N, C, ...) with target (N, ...) for dense labels); target: int class ids."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.correct, self.count = 0, 0
+
+    def update(self, output: np.ndarray, target: np.ndarray) -> None:
+        predicted = output.argmax(axis=1)
+        self.correct += int((predicted == target).sum())
+        self.count += target.size
+
+    def compute(self) -> float:
+        return self.correct / self.count if self.count else float("nan")

@@ -1,0 +1,125 @@
+"""Recipes: what a model brings to the shared training loop, and the registry of them.
+
+A recipe names a model and gives the loop everything model-specific -- how to build the network,
+which datasets, the loss, the metrics, default hyper-parameters -- so that every model trains with
+the one loop in :mod:`pyfastdl.train.loop`. ``pyfastdl train <name>`` looks the recipe up here.
+
+A batch is what the DataLoader yields (the recipe may give a ``collate_fn``); ``split_batch``
+divides it into the model's inputs and the target the loss and metrics compare against. That is
+the whole contract, so image classification (inputs ``(x,)``, target labels), segmentation
+(target masks), detection (ragged box lists via ``collate_fn``) and sequence-to-sequence (inputs
+``(source, target_in)``, target ``target_out``) all fit it.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from .metrics import Accuracy, Metric
+
+__all__ = ["Recipe", "ClassificationRecipe", "register_recipe", "get_recipe", "list_recipes", "HPARAMS"]
+
+#: The hyper-parameters every recipe gives defaults for (the shared command-line flags).
+HPARAMS = ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "momentum", "schedule", "threads")
+
+
+class Recipe:
+    """Base class. Subclasses set ``name`` and implement the methods marked below."""
+
+    #: registry key, e.g. ``"lenet"`` (``pyfastdl train lenet``)
+    name: str = ""
+    #: one line for ``pyfastdl train --help``
+    description: str = ""
+    #: the metric that summarises a run (plotted beside the loss; reported for the test set)
+    main_metric: str = "accuracy"
+    #: turns a list of samples into a batch; ``None`` means :func:`pyfastdl.data.default_collate`
+    collate_fn = None
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Add the recipe's own flags (dataset, architecture switches) to ``parser``."""
+
+    def default_hparams(self, args: argparse.Namespace) -> dict:
+        """Defaults for every name in :data:`HPARAMS`, possibly depending on ``args`` (e.g. the
+        dataset); the command line overrides them. ``threads``: CPU threads for the kernels during
+        the run (``None``: the library's setting)."""
+        raise NotImplementedError
+
+    def build_model(self, args: argparse.Namespace):
+        """A fresh :class:`pyfastdl.nn.Module` (parameters initialised from pyfastdl's seed)."""
+        raise NotImplementedError
+
+    def datasets(self, args: argparse.Namespace) -> dict:
+        """``{"train": Dataset, "val": Dataset, "test": Dataset}``. Training-time augmentation is
+        part of the train dataset, seeded from ``args.seed``."""
+        raise NotImplementedError
+
+    def split_batch(self, batch) -> tuple[tuple, object]:
+        """``(inputs, target)``: the arrays passed to the model (as a tuple) and the target. The
+        default treats the last field of the batch as the target and the others as inputs."""
+        return tuple(batch[:-1]), batch[-1]
+
+    def loss_fn(self, output, target):
+        """Scalar loss Tensor from the model's output and the target Tensor."""
+        raise NotImplementedError
+
+    def metrics(self) -> dict[str, Metric]:
+        """Fresh metric objects, by name; the loop updates them with numpy arrays."""
+        raise NotImplementedError
+
+    def predict(self, output: np.ndarray) -> np.ndarray:
+        """Turn raw model outputs (numpy) into predictions, for ``pyfastdl predict``."""
+        raise NotImplementedError
+
+    def load_inputs(self, paths: list[str], args: argparse.Namespace) -> np.ndarray:
+        """Read files the user names into one batch of model inputs, for ``pyfastdl predict``."""
+        raise NotImplementedError
+
+
+class ClassificationRecipe(Recipe):
+    """A model that maps inputs to class scores: cross-entropy loss, accuracy, argmax prediction."""
+
+    main_metric = "accuracy"
+
+    def class_names(self, args: argparse.Namespace) -> tuple:
+        """Names of the classes, index -> name, printed by ``pyfastdl predict`` (none by default)."""
+        return ()
+
+    def loss_fn(self, output, target):
+        from ..nn import functional as F
+
+        return F.cross_entropy(output, target)
+
+    def metrics(self) -> dict[str, Metric]:
+        return {"accuracy": Accuracy()}
+
+    def predict(self, output: np.ndarray) -> np.ndarray:
+        return output.argmax(axis=1)
+
+
+_RECIPES: dict[str, Recipe] = {}
+
+
+def register_recipe(recipe: Recipe) -> Recipe:
+    """Add ``recipe`` to the registry under ``recipe.name`` (a second recipe of that name is an error)."""
+    if not recipe.name:
+        raise ValueError("register_recipe: the recipe has no name")
+    if recipe.name in _RECIPES and type(_RECIPES[recipe.name]) is not type(recipe):
+        raise ValueError(f"register_recipe: a recipe named {recipe.name!r} is already registered")
+    _RECIPES[recipe.name] = recipe
+    return recipe
+
+
+def list_recipes() -> dict[str, Recipe]:
+    """All registered recipes by name (importing :mod:`pyfastdl.models` registers the built-in ones)."""
+    from .. import models  # noqa: F401  (registers the models' recipes)
+
+    return dict(sorted(_RECIPES.items()))
+
+
+def get_recipe(name: str) -> Recipe:
+    recipes = list_recipes()
+    if name not in recipes:
+        raise ValueError(f"unknown model {name!r}; registered: {', '.join(recipes) or 'none'}")
+    return recipes[name]
