@@ -153,7 +153,7 @@ class ConvS2SRecipe(TranslationRecipe):
 
     def default_hparams(self, args: argparse.Namespace) -> dict:
         return dict(epochs=8, batch_size=64, lr=2e-3, optimizer="adamw", weight_decay=0.01, momentum=0.9,
-                    schedule="onecycle", threads=None)
+                    schedule="onecycle", threads=1)
 
     def make_model(self, args, src_vocab_size, tgt_vocab_size) -> ConvS2S:
         return ConvS2S(src_vocab_size, tgt_vocab_size, embed_dim=args.embed_dim, hidden=args.hidden,

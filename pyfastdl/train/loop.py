@@ -173,12 +173,21 @@ def _progress_bar(total: int, desc: str, enabled: bool):
 
 @contextlib.contextmanager
 def kernel_threads(n: int | None):
-    """Run the block with ``n`` CPU kernel threads (``None``: unchanged), then restore the setting."""
+    """Run the block with ``n`` CPU kernel threads (``None``: unchanged), then restore the setting.
+    numpy's own BLAS (matrix products in Python-level ops such as ``F.linear``) is limited to ``n``
+    threads too, through threadpoolctl (installed with scikit-learn): on a busy machine its idle
+    threads spinning made small products ~10x slower."""
     previous = backend.get_num_threads()
+    limits = contextlib.nullcontext()
     if n:
         backend.set_num_threads(n)
+        with contextlib.suppress(ImportError):
+            from threadpoolctl import threadpool_limits
+
+            limits = threadpool_limits(n, user_api="blas")
     try:
-        yield
+        with limits:
+            yield
     finally:
         backend.set_num_threads(previous)
 
