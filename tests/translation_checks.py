@@ -5,6 +5,7 @@ optimisation step lowering the loss. ``model`` is in the decoding protocol of py
 import numpy as np
 
 import pyfastdl
+import pyfastdl.optim
 from pyfastdl.data.translation import Vocab
 from pyfastdl.text import beam_search
 from pyfastdl.text.translation import select_rows, translate
