@@ -15,11 +15,13 @@ The pieces a translation recipe (``pyfastdl.models.translation``) strings togeth
 
       model(src, src_lengths, tgt_in)       -> logits (N, T, V)   (teacher forcing)
       model.encode(src, src_lengths)        -> state             (Tensors, batch first)
-      model.decode_step(tokens, state)      -> (logits (n, V), state)
-                                               tokens: (n, t) prefixes starting with <bos>
-      model.select_state(state, rows)       (optional; default :func:`select_rows`: keep ``rows`` of every Tensor
-                                               in the state along axis 0 -- override for states
-                                               that are not batch-first, e.g. LSTM (layers, n, h))
+      model.decode_step(tokens, state)      -> (logits (n, V), new state)
+                                               tokens: (n, t) prefixes starting with <bos>; the
+                                               state may carry caches (hidden states, past inputs)
+      model.select_state(state, rows)       (optional; default :func:`select_rows`: keep
+                                               ``rows`` (an int64 Tensor) of every Tensor in the
+                                               state along axis 0 -- override for states that are
+                                               not batch-first, e.g. LSTM (layers, n, h))
       model.alignment(src, src_lengths, tgt_in) (optional) -> attention (N, T, S), rows sum to 1
 
 * :func:`exact_match` and :func:`corpus_bleu` (sacrebleu) score decoded sentences;
