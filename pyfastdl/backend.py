@@ -168,8 +168,15 @@ def scatter_add(target, index, values):
 
 
 def set_num_threads(n: int) -> None:
-    """Threads for the CPU kernels (OpenMP) and OpenBLAS."""
+    """Threads for the CPU kernels (OpenMP) and OpenBLAS -- ours and, through threadpoolctl where
+    installed, numpy's own BLAS (which the functional layer's matrix products use: left at its
+    default on a busy machine, a small product can take 100x longer spinning up idle threads)."""
     _C.cpu.set_num_threads(int(n))
+    try:
+        from threadpoolctl import threadpool_limits  # noqa: PLC0415
+    except ImportError:
+        return
+    threadpool_limits(limits=int(n), user_api="blas")
 
 
 def get_num_threads() -> int:

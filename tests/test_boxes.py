@@ -45,3 +45,15 @@ def test_map_counts_missed_objects():
             (np.zeros((0, 4)), np.zeros(0), np.zeros(0, dtype=int))]
     m, _ = mean_average_precision(dets, gts, num_classes=1)
     assert m == pytest.approx(0.5)
+
+
+def test_map_ignores_difficult_objects():
+    boxes = np.array([[0, 0, 10, 10], [20, 20, 30, 30]])
+    dets = [(np.array([[20, 20, 30, 30], [40, 40, 50, 50], [0, 0, 10, 10]]), np.array([0.9, 0.8, 0.7]),
+             np.array([0, 0, 0]))]
+    # object 1 difficult: the detection on it counts as neither, then FP, TP -> AP 0.5 (one object to find)
+    m, _ = mean_average_precision(dets, [(boxes, np.array([0, 0]), np.array([False, True]))], num_classes=1)
+    assert m == pytest.approx(0.5)
+    # not difficult: TP, FP, TP over two objects -> 0.5 * 1 + 0.5 * 2/3
+    m, _ = mean_average_precision(dets, [(boxes, np.array([0, 0]))], num_classes=1)
+    assert m == pytest.approx(0.5 + 0.5 * 2 / 3)

@@ -109,6 +109,14 @@ void expect_shape(const Array& a, const Shape& expected, const char* op, const c
   check(a.shape == expected, op, ": ", name, " has shape ", shape_str(a.shape), ", expected ", shape_str(expected));
 }
 
+CudaWorkspace cuda_workspace(std::size_t bytes) {
+  CudaWorkspace ws;
+  if (bytes == 0) return ws;
+  ws.owner = py::module_::import("cupy").attr("empty")(py::int_(bytes), "uint8");
+  ws.ptr = reinterpret_cast<void*>(ws.owner.attr("data").attr("ptr").cast<std::uintptr_t>());
+  return ws;
+}
+
 void add_family(py::module_& device, const char* family) {
   py::list fams = device.attr("FAMILIES");
   fams.append(family);

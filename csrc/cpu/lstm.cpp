@@ -40,37 +40,20 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <memory>
 
 #include <omp.h>
 
 #include "common/lstm_cell.h"
+#include "cpu/fast_math.h"
 #include "cpu/gemm.h"
 
 namespace pyfastdl::cpu {
 namespace {
 
-// float exp: round x / ln2 to n, a Cephes polynomial on the remainder, times 2^n built from bits.
-// Branch-free, so loops over it vectorise; within 2 ulp of expf over the clamped range [-87, 88].
+// float32 math on the vectorisable exp of fast_math.h.
 struct FloatMath {
-  static float exp(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
-    const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;              // x - n ln2, two parts
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-    float scale;
-    std::memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-  }
+  static float exp(float x) { return exp_poly(x); }
   static float sigmoid(float x) { return 1.0f / (1.0f + exp(-x)); }
   static float tanh(float x) { return 1.0f - 2.0f / (exp(2.0f * x) + 1.0f); }
 };

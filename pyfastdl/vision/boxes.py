@@ -70,38 +70,56 @@ def mean_average_precision(detections, ground_truths, num_classes, iou_threshold
     """VOC-style mAP@``iou_threshold``.
 
     ``detections``: per image, a tuple (boxes (N, 4), scores (N,), classes (N,)).
-    ``ground_truths``: per image, a tuple (boxes (M, 4), classes (M,)).
+    ``ground_truths``: per image, a tuple (boxes (M, 4), classes (M,)) or (boxes, classes,
+    difficult (M,) bool).
     Each detection, highest score first, is a true positive when it overlaps an unmatched ground
-    truth of its class by at least the threshold, else a false positive. Returns (mAP, per-class AP);
-    classes without ground truth are left out of the mean (their AP is None)."""
+    truth of its class by at least the threshold, else a false positive; as in VOC's evaluation,
+    a detection whose best overlap is a "difficult" object counts as neither, and difficult
+    objects are not counted among those to find. Returns (mAP, per-class AP); classes without
+    (non-difficult) ground truth are left out of the mean (their AP is None)."""
     if len(detections) != len(ground_truths):
         raise ValueError(f"detections cover {len(detections)} images but ground_truths {len(ground_truths)}")
+    truths = []
+    for gt in ground_truths:
+        gb, gc = _as_boxes(gt[0], "ground-truth boxes"), np.asarray(gt[1])
+        difficult = np.asarray(gt[2], dtype=bool) if len(gt) > 2 else np.zeros(len(gc), dtype=bool)
+        truths.append((gb, gc, difficult))
+    dets = [(_as_boxes(db, "detection boxes"), np.asarray(ds, dtype=np.float64), np.asarray(dc))
+            for db, ds, dc in detections]
     per_class = []
     for c in range(num_classes):
-        records, n_gt = [], 0
-        for img, ((db, ds, dc), (gb, gc)) in enumerate(zip(detections, ground_truths)):
-            n_gt += int(np.sum(np.asarray(gc) == c))
-            for box, score in zip(_as_boxes(db, "detection boxes")[np.asarray(dc) == c],
-                                  np.asarray(ds)[np.asarray(dc) == c]):
-                records.append((float(score), img, box))
+        gts = [(gb[gc == c], d[gc == c]) for gb, gc, d in truths]
+        n_gt = sum(int((~d).sum()) for _, d in gts)
         if n_gt == 0:
             per_class.append(None)
             continue
-        records.sort(key=lambda r: -r[0])
-        matched = [np.zeros(int(np.sum(np.asarray(gc) == c)), dtype=bool) for _, gc in ground_truths]
-        tp = np.zeros(len(records))
-        for k, (_, img, box) in enumerate(records):
-            gb, gc = ground_truths[img]
-            gt = _as_boxes(gb, "ground-truth boxes")[np.asarray(gc) == c]
-            if len(gt):
-                ious = box_iou(box[None], gt)[0]
-                j = int(np.argmax(ious))
-                if ious[j] >= iou_threshold and not matched[img][j]:
-                    matched[img][j] = True
-                    tp[k] = 1
-        ctp = np.cumsum(tp)
+        # every detection of class c: its score, and whether it is a TP (1), FP (0) or ignored (-1)
+        scores, outcome = [], []
+        for (db, ds, dc), (gt, difficult) in zip(dets, gts):
+            sel = dc == c
+            boxes, s = db[sel], ds[sel]
+            order = np.argsort(-s, kind="stable")
+            boxes, s = boxes[order], s[order]
+            result = np.zeros(len(s))
+            if len(gt) and len(s):
+                ious = box_iou(boxes, gt)
+                matched = np.zeros(len(gt), dtype=bool)
+                for k in range(len(s)):
+                    j = int(np.argmax(ious[k]))
+                    if ious[k, j] >= iou_threshold:
+                        if difficult[j]:
+                            result[k] = -1
+                        elif not matched[j]:
+                            matched[j] = True
+                            result[k] = 1
+            scores.append(s)
+            outcome.append(result)
+        scores, outcome = np.concatenate(scores), np.concatenate(outcome)
+        order = np.argsort(-scores, kind="stable")
+        outcome = outcome[order][outcome[order] >= 0]
+        ctp = np.cumsum(outcome)
         recall = ctp / n_gt
-        precision = ctp / np.arange(1, len(records) + 1)
+        precision = ctp / np.arange(1, len(outcome) + 1)
         per_class.append(average_precision(recall, precision))
     present = [ap for ap in per_class if ap is not None]
     return (float(np.mean(present)) if present else 0.0), per_class
