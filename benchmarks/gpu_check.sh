@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check, for a lent H100/H200 (the device tool): build pyfastdl there, run the GPU tests, the
-# GPU benchmarks against torch/cuDNN on the same card and a one-epoch training smoke run, and write
+# GPU benchmarks against torch/cuDNN on the same card and two one-epoch training smoke runs, and write
 # the evidence to $OUT. One run, under 8 minutes (GPU_CHECK_BUDGET_S, default 450 s): every step has
 # its own `timeout`, capped by the time left, and later steps are skipped rather than overrun.
 #
@@ -22,7 +22,8 @@
 #   bench.log    the benchmark runs' output          bench.json / bench.md  every case of every family
 # Expected on an H100 (estimates; nothing has run there yet): build 1.5-2.5 min (caps: 270 s), 336 GPU
 # tests 1-2 min (200 s), benchmarks - conv 84 cases ~30 s (90 s), attention 26 ~25 s (75 s), pool 62
-# ~20 s (60 s), lstm 6 ~10 s (45 s) - and the training smoke ~30 s (60 s): about 5-6.5 min in all.
+# ~20 s (60 s), lstm 6 ~10 s (45 s) - and two training smoke runs ~30 s each (60 s): about 5.5-7 min,
+# the rest skipped when the budget runs out.
 # Partial results still land: a step cut by its timeout gets SIGINT first, so pytest writes its
 # JUnit file and the benchmark records of the cases already run; the summary runs on exit (trap).
 set -uo pipefail
@@ -203,7 +204,11 @@ bench attention 75 benchmarks/bench_attention_cuda.py
 bench pool 60 benchmarks/bench_pool.py
 bench lstm 45 benchmarks/bench_lstm.py
 
-# ---- 4. the training loop's --device cuda path: one short epoch of LeNet on digits -------------------
+# ---- 4. the training loop's --device cuda path: one short epoch of LeNet on digits (conv, pooling)
+# and of the Transformer on generated number translation (attention); ~10 s each on a CPU.
 echo "==== train lenet --device cuda ====" >> "$OUT/bench.log"
 run_step "train lenet --device cuda" 60 20 "$OUT/bench.log" python3 -P -m pyfastdl train lenet --device cuda \
   --epochs 1 --limit 1024 --quiet --out "$WORK/train-lenet"
+echo "==== train transformer --device cuda ====" >> "$OUT/bench.log"
+run_step "train transformer --device cuda" 60 30 "$OUT/bench.log" python3 -P -m pyfastdl train transformer \
+  --device cuda --epochs 1 --n-train 256 --n-val 32 --n-test 32 --limit 256 --quiet --out "$WORK/train-transformer"
