@@ -325,8 +325,9 @@ def check_memory(BH, L, E):
     a few O(seq * dim) buffers (K^T, per-thread dQ), far less than one L x L float32 matrix of a
     single head (Linux: /proc/self/status)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    # from the filesystem root, so the installed package runs rather than a source folder in the cwd
     res = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(BH), str(L), str(E)], env=env,
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True, check=True, cwd=os.path.abspath(os.sep))
     got = json.loads(res.stdout.strip().splitlines()[-1])
     one_head_matrix = L * L * 4
     one_input = BH * L * E * 4  # room for one O(seq * dim) copy, such as K^T
