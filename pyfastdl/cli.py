@@ -1,4 +1,4 @@
-"""The `pyfastdl` command line: info, train, eval, predict, bench."""
+"""The `pyfastdl` command line: info, train, eval, predict, translate, bench."""
 
 from __future__ import annotations
 
@@ -59,6 +59,17 @@ def _cmd_predict(args) -> int:
     return 0
 
 
+def _cmd_translate(args) -> int:
+    from .models.translation import translate_checkpoint
+
+    for line in translate_checkpoint(args.checkpoint, args.sentences, beam=args.beam, alpha=args.length_penalty,
+                                     device=args.device, alignment=args.alignment):
+        print(line)
+    if args.alignment:
+        print(f"wrote {args.alignment}", file=sys.stderr)
+    return 0
+
+
 def _add_train_parser(sub, recipe) -> None:
     from .train.loop import OPTIMIZERS, SCHEDULES
 
@@ -115,6 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
     eval_p.add_argument("--batch-size", type=int)
     predict_p.add_argument("inputs", nargs="*", help="image files (PNG) or .npy arrays; none: test samples")
     predict_p.add_argument("--count", type=int, default=10, help="test samples to predict when no inputs are given")
+
+    p = sub.add_parser("translate", help="translate sentences with a trained translation model",
+                       description="translate sentences with a trained translation model")
+    p.add_argument("sentences", nargs="+", help="source sentences, e.g. \"forty-two\"")
+    p.add_argument("--checkpoint", required=True, help="a run directory or its checkpoint.safetensors")
+    p.add_argument("--beam", type=int, default=1, help="beam size (1: greedy, the default)")
+    p.add_argument("--length-penalty", type=float, default=0.6, help="beam search length penalty alpha (0.6)")
+    p.add_argument("--alignment", metavar="PNG", help="save the attention heat map of the first sentence "
+                                                       "(models that expose attention weights)")
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
+    p.set_defaults(func=_cmd_translate)
 
     bench.add_parser(sub)
     return parser

@@ -1,3 +1,5 @@
 """The model zoo: one file per model family; importing it registers each model's training recipe."""
 
 from .lenet import LeNet5  # noqa: F401  (registers the "lenet" recipe)
+from .transformer import Transformer  # noqa: F401,E402  (registers "transformer", "transformer-base")
+from .convs2s import ConvS2S  # noqa: F401,E402  (registers "convs2s")

@@ -12,7 +12,7 @@ import math
 
 from .optimizer import Optimizer
 
-__all__ = ["LRScheduler", "StepLR", "CosineAnnealingLR", "LambdaLR", "LinearLR"]
+__all__ = ["LRScheduler", "StepLR", "CosineAnnealingLR", "LambdaLR", "LinearLR", "InverseSqrtLR"]
 
 
 class LRScheduler:
@@ -134,3 +134,41 @@ class LinearLR(LRScheduler):
         step = self.end_factor - self.start_factor
         factor = 1.0 + step / (self.total_iters * self.start_factor + (self.last_epoch - 1) * step)
         return [lr * factor for lr in lrs]
+
+
+class InverseSqrtLR(LRScheduler):
+    """The Transformer's warm-up schedule (Vaswani et al. 2017, section 5.3): the rate rises
+    linearly for ``warmup_steps`` steps, then decays with the inverse square root of the step.
+
+    With ``d_model`` given it is the paper's formula, scaled by the optimizer's lr (lr=1 gives the
+    paper's rates)::
+
+        lr(step) = base_lr * d_model^-0.5 * min(step^-0.5, step * warmup_steps^-1.5)
+
+    Without ``d_model`` it is normalised so that the peak, reached at ``step == warmup_steps``, is
+    the optimizer's lr (fairseq's ``inverse_sqrt``)::
+
+        lr(step) = base_lr * min(step / warmup_steps, sqrt(warmup_steps / step))
+
+    ``step`` counts from 1 (the first ``scheduler.step()`` after the first update gives step 2);
+    step it once per batch.
+    """
+
+    def __init__(self, optimizer, warmup_steps, d_model=None, last_epoch=-1):
+        if warmup_steps < 1:
+            raise ValueError(f"InverseSqrtLR: warmup_steps must be >= 1, got {warmup_steps}")
+        if d_model is not None and d_model < 1:
+            raise ValueError(f"InverseSqrtLR: d_model must be >= 1, got {d_model}")
+        self.warmup_steps = warmup_steps
+        self.d_model = d_model
+        super().__init__(optimizer, last_epoch)
+
+    def factor(self, step: int) -> float:
+        """The multiplier of the base rate at ``step`` (>= 1)."""
+        w = self.warmup_steps
+        if self.d_model is None:
+            return min(step / w, math.sqrt(w / step))
+        return self.d_model ** -0.5 * min(step ** -0.5, step * w ** -1.5)
+
+    def get_lr(self):
+        return [base * self.factor(self.last_epoch + 1) for base in self.base_lrs]

@@ -31,7 +31,7 @@ __all__ = ["fit", "run_epoch", "evaluate", "evaluate_checkpoint", "predict_check
            "resolve_device", "build_optimizer", "build_scheduler", "OPTIMIZERS", "SCHEDULES"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("constant", "cosine", "onecycle")
+SCHEDULES = ("constant", "cosine", "onecycle", "inverse_sqrt")
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 METRICS_NAME = "metrics.json"
@@ -89,9 +89,11 @@ def one_cycle(total_steps: int, warmup: float = 0.15, start: float = 0.04):
     return factor
 
 
-def build_scheduler(name: str, optimizer, total_steps: int):
+def build_scheduler(name: str, optimizer, total_steps: int, warmup_steps: int | None = None):
     """A learning-rate schedule stepped once per batch: ``constant``; ``cosine`` (decay to 0 over
-    the run); ``onecycle`` (see :func:`one_cycle`)."""
+    the run); ``onecycle`` (see :func:`one_cycle`); ``inverse_sqrt`` (the Transformer's linear
+    warm-up over ``warmup_steps`` (default: 10% of the run) to the peak rate, then decay as
+    1/sqrt(step); see :class:`pyfastdl.optim.lr_scheduler.InverseSqrtLR`)."""
     from ..optim import lr_scheduler
 
     if name == "constant":
@@ -100,6 +102,8 @@ def build_scheduler(name: str, optimizer, total_steps: int):
         return lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     if name == "onecycle":
         return lr_scheduler.LambdaLR(optimizer, one_cycle(total_steps))
+    if name == "inverse_sqrt":
+        return lr_scheduler.InverseSqrtLR(optimizer, warmup_steps or max(1, total_steps // 10))
     raise ValueError(f"schedule must be one of {SCHEDULES}, got {name!r}")
 
 
@@ -143,10 +147,13 @@ def run_epoch(recipe, model, loader, device: str, optimizer=None, scheduler=None
     return result
 
 
-def evaluate(recipe, model, dataset, device: str, batch_size: int) -> dict:
-    """Loss and metrics of ``model`` over ``dataset`` (in order, no augmentation of its own)."""
+def evaluate(recipe, model, dataset, device: str, batch_size: int, args: argparse.Namespace | None = None) -> dict:
+    """Loss and metrics of ``model`` over ``dataset`` (in order, no augmentation of its own), plus
+    the recipe's whole-model metrics (:meth:`Recipe.evaluate_model`, e.g. decoding accuracy)."""
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=recipe.collate_fn)
-    return run_epoch(recipe, model, loader, device)
+    result = run_epoch(recipe, model, loader, device)
+    result.update(recipe.evaluate_model(model, dataset, device, batch_size, args))
+    return result
 
 
 def _limit(dataset, limit):
@@ -198,7 +205,8 @@ def _fit(recipe, args, progress, log) -> dict:
                          f"of {args.batch_size}")
     model = recipe.build_model(args).to(device)
     optimizer = build_optimizer(args.optimizer, model.parameters(), args.lr, args.weight_decay, args.momentum)
-    scheduler = build_scheduler(args.schedule, optimizer, args.epochs * len(train_loader))
+    scheduler = build_scheduler(args.schedule, optimizer, args.epochs * len(train_loader),
+                                getattr(args, "warmup_steps", None))
     n_params = sum(int(np.prod(p.shape)) for p in model.parameters())
     log(f"{recipe.name}: {n_params:,} parameters on {device}; train {len(splits['train'])}, "
         f"val {len(splits['val']) if 'val' in splits else 0}, test {len(splits['test'])} samples; "
@@ -214,15 +222,16 @@ def _fit(recipe, args, progress, log) -> dict:
         record = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
         record.update({f"train_{k}": v for k, v in train.items()})
         if "val" in splits:
-            val = evaluate(recipe, model, splits["val"], device, args.batch_size)
+            val = evaluate(recipe, model, splits["val"], device, args.batch_size, args)
             record.update({f"val_{k}": v for k, v in val.items() if k != "samples_per_s"})
         record["seconds"] = time.perf_counter() - epoch_start
         history.append(record)
-        log(f"epoch {epoch:3d}  train loss {train['loss']:.4f} {metric} {train[metric]:.4f}"
+        log(f"epoch {epoch:3d}  train loss {train['loss']:.4f}"
+            + (f" {metric} {train[metric]:.4f}" if metric in train else "")
             + (f"  val loss {record['val_loss']:.4f} {metric} {record['val_' + metric]:.4f}" if "val" in splits else "")
             + f"  {train['samples_per_s']:.0f} samples/s  {record['seconds']:.1f}s")
 
-    test = evaluate(recipe, model, splits["test"], device, args.batch_size)
+    test = evaluate(recipe, model, splits["test"], device, args.batch_size, args)
     wall = time.perf_counter() - wall_start
     log(f"test loss {test['loss']:.4f} {metric} {test[metric]:.4f}; wall time {wall:.1f}s")
 
@@ -245,7 +254,8 @@ def _fit(recipe, args, progress, log) -> dict:
     plot_history(history, os.path.join(args.out, PLOT_NAME), title=f"{recipe.name} on {_dataset_name(args)}",
                  metric=metric)
     save_checkpoint(os.path.join(args.out, CHECKPOINT_NAME), model, optimizer,
-                    metadata={"recipe": recipe.name, "args": _json_args(args), "test": record["test"]})
+                    metadata={"recipe": recipe.name, "args": _json_args(args), "test": record["test"],
+                              **recipe.checkpoint_metadata(args)})
     return record
 
 
@@ -276,6 +286,7 @@ def _restore(path: str, overrides: dict):
     for key, value in overrides.items():
         if value is not None:
             setattr(args, key, value)
+    recipe.restore_metadata(args, saved)
     args.device = resolve_device(args.device)
     model = recipe.build_model(args)
     load_checkpoint(path, model)
@@ -290,7 +301,7 @@ def evaluate_checkpoint(path: str, split: str = "test", device: str = "auto", da
     if datasets.get(split) is None:
         raise ValueError(f"split must be one of {[k for k, v in datasets.items() if v is not None]}, got {split!r}")
     with kernel_threads(getattr(args, "threads", None)):
-        result = evaluate(recipe, model, datasets[split], args.device, args.batch_size)
+        result = evaluate(recipe, model, datasets[split], args.device, args.batch_size, args)
     return {"model": recipe.name, "split": split, "samples": len(datasets[split]), **result}
 
 

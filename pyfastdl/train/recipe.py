@@ -68,6 +68,20 @@ class Recipe:
         """Fresh metric objects, by name; the loop updates them with numpy arrays."""
         raise NotImplementedError
 
+    def evaluate_model(self, model, dataset, device: str, batch_size: int, args) -> dict:
+        """Metrics that need the model itself rather than its batch outputs (e.g. the accuracy of
+        decoding whole sentences), by name; merged into every validation and test result. ``args``
+        may be ``None`` (a caller without a command line). None by default."""
+        return {}
+
+    def checkpoint_metadata(self, args: argparse.Namespace) -> dict:
+        """Extra JSON-serialisable entries for the checkpoint's metadata (e.g. vocabularies), stored
+        beside ``recipe``/``args``/``test``. None by default."""
+        return {}
+
+    def restore_metadata(self, args: argparse.Namespace, metadata: dict) -> None:
+        """Put what :meth:`checkpoint_metadata` saved back onto ``args`` before the model is rebuilt."""
+
     def predict(self, output: np.ndarray) -> np.ndarray:
         """Turn raw model outputs (numpy) into predictions, for ``pyfastdl predict``."""
         raise NotImplementedError
