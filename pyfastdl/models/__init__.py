@@ -3,3 +3,6 @@
 from .lenet import LeNet5  # noqa: F401  (registers the "lenet" recipe)
 from .transformer import Transformer  # noqa: F401,E402  (registers "transformer", "transformer-base")
 from .convs2s import ConvS2S  # noqa: F401,E402  (registers "convs2s")
+from .lstm import AddingLSTM, CharLSTM, ReberLSTM  # noqa: F401,E402  (registers "lstm-adding", "lstm-reber", "char-lm")
+from .seq2seq import Seq2Seq  # noqa: F401,E402  (registers "seq2seq")
+from .bahdanau import BahdanauAttention  # noqa: F401,E402  (registers "bahdanau")
