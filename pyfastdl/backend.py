@@ -144,8 +144,15 @@ def scatter_add(target, index, values):
 
 
 def set_num_threads(n: int) -> None:
-    """Threads for the CPU kernels (OpenMP) and OpenBLAS."""
+    """Threads for the CPU kernels (OpenMP) and OpenBLAS -- pyfastdl's own and numpy's, which runs
+    the matrix products of ``nn.Linear``, attention and the like on the CPU (left at its default, a
+    small product on a busy machine waited for idle BLAS threads: 30 ms instead of 1 ms)."""
     _C.cpu.set_num_threads(int(n))
+    try:
+        import threadpoolctl  # noqa: PLC0415  (installed with scikit-learn)
+    except ImportError:
+        return
+    threadpoolctl.threadpool_limits(int(n), user_api="blas")
 
 
 def get_num_threads() -> int:

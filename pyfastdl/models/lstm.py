@@ -220,7 +220,7 @@ class AddingRecipe(_LstmTaskRecipe):
                                                                       "(default 2000)")
 
     def default_hparams(self, args) -> dict:
-        return dict(super().default_hparams(args), epochs=8, batch_size=64, lr=3e-3)
+        return dict(super().default_hparams(args), epochs=5, batch_size=64, lr=3e-3)
 
     def build_model(self, args):
         return AddingLSTM(args.hidden)
