@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import argparse
 
-from .. import cat, nn, stack
+from .. import cat, nn, stack, zeros_like
 from ..nn import functional as F
 from ..train.recipe import register_recipe
 from .lstm import init_forget_bias
@@ -84,7 +84,7 @@ class BahdanauAttention(nn.Module):
         (N, S, A); "mask" (N, S) bool, True at source padding}."""
         annotations, (h_n, _) = self.encoder(self.dropout(self.src_embed(src)), lengths=src_lengths)
         h = self.init_state(h_n[1]).tanh()  # the backward direction's state at the first word
-        return {"h": h, "c": h * 0.0, "annotations": annotations,
+        return {"h": h, "c": zeros_like(h), "annotations": annotations,
                 "keys": self.attention.project_keys(annotations), "mask": padding_mask(src_lengths, src.shape[1])}
 
     def decode(self, tgt_in, state, need_weights=False):
@@ -132,7 +132,7 @@ class BahdanauRecipe(TranslationRecipe):
         parser.add_argument("--dropout", type=float, default=0.1, help="dropout (0.1)")
 
     def default_hparams(self, args: argparse.Namespace) -> dict:
-        return dict(epochs=6, batch_size=64, lr=3e-3, optimizer="adamw", weight_decay=0.01, momentum=0.9,
+        return dict(epochs=5, batch_size=128, lr=3e-3, optimizer="adamw", weight_decay=0.01, momentum=0.9,
                     schedule="onecycle", threads=1)
 
     def make_model(self, args, src_vocab_size, tgt_vocab_size) -> BahdanauAttention:
