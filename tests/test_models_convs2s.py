@@ -64,3 +64,14 @@ def test_reaches_target(tmp_path):
 
     assert main(["train", "convs2s", "--out", str(tmp_path), "--quiet"]) == 0
     assert json.load(open(tmp_path / "metrics.json"))["test"]["exact_match"] >= 0.90
+
+
+def test_incremental_decoding_matches_full(rng):
+    model = small(kernel_size=5).eval()
+    src, lengths, tgt_in, _ = checks.random_batch(rng, VOCAB, tgt_len=8)
+    full = checks.logits(model, src, lengths, tgt_in)
+    with pyfastdl.no_grad():
+        state = model.encode(pyfastdl.tensor(src), pyfastdl.tensor(lengths))
+        for t in range(1, tgt_in.shape[1] + 1):
+            step, state = model.decode_step(pyfastdl.tensor(tgt_in[:, :t]), state)
+            np.testing.assert_allclose(step.numpy(), full[:, t - 1], rtol=1e-5, atol=1e-5)

@@ -105,3 +105,15 @@ def test_reaches_target(tmp_path):
     import json
 
     assert json.load(open(tmp_path / "metrics.json"))["test"]["exact_match"] >= 0.95
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_incremental_decoding_matches_full(rng, norm_first):
+    model = small(norm_first=norm_first).eval()
+    src, lengths, tgt_in, _ = checks.random_batch(rng, VOCAB)
+    full = checks.logits(model, src, lengths, tgt_in)
+    with pyfastdl.no_grad():
+        state = model.encode(pyfastdl.tensor(src), pyfastdl.tensor(lengths))
+        for t in range(1, tgt_in.shape[1] + 1):
+            step, state = model.decode_step(pyfastdl.tensor(tgt_in[:, :t]), state)
+            np.testing.assert_allclose(step.numpy(), full[:, t - 1], rtol=1e-5, atol=1e-5)

@@ -5,9 +5,10 @@ optimisation step lowering the loss. ``model`` is in the decoding protocol of py
 import numpy as np
 
 import pyfastdl
+import pyfastdl.optim
 from pyfastdl.data.translation import Vocab
 from pyfastdl.text import beam_search
-from pyfastdl.text.translation import translate
+from pyfastdl.text.translation import select_rows, translate
 
 
 def random_batch(rng, vocab, n=3, src_len=7, tgt_len=6):
@@ -71,7 +72,7 @@ def check_beam_one_is_greedy(model, rng, vocab):
 
     with pyfastdl.no_grad():
         state = model.encode(pyfastdl.tensor(src), pyfastdl.tensor(lengths))
-        beam1 = beam_search(step, lambda s, rows: {k: v[pyfastdl.tensor(rows)] for k, v in s.items()}, state,
+        beam1 = beam_search(step, lambda s, rows: select_rows(s, pyfastdl.tensor(rows)), state,
                             len(src), Vocab.BOS, Vocab.EOS, 8, beam_size=1, alpha=0.6)
     assert beam1 == greedy
     beam3 = translate(model, src, lengths, beam_size=3, max_len=8)

@@ -39,7 +39,6 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
-#include <mutex>
 
 #include "cpu/gemm.h"
 
@@ -102,41 +101,6 @@ struct Plan {
       rows = std::max(kBlockBudget / (a.col_rows() * a.Q), (kMinBlockColumns + a.Q - 1) / a.Q);
       rows = std::min(rows, a.P);
     }
-  }
-};
-
-// OpenBLAS (a pthreads build) runs one thread per call while an object of this type lives, so that
-// OpenMP threads can each run their own GEMM. Nested or concurrent users share one saved setting.
-extern "C" int scipy_openblas_get_num_threads();
-extern "C" void scipy_openblas_set_num_threads(int);
-class SingleThreadedBlas {
- public:
-  SingleThreadedBlas() {
-    std::lock_guard<std::mutex> lock(mutex());
-    if (depth()++ == 0) {
-      saved() = scipy_openblas_get_num_threads();
-      scipy_openblas_set_num_threads(1);
-    }
-  }
-  ~SingleThreadedBlas() {
-    std::lock_guard<std::mutex> lock(mutex());
-    if (--depth() == 0) scipy_openblas_set_num_threads(saved());
-  }
-  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
-  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
-
- private:
-  static std::mutex& mutex() {
-    static std::mutex m;
-    return m;
-  }
-  static int& depth() {
-    static int d = 0;
-    return d;
-  }
-  static int& saved() {
-    static int n = 1;
-    return n;
   }
 };
 

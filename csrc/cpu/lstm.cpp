@@ -48,9 +48,6 @@
 #include "common/lstm_cell.h"
 #include "cpu/gemm.h"
 
-extern "C" int scipy_openblas_get_num_threads(void);
-extern "C" void scipy_openblas_set_num_threads(int);
-
 namespace pyfastdl::cpu {
 namespace {
 
@@ -145,18 +142,6 @@ template <class T> void copy_blocks(int64_t n, int64_t gs, const T* src, T* dst)
   }
 }
 
-// Inside the parallel regions every OpenMP thread calls the BLAS on its own slice, so for that time
-// OpenBLAS must not start threads of its own; the previous setting comes back afterwards.
-class BlasSingleThreaded {
- public:
-  BlasSingleThreaded() : saved_(scipy_openblas_get_num_threads()) { scipy_openblas_set_num_threads(1); }
-  ~BlasSingleThreaded() { scipy_openblas_set_num_threads(saved_); }
-  BlasSingleThreaded(const BlasSingleThreaded&) = delete;
-  BlasSingleThreaded& operator=(const BlasSingleThreaded&) = delete;
-
- private:
-  int saved_;
-};
 
 // This thread's share [begin, begin + size) of n items.
 struct Slice {
@@ -238,7 +223,7 @@ void lstm_cell_forward(const LstmCellArgs& a, const T* x, const T* hx, const T* 
                        const T* b_ih, const T* b_hh, T* hy, T* cy, T* gates) {
   const int64_t B = a.batch, I = a.input_size, H = a.hidden_size, G = 4 * H;
   auto bias = combined_bias(G, b_ih, b_hh);
-  BlasSingleThreaded one_blas_thread;
+  SingleThreadedBlas one_blas_thread;
 #pragma omp parallel num_threads(lstm_threads(B, H))
   {
     const Slice u = thread_slice(H);
@@ -260,7 +245,7 @@ void lstm_cell_backward(const LstmCellArgs& a, const T* grad_hy, const T* grad_c
   auto dz = buffer<T>(B * G);
   auto zeros = std::make_unique<T[]>(H);  // value-initialised: no second dh term for a single step
   std::copy(grad_cy, grad_cy + B * H, grad_cx);
-  BlasSingleThreaded one_blas_thread;
+  SingleThreadedBlas one_blas_thread;
 #pragma omp parallel num_threads(lstm_threads(B, H))
   {
     const Slice u = thread_slice(H);
@@ -287,7 +272,7 @@ void lstm_layer_forward(const LstmLayerArgs& a, const T* x, const T* h0, const T
   auto h = buffer<T>(2 * B * H);
   std::copy(h0, h0 + B * H, h.get());
   std::copy(c0, c0 + B * H, cn);  // cn carries c from step to step
-  BlasSingleThreaded one_blas_thread;
+  SingleThreadedBlas one_blas_thread;
 #pragma omp parallel num_threads(lstm_threads(B, H))
   {
     const Slice u = thread_slice(H);
@@ -337,7 +322,7 @@ void lstm_layer_backward(const LstmLayerArgs& a, const T* grad_out, const T* gra
   // grad_c0 carries dc from step to step; grad_h0 receives each step's dz_step @ W_hh, which is the
   // dh of the step before for every row that was live there.
   std::copy(grad_cn, grad_cn + B * H, grad_c0);
-  BlasSingleThreaded one_blas_thread;
+  SingleThreadedBlas one_blas_thread;
 #pragma omp parallel num_threads(lstm_threads(B, H))
   {
     const Slice u = thread_slice(H);

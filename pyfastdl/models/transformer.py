@@ -26,8 +26,8 @@ Departures from the paper / options:
     number task (English and German words) and the output projection is tied to the target
     embedding only (``tie_output``, on by default).
   * No attention dropout by default (the paper does not use it; ``attention_dropout`` enables it).
-  * Decoding recomputes the decoder on the whole prefix each step (no key/value cache): simple,
-    and cheap for sentences of tens of tokens.
+  * Decoding is incremental: each step runs only the newest token through the decoder, caching
+    every layer's inputs (not the projected keys/values -- a little more work, much less code).
   * Batches are sentences, not ~25,000-token buckets; the defaults for the small model use
     AdamW and the warm-up schedule normalised to a peak rate (``--schedule inverse_sqrt``).
 """
@@ -37,7 +37,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from .. import arange, nn, tensor
+from .. import arange, cat, nn, tensor
 from ..nn import functional as F
 from ..text.translation import sinusoidal_positions
 from ..train.recipe import register_recipe
@@ -102,17 +102,25 @@ class TransformerDecoderLayer(nn.Module):
         self.ff = FeedForward(d_model, d_ff, dropout)
         self.sub = _Sublayers(d_model, 3, dropout, norm_first)
 
-    def forward(self, y, memory, src_mask, need_weights=False):
+    def forward(self, y, memory, src_mask, need_weights=False, past=None):
         """y (N, T, d_model); memory (N, S, d_model); src_mask (N, S) bool, True at padding.
+        ``past``: for incremental decoding, this layer's inputs at all positions so far (N, t, d),
+        y being the last of them (N, 1, d); it attends to all of them (no causal mask needed).
         Returns (y, cross-attention weights (N, T, S) averaged over heads, or None)."""
         weights = []
+
+        def self_attn(h):
+            if past is None:
+                return self.self_attn(h, h, h, need_weights=False, is_causal=True)[0]
+            kv = self.sub.norms[0](past) if self.sub.norm_first else past
+            return self.self_attn(h, kv, kv, need_weights=False)[0]
 
         def cross(h):
             out, w = self.cross_attn(h, memory, memory, key_padding_mask=src_mask, need_weights=need_weights)
             weights.append(w)
             return out
 
-        y = self.sub.residual(0, y, lambda h: self.self_attn(h, h, h, need_weights=False, is_causal=True)[0])
+        y = self.sub.residual(0, y, self_attn)
         y = self.sub.residual(1, y, cross)
         return self.sub.residual(2, y, self.ff), weights[0]
 
@@ -144,8 +152,8 @@ class Transformer(nn.Module):
         self.decoder_norm = nn.LayerNorm(d_model) if norm_first else None
         self.output = None if (tie_output or share_embeddings) else nn.Linear(d_model, tgt_vocab, bias=False)
 
-    def _embed(self, embedding, ids):
-        x = embedding(ids) * math.sqrt(self.d_model) + self.positions[: ids.shape[1]]
+    def _embed(self, embedding, ids, start=0):
+        x = embedding(ids) * math.sqrt(self.d_model) + self.positions[start: start + ids.shape[1]]
         return self.dropout(x)
 
     def encode(self, src, src_lengths):
@@ -165,17 +173,28 @@ class Transformer(nn.Module):
         for i, layer in enumerate(self.decoder):
             y, weights = layer(y, state["memory"], state["src_mask"],
                                need_weights=need_weights and i == len(self.decoder) - 1)
+        return self._logits(y), weights
+
+    def _logits(self, y):
         if self.decoder_norm is not None:
             y = self.decoder_norm(y)
-        logits = self.output(y) if self.output is not None else F.linear(y, self.tgt_embed.weight)
-        return logits, weights
+        return self.output(y) if self.output is not None else F.linear(y, self.tgt_embed.weight)
 
     def forward(self, src, src_lengths, tgt_in):
         return self.decode(tgt_in, self.encode(src, src_lengths))[0]
 
     def decode_step(self, tokens, state):
-        """tokens (n, t) prefixes -> (logits (n, V) for the next token, state unchanged)."""
-        return self.decode(tokens, state)[0][:, -1], state
+        """tokens (n, t) prefixes -> (logits (n, V) for the next token, state). Incremental: only
+        the newest token goes through the decoder; the state caches every layer's inputs at the
+        earlier positions (``state["past"]``), which causal attention makes final once computed."""
+        t = tokens.shape[1]
+        y = self._embed(self.tgt_embed, tokens[:, t - 1:], start=t - 1)
+        past = []
+        for layer, cached in zip(self.decoder, state.get("past") or [None] * len(self.decoder)):
+            inputs = y if cached is None else cat([cached, y], dim=1)
+            past.append(inputs)
+            y, _ = layer(y, state["memory"], state["src_mask"], past=inputs)
+        return self._logits(y)[:, 0], dict(state, past=past)
 
     def alignment(self, src, src_lengths, tgt_in):
         """The last decoder layer's cross-attention (N, T, S), averaged over heads."""
@@ -186,17 +205,19 @@ class Transformer(nn.Module):
 
 class TransformerRecipe(TranslationRecipe):
     """A small Transformer for the 2-core CPU: 3 + 3 layers, d_model 128, 4 heads, d_ff 256,
-    dropout 0.1, label smoothing 0.1, AdamW at peak lr 1e-3 with the inverse-square-root warm-up
-    schedule (--warmup-steps 300)."""
+    dropout 0.1, label smoothing 0.1; AdamW (weight decay 0.01) at peak lr 2e-3 with the
+    inverse-square-root warm-up schedule (--warmup-steps 200), 2 epochs of 128-sentence batches
+    (one epoch gave 93.7% exact match on the validation numbers)."""
 
     name = "transformer"
     description = "Transformer (Vaswani et al. 2017), small CPU configuration, on English -> German numbers"
     label_smoothing = 0.1
-    config = dict(layers=3, d_model=128, heads=4, d_ff=256, dropout=0.1, warmup_steps=300)
+    config = dict(layers=3, d_model=128, heads=4, d_ff=256, dropout=0.1, warmup_steps=200)
 
     def add_model_arguments(self, parser) -> None:
         c = self.config
-        parser.add_argument("--layers", type=int, default=c["layers"], help=f"encoder and decoder layers ({c['layers']})")
+        parser.add_argument("--layers", type=int, default=c["layers"],
+                            help=f"encoder and decoder layers ({c['layers']})")
         parser.add_argument("--d-model", type=int, default=c["d_model"], help=f"model width ({c['d_model']})")
         parser.add_argument("--heads", type=int, default=c["heads"], help=f"attention heads ({c['heads']})")
         parser.add_argument("--d-ff", type=int, default=c["d_ff"], help=f"feed-forward width ({c['d_ff']})")
@@ -209,8 +230,8 @@ class TransformerRecipe(TranslationRecipe):
                             help=f"warm-up of the inverse_sqrt schedule ({c['warmup_steps']})")
 
     def default_hparams(self, args: argparse.Namespace) -> dict:
-        return dict(epochs=8, batch_size=64, lr=1e-3, optimizer="adamw", weight_decay=0.01, momentum=0.9,
-                    schedule="inverse_sqrt", threads=None)
+        return dict(epochs=2, batch_size=128, lr=2e-3, optimizer="adamw", weight_decay=0.01, momentum=0.9,
+                    schedule="inverse_sqrt", threads=1)
 
     def make_model(self, args, src_vocab_size, tgt_vocab_size) -> Transformer:
         return Transformer(src_vocab_size, tgt_vocab_size, d_model=args.d_model, nhead=args.heads,

@@ -44,6 +44,8 @@ class TranslationRecipe(Recipe):
     collate_fn = staticmethod(text.collate_translation)
     #: default of --label-smoothing for this model
     label_smoothing = 0.0
+    #: sentences decoded at once in evaluation (decoding is many small steps: big batches amortise them)
+    decode_batch_size = 500
     #: the label smoothing loss_fn uses: --label-smoothing of the model last built
     loss_smoothing = None
 
@@ -62,7 +64,7 @@ class TranslationRecipe(Recipe):
         parser.add_argument("--min-freq", type=int, default=1,
                             help="keep tokens seen at least this often in training (others: <unk>; default 1)")
         parser.add_argument("--n-train", type=int, default=20_000, help="training numbers (default 20000)")
-        parser.add_argument("--n-val", type=int, default=500, help="validation numbers (default 500)")
+        parser.add_argument("--n-val", type=int, default=300, help="validation numbers (default 300)")
         parser.add_argument("--n-test", type=int, default=2_000, help="held-out test numbers (default 2000)")
         parser.add_argument("--val-fraction", type=float, default=0.05,
                             help="parallel text: fraction of lines held out for validation (default 0.05)")
@@ -122,9 +124,9 @@ class TranslationRecipe(Recipe):
     def loss_fn(self, output, target):
         from ..nn import functional as F
 
+        smoothing = self.label_smoothing if self.loss_smoothing is None else self.loss_smoothing
         return F.cross_entropy(output.reshape(-1, output.shape[-1]), target.reshape(-1),
-                               ignore_index=data.Vocab.PAD,
-                               label_smoothing=self.label_smoothing if self.loss_smoothing is None else self.loss_smoothing)
+                               ignore_index=data.Vocab.PAD, label_smoothing=smoothing)
 
     def metrics(self) -> dict:
         return {"token_accuracy": text.TokenAccuracy()}
@@ -141,7 +143,7 @@ class TranslationRecipe(Recipe):
 
     def evaluate_model(self, model, dataset, device, batch_size, args) -> dict:
         beam, alpha = (args.beam, args.length_penalty) if args is not None else (1, 0.6)
-        hyps = self.decode(model, dataset, device, batch_size, beam, alpha)
+        hyps = self.decode(model, dataset, device, max(batch_size, self.decode_batch_size), beam, alpha)
         refs = [t for _, t in dataset.pairs]
         return {"exact_match": text.exact_match(hyps, refs), "bleu": text.corpus_bleu(hyps, refs)}
 

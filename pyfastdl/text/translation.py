@@ -17,7 +17,7 @@ The pieces a translation recipe (``pyfastdl.models.translation``) strings togeth
       model.encode(src, src_lengths)        -> state             (Tensors, batch first)
       model.decode_step(tokens, state)      -> (logits (n, V), state)
                                                tokens: (n, t) prefixes starting with <bos>
-      model.select_state(state, rows)       (optional; default: keep ``rows`` of every Tensor
+      model.select_state(state, rows)       (optional; default :func:`select_rows`: keep ``rows`` of every Tensor
                                                in the state along axis 0 -- override for states
                                                that are not batch-first, e.g. LSTM (layers, n, h))
       model.alignment(src, src_lengths, tgt_in) (optional) -> attention (N, T, S), rows sum to 1
@@ -38,7 +38,7 @@ from ..train.metrics import Metric
 from .decoding import beam_search, greedy_search
 
 __all__ = ["TranslationDataset", "collate_translation", "translate", "exact_match", "corpus_bleu",
-           "plot_alignment", "sinusoidal_positions", "TokenAccuracy"]
+           "plot_alignment", "sinusoidal_positions", "TokenAccuracy", "select_rows"]
 
 
 class TranslationDataset:
@@ -65,16 +65,16 @@ def collate_translation(samples):
     return src, src_lengths, tgt_in, tgt_out
 
 
-def _select_rows(state, rows):
+def select_rows(state, rows):
     """Keep ``rows`` (in order) along axis 0 of every Tensor inside ``state`` (dicts, tuples, lists)."""
     from ..tensor import Tensor
 
     if isinstance(state, Tensor):
         return state[rows]
     if isinstance(state, dict):
-        return {k: _select_rows(v, rows) for k, v in state.items()}
+        return {k: select_rows(v, rows) for k, v in state.items()}
     if isinstance(state, (tuple, list)):
-        return type(state)(_select_rows(v, rows) for v in state)
+        return type(state)(select_rows(v, rows) for v in state)
     return state
 
 
@@ -87,7 +87,7 @@ def translate(model, src, src_lengths, device="cpu", beam_size=1, alpha=0.6, max
 
     src, src_lengths = np.asarray(src), np.asarray(src_lengths)
     max_len = max_len or 2 * int(src_lengths.max()) + 10
-    select = getattr(model, "select_state", None) or _select_rows
+    select = getattr(model, "select_state", None) or select_rows
     was_training = model.training
     model.eval()
 

@@ -120,18 +120,15 @@ def run_epoch(recipe, model, loader, device: str, optimizer=None, scheduler=None
     for batch in loader:
         inputs, target = recipe.split_batch(batch)
         n = len(target)
-        if training:
+        with contextlib.nullcontext() if training else no_grad():
             output = model(*to_device(inputs, device))
             loss = recipe.loss_fn(output, to_device(target, device))
+        if training:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-        else:
-            with no_grad():
-                output = model(*to_device(inputs, device))
-                loss = recipe.loss_fn(output, to_device(target, device))
         loss_mean.update(loss.item(), n)
         output_np = output.detach().cpu().numpy()
         for metric in metrics.values():
@@ -148,8 +145,8 @@ def run_epoch(recipe, model, loader, device: str, optimizer=None, scheduler=None
 
 
 def evaluate(recipe, model, dataset, device: str, batch_size: int, args: argparse.Namespace | None = None) -> dict:
-    """Loss and metrics of ``model`` over ``dataset`` (in order, no augmentation of its own), plus
-    the recipe's whole-model metrics (:meth:`Recipe.evaluate_model`, e.g. decoding accuracy)."""
+    """Loss and metrics of ``model`` (in eval mode, no graph) over ``dataset``, in order, plus the
+    recipe's whole-model metrics (:meth:`Recipe.evaluate_model`, e.g. decoding accuracy)."""
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=recipe.collate_fn)
     result = run_epoch(recipe, model, loader, device)
     result.update(recipe.evaluate_model(model, dataset, device, batch_size, args))
@@ -173,12 +170,21 @@ def _progress_bar(total: int, desc: str, enabled: bool):
 
 @contextlib.contextmanager
 def kernel_threads(n: int | None):
-    """Run the block with ``n`` CPU kernel threads (``None``: unchanged), then restore the setting."""
+    """Run the block with ``n`` CPU kernel threads (``None``: unchanged), then restore the setting.
+    numpy's own BLAS (matrix products in Python-level ops such as ``F.linear``) is limited to ``n``
+    threads too, through threadpoolctl (installed with scikit-learn): on a busy machine its idle
+    threads spinning made small products ~10x slower."""
     previous = backend.get_num_threads()
+    limits = contextlib.nullcontext()
     if n:
         backend.set_num_threads(n)
+        with contextlib.suppress(ImportError):
+            from threadpoolctl import threadpool_limits
+
+            limits = threadpool_limits(n, user_api="blas")
     try:
-        yield
+        with limits:
+            yield
     finally:
         backend.set_num_threads(previous)
 
