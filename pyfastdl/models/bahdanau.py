@@ -132,7 +132,7 @@ class BahdanauRecipe(TranslationRecipe):
         parser.add_argument("--dropout", type=float, default=0.1, help="dropout (0.1)")
 
     def default_hparams(self, args: argparse.Namespace) -> dict:
-        return dict(epochs=5, batch_size=128, lr=3e-3, optimizer="adamw", weight_decay=0.01, momentum=0.9,
+        return dict(epochs=2, batch_size=128, lr=3e-3, optimizer="adamw", weight_decay=0.01, momentum=0.9,
                     schedule="onecycle", threads=1)
 
     def make_model(self, args, src_vocab_size, tgt_vocab_size) -> BahdanauAttention:

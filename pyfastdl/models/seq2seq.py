@@ -99,7 +99,7 @@ class Seq2SeqRecipe(TranslationRecipe):
                             help="read the source in its own order (the paper reverses it)")
 
     def default_hparams(self, args: argparse.Namespace) -> dict:
-        return dict(epochs=6, batch_size=128, lr=3e-3, optimizer="adamw", weight_decay=0.01, momentum=0.9,
+        return dict(epochs=3, batch_size=128, lr=3e-3, optimizer="adamw", weight_decay=0.01, momentum=0.9,
                     schedule="onecycle", threads=1)
 
     def make_model(self, args, src_vocab_size, tgt_vocab_size) -> Seq2Seq:
