@@ -24,7 +24,8 @@ import numpy as np
 from .dataset import Dataset
 
 __all__ = ["adding_problem", "REBER_SYMBOLS", "reber_string", "embedded_reber_string", "reber_legal_next",
-           "reber_split", "ReberDataset", "collate_reber", "default_corpus", "CharVocab", "TextWindows"]
+           "reber_split", "ReberDataset", "collate_reber", "reber_strings_from_targets", "IGNORE", "default_corpus",
+           "CharVocab", "TextWindows"]
 
 
 # ---- the adding problem ----
@@ -190,8 +191,8 @@ def default_corpus() -> str:
 
 
 class CharVocab:
-    """Character <-> id over the sorted distinct characters of a text; characters outside it encode
-    as the most frequent-looking fallback, a space if present (else id 0)."""
+    """Character <-> id over the sorted distinct characters of a text; a character outside it
+    encodes as a space if the vocabulary has one (else as id 0)."""
 
     def __init__(self, chars):
         self.itos = list(chars)

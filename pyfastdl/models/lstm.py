@@ -32,7 +32,6 @@ The recipes ``lstm-adding``, ``lstm-reber`` and ``char-lm`` train them through t
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 
