@@ -1,4 +1,4 @@
-"""The `pyfastdl` command line: info, train, eval, predict, translate, bench."""
+"""The `pyfastdl` command line: info, train, eval, predict, translate, sample, bench."""
 
 from __future__ import annotations
 
@@ -70,6 +70,14 @@ def _cmd_translate(args) -> int:
     return 0
 
 
+def _cmd_sample(args) -> int:
+    from .models.lstm import sample_checkpoint
+
+    print(args.prime + sample_checkpoint(args.checkpoint, args.length, args.temperature, args.prime, args.seed,
+                                         args.device))
+    return 0
+
+
 def _add_train_parser(sub, recipe) -> None:
     from .train.loop import OPTIMIZERS, SCHEDULES
 
@@ -138,6 +146,17 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "(models that expose attention weights)")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
     p.set_defaults(func=_cmd_translate)
+
+    p = sub.add_parser("sample", help="sample text from a trained character language model (char-lm)",
+                       description="sample text from a trained character language model (char-lm)")
+    p.add_argument("checkpoint", help="a char-lm run directory or its checkpoint.safetensors")
+    p.add_argument("--length", type=int, default=300, help="characters to sample (300)")
+    p.add_argument("--temperature", type=float, default=0.8,
+                   help="softmax temperature: < 1 more conservative, > 1 more random, 0 greedy (0.8)")
+    p.add_argument("--prime", default="The ", help="text the model reads before sampling (\"The \")")
+    p.add_argument("--seed", type=int, default=0, help="seed of the draws (0)")
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
+    p.set_defaults(func=_cmd_sample)
 
     bench.add_parser(sub)
     return parser
