@@ -120,3 +120,10 @@ def test_recipe_family_is_general():
     assert isinstance(get_recipe("transformer"), TranslationRecipe)
     assert isinstance(get_recipe("convs2s"), TranslationRecipe)
     assert tokenize("Forty-two") == ["forty", "-", "two"]
+
+
+def test_limit_wraps_the_datasets(tmp_path):
+    """--limit hands the recipe Subsets of its datasets; decoding metrics must still find the vocabulary."""
+    out = tmp_path / "run"
+    assert main(["train", "transformer", "--out", str(out), *TINY, "--limit", "64"]) == 0
+    assert "exact_match" in json.load(open(out / "metrics.json"))["test"]

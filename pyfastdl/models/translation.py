@@ -28,6 +28,7 @@ import os
 import numpy as np
 
 from ..data import translation as data
+from ..data.dataset import Subset
 from ..text import translation as text
 from ..train.recipe import Recipe
 
@@ -131,20 +132,30 @@ class TranslationRecipe(Recipe):
     def metrics(self) -> dict:
         return {"token_accuracy": text.TokenAccuracy()}
 
+    @staticmethod
+    def _translation_dataset(dataset):
+        """The TranslationDataset behind ``dataset`` (the loop wraps it in a Subset for --limit) and the
+        indices of ``dataset``'s sentences in it."""
+        if isinstance(dataset, Subset):
+            return dataset.dataset, dataset.indices
+        return dataset, range(len(dataset))
+
     def decode(self, model, dataset, device, batch_size, beam=1, alpha=0.6):
         """Decode every source sentence of ``dataset``: list of target token lists."""
+        vocab = self._translation_dataset(dataset)[0].tgt_vocab
         out = []
         for start in range(0, len(dataset), batch_size):
             src, src_lengths, _, _ = text.collate_translation([dataset[i] for i in
                                                                range(start, min(start + batch_size, len(dataset)))])
             for ids in text.translate(model, src, src_lengths, device, beam, alpha):
-                out.append(dataset.tgt_vocab.decode(ids))
+                out.append(vocab.decode(ids))
         return out
 
     def evaluate_model(self, model, dataset, device, batch_size, args) -> dict:
         beam, alpha = (args.beam, args.length_penalty) if args is not None else (1, 0.6)
         hyps = self.decode(model, dataset, device, max(batch_size, self.decode_batch_size), beam, alpha)
-        refs = [t for _, t in dataset.pairs]
+        base, indices = self._translation_dataset(dataset)
+        refs = [base.pairs[i][1] for i in indices]
         return {"exact_match": text.exact_match(hyps, refs), "bleu": text.corpus_bleu(hyps, refs)}
 
     def predict(self, output):
