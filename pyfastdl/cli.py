@@ -48,7 +48,7 @@ def _cmd_predict(args) -> int:
     from .train import predict_checkpoint
 
     rows = predict_checkpoint(args.checkpoint, args.inputs, count=args.count, device=args.device,
-                              data_dir=args.data_dir)
+                              data_dir=args.data_dir, out_dir=args.out)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -115,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_p.add_argument("--batch-size", type=int)
     predict_p.add_argument("inputs", nargs="*", help="image files (PNG) or .npy arrays; none: test samples")
     predict_p.add_argument("--count", type=int, default=10, help="test samples to predict when no inputs are given")
+    predict_p.add_argument("--out", help="where pictures of the predictions go (default: the checkpoint's folder)")
 
     bench.add_parser(sub)
     return parser

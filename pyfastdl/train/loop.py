@@ -27,7 +27,7 @@ from ..data import DataLoader, Subset
 from .metrics import Mean
 from .plots import plot_history
 
-__all__ = ["fit", "run_epoch", "evaluate", "evaluate_checkpoint", "predict_checkpoint",
+__all__ = ["fit", "run_epoch", "evaluate", "evaluate_checkpoint", "predict_batch", "predict_checkpoint",
            "resolve_device", "build_optimizer", "build_scheduler", "OPTIMIZERS", "SCHEDULES"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -246,6 +246,7 @@ def _fit(recipe, args, progress, log) -> dict:
                  metric=metric)
     save_checkpoint(os.path.join(args.out, CHECKPOINT_NAME), model, optimizer,
                     metadata={"recipe": recipe.name, "args": _json_args(args), "test": record["test"]})
+    recipe.after_fit(model, splits, args, device)
     return record
 
 
@@ -294,14 +295,21 @@ def evaluate_checkpoint(path: str, split: str = "test", device: str = "auto", da
     return {"model": recipe.name, "split": split, "samples": len(datasets[split]), **result}
 
 
-def predict_checkpoint(path: str, inputs: list[str] | None = None, count: int = 10, device: str = "auto",
-                       data_dir: str | None = None) -> list[dict]:
-    """Predictions of the model saved at ``path``: for the files in ``inputs`` (read by the
-    recipe's ``load_inputs``), or else for the first ``count`` test samples (with their labels)."""
+def predict_batch(model, x: np.ndarray, device: str) -> np.ndarray:
+    """``model``'s output (numpy) for the input batch ``x``, in eval mode and without a graph."""
     from .. import no_grad
 
-    recipe, args, model = _restore(path, {"device": device, "data_dir": data_dir})
     model.eval()
+    with no_grad():
+        return model(to_device(x, device)).detach().cpu().numpy()
+
+
+def predict_checkpoint(path: str, inputs: list[str] | None = None, count: int = 10, device: str = "auto",
+                       data_dir: str | None = None, out_dir: str | None = None) -> list[dict]:
+    """Predictions of the model saved at ``path``: for the files in ``inputs`` (read by the
+    recipe's ``load_inputs``), or else for the first ``count`` test samples (with their labels).
+    Pictures a recipe draws of them go to ``out_dir`` (default: the checkpoint's directory)."""
+    recipe, args, model = _restore(path, {"device": device, "data_dir": data_dir})
     if inputs:
         x, names, targets = recipe.load_inputs(inputs, args), list(inputs), [None] * len(inputs)
     else:
@@ -309,16 +317,7 @@ def predict_checkpoint(path: str, inputs: list[str] | None = None, count: int = 
         batch = DataLoader(test, batch_size=min(count, len(test)), collate_fn=recipe.collate_fn)
         (x,), target = recipe.split_batch(next(iter(batch)))
         names, targets = [f"test[{i}]" for i in range(len(target))], list(target)
-    with no_grad(), kernel_threads(getattr(args, "threads", None)):
-        output = model(to_device(x, args.device)).cpu().numpy()
-    predictions = recipe.predict(output)
-    labels = recipe.class_names(args)
-    out = []
-    for name, p, t in zip(names, predictions, targets):
-        row = {"input": name, "prediction": int(p)}
-        if labels:
-            row["label"] = labels[int(p)]
-        if t is not None:
-            row["target"] = int(t)
-        out.append(row)
-    return out
+    with kernel_threads(getattr(args, "threads", None)):
+        output = predict_batch(model, x, args.device)
+    out_dir = out_dir or os.path.dirname(os.path.abspath(path))
+    return recipe.prediction_rows(x, output, names, targets, args, out_dir)

@@ -76,6 +76,28 @@ class Recipe:
         """Read files the user names into one batch of model inputs, for ``pyfastdl predict``."""
         raise NotImplementedError
 
+    def prediction_rows(self, inputs: np.ndarray, output: np.ndarray, names: list, targets: list,
+                        args: argparse.Namespace, out_dir: str) -> list[dict]:
+        """What ``pyfastdl predict`` reports, one dict per input (JSON-serialisable, with keys
+        ``input`` and ``prediction``): by default the class id from :meth:`predict` with its name
+        (``label``) and the ``target`` where known. ``inputs`` is the batch given to the model,
+        ``output`` its numpy output; a recipe may also write pictures into ``out_dir``."""
+        labels = self.class_names(args) if hasattr(self, "class_names") else ()
+        rows = []
+        for name, p, t in zip(names, self.predict(output), targets):
+            row = {"input": name, "prediction": int(p)}
+            if labels:
+                row["label"] = labels[int(p)]
+            if t is not None:
+                row["target"] = int(t)
+            rows.append(row)
+        return rows
+
+    def after_fit(self, model, datasets: dict, args: argparse.Namespace, device: str) -> None:
+        """Called by :func:`pyfastdl.train.fit` after the run's record is written, with the trained
+        model, the datasets by split and the device: a recipe may write extra pictures into
+        ``args.out`` (e.g. predicted masks). Nothing by default."""
+
 
 class ClassificationRecipe(Recipe):
     """A model that maps inputs to class scores: cross-entropy loss, accuracy, argmax prediction."""
