@@ -116,18 +116,15 @@ def run_epoch(recipe, model, loader, device: str, optimizer=None, scheduler=None
     for batch in loader:
         inputs, target = recipe.split_batch(batch)
         n = len(target)
-        if training:
+        with contextlib.nullcontext() if training else no_grad():
             output = model(*to_device(inputs, device))
             loss = recipe.loss_fn(output, to_device(target, device))
+        if training:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-        else:
-            with no_grad():
-                output = model(*to_device(inputs, device))
-                loss = recipe.loss_fn(output, to_device(target, device))
         loss_mean.update(loss.item(), n)
         output_np = output.detach().cpu().numpy()
         for metric in metrics.values():
@@ -144,7 +141,7 @@ def run_epoch(recipe, model, loader, device: str, optimizer=None, scheduler=None
 
 
 def evaluate(recipe, model, dataset, device: str, batch_size: int) -> dict:
-    """Loss and metrics of ``model`` over ``dataset`` (in order, no augmentation of its own)."""
+    """Loss and metrics of ``model`` (in eval mode, no graph) over ``dataset``, in order."""
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=recipe.collate_fn)
     return run_epoch(recipe, model, loader, device)
 
