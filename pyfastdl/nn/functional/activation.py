@@ -151,8 +151,9 @@ class Softmax(Function):
     @staticmethod
     def forward(ctx, x, dim):
         xp = _xp(x)
-        e = xp.exp(x - x.max(axis=dim, keepdims=True))  # max subtracted: exp never overflows
-        y = e / e.sum(axis=dim, keepdims=True)
+        y = x - x.max(axis=dim, keepdims=True)  # max subtracted: exp never overflows
+        xp.exp(y, out=y)
+        y /= y.sum(axis=dim, keepdims=True)
         ctx.save_for_backward(y)
         ctx.dim = dim
         return y
@@ -160,7 +161,10 @@ class Softmax(Function):
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
-        return y * (g - (g * y).sum(axis=ctx.dim, keepdims=True)), None
+        gx = g * y
+        _xp(y).subtract(g, gx.sum(axis=ctx.dim, keepdims=True), out=gx)  # in place: one temporary in all
+        gx *= y
+        return gx, None
 
 
 class LogSoftmax(Function):
@@ -180,8 +184,9 @@ class LogSoftmax(Function):
 def _log_softmax(x, axis):
     """log softmax of an array: x - max - log(sum(exp(x - max))), finite for any finite x."""
     xp = _xp(x)
-    shifted = x - x.max(axis=axis, keepdims=True)
-    return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+    out = x - x.max(axis=axis, keepdims=True)
+    out -= xp.log(xp.exp(out).sum(axis=axis, keepdims=True))  # in place: one temporary fewer
+    return out
 
 
 def _cast(input, dtype):  # noqa: A002

@@ -138,7 +138,8 @@ class CrossEntropy(Function):
         hard = (1 - eps) * w_t[:, None] * k  # coefficient of (p - onehot)
         soft = (eps / c) * valid[:, None].astype(lp.dtype) * k  # coefficient of (W p - w)
         total_w = c if weight is None else weight.sum()
-        grad = xp.exp(lp) * (hard + soft * total_w)
+        grad = xp.exp(lp)
+        grad *= hard + soft * total_w
         rows = xp.arange(lp.shape[0])
         grad[rows, t_safe] -= hard[:, 0]
         grad -= soft if weight is None else soft * weight

@@ -24,11 +24,16 @@ def _xp(a):
 
 
 def _normalize_backward(g, x_hat, invstd, weight, axes, n):
-    """d x for x_hat = (x - mean(x)) * invstd with the statistics taken over ``axes`` (n values)."""
-    gw = g if weight is None else g * weight
+    """d x for x_hat = (x - mean(x)) * invstd with the statistics taken over ``axes`` (n values).
+    Works in place on one fresh array (these ops are memory-bound: every temporary costs a pass)."""
+    gw = g.copy() if weight is None else g * weight
     mean_g = gw.sum(axis=axes, keepdims=True) / n
-    mean_gx = (gw * x_hat).sum(axis=axes, keepdims=True) / n
-    return invstd * (gw - mean_g - x_hat * mean_gx)
+    tmp = gw * x_hat
+    mean_gx = tmp.sum(axis=axes, keepdims=True) / n
+    gw -= mean_g
+    gw -= backend.get_array_module(tmp).multiply(x_hat, mean_gx, out=tmp)
+    gw *= invstd
+    return gw
 
 
 class BatchNorm(Function):
@@ -56,7 +61,7 @@ class BatchNorm(Function):
         x_hat *= invstd  # in place: centered is a fresh array
         y = x_hat if weight is None else x_hat * weight.reshape(shape)
         if bias is not None:
-            y = y + bias.reshape(shape)
+            y = y + bias.reshape(shape) if y is x_hat else xp.add(y, bias.reshape(shape), out=y)
         ctx.save_for_backward(x_hat, invstd, weight)
         ctx.meta = (axes, shape, n, training)
         return y
@@ -117,13 +122,13 @@ class LayerNorm(Function):
     def forward(ctx, x, weight, bias, k, eps):
         xp = _xp(x)
         axes = tuple(range(x.ndim - k, x.ndim))
-        mean = x.mean(axis=axes, keepdims=True)
-        centered = x - mean
+        centered = x - x.mean(axis=axes, keepdims=True)
         invstd = 1 / xp.sqrt((centered * centered).mean(axis=axes, keepdims=True) + eps)
-        x_hat = centered * invstd
+        x_hat = centered
+        x_hat *= invstd  # in place: centered is a fresh array
         y = x_hat if weight is None else x_hat * weight
         if bias is not None:
-            y = y + bias
+            y = y + bias if y is x_hat else xp.add(y, bias, out=y)
         ctx.save_for_backward(x_hat, invstd, weight)
         ctx.axes = axes
         return y
