@@ -49,4 +49,4 @@ int32 = _np.dtype(_np.int32)
 int64 = _np.dtype(_np.int64)
 bool_ = _np.dtype(_np.bool_)
 
-from . import kernels, nn, testing  # noqa: E402,F401  (after the names above: they import them)
+from . import kernels, nn, optim, testing  # noqa: E402,F401  (after the names above: they import them)

@@ -194,8 +194,13 @@ def _topological_order(root_node):
     return order
 
 
+def _as_array(g):
+    """numpy arithmetic on 0-d arrays returns scalars; the engine hands out arrays only."""
+    return np.asarray(g) if isinstance(g, np.generic) else g
+
+
 def _accumulate(current, grad):
-    return grad if current is None else current + grad
+    return grad if current is None else _as_array(current + grad)
 
 
 def run_backward(tensor, gradient=None, retain_graph=False):
@@ -250,6 +255,7 @@ def run_backward(tensor, gradient=None, retain_graph=False):
         for t, g in zip(node.inputs, in_grads):
             if t is None or g is None:
                 continue
+            g = _as_array(g)
             if g.shape != t.shape:
                 raise RuntimeError(f"{node.name()}.backward returned a gradient of shape {tuple(g.shape)} for "
                                    f"an input of shape {tuple(t.shape)}")

@@ -215,6 +215,7 @@ TORCH_CASES = [
 
 
 @requires_torch
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # torch's note on its own copy
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("op,conf,x_shape,w_shape", TORCH_CASES)
 def test_against_torch(op, conf, x_shape, w_shape, dtype, rng):

@@ -51,7 +51,7 @@ namespace pyfastdl::cpu {
 namespace {
 
 constexpr int64_t BQ = 64;   // queries per block
-constexpr int64_t BK = 128;  // keys per block
+constexpr int64_t BK = 128;  // keys per block (a multiple of W below)
 
 template <class T>
 constexpr T kInf = std::numeric_limits<T>::infinity();
@@ -102,38 +102,65 @@ inline T exp_any(T x) {
     return std::exp(x);
 }
 
-// x[j] = exp(x[j] - shift); returns the sum. shift = +inf (a fully masked row) gives zeros.
-template <class T>
-PYFASTDL_SIMD_CLONES T exp_shift_sum(T* x, int64_t n, T shift) {
-  T sum = 0;
-#pragma omp simd reduction(+ : sum)
-  for (int64_t j = 0; j < n; ++j) {
-    x[j] = exp_any(x[j] - shift);
-    sum += x[j];
-  }
-  return sum;
+// Row helpers. They are plain inline functions: the block functions below, compiled in AVX-512,
+// AVX2 and baseline versions, inline them and vectorise them for their instruction set. Horizontal
+// reductions keep W independent lanes (the compiler does not reassociate a float max or sum by
+// itself) and fold them pairwise at the end.
+constexpr int64_t W = 16;
+
+template <class T, class Op>
+inline T fold_lanes(T* lanes, Op op) {
+  static_assert(W == 16, "the fold below is written out for 16 lanes");
+  for (int64_t c = 0; c < 8; ++c) lanes[c] = op(lanes[c], lanes[c + 8]);
+  for (int64_t c = 0; c < 4; ++c) lanes[c] = op(lanes[c], lanes[c + 4]);
+  for (int64_t c = 0; c < 2; ++c) lanes[c] = op(lanes[c], lanes[c + 2]);
+  return op(lanes[0], lanes[1]);
 }
 
-// The maximum of x[0, n), -inf for n = 0. A max reduction is not reassociated by the compiler (NaN
-// and signed-zero rules), so it keeps 16 independent lanes, an element-wise maximum it vectorises.
 template <class T>
-PYFASTDL_SIMD_CLONES T row_max(const T* x, int64_t n) {
-  constexpr int64_t W = 16;
+inline T max2(T x, T y) {
+  return std::max(x, y);
+}
+
+template <class T>
+inline T add2(T x, T y) {
+  return x + y;
+}
+
+// Rows of scores are padded with -inf to a multiple of W (the blocks to BK, the reference's row to
+// round_up(S, W)): padding changes neither the maximum nor the sum of exponentials, and the loops
+// below need no remainder.
+inline int64_t round_up(int64_t n) { return (n + W - 1) / W * W; }
+
+// The maximum of x[0, n), n a multiple of W.
+template <class T>
+inline T row_max(const T* x, int64_t n) {
   T lanes[W];
   for (int64_t c = 0; c < W; ++c) lanes[c] = -kInf<T>;
-  int64_t j = 0;
-  for (; j + W <= n; j += W) {
+  for (int64_t j = 0; j < n; j += W) {
 #pragma omp simd
     for (int64_t c = 0; c < W; ++c) lanes[c] = std::max(lanes[c], x[j + c]);
   }
-  for (; j < n; ++j) lanes[0] = std::max(lanes[0], x[j]);
-  T m = lanes[0];
-  for (int64_t c = 1; c < W; ++c) m = std::max(m, lanes[c]);
-  return m;
+  return fold_lanes(lanes, max2<T>);
+}
+
+// x[j] = exp(x[j] - shift) for j in [0, n), n a multiple of W; returns the sum. shift = +inf (a
+// fully masked row) gives zeros.
+template <class T>
+inline T exp_shift_sum(T* x, int64_t n, T shift) {
+  T lanes[W] = {};
+  for (int64_t j = 0; j < n; j += W) {
+#pragma omp simd
+    for (int64_t c = 0; c < W; ++c) {
+      x[j + c] = exp_any(x[j + c] - shift);
+      lanes[c] += x[j + c];
+    }
+  }
+  return fold_lanes(lanes, add2<T>);
 }
 
 template <class T>
-PYFASTDL_SIMD_CLONES T dot(const T* x, const T* y, int64_t n) {
+inline T dot(const T* x, const T* y, int64_t n) {
   T sum = 0;
 #pragma omp simd reduction(+ : sum)
   for (int64_t j = 0; j < n; ++j) sum += x[j] * y[j];
@@ -141,30 +168,23 @@ PYFASTDL_SIMD_CLONES T dot(const T* x, const T* y, int64_t n) {
 }
 
 template <class T>
-PYFASTDL_SIMD_CLONES void scale_row(T* x, int64_t n, T alpha) {
+inline void scale_row(T* x, int64_t n, T alpha) {
 #pragma omp simd
   for (int64_t j = 0; j < n; ++j) x[j] *= alpha;
 }
 
 // y += alpha * x
 template <class T>
-PYFASTDL_SIMD_CLONES void axpy(T* y, const T* x, int64_t n, T alpha) {
+inline void axpy(T* y, const T* x, int64_t n, T alpha) {
 #pragma omp simd
   for (int64_t j = 0; j < n; ++j) y[j] += alpha * x[j];
-}
-
-// dp[j] = p[j] * (dp[j] - d): the softmax backward, row by row.
-template <class T>
-PYFASTDL_SIMD_CLONES void softmax_grad_row(T* dp, const T* p, int64_t n, T d) {
-#pragma omp simd
-  for (int64_t j = 0; j < n; ++j) dp[j] = p[j] * (dp[j] - d);
 }
 
 // Applies the mask to the scores s[0, n) of query i against keys [j0, j0 + n) of head (b, h):
 // masked-out scores become -inf, additive mask values are added.
 template <class T>
-PYFASTDL_SIMD_CLONES void mask_row(const AttentionArgs& a, const void* mask, int64_t b, int64_t h, int64_t i,
-                                   int64_t j0, int64_t n, T* s) {
+void mask_row(const AttentionArgs& a, const void* mask, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t n,
+              T* s) {
   if (a.causal) {
     for (int64_t j = std::max<int64_t>(i + 1 - j0, 0); j < n; ++j) s[j] = -kInf<T>;
     return;
@@ -183,8 +203,8 @@ PYFASTDL_SIMD_CLONES void mask_row(const AttentionArgs& a, const void* mask, int
     for (int64_t j = 0; j < n; ++j) s[j] = m[j] ? s[j] : -kInf<T>;
   } else {
     const T* m = static_cast<const T*>(mask) + off;
+    const T add = m[0];
     if (!per_key) {
-      const T add = m[0];
 #pragma omp simd
       for (int64_t j = 0; j < n; ++j) s[j] += add;
       return;
@@ -192,6 +212,63 @@ PYFASTDL_SIMD_CLONES void mask_row(const AttentionArgs& a, const void* mask, int
     m += j0;
 #pragma omp simd
     for (int64_t j = 0; j < n; ++j) s[j] += m[j];
+  }
+}
+
+// ---- block steps (one call per BQ x BK block, AVX-512 / AVX2 / baseline clones) -------------------
+
+// Forward: the online-softmax update of a block of scores s (mq rows of stride BK, n keys) for
+// queries [i0, i0 + mq): masks it, raises the running maxima m, turns s into exp(s - m), adds the
+// row sums to l and rescales the partial output rows (stride Ev) that were summed under the old m.
+// The per-row scalars (new maximum, rescaling factor) are computed for all rows at once, as
+// vectors, between the row passes.
+template <class T>
+PYFASTDL_SIMD_CLONES void softmax_update_block(const AttentionArgs& a, const void* mask, bool masked, int64_t b,
+                                               int64_t h, int64_t i0, int64_t mq, int64_t j0, int64_t n, T* s,
+                                               T* m, T* l, T* out) {
+  T shift[BQ], alpha[BQ];
+  for (int64_t r = 0; r < mq; ++r) {
+    T* sr = s + r * BK;
+    if (masked) mask_row(a, mask, b, h, i0 + r, j0, n, sr);
+    std::fill(sr + n, sr + BK, -kInf<T>);  // rows are always BK long: fixed-length loops below
+    shift[r] = row_max(sr, BK);
+  }
+#pragma omp simd
+  for (int64_t r = 0; r < mq; ++r) {
+    const T mnew = std::max(m[r], shift[r]);
+    const bool none = mnew == -kInf<T>;       // nothing visible yet in this row: p = 0, l = 0
+    alpha[r] = none ? T(1) : exp_any(m[r] - mnew);  // 0 on the row's first block with a visible key
+    shift[r] = none ? kInf<T> : mnew;         // exp(-inf - inf) = 0
+    m[r] = mnew;
+  }
+  for (int64_t r = 0; r < mq; ++r) {
+    l[r] = l[r] * alpha[r] + exp_shift_sum(s + r * BK, BK, shift[r]);
+    if (alpha[r] != T(1)) scale_row(out + r * a.Ev, a.Ev, alpha[r]);
+  }
+}
+
+// Backward: the probabilities p = exp(s - lse) of a block of (masked) scores.
+template <class T>
+PYFASTDL_SIMD_CLONES void probabilities_block(const AttentionArgs& a, const void* mask, bool masked, int64_t b,
+                                              int64_t h, int64_t i0, int64_t mq, int64_t j0, int64_t n, T* s,
+                                              const T* lse) {
+  for (int64_t r = 0; r < mq; ++r) {
+    T* sr = s + r * BK;
+    if (masked) mask_row(a, mask, b, h, i0 + r, j0, n, sr);
+    std::fill(sr + n, sr + BK, -kInf<T>);  // rows are always BK long: fixed-length loops
+    exp_shift_sum(sr, BK, lse[r]);
+  }
+}
+
+// Backward through the softmax, in place: dp = p * (dp - D) for a block (row r subtracts D[r]).
+template <class T>
+PYFASTDL_SIMD_CLONES void softmax_grad_block(T* dp, const T* p, int64_t mq, int64_t n, const T* D) {
+  for (int64_t r = 0; r < mq; ++r) {
+    T* dr = dp + r * BK;
+    const T* pr = p + r * BK;
+    const T d = D[r];
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) dr[j] = pr[j] * (dr[j] - d);
   }
 }
 
@@ -227,13 +304,17 @@ void sdpa_forward_cpu(const AttentionArgs& a, const T* q, const T* k, const T* v
   // (and a block's rows are contiguous, no 4 KiB strides that alias in the cache).
   const int64_t nkb = (S + BK - 1) / BK;
   std::vector<T> kt(a.B * a.H * nkb * E * BK);
-#pragma omp parallel for
-  for (int64_t bh = 0; bh < a.B * a.H; ++bh)
-    for (int64_t j = 0; j < S; ++j)
-      for (int64_t e = 0; e < E; ++e) kt[((bh * nkb + j / BK) * E + e) * BK + j % BK] = k[(bh * S + j) * E + e];
   SerialBlas serial;
-#pragma omp parallel
+#pragma omp parallel  // one parallel region per call: a busy machine makes every extra fork costly
   {
+#pragma omp for
+    for (int64_t t = 0; t < a.B * a.H * nkb; ++t) {  // t = (bh, key block)
+      const int64_t j0 = (t % nkb) * BK, n = std::min(BK, S - j0);
+      const T* src = k + (t / nkb * S + j0) * E;
+      T* dst = kt.data() + t * E * BK;
+      for (int64_t j = 0; j < n; ++j)
+        for (int64_t e = 0; e < E; ++e) dst[e * BK + j] = src[j * E + e];
+    }
     std::vector<T> s(BQ * BK), m(BQ), l(BQ);
 #pragma omp for schedule(dynamic)
     for (int64_t t = 0; t < tasks; ++t) {
@@ -250,20 +331,8 @@ void sdpa_forward_cpu(const AttentionArgs& a, const T* q, const T* k, const T* v
       for (int64_t j0 = 0; j0 < kend; j0 += BK) {
         const int64_t n = std::min(BK, kend - j0);
         gemm(false, false, mq, n, E, scale, qb, E, kth + j0 * E, BK, T(0), s.data(), BK);
-        const bool masked = needs_mask(a, i0, j0, n);
-        for (int64_t r = 0; r < mq; ++r) {
-          T* sr = s.data() + r * BK;
-          if (masked) mask_row(a, mask, b, h, i0 + r, j0, n, sr);
-          const T mnew = std::max(m[r], row_max(sr, n));
-          if (mnew == -kInf<T>) {  // nothing seen yet in this row: p = 0
-            std::fill(sr, sr + n, T(0));
-            continue;
-          }
-          const T alpha = exp_any(m[r] - mnew);  // 0 on the first block with a visible key
-          l[r] = l[r] * alpha + exp_shift_sum(sr, n, mnew);
-          m[r] = mnew;
-          if (alpha != T(1)) scale_row(ob + r * Ev, Ev, alpha);
-        }
+        softmax_update_block(a, mask, needs_mask(a, i0, j0, n), b, h, i0, mq, j0, n, s.data(), m.data(), l.data(),
+                             ob);
         gemm(false, false, mq, Ev, n, T(1), s.data(), BK, vh + j0 * Ev, Ev, T(1), ob, Ev);
       }
       for (int64_t r = 0; r < mq; ++r) finish_row(ob + r * Ev, Ev, m[r], l[r], lse + bh * L + i0 + r);
@@ -280,15 +349,16 @@ void sdpa_backward_cpu(const AttentionArgs& a, const T* q, const T* k, const T* 
   const int64_t nkb = (S + BK - 1) / BK;
   const T scale = static_cast<T>(a.scale);
 
-  // D_i = dO_i . O_i, the row sums of P * dP that the softmax backward subtracts.
   std::vector<T> D(BH * L);
-#pragma omp parallel for
-  for (int64_t r = 0; r < BH * L; ++r) D[r] = dot(grad_out + r * Ev, out + r * Ev, Ev);
-  std::fill(grad_q, grad_q + BH * L * E, T(0));
-
   SerialBlas serial;
-#pragma omp parallel
+#pragma omp parallel  // one parallel region per call: a busy machine makes every extra fork costly
   {
+    // D_i = dO_i . O_i, the row sums of P * dP that the softmax backward subtracts.
+#pragma omp for
+    for (int64_t r = 0; r < BH * L; ++r) {
+      D[r] = dot(grad_out + r * Ev, out + r * Ev, Ev);
+      std::fill(grad_q + r * E, grad_q + (r + 1) * E, T(0));
+    }
     std::vector<T> p(BQ * BK), dp(BQ * BK), dq(L * E, T(0));
     int64_t dq_bh = -1;  // the (batch, head) whose dQ is being summed in `dq`
     auto flush_dq = [&] {
@@ -318,16 +388,10 @@ void sdpa_backward_cpu(const AttentionArgs& a, const T* q, const T* k, const T* 
         const T* qb = q + (bh * L + i0) * E;
         const T* dob = grad_out + (bh * L + i0) * Ev;
         gemm(false, true, mq, n, E, scale, qb, E, kb, E, T(0), p.data(), BK);
-        const bool masked = needs_mask(a, i0, j0, n);
-        for (int64_t r = 0; r < mq; ++r) {
-          T* pr = p.data() + r * BK;
-          if (masked) mask_row(a, mask, b, h, i0 + r, j0, n, pr);
-          exp_shift_sum(pr, n, lse[bh * L + i0 + r]);
-        }
+        probabilities_block(a, mask, needs_mask(a, i0, j0, n), b, h, i0, mq, j0, n, p.data(), lse + bh * L + i0);
         gemm(true, false, n, Ev, mq, T(1), p.data(), BK, dob, Ev, T(1), dvb, Ev);
         gemm(false, true, mq, n, Ev, T(1), dob, Ev, vb, Ev, T(0), dp.data(), BK);
-        for (int64_t r = 0; r < mq; ++r)
-          softmax_grad_row(dp.data() + r * BK, p.data() + r * BK, n, D[bh * L + i0 + r]);
+        softmax_grad_block(dp.data(), p.data(), mq, n, D.data() + bh * L + i0);
         gemm(true, false, n, E, mq, scale, dp.data(), BK, qb, E, T(1), dkb, E);
         gemm(false, false, mq, E, n, scale, dp.data(), BK, kb, E, T(1), dq.data() + i0 * E, E);
       }
@@ -338,7 +402,8 @@ void sdpa_backward_cpu(const AttentionArgs& a, const T* q, const T* k, const T* 
 
 // ---- reference: one query row at a time -----------------------------------------------------------
 
-// The scores of query row i against all keys it can see, masked; returns how many keys that is.
+// The scores of query row i against all keys it can see, masked and padded with -inf to a multiple
+// of W (s holds round_up(S) values); returns how many keys that is.
 template <class T>
 int64_t reference_scores(const AttentionArgs& a, const T* q, const T* k, const void* mask, int64_t bh, int64_t i,
                          T* s) {
@@ -346,6 +411,7 @@ int64_t reference_scores(const AttentionArgs& a, const T* q, const T* k, const v
   const T* qi = q + (bh * a.L + i) * a.E;
   for (int64_t j = 0; j < n; ++j) s[j] = static_cast<T>(a.scale) * dot(qi, k + (bh * a.S + j) * a.E, a.E);
   mask_row(a, mask, bh / a.H, bh % a.H, i, 0, n, s);
+  std::fill(s + n, s + round_up(n), -kInf<T>);
   return n;
 }
 
@@ -354,19 +420,19 @@ void sdpa_forward_reference_cpu(const AttentionArgs& a, const T* q, const T* k, 
                                 T* lse) {
 #pragma omp parallel
   {
-    std::vector<T> s(a.S);
+    std::vector<T> s(round_up(a.S));
 #pragma omp for
     for (int64_t row = 0; row < a.B * a.H * a.L; ++row) {
       const int64_t bh = row / a.L, i = row % a.L;
       const int64_t n = reference_scores(a, q, k, mask, bh, i, s.data());
-      const T m = row_max(s.data(), n);  // pass 1: the maximum
+      const T m = row_max(s.data(), round_up(n));  // pass 1: the maximum
       T* o = out + row * a.Ev;
       std::fill(o, o + a.Ev, T(0));
       if (m == -kInf<T>) {
         finish_row(o, a.Ev, m, T(0), lse + row);
         continue;
       }
-      const T l = exp_shift_sum(s.data(), n, m);  // pass 2: exponentials and their sum
+      const T l = exp_shift_sum(s.data(), round_up(n), m);  // pass 2: exponentials and their sum
       for (int64_t j = 0; j < n; ++j) axpy(o, v + (bh * a.S + j) * a.Ev, a.Ev, s[j]);
       finish_row(o, a.Ev, m, l, lse + row);
     }
@@ -383,13 +449,13 @@ void sdpa_backward_reference_cpu(const AttentionArgs& a, const T* q, const T* k,
   // Rows of one head all add into that head's dK and dV: parallel over heads only.
 #pragma omp parallel
   {
-    std::vector<T> p(S);
+    std::vector<T> p(round_up(S));
 #pragma omp for
     for (int64_t bh = 0; bh < a.B * a.H; ++bh) {
       for (int64_t i = 0; i < L; ++i) {
         const int64_t row = bh * L + i;
         const int64_t n = reference_scores(a, q, k, mask, bh, i, p.data());
-        exp_shift_sum(p.data(), n, lse[row]);
+        exp_shift_sum(p.data(), round_up(n), lse[row]);
         const T* doi = grad_out + row * Ev;
         const T d = dot(doi, out + row * Ev, Ev);
         T* dqi = grad_q + row * E;

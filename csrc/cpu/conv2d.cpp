@@ -112,32 +112,23 @@ extern "C" void scipy_openblas_set_num_threads(int);
 class SingleThreadedBlas {
  public:
   SingleThreadedBlas() {
-    std::lock_guard<std::mutex> lock(mutex());
-    if (depth()++ == 0) {
-      saved() = scipy_openblas_get_num_threads();
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (depth_++ == 0) {
+      saved_ = scipy_openblas_get_num_threads();
       scipy_openblas_set_num_threads(1);
     }
   }
   ~SingleThreadedBlas() {
-    std::lock_guard<std::mutex> lock(mutex());
-    if (--depth() == 0) scipy_openblas_set_num_threads(saved());
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (--depth_ == 0) scipy_openblas_set_num_threads(saved_);
   }
   SingleThreadedBlas(const SingleThreadedBlas&) = delete;
   SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
 
  private:
-  static std::mutex& mutex() {
-    static std::mutex m;
-    return m;
-  }
-  static int& depth() {
-    static int d = 0;
-    return d;
-  }
-  static int& saved() {
-    static int n = 1;
-    return n;
-  }
+  static inline std::mutex mutex_;
+  static inline int depth_ = 0;  // live objects, across threads
+  static inline int saved_ = 1;  // OpenBLAS's thread count before the first of them
 };
 
 // Whether the (chunk, group) tasks run side by side, one per OpenMP thread with a single-threaded
