@@ -31,7 +31,7 @@ Departures from the paper:
   * Initialisation: He (Kaiming) normal for convolutions as in the paper, fan-out mode as
     torchvision; the final linear layer keeps pyfastdl's default.
   * Training recipe (``pyfastdl train resnet20`` etc.) on the CPU default data -- 6-class synthetic
-    shapes at 24x24 rather than CIFAR-10 at 32x32 -- uses AdamW with a one-cycle schedule, not the
+    shapes at 20x20 rather than CIFAR-10 at 32x32 -- uses AdamW with a one-cycle schedule, not the
     paper's SGD with step decay (``--dataset cifar10 --optimizer sgd`` gives the paper's setting of
     data and optimizer: 32x32, flips and 4-pixel-padded crops).
 """
@@ -295,10 +295,10 @@ CIFAR_MODELS = {"resnet20": resnet20, "resnet32": resnet32, "resnet44": resnet44
 
 class ResNetRecipe(ImageClassificationRecipe):
     """A ResNet on the synthetic shapes (default) or CIFAR-10. The CIFAR nets take the images as they
-    are; the ImageNet nets too (their stem reduces a 24x24 or 32x32 image to 6x6 or 8x8 at layer1 --
+    are; the ImageNet nets too (their stem reduces a 20x20 or 32x32 image to 5x5 or 8x8 at layer1 --
     fine for a smoke run, use the CIFAR nets for accuracy on small images)."""
 
-    default_size = 24
+    default_size = 20
     default_train_samples = 6000
 
     def __init__(self, name: str):
@@ -315,7 +315,7 @@ class ResNetRecipe(ImageClassificationRecipe):
     def default_hparams(self, args: argparse.Namespace) -> dict:
         common = dict(optimizer="adamw", weight_decay=5e-4, momentum=0.9, schedule="onecycle", threads=1)
         if args.dataset == "shapes":
-            return dict(common, epochs=3, batch_size=64, lr=4e-3)
+            return dict(common, epochs=2, batch_size=32, lr=4e-3)
         return dict(common, epochs=30, batch_size=128, lr=2e-3)
 
     def build_model(self, args: argparse.Namespace):
