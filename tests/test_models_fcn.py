@@ -161,7 +161,9 @@ def test_overlay_pictures(rng, tmp_path):
     masks = rng.integers(0, 3, (2, 6, 7))
     rgb = overlay_masks(images, masks)
     assert rgb.shape == (2, 6, 7, 3)
-    np.testing.assert_allclose(rgb[masks == 0], images.transpose(0, 2, 3, 1)[masks == 0])
+    grey = images.transpose(0, 2, 3, 1) @ [0.299, 0.587, 0.114]
+    np.testing.assert_allclose(rgb[masks == 0], np.repeat(grey[masks == 0][:, None], 3, axis=1))
+    assert not np.allclose(rgb[masks > 0], np.repeat(grey[masks > 0][:, None], 3, axis=1))
     path = tmp_path / "grid.png"
     save_overlay_grid(str(path), images, masks, masks, class_names=("bg", "a", "b"))
     assert path.stat().st_size > 1000

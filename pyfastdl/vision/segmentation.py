@@ -163,17 +163,19 @@ def palette(num_classes: int) -> np.ndarray:
     return colours / 255.0
 
 
-def overlay_masks(images01: np.ndarray, masks: np.ndarray, alpha: float = 0.5,
+def overlay_masks(images01: np.ndarray, masks: np.ndarray, alpha: float = 0.6,
                   ignore_index: int | None = None) -> np.ndarray:
-    """Blend class colours over images: images (N, 3, H, W) in [0, 1], masks (N, H, W) class ids ->
-    (N, H, W, 3) RGB in [0, 1]. Background (0) and ``ignore_index`` pixels are left as they are."""
+    """Class colours blended over greyscale copies of the images (so the colours read clearly):
+    images (N, 3, H, W) in [0, 1], masks (N, H, W) class ids -> (N, H, W, 3) RGB in [0, 1].
+    Background (0) and ``ignore_index`` pixels show the greyscale image alone."""
     masks = np.asarray(masks)
     valid = masks != ignore_index if ignore_index is not None else np.ones(masks.shape, bool)
     n_classes = int(masks[valid].max(initial=0)) + 1
     colours = palette(n_classes)[np.where(valid, masks, 0)]
-    rgb = np.clip(np.asarray(images01, dtype=np.float64).transpose(0, 2, 3, 1), 0, 1)
+    grey = np.clip(np.asarray(images01, dtype=np.float64).transpose(0, 2, 3, 1), 0, 1) @ [0.299, 0.587, 0.114]
+    grey = np.repeat(grey[..., None], 3, axis=-1)
     blend = (valid & (masks > 0))[..., None]
-    return np.where(blend, (1 - alpha) * rgb + alpha * colours, rgb)
+    return np.where(blend, (1 - alpha) * grey + alpha * colours, grey)
 
 
 def save_overlay_grid(path: str, images01: np.ndarray, predictions: np.ndarray, targets: np.ndarray | None = None,
