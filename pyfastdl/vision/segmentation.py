@@ -193,7 +193,8 @@ def save_overlay_grid(path: str, images01: np.ndarray, predictions: np.ndarray, 
     if targets is not None:
         rows.append(("target", overlay_masks(images01, targets, ignore_index=ignore_index)))
     n = len(images01)
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.8 * n + 0.5, 1.9 * len(rows)), squeeze=False)
+    width = max(1.8 * n + 0.5, 7.0 if class_names else 0.0)  # room for the legend below
+    fig, axes = plt.subplots(len(rows), n, figsize=(width, 1.9 * len(rows)), squeeze=False)
     for r, (label, pictures) in enumerate(rows):
         for i in range(n):
             ax = axes[r, i]
