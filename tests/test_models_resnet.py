@@ -125,7 +125,7 @@ def _one_step_lowers_loss(model, x, y, lr=1e-3):
     opt.zero_grad()
     loss.backward()
     opt.step()
-    # compare in eval-free training mode on the same batch (batch norm uses the batch statistics)
+    # the same batch again, still in training mode (batch norm normalises with its statistics)
     with pyfastdl.no_grad():
         after = F.cross_entropy(model(x), y)
     assert after.item() < loss.item()

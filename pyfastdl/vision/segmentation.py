@@ -125,8 +125,8 @@ class SegmentationDataset:
 
 class RandomCrop:
     """A joint random crop of (image (C, H, W), mask (H, W)) to ``size`` x ``size``; sides shorter than
-    ``size`` are padded first (image with ``fill``, mask with ``ignore_index``). With ``seed`` None and
-    ``random=False`` the crop is centred (evaluation)."""
+    ``size`` are padded first (image with ``fill``, mask with ``ignore_index``). With ``random=False``
+    the crop is centred (evaluation)."""
 
     def __init__(self, size: int, ignore_index: int, fill: float = 0.0, seed: int | None = None,
                  random: bool = True):
