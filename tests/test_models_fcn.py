@@ -195,3 +195,20 @@ def test_fcn8s_reaches_075_mean_iou_on_shapes(tmp_path):
 
     assert main(["train", "fcn8s", "--out", str(tmp_path), "--quiet"]) == 0
     assert json.load(open(tmp_path / "metrics.json"))["test_mean_iou"] >= 0.75
+
+
+def test_voc_recipe_trains_on_a_tiny_copy(tmp_path, rng):
+    """--dataset voc reads VOC2012 segmentation (train and val splits) from --data-dir, crops training
+    images to --size and pads evaluation images with the ignore label."""
+    from test_vision_loaders import write_voc
+
+    from pyfastdl.cli import main
+
+    base, _ = write_voc(tmp_path / "voc", rng)
+    (base / "ImageSets" / "Segmentation" / "val.txt").write_text("a\n")
+    run = tmp_path / "run"
+    assert main(["train", "fcn32s", "--dataset", "voc", "--data-dir", str(tmp_path / "voc"), "--size", "16",
+                 "--batch-size", "1", "--epochs", "1", "--width", "0.0625", "--fc-width", "8", "--out", str(run),
+                 "--quiet"]) == 0
+    record = json.load(open(run / "metrics.json"))
+    assert 0.0 <= record["test_mean_iou"] <= 1.0 and (run / "predictions.png").exists()

@@ -1,5 +1,7 @@
 """ResNet: torchvision's parameter counts and names, the CIFAR family, shapes, one training step."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -145,6 +147,18 @@ def test_resnet20_reaches_95_percent_on_shapes(tmp_path):
     from pyfastdl.cli import main
 
     assert main(["train", "resnet20", "--out", str(tmp_path), "--quiet"]) == 0
-    import json
-
     assert json.load(open(tmp_path / "metrics.json"))["test_accuracy"] >= 0.95
+
+
+def test_cifar10_recipe_on_a_tiny_copy(tmp_path, rng):
+    """--dataset cifar10 reads the binary files from --data-dir (resnet20 and nin share the recipe)."""
+    from test_vision_loaders import write_cifar
+
+    from pyfastdl.cli import main
+
+    write_cifar(tmp_path / "cifar-10-batches-bin", rng, n=4)
+    for model in ("resnet20", "nin"):
+        run = tmp_path / model
+        assert main(["train", model, "--dataset", "cifar10", "--data-dir", str(tmp_path), "--batch-size", "4",
+                     "--epochs", "1", "--out", str(run), "--quiet"]) == 0
+        assert 0.0 <= json.load(open(run / "metrics.json"))["test_accuracy"] <= 1.0
