@@ -1,8 +1,8 @@
 // Host launchers of the CUDA pooling kernels (kernels/pool.cu): float32, contiguous NCHW or CHW,
 // launched on `stream`, every launch checked, never synchronising. Each has two variants:
-//   fast       2-D tiled grids without integer division, warp reductions for large windows,
+//   fast       32-bit index arithmetic, one warp per output for large adaptive windows, and
 //              gather-based backwards (deterministic, no atomics, no zero-fill pass)
-//   reference  one thread per output on a grid-stride loop, backwards by atomicAdd scatter
+//   reference  one thread per output with 64-bit index arithmetic, backwards by atomicAdd scatter
 //              after zero-filling the gradient
 #pragma once
 #include <cuda_runtime_api.h>

@@ -377,6 +377,16 @@ def test_bad_input(call, exc, match):
         call(x)
 
 
+def test_bad_dtype(device):
+    """CPU kernels take float32/float64, CUDA kernels float32: anything else is a TypeError naming it."""
+    bad = np.float64 if device == "cuda" else np.int32
+    x = backend.array_module(device).ones((2, 3, 8, 8), bad)
+    for call in (lambda: kernels.max_pool2d_forward(x, 2), lambda: kernels.avg_pool2d_forward(x, 2),
+                 lambda: kernels.adaptive_avg_pool2d_forward(x, 1)):
+        with pytest.raises(TypeError, match=f"input has dtype {np.dtype(bad).name}"):
+            call()
+
+
 def test_bad_input_reaching_C():
     x = np.ones((2, 3, 8, 8), np.float32)
     a = kernels.max_pool2d_args(x.shape, 2)

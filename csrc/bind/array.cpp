@@ -49,8 +49,9 @@ Array cpu_array(py::handle obj, const char* op, const char* name) {
   a.data = arr.mutable_data();  // mutable_data checks writeability; read-only inputs are copied by Python
   a.shape.assign(arr.shape(), arr.shape() + arr.ndim());
   std::string ts = std::string(py::str(arr.dtype().attr("str")));
-  // numpy computes dtype.name in Python (microseconds): ask for it only for void types like bfloat16.
-  bool bf16 = ts.size() > 1 && ts[1] == 'V' && std::string(py::str(arr.dtype().attr("name"))) == "bfloat16";
+  // numpy computes dtype.name in Python (microseconds): ask for it only for user-defined dtypes
+  // (type numbers from NPY_USERDEF = 256 on), such as ml_dtypes' bfloat16.
+  bool bf16 = arr.dtype().num() >= 256 && std::string(py::str(arr.dtype().attr("name"))) == "bfloat16";
   a.dtype = bf16 ? DType::bf16 : dtype_from_typestr(ts, op, name);
   return a;
 }
@@ -106,6 +107,14 @@ void expect_same_dtype(const Array& a, const Array& b, const char* op, const cha
 
 void expect_shape(const Array& a, const Shape& expected, const char* op, const char* name) {
   check(a.shape == expected, op, ": ", name, " has shape ", shape_str(a.shape), ", expected ", shape_str(expected));
+}
+
+CudaWorkspace cuda_workspace(std::size_t bytes) {
+  CudaWorkspace ws;
+  if (bytes == 0) return ws;
+  ws.owner = py::module_::import("cupy").attr("empty")(py::int_(bytes), "uint8");
+  ws.ptr = reinterpret_cast<void*>(ws.owner.attr("data").attr("ptr").cast<std::uintptr_t>());
+  return ws;
 }
 
 void add_family(py::module_& device, const char* family) {

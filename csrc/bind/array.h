@@ -35,6 +35,14 @@ void expect_dtype(const Array& a, std::initializer_list<DType> allowed, const ch
 void expect_same_dtype(const Array& a, const Array& b, const char* op, const char* name_a, const char* name_b);
 void expect_shape(const Array& a, const Shape& expected, const char* op, const char* name);
 
+// Scratch memory for a CUDA kernel from cupy's memory pool: `ptr` stays valid while `owner` lives
+// (null for zero bytes). Allocating through cupy keeps the pool's caching and its stream ordering.
+struct CudaWorkspace {
+  py::object owner = py::none();
+  void* ptr = nullptr;
+};
+CudaWorkspace cuda_workspace(std::size_t bytes);
+
 // Registers a kernel family as served by a device submodule (listed by `pyfastdl info`).
 void add_family(py::module_& device, const char* family);
 

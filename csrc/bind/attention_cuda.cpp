@@ -48,19 +48,6 @@ Array lse_array(const AttentionArgs& a, py::handle lse) {
   return x;
 }
 
-// `bytes` of scratch from cupy's memory pool and its address (kept alive by `owner`).
-struct Workspace {
-  py::object owner = py::none();
-  void* ptr = nullptr;
-};
-Workspace workspace(std::size_t bytes) {
-  Workspace ws;
-  if (bytes == 0) return ws;
-  ws.owner = py::module_::import("cupy").attr("empty")(py::int_(bytes), "uint8");
-  ws.ptr = reinterpret_cast<void*>(ws.owner.attr("data").attr("ptr").cast<std::uintptr_t>());
-  return ws;
-}
-
 void forward(AttnVariant variant, const AttentionArgs& a, py::handle q, py::handle k, py::handle v, py::handle mask,
              py::handle out, py::handle lse, std::uintptr_t stream) {
   SdpaArrays r = sdpa_inputs(a, q, k, v, mask, {DType::f32, DType::f16, DType::bf16}, cuda_array);
@@ -81,7 +68,7 @@ void backward(AttnVariant variant, const AttentionArgs& a, py::handle q, py::han
   r.grad_k = sdpa_array(r, grad_k, a.k_shape(), "grad_key", cuda_array);
   r.grad_v = sdpa_array(r, grad_v, a.v_shape(), "grad_value", cuda_array);
   const AttnDType dt = attn_dtype(r.q.dtype);
-  Workspace ws = workspace(cuda::sdpa_backward_workspace_bytes(a, dt, variant));
+  CudaWorkspace ws = cuda_workspace(cuda::sdpa_backward_workspace_bytes(a, dt, variant));
   cuda::sdpa_backward_cuda(a, dt, variant, r.q.data, r.k.data, r.v.data, r.mask.data, r.out.data,
                            r.lse.ptr<float>(), r.grad_out.data, r.grad_q.data, r.grad_k.data, r.grad_v.data, ws.ptr,
                            as_stream(stream));

@@ -40,19 +40,6 @@ Array float_array(py::handle obj, const Shape& shape, const Array* like, const c
   return a;
 }
 
-// `bytes` of scratch from cupy's memory pool (None when no bytes are needed) and its address.
-struct Workspace {
-  py::object owner = py::none();
-  void* ptr = nullptr;
-};
-Workspace workspace(std::size_t bytes) {
-  Workspace ws;
-  if (bytes == 0) return ws;
-  ws.owner = py::module_::import("cupy").attr("empty")(py::int_(bytes), "uint8");
-  ws.ptr = reinterpret_cast<void*>(ws.owner.attr("data").attr("ptr").cast<std::uintptr_t>());
-  return ws;
-}
-
 ConvOp op_named(const std::string& op) {
   if (op == "forward") return ConvOp::forward;
   if (op == "backward_input") return ConvOp::backward_input;
@@ -79,7 +66,7 @@ void def_forward(py::module_& m, const char* name, ConvVariant v) {
         Array B = bias.is_none() ? Array{} : float_array(bias, {a.K}, &X, name, "bias", "x");
         Array Y = float_array(out, a.out_shape(), &X, name, "out", "x");
         ConvDType dt = conv_dtype(X.dtype);
-        Workspace ws = workspace(cuda::conv2d_workspace_bytes(a, ConvOp::forward, dt, v));
+        CudaWorkspace ws = cuda_workspace(cuda::conv2d_workspace_bytes(a, ConvOp::forward, dt, v));
         cuda::conv2d_forward_cuda(a, dt, v, X.data, Wt.data, B.data, Y.data, ws.ptr, as_stream(stream));
       },
       py::arg("args"), py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("out"), py::arg("stream"),
@@ -95,7 +82,7 @@ void def_backward_input(py::module_& m, const char* name, ConvVariant v) {
         Array Wt = float_array(weight, a.w_shape(), &DY, name, "weight", "grad_out");
         Array DX = float_array(grad_input, a.x_shape(), &DY, name, "grad_input", "grad_out");
         ConvDType dt = conv_dtype(DY.dtype);
-        Workspace ws = workspace(cuda::conv2d_workspace_bytes(a, ConvOp::backward_input, dt, v));
+        CudaWorkspace ws = cuda_workspace(cuda::conv2d_workspace_bytes(a, ConvOp::backward_input, dt, v));
         cuda::conv2d_backward_input_cuda(a, dt, v, DY.data, Wt.data, DX.data, ws.ptr, as_stream(stream));
       },
       py::arg("args"), py::arg("grad_out"), py::arg("weight"), py::arg("grad_input"), py::arg("stream"),
@@ -112,7 +99,7 @@ void def_backward_weight(py::module_& m, const char* name, ConvVariant v) {
         Array DY = float_array(grad_out, a.out_shape(), &X, name, "grad_out", "x");
         Array DW = float_array(grad_weight, a.w_shape(), &X, name, "grad_weight", "x");
         ConvDType dt = conv_dtype(X.dtype);
-        Workspace ws = workspace(cuda::conv2d_workspace_bytes(a, ConvOp::backward_weight, dt, v));
+        CudaWorkspace ws = cuda_workspace(cuda::conv2d_workspace_bytes(a, ConvOp::backward_weight, dt, v));
         cuda::conv2d_backward_weight_cuda(a, dt, v, X.data, DY.data, DW.data, ws.ptr, as_stream(stream));
       },
       py::arg("args"), py::arg("x"), py::arg("grad_out"), py::arg("grad_weight"), py::arg("stream"),

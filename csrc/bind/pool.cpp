@@ -9,7 +9,6 @@
 #include <pybind11/stl.h>
 
 #include <string>
-#include <tuple>
 #include <utility>
 
 #include "bind/array.h"
@@ -61,6 +60,14 @@ std::pair<Array, Array> float_pair(const char* op, py::handle src, const char* s
   return {s, d};
 }
 
+// The arrays of avg and adaptive avg: forward input -> output, backward grad_output -> grad_input.
+template <bool Cuda>
+std::pair<Array, Array> unary_io(const char* op, bool backward, const Pool2dArgs& a, py::handle src,
+                                 py::handle dst) {
+  if (backward) return float_pair<Cuda>(op, src, "grad_output", a.out_shape, dst, "grad_input", a.in_shape);
+  return float_pair<Cuda>(op, src, "input", a.in_shape, dst, "output", a.out_shape);
+}
+
 // Calls f(T{}) with T = float or double, the CPU array's element type.
 template <class F>
 void by_dtype(DType d, F f) {
@@ -104,8 +111,8 @@ void bind_cpu(py::module_& cpu) {
       [](const Pool2dArgs& a, py::handle x, py::handle y, py::handle indices) {
         const char* op = "max_pool2d_forward";
         expect_kind(op, a, PoolKind::max);
-        Array X, Y;
-        std::tie(X, Y) = float_pair<false>(op, x, "input", a.in_shape, y, "output", a.out_shape);
+        const auto io = float_pair<false>(op, x, "input", a.in_shape, y, "output", a.out_shape);
+        const Array &X = io.first, &Y = io.second;
         Array I = index_array<false>(indices, op, a.out_shape);
         py::gil_scoped_release nogil;
         by_dtype(X.dtype, [&](auto z) {
@@ -120,8 +127,8 @@ void bind_cpu(py::module_& cpu) {
       [](const Pool2dArgs& a, py::handle gy, py::handle indices, py::handle gx) {
         const char* op = "max_pool2d_backward";
         expect_kind(op, a, PoolKind::max);
-        Array GY, GX;
-        std::tie(GY, GX) = float_pair<false>(op, gy, "grad_output", a.out_shape, gx, "grad_input", a.in_shape);
+        const auto io = float_pair<false>(op, gy, "grad_output", a.out_shape, gx, "grad_input", a.in_shape);
+        const Array &GY = io.first, &GX = io.second;
         check(!indices.is_none(), op, ": indices are required");
         Array I = index_array<false>(indices, op, a.out_shape);
         py::gil_scoped_release nogil;
@@ -155,10 +162,8 @@ void bind_cpu(py::module_& cpu) {
         u.name,
         [u](const Pool2dArgs& a, py::handle src, py::handle dst) {
           expect_kind(u.name, a, u.kind);
-          Array S, D;
-        std::tie(S, D) = u.backward
-                            ? float_pair<false>(u.name, src, "grad_output", a.out_shape, dst, "grad_input", a.in_shape)
-                            : float_pair<false>(u.name, src, "input", a.in_shape, dst, "output", a.out_shape);
+          const auto io = unary_io<false>(u.name, u.backward, a, src, dst);
+          const Array &S = io.first, &D = io.second;
           py::gil_scoped_release nogil;
           if (S.dtype == DType::f32)
             u.f32(a, S.ptr<float>(), D.ptr<float>());
@@ -182,8 +187,8 @@ void bind_cuda(py::module_& cuda) {
         [v = v](const Pool2dArgs& a, py::handle x, py::handle y, py::handle indices, std::uintptr_t stream) {
           const char* op = "max_pool2d_forward";
           expect_kind(op, a, PoolKind::max);
-          Array X, Y;
-        std::tie(X, Y) = float_pair<true>(op, x, "input", a.in_shape, y, "output", a.out_shape);
+          const auto io = float_pair<true>(op, x, "input", a.in_shape, y, "output", a.out_shape);
+          const Array &X = io.first, &Y = io.second;
           Array I = index_array<true>(indices, op, a.out_shape);
           max_pool2d_forward_cuda(a, X.ptr<float>(), Y.ptr<float>(), I.ptr<int64_t>(), v,
                                   reinterpret_cast<cudaStream_t>(stream));
@@ -194,8 +199,8 @@ void bind_cuda(py::module_& cuda) {
         [v = v](const Pool2dArgs& a, py::handle gy, py::handle indices, py::handle gx, std::uintptr_t stream) {
           const char* op = "max_pool2d_backward";
           expect_kind(op, a, PoolKind::max);
-          Array GY, GX;
-        std::tie(GY, GX) = float_pair<true>(op, gy, "grad_output", a.out_shape, gx, "grad_input", a.in_shape);
+          const auto io = float_pair<true>(op, gy, "grad_output", a.out_shape, gx, "grad_input", a.in_shape);
+          const Array &GY = io.first, &GX = io.second;
           check(!indices.is_none(), op, ": indices are required");
           Array I = index_array<true>(indices, op, a.out_shape);
           max_pool2d_backward_cuda(a, GY.ptr<float>(), I.ptr<int64_t>(), GX.ptr<float>(), v,
@@ -220,9 +225,8 @@ void bind_cuda(py::module_& cuda) {
           name(u.name).c_str(),
           [u, v = v](const Pool2dArgs& a, py::handle src, py::handle dst, std::uintptr_t stream) {
             expect_kind(u.name, a, u.kind);
-            Array S, D;
-        std::tie(S, D) = u.backward ? float_pair<true>(u.name, src, "grad_output", a.out_shape, dst, "grad_input", a.in_shape)
-                           : float_pair<true>(u.name, src, "input", a.in_shape, dst, "output", a.out_shape);
+            const auto io = unary_io<true>(u.name, u.backward, a, src, dst);
+            const Array &S = io.first, &D = io.second;
             u.f(a, S.ptr<float>(), D.ptr<float>(), v, reinterpret_cast<cudaStream_t>(stream));
           },
           py::arg("args"), py::arg(u.backward ? "grad_output" : "input"),

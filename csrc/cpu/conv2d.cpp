@@ -39,7 +39,6 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
-#include <mutex>
 
 #include "cpu/gemm.h"
 
@@ -103,32 +102,6 @@ struct Plan {
       rows = std::min(rows, a.P);
     }
   }
-};
-
-// OpenBLAS (a pthreads build) runs one thread per call while an object of this type lives, so that
-// OpenMP threads can each run their own GEMM. Nested or concurrent users share one saved setting.
-extern "C" int scipy_openblas_get_num_threads();
-extern "C" void scipy_openblas_set_num_threads(int);
-class SingleThreadedBlas {
- public:
-  SingleThreadedBlas() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (depth_++ == 0) {
-      saved_ = scipy_openblas_get_num_threads();
-      scipy_openblas_set_num_threads(1);
-    }
-  }
-  ~SingleThreadedBlas() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (--depth_ == 0) scipy_openblas_set_num_threads(saved_);
-  }
-  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
-  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
-
- private:
-  static inline std::mutex mutex_;
-  static inline int depth_ = 0;  // live objects, across threads
-  static inline int saved_ = 1;  // OpenBLAS's thread count before the first of them
 };
 
 // Whether the (chunk, group) tasks run side by side, one per OpenMP thread with a single-threaded

@@ -15,17 +15,21 @@
 // 0..L-1; reverse: L-1 down to 0). A row that is not live at step s keeps its h and c and writes
 // zeros for time s (exactly its padded times, over all steps), like PyTorch's packed sequences.
 //
-// Threads. The recurrence runs in one OpenMP region for all steps: each thread owns a slice of the
-// hidden units, computes its slice of the recurrent GEMM with a single-threaded BLAS call (so its
-// rows of W_hh stay in its own core's cache), runs the pointwise pass on its units, and meets the
-// others at one barrier per step. Handing every step's GEMM to OpenBLAS's own thread pool instead
+// Threads. Each call is one OpenMP region in which every thread owns a slice of the hidden units
+// and does all the work of their gate columns: its share of the input projection, its slice of
+// each step's recurrent GEMM (single-threaded BLAS calls, so its rows of W_hh stay in its own
+// core's cache), the pointwise pass on its units, and its rows of the weight gradients. Threads
+// meet at one barrier per step. Handing every step's GEMM to OpenBLAS's own thread pool instead
 // makes two thread pools spin against each other on every step, which on a small (or shared)
-// machine costs more than the GEMM itself. The big GEMMs outside the loop use OpenBLAS's threads.
+// machine costs more than the GEMM itself.
 //
 // Cost per step: 8*B*H*(I + H) flops forward, twice that backward, against ~5 transcendental
 // functions per hidden unit in the pointwise pass. The recurrent GEMM has only B rows, so its speed
-// limits the layer. float32 uses an exp written so that the compiler vectorises it (SSE2 in a
-// portable build); float64 uses the C library's (it serves gradient checks, not speed).
+// limits the layer: OpenBLAS packs its W_hh operand again on every call, which for B = 16 costs
+// about as much as the multiply itself (oneDNN, behind torch's CPU LSTM, packs the weights once per
+// sequence; a pre-packed recurrent kernel is the next step here). float32 uses an exp written so
+// that the compiler vectorises it (SSE2 in a portable build); float64 uses the C library's (it
+// serves gradient checks, not speed).
 //
 // The float exp below clamps its argument with comparisons; GCC if-converts (and so vectorises)
 // them only when it may assume floating-point operations do not trap. Nothing here uses FP traps.
@@ -36,40 +40,20 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <memory>
 
 #include <omp.h>
 
 #include "common/lstm_cell.h"
+#include "cpu/fast_math.h"
 #include "cpu/gemm.h"
-
-extern "C" int scipy_openblas_get_num_threads(void);
-extern "C" void scipy_openblas_set_num_threads(int);
 
 namespace pyfastdl::cpu {
 namespace {
 
-// float exp: round x / ln2 to n, a Cephes polynomial on the remainder, times 2^n built from bits.
-// Branch-free, so loops over it vectorise; within 2 ulp of expf over the clamped range [-87, 88].
+// float32 math on the vectorisable exp of fast_math.h.
 struct FloatMath {
-  static float exp(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
-    const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;              // x - n ln2, two parts
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-    float scale;
-    std::memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-  }
+  static float exp(float x) { return exp_poly(x); }
   static float sigmoid(float x) { return 1.0f / (1.0f + exp(-x)); }
   static float tanh(float x) { return 1.0f - 2.0f / (exp(2.0f * x) + 1.0f); }
 };
@@ -141,47 +125,8 @@ template <class T> void copy_blocks(int64_t n, int64_t gs, const T* src, T* dst)
   }
 }
 
-// Gradients that follow from dz (rows x 4H) by matrix products: dx = dz @ W_ih, dW_ih = dz^T @ x,
-// dW_hh = dz^T @ h_prev, and db = ones @ dz (the column sum, by the BLAS too).
-template <class T>
-void weight_grads(int64_t rows, int64_t I, int64_t H, const T* dz, const T* x, const T* h_prev, const T* w_ih,
-                  T* grad_x, T* grad_w_ih, T* grad_w_hh, T* grad_bias) {
-  const int64_t G = 4 * H;
-  gemm(false, false, rows, I, G, T(1), dz, G, w_ih, I, T(0), grad_x, I);
-  gemm(true, false, G, I, rows, T(1), dz, G, x, I, T(0), grad_w_ih, I);
-  gemm(true, false, G, H, rows, T(1), dz, G, h_prev, H, T(0), grad_w_hh, H);
-  auto ones = buffer<T>(rows);
-  std::fill(ones.get(), ones.get() + rows, T(1));
-  gemm(false, false, 1, G, rows, T(1), ones.get(), rows, dz, G, T(0), grad_bias, G);
-}
 
-// The four gate blocks of one slice of hidden units: c[:, g*cs + (0..J)] = a @ W[g*H + j0 + (0..J), :]^T
-// for g = 0..3, with a (B, K) and W (4H, K). A slice of all units is one product of width 4H.
-template <class T>
-void gate_gemm(int64_t B, int64_t H, int64_t K, int64_t j0, int64_t J, const T* a, const T* w, T* c, int64_t cs,
-               int64_t ldc) {
-  if (J == H) {
-    gemm(false, true, B, 4 * H, K, T(1), a, K, w, K, T(0), c, ldc);
-    return;
-  }
-  for (int g = 0; J > 0 && g < 4; ++g)
-    gemm(false, true, B, J, K, T(1), a, K, w + (g * H + j0) * K, K, T(0), c + g * cs, ldc);
-}
-
-// Inside the recurrence every OpenMP thread calls the BLAS on its own slice, so for that time
-// OpenBLAS must not start its own threads; the previous setting comes back afterwards.
-class BlasSingleThreaded {
- public:
-  BlasSingleThreaded() : saved_(scipy_openblas_get_num_threads()) { scipy_openblas_set_num_threads(1); }
-  ~BlasSingleThreaded() { scipy_openblas_set_num_threads(saved_); }
-  BlasSingleThreaded(const BlasSingleThreaded&) = delete;
-  BlasSingleThreaded& operator=(const BlasSingleThreaded&) = delete;
-
- private:
-  int saved_;
-};
-
-// This thread's share [begin, begin + size) of n hidden units.
+// This thread's share [begin, begin + size) of n items.
 struct Slice {
   int64_t begin, size;
 };
@@ -191,24 +136,84 @@ Slice thread_slice(int64_t n) {
   return {begin, std::min(n, begin + chunk) - begin};
 }
 
-int recurrence_threads(int64_t H) { return int(std::min<int64_t>(omp_get_max_threads(), H)); }
+// Threads for a call: one per slice of hidden units, but a single thread when a step's recurrent
+// product is too small (under ~64K multiply-adds) to pay for a barrier per step.
+int lstm_threads(int64_t B, int64_t H) {
+  if (B * 4 * H * H < (int64_t(1) << 16)) return 1;
+  return int(std::min<int64_t>(omp_get_max_threads(), H));
+}
+
+// The four gate blocks of one slice of units u = [j0, j0 + J), as products with W (4H, K):
+//   c[:, g*cs + (0..J)] = a (M, K) @ W[g*H + u, :]^T         (forward: gate pre-activations)
+// A slice of all the units is one product of width 4H.
+template <class T>
+void gates_times_w(int64_t M, int64_t H, int64_t K, Slice u, const T* a, const T* w, T* c, int64_t cs, int64_t ldc) {
+  if (u.size == H) {
+    gemm(false, true, M, 4 * H, K, T(1), a, K, w, K, T(0), c, ldc);
+    return;
+  }
+  for (int g = 0; u.size > 0 && g < 4; ++g)
+    gemm(false, true, M, u.size, K, T(1), a, K, w + (g * H + u.begin) * K, K, T(0), c + g * cs, ldc);
+}
+
+// The weight gradient rows of one slice of units: dW[g*H + u, :] = dz[:, g*H + u]^T @ a (M, K).
+template <class T>
+void weight_grad_rows(int64_t M, int64_t H, int64_t K, Slice u, const T* dz, const T* a, T* dw) {
+  const int64_t G = 4 * H;
+  if (u.size == H) {
+    gemm(true, false, G, K, M, T(1), dz, G, a, K, T(0), dw, K);
+    return;
+  }
+  for (int g = 0; u.size > 0 && g < 4; ++g) {
+    const int64_t r = g * H + u.begin;
+    gemm(true, false, u.size, K, M, T(1), dz + r, G, a, K, T(0), dw + r * K, K);
+  }
+}
+
+// Everything that follows from dz (rows x 4H) by products, split over the threads of the region:
+// this thread's gate rows of dW_ih = dz^T @ x, dW_hh = dz^T @ h_prev and db = column sums of dz
+// (its units' columns of dz, which it wrote itself), then, after a barrier, its share of the
+// rows of dx = dz @ W_ih.
+template <class T>
+void weight_grads(int64_t rows, int64_t I, int64_t H, Slice u, const T* dz, const T* x, const T* h_prev,
+                  const T* w_ih, T* grad_x, T* grad_w_ih, T* grad_w_hh, T* grad_bias) {
+  const int64_t G = 4 * H;
+  weight_grad_rows(rows, H, I, u, dz, x, grad_w_ih);
+  weight_grad_rows(rows, H, H, u, dz, h_prev, grad_w_hh);
+  copy_blocks<T>(u.size, H, nullptr, grad_bias + u.begin);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int g = 0; g < 4; ++g) {
+      const T* src = dz + r * G + g * H + u.begin;
+      T* dst = grad_bias + g * H + u.begin;
+#pragma omp simd
+      for (int64_t j = 0; j < u.size; ++j) dst[j] += src[j];
+    }
+#pragma omp barrier
+  const Slice rs = thread_slice(rows);
+  if (rs.size > 0)
+    gemm(false, false, rs.size, I, G, T(1), dz + rs.begin * G, G, w_ih, I, T(0), grad_x + rs.begin * I, I);
+}
 
 }  // namespace
 
-// The cell, like one step of the layer below: thread t computes the gate blocks of its hidden units
-// [j0, j0 + J) (single-threaded BLAS calls on its rows of W_ih and W_hh), then their pointwise pass.
+// Every kernel below is one OpenMP region in which thread t owns a slice of the hidden units
+// [j0, j0 + J) and computes, with single-threaded BLAS calls, the gate columns of those units
+// (their rows of W_ih and W_hh stay in its core's cache), runs the pointwise pass on them, and
+// meets the others at a barrier only where it needs what they computed.
+
 template <class T>
 void lstm_cell_forward(const LstmCellArgs& a, const T* x, const T* hx, const T* cx, const T* w_ih, const T* w_hh,
                        const T* b_ih, const T* b_hh, T* hy, T* cy, T* gates) {
   const int64_t B = a.batch, I = a.input_size, H = a.hidden_size, G = 4 * H;
   auto bias = combined_bias(G, b_ih, b_hh);
-  BlasSingleThreaded one_blas_thread;
-#pragma omp parallel num_threads(recurrence_threads(H))
+  SingleThreadedBlas one_blas_thread;
+#pragma omp parallel num_threads(lstm_threads(B, H))
   {
-    const auto [j0, J] = thread_slice(H);
+    const Slice u = thread_slice(H);
+    const int64_t j0 = u.begin, J = u.size;
     auto rec = buffer<T>(B * 4 * J);
-    gate_gemm(B, H, I, j0, J, x, w_ih, gates + j0, H, G);
-    gate_gemm(B, H, H, j0, J, hx, w_hh, rec.get(), J, 4 * J);
+    gates_times_w(B, H, I, u, x, w_ih, gates + j0, H, G);
+    gates_times_w(B, H, H, u, hx, w_hh, rec.get(), J, 4 * J);
     for (int64_t b = 0; b < B; ++b)
       row_forward(J, H, J, gates + b * G + j0, rec.get() + b * 4 * J, bias.get() + j0, cx + b * H + j0,
                   cy + b * H + j0, hy + b * H + j0);
@@ -223,15 +228,24 @@ void lstm_cell_backward(const LstmCellArgs& a, const T* grad_hy, const T* grad_c
   auto dz = buffer<T>(B * G);
   auto zeros = std::make_unique<T[]>(H);  // value-initialised: no second dh term for a single step
   std::copy(grad_cy, grad_cy + B * H, grad_cx);
-  for (int64_t b = 0; b < B; ++b)
-    row_backward(H, H, gates + b * G, cx + b * H, grad_hy + b * H, zeros.get(), grad_cx + b * H, dz.get() + b * G);
-  gemm(false, false, B, H, G, T(1), dz.get(), G, w_hh, H, T(0), grad_hx, H);
-  weight_grads(B, I, H, dz.get(), x, hx, w_ih, grad_x, grad_w_ih, grad_w_hh, grad_bias);
+  SingleThreadedBlas one_blas_thread;
+#pragma omp parallel num_threads(lstm_threads(B, H))
+  {
+    const Slice u = thread_slice(H);
+    const int64_t j0 = u.begin, J = u.size;
+    for (int64_t b = 0; b < B; ++b)
+      row_backward(J, H, gates + b * G + j0, cx + b * H + j0, grad_hy + b * H + j0, zeros.get(),
+                   grad_cx + b * H + j0, dz.get() + b * G + j0);
+    weight_grads(B, I, H, u, dz.get(), x, hx, w_ih, grad_x, grad_w_ih, grad_w_hh, grad_bias);
+    // dh for this thread's units: all of dz (complete after weight_grads' barrier) @ W_hh[:, j0..]
+    if (J > 0) gemm(false, false, B, J, G, T(1), dz.get(), G, w_hh + j0, H, T(0), grad_hx + j0, H);
+  }
 }
 
-// Thread t owns hidden units [j0, j0 + J): per step it computes their four gate blocks of
-// h @ W_hh^T, runs the pointwise pass on them and waits at the barrier. h alternates between two
-// buffers, so no thread overwrites the h another thread's GEMM is still reading.
+// Forward over the sequence: each thread first computes the input projection of its gate columns
+// for all T steps (one product with T*B rows), then runs the recurrence on its units with one
+// barrier per step. h alternates between two buffers, so no thread overwrites the h that another
+// thread's product is still reading.
 template <class T>
 void lstm_layer_forward(const LstmLayerArgs& a, const T* x, const T* h0, const T* c0, const T* w_ih,
                         const T* w_hh, const T* b_ih, const T* b_hh, T* out, T* hn, T* cn, T* gates, T* c_prev,
@@ -239,50 +253,48 @@ void lstm_layer_forward(const LstmLayerArgs& a, const T* x, const T* h0, const T
   const int64_t T_ = a.seq_len, B = a.batch, I = a.input_size, H = a.hidden_size, G = 4 * H;
   auto bias = combined_bias(G, b_ih, b_hh);
   auto h = buffer<T>(2 * B * H);
-  // The input projection of every step in one GEMM; the gates buffer holds it until each step
-  // replaces its rows with their activations. cn carries c from step to step.
-  gemm(false, true, T_ * B, G, I, T(1), x, I, w_ih, I, T(0), gates, G);
   std::copy(h0, h0 + B * H, h.get());
-  std::copy(c0, c0 + B * H, cn);
+  std::copy(c0, c0 + B * H, cn);  // cn carries c from step to step
+  SingleThreadedBlas one_blas_thread;
+#pragma omp parallel num_threads(lstm_threads(B, H))
   {
-    BlasSingleThreaded one_blas_thread;
-#pragma omp parallel num_threads(recurrence_threads(H))
-    {
-      const auto [j0, J] = thread_slice(H);
-      auto rec = buffer<T>(B * 4 * J);  // this thread's four gate blocks of h @ W_hh^T, J columns each
-      for (int64_t s = 0; s < T_; ++s) {
-        const T* h_cur = h.get() + (s & 1) * B * H;
-        T* h_next = h.get() + ((s + 1) & 1) * B * H;
-        gate_gemm(B, H, H, j0, J, h_cur, w_hh, rec.get(), J, 4 * J);
-        for (int64_t b = 0; b < B; ++b) {
-          const int64_t u = b * H + j0;  // the slice's first unit of row b in (B, H)
-          if (s >= a.length(b)) {        // padded: state kept, zeros for time s everywhere
-            const int64_t row = s * B + b;
-            std::copy(h_cur + u, h_cur + u + J, h_next + u);
-            std::fill(out + row * H + j0, out + row * H + j0 + J, T(0));
-            std::fill(c_prev + row * H + j0, c_prev + row * H + j0 + J, T(0));
-            std::fill(h_prev + row * H + j0, h_prev + row * H + j0 + J, T(0));
-            copy_blocks<T>(J, H, nullptr, gates + row * G + j0);
-            continue;
-          }
-          const int64_t row = a.time_at(b, s) * B + b;
-          std::copy(cn + u, cn + u + J, c_prev + row * H + j0);
-          std::copy(h_cur + u, h_cur + u + J, h_prev + row * H + j0);
-          row_forward(J, H, J, gates + row * G + j0, rec.get() + b * 4 * J, bias.get() + j0,
-                      c_prev + row * H + j0, cn + u, h_next + u);
-          std::copy(h_next + u, h_next + u + J, out + row * H + j0);
+    const Slice u = thread_slice(H);
+    const int64_t j0 = u.begin, J = u.size;
+    // The gates buffer holds the input projection until each step turns its rows into activations.
+    gates_times_w(T_ * B, H, I, u, x, w_ih, gates + j0, H, G);
+    auto rec = buffer<T>(B * 4 * J);  // this thread's four gate blocks of h @ W_hh^T, J columns each
+    for (int64_t s = 0; s < T_; ++s) {
+      const T* h_cur = h.get() + (s & 1) * B * H;
+      T* h_next = h.get() + ((s + 1) & 1) * B * H;
+      gates_times_w(B, H, H, u, h_cur, w_hh, rec.get(), J, 4 * J);
+      for (int64_t b = 0; b < B; ++b) {
+        const int64_t su = b * H + j0;  // the slice's first unit of row b in (B, H)
+        if (s >= a.length(b)) {         // padded: state kept, zeros for time s everywhere
+          const int64_t row = s * B + b;
+          std::copy(h_cur + su, h_cur + su + J, h_next + su);
+          std::fill(out + row * H + j0, out + row * H + j0 + J, T(0));
+          std::fill(c_prev + row * H + j0, c_prev + row * H + j0 + J, T(0));
+          std::fill(h_prev + row * H + j0, h_prev + row * H + j0 + J, T(0));
+          copy_blocks<T>(J, H, nullptr, gates + row * G + j0);
+          continue;
         }
-#pragma omp barrier
+        const int64_t row = a.time_at(b, s) * B + b;
+        std::copy(cn + su, cn + su + J, c_prev + row * H + j0);
+        std::copy(h_cur + su, h_cur + su + J, h_prev + row * H + j0);
+        row_forward(J, H, J, gates + row * G + j0, rec.get() + b * 4 * J, bias.get() + j0, c_prev + row * H + j0,
+                    cn + su, h_next + su);
+        std::copy(h_next + su, h_next + su + J, out + row * H + j0);
       }
+#pragma omp barrier
     }
   }
   const T* h_last = h.get() + (T_ & 1) * B * H;
   std::copy(h_last, h_last + B * H, hn);
 }
 
-// BPTT with the forward's unit slices: thread t computes dz for its units; after the step's
-// barrier, the columns [j0, j0 + J) of dh = dz_step @ W_hh, which are exactly the dh its own units
-// need at the next step. dz_step alternates between two buffers, as h does in the forward.
+// BPTT: per step, thread t computes dz for its units; after the step's barrier, the columns
+// [j0, j0 + J) of dh = dz_step @ W_hh, which are exactly the dh its units need at the step before.
+// dz_step alternates between two buffers, as h does in the forward. Then the weight gradients.
 template <class T>
 void lstm_layer_backward(const LstmLayerArgs& a, const T* grad_out, const T* grad_hn, const T* grad_cn, const T* x,
                          const T* w_ih, const T* w_hh, const T* gates, const T* c_prev, const T* h_prev, T* grad_x,
@@ -293,32 +305,31 @@ void lstm_layer_backward(const LstmLayerArgs& a, const T* grad_out, const T* gra
   // grad_c0 carries dc from step to step; grad_h0 receives each step's dz_step @ W_hh, which is the
   // dh of the step before for every row that was live there.
   std::copy(grad_cn, grad_cn + B * H, grad_c0);
+  SingleThreadedBlas one_blas_thread;
+#pragma omp parallel num_threads(lstm_threads(B, H))
   {
-    BlasSingleThreaded one_blas_thread;
-#pragma omp parallel num_threads(recurrence_threads(H))
-    {
-      const auto [j0, J] = thread_slice(H);
-      for (int64_t s = T_ - 1; s >= 0; --s) {
-        T* dzs = dz_step.get() + (s & 1) * B * G;
-        for (int64_t b = 0; b < B; ++b) {
-          const int64_t L = a.length(b);
-          if (s >= L) {  // padded: no gradient; dh and dc pass through unchanged
-            copy_blocks<T>(J, H, nullptr, dzs + b * G + j0);
-            copy_blocks<T>(J, H, nullptr, dz.get() + (s * B + b) * G + j0);
-            continue;
-          }
-          const int64_t row = a.time_at(b, s) * B + b;
-          const T* dh = (s + 1 < L ? grad_h0 : grad_hn) + b * H + j0;
-          row_backward(J, H, gates + row * G + j0, c_prev + row * H + j0, dh, grad_out + row * H + j0,
-                       grad_c0 + b * H + j0, dz.get() + row * G + j0);
-          copy_blocks<T>(J, H, dz.get() + row * G + j0, dzs + b * G + j0);
+    const Slice u = thread_slice(H);
+    const int64_t j0 = u.begin, J = u.size;
+    for (int64_t s = T_ - 1; s >= 0; --s) {
+      T* dzs = dz_step.get() + (s & 1) * B * G;
+      for (int64_t b = 0; b < B; ++b) {
+        const int64_t L = a.length(b);
+        if (s >= L) {  // padded: no gradient; dh and dc pass through unchanged
+          copy_blocks<T>(J, H, nullptr, dzs + b * G + j0);
+          copy_blocks<T>(J, H, nullptr, dz.get() + (s * B + b) * G + j0);
+          continue;
         }
-#pragma omp barrier
-        if (J > 0) gemm(false, false, B, J, G, T(1), dzs, G, w_hh + j0, H, T(0), grad_h0 + j0, H);
+        const int64_t row = a.time_at(b, s) * B + b;
+        const T* dh = (s + 1 < L ? grad_h0 : grad_hn) + b * H + j0;
+        row_backward(J, H, gates + row * G + j0, c_prev + row * H + j0, dh, grad_out + row * H + j0,
+                     grad_c0 + b * H + j0, dz.get() + row * G + j0);
+        copy_blocks<T>(J, H, dz.get() + row * G + j0, dzs + b * G + j0);
       }
+#pragma omp barrier
+      if (J > 0) gemm(false, false, B, J, G, T(1), dzs, G, w_hh + j0, H, T(0), grad_h0 + j0, H);
     }
+    weight_grads(T_ * B, I, H, u, dz.get(), x, h_prev, w_ih, grad_x, grad_w_ih, grad_w_hh, grad_bias);
   }
-  weight_grads(T_ * B, I, H, dz.get(), x, h_prev, w_ih, grad_x, grad_w_ih, grad_w_hh, grad_bias);
 }
 
 #define PYFASTDL_INSTANTIATE(T)                                                                                   \

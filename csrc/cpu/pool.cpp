@@ -5,14 +5,17 @@
 //   (-inf for max, 0 for avg) and every row is split into its stride phases (for stride 2: the even
 //   columns, then the odd ones). Padded column c = ow*sw + kw*dw then lives in phase (kw*dw) % sw at
 //   position ow + (kw*dw) / sw, so for a fixed window tap (kh, kw) the inputs of one output row are a
-//   unit-stride run, and every tap is one loop over ow that the compiler vectorises:
-//       max:  take = v > m[ow] || v != v;  m = take ? v : m;  tap = take ? this tap : tap
-//       avg:  acc[ow] += v, then divide by the (separable) window count
+//   unit-stride run, and every tap is one vectorised loop over ow:
+//       max:  take = v > m[ow] | v != v;  m = take ? v : m;  tap = take ? this tap : tap
+//             (branch-free bit selects on 16-byte vectors: a data-dependent branch here would be
+//             mispredicted half the time on real data)
+//       avg:  acc[ow] += v, then multiply by 1 / the (separable) window count
 //   There are no borders to special-case: padded cells hold -inf (never taken, as torch) or 0.
 //   The avg backward runs the same loops with += into a zeroed stage and un-stages the result; the
 //   max backward scatters gy to the saved argmax indices.
 //   adaptive avg: windows vary in size, so each output row first sums its input rows into a row
-//   buffer (vectorised over W), then each output sums its columns of that buffer.
+//   buffer (vectorised over W), then each output sums its columns of that buffer. With one output
+//   column (global pooling) a window is a contiguous run, summed through 8 partial sums.
 //
 // Cost. max/avg forward: KH*KW compare-or-adds per output plus one staging copy of the plane;
 // memory traffic is one read of x and one write of y (and indices). Adaptive: about H*W + OH*W adds.
@@ -21,7 +24,8 @@
 // vector instructions, so large inputs are bound by memory bandwidth and small ones by the per-plane
 // overhead (staging, scratch setup); OpenMP is skipped for tiny inputs where its fork costs more.
 // Max keeps torch's rules exactly: taps in row-major order, the first maximum wins ties, a NaN wins
-// (the last NaN), and an all -inf window reports its first in-bounds position.
+// (the last NaN), and an all -inf window reports its first in-bounds position. A dilated window with
+// no in-bounds cell at all gives -inf and index -1 (torch reports a position outside the plane).
 #include "cpu/pool.h"
 
 #include <omp.h>

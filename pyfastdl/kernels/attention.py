@@ -5,7 +5,8 @@
 
 Shapes (torch.nn.functional.scaled_dot_product_attention's): query (B, H, L, E), key (B, H, S, E),
 value (B, H, S, Ev) -> out (B, H, L, Ev) and lse (B, H, L), the per-row log-sum-exp of the scores
-the backward recomputes the probabilities from. Rank-3 inputs (N, L, E) are treated as one head
+the backward recomputes the probabilities from (q's dtype on the CPU, float32 on the GPU for every
+input dtype: float32, float16, bfloat16). Rank-3 inputs (N, L, E) are treated as one head
 each. ``attn_mask`` broadcasts to (B, H, L, S): bool (True = takes part in attention) or a float
 array of the query's dtype added to the scores; it is read in place with broadcast strides, never
 expanded. ``is_causal`` is the top-left aligned lower triangle (key j visible to query i iff j <= i)
@@ -107,7 +108,7 @@ def sdpa_forward(query, key, value, attn_mask=None, is_causal=False, scale=None,
     device, args, q, k, v, mask = _prepare(query, key, value, attn_mask, is_causal, scale)
     xp = backend.array_module(device)
     out = xp.empty(args.out_shape, dtype=q.dtype)
-    lse = xp.empty(args.lse_shape, dtype=q.dtype)
+    lse = xp.empty(args.lse_shape, dtype=q.dtype if device == "cpu" else xp.float32)
     backend.launch(name, device, args, q, k, v, mask, out, lse)
     if query.ndim == 3:
         return out[:, 0], lse[:, 0]

@@ -4,7 +4,8 @@ pooling, forward and backward, no autograd.
 Inputs are (N, C, H, W) or (C, H, W); the shape arithmetic (torch's rules) lives in C++ in
 ``_C.Pool2dArgs``. Every function takes ``variant=``: "fast" (default), or "reference" for the simple
 one-thread-per-output CUDA kernels kept beside the fast ones for study (CUDA only).
-``out=`` lets a caller supply the output array (GPU tests poison it with NaN first).
+``out=`` lets a caller supply the output array (GPU tests poison it with NaN first). Non-contiguous
+inputs are copied to contiguous arrays before the kernel runs (the kernels need C order).
 """
 
 from __future__ import annotations

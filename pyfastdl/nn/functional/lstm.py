@@ -20,7 +20,7 @@ dropout=0.0, training=False) -> (output, (h_n, c_n))``
     sequence, as for a packed sequence: output is zero past each sequence's length, h_n/c_n are the
     states at each sequence's last valid step, and the reverse direction starts there.
     dropout: probability of zeroing each output element of every layer but the last, when
-    training (numpy's / cupy's global random generator draws the mask).
+    training (:func:`pyfastdl.nn.functional.dropout`, masks from pyfastdl's global generator).
     Returns output (T, B, D * H) (batch-first if batch_first), h_n and c_n (num_layers * D, B, H).
 
 Each layer and direction is one autograd node (``_LstmLayer``), whose forward and backward are
@@ -37,6 +37,7 @@ from ...autograd import Function
 from ...creation import cat, stack
 from ...kernels import lstm as K
 from ...tensor import Tensor
+from .dropout import dropout as _dropout
 
 __all__ = ["lstm", "lstm_cell"]
 
@@ -171,10 +172,8 @@ def lstm(input, hx, params, num_layers=1, bidirectional=False, batch_first=False
             hn.append(h)
             cn.append(c)
         x = outs[0] if D == 1 else cat(outs, dim=2)
-        if training and dropout > 0 and layer < num_layers - 1:
-            xp = backend.get_array_module(x.data)
-            keep = (xp.random.random_sample(x.shape) >= dropout).astype(x.dtype) / (1.0 - dropout)
-            x = x * Tensor(keep)
+        if layer < num_layers - 1:
+            x = _dropout(x, dropout, training)
     h_n, c_n = stack(hn, dim=0), stack(cn, dim=0)
     if unbatched:
         x, h_n, c_n = x.squeeze(1), h_n.squeeze(1), c_n.squeeze(1)
