@@ -251,7 +251,7 @@ class FCNRecipe(Recipe):
     def default_hparams(self, args: argparse.Namespace) -> dict:
         common = dict(optimizer="adamw", weight_decay=1e-4, momentum=0.9, schedule="onecycle", threads=1)
         if args.dataset == "shapes":
-            return dict(common, epochs=5, batch_size=16, lr=6e-3)
+            return dict(common, epochs=8, batch_size=16, lr=6e-3)
         return dict(common, epochs=50, batch_size=8, lr=1e-3)
 
     def num_classes(self, args: argparse.Namespace) -> int:
