@@ -238,7 +238,7 @@ class FCNRecipe(Recipe):
         parser.add_argument("--data-dir", help="VOC: the folder holding VOCdevkit/VOC2012")
         parser.add_argument("--size", type=int, default=48,
                             help="shapes: scene size; voc: training crop size (default 48; voc: try 320)")
-        parser.add_argument("--train-samples", type=int, default=4000, help="shapes: training scenes (default 4000)")
+        parser.add_argument("--train-samples", type=int, default=6000, help="shapes: training scenes (default 6000)")
         parser.add_argument("--backbone", choices=BACKBONES, default="vgg16", help="vgg16 (default) or a ResNet")
         parser.add_argument("--width", type=float, default=0.125,
                             help="VGG-16 width multiplier (default 0.125; 1: the paper's)")
