@@ -53,15 +53,7 @@ def test_beam_one_is_greedy(rng):
 
 
 def test_decode_step_matches_teacher_forcing(rng):
-    """Feeding a prefix one token at a time through decode_step gives the teacher-forced logits."""
-    model = small().eval()
-    src, lengths, tgt_in, _ = checks.random_batch(rng, VOCAB)
-    full = checks.logits(model, src, lengths, tgt_in)
-    with pyfastdl.no_grad():
-        state = model.encode(pyfastdl.tensor(src), pyfastdl.tensor(lengths))
-        for t in range(tgt_in.shape[1]):
-            step, state = model.decode_step(pyfastdl.tensor(tgt_in[:, : t + 1]), state)
-            np.testing.assert_allclose(step.numpy(), full[:, t], rtol=1e-5, atol=1e-6)
+    checks.check_decode_step_matches_teacher_forcing(small(), rng, VOCAB)
 
 
 def test_step_lowers_loss(rng):

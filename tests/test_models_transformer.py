@@ -46,6 +46,10 @@ def test_beam_one_is_greedy(rng):
     checks.check_beam_one_is_greedy(small(), rng, VOCAB)
 
 
+def test_decode_step_matches_teacher_forcing(rng):
+    checks.check_decode_step_matches_teacher_forcing(small(), rng, VOCAB)
+
+
 def test_step_lowers_loss(rng):
     checks.check_step_lowers_loss(small(), TransformerRecipe(), rng, VOCAB)
 

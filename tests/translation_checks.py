@@ -102,3 +102,16 @@ def check_alignment(model, rng, vocab):
     np.testing.assert_allclose(a.sum(-1), 1.0, rtol=1e-5)
     pad = np.broadcast_to(np.arange(src.shape[1])[None, None, :] >= lengths[:, None, None], a.shape)
     assert (a[pad] == 0).all()
+
+
+def check_decode_step_matches_teacher_forcing(model, rng, vocab):
+    """Feeding a prefix one token at a time through decode_step (with whatever the model caches in
+    its state) gives the teacher-forced logits."""
+    model = model.eval()
+    src, lengths, tgt_in, _ = random_batch(rng, vocab)
+    full = logits(model, src, lengths, tgt_in)
+    with pyfastdl.no_grad():
+        state = model.encode(pyfastdl.tensor(src), pyfastdl.tensor(lengths))
+        for t in range(tgt_in.shape[1]):
+            step, state = model.decode_step(pyfastdl.tensor(tgt_in[:, : t + 1]), state)
+            np.testing.assert_allclose(step.numpy(), full[:, t], rtol=1e-5, atol=1e-6)
