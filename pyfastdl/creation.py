@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend, ops
-from .tensor import Tensor, _as_dtype
+from .tensor import Tensor, _as_dtype, _operand
 
 
 def tensor(data, dtype=None, device=None, requires_grad=False):
@@ -109,8 +109,6 @@ def where(condition, input, other):  # noqa: A002 (torch's names)
     ref = input if isinstance(input, Tensor) else other
     if not isinstance(ref, Tensor):
         raise TypeError("where: at least one of input and other must be a tensor")
-    from .tensor import _operand
-
     cond = condition if isinstance(condition, Tensor) else Tensor(backend.get_array_module(ref.data).asarray(condition))
     if cond.dtype != np.bool_:
         raise TypeError(f"where: condition must be a bool tensor, got {cond.dtype}")
