@@ -9,6 +9,10 @@
 #include <omp.h>
 #include <pybind11/pybind11.h>
 
+#include <string>
+
+#include "cpu/isa.h"
+
 #ifdef PYFASTDL_WITH_CUDA
 #include "runtime.h"
 #endif
@@ -42,6 +46,13 @@ PYBIND11_MODULE(_C, m) {
         scipy_openblas_set_num_threads(n);
       },
       py::arg("n"), "Set the threads used by the OpenMP kernels and by OpenBLAS");
+  cpu.def("best_isa", [] { return pyfastdl::cpu::isa_name(pyfastdl::cpu::best_isa()); },
+          "Widest instruction set ('base', 'avx2', 'avx512') this build has and this CPU supports");
+  cpu.def("get_isa", [] { return pyfastdl::cpu::isa_name(pyfastdl::cpu::active_isa()); },
+          "Instruction set the kernels compiled per set (LSTM) use now");
+  cpu.def("set_isa", [](const std::string& name) { pyfastdl::cpu::set_isa(name.c_str()); }, py::arg("name"),
+          "Use a narrower instruction set ('base', 'avx2') for the kernels compiled per set, or the best "
+          "again; ValueError for a set this CPU lacks");
 
 #ifdef PYFASTDL_WITH_CUDA
   m.attr("WITH_CUDA") = true;

@@ -146,7 +146,7 @@ class Function:
         _check_operands(cls.__name__, tensors)
         needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
         record = is_grad_enabled() and any(needs)
-        ctx = Context(needs)
+        ctx = Context(needs if record else (False,) * len(needs))  # nothing to save when nothing is recorded
         raw = [a.data if isinstance(a, Tensor) else a for a in args]
         with no_grad():
             out = cls.forward(ctx, *raw)

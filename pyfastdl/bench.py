@@ -30,6 +30,21 @@ def time_cpu(fn, warmup=1, repeats=10, min_time=0.0):
     return statistics.median(times)
 
 
+def time_cpu_pair(ours, ref, warmup=1, repeats=10):
+    """Median seconds of ``ours()`` and of ``ref()``, their calls alternated, so that both meet the same
+    machine conditions (frequency, other load) rather than one of them a quieter minute."""
+    for _ in range(warmup):
+        ours()
+        ref()
+    times = ([], [])
+    for _ in range(repeats):
+        for fn, t in zip((ours, ref), times):
+            t0 = time.perf_counter()
+            fn()
+            t.append(time.perf_counter() - t0)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
 class _L2Flusher:
     def __init__(self, cp):
         self.buf = cp.empty(L2_FLUSH_BYTES // 4, dtype=cp.float32)

@@ -152,6 +152,111 @@ def test_layer_any_thread_count(rng, threads):
         assert rel_err(got, r) < 1e-12
 
 
+# ---- the copies compiled per instruction set, over every tile shape ----------------------------------
+
+ISAS = [name for name in ("base", "avx2", "avx512")
+        if ("base", "avx2", "avx512").index(name) <= ("base", "avx2", "avx512").index(_C.cpu.best_isa())]
+
+
+@pytest.fixture(params=ISAS)
+def isa(request):
+    _C.cpu.set_isa(request.param)
+    yield request.param
+    _C.cpu.set_isa(_C.cpu.best_isa())
+
+
+def directional_check(loss, params, grads, rng, eps=1e-6):
+    """<grad, v> against the central difference of loss along a random v, for each parameter."""
+    for i, (p, g) in enumerate(zip(params, grads)):
+        v = rng.standard_normal(p.shape)
+        plus, minus = list(params), list(params)
+        plus[i], minus[i] = p + eps * v, p - eps * v
+        want = (loss(plus) - loss(minus)) / (2 * eps)
+        assert abs(float(np.sum(g * v)) - want) <= 1e-6 * max(1.0, abs(want)), f"parameter {i}"
+
+
+# Batch sizes giving every tile (1 to 4 vectors of batch columns, then two column groups), with an
+# odd hidden size so that the weight rows end in a partial tile.
+@pytest.mark.parametrize("B", [1, 17, 40, 64, 70])
+def test_layer_every_isa_and_tile(rng, isa, B):
+    T, I, H = 3, 5, 13
+    x = rng.standard_normal((T, B, I))
+    h0, c0 = rng.standard_normal((B, H)), rng.standard_normal((B, H))
+    w = weights(rng, I, H)
+    lengths = rng.integers(1, T + 1, B)
+    lengths[0] = T
+    g = [rng.standard_normal(s) for s in ((T, B, H), (B, H), (B, H))]
+    want = ref.lstm_layer(x, h0, c0, *w, reverse=True, lengths=lengths)
+    for dtype in (np.float64, np.float32):
+        got = K.lstm_layer_forward(*(a.astype(dtype) for a in (x, h0, c0, *w)), reverse=True, lengths=lengths)
+        for o, r in zip(got[:3], want):
+            assert rel_err(o, r) < TOL[dtype]
+    out, hn, cn, saved = K.lstm_layer_forward(x, h0, c0, *w, reverse=True, lengths=lengths)
+    gx, gh0, gc0, gwi, gwh, gb = K.lstm_layer_backward(*g, x, w[0], w[1], saved, reverse=True, lengths=lengths)
+
+    def loss(p):
+        o = ref.lstm_layer(*p[:5], p[5], np.zeros(4 * H), reverse=True, lengths=lengths)
+        return sum(float(np.sum(a * b)) for a, b in zip(o, g))
+
+    directional_check(loss, [x, h0, c0, w[0], w[1], w[2] + w[3]], [gx, gh0, gc0, gwi, gwh, gb], rng)
+
+
+@pytest.mark.parametrize("B", [1, 17, 40, 64, 70])
+def test_cell_every_isa_and_tile(rng, isa, B):
+    I, H = 7, 13
+    x, h, c = rng.standard_normal((B, I)), rng.standard_normal((B, H)), rng.standard_normal((B, H))
+    w = weights(rng, I, H)
+    ghy, gcy = rng.standard_normal((B, H)), rng.standard_normal((B, H))
+    want = ref.lstm_cell(x, h, c, *w)
+    for dtype in (np.float64, np.float32):
+        hy, cy, _ = K.lstm_cell_forward(*(a.astype(dtype) for a in (x, h, c, *w)))
+        assert rel_err(hy, want[0]) < TOL[dtype] and rel_err(cy, want[1]) < TOL[dtype]
+    _, _, gates = K.lstm_cell_forward(x, h, c, *w)
+    grads = K.lstm_cell_backward(ghy, gcy, gates, x, h, c, w[0], w[1])
+
+    def loss(p):
+        hy, cy = ref.lstm_cell(*p[:5], p[5], np.zeros(4 * H))
+        return float(np.sum(hy * ghy) + np.sum(cy * gcy))
+
+    directional_check(loss, [x, h, c, w[0], w[1], w[2] + w[3]], grads, rng)
+
+
+def test_set_isa_refuses_unknown_and_unsupported():
+    with pytest.raises(ValueError, match="must be 'base', 'avx2' or 'avx512'"):
+        _C.cpu.set_isa("sse9")
+    if _C.cpu.best_isa() != "avx512":
+        with pytest.raises(ValueError, match="not supported here"):
+            _C.cpu.set_isa("avx512")
+    assert _C.cpu.get_isa() == _C.cpu.best_isa()
+
+
+@pytest.mark.parametrize("reverse,with_lengths", [(False, False), (True, True)])
+def test_layer_inference_mode_saves_nothing_and_agrees(rng, reverse, with_lengths):
+    T, B, I, H = 6, 5, 4, 9
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    h0, c0 = (rng.standard_normal((B, H)).astype(np.float32) for _ in range(2))
+    w = weights(rng, I, H, np.float32)
+    lengths = [6, 2, 5, 1, 3] if with_lengths else None
+    train = K.lstm_layer_forward(x, h0, c0, *w, reverse=reverse, lengths=lengths)
+    infer = K.lstm_layer_forward(x, h0, c0, *w, reverse=reverse, lengths=lengths, save=False)
+    assert infer[3] is None
+    for a, b in zip(train[:3], infer[:3]):
+        np.testing.assert_array_equal(a, b)
+    # F.lstm under no_grad, or with nothing requiring grad, runs the inference kernel
+    with pyfastdl.no_grad():
+        out, _ = F.lstm(pyfastdl.tensor(x), None, tensors(w), num_layers=1)
+    np.testing.assert_array_equal(out.numpy(), K.lstm_layer_forward(x, np.zeros_like(h0), np.zeros_like(c0), *w,
+                                                                     save=False)[0])
+
+
+def test_layer_inference_state_arguments_together():
+    a = _C.LstmLayerArgs((2, 1, 3), (8, 3), (8, 2), False, None)
+    arrays = [np.zeros(s, np.float32) for s in ((2, 1, 3), (1, 2), (1, 2), (8, 3), (8, 2))]
+    outs = [np.zeros(s, np.float32) for s in ((2, 1, 2), (1, 2), (1, 2), (2, 1, 8))]
+    with pytest.raises(ValueError, match="c_prev and h_prev must both"):
+        _C.cpu.lstm_layer_forward(a, *arrays, None, None, *outs, np.zeros((2, 1, 2), np.float32), None)
+
+
 @pytest.mark.parametrize("reverse", [False, True])
 def test_layer_backward_matches_finite_differences(rng, reverse):
     """Kernel-level BPTT against central differences of the reference, lengths included."""

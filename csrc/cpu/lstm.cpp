@@ -17,38 +17,45 @@
 //
 // Threads. Each call is one OpenMP region in which every thread owns a slice of the hidden units
 // and does all the work of their gate columns: its share of the input projection, its slice of
-// each step's recurrent GEMM (single-threaded BLAS calls, so its rows of W_hh stay in its own
-// core's cache), the pointwise pass on its units, and its rows of the weight gradients. Threads
-// meet at one barrier per step. Handing every step's GEMM to OpenBLAS's own thread pool instead
+// each step's recurrent product (so its rows of W_hh stay in its own core's cache), the pointwise pass on its units, and its rows of the weight gradients. Threads
+// meet at one barrier per step. The BLAS calls run single-threaded inside the region: handing them
+// to OpenBLAS's own thread pool instead
 // makes two thread pools spin against each other on every step, which on a small (or shared)
 // machine costs more than the GEMM itself.
 //
+// The recurrent products. A step's product has only B rows against the whole of W_hh, and a BLAS
+// call would repack W_hh on every step, which for B = 16 costs about as much as the multiply. So the
+// per-step products use cpu/batch_gemm.h, written for this shape: each thread packs its share of
+// W_hh once per sequence (its gate rows for the forward, its columns for the backward), and every
+// step multiplies them by the state, kept transposed (features, batch). The single-step cell reads
+// the weights where they lie. The big products (the input projection, the weight gradients, dx of
+// a sequence) stay with OpenBLAS.
+//
 // Cost per step: 8*B*H*(I + H) flops forward, twice that backward, against ~5 transcendental
-// functions per hidden unit in the pointwise pass. The recurrent GEMM has only B rows, so its speed
-// limits the layer: OpenBLAS packs its W_hh operand again on every call, which for B = 16 costs
-// about as much as the multiply itself (oneDNN, behind torch's CPU LSTM, packs the weights once per
-// sequence; a pre-packed recurrent kernel is the next step here). float32 uses an exp written so
-// that the compiler vectorises it (SSE2 in a portable build); float64 uses the C library's (it
-// serves gradient checks, not speed).
+// functions per hidden unit in the pointwise pass. This file is compiled once per instruction set
+// (baseline, AVX2, AVX-512; cpu/isa.h), so the products and the pointwise pass use the widest
+// vectors the CPU has. float32 uses an exp written so that the compiler vectorises it; float64
+// uses the C library's (it serves gradient checks, not speed).
 //
 // The float exp below clamps its argument with comparisons; GCC if-converts (and so vectorises)
 // them only when it may assume floating-point operations do not trap. Nothing here uses FP traps.
 #pragma GCC optimize("no-trapping-math")
 
-#include "cpu/lstm.h"
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include <omp.h>
 
 #include "common/lstm_cell.h"
+#include "cpu/batch_gemm.h"
 #include "cpu/fast_math.h"
 #include "cpu/gemm.h"
+#include "cpu/lstm.h"
 
-namespace pyfastdl::cpu {
+namespace pyfastdl::cpu::PYFASTDL_ISA {
 namespace {
 
 // float32 math on the vectorisable exp of fast_math.h.
@@ -143,117 +150,124 @@ int lstm_threads(int64_t B, int64_t H) {
   return int(std::min<int64_t>(omp_get_max_threads(), H));
 }
 
-// The four gate blocks of one slice of units u = [j0, j0 + J), as products with W (4H, K):
-//   c[:, g*cs + (0..J)] = a (M, K) @ W[g*H + u, :]^T         (forward: gate pre-activations)
-// A slice of all the units is one product of width 4H.
-template <class T>
-void gates_times_w(int64_t M, int64_t H, int64_t K, Slice u, const T* a, const T* w, T* c, int64_t cs, int64_t ldc) {
-  if (u.size == H) {
-    gemm(false, true, M, 4 * H, K, T(1), a, K, w, K, T(0), c, ldc);
-    return;
-  }
-  for (int g = 0; u.size > 0 && g < 4; ++g)
-    gemm(false, true, M, u.size, K, T(1), a, K, w + (g * H + u.begin) * K, K, T(0), c + g * cs, ldc);
+// The big products, over all the rows of a sequence, split by contiguous gate columns (one BLAS
+// call per thread, each packing its operands once). Callers meet at a barrier before any thread
+// reads columns another one wrote.
+
+// This thread's gate columns of the input projection: gates[:, g] = x (rows, I) @ W_ih[g, :]^T.
+template <class T> void input_projection(int64_t rows, int64_t I, int64_t G, const T* x, const T* w_ih, T* gates) {
+  const Slice g = thread_slice(G);
+  if (g.size > 0) gemm(false, true, rows, g.size, I, T(1), x, I, w_ih + g.begin * I, I, T(0), gates + g.begin, G);
 }
 
-// The weight gradient rows of one slice of units: dW[g*H + u, :] = dz[:, g*H + u]^T @ a (M, K).
+// This thread's gate rows g of dW_ih = dz^T @ x, dW_hh = dz^T @ h_prev and db = column sums of dz,
+// for dz (rows, 4H), all of whose columns g must be complete.
 template <class T>
-void weight_grad_rows(int64_t M, int64_t H, int64_t K, Slice u, const T* dz, const T* a, T* dw) {
+void weight_grads(int64_t rows, int64_t I, int64_t H, const T* dz, const T* x, const T* h_prev, T* grad_w_ih,
+                  T* grad_w_hh, T* grad_bias) {
   const int64_t G = 4 * H;
-  if (u.size == H) {
-    gemm(true, false, G, K, M, T(1), dz, G, a, K, T(0), dw, K);
-    return;
-  }
-  for (int g = 0; u.size > 0 && g < 4; ++g) {
-    const int64_t r = g * H + u.begin;
-    gemm(true, false, u.size, K, M, T(1), dz + r, G, a, K, T(0), dw + r * K, K);
-  }
-}
-
-// Everything that follows from dz (rows x 4H) by products, split over the threads of the region:
-// this thread's gate rows of dW_ih = dz^T @ x, dW_hh = dz^T @ h_prev and db = column sums of dz
-// (its units' columns of dz, which it wrote itself), then, after a barrier, its share of the
-// rows of dx = dz @ W_ih.
-template <class T>
-void weight_grads(int64_t rows, int64_t I, int64_t H, Slice u, const T* dz, const T* x, const T* h_prev,
-                  const T* w_ih, T* grad_x, T* grad_w_ih, T* grad_w_hh, T* grad_bias) {
-  const int64_t G = 4 * H;
-  weight_grad_rows(rows, H, I, u, dz, x, grad_w_ih);
-  weight_grad_rows(rows, H, H, u, dz, h_prev, grad_w_hh);
-  copy_blocks<T>(u.size, H, nullptr, grad_bias + u.begin);
-  for (int64_t r = 0; r < rows; ++r)
-    for (int g = 0; g < 4; ++g) {
-      const T* src = dz + r * G + g * H + u.begin;
-      T* dst = grad_bias + g * H + u.begin;
+  const Slice g = thread_slice(G);
+  if (g.size == 0) return;
+  gemm(true, false, g.size, I, rows, T(1), dz + g.begin, G, x, I, T(0), grad_w_ih + g.begin * I, I);
+  gemm(true, false, g.size, H, rows, T(1), dz + g.begin, G, h_prev, H, T(0), grad_w_hh + g.begin * H, H);
+  T* db = grad_bias + g.begin;
+  std::fill(db, db + g.size, T(0));
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* src = dz + r * G + g.begin;
 #pragma omp simd
-      for (int64_t j = 0; j < u.size; ++j) dst[j] += src[j];
-    }
-#pragma omp barrier
-  const Slice rs = thread_slice(rows);
-  if (rs.size > 0)
-    gemm(false, false, rs.size, I, G, T(1), dz + rs.begin * G, G, w_ih, I, T(0), grad_x + rs.begin * I, I);
+    for (int64_t j = 0; j < g.size; ++j) db[j] += src[j];
+  }
+}
+
+// Row b of the transposed state: xt[(j0 + j) * ldx + b] = v[j] for this thread's n units.
+template <class T> void write_column(int64_t n, const T* v, T* xt, int64_t ldx) {
+  for (int64_t j = 0; j < n; ++j) xt[j * ldx] = v[j];
+}
+
+// dz's four gate blocks of one row (n units, gs apart) into column b of dzt (4H rows of ldx).
+template <class T> void write_gate_column(int64_t n, int64_t gs, const T* dz, T* dzt, int64_t ldx) {
+  for (int g = 0; g < 4; ++g) write_column(n, dz + g * gs, dzt + g * gs * ldx, ldx);
 }
 
 }  // namespace
 
 // Every kernel below is one OpenMP region in which thread t owns a slice of the hidden units
-// [j0, j0 + J) and computes, with single-threaded BLAS calls, the gate columns of those units
-// (their rows of W_ih and W_hh stay in its core's cache), runs the pointwise pass on them, and
-// meets the others at a barrier only where it needs what they computed.
+// [j0, j0 + J) and computes the gate columns of those units (their rows of W_ih and W_hh stay in
+// its core's cache), runs the pointwise pass on them, and meets the others at a barrier only where
+// it needs what they computed. States that feed a product are kept transposed, (features, Bp) with
+// the batch padded to whole vectors (padded_columns), as the right operand of weights_times_state.
 
 template <class T>
 void lstm_cell_forward(const LstmCellArgs& a, const T* x, const T* hx, const T* cx, const T* w_ih, const T* w_hh,
                        const T* b_ih, const T* b_hh, T* hy, T* cy, T* gates) {
-  const int64_t B = a.batch, I = a.input_size, H = a.hidden_size, G = 4 * H;
+  const int64_t B = a.batch, I = a.input_size, H = a.hidden_size, G = 4 * H, Bp = padded_columns<T>(B);
   auto bias = combined_bias(G, b_ih, b_hh);
-  SingleThreadedBlas one_blas_thread;
+  auto xt = buffer<T>(I * Bp), ht = buffer<T>(H * Bp);
+  transpose_into(B, I, x, I, xt.get(), Bp);
+  transpose_into(B, H, hx, H, ht.get(), Bp);
 #pragma omp parallel num_threads(lstm_threads(B, H))
   {
     const Slice u = thread_slice(H);
     const int64_t j0 = u.begin, J = u.size;
     auto rec = buffer<T>(B * 4 * J);
-    gates_times_w(B, H, I, u, x, w_ih, gates + j0, H, G);
-    gates_times_w(B, H, H, u, hx, w_hh, rec.get(), J, 4 * J);
+    for (int g = 0; g < 4; ++g) {
+      weights_times_state<T, ALayout::Rows>(J, B, I, w_ih + (g * H + j0) * I, I, xt.get(), Bp, gates + g * H + j0, G);
+      weights_times_state<T, ALayout::Rows>(J, B, H, w_hh + (g * H + j0) * H, H, ht.get(), Bp, rec.get() + g * J, 4 * J);
+    }
     for (int64_t b = 0; b < B; ++b)
       row_forward(J, H, J, gates + b * G + j0, rec.get() + b * 4 * J, bias.get() + j0, cx + b * H + j0,
                   cy + b * H + j0, hy + b * H + j0);
   }
 }
 
+// dz in both layouts: (B, 4H) for the weight gradients (OpenBLAS), transposed (4H, Bp) for dh and
+// dx, the products of W_hh^T and W_ih^T (each thread's rows of them packed) with dz^T.
 template <class T>
 void lstm_cell_backward(const LstmCellArgs& a, const T* grad_hy, const T* grad_cy, const T* gates, const T* x,
                         const T* hx, const T* cx, const T* w_ih, const T* w_hh, T* grad_x, T* grad_hx, T* grad_cx,
                         T* grad_w_ih, T* grad_w_hh, T* grad_bias) {
-  const int64_t B = a.batch, I = a.input_size, H = a.hidden_size, G = 4 * H;
+  const int64_t B = a.batch, I = a.input_size, H = a.hidden_size, G = 4 * H, Bp = padded_columns<T>(B);
   auto dz = buffer<T>(B * G);
-  auto zeros = std::make_unique<T[]>(H);  // value-initialised: no second dh term for a single step
+  auto dzt = std::make_unique<T[]>(G * Bp);  // value-initialised: zero padding columns
+  auto zeros = std::make_unique<T[]>(H);     // no second dh term for a single step
   std::copy(grad_cy, grad_cy + B * H, grad_cx);
   SingleThreadedBlas one_blas_thread;
 #pragma omp parallel num_threads(lstm_threads(B, H))
   {
     const Slice u = thread_slice(H);
     const int64_t j0 = u.begin, J = u.size;
-    for (int64_t b = 0; b < B; ++b)
+    for (int64_t b = 0; b < B; ++b) {
       row_backward(J, H, gates + b * G + j0, cx + b * H + j0, grad_hy + b * H + j0, zeros.get(),
                    grad_cx + b * H + j0, dz.get() + b * G + j0);
-    weight_grads(B, I, H, u, dz.get(), x, hx, w_ih, grad_x, grad_w_ih, grad_w_hh, grad_bias);
-    // dh for this thread's units: all of dz (complete after weight_grads' barrier) @ W_hh[:, j0..]
-    if (J > 0) gemm(false, false, B, J, G, T(1), dz.get(), G, w_hh + j0, H, T(0), grad_hx + j0, H);
+      write_gate_column(J, H, dz.get() + b * G + j0, dzt.get() + j0 * Bp + b, Bp);
+    }
+    // dh of this thread's units and dx of its share of the inputs, from all of dz
+    const Slice xs = thread_slice(I);
+    const Panels<T> wt_hh = pack_columns(J, G, B, w_hh + j0, H);
+    const Panels<T> wt_ih = pack_columns(xs.size, G, B, w_ih + xs.begin, I);
+#pragma omp barrier
+    weight_grads(B, I, H, dz.get(), x, hx, grad_w_ih, grad_w_hh, grad_bias);
+    weights_times_state<T, ALayout::Panels>(J, B, G, wt_hh.data.get(), 0, dzt.get(), Bp, grad_hx + j0, H);
+    weights_times_state<T, ALayout::Panels>(xs.size, B, G, wt_ih.data.get(), 0, dzt.get(), Bp, grad_x + xs.begin, I);
   }
 }
 
-// Forward over the sequence: each thread first computes the input projection of its gate columns
-// for all T steps (one product with T*B rows), then runs the recurrence on its units with one
-// barrier per step. h alternates between two buffers, so no thread overwrites the h that another
-// thread's product is still reading.
+// Forward over the sequence: the threads first compute the input projection for all T steps (one
+// product with T*B rows, split by gate columns), each packs its rows of W_hh, then each runs the
+// recurrence on its units with one barrier per step. h alternates between two buffers (in both layouts), so no
+// thread overwrites the h that another thread's product is still reading.
 template <class T>
 void lstm_layer_forward(const LstmLayerArgs& a, const T* x, const T* h0, const T* c0, const T* w_ih,
                         const T* w_hh, const T* b_ih, const T* b_hh, T* out, T* hn, T* cn, T* gates, T* c_prev,
                         T* h_prev) {
   const int64_t T_ = a.seq_len, B = a.batch, I = a.input_size, H = a.hidden_size, G = 4 * H;
+  const int64_t Bp = padded_columns<T>(B);
+  const bool save = c_prev != nullptr;
   auto bias = combined_bias(G, b_ih, b_hh);
   auto h = buffer<T>(2 * B * H);
+  auto ht = std::make_unique<T[]>(2 * H * Bp);  // value-initialised: zero padding columns
   std::copy(h0, h0 + B * H, h.get());
+  transpose_into(B, H, h0, H, ht.get(), Bp);
   std::copy(c0, c0 + B * H, cn);  // cn carries c from step to step
   SingleThreadedBlas one_blas_thread;
 #pragma omp parallel num_threads(lstm_threads(B, H))
@@ -261,29 +275,38 @@ void lstm_layer_forward(const LstmLayerArgs& a, const T* x, const T* h0, const T
     const Slice u = thread_slice(H);
     const int64_t j0 = u.begin, J = u.size;
     // The gates buffer holds the input projection until each step turns its rows into activations.
-    gates_times_w(T_ * B, H, I, u, x, w_ih, gates + j0, H, G);
+    input_projection(T_ * B, I, G, x, w_ih, gates);
+    // This thread's gate rows of W_hh (four blocks of J), packed once for all the steps.
+    const Panels<T> w = pack_rows<T>(4 * J, H, B, [&](int64_t m) { return w_hh + ((m / J) * H + j0 + m % J) * H; });
+#pragma omp barrier
     auto rec = buffer<T>(B * 4 * J);  // this thread's four gate blocks of h @ W_hh^T, J columns each
+    auto c_step = buffer<T>(J);       // c_prev of one row when it is not saved
     for (int64_t s = 0; s < T_; ++s) {
       const T* h_cur = h.get() + (s & 1) * B * H;
       T* h_next = h.get() + ((s + 1) & 1) * B * H;
-      gates_times_w(B, H, H, u, h_cur, w_hh, rec.get(), J, 4 * J);
+      T* ht_next = ht.get() + ((s + 1) & 1) * H * Bp + j0 * Bp;
+      weights_times_state<T, ALayout::Panels>(4 * J, B, H, w.data.get(), 0, ht.get() + (s & 1) * H * Bp, Bp, rec.get(), 4 * J);
       for (int64_t b = 0; b < B; ++b) {
         const int64_t su = b * H + j0;  // the slice's first unit of row b in (B, H)
         if (s >= a.length(b)) {         // padded: state kept, zeros for time s everywhere
           const int64_t row = s * B + b;
           std::copy(h_cur + su, h_cur + su + J, h_next + su);
           std::fill(out + row * H + j0, out + row * H + j0 + J, T(0));
-          std::fill(c_prev + row * H + j0, c_prev + row * H + j0 + J, T(0));
-          std::fill(h_prev + row * H + j0, h_prev + row * H + j0 + J, T(0));
+          if (save) {
+            std::fill(c_prev + row * H + j0, c_prev + row * H + j0 + J, T(0));
+            std::fill(h_prev + row * H + j0, h_prev + row * H + j0 + J, T(0));
+          }
           copy_blocks<T>(J, H, nullptr, gates + row * G + j0);
-          continue;
+        } else {
+          const int64_t row = a.time_at(b, s) * B + b;
+          T* cp = save ? c_prev + row * H + j0 : c_step.get();  // row_forward's c may not alias c_prev
+          std::copy(cn + su, cn + su + J, cp);
+          if (save) std::copy(h_cur + su, h_cur + su + J, h_prev + row * H + j0);
+          row_forward(J, H, J, gates + row * G + j0, rec.get() + b * 4 * J, bias.get() + j0, cp, cn + su,
+                      h_next + su);
+          std::copy(h_next + su, h_next + su + J, out + row * H + j0);
         }
-        const int64_t row = a.time_at(b, s) * B + b;
-        std::copy(cn + su, cn + su + J, c_prev + row * H + j0);
-        std::copy(h_cur + su, h_cur + su + J, h_prev + row * H + j0);
-        row_forward(J, H, J, gates + row * G + j0, rec.get() + b * 4 * J, bias.get() + j0, c_prev + row * H + j0,
-                    cn + su, h_next + su);
-        std::copy(h_next + su, h_next + su + J, out + row * H + j0);
+        write_column(J, h_next + su, ht_next + b, Bp);
       }
 #pragma omp barrier
     }
@@ -294,14 +317,16 @@ void lstm_layer_forward(const LstmLayerArgs& a, const T* x, const T* h0, const T
 
 // BPTT: per step, thread t computes dz for its units; after the step's barrier, the columns
 // [j0, j0 + J) of dh = dz_step @ W_hh, which are exactly the dh its units need at the step before.
-// dz_step alternates between two buffers, as h does in the forward. Then the weight gradients.
+// dz_step (kept transposed, as the right operand of weights_times_state) alternates between two buffers, as h
+// does in the forward. Then the weight gradients and dx, as products over all T*B rows.
 template <class T>
 void lstm_layer_backward(const LstmLayerArgs& a, const T* grad_out, const T* grad_hn, const T* grad_cn, const T* x,
                          const T* w_ih, const T* w_hh, const T* gates, const T* c_prev, const T* h_prev, T* grad_x,
                          T* grad_h0, T* grad_c0, T* grad_w_ih, T* grad_w_hh, T* grad_bias) {
   const int64_t T_ = a.seq_len, B = a.batch, I = a.input_size, H = a.hidden_size, G = 4 * H;
-  auto dz = buffer<T>(T_ * B * G);      // dZ of every step, in the (T, B, 4H) layout of the gates
-  auto dz_step = buffer<T>(2 * B * G);  // one step's rows: the left operand of the recurrent GEMM
+  const int64_t Bp = padded_columns<T>(B);
+  auto dz = buffer<T>(T_ * B * G);                  // dZ of every step, in the (T, B, 4H) layout of the gates
+  auto dzt = std::make_unique<T[]>(2 * G * Bp);     // one step's dZ, transposed; zero padding columns
   // grad_c0 carries dc from step to step; grad_h0 receives each step's dz_step @ W_hh, which is the
   // dh of the step before for every row that was live there.
   std::copy(grad_cn, grad_cn + B * H, grad_c0);
@@ -310,39 +335,34 @@ void lstm_layer_backward(const LstmLayerArgs& a, const T* grad_out, const T* gra
   {
     const Slice u = thread_slice(H);
     const int64_t j0 = u.begin, J = u.size;
+    // This thread's columns of W_hh, as rows of W_hh^T, packed once for all the steps.
+    const Panels<T> w = pack_columns(J, G, B, w_hh + j0, H);
     for (int64_t s = T_ - 1; s >= 0; --s) {
-      T* dzs = dz_step.get() + (s & 1) * B * G;
+      T* dzs = dzt.get() + (s & 1) * G * Bp;
       for (int64_t b = 0; b < B; ++b) {
         const int64_t L = a.length(b);
+        T* dz_row = dz.get() + ((s < L ? a.time_at(b, s) : s) * B + b) * G + j0;
         if (s >= L) {  // padded: no gradient; dh and dc pass through unchanged
-          copy_blocks<T>(J, H, nullptr, dzs + b * G + j0);
-          copy_blocks<T>(J, H, nullptr, dz.get() + (s * B + b) * G + j0);
-          continue;
+          copy_blocks<T>(J, H, nullptr, dz_row);
+        } else {
+          const int64_t row = a.time_at(b, s) * B + b;
+          const T* dh = (s + 1 < L ? grad_h0 : grad_hn) + b * H + j0;
+          row_backward(J, H, gates + row * G + j0, c_prev + row * H + j0, dh, grad_out + row * H + j0,
+                       grad_c0 + b * H + j0, dz_row);
         }
-        const int64_t row = a.time_at(b, s) * B + b;
-        const T* dh = (s + 1 < L ? grad_h0 : grad_hn) + b * H + j0;
-        row_backward(J, H, gates + row * G + j0, c_prev + row * H + j0, dh, grad_out + row * H + j0,
-                     grad_c0 + b * H + j0, dz.get() + row * G + j0);
-        copy_blocks<T>(J, H, dz.get() + row * G + j0, dzs + b * G + j0);
+        write_gate_column(J, H, dz_row, dzs + j0 * Bp + b, Bp);
       }
 #pragma omp barrier
-      if (J > 0) gemm(false, false, B, J, G, T(1), dzs, G, w_hh + j0, H, T(0), grad_h0 + j0, H);
+      weights_times_state<T, ALayout::Panels>(J, B, G, w.data.get(), 0, dzs, Bp, grad_h0 + j0, H);
     }
-    weight_grads(T_ * B, I, H, u, dz.get(), x, h_prev, w_ih, grad_x, grad_w_ih, grad_w_hh, grad_bias);
+    weight_grads(T_ * B, I, H, dz.get(), x, h_prev, grad_w_ih, grad_w_hh, grad_bias);
+    const Slice rs = thread_slice(T_ * B);
+    if (rs.size > 0)
+      gemm(false, false, rs.size, I, G, T(1), dz.get() + rs.begin * G, G, w_ih, I, T(0), grad_x + rs.begin * I, I);
   }
 }
 
-#define PYFASTDL_INSTANTIATE(T)                                                                                   \
-  template void lstm_cell_forward<T>(const LstmCellArgs&, const T*, const T*, const T*, const T*, const T*,       \
-                                     const T*, const T*, T*, T*, T*);                                             \
-  template void lstm_cell_backward<T>(const LstmCellArgs&, const T*, const T*, const T*, const T*, const T*,      \
-                                      const T*, const T*, const T*, T*, T*, T*, T*, T*, T*);                      \
-  template void lstm_layer_forward<T>(const LstmLayerArgs&, const T*, const T*, const T*, const T*, const T*,     \
-                                      const T*, const T*, T*, T*, T*, T*, T*, T*);                                \
-  template void lstm_layer_backward<T>(const LstmLayerArgs&, const T*, const T*, const T*, const T*, const T*,    \
-                                       const T*, const T*, const T*, const T*, T*, T*, T*, T*, T*, T*);
-PYFASTDL_INSTANTIATE(float)
-PYFASTDL_INSTANTIATE(double)
-#undef PYFASTDL_INSTANTIATE
+PYFASTDL_LSTM_INSTANTIATE(float)
+PYFASTDL_LSTM_INSTANTIATE(double)
 
-}  // namespace pyfastdl::cpu
+}  // namespace pyfastdl::cpu::PYFASTDL_ISA

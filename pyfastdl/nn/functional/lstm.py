@@ -68,8 +68,11 @@ class _LstmLayer(Function):
     @staticmethod
     def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, lengths):
         x, h0, c0, w_ih, w_hh = map(_c, (x, h0, c0, w_ih, w_hh))
-        out, hn, cn, saved = K.lstm_layer_forward(x, h0, c0, w_ih, w_hh, _c(b_ih), _c(b_hh), reverse, lengths)
-        ctx.save_for_backward(x, w_ih, w_hh, *saved)
+        save = any(ctx.needs_input_grad)  # inference keeps no per-step state
+        out, hn, cn, saved = K.lstm_layer_forward(x, h0, c0, w_ih, w_hh, _c(b_ih), _c(b_hh), reverse, lengths,
+                                                  save=save)
+        if save:
+            ctx.save_for_backward(x, w_ih, w_hh, *saved)
         ctx.reverse, ctx.lengths = reverse, lengths
         ctx.bias = (b_ih is not None, b_hh is not None)
         return out, hn, cn

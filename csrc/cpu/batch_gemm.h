@@ -1,0 +1,189 @@
+// Small-batch matrix products for the LSTM, written for the shape of its recurrence.
+//
+//   C[n, m] = sum_k A(m, k) * X[k, n]      m < M (weight rows), n < N (batch), k < K
+//
+// Inside the recurrence every step multiplies the whole weight matrix (4H x H) by only B columns of
+// state. A BLAS call packs (copies) its weight operand into its own layout on every call, which for
+// B = 16 moves as many bytes as the multiply needs. Here the weights are read where they lie (or,
+// for the sequence, packed once for all T steps), and the small operand X -- the state, transposed
+// to (K, N) with N padded to whole vectors and zero-filled -- is what the vector loads read.
+//
+// Micro-kernel: a tile of MR weight rows x NV vectors of batch columns stays in MR*NV vector
+// registers for the whole K loop. Each k loads NV vectors of X and, for each of the MR rows, one
+// weight scalar broadcast from memory into an FMA (vfmadd231ps zmm, zmm, [mem]{1to16} on AVX-512):
+// MR*NV FMAs for NV + MR loads. MR*NV is 24 accumulators where there are 32 vector registers (12
+// where there are 16), with the tile shaped to the batch: 24 x 1, 12 x 2, 8 x 3 or 6 x 4 vectors.
+// Cost: 2*M*N*K flops; A streams once per group of NV vectors of batch columns, X from L1/L2.
+//
+// The result is stored transposed, into C (N x M, row-major): the (batch, features) layout of the
+// callers. A is row-major (Rows: a weight matrix read where it lies, for a single step) or packed
+// once into k-major panels of MR rows (Panels: for all the steps of a sequence, or for W^T).
+// Edge tiles (fewer than MR rows left) are copied into a zero-padded panel first.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "cpu/isa.h"
+
+namespace pyfastdl::cpu::PYFASTDL_ISA {
+
+enum class ALayout { Rows, Panels };
+
+inline constexpr int kMaxVectors = 4;                         // batch columns per tile: up to 4 vectors
+inline constexpr int kAccumulators = kVectorRegisters * 3 / 4;  // the rest hold X and the broadcasts
+
+// Weight rows per tile for a product with n batch columns (of lanes L).
+template <class T> constexpr int tile_rows(int64_t n) {
+  const int64_t nv = std::min<int64_t>(kMaxVectors, (n + kLanes<T> - 1) / kLanes<T>);
+  return kAccumulators / int(std::max<int64_t>(nv, 1));
+}
+
+// The micro-kernel. `a` is k-major (A(r, k) = a[k * lda + r]) when KMajor, else row-major.
+// x has at least NV vectors readable in each of its K rows. Stores rows x cols of the tile, transposed.
+template <class T, bool KMajor, int MR, int NV>
+void tile(int64_t K, const T* a, int64_t lda, const T* x, int64_t ldx, T* c, int64_t ldc, int rows, int cols) {
+  using V = Vector<T>;
+  constexpr int L = kLanes<T>;
+  V acc[MR][NV] = {};
+  for (int64_t k = 0; k < K; ++k) {
+    V xv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) std::memcpy(&xv[v], x + k * ldx + v * L, sizeof(V));
+#pragma GCC unroll 24
+    for (int r = 0; r < MR; ++r) {
+      const T ar = KMajor ? a[k * lda + r] : a[r * lda + k];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] += ar * xv[v];
+    }
+  }
+  T out[MR][NV * L];
+  std::memcpy(out, acc, sizeof(out));
+  for (int n = 0; n < cols; ++n)
+    for (int r = 0; r < rows; ++r) c[n * ldc + r] = out[r][n];
+}
+
+// Packing A into k-major panels of tile_rows<T>(n) rows (n: the batch columns it will be used with),
+// the last panel zero-padded: panel p holds rows p*MR .. p*MR + MR - 1, as p[k * MR + r].
+template <class T> struct Panels {
+  int64_t mr, K;
+  std::unique_ptr<T[]> data;
+  Panels(int64_t M, int64_t K_, int64_t n) : mr(tile_rows<T>(n)), K(K_), data(new T[(M + mr - 1) / mr * mr * K_]) {
+    const int64_t m_end = (M + mr - 1) / mr * mr;
+    for (int64_t m = M; m < m_end; ++m)  // the padding rows of the last panel
+      for (int64_t k = 0; k < K; ++k) at(m, k) = T(0);
+  }
+  T& at(int64_t m, int64_t k) { return data[(m / mr) * mr * K + k * mr + m % mr]; }
+};
+
+// Rows of weight matrices: row m of A is row(m)[0 .. K), read along, a panel at a time.
+template <class T, class Row> Panels<T> pack_rows(int64_t M, int64_t K, int64_t n, Row row) {
+  Panels<T> p(M, K, n);
+  for (int64_t m0 = 0; m0 < M; m0 += p.mr) {
+    const int64_t rows = std::min(p.mr, M - m0);
+    T* dst = &p.at(m0, 0);
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* src = row(m0 + r);
+      for (int64_t k = 0; k < K; ++k) dst[k * p.mr + r] = src[k];
+    }
+  }
+  return p;
+}
+
+// Row k of A^T (M values) into the panels: MR values to each (MR known to the compiler, so that the
+// copies are inlined moves rather than a library call per MR values).
+template <class T, int MR> void scatter_to_panels(int64_t M, int64_t K, const T* src, T* dst) {
+  int64_t m0 = 0;
+  for (; m0 + MR <= M; m0 += MR)
+#pragma GCC unroll 24
+    for (int r = 0; r < MR; ++r) dst[m0 * K + r] = src[m0 + r];
+  for (int64_t r = 0; m0 + r < M; ++r) dst[m0 * K + r] = src[m0 + r];
+}
+
+// Columns of a weight matrix w (K rows, ldw apart): A(m, k) = w[k * ldw + m], so A = w^T. Each row
+// of w is read once, along, and scattered MR values to a panel.
+template <class T> Panels<T> pack_columns(int64_t M, int64_t K, int64_t n, const T* w, int64_t ldw) {
+  Panels<T> p(M, K, n);
+  for (int64_t k = 0; k < K; ++k) {
+    const T* src = w + k * ldw;
+    T* dst = p.data.get() + k * p.mr;
+    switch (p.mr) {
+      case kAccumulators: scatter_to_panels<T, kAccumulators>(M, K, src, dst); break;
+      case kAccumulators / 2: scatter_to_panels<T, kAccumulators / 2>(M, K, src, dst); break;
+      case kAccumulators / 3: scatter_to_panels<T, kAccumulators / 3>(M, K, src, dst); break;
+      default: scatter_to_panels<T, kAccumulators / 4>(M, K, src, dst); break;
+    }
+  }
+  return p;
+}
+
+template <class T, ALayout Layout, int MR, int NV>
+void tile_rows_of(int64_t M, int64_t K, const T* a, int64_t lda, const T* s, int64_t lds, T* c, int64_t ldc,
+                  int cols, std::vector<T>& edge) {
+  for (int64_t m0 = 0; m0 < M; m0 += MR) {
+    const int rows = int(std::min<int64_t>(MR, M - m0));
+    if (Layout == ALayout::Panels) {
+      tile<T, true, MR, NV>(K, a + (m0 / MR) * MR * K, MR, s, lds, c + m0, ldc, rows, cols);
+    } else if (rows == MR) {
+      tile<T, false, MR, NV>(K, a + m0 * lda, lda, s, lds, c + m0, ldc, rows, cols);
+    } else {  // the last rows: through a zero-padded panel, so the tile reads nothing past A
+      edge.assign(MR * K, T(0));
+      for (int64_t k = 0; k < K; ++k)
+        for (int r = 0; r < rows; ++r) edge[k * MR + r] = a[(m0 + r) * lda + k];
+      tile<T, true, MR, NV>(K, edge.data(), MR, s, lds, c + m0, ldc, rows, cols);
+    }
+  }
+}
+
+// Every group of NV vectors of batch columns (the last may have fewer), with MR rows per tile.
+template <class T, ALayout Layout, int MR>
+void column_groups(int64_t M, int64_t N, int64_t K, const T* a, int64_t lda, const T* s, int64_t lds, T* c,
+                   int64_t ldc) {
+  constexpr int L = kLanes<T>, NVmax = std::min(kMaxVectors, kAccumulators / MR);
+  std::vector<T> edge;
+  for (int64_t n0 = 0; n0 < N; n0 += NVmax * L) {
+    const int cols = int(std::min<int64_t>(NVmax * L, N - n0)), nv = (cols + L - 1) / L;
+    switch (nv) {
+#define PYFASTDL_GROUP(NV) tile_rows_of<T, Layout, MR, NV>(M, K, a, lda, s + n0, lds, c + n0 * ldc, ldc, cols, edge)
+      case 1: PYFASTDL_GROUP(1); break;
+      case 2: if constexpr (NVmax >= 2) PYFASTDL_GROUP(2); break;
+      case 3: if constexpr (NVmax >= 3) PYFASTDL_GROUP(3); break;
+      default: if constexpr (NVmax >= 4) PYFASTDL_GROUP(4); break;
+#undef PYFASTDL_GROUP
+    }
+  }
+}
+
+// C (N x M, ldc) = (A @ S)^T for the weights A (M x K) in `Layout` and the transposed state S
+// (K x N, lds >= N rounded up to whole vectors, the padding readable). For Panels, `a` is the data
+// of a Panels packed for the same N.
+template <class T, ALayout Layout>
+void weights_times_state(int64_t M, int64_t N, int64_t K, const T* a, int64_t lda, const T* s, int64_t lds, T* c,
+                         int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  switch (tile_rows<T>(N)) {
+#define PYFASTDL_ROWS(MR) column_groups<T, Layout, MR>(M, N, K, a, lda, s, lds, c, ldc)
+    case kAccumulators: PYFASTDL_ROWS(kAccumulators); break;
+    case kAccumulators / 2: PYFASTDL_ROWS(kAccumulators / 2); break;
+    case kAccumulators / 3: PYFASTDL_ROWS(kAccumulators / 3); break;
+    default: PYFASTDL_ROWS(kAccumulators / 4); break;
+#undef PYFASTDL_ROWS
+  }
+}
+
+// The padded width of the transposed state: n rounded up to whole vectors.
+template <class T> constexpr int64_t padded_columns(int64_t n) { return (n + kLanes<T> - 1) / kLanes<T> * kLanes<T>; }
+
+// xt (K x ldx, zero-padded past N) = x^T for x (N x K, row-major, ld_in apart).
+template <class T> void transpose_into(int64_t N, int64_t K, const T* x, int64_t ld_in, T* xt, int64_t ldx) {
+  for (int64_t k = 0; k < K; ++k) {
+    T* row = xt + k * ldx;
+    for (int64_t n = 0; n < N; ++n) row[n] = x[n * ld_in + k];
+    std::fill(row + N, row + ldx, T(0));
+  }
+}
+
+}  // namespace pyfastdl::cpu::PYFASTDL_ISA
