@@ -179,7 +179,7 @@ def directional_check(loss, params, grads, rng, eps=1e-6):
 # odd hidden size so that the weight rows end in a partial tile.
 @pytest.mark.parametrize("B", [1, 17, 40, 64, 70])
 def test_layer_every_isa_and_tile(rng, isa, B):
-    T, I, H = 3, 5, 13
+    T, I, H = 3, 5, 61
     x = rng.standard_normal((T, B, I))
     h0, c0 = rng.standard_normal((B, H)), rng.standard_normal((B, H))
     w = weights(rng, I, H)

@@ -66,33 +66,6 @@ void tile(int64_t K, const T* a, int64_t lda, const T* x, int64_t ldx, T* c, int
     for (int r = 0; r < rows; ++r) c[n * ldc + r] = out[r][n];
 }
 
-// Packing A into k-major panels of tile_rows<T>(n) rows (n: the batch columns it will be used with),
-// the last panel zero-padded: panel p holds rows p*MR .. p*MR + MR - 1, as p[k * MR + r].
-template <class T> struct Panels {
-  int64_t mr, K;
-  std::unique_ptr<T[]> data;
-  Panels(int64_t M, int64_t K_, int64_t n) : mr(tile_rows<T>(n)), K(K_), data(new T[(M + mr - 1) / mr * mr * K_]) {
-    const int64_t m_end = (M + mr - 1) / mr * mr;
-    for (int64_t m = M; m < m_end; ++m)  // the padding rows of the last panel
-      for (int64_t k = 0; k < K; ++k) at(m, k) = T(0);
-  }
-  T& at(int64_t m, int64_t k) { return data[(m / mr) * mr * K + k * mr + m % mr]; }
-};
-
-// Rows of weight matrices: row m of A is row(m)[0 .. K), read along, a panel at a time.
-template <class T, class Row> Panels<T> pack_rows(int64_t M, int64_t K, int64_t n, Row row) {
-  Panels<T> p(M, K, n);
-  for (int64_t m0 = 0; m0 < M; m0 += p.mr) {
-    const int64_t rows = std::min(p.mr, M - m0);
-    T* dst = &p.at(m0, 0);
-    for (int64_t r = 0; r < rows; ++r) {
-      const T* src = row(m0 + r);
-      for (int64_t k = 0; k < K; ++k) dst[k * p.mr + r] = src[k];
-    }
-  }
-  return p;
-}
-
 // Row k of A^T (M values) into the panels: MR values to each (MR known to the compiler, so that the
 // copies are inlined moves rather than a library call per MR values).
 template <class T, int MR> void scatter_to_panels(int64_t M, int64_t K, const T* src, T* dst) {
@@ -103,22 +76,50 @@ template <class T, int MR> void scatter_to_panels(int64_t M, int64_t K, const T*
   for (int64_t r = 0; m0 + r < M; ++r) dst[m0 * K + r] = src[m0 + r];
 }
 
-// Columns of a weight matrix w (K rows, ldw apart): A(m, k) = w[k * ldw + m], so A = w^T. Each row
-// of w is read once, along, and scattered MR values to a panel.
-template <class T> Panels<T> pack_columns(int64_t M, int64_t K, int64_t n, const T* w, int64_t ldw) {
-  Panels<T> p(M, K, n);
-  for (int64_t k = 0; k < K; ++k) {
-    const T* src = w + k * ldw;
-    T* dst = p.data.get() + k * p.mr;
-    switch (p.mr) {
-      case kAccumulators: scatter_to_panels<T, kAccumulators>(M, K, src, dst); break;
-      case kAccumulators / 2: scatter_to_panels<T, kAccumulators / 2>(M, K, src, dst); break;
-      case kAccumulators / 3: scatter_to_panels<T, kAccumulators / 3>(M, K, src, dst); break;
-      default: scatter_to_panels<T, kAccumulators / 4>(M, K, src, dst); break;
+// A (M x K) packed into k-major panels of tile_rows<T>(n) rows (n: the batch columns it will be
+// used with), the last panel zero-padded: panel p holds rows p*MR .. p*MR + MR - 1 as p[k*MR + r].
+template <class T> struct Panels {
+  int64_t M, K, mr;
+  std::unique_ptr<T[]> data;
+
+  // From the rows of weight matrices: A(m, k) = row(m)[k], each row read along.
+  template <class Row> static Panels of_rows(int64_t M, int64_t K, int64_t n, Row row) {
+    Panels p(M, K, n);
+    for (int64_t m0 = 0; m0 < M; m0 += p.mr) {
+      T* dst = p.data.get() + m0 * K;
+      for (int64_t r = 0; r < std::min(p.mr, M - m0); ++r) {
+        const T* src = row(m0 + r);
+        for (int64_t k = 0; k < K; ++k) dst[k * p.mr + r] = src[k];
+      }
     }
+    return p;
   }
-  return p;
-}
+
+  // From a weight matrix w used transposed: A(m, k) = w[k * ldw + m]. Each row of w is read once,
+  // along, and scattered MR values to a panel.
+  static Panels of_columns(int64_t M, int64_t K, int64_t n, const T* w, int64_t ldw) {
+    Panels p(M, K, n);
+    for (int64_t k = 0; k < K; ++k) {
+      const T* src = w + k * ldw;
+      T* dst = p.data.get() + k * p.mr;
+      switch (p.mr) {
+        case kAccumulators: scatter_to_panels<T, kAccumulators>(M, K, src, dst); break;
+        case kAccumulators / 2: scatter_to_panels<T, kAccumulators / 2>(M, K, src, dst); break;
+        case kAccumulators / 3: scatter_to_panels<T, kAccumulators / 3>(M, K, src, dst); break;
+        default: scatter_to_panels<T, kAccumulators / 4>(M, K, src, dst); break;
+      }
+    }
+    return p;
+  }
+
+ private:
+  Panels(int64_t M_, int64_t K_, int64_t n) : M(M_), K(K_), mr(tile_rows<T>(n)) {
+    const int64_t rows = (M + mr - 1) / mr * mr;
+    data.reset(new T[rows * K]);
+    for (int64_t m = M; m < rows; ++m)  // the padding rows of the last panel
+      for (int64_t k = 0; k < K; ++k) data[(m / mr) * mr * K + k * mr + m % mr] = T(0);
+  }
+};
 
 template <class T, ALayout Layout, int MR, int NV>
 void tile_rows_of(int64_t M, int64_t K, const T* a, int64_t lda, const T* s, int64_t lds, T* c, int64_t ldc,
@@ -158,8 +159,8 @@ void column_groups(int64_t M, int64_t N, int64_t K, const T* a, int64_t lda, con
 }
 
 // C (N x M, ldc) = (A @ S)^T for the weights A (M x K) in `Layout` and the transposed state S
-// (K x N, lds >= N rounded up to whole vectors, the padding readable). For Panels, `a` is the data
-// of a Panels packed for the same N.
+// (K x N, lds >= N rounded up to whole vectors, the padding readable). For Panels, `a` is a panel
+// start in a Panels packed for the same N.
 template <class T, ALayout Layout>
 void weights_times_state(int64_t M, int64_t N, int64_t K, const T* a, int64_t lda, const T* s, int64_t lds, T* c,
                          int64_t ldc) {

@@ -16,20 +16,20 @@
 // zeros for time s (exactly its padded times, over all steps), like PyTorch's packed sequences.
 //
 // Threads. Each call is one OpenMP region in which every thread owns a slice of the hidden units
-// and does all the work of their gate columns: its share of the input projection, its slice of
-// each step's recurrent product (so its rows of W_hh stay in its own core's cache), the pointwise pass on its units, and its rows of the weight gradients. Threads
-// meet at one barrier per step. The BLAS calls run single-threaded inside the region: handing them
-// to OpenBLAS's own thread pool instead
-// makes two thread pools spin against each other on every step, which on a small (or shared)
-// machine costs more than the GEMM itself.
+// and does the recurrent work of their gate columns: its slice of each step's recurrent product (so
+// its rows of W_hh stay in its own core's cache) and the pointwise pass on its units; the big
+// products are split among the threads by columns. Threads meet at one barrier per step. The BLAS
+// calls run single-threaded inside the region: handing them to OpenBLAS's own thread pool instead
+// makes two thread pools spin against each other, which on a small (or shared) machine costs more
+// than the GEMM itself.
 //
 // The recurrent products. A step's product has only B rows against the whole of W_hh, and a BLAS
 // call would repack W_hh on every step, which for B = 16 costs about as much as the multiply. So the
 // per-step products use cpu/batch_gemm.h, written for this shape: each thread packs its share of
 // W_hh once per sequence (its gate rows for the forward, its columns for the backward), and every
-// step multiplies them by the state, kept transposed (features, batch). The single-step cell reads
-// the weights where they lie. The big products (the input projection, the weight gradients, dx of
-// a sequence) stay with OpenBLAS.
+// step multiplies them by the state, kept transposed (features, batch). The single-step cell's
+// forward reads the weights where they lie. The big products (the input projection, the weight
+// gradients, dx) and the cell's backward, which reuses no weight, stay with OpenBLAS.
 //
 // Cost per step: 8*B*H*(I + H) flops forward, twice that backward, against ~5 transcendental
 // functions per hidden unit in the pointwise pass. This file is compiled once per instruction set
@@ -212,7 +212,8 @@ void lstm_cell_forward(const LstmCellArgs& a, const T* x, const T* hx, const T* 
     auto rec = buffer<T>(B * 4 * J);
     for (int g = 0; g < 4; ++g) {
       weights_times_state<T, ALayout::Rows>(J, B, I, w_ih + (g * H + j0) * I, I, xt.get(), Bp, gates + g * H + j0, G);
-      weights_times_state<T, ALayout::Rows>(J, B, H, w_hh + (g * H + j0) * H, H, ht.get(), Bp, rec.get() + g * J, 4 * J);
+      weights_times_state<T, ALayout::Rows>(J, B, H, w_hh + (g * H + j0) * H, H, ht.get(), Bp, rec.get() + g * J,
+                                            4 * J);
     }
     for (int64_t b = 0; b < B; ++b)
       row_forward(J, H, J, gates + b * G + j0, rec.get() + b * 4 * J, bias.get() + j0, cx + b * H + j0,
@@ -220,35 +221,31 @@ void lstm_cell_forward(const LstmCellArgs& a, const T* x, const T* hx, const T* 
   }
 }
 
-// dz in both layouts: (B, 4H) for the weight gradients (OpenBLAS), transposed (4H, Bp) for dh and
-// dx, the products of W_hh^T and W_ih^T (each thread's rows of them packed) with dz^T.
+// dz for each thread's units, then (after a barrier: the products need all of dz) the gradients
+// as BLAS products: a single step reuses no weight, so packing them once buys nothing here.
 template <class T>
 void lstm_cell_backward(const LstmCellArgs& a, const T* grad_hy, const T* grad_cy, const T* gates, const T* x,
                         const T* hx, const T* cx, const T* w_ih, const T* w_hh, T* grad_x, T* grad_hx, T* grad_cx,
                         T* grad_w_ih, T* grad_w_hh, T* grad_bias) {
-  const int64_t B = a.batch, I = a.input_size, H = a.hidden_size, G = 4 * H, Bp = padded_columns<T>(B);
+  const int64_t B = a.batch, I = a.input_size, H = a.hidden_size, G = 4 * H;
   auto dz = buffer<T>(B * G);
-  auto dzt = std::make_unique<T[]>(G * Bp);  // value-initialised: zero padding columns
-  auto zeros = std::make_unique<T[]>(H);     // no second dh term for a single step
+  auto zeros = std::make_unique<T[]>(H);  // value-initialised: no second dh term for a single step
   std::copy(grad_cy, grad_cy + B * H, grad_cx);
   SingleThreadedBlas one_blas_thread;
 #pragma omp parallel num_threads(lstm_threads(B, H))
   {
     const Slice u = thread_slice(H);
     const int64_t j0 = u.begin, J = u.size;
-    for (int64_t b = 0; b < B; ++b) {
+    for (int64_t b = 0; b < B; ++b)
       row_backward(J, H, gates + b * G + j0, cx + b * H + j0, grad_hy + b * H + j0, zeros.get(),
                    grad_cx + b * H + j0, dz.get() + b * G + j0);
-      write_gate_column(J, H, dz.get() + b * G + j0, dzt.get() + j0 * Bp + b, Bp);
-    }
-    // dh of this thread's units and dx of its share of the inputs, from all of dz
-    const Slice xs = thread_slice(I);
-    const Panels<T> wt_hh = pack_columns(J, G, B, w_hh + j0, H);
-    const Panels<T> wt_ih = pack_columns(xs.size, G, B, w_ih + xs.begin, I);
 #pragma omp barrier
     weight_grads(B, I, H, dz.get(), x, hx, grad_w_ih, grad_w_hh, grad_bias);
-    weights_times_state<T, ALayout::Panels>(J, B, G, wt_hh.data.get(), 0, dzt.get(), Bp, grad_hx + j0, H);
-    weights_times_state<T, ALayout::Panels>(xs.size, B, G, wt_ih.data.get(), 0, dzt.get(), Bp, grad_x + xs.begin, I);
+    // dh of this thread's units and dx of its share of the inputs
+    const Slice xs = thread_slice(I);
+    if (J > 0) gemm(false, false, B, J, G, T(1), dz.get(), G, w_hh + j0, H, T(0), grad_hx + j0, H);
+    if (xs.size > 0)
+      gemm(false, false, B, xs.size, G, T(1), dz.get(), G, w_ih + xs.begin, I, T(0), grad_x + xs.begin, I);
   }
 }
 
@@ -277,7 +274,7 @@ void lstm_layer_forward(const LstmLayerArgs& a, const T* x, const T* h0, const T
     // The gates buffer holds the input projection until each step turns its rows into activations.
     input_projection(T_ * B, I, G, x, w_ih, gates);
     // This thread's gate rows of W_hh (four blocks of J), packed once for all the steps.
-    const Panels<T> w = pack_rows<T>(4 * J, H, B, [&](int64_t m) { return w_hh + ((m / J) * H + j0 + m % J) * H; });
+    const auto w = Panels<T>::of_rows(4 * J, H, B, [&](int64_t m) { return w_hh + ((m / J) * H + j0 + m % J) * H; });
 #pragma omp barrier
     auto rec = buffer<T>(B * 4 * J);  // this thread's four gate blocks of h @ W_hh^T, J columns each
     auto c_step = buffer<T>(J);       // c_prev of one row when it is not saved
@@ -285,7 +282,8 @@ void lstm_layer_forward(const LstmLayerArgs& a, const T* x, const T* h0, const T
       const T* h_cur = h.get() + (s & 1) * B * H;
       T* h_next = h.get() + ((s + 1) & 1) * B * H;
       T* ht_next = ht.get() + ((s + 1) & 1) * H * Bp + j0 * Bp;
-      weights_times_state<T, ALayout::Panels>(4 * J, B, H, w.data.get(), 0, ht.get() + (s & 1) * H * Bp, Bp, rec.get(), 4 * J);
+      weights_times_state<T, ALayout::Panels>(4 * J, B, H, w.data.get(), 0, ht.get() + (s & 1) * H * Bp, Bp,
+                                              rec.get(), 4 * J);
       for (int64_t b = 0; b < B; ++b) {
         const int64_t su = b * H + j0;  // the slice's first unit of row b in (B, H)
         if (s >= a.length(b)) {         // padded: state kept, zeros for time s everywhere
@@ -336,7 +334,7 @@ void lstm_layer_backward(const LstmLayerArgs& a, const T* grad_out, const T* gra
     const Slice u = thread_slice(H);
     const int64_t j0 = u.begin, J = u.size;
     // This thread's columns of W_hh, as rows of W_hh^T, packed once for all the steps.
-    const Panels<T> w = pack_columns(J, G, B, w_hh + j0, H);
+    const auto w = Panels<T>::of_columns(J, G, B, w_hh + j0, H);
     for (int64_t s = T_ - 1; s >= 0; --s) {
       T* dzs = dzt.get() + (s & 1) * G * Bp;
       for (int64_t b = 0; b < B; ++b) {
