@@ -12,6 +12,7 @@ def collect() -> dict:
         "cuda_kernels_compiled": bool(_C.WITH_CUDA),
         "cuda_architectures": [f"sm_{a}" for a in _C.CUDA_ARCHITECTURES.split(",") if a],
         "openmp_threads": backend.get_num_threads(),
+        "cpu_instruction_set": _C.cpu.get_isa(),
         "families": {"cpu": list(_C.cpu.FAMILIES)},
         "gpus": [],
         "gpu_unavailable_reason": None,
@@ -43,6 +44,7 @@ def format_info(info: dict) -> str:
         f"pyfastdl {info['version']}",
         f"CUDA kernels compiled: {'yes (' + archs + ')' if info['cuda_kernels_compiled'] else 'no'}",
         f"OpenMP threads: {info['openmp_threads']}",
+        f"CPU instruction set of the LSTM kernels: {info['cpu_instruction_set']}",
     ]
     if info["gpus"]:
         for g in info["gpus"]:

@@ -21,6 +21,7 @@ def test_info_json_matches_build():
     if _C.WITH_CUDA:
         assert info["cuda_architectures"], "a CUDA build lists its architectures"
     assert info["openmp_threads"] >= 1
+    assert info["cpu_instruction_set"] in ("base", "avx2", "avx512")
     reason = backend.cuda_unavailable_reason()
     if reason is None:
         assert info["gpus"]

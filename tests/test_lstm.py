@@ -253,8 +253,10 @@ def test_layer_inference_state_arguments_together():
     a = _C.LstmLayerArgs((2, 1, 3), (8, 3), (8, 2), False, None)
     arrays = [np.zeros(s, np.float32) for s in ((2, 1, 3), (1, 2), (1, 2), (8, 3), (8, 2))]
     outs = [np.zeros(s, np.float32) for s in ((2, 1, 2), (1, 2), (1, 2), (2, 1, 8))]
-    with pytest.raises(ValueError, match="c_prev and h_prev must both"):
+    with pytest.raises(ValueError, match="gates, c_prev and h_prev must all"):
         _C.cpu.lstm_layer_forward(a, *arrays, None, None, *outs, np.zeros((2, 1, 2), np.float32), None)
+    with pytest.raises(ValueError, match="gates, c_prev and h_prev must all"):
+        _C.cpu.lstm_layer_forward(a, *arrays, None, None, *outs, None, None)
 
 
 @pytest.mark.parametrize("reverse", [False, True])

@@ -164,11 +164,11 @@ void bind_cpu(py::module_& cpu) {
         Array WH = c.get(w_hh, "weight_hh", {4 * a.hidden_size, a.hidden_size});
         Array BI = c.optional(b_ih, "bias_ih", G), BH = c.optional(b_hh, "bias_hh", G);
         Array O = c.get(out, "output", a.out_shape()), HN = c.get(hn, "hn", S), CN = c.get(cn, "cn", S);
-        Array GT = c.get(gates, "gates", a.gates_shape());
+        Array GT = c.optional(gates, "gates", a.gates_shape());
         Array CP = c.optional(c_prev, "c_prev", SS), HP = c.optional(h_prev, "h_prev", SS);
-        if (c_prev.is_none() != h_prev.is_none())
-          throw py::value_error("lstm_layer_forward: c_prev and h_prev must both be arrays (training) or both "
-                                "None (inference)");
+        if (gates.is_none() != c_prev.is_none() || c_prev.is_none() != h_prev.is_none())
+          throw py::value_error("lstm_layer_forward: gates, c_prev and h_prev must all be arrays (training) or "
+                                "all None (inference)");
         dispatch(c.dtype, [&](auto t) {
           using T = decltype(t);
           py::gil_scoped_release nogil;
@@ -178,8 +178,8 @@ void bind_cpu(py::module_& cpu) {
         });
       },
       "One LSTM layer and direction over a sequence: (args, input, h0, c0, weight_ih, weight_hh, bias_ih|None, "
-      "bias_hh|None, output, hn, cn, gates, c_prev|None, h_prev|None); the last three are saved for backward "
-      "(c_prev and h_prev None: inference, not saved)");
+      "bias_hh|None, output, hn, cn, gates, c_prev, h_prev); the last three are saved for backward, or all None "
+      "(inference)");
 
   cpu.def(
       "lstm_layer_backward",

@@ -82,42 +82,38 @@ template <class T> struct Panels {
   int64_t M, K, mr;
   std::unique_ptr<T[]> data;
 
-  // From the rows of weight matrices: A(m, k) = row(m)[k], each row read along.
-  template <class Row> static Panels of_rows(int64_t M, int64_t K, int64_t n, Row row) {
-    Panels p(M, K, n);
-    for (int64_t m0 = 0; m0 < M; m0 += p.mr) {
-      T* dst = p.data.get() + m0 * K;
-      for (int64_t r = 0; r < std::min(p.mr, M - m0); ++r) {
-        const T* src = row(m0 + r);
-        for (int64_t k = 0; k < K; ++k) dst[k * p.mr + r] = src[k];
-      }
-    }
-    return p;
+  Panels(int64_t M_, int64_t K_, int64_t n) : M(M_), K(K_), mr(tile_rows<T>(n)) {
+    const int64_t rows = (M + mr - 1) / mr * mr;
+    data.reset(new T[rows * K]);
+    for (int64_t m = M; m < rows; ++m)  // the padding rows of the last panel
+      for (int64_t k = 0; k < K; ++k) data[(m / mr) * mr * K + k * mr + m % mr] = T(0);
   }
 
-  // From a weight matrix w used transposed: A(m, k) = w[k * ldw + m]. Each row of w is read once,
-  // along, and scattered MR values to a panel.
-  static Panels of_columns(int64_t M, int64_t K, int64_t n, const T* w, int64_t ldw) {
-    Panels p(M, K, n);
+  // Columns [k0, k0 + width) from the rows of weight matrices: A(m, k0 + k) = row(m)[k], each row
+  // read along.
+  template <class Row> void fill_rows(int64_t k0, int64_t width, Row row) {
+    for (int64_t m0 = 0; m0 < M; m0 += mr) {
+      T* dst = data.get() + m0 * K + k0 * mr;
+      for (int64_t r = 0; r < std::min(mr, M - m0); ++r) {
+        const T* src = row(m0 + r);
+        for (int64_t k = 0; k < width; ++k) dst[k * mr + r] = src[k];
+      }
+    }
+  }
+
+  // All of A from a weight matrix w used transposed: A(m, k) = w[k * ldw + m]. Each row of w is
+  // read once, along, and scattered MR values to a panel.
+  void fill_columns(const T* w, int64_t ldw) {
     for (int64_t k = 0; k < K; ++k) {
       const T* src = w + k * ldw;
-      T* dst = p.data.get() + k * p.mr;
-      switch (p.mr) {
+      T* dst = data.get() + k * mr;
+      switch (mr) {
         case kAccumulators: scatter_to_panels<T, kAccumulators>(M, K, src, dst); break;
         case kAccumulators / 2: scatter_to_panels<T, kAccumulators / 2>(M, K, src, dst); break;
         case kAccumulators / 3: scatter_to_panels<T, kAccumulators / 3>(M, K, src, dst); break;
         default: scatter_to_panels<T, kAccumulators / 4>(M, K, src, dst); break;
       }
     }
-    return p;
-  }
-
- private:
-  Panels(int64_t M_, int64_t K_, int64_t n) : M(M_), K(K_), mr(tile_rows<T>(n)) {
-    const int64_t rows = (M + mr - 1) / mr * mr;
-    data.reset(new T[rows * K]);
-    for (int64_t m = M; m < rows; ++m)  // the padding rows of the last panel
-      for (int64_t k = 0; k < K; ++k) data[(m / mr) * mr * K + k * mr + m % mr] = T(0);
   }
 };
 

@@ -2,34 +2,35 @@
 //
 // Algorithm. An LSTM step is two matrix products and a pointwise pass:
 //   Z = x @ W_ih^T + h @ W_hh^T + b_ih + b_hh   (B, 4H),   then (c, h) = cell(Z, c_prev)
-// with the cell's equations in common/lstm_cell.h. The layer hoists the input projection of all T
-// steps into one GEMM, (T*B, I) x (I, 4H), which runs near the BLAS peak, and leaves only the
-// recurrent GEMM (B, H) x (H, 4H) inside the loop over time. After it, one pointwise pass per batch
-// row adds that product and the biases, applies the four activations, updates c and h, and stores
-// what backward needs (gate activations, and the c and h the step started from), all in one sweep.
-// Backward (BPTT) walks the steps in reverse: a pointwise pass gives the step's dZ, one GEMM
-// dZ @ W_hh carries dh to the step before; the input and weight gradients are then three GEMMs
-// over all T*B rows at once, and the bias gradient a column sum.
+// with the cell's equations in common/lstm_cell.h. The layer's forward makes each step one product,
+// [x_t, h_t] @ [W_ih | W_hh]^T, with the weights packed once for all T steps; one pointwise pass
+// per batch row then adds the biases, applies the four activations, updates c and h, and stores
+// what backward needs (gate activations, and the c and h the step started from; nothing in
+// inference), all in one sweep. Backward (BPTT) walks the steps in reverse: a pointwise pass gives
+// the step's dZ, one product dZ @ W_hh carries dh to the step before; the input and weight
+// gradients are then three GEMMs over all T*B rows at once, and the bias gradient a column sum.
 //
 // Variable lengths: row b is live for its first lengths[b] steps (forward direction: times
 // 0..L-1; reverse: L-1 down to 0). A row that is not live at step s keeps its h and c and writes
 // zeros for time s (exactly its padded times, over all steps), like PyTorch's packed sequences.
 //
 // Threads. Each call is one OpenMP region in which every thread owns a slice of the hidden units
-// and does the recurrent work of their gate columns: its slice of each step's recurrent product (so
-// its rows of W_hh stay in its own core's cache) and the pointwise pass on its units; the big
-// products are split among the threads by columns. Threads meet at one barrier per step. The BLAS
-// calls run single-threaded inside the region: handing them to OpenBLAS's own thread pool instead
-// makes two thread pools spin against each other, which on a small (or shared) machine costs more
-// than the GEMM itself.
+// and does the recurrent work of their gate columns: its slice of each step's product (so its
+// weights stay in its own core's cache) and the pointwise pass on its units; the big products of
+// the backward are split among the threads by columns. Threads meet at one barrier per step. The
+// BLAS calls run single-threaded inside the region: handing them to OpenBLAS's own thread pool
+// instead makes two thread pools spin against each other, which on a small (or shared) machine
+// costs more than the GEMM itself.
 //
-// The recurrent products. A step's product has only B rows against the whole of W_hh, and a BLAS
-// call would repack W_hh on every step, which for B = 16 costs about as much as the multiply. So the
-// per-step products use cpu/batch_gemm.h, written for this shape: each thread packs its share of
-// W_hh once per sequence (its gate rows for the forward, its columns for the backward), and every
-// step multiplies them by the state, kept transposed (features, batch). The single-step cell's
-// forward reads the weights where they lie. The big products (the input projection, the weight
-// gradients, dx) and the cell's backward, which reuses no weight, stay with OpenBLAS.
+// The per-step products. A step's product has only B rows against the whole of the weights, and a
+// BLAS call would repack the weights on every step, which for B = 16 costs about as much as the
+// multiply. So they use cpu/batch_gemm.h, written for this shape: each thread packs its share of
+// the weights once per sequence (its gate rows of [W_ih | W_hh] for the forward, its columns of W_hh
+// for the backward), and every step multiplies them by the state, kept transposed (features,
+// batch). Doing the input projection inside the steps, rather than as one big GEMM ahead, saves
+// writing and re-reading a (T, B, 4H) array. The single-step cell's forward reads the weights where
+// they lie. The big products of the backward (the weight gradients, dx) and the cell's backward,
+// which reuses no weight, go to OpenBLAS.
 //
 // Cost per step: 8*B*H*(I + H) flops forward, twice that backward, against ~5 transcendental
 // functions per hidden unit in the pointwise pass. This file is compiled once per instruction set
@@ -84,24 +85,29 @@ template <class T> std::unique_ptr<T[]> combined_bias(int64_t G, const T* b_ih, 
   return b;
 }
 
-// One batch row, n hidden units: z = gates + rec + bias (four blocks i f g o, gs apart in gates and
-// bias, rs apart in rec) in; activations out in gates; c and h (n) written. c_prev must not alias c.
-template <class T>
-void row_forward(int64_t n, int64_t gs, int64_t rs, T* gates, const T* rec, const T* bias, const T* c_prev, T* c,
-                 T* h) {
+// One batch row, n hidden units: z = rec (+ xw) + bias, four blocks i f g o (rs apart in rec, gs
+// apart in xw and bias) in; the activations out to act (blocks as apart; act may be xw); c and h
+// (n) written. c_prev must not alias c.
+template <class T, bool AddX>
+void row_forward(int64_t n, int64_t gs, int64_t rs, int64_t as, const T* xw, const T* rec, const T* bias,
+                 const T* c_prev, T* c, T* h, T* act) {
 #pragma omp simd
   for (int64_t j = 0; j < n; ++j) {
-    T i = gates[j] + rec[j] + bias[j];
-    T f = gates[gs + j] + rec[rs + j] + bias[gs + j];
-    T g = gates[2 * gs + j] + rec[2 * rs + j] + bias[2 * gs + j];
-    T o = gates[3 * gs + j] + rec[3 * rs + j] + bias[3 * gs + j];
+    T i = rec[j] + bias[j], f = rec[rs + j] + bias[gs + j];
+    T g = rec[2 * rs + j] + bias[2 * gs + j], o = rec[3 * rs + j] + bias[3 * gs + j];
+    if (AddX) {
+      i += xw[j];
+      f += xw[gs + j];
+      g += xw[2 * gs + j];
+      o += xw[3 * gs + j];
+    }
     T hj;
     c[j] = lstm_unit_forward<T, Math<T>>(i, f, g, o, c_prev[j], hj);
     h[j] = hj;
-    gates[j] = i;
-    gates[gs + j] = f;
-    gates[2 * gs + j] = g;
-    gates[3 * gs + j] = o;
+    act[j] = i;
+    act[as + j] = f;
+    act[2 * as + j] = g;
+    act[3 * as + j] = o;
   }
 }
 
@@ -150,15 +156,8 @@ int lstm_threads(int64_t B, int64_t H) {
   return int(std::min<int64_t>(omp_get_max_threads(), H));
 }
 
-// The big products, over all the rows of a sequence, split by contiguous gate columns (one BLAS
-// call per thread, each packing its operands once). Callers meet at a barrier before any thread
-// reads columns another one wrote.
-
-// This thread's gate columns of the input projection: gates[:, g] = x (rows, I) @ W_ih[g, :]^T.
-template <class T> void input_projection(int64_t rows, int64_t I, int64_t G, const T* x, const T* w_ih, T* gates) {
-  const Slice g = thread_slice(G);
-  if (g.size > 0) gemm(false, true, rows, g.size, I, T(1), x, I, w_ih + g.begin * I, I, T(0), gates + g.begin, G);
-}
+// The weight gradients: products over all the rows of a sequence, split by contiguous gate rows
+// (one BLAS call per thread, each packing its operands once).
 
 // This thread's gate rows g of dW_ih = dz^T @ x, dW_hh = dz^T @ h_prev and db = column sums of dz,
 // for dz (rows, 4H), all of whose columns g must be complete.
@@ -216,8 +215,8 @@ void lstm_cell_forward(const LstmCellArgs& a, const T* x, const T* hx, const T* 
                                             4 * J);
     }
     for (int64_t b = 0; b < B; ++b)
-      row_forward(J, H, J, gates + b * G + j0, rec.get() + b * 4 * J, bias.get() + j0, cx + b * H + j0,
-                  cy + b * H + j0, hy + b * H + j0);
+      row_forward<T, true>(J, H, J, H, gates + b * G + j0, rec.get() + b * 4 * J, bias.get() + j0, cx + b * H + j0,
+                           cy + b * H + j0, hy + b * H + j0, gates + b * G + j0);
   }
 }
 
@@ -249,41 +248,50 @@ void lstm_cell_backward(const LstmCellArgs& a, const T* grad_hy, const T* grad_c
   }
 }
 
-// Forward over the sequence: the threads first compute the input projection for all T steps (one
-// product with T*B rows, split by gate columns), each packs its rows of W_hh, then each runs the
-// recurrence on its units with one barrier per step. h alternates between two buffers (in both layouts), so no
-// thread overwrites the h that another thread's product is still reading.
+// Forward over the sequence. Each step is one product per thread, its gate rows of
+// [W_ih | W_hh] (packed once) times the step's [x_t; h_t] (kept transposed, (I + H, Bp)), then the
+// pointwise pass on its units: no input projection computed ahead and stored for all T steps (a
+// (T, B, 4H) round trip through memory). The state alternates between two buffers; during step s,
+// the threads write step s + 1's: h for their units, x for their share of the inputs.
 template <class T>
 void lstm_layer_forward(const LstmLayerArgs& a, const T* x, const T* h0, const T* c0, const T* w_ih,
                         const T* w_hh, const T* b_ih, const T* b_hh, T* out, T* hn, T* cn, T* gates, T* c_prev,
                         T* h_prev) {
-  const int64_t T_ = a.seq_len, B = a.batch, I = a.input_size, H = a.hidden_size, G = 4 * H;
+  const int64_t T_ = a.seq_len, B = a.batch, I = a.input_size, H = a.hidden_size, G = 4 * H, K = I + H;
   const int64_t Bp = padded_columns<T>(B);
-  const bool save = c_prev != nullptr;
+  const bool save = gates != nullptr;
   auto bias = combined_bias(G, b_ih, b_hh);
   auto h = buffer<T>(2 * B * H);
-  auto ht = std::make_unique<T[]>(2 * H * Bp);  // value-initialised: zero padding columns
+  auto st = std::make_unique<T[]>(2 * K * Bp);  // value-initialised: zero padding columns
+  // x of row b at step s, transposed into rows [k0, k0 + n) of a state buffer (left alone when the
+  // row is padded at s: its products are not used).
+  auto put_x = [&](int64_t s, int64_t k0, int64_t n, T* state) {
+    for (int64_t b = 0; b < B; ++b)
+      if (s < a.length(b)) write_column(n, x + (a.time_at(b, s) * B + b) * I + k0, state + k0 * Bp + b, Bp);
+  };
+  put_x(0, 0, I, st.get());
+  transpose_into(B, H, h0, H, st.get() + I * Bp, Bp);
   std::copy(h0, h0 + B * H, h.get());
-  transpose_into(B, H, h0, H, ht.get(), Bp);
   std::copy(c0, c0 + B * H, cn);  // cn carries c from step to step
-  SingleThreadedBlas one_blas_thread;
 #pragma omp parallel num_threads(lstm_threads(B, H))
   {
-    const Slice u = thread_slice(H);
+    const Slice u = thread_slice(H), xs = thread_slice(I);
     const int64_t j0 = u.begin, J = u.size;
-    // The gates buffer holds the input projection until each step turns its rows into activations.
-    input_projection(T_ * B, I, G, x, w_ih, gates);
-    // This thread's gate rows of W_hh (four blocks of J), packed once for all the steps.
-    const auto w = Panels<T>::of_rows(4 * J, H, B, [&](int64_t m) { return w_hh + ((m / J) * H + j0 + m % J) * H; });
-#pragma omp barrier
-    auto rec = buffer<T>(B * 4 * J);  // this thread's four gate blocks of h @ W_hh^T, J columns each
+    // This thread's gate rows (four blocks of J) of [W_ih | W_hh], packed once for all the steps.
+    auto gate_row = [&](int64_t m) { return (m / J) * H + j0 + m % J; };
+    Panels<T> w(4 * J, K, B);
+    w.fill_rows(0, I, [&](int64_t m) { return w_ih + gate_row(m) * I; });
+    w.fill_rows(I, H, [&](int64_t m) { return w_hh + gate_row(m) * H; });
+    auto rec = buffer<T>(B * 4 * J);  // this thread's four gate blocks of the product, J columns each
+    auto act = buffer<T>(4 * J);      // the activations of one row when they are not saved
     auto c_step = buffer<T>(J);       // c_prev of one row when it is not saved
     for (int64_t s = 0; s < T_; ++s) {
       const T* h_cur = h.get() + (s & 1) * B * H;
       T* h_next = h.get() + ((s + 1) & 1) * B * H;
-      T* ht_next = ht.get() + ((s + 1) & 1) * H * Bp + j0 * Bp;
-      weights_times_state<T, ALayout::Panels>(4 * J, B, H, w.data.get(), 0, ht.get() + (s & 1) * H * Bp, Bp,
+      T* st_next = st.get() + ((s + 1) & 1) * K * Bp;
+      weights_times_state<T, ALayout::Panels>(4 * J, B, K, w.data.get(), 0, st.get() + (s & 1) * K * Bp, Bp,
                                               rec.get(), 4 * J);
+      if (s + 1 < T_) put_x(s + 1, xs.begin, xs.size, st_next);
       for (int64_t b = 0; b < B; ++b) {
         const int64_t su = b * H + j0;  // the slice's first unit of row b in (B, H)
         if (s >= a.length(b)) {         // padded: state kept, zeros for time s everywhere
@@ -293,18 +301,18 @@ void lstm_layer_forward(const LstmLayerArgs& a, const T* x, const T* h0, const T
           if (save) {
             std::fill(c_prev + row * H + j0, c_prev + row * H + j0 + J, T(0));
             std::fill(h_prev + row * H + j0, h_prev + row * H + j0 + J, T(0));
+            copy_blocks<T>(J, H, nullptr, gates + row * G + j0);
           }
-          copy_blocks<T>(J, H, nullptr, gates + row * G + j0);
         } else {
           const int64_t row = a.time_at(b, s) * B + b;
           T* cp = save ? c_prev + row * H + j0 : c_step.get();  // row_forward's c may not alias c_prev
           std::copy(cn + su, cn + su + J, cp);
           if (save) std::copy(h_cur + su, h_cur + su + J, h_prev + row * H + j0);
-          row_forward(J, H, J, gates + row * G + j0, rec.get() + b * 4 * J, bias.get() + j0, cp, cn + su,
-                      h_next + su);
+          row_forward<T, false>(J, H, J, save ? H : J, nullptr, rec.get() + b * 4 * J, bias.get() + j0, cp,
+                                cn + su, h_next + su, save ? gates + row * G + j0 : act.get());
           std::copy(h_next + su, h_next + su + J, out + row * H + j0);
         }
-        write_column(J, h_next + su, ht_next + b, Bp);
+        write_column(J, h_next + su, st_next + (I + j0) * Bp + b, Bp);
       }
 #pragma omp barrier
     }
@@ -334,7 +342,8 @@ void lstm_layer_backward(const LstmLayerArgs& a, const T* grad_out, const T* gra
     const Slice u = thread_slice(H);
     const int64_t j0 = u.begin, J = u.size;
     // This thread's columns of W_hh, as rows of W_hh^T, packed once for all the steps.
-    const auto w = Panels<T>::of_columns(J, G, B, w_hh + j0, H);
+    Panels<T> w(J, G, B);
+    w.fill_columns(w_hh + j0, H);
     for (int64_t s = T_ - 1; s >= 0; --s) {
       T* dzs = dzt.get() + (s & 1) * G * Bp;
       for (int64_t b = 0; b < B; ++b) {

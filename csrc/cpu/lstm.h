@@ -18,8 +18,8 @@
                           const T* x, const T* hx, const T* cx, const T* w_ih, const T* w_hh, T* grad_x,      \
                           T* grad_hx, T* grad_cx, T* grad_w_ih, T* grad_w_hh, T* grad_bias);                  \
   /* One layer, one direction, the whole sequence x (T, B, I) -> output (T, B, H), final hn, cn (B, H).      \
-     Saves gates (T, B, 4H) and the c and h each step started from (T, B, H) for backward; c_prev and       \
-     h_prev may both be null (inference: not saved). */                                                      \
+     Saves gates (T, B, 4H) and the c and h each step started from (T, B, H) for backward; gates, c_prev    \
+     and h_prev may all be null (inference: not saved). */                                                   \
   template <class T>                                                                                          \
   void lstm_layer_forward(const LstmLayerArgs& a, const T* x, const T* h0, const T* c0, const T* w_ih,        \
                           const T* w_hh, const T* b_ih, const T* b_hh, T* out, T* hn, T* cn, T* gates,        \

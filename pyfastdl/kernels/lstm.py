@@ -98,8 +98,8 @@ def lstm_layer_forward(input, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_h
 
     Returns ``(output, hn, cn, saved)``: output (T, B, H), hn and cn (B, H), and ``saved`` (what
     :func:`lstm_layer_backward` needs: gate activations (T, B, 4H), the c and h each step started
-    from (T, B, H) each). ``save=False`` (inference) skips storing the c and h of every step on the
-    CPU and returns ``saved=None``.
+    from (T, B, H) each). ``save=False`` (inference) stores none of them on the CPU and returns
+    ``saved=None``.
     """
     if variant not in LSTM_LAYER_VARIANTS:
         raise ValueError(f"lstm_layer_forward: variant must be one of {LSTM_LAYER_VARIANTS}, got {variant!r}")
@@ -110,8 +110,8 @@ def lstm_layer_forward(input, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_h
     out = _new(xp, a.out_shape, dt)
     hn, cn = _new(xp, a.state_shape, dt), _new(xp, a.state_shape, dt)
     if device == "cpu":
-        gates = _new(xp, a.gates_shape, dt)
-        c_prev, h_prev = (_new(xp, a.saved_state_shape, dt) for _ in range(2)) if save else (None, None)
+        gates, c_prev, h_prev = ((_new(xp, a.gates_shape, dt), _new(xp, a.saved_state_shape, dt),
+                                  _new(xp, a.saved_state_shape, dt)) if save else (None, None, None))
         backend.launch("lstm_layer_forward", device, a, input, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh,
                        out, hn, cn, gates, c_prev, h_prev)
         return out, hn, cn, ((gates, c_prev, h_prev) if save else None)
