@@ -39,27 +39,46 @@ def test_fast_yolo_output_shape_and_parameters(rng):
 
 
 def test_small_yolo_configurable(rng):
-    assert n_params(yolo_v1_small()) == 400_032
-    model = yolo_v1_small(S=5, B=3, C=4, image_size=40)
+    model = yolo_v1_small()
+    assert n_params(model) == 7_477_536
+    assert sum(isinstance(m, pyfastdl.nn.Linear) for m in model.modules()) == 2
+    assert n_params(yolo_v1_small(head="conv")) == 400_032
+    model = yolo_v1_small(S=5, B=3, C=4, image_size=40, head="conv")
     out = model(pyfastdl.tensor(rng.random((2, 3, 40, 40), dtype=np.float32)))
     assert out.shape == (2, 5, 5, 3 * 5 + 4)
     leaky = [m for m in model.modules() if isinstance(m, pyfastdl.nn.LeakyReLU)]
     assert leaky and all(m.negative_slope == 0.1 for m in leaky)
-    fc = yolo_v1_small(S=5, B=3, C=4, image_size=40, head="fc", hidden=32)
+    fc = yolo_v1_small(S=5, B=3, C=4, image_size=40, hidden=32)
     assert fc(pyfastdl.tensor(rng.random((2, 3, 40, 40), dtype=np.float32))).shape == (2, 5, 5, 19)
     with pytest.raises(ValueError, match="S x S grid"):
-        yolo_v1_small(image_size=48)
+        yolo_v1_small(image_size=48, head="conv")
     with pytest.raises(ValueError, match="too small"):
         yolo_v1_small(image_size=2, head="fc")
     with pytest.raises(ValueError, match="head must be"):
         yolo_v1_small(head="dense")
 
 
-def test_one_step_lowers_the_loss():
+def test_fc_head_starts_at_zero_and_fills_cells_in_order(rng):
+    """The last fully connected layer starts at zero (the output is zero for any input), and its
+    S*S*(B*5 + C) outputs are read cell by cell: output[n, i, j, d] is unit (i*S + j)*(B*5 + C) + d."""
+    model = yolo_v1_small(S=5, B=3, C=4, image_size=40, hidden=32)
+    model.eval()
+    x = pyfastdl.tensor(rng.random((2, 3, 40, 40), dtype=np.float32))
+    with pyfastdl.no_grad():
+        assert not model(x).numpy().any()
+        last = model.head[-1]
+        last.weight.data[...] = rng.standard_normal(last.weight.shape).astype(np.float32)
+        flat = model.head(model.features(x)).numpy()
+        np.testing.assert_array_equal(model(x).numpy(), flat.reshape(2, 5, 5, 19))
+        assert flat[1, (2 * 5 + 3) * 19 + 7] == model(x).numpy()[1, 2, 3, 7]
+
+
+@pytest.mark.parametrize("head", ["fc", "conv"])
+def test_one_step_lowers_the_loss(head):
     pyfastdl.manual_seed(0)
     images, targets = SyntheticDetection(8, 32, "train").images, SyntheticDetection(8, 32, "train").targets
     encoded = encode_targets(targets, 32, S=4, C=6)
-    model = yolo_v1_small(S=4, C=6, image_size=32)
+    model = yolo_v1_small(S=4, C=6, image_size=32, head=head, dropout=0.0)  # both evaluations see one network
     opt = pyfastdl.optim.Adam(model.parameters(), lr=1e-3)
     x = pyfastdl.tensor(images)
     before = yolo_v1_loss(model(x), encoded, S=4, B=2, C=6)

@@ -20,8 +20,10 @@ Three layouts, all built by :class:`YOLOv1` from a list of layers:
   C=20: 36,531,294 parameters.
 * :func:`yolo_v1_small` -- the CPU default of ``pyfastdl train yolov1``: a network of the same
   kind scaled down for 56x56 inputs (5x5/2 16; 3x3 32; pool; 3x3 64; pool; 1x1 64, 3x3 128,
-  3x3 128: a 7x7 trunk output, leaky ReLU 0.1 throughout) with a convolutional head (3x3 128,
-  then 1x1 to B*5 + C per cell). With S=7, B=2, C=6 (the synthetic shapes): 400,032 parameters.
+  3x3 128: a 7x7 trunk output, leaky ReLU 0.1 throughout), then the paper's head: fully connected
+  1024 (leaky ReLU) and fully connected S*S*(B*5 + C), linear. With S=7, B=2, C=6 (the synthetic
+  shapes): 7,477,536 parameters. ``head="conv"`` swaps the two fully connected layers for a
+  convolutional head as YOLOv2 did (3x3 128, then 1x1 to B*5 + C per cell; 400,032 parameters).
 
 Departures from the paper:
   * Padding is "same" (k // 2), as in Darknet; the paper does not say.
@@ -36,13 +38,19 @@ Departures from the paper:
     by random left-right flips.
   * The input size is a parameter (448 in the paper); the fully connected head adapts to the
     trunk's output size, so any S works with any input size.
-  * The CPU default (``yolov1``) swaps the two fully connected layers for a convolutional head
-    (``head="conv"``, as YOLOv2 did), and uses 56x56 inputs and far fewer filters. With the
-    paper's fully connected head (a 64x64 version, 976k parameters) four epochs of 4,000 scenes
-    -- the ten minutes the 2-core CPU allows -- reached a training mAP of only 0.06, the loss
-    barely below that of a constant prediction: the fully connected layers must learn the
-    position of every cell from scratch, a convolutional head shares it across cells.
-    ``yolov1 --head fc`` trains the fully connected version of the same trunk.
+  * The last fully connected layer starts at zero (weights and bias), in every layout: the
+    output is zero at first and the trunk receives no gradient through a random head. From
+    scratch on 8,000 scenes, 500 steps reached a validation mAP of 0.15 this way against 0.07 with
+    the default initialisation (uniform +-1/sqrt(fan_in)).
+  * The CPU default (``yolov1``): 56x56 inputs, far fewer filters, a hidden layer of 1024
+    instead of 4096 (still wider than the 784 outputs; 128 was far too slow to learn), no
+    dropout (0.5 cut the mAP after two epochs from 0.28 to 0.17; ``--dropout 0.5`` restores it),
+    AdamW at 5e-4 (2e-3 made the large fully connected layers unstable), and 16,000 training
+    scenes seen 3 times (with 4,000 scenes the fully connected layers memorised them: training
+    loss fell, test mAP stayed near zero). Every cell's output has its own weights, so the head
+    learns each cell's position from the objects that fall in that cell alone; it needs more
+    data than a convolutional head, which shares what it learns across cells. Measured: test
+    mAP@0.5 0.733 in 375 s on one thread (load 1-2.7 from other work on the 2-core CPU).
 """
 
 from __future__ import annotations
@@ -131,6 +139,9 @@ class YOLOv1(nn.Module):
                                       nn.Dropout(dropout), nn.Linear(hidden, S * S * (B * 5 + C)))
         else:
             self.head = nn.Sequential(nn.Flatten(), nn.Linear(channels * size * size, S * S * (B * 5 + C)))
+        if self.fully_connected:  # the output layer starts at zero (see the module's notes)
+            nn.init.zeros_(self.head[-1].weight)
+            nn.init.zeros_(self.head[-1].bias)
 
     def forward(self, x):
         y = self.head(self.features(x))
@@ -150,12 +161,14 @@ def fast_yolo(S: int = 7, B: int = 2, C: int = 20, image_size: int = 448, **kwar
     return YOLOv1(FAST_LAYERS, S, B, C, image_size, **kwargs)
 
 
-def yolo_v1_small(S: int = 7, B: int = 2, C: int = 6, image_size: int = 56, **kwargs) -> YOLOv1:
-    """The CPU-sized YOLOv1 of ``pyfastdl train yolov1`` (976,416 parameters at the defaults)."""
-    kwargs.setdefault("hidden", 128)
+def yolo_v1_small(S: int = 7, B: int = 2, C: int = 6, image_size: int = 56, head: str = "fc",
+                  hidden: int | None = None, **kwargs) -> YOLOv1:
+    """The CPU-sized YOLOv1 of ``pyfastdl train yolov1`` (7,477,536 parameters at the defaults; with
+    ``head="conv"``, 400,032). ``hidden`` defaults to 1024 for the fully connected head (wider than the
+    S*S*(B*5 + C) outputs, as the paper's 4096 is), 128 for the convolutional one."""
     kwargs.setdefault("batch_norm", True)
-    kwargs.setdefault("head", "conv")
-    return YOLOv1(SMALL_LAYERS, S, B, C, image_size, **kwargs)
+    hidden = hidden if hidden is not None else (1024 if head == "fc" else 128)
+    return YOLOv1(SMALL_LAYERS, S, B, C, image_size, hidden=hidden, head=head, **kwargs)
 
 
 # ---- the training recipes: yolov1 (CPU default), yolov1-paper, fast-yolo ----
@@ -166,10 +179,11 @@ class YOLORecipe(DetectionRecipe):
     w and h, responsible predictor by IoU, IoU as the confidence target), decoding with
     class-specific confidence and per-class NMS, VOC mAP@0.5 on the decoded test predictions."""
 
-    def __init__(self, name, description, build, image_size, hparams, batch_norm=False, head="fc"):
+    def __init__(self, name, description, build, image_size, hparams, batch_norm=False, head="fc",
+                 dropout=0.5, train_size=4000):
         self.name, self.description = name, description
         self.build, self.default_image_size, self.hparams = build, image_size, hparams
-        self.batch_norm, self.head = batch_norm, head
+        self.batch_norm, self.head, self.dropout, self.default_train_size = batch_norm, head, dropout, train_size
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         super().add_arguments(parser)
@@ -180,13 +194,20 @@ class YOLORecipe(DetectionRecipe):
         parser.add_argument("--head", choices=["fc", "conv"], default=self.head,
                             help=f"fc: the paper's two fully connected layers; conv: a convolutional head "
                                  f"(default {self.head})")
+        parser.add_argument("--hidden", type=int, default=None,
+                            help="width of the hidden fully connected layer (or the convolutional head's 3x3 "
+                                 "layer); default: the model's")
+        parser.add_argument("--dropout", type=float, default=self.dropout,
+                            help=f"dropout after the hidden fully connected layer (default {self.dropout}; "
+                                 "the paper's is 0.5)")
 
     def default_hparams(self, args: argparse.Namespace) -> dict:
         return dict(self.hparams)
 
     def build_model(self, args: argparse.Namespace) -> YOLOv1:
+        kwargs = {} if args.hidden is None else {"hidden": args.hidden}
         return self.build(S=args.grid, B=args.boxes, C=self.num_classes(args), image_size=args.image_size,
-                          batch_norm=args.batch_norm, head=args.head)
+                          batch_norm=args.batch_norm, head=args.head, dropout=args.dropout, **kwargs)
 
     def encode(self, boxes: np.ndarray, classes: np.ndarray, image_size: int, args: argparse.Namespace):
         return yolo_ops.encode_targets([(boxes, classes)], image_size, S=args.grid, C=self.num_classes(args))[0]
@@ -204,9 +225,9 @@ class YOLORecipe(DetectionRecipe):
 register_recipe(YOLORecipe(
     "yolov1", "YOLOv1 (Redmon et al. 2016), CPU-sized: 56x56 synthetic shapes, S=7 (or PASCAL VOC)",
     yolo_v1_small, 56,
-    dict(epochs=5, batch_size=32, lr=2e-3, optimizer="adamw", weight_decay=5e-4, momentum=0.9,
+    dict(epochs=3, batch_size=32, lr=5e-4, optimizer="adamw", weight_decay=5e-4, momentum=0.9,
          schedule="onecycle", threads=1),
-    batch_norm=True, head="conv"))
+    batch_norm=True, head="fc", dropout=0.0, train_size=16000))
 register_recipe(YOLORecipe(
     "yolov1-paper", "YOLOv1 as in the paper: 24 convolutions + 2 fully connected on 448x448",
     yolo_v1, 448,
