@@ -5,10 +5,12 @@ i, f, g, o. A sequence is (seq_len, batch, features).
 
 * :func:`lstm_cell_forward` / :func:`lstm_cell_backward`: one step (the fused cell).
 * :func:`lstm_layer_forward` / :func:`lstm_layer_backward`: one layer and one direction over a
-  whole sequence (input projection for all steps as one GEMM, then the recurrence), with optional
-  per-sequence ``lengths`` and ``reverse``.
+  whole sequence, with optional per-sequence ``lengths`` and ``reverse``.
 
-On the CPU each call is one C++ kernel (matrix products by OpenBLAS inside it). On the GPU the matrix
+On the CPU each call is one C++ kernel (csrc/cpu/lstm.cpp): the per-step products run on a
+small-batch matrix kernel with the weights packed once per sequence (csrc/cpu/batch_gemm.h), the
+big products of the backward on OpenBLAS; it is compiled per instruction set and the widest one the
+CPU supports runs (``pyfastdl._C.cpu.get_isa()``). On the GPU the matrix
 products go to cuBLAS through cupy and the kernels in kernels/lstm.cu do the rest. The CUDA layer
 forward has two variants, ``variant="step"`` (the simple reference: one cuBLAS product and one fused
 pointwise kernel per step) and ``variant="persistent"`` (one cooperative kernel for all steps that
