@@ -42,8 +42,9 @@ template <class T> constexpr int tile_rows(int64_t n) {
   return kAccumulators / int(std::max<int64_t>(nv, 1));
 }
 
-// The micro-kernel. `a` is k-major (A(r, k) = a[k * lda + r]) when KMajor, else row-major.
-// x has at least NV vectors readable in each of its K rows. Stores rows x cols of the tile, transposed.
+// The micro-kernel. `a` is k-major (A(r, k) = a[k * lda + r]) when KMajor, else row-major; x, the
+// state, has at least NV vectors readable in each of its K rows. Stores rows x cols of the tile,
+// transposed.
 template <class T, bool KMajor, int MR, int NV>
 void tile(int64_t K, const T* a, int64_t lda, const T* x, int64_t ldx, T* c, int64_t ldc, int rows, int cols) {
   using V = Vector<T>;
@@ -117,6 +118,7 @@ template <class T> struct Panels {
   }
 };
 
+// All the tiles (MR rows of A at a time) of one group of NV vectors of batch columns.
 template <class T, ALayout Layout, int MR, int NV>
 void tile_rows_of(int64_t M, int64_t K, const T* a, int64_t lda, const T* s, int64_t lds, T* c, int64_t ldc,
                   int cols, std::vector<T>& edge) {
