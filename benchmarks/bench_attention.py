@@ -18,7 +18,7 @@ import pytest
 
 import pyfastdl as pf
 from pyfastdl import kernels as K
-from pyfastdl.bench import time_cpu, time_cpu_pair
+from pyfastdl.bench import time_cpu, time_cpu_against
 
 torch = pytest.importorskip("torch")
 
@@ -72,10 +72,7 @@ def test_attention(benchmark, record, L, causal, variant, direction):
     ours = dict(zip(("forward", "backward"), _ours(q, k, v, g, causal, variant)))[direction]
     ref = dict(zip(("forward", "backward"), _torch(q, k, v, g, causal)))[direction]
     flop = (4 if direction == "forward" else 10) * BH * L * L * E / (2 if causal else 1)
-    rounds = _rounds(ours)
-    # the ratio comes from alternated calls; pytest-benchmark keeps its own statistics of ours
-    ours_s, ref_s = time_cpu_pair(ours, ref, repeats=rounds)
-    benchmark.pedantic(ours, rounds=rounds, warmup_rounds=1)
+    ours_s, ref_s = time_cpu_against(benchmark, ours, ref, _rounds(ours))
     case = f"{BH}x{L}x{E}-{'causal' if causal else 'full'}-{variant}-{direction}"
     row = record("attention", case, ours_s, ref_s, flop=flop, threads=pf.get_num_threads())
     benchmark.extra_info.update(GFLOPs=row["ours_GFLOPs"], torch_GFLOPs=flop / ref_s / 1e9, torch_ms=ref_s * 1e3,

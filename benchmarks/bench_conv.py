@@ -16,7 +16,7 @@ import pytest
 
 import pyfastdl as pf
 from pyfastdl import kernels as K
-from pyfastdl.bench import time_cpu
+from pyfastdl.bench import time_cpu, time_cpu_against
 
 torch = pytest.importorskip("torch")
 
@@ -105,14 +105,7 @@ def test_conv(benchmark, record, name, variant, direction):
     ours = dict(zip(("forward", "backward"), _ours(transposed, x, w, b, conf, variant)))[direction]
     ref = dict(zip(("forward", "backward"), _torch(transposed, x, w, b, conf)))[direction]
     flop = 2 * args.macs * (1 if direction == "forward" else 2)  # backward: input + weight gradients
-    ref_times = []
-
-    def time_ref():  # torch runs just before each of our rounds (untimed by pytest-benchmark), so
-        ref_times.append(time_cpu(ref, warmup=0, repeats=1))  # both see the same machine load
-
-    ref()  # warm-up
-    benchmark.pedantic(ours, setup=time_ref, rounds=_rounds(ours), warmup_rounds=1)
-    ours_s, ref_s = benchmark.stats.stats.median, float(np.median(ref_times))
+    ours_s, ref_s = time_cpu_against(benchmark, ours, ref, _rounds(ours))
     row = record("conv", f"{name}-{variant}-{direction}", ours_s, ref_s, flop=flop, threads=pf.get_num_threads())
     benchmark.extra_info.update(GFLOPs=row["ours_GFLOPs"], torch_GFLOPs=flop / ref_s / 1e9, torch_ms=ref_s * 1e3,
                                 ratio=row["ratio"])

@@ -4,7 +4,7 @@ CPU (same thread count as pyfastdl): the fused cell at batch 64, input 512, hidd
 layer over a 128-step sequence at (batch 16, input 256, hidden 512) and (batch 64, input 512,
 hidden 512); forward (inference: torch under no_grad, torch.nn.LSTMCell / torch.nn.LSTM, which use
 oneDNN on the CPU where available; ours with save=False) and backward (torch.autograd.grad through a
-saved forward, against our backward from the saved gates). Ours and torch's calls alternate (time_cpu_pair), so both meet the
+saved forward, against our backward from the saved gates). Ours and torch's calls alternate (time_cpu_against), so both meet the
 same machine conditions. Target: ratio >= 1.0.
 
 GPU (skipped without one): the layer forward, our "step" variant (cuBLAS + fused pointwise kernel
@@ -24,7 +24,7 @@ import pytest
 import pyfastdl as pf
 from pyfastdl import _C, backend
 from pyfastdl import kernels as K
-from pyfastdl.bench import time_cpu, time_cpu_pair, time_cuda
+from pyfastdl.bench import time_cpu, time_cpu_against, time_cuda
 
 torch = pytest.importorskip("torch")
 
@@ -42,10 +42,7 @@ def _rounds(fn, budget_s=2.0):
 
 
 def _bench(benchmark, record, case, ours, ref, flop):
-    rounds = _rounds(ours)
-    # the ratio comes from alternated calls; pytest-benchmark keeps its own statistics of ours
-    ours_s, ref_s = time_cpu_pair(ours, ref, repeats=rounds)
-    benchmark.pedantic(ours, rounds=rounds, warmup_rounds=1)
+    ours_s, ref_s = time_cpu_against(benchmark, ours, ref, _rounds(ours))
     row = record("lstm", case, ours_s, ref_s, flop=flop, threads=pf.get_num_threads())
     benchmark.extra_info.update(GFLOPs=row["ours_GFLOPs"], torch_GFLOPs=flop / ref_s / 1e9, torch_ms=ref_s * 1e3,
                                 ratio=row["ratio"])

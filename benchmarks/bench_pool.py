@@ -20,7 +20,7 @@ import pytest
 import pyfastdl as pf
 from pyfastdl import backend
 from pyfastdl import kernels as K
-from pyfastdl.bench import cuda_ceilings, time_cpu, time_cuda
+from pyfastdl.bench import cuda_ceilings, time_cpu, time_cpu_against, time_cuda
 
 torch = pytest.importorskip("torch")
 tF = torch.nn.functional
@@ -128,14 +128,7 @@ def test_pool_cpu(benchmark, record, name, direction):
     ours = fwd if direction == "forward" else bwd
     ref = dict(zip(("forward", "backward"), _torch(kind, torch.from_numpy(x), opts)))[direction]
     nbytes = fwd_bytes if direction == "forward" else bwd_bytes
-    ref_times = []
-
-    def time_ref():  # torch runs just before each of our rounds, so both see the same machine load
-        ref_times.append(time_cpu(ref, warmup=0, repeats=1))
-
-    ref()  # warm-up
-    benchmark.pedantic(ours, setup=time_ref, rounds=_rounds(ours), warmup_rounds=1)
-    ours_s, ref_s = benchmark.stats.stats.median, float(np.median(ref_times))
+    ours_s, ref_s = time_cpu_against(benchmark, ours, ref, _rounds(ours))
     row = record("pooling", f"{name}-{direction}", ours_s, ref_s, bytes=nbytes, threads=pf.get_num_threads())
     benchmark.extra_info.update(GBps=row["ours_GBps"], torch_ms=ref_s * 1e3, ratio=row["ratio"])
 

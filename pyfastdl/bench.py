@@ -30,19 +30,18 @@ def time_cpu(fn, warmup=1, repeats=10, min_time=0.0):
     return statistics.median(times)
 
 
-def time_cpu_pair(ours, ref, warmup=1, repeats=10):
-    """Median seconds of ``ours()`` and of ``ref()``, their calls alternated, so that both meet the same
-    machine conditions (frequency, other load) rather than one of them a quieter minute."""
-    for _ in range(warmup):
-        ours()
-        ref()
-    times = ([], [])
-    for _ in range(repeats):
-        for fn, t in zip((ours, ref), times):
-            t0 = time.perf_counter()
-            fn()
-            t.append(time.perf_counter() - t0)
-    return statistics.median(times[0]), statistics.median(times[1])
+def time_cpu_against(benchmark, ours, ref, rounds):
+    """Median seconds of ``ours()``, timed by pytest-benchmark's ``benchmark`` fixture over ``rounds``
+    rounds, and of ``ref()``, run once just before each of those rounds: the two alternate, so that
+    both meet the same machine conditions (frequency, other load) rather than one a quieter minute."""
+    ref_times = []
+
+    def time_ref():
+        ref_times.append(time_cpu(ref, warmup=0, repeats=1))
+
+    ref()  # warm-up
+    benchmark.pedantic(ours, setup=time_ref, rounds=rounds, warmup_rounds=1)
+    return benchmark.stats.stats.median, statistics.median(ref_times)
 
 
 class _L2Flusher:
