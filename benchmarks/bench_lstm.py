@@ -4,8 +4,8 @@ CPU (same thread count as pyfastdl): the fused cell at batch 64, input 512, hidd
 layer over a 128-step sequence at (batch 16, input 256, hidden 512) and (batch 64, input 512,
 hidden 512); forward (inference: torch under no_grad, torch.nn.LSTMCell / torch.nn.LSTM, which use
 oneDNN on the CPU where available; ours with save=False) and backward (torch.autograd.grad through a
-saved forward, against our backward from the saved gates). Ours and torch's calls alternate (time_cpu_against), so both meet the
-same machine conditions. Target: ratio >= 1.0.
+saved forward, against our backward from the saved gates). Ours and torch's calls alternate
+(time_cpu_against), so both meet the same machine conditions. Target: ratio >= 1.0.
 
 GPU (skipped without one): the layer forward, our "step" variant (cuBLAS + fused pointwise kernel
 per step) and "persistent" variant (W_hh in shared memory, one cooperative launch) against
