@@ -264,8 +264,9 @@ def format_table(summary: dict) -> str:
     lines = [f"| {' | '.join(axes)} | seeds | val {metric} | test {metric} | s/epoch |",
              "|" + "---|" * len(axes) + "---:|---:|---:|---:|"]
     for r in summary["rows"]:
-        lines.append(f"| {' | '.join(r['labels'][a] for a in axes)} | {r['seeds']} | "
-                     f"{r['val_mean']:.4f} ± {r['val_std']:.4f} | {r['test_mean']:.4f} ± {r['test_std']:.4f} | "
+        val, test = (f"{r[k + '_mean']:.4f}" + (f" ± {r[k + '_std']:.4f}" if r["seeds"] > 1 else "")
+                     for k in ("val", "test"))
+        lines.append(f"| {' | '.join(r['labels'][a] for a in axes)} | {r['seeds']} | {val} | {test} | "
                      f"{r['epoch_s']:.2f} |")
     lines += ["", f"Mean test {metric} of each value over the rest of the grid:", ""]
     for axis, values in summary["marginals"].items():
