@@ -169,7 +169,7 @@ def _header(path: str) -> dict:
         with safe_open(path, framework="numpy") as f:
             header = f.metadata() or {}
     except Exception as e:  # safetensors raises its own error types for a damaged header
-        raise ValueError(f"{path}: not a safetensors file ({e})") from e
+        raise ValueError(f"{path}: not a safetensors file, or a damaged one ({e})") from e
     if header.get("format") != FORMAT:
         raise ValueError(f"{path}: not a pyfastdl checkpoint (metadata format {header.get('format')!r}, "
                          f"expected {FORMAT!r})")

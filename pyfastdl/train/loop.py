@@ -6,7 +6,8 @@ run's record into ``args.out``: ``metrics.json``, ``curves.png`` and ``checkpoin
 Nothing in here knows what the model is; the recipe (:mod:`pyfastdl.train.recipe`) says.
 
 On the CPU a run is deterministic for a given ``--seed``: the seed fixes parameter initialisation
-(``pyfastdl.manual_seed``), the shuffling order and the augmentation.
+(``pyfastdl.manual_seed``), the shuffling order and the augmentation (it also seeds Python's and
+numpy's global generators, for code that draws from them).
 
 Runs survive interruption. The checkpoint is saved at the end of every epoch and, when SIGINT
 (Ctrl-C) or SIGTERM arrives, at the next step boundary (the run then raises
@@ -29,6 +30,7 @@ import math
 import numbers
 import os
 import platform
+import random
 import time
 
 import numpy as np
@@ -223,8 +225,8 @@ def fit(recipe, args: argparse.Namespace, progress: bool = True, log=print, on_s
     Raises :class:`TrainingInterrupted` after saving a checkpoint when SIGINT or SIGTERM arrives,
     :class:`NonFiniteLossError` when the loss is NaN or infinite."""
     check_arguments(args)
-    with kernel_threads(getattr(args, "threads", None)):
-        return _fit(recipe, args, progress, log, on_step)
+    with kernel_threads(getattr(args, "threads", None)), StopOnSignal() as stop:
+        return _fit(recipe, args, progress, log, on_step, stop)
 
 
 def _flag(name: str) -> str:
@@ -292,9 +294,9 @@ def resume_arguments(path: str, given: dict | None = None) -> argparse.Namespace
     return args
 
 
-def _resume(path: str, recipe, args, model, optimizer, scheduler, loader, roots) -> tuple[dict, dict]:
-    """Load the checkpoint at ``path`` into the freshly built run; returns ``(run, totals)``: the
-    loop's counters and history, and the running metrics of the epoch in progress."""
+def _check_resumable(path: str, recipe, args) -> dict:
+    """The training state saved at ``path``, after checking that it is ``recipe``'s unfinished run
+    and that ``args`` changes only what :data:`RESUME_MAY_CHANGE` allows."""
     metadata = run_metadata(path)
     if metadata["recipe"] != recipe.name:
         raise ValueError(f"{path}: a checkpoint of {metadata['recipe']!r}, not of {recipe.name!r}")
@@ -310,6 +312,12 @@ def _resume(path: str, recipe, args, model, optimizer, scheduler, loader, roots)
         raise ValueError(f"{path}: holds no training state to resume from")
     if state.get("finished"):
         raise ValueError(f"{path}: the run finished all its {args.epochs} epochs; there is nothing to resume")
+    return state
+
+
+def _resume(path: str, state: dict, recipe, model, optimizer, scheduler, loader, roots) -> tuple[dict, dict]:
+    """Load the checkpoint at ``path`` and its training ``state`` into the freshly built run; returns
+    ``(run, totals)``: the loop's counters and history, and the epoch in progress's running metrics."""
     try:
         load_checkpoint(path, model, optimizer)
         if (scheduler is None) != (state["scheduler"] is None):
@@ -328,12 +336,16 @@ def _resume(path: str, recipe, args, model, optimizer, scheduler, loader, roots)
     return run, totals
 
 
-def _fit(recipe, args, progress, log, on_step) -> dict:
+def _fit(recipe, args, progress, log, on_step, stop) -> dict:
     import pyfastdl
 
     wall_start = time.perf_counter()
+    resume = getattr(args, "resume", None)
+    state = _check_resumable(resume, recipe, args) if resume else None
     device = resolve_device(args.device)
     pyfastdl.manual_seed(args.seed)
+    random.seed(args.seed)  # for recipes and augmentations that draw from the global streams
+    np.random.seed(args.seed % 2**32)
     splits = {name: _limit(ds, args.limit) for name, ds in recipe.datasets(args).items() if ds is not None}
     train_loader = DataLoader(splits["train"], batch_size=args.batch_size, shuffle=True, drop_last=True,
                               seed=args.seed, collate_fn=recipe.collate_fn)
@@ -345,12 +357,13 @@ def _fit(recipe, args, progress, log, on_step) -> dict:
     optimizer = build_optimizer(args.optimizer, model.parameters(), args.lr, args.weight_decay, args.momentum)
     scheduler = build_scheduler(args.schedule, optimizer, args.epochs * steps_per_epoch,
                                 getattr(args, "warmup_steps", None))
-    roots = {"model": model, "datasets": splits, "recipe": recipe}  # where the run's random generators live
+    # where the run's random generators live (besides Python's and numpy's global ones)
+    roots = {"pyfastdl": pyfastdl.random.default_generator, "model": model, "datasets": splits, "recipe": recipe}
     checkpoint = os.path.join(args.out, CHECKPOINT_NAME)
     # the epoch in progress (or next), optimizer steps so far, finished epochs' records, earlier sessions' time
     run, totals = {"epoch": 1, "step": 0, "history": [], "wall_time_s": 0.0}, epoch_totals(recipe)
-    if getattr(args, "resume", None):
-        run, totals = _resume(args.resume, recipe, args, model, optimizer, scheduler, train_loader, roots)
+    if resume:
+        run, totals = _resume(resume, state, recipe, model, optimizer, scheduler, train_loader, roots)
     n_params = sum(int(np.prod(p.shape)) for p in model.parameters())
     log(f"{recipe.name}: {n_params:,} parameters on {device}; train {len(splits['train'])}, "
         f"val {len(splits['val']) if 'val' in splits else 0}, test {len(splits['test'])} samples; "
@@ -385,37 +398,36 @@ def _fit(recipe, args, progress, log, on_step) -> dict:
             raise _interrupted(stop.requested, where(), checkpoint, recipe.name)
 
     history, metric = run["history"], recipe.main_metric
-    with StopOnSignal() as stop:
-        for epoch in range(run["epoch"], args.epochs + 1):
-            run["epoch"] = epoch
-            epoch_start = time.perf_counter()
-            try:
-                with _progress_bar(steps_per_epoch, f"epoch {epoch}/{args.epochs}", progress) as bar:
-                    bar.update(run["step"] - (epoch - 1) * steps_per_epoch)
-                    train = run_epoch(recipe, model, train_loader, device, optimizer, scheduler, bar, totals,
-                                      after_step)
-            except NonFiniteLossError as e:
-                run["step"] += 1
-                kept = (f"the last good checkpoint, from step {run['saved_step']}, is {checkpoint}"
-                        if "saved_step" in run else "this run saved no checkpoint yet")
-                raise NonFiniteLossError(f"{where()}: {e}; stopped before updating the weights "
-                                         f"(lower --lr?); {kept}") from e
-            record = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
-            record.update({f"train_{k}": v for k, v in train.items()})
-            if "val" in splits:
-                val = evaluate(recipe, model, splits["val"], device, args.batch_size, args)
-                record.update({f"val_{k}": v for k, v in val.items() if k != "samples_per_s"})
-            record["seconds"] = time.perf_counter() - epoch_start
-            history.append(record)
-            log(f"epoch {epoch:3d}  train loss {train['loss']:.4f}"
-                + (f" {metric} {train[metric]:.4f}" if metric in train else "")
-                + (f"  val loss {record['val_loss']:.4f} {metric} {record['val_' + metric]:.4f}" if "val" in splits else "")
-                + f"  {train['samples_per_s']:.0f} samples/s  {record['seconds']:.1f}s")
-            run["epoch"], totals = epoch + 1, epoch_totals(recipe)
-            save()  # every epoch: the last good checkpoint
-            if stop.requested is not None:
-                raise _interrupted(stop.requested, f"the end of epoch {epoch} (step {run['step']})", checkpoint,
-                                   recipe.name)
+    for epoch in range(run["epoch"], args.epochs + 1):
+        run["epoch"] = epoch
+        epoch_start = time.perf_counter()
+        try:
+            with _progress_bar(steps_per_epoch, f"epoch {epoch}/{args.epochs}", progress) as bar:
+                bar.update(run["step"] - (epoch - 1) * steps_per_epoch)
+                train = run_epoch(recipe, model, train_loader, device, optimizer, scheduler, bar, totals,
+                                  after_step)
+        except NonFiniteLossError as e:
+            run["step"] += 1
+            kept = (f"the last good checkpoint, from step {run['saved_step']}, is {checkpoint}"
+                    if "saved_step" in run else "this run saved no checkpoint yet")
+            raise NonFiniteLossError(f"{where()}: {e}; stopped before updating the weights "
+                                     f"(lower --lr?); {kept}") from e
+        record = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
+        record.update({f"train_{k}": v for k, v in train.items()})
+        if "val" in splits:
+            val = evaluate(recipe, model, splits["val"], device, args.batch_size, args)
+            record.update({f"val_{k}": v for k, v in val.items() if k != "samples_per_s"})
+        record["seconds"] = time.perf_counter() - epoch_start
+        history.append(record)
+        log(f"epoch {epoch:3d}  train loss {train['loss']:.4f}"
+            + (f" {metric} {train[metric]:.4f}" if metric in train else "")
+            + (f"  val loss {record['val_loss']:.4f} {metric} {record['val_' + metric]:.4f}" if "val" in splits else "")
+            + f"  {train['samples_per_s']:.0f} samples/s  {record['seconds']:.1f}s")
+        run["epoch"], totals = epoch + 1, epoch_totals(recipe)
+        save()  # every epoch: the last good checkpoint
+        if stop.requested is not None:
+            raise _interrupted(stop.requested, f"the end of epoch {epoch} (step {run['step']})", checkpoint,
+                               recipe.name)
 
     test = evaluate(recipe, model, splits["test"], device, args.batch_size, args)
     wall = run["wall_time_s"] + time.perf_counter() - wall_start
