@@ -87,6 +87,23 @@ def test_interrupted_lenet_resumes_bit_identically(tmp_path, monkeypatch, capsys
     assert read_training_state(os.path.join(out, CHECKPOINT))["finished"]
 
 
+@pytest.mark.parametrize("name,options", [
+    ("yolov1", ["--image-size", "32", "--grid", "4", "--train-size", "24", "--test-size", "4", "--batch-size", "8"]),
+    ("transformer", ["--layers", "1", "--d-model", "16", "--heads", "2", "--d-ff", "32", "--batch-size", "16",
+                     "--n-train", "120", "--n-val", "8", "--n-test", "8"]),
+])
+def test_other_recipes_resume_bit_identically(tmp_path, monkeypatch, name, options):
+    """The loop, not the recipe, makes a run resumable: detection (random flips, mAP's running lists)
+    and translation (dropout, warm-up schedule, vocabularies in the metadata) need nothing of their own."""
+    command = ["train", name, "--epochs", "2", "--device", "cpu", "--quiet", "--threads", "1", *options]
+    assert main([*command, "--out", str(tmp_path / "reference")]) == 0
+    monkeypatch.setattr(pyfastdl.train, "fit", functools.partial(fit, on_step=signal_at({2})))
+    assert main([*command, "--out", str(tmp_path / "run")]) == 130
+    monkeypatch.undo()
+    assert main(["train", name, "--resume", str(tmp_path / "run"), "--quiet"]) == 0
+    assert_same_run(str(tmp_path / "reference"), str(tmp_path / "run"))
+
+
 class Jitter:
     """Augmentation that draws from its own numpy generator, numpy's global one and Python's."""
 
