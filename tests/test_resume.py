@@ -206,7 +206,8 @@ def test_resume_refuses_other_options_finished_runs_and_other_models(tmp_path, c
     recipe, args = toy_args(tmp_path)
     with pytest.raises(TrainingInterrupted):
         quiet_fit(recipe, args, on_step=signal_at({2}))
-    with pytest.raises(ValueError, match=r"keeps the options it started with; these differ: --lr 0\.5 \(the run has 0\.01\)"):
+    differ = r"keeps the options it started with; these differ: --lr 0\.5 \(the run has 0\.01\)"
+    with pytest.raises(ValueError, match=differ):
         quiet_fit(recipe, resume_arguments(str(tmp_path), {"lr": 0.5}))
     quiet_fit(recipe, resume_arguments(str(tmp_path), {"threads": 2}))  # how it runs may change
     with pytest.raises(ValueError, match="finished all its 3 epochs; there is nothing to resume"):
@@ -291,7 +292,8 @@ def test_optimizers_refuse_non_finite_and_negative_hyperparameters(make, match):
 
 @pytest.mark.parametrize("make,match", [
     (lambda o: lr_scheduler.CosineAnnealingLR(o, T_max=0), r"CosineAnnealingLR: T_max must be a whole number >= 1"),
-    (lambda o: lr_scheduler.CosineAnnealingLR(o, T_max=5, eta_min=float("nan")), r"CosineAnnealingLR: invalid eta_min=nan"),
+    (lambda o: lr_scheduler.CosineAnnealingLR(o, T_max=5, eta_min=float("nan")),
+     r"CosineAnnealingLR: invalid eta_min=nan"),
     (lambda o: lr_scheduler.StepLR(o, step_size=0), r"StepLR: step_size must be a whole number >= 1, got 0"),
     (lambda o: lr_scheduler.StepLR(o, step_size=2, gamma=float("inf")), r"StepLR: invalid gamma=inf"),
     (lambda o: lr_scheduler.LinearLR(o, start_factor=float("nan")), r"LinearLR: start_factor must be in \(0, 1\]"),

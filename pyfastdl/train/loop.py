@@ -233,23 +233,21 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _check_whole(what: str, value, low: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{what} must be a whole number >= {low}, got {value!r}")
+
+
 def check_arguments(args: argparse.Namespace) -> None:
     """Raise ValueError naming the option for numbers a run cannot use: epochs and batch size must
     be positive whole numbers (so are threads, limit and warm-up steps where set, and the seed is
     >= 0); the learning rate, weight decay and momentum finite and >= 0; and every other
     floating-point option (dropout, label smoothing, ...) finite."""
-    def whole(name, low, optional):
-        value = getattr(args, name, None)
-        if value is None and optional:
-            return
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-            raise ValueError(f"{_flag(name)} must be a whole number >= {low}, got {value!r}")
-
     for name in ("epochs", "batch_size"):
-        whole(name, 1, optional=False)
-    for name in ("threads", "limit", "warmup_steps"):
-        whole(name, 1, optional=True)
-    whole("seed", 0, optional=True)
+        _check_whole(_flag(name), getattr(args, name, None))
+    for name, low in (("threads", 1), ("limit", 1), ("warmup_steps", 1), ("seed", 0)):
+        if getattr(args, name, None) is not None:
+            _check_whole(_flag(name), getattr(args, name), low)
     for name in ("lr", "weight_decay", "momentum"):
         value = getattr(args, name, None)
         if value is None and name != "lr":
@@ -375,7 +373,8 @@ def _fit(recipe, args, progress, log, on_step, stop) -> dict:
     def save(test=None):
         """The checkpoint: model, optimizer and the training state (see the module docstring)."""
         state = {"epoch": run["epoch"], "step": run["step"], "history": run["history"],
-                 "wall_time_s": run["wall_time_s"] + time.perf_counter() - wall_start, "finished": test is not None, "loader": train_loader.state_dict(),
+                 "wall_time_s": run["wall_time_s"] + time.perf_counter() - wall_start,
+                 "finished": test is not None, "loader": train_loader.state_dict(),
                  "scheduler": scheduler.state_dict() if scheduler is not None else None,
                  "totals": {name: metric.state_dict() for name, metric in totals.items()},
                  "random": random_state(roots)}
@@ -500,9 +499,8 @@ def _restore(path: str, overrides: dict):
 def evaluate_checkpoint(path: str, split: str = "test", device: str = "auto", data_dir: str | None = None,
                         batch_size: int | None = None) -> dict:
     """Loss and metrics of the model saved at ``path`` on one split of its recipe's dataset."""
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral)
-                                   or batch_size < 1):
-        raise ValueError(f"eval: --batch-size must be a whole number >= 1, got {batch_size!r}")
+    if batch_size is not None:
+        _check_whole("eval: --batch-size", batch_size)
     recipe, args, model = _restore(path, {"device": device, "data_dir": data_dir, "batch_size": batch_size})
     datasets = recipe.datasets(args)
     if datasets.get(split) is None:
@@ -526,8 +524,7 @@ def predict_checkpoint(path: str, inputs: list[str] | None = None, count: int = 
     """Predictions of the model saved at ``path``: for the files in ``inputs`` (read by the
     recipe's ``load_inputs``), or else for the first ``count`` test samples (with their labels).
     Pictures a recipe draws of them go to ``out_dir`` (default: the checkpoint's directory)."""
-    if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1:
-        raise ValueError(f"predict: --count must be a whole number >= 1, got {count!r}")
+    _check_whole("predict: --count", count)
     recipe, args, model = _restore(path, {"device": device, "data_dir": data_dir})
     if inputs:
         x, names, targets = recipe.load_inputs(inputs, args), list(inputs), [None] * len(inputs)
