@@ -8,11 +8,13 @@ host (so a model starts identical on the CPU and the GPU); dropout draws where i
 
 ``get_state()`` / ``set_state()`` (torch's names; ``get_rng_state`` / ``set_rng_state`` for the
 global generator) save and restore the host stream as a JSON-friendly dict, so a resumed training
-run draws the same numbers as an uninterrupted one. The cupy stream is not saved: after
-``set_state`` GPU draws start again from the seed.
+run draws the same numbers as an uninterrupted one. The cupy stream cannot be saved (cupy does not
+serialise its generators): after ``set_state`` GPU draws start again from the seed, with a warning.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
@@ -41,13 +43,17 @@ class Generator:
         return self._seed
 
     def get_state(self) -> dict:
-        """``{"seed": int, "numpy": <numpy bit generator state>}``."""
-        return {"seed": self._seed, "numpy": self._numpy.bit_generator.state}
+        """``{"seed": int, "numpy": <numpy bit generator state>, "cupy_used": bool}``."""
+        return {"seed": self._seed, "numpy": self._numpy.bit_generator.state, "cupy_used": self._cupy is not None}
 
     def set_state(self, state: dict) -> "Generator":
-        """Continue the host stream from :meth:`get_state`'s output (GPU draws restart from the seed)."""
+        """Continue the host stream from :meth:`get_state`'s output. GPU draws restart from the seed
+        (cupy cannot save its generators' states), with a warning where the saved stream had drawn on the GPU."""
         self.manual_seed(state["seed"])
         self._numpy.bit_generator.state = state["numpy"]
+        if state.get("cupy_used"):
+            warnings.warn("pyfastdl.random: the GPU stream (dropout on cuda) restarts from the seed; cupy cannot "
+                          "save its state, so the draws differ from an uninterrupted run's", stacklevel=2)
         return self
 
     @property

@@ -401,3 +401,15 @@ def test_random_state_finds_generators_anywhere_in_the_run():
 
     state = random_state({"data": Holder(), "pyfastdl": pyfastdl.random.default_generator})
     assert set(state["generators"]) == {"data.items[0]['aug']", "data.items[1][0]", "pyfastdl"}
+
+
+def test_generator_state_round_trip():
+    generator = pyfastdl.random.Generator(11)
+    generator.numpy.random(5)
+    state = generator.get_state()
+    expected = generator.numpy.random(5)
+    restored = pyfastdl.random.Generator(0).set_state(state)
+    np.testing.assert_array_equal(restored.numpy.random(5), expected)
+    assert restored.initial_seed() == 11
+    with pytest.warns(UserWarning, match="the GPU stream .* restarts from the seed"):
+        restored.set_state({**state, "cupy_used": True})
