@@ -123,13 +123,14 @@ def save_checkpoint(path: str, model, optimizer=None, metadata: dict | None = No
 
 
 def _remove_stale_temporaries(directory: str, prefix: str) -> None:
-    """Delete ``prefix<host>-<pid>`` files of this host whose process is gone (a save that was killed)."""
+    """Delete ``prefix<host>-<pid>`` files of this host (or ``prefix<pid>``, as older versions named
+    them) whose process is gone: what a killed save left behind."""
     host = socket.gethostname()
     for name in os.listdir(directory):
         if not name.startswith(prefix):
             continue
         writer_host, _, pid = name[len(prefix):].rpartition("-")
-        if writer_host == host and pid.isdigit() and not _process_alive(int(pid)):
+        if writer_host in (host, "") and pid.isdigit() and not _process_alive(int(pid)):  # "": older name
             try:
                 os.remove(os.path.join(directory, name))
             except FileNotFoundError:  # another process cleaned it up first

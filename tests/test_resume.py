@@ -368,7 +368,8 @@ def test_next_save_removes_temporaries_of_killed_saves(tmp_path):
     stale = tmp_path / f".{CHECKPOINT}.tmp-{host}-{dead.pid}"
     live = tmp_path / f".{CHECKPOINT}.tmp-{host}-{os.getppid()}"  # a save still running elsewhere
     other_host = tmp_path / f".{CHECKPOINT}.tmp-elsewhere-{dead.pid}"
-    for path in (stale, live, other_host):
+    older_name = tmp_path / f".{CHECKPOINT}.tmp-{dead.pid}"
+    for path in (stale, live, other_host, older_name):
         path.write_bytes(b"partial")
     save_checkpoint(str(tmp_path / CHECKPOINT), nn.Linear(2, 2))
     assert sorted(os.listdir(tmp_path)) == sorted([CHECKPOINT, live.name, other_host.name])

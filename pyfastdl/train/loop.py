@@ -445,8 +445,11 @@ def _fit(recipe, args, progress, log, on_step, stop) -> dict:
         "pyfastdl_version": pyfastdl.__version__,
         "threads": backend.get_num_threads(),
     }
-    with open(os.path.join(args.out, METRICS_NAME), "w") as f:
+    os.makedirs(args.out, exist_ok=True)
+    metrics_path = os.path.join(args.out, METRICS_NAME)
+    with open(metrics_path + ".tmp", "w") as f:  # renamed into place: never a half-written record
         json.dump(record, f, indent=2)
+    os.replace(metrics_path + ".tmp", metrics_path)
     plot_history(history, os.path.join(args.out, PLOT_NAME), title=f"{recipe.name} on {_dataset_name(args)}",
                  metric=metric)
     save(test=record["test"])
