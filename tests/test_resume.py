@@ -68,8 +68,7 @@ def lenet_reference(tmp_path_factory):
     return str(out)
 
 
-@pytest.mark.parametrize("steps", [(3,), (6,), (7,), (2, 9)],
-                         ids=["mid-epoch", "last-batch-of-epoch", "first-batch-of-epoch-2", "twice"])
+@pytest.mark.parametrize("steps", [(3,), (6,), (2, 9)], ids=["mid-epoch", "last-batch-of-epoch", "twice"])
 def test_interrupted_lenet_resumes_bit_identically(tmp_path, monkeypatch, capsys, lenet_reference, steps):
     out = str(tmp_path / "run")
     monkeypatch.setattr(pyfastdl.train, "fit", functools.partial(fit, on_step=signal_at(steps)))
@@ -88,7 +87,7 @@ def test_interrupted_lenet_resumes_bit_identically(tmp_path, monkeypatch, capsys
 
 
 @pytest.mark.parametrize("name,options", [
-    ("yolov1", ["--image-size", "32", "--grid", "4", "--train-size", "24", "--test-size", "4", "--batch-size", "8"]),
+    ("yolov1", ["--image-size", "32", "--grid", "4", "--train-size", "16", "--test-size", "4", "--batch-size", "4"]),
     ("transformer", ["--layers", "1", "--d-model", "16", "--heads", "2", "--d-ff", "32", "--batch-size", "16",
                      "--n-train", "120", "--n-val", "8", "--n-test", "8"]),
 ])
@@ -151,7 +150,7 @@ def quiet_fit(recipe, args, **kwargs):
     return fit(recipe, args, progress=False, log=lambda *a: None, **kwargs)
 
 
-@pytest.mark.parametrize("step", [4, 7, 14])  # 7 batches per epoch: mid-epoch, end of epoch 1, start of 3
+@pytest.mark.parametrize("step", [4, 8])  # 7 batches per epoch: mid-epoch 1, first batch of epoch 2
 def test_dropout_adam_run_resumes_bit_identically_after_sigterm(tmp_path, step):
     recipe, args = toy_args(tmp_path / "reference")
     reference = quiet_fit(recipe, args)
