@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from . import bench
@@ -182,6 +183,11 @@ def main(argv=None) -> int:
     from .train.resume import NonFiniteLossError, TrainingInterrupted
 
     args = build_parser().parse_args(argv)
+    for name, value in vars(args).items():  # float() accepts "nan" and "inf"; no option of ours does
+        if isinstance(value, float) and not math.isfinite(value):
+            print(f"pyfastdl {args.command}: error: --{name.replace('_', '-')} must be a finite number, got {value}",
+                  file=sys.stderr)
+            return 2
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError) as e:  # bad data directory, checkpoint or option: say so, no traceback

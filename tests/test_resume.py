@@ -250,11 +250,12 @@ def good_run(tmp_path_factory):
     ("--epochs", "0", "--epochs must be a whole number >= 1, got 0"),
     ("--epochs", "-1", "--epochs must be a whole number >= 1, got -1"),
     ("--batch-size", "0", "--batch-size must be a whole number >= 1"),
-    ("--lr", "nan", "--lr must be a finite number >= 0, got nan"),
-    ("--lr", "inf", "--lr must be a finite number >= 0, got inf"),
-    ("--lr", "-0.1", "--lr must be a finite number >= 0"),
-    ("--momentum", "nan", "--momentum must be a finite number >= 0"),
-    ("--weight-decay=-inf", None, "--weight-decay must be a finite number >= 0"),
+    ("--lr", "nan", "--lr must be a finite number, got nan"),
+    ("--lr", "inf", "--lr must be a finite number, got inf"),
+    ("--lr", "-0.1", "--lr must be a finite number >= 0, got -0.1"),
+    ("--momentum", "nan", "--momentum must be a finite number, got nan"),
+    ("--weight-decay=-inf", None, "--weight-decay must be a finite number, got -inf"),
+    ("--weight-decay=-1e-4", None, "--weight-decay must be a finite number >= 0, got -0.0001"),
     ("--val-fraction", "nan", "--val-fraction must be a finite number, got nan"),
     ("--threads", "0", "--threads must be a whole number >= 1"),
     ("--limit", "0", "--limit must be a whole number >= 1"),
@@ -265,6 +266,24 @@ def test_bad_numbers_are_refused_before_anything_is_written(good_run, capsys, op
     assert main(["train", "lenet", *QUICK, "--out", str(good_run), option, *([value] if value else [])]) == 2
     assert message in capsys.readouterr().err
     assert {name: (good_run / name).read_bytes() for name in os.listdir(good_run)} == before
+
+
+def test_fit_checks_numbers_for_library_callers(tmp_path):
+    for option, value, message in [("lr", float("nan"), "--lr must be a finite number >= 0, got nan"),
+                                   ("epochs", 0, "--epochs must be a whole number >= 1, got 0"),
+                                   ("epochs", 2.0, "--epochs must be a whole number >= 1, got 2.0"),
+                                   ("dropout", float("inf"), "--dropout must be a finite number, got inf")]:
+        recipe, args = toy_args(tmp_path, **{option: value})
+        with pytest.raises(ValueError, match=message):
+            quiet_fit(recipe, args)
+    assert os.listdir(tmp_path) == []
+
+
+def test_other_commands_refuse_non_finite_numbers(capsys):
+    assert main(["sample", "nowhere", "--temperature", "nan"]) == 2
+    assert "pyfastdl sample: error: --temperature must be a finite number, got nan" in capsys.readouterr().err
+    assert main(["translate", "one", "--checkpoint", "nowhere", "--length-penalty", "inf"]) == 2
+    assert "--length-penalty must be a finite number, got inf" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("make,match", [
