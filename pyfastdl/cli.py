@@ -111,7 +111,8 @@ def _add_train_parser(sub, recipe) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress bar (one line per epoch)")
     g.add_argument("--resume", metavar="DIR",
                    help="continue the run saved in DIR (its folder or checkpoint) with its own options, to the "
-                        "weights it would have reached uninterrupted; Ctrl-C or SIGTERM saves one at the next step")
+                        "weights it would have reached uninterrupted (Ctrl-C or SIGTERM during a run saves a "
+                        "checkpoint at the next step)")
     recipe.add_arguments(p.add_argument_group(f"{recipe.name}"))
     p.set_defaults(func=_cmd_train, model=recipe.name)
     parsed_defaults = p.parse_args([])
