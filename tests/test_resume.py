@@ -432,3 +432,24 @@ def test_generator_state_round_trip():
     assert restored.initial_seed() == 11
     with pytest.warns(UserWarning, match="the GPU stream .* restarts from the seed"):
         restored.set_state({**state, "cupy_used": True})
+
+
+def test_conv_weight_gradient_is_the_same_on_every_call_with_two_threads(rng):
+    """Resuming is bit-identical only if every step is: the threads' partial weight gradients must be
+    summed in the same grouping on every call (LeNet's c3 shapes; ReLU and pooling make dy sparse)."""
+    from pyfastdl.nn import functional as F
+    from pyfastdl.train.loop import kernel_threads
+
+    x = rng.standard_normal((8, 6, 14, 14)).astype(np.float32)
+    w = rng.standard_normal((16, 6, 5, 5)).astype(np.float32)
+
+    def weight_grad():
+        wt = pyfastdl.tensor(w, requires_grad=True)
+        y = F.max_pool2d(F.relu(F.conv2d(pyfastdl.tensor(x), wt)), 2)
+        (y * y).sum().backward()
+        return wt.grad.numpy()
+
+    with kernel_threads(2):
+        first = weight_grad()
+        for _ in range(100):
+            np.testing.assert_array_equal(weight_grad(), first)
