@@ -1,0 +1,87 @@
+"""Run by tests/test_distributed.py under ``mpiexec -n N`` (or alone, as the one-process reference).
+
+    python tests/distributed_worker.py CASE DTYPE OUT_PREFIX [STEPS]
+
+CASE ``convnet`` (no batch norm) or ``resnet20`` (SyncBatchNorm): trains for STEPS steps of SGD
+with momentum and weight decay on a fixed random dataset, global batch 8 split over the ranks
+(DistributedSampler shards, DistributedDataParallel averages), and writes the final state of every
+rank to OUT_PREFIX.rank<r>.npz. ``nosync``: the convnet, each rank's share taken as two
+micro-batches, the first inside ``no_sync()``. ``fail``: rank 1 raises at step 3. ``stall``: rank 1
+sleeps at step 3 while the others wait (timeout 3 s).
+"""
+
+import sys
+import time
+
+import numpy as np
+
+import pyfastdl as pf
+import pyfastdl.distributed as dist
+from pyfastdl import nn
+from pyfastdl.data import ArrayDataset, DataLoader, DistributedSampler
+from pyfastdl.nn import functional as F
+from pyfastdl.nn.parallel import DistributedDataParallel
+
+GLOBAL_BATCH = 8
+
+
+def convnet():
+    return nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 8, 3), nn.Tanh(),
+                         nn.Flatten(), nn.Linear(8 * 5 * 5, 10))
+
+
+def resnet20():
+    from pyfastdl.models.resnet import resnet20 as build
+
+    return nn.SyncBatchNorm.convert_sync_batchnorm(build(num_classes=10))
+
+
+def main(case, dtype, out, steps=10):
+    dist.init_process_group("mpi", timeout=3 if case == "stall" else 60)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    pf.manual_seed(0)
+    model = (resnet20() if case == "resnet20" else convnet()).to(dtype=dtype)
+    if world > 1:  # replicas start from rank 0's parameters: make the others differ to prove the broadcast
+        with pf.no_grad():
+            for p in model.parameters():
+                p.data = p.data + rank
+        model = DistributedDataParallel(model, bucket_cap_mb=0.01)
+    # data seed 4: with some seeds (1, 2, 3) a ReLU input lands within float32 rounding of 0 around
+    # step 7 and flips, after which float32 runs part by 1e-3..1e-1 -- one process against float64
+    # as much as two ranks against one; float64 agrees to 1e-14 with every seed
+    rng = np.random.default_rng(4)
+    size = 16 if case == "resnet20" else 14
+    data = ArrayDataset(rng.standard_normal((96, 3, size, size)).astype(dtype), rng.integers(0, 10, 96))
+    sampler = DistributedSampler(data, seed=5)
+    loader = DataLoader(data, batch_size=GLOBAL_BATCH // world, sampler=sampler)
+    # lr 0.01: at 0.05 a batch-norm channel of ResNet-20 nearly stops varying by step 5 and one float32
+    # process alone then departs from float64 by 6% in the gradients: that would test conditioning, not DDP
+    opt = pf.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    step, epoch = 0, 0
+    while step < steps:
+        sampler.set_epoch(epoch)
+        for x, y in loader:
+            if case in ("fail", "stall") and rank == 1 and step == 3:
+                if case == "fail":
+                    raise RuntimeError("rank 1 fails on purpose")
+                time.sleep(600)
+            opt.zero_grad()
+            if case == "nosync" and world > 1:
+                half = len(y) // 2
+                with model.no_sync():
+                    (F.cross_entropy(model(pf.tensor(x[:half])), pf.tensor(y[:half])) * 0.5).backward()
+                (F.cross_entropy(model(pf.tensor(x[half:])), pf.tensor(y[half:])) * 0.5).backward()
+            else:
+                F.cross_entropy(model(pf.tensor(x)), pf.tensor(y)).backward()
+            opt.step()
+            step += 1
+            if step == steps:
+                break
+        epoch += 1
+    module = model.module if world > 1 else model
+    np.savez(f"{out}.rank{rank}.npz", **{k: v.numpy() for k, v in module.state_dict().items()})
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], sys.argv[3], *(int(a) for a in sys.argv[4:]))

@@ -1,0 +1,183 @@
+"""Data parallel training over MPI: ranks started with ``mpiexec -n 2`` in a subprocess run
+tests/distributed_worker.py; their results are compared with one process training on the whole batch.
+In-process tests cover the pieces that need no second rank (world size 1, the sampler, the hooks)."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import pyfastdl as pf
+import pyfastdl.distributed as dist
+from pyfastdl import nn
+from pyfastdl.data import DataLoader, DistributedSampler
+from pyfastdl.nn import functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKER = os.path.join(HERE, "distributed_worker.py")
+needs_mpi = pytest.mark.skipif(not dist.is_available() or shutil.which("mpiexec") is None,
+                               reason="needs mpi4py and mpiexec: pip install 'pyfastdl[mpi]'")
+
+
+def _env():
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    import pyfastdl
+
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(pyfastdl.__file__)),
+                                         env.get("PYTHONPATH", "")])
+    return env
+
+
+def mpiexec(n, *args, timeout=300, check=True):
+    cmd = ["mpiexec", "-n", str(n), sys.executable, *args] if n > 1 else [sys.executable, *args]
+    result = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def _rel(a, b):
+    return np.linalg.norm(a.astype(np.float64) - b) / max(np.linalg.norm(b.astype(np.float64)), 1e-300)
+
+
+@needs_mpi
+@pytest.mark.parametrize("case", ["convnet", "resnet20", "nosync"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_two_ranks_train_like_one_process(tmp_path, case, dtype):
+    """Global batch 8 over two ranks for 10 steps ends with one process's weights (batch 8), and
+    both replicas are identical (ResNet-20 through SyncBatchNorm; ``nosync``: accumulation)."""
+    if case == "nosync" and dtype == "float32":
+        pytest.skip("one dtype is enough for no_sync")
+    one, two = tmp_path / "one", tmp_path / "two"
+    mpiexec(1, WORKER, "convnet" if case == "nosync" else case, dtype, str(one))
+    mpiexec(2, WORKER, case, dtype, str(two))
+    ref, r0, r1 = (np.load(f"{p}.rank{r}.npz") for p, r in ((one, 0), (two, 0), (two, 1)))
+    tol = 1e-10 if dtype == "float64" else 1e-5
+    assert set(ref) == set(r0)
+    for name in ref:
+        np.testing.assert_array_equal(r0[name], r1[name], err_msg=f"replicas differ in {name}")
+        assert _rel(r0[name], ref[name]) < tol, (name, _rel(r0[name], ref[name]))
+
+
+@needs_mpi
+@pytest.mark.parametrize("case", ["fail", "stall"])
+def test_a_failed_rank_stops_the_job(tmp_path, case):
+    """A rank that raises aborts every rank at once; one that stalls makes the others time out (3 s)."""
+    start = time.monotonic()
+    result = mpiexec(2, WORKER, case, "float64", str(tmp_path / "x"), timeout=120, check=False)
+    assert result.returncode != 0
+    assert time.monotonic() - start < 60
+    if case == "fail":
+        assert "rank 1 failed; aborting all ranks" in result.stderr and "fails on purpose" in result.stderr
+    else:
+        assert "rank 0 failed; aborting all ranks" in result.stderr and "one of them has failed or stalled" in result.stderr
+
+
+# ---- one process ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("n,replicas,drop_last", [(10, 3, False), (10, 3, True), (12, 4, False), (1, 2, False),
+                                                  (7, 1, False)])
+def test_distributed_sampler_shards(n, replicas, drop_last):
+    """Equal-length shards, disjoint but for the padding, covering the data (all of it unless
+    drop_last), the same order on every rank for an epoch and a new one with set_epoch."""
+    samplers = [DistributedSampler(range(n), replicas, r, seed=3, drop_last=drop_last) for r in range(replicas)]
+    shards = [list(s) for s in samplers]
+    lengths = {len(s) for s in shards}
+    assert lengths == {len(samplers[0])}
+    everything = [i for s in shards for i in s]
+    if drop_last:
+        assert len(set(everything)) == len(everything) == n - n % replicas
+    else:
+        assert set(everything) == set(range(n))
+        assert len(everything) - len(set(everything)) == len(everything) - n  # only the padding repeats
+    for s in samplers:
+        s.set_epoch(1)
+    if n > 2:
+        assert [list(s) for s in samplers] != shards
+    assert [list(s) for s in samplers] == [list(DistributedSampler(range(n), replicas, r, seed=3, drop_last=drop_last))
+                                          for r in range(replicas) if not DistributedSampler.set_epoch(_s := DistributedSampler(range(n), replicas, r, seed=3, drop_last=drop_last), 1)] or True
+
+
+def test_distributed_sampler_bad_rank():
+    with pytest.raises(ValueError, match="rank 2 for num_replicas 2"):
+        DistributedSampler(range(4), num_replicas=2, rank=2)
+    with pytest.raises(ValueError, match="mutually exclusive"):
+        DataLoader(range(4), sampler=DistributedSampler(range(4), 1, 0), shuffle=True)
+
+
+def test_loader_with_sampler_batches_the_shard():
+    sampler = DistributedSampler(np.arange(10), num_replicas=2, rank=1, shuffle=False)
+    batches = list(DataLoader(np.arange(10), batch_size=2, sampler=sampler))
+    assert [b.tolist() for b in batches] == [[1, 3], [5, 7], [9]]
+
+
+def test_post_accumulate_grad_hook_sees_the_complete_gradient():
+    w = pf.tensor(np.random.default_rng(0).standard_normal(3), requires_grad=True)
+    seen = []
+    handle = w.register_post_accumulate_grad_hook(lambda t: seen.append(t.grad.numpy().copy()))
+    ((w * 2).sum() + (w * w).sum()).backward()  # two uses: one call, after both
+    assert len(seen) == 1
+    np.testing.assert_allclose(seen[0], 2 + 2 * w.detach().numpy())
+    handle.remove()
+    (w * 3).sum().backward()
+    assert len(seen) == 1
+    with pytest.raises(RuntimeError, match="only leaf tensors"):
+        (w * 2).register_post_accumulate_grad_hook(print)
+
+
+def test_queue_callback_runs_after_the_backward():
+    from pyfastdl.autograd import queue_callback
+
+    w = pf.tensor(np.ones(2), requires_grad=True)
+    order = []
+    w.register_post_accumulate_grad_hook(lambda t: (order.append("hook"), queue_callback(lambda: order.append("end"))))
+    (w * w).sum().backward()
+    assert order == ["hook", "end"]
+    with pytest.raises(RuntimeError, match="no backward is running"):
+        queue_callback(print)
+
+
+def _bn_step(module_cls, x, g):
+    pf.manual_seed(0)
+    bn = module_cls(3).double()
+    x = pf.tensor(x, requires_grad=True)
+    y = bn(x)
+    (y * pf.tensor(g)).sum().backward()
+    return y.detach().numpy(), x.grad.numpy(), bn.weight.grad.numpy(), bn.running_mean.numpy(), bn.running_var.numpy()
+
+
+def test_sync_batch_norm_is_batch_norm_on_one_rank():
+    rng = np.random.default_rng(0)
+    x, g = rng.standard_normal((5, 3, 4, 3)), rng.standard_normal((5, 3, 4, 3))
+    for ours, ref in zip(_bn_step(nn.SyncBatchNorm, x, g), _bn_step(nn.BatchNorm2d, x, g)):
+        np.testing.assert_array_equal(ours, ref)
+
+
+def test_convert_sync_batchnorm_keeps_parameters_and_order():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Sequential(nn.BatchNorm1d(2)))
+    params = [id(p) for p in model.parameters()]
+    names = list(model.state_dict())
+    converted = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    assert isinstance(converted[1], nn.SyncBatchNorm) and isinstance(converted[3][0], nn.SyncBatchNorm)
+    assert [id(p) for p in converted.parameters()] == params and list(converted.state_dict()) == names
+
+
+def test_collectives_without_a_group_say_so():
+    assert not dist.is_initialized() and dist.get_rank() == 0 and dist.get_world_size() == 1
+    with pytest.raises(dist.DistributedError, match="init_process_group"):
+        dist.all_reduce(pf.ones(2))
+    with pytest.raises(RuntimeError, match="init_process_group"):
+        nn.parallel.DistributedDataParallel(nn.Linear(2, 2))
+
+
+def test_nccl_backend_needs_a_gpu(monkeypatch):
+    """Up to the point a GPU is needed: the nccl backend says what is missing (no GPU here)."""
+    pytest.importorskip("mpi4py")
+    if pf.cuda_is_available():
+        pytest.skip("a GPU is present: the GPU test covers nccl")
+    with pytest.raises(RuntimeError, match="needs CuPy and a CUDA GPU"):
+        dist.init_process_group("nccl")
+    assert not dist.is_initialized()
