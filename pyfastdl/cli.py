@@ -27,7 +27,10 @@ def _cmd_train(args) -> int:
     if args.out is None:
         args.out = f"runs/{recipe.name}"
     fit(recipe, args, progress=not args.quiet)
-    print(f"wrote {args.out}/metrics.json, curves.png, checkpoint.safetensors")
+    from .distributed import get_rank
+
+    if get_rank() == 0:
+        print(f"wrote {args.out}/metrics.json, curves.png, checkpoint.safetensors")
     return 0
 
 
@@ -97,6 +100,9 @@ def _add_train_parser(sub, recipe) -> None:
     g.add_argument("--limit", type=int, help="use at most this many samples of each split (smoke tests)")
     g.add_argument("--threads", type=int, help="CPU threads for the kernels during the run")
     g.add_argument("--quiet", action="store_true", help="no progress bar (one line per epoch)")
+    g.add_argument("--distributed", action="store_true",
+                   help="data parallel over the ranks of an MPI launcher (found by itself under mpiexec -n N; "
+                        "--batch-size stays the global batch)")
     recipe.add_arguments(p.add_argument_group(f"{recipe.name}"))
     p.set_defaults(func=_cmd_train, model=recipe.name)
     defaults = recipe.default_hparams(p.parse_args([]))

@@ -37,7 +37,7 @@ from .backend import cuda_is_available, cuda_unavailable_reason, cupy_or_none, g
 
 __all__ = ["ReduceOp", "Work", "DistributedError", "init_process_group", "is_initialized", "is_available",
            "get_rank", "get_world_size", "get_backend", "barrier", "all_reduce", "broadcast", "all_gather",
-           "all_gather_object", "destroy_process_group", "launched_by_mpi", "local_rank", "local_world_size"]
+           "all_gather_object", "broadcast_object_list", "destroy_process_group", "launched_by_mpi", "local_rank", "local_world_size"]
 
 DEFAULT_TIMEOUT = datetime.timedelta(minutes=30)
 
@@ -415,6 +415,13 @@ def all_gather_object(object_list: list, obj) -> None:
         raise ValueError(f"all_gather_object: object_list has {len(object_list)} entries for {g.size} ranks")
     g.backend.barrier().wait()  # every rank has arrived (or the timeout fires) before the blocking exchange
     object_list[:] = g.comm.allgather(obj)
+
+
+def broadcast_object_list(object_list: list, src: int = 0) -> None:
+    """Replace ``object_list``'s entries on every rank by rank ``src``'s (picklable objects)."""
+    g = _require("broadcast_object_list")
+    g.backend.barrier().wait()  # as in all_gather_object
+    object_list[:] = g.comm.bcast(list(object_list), root=src)
 
 
 def barrier(group=None, async_op: bool = False):

@@ -7,6 +7,16 @@ Nothing in here knows what the model is; the recipe (:mod:`pyfastdl.train.recipe
 
 On the CPU a run is deterministic for a given ``--seed``: the seed fixes parameter initialisation
 (``pyfastdl.manual_seed``), the shuffling order and the augmentation.
+
+Data parallel: started by an MPI launcher (``mpiexec -n N pyfastdl train MODEL ...``, detected
+from its environment variables, or with ``--distributed``), the loop joins a process group
+(:mod:`pyfastdl.distributed`), converts batch norms to :class:`pyfastdl.nn.SyncBatchNorm` and wraps
+the model in :class:`pyfastdl.nn.parallel.DistributedDataParallel`. ``--batch-size`` stays the
+global batch: every rank draws the same shuffled batch (same seed), loads all of it (so that each
+sample gets the augmentation it would get in one process) and keeps its 1/N share, so N ranks
+train as one process would, to rounding. Validation and test split the data over the ranks and
+merge the metrics; only rank 0 prints, writes files and checkpoints. Each rank runs
+cores / (ranks on the machine) kernel threads unless ``--threads`` says otherwise.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import time
 import numpy as np
 
 from .. import backend
+from .. import distributed as dist
 from ..checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from ..data import DataLoader, Subset
 from .metrics import Mean
@@ -110,7 +121,9 @@ def build_scheduler(name: str, optimizer, total_steps: int, warmup_steps: int | 
 def run_epoch(recipe, model, loader, device: str, optimizer=None, scheduler=None, progress=None) -> dict:
     """One pass over ``loader``: trains when ``optimizer`` is given, else evaluates without a graph.
     Returns ``{"loss": mean loss, <metric>: value, ..., "samples_per_s": throughput}``.
-    ``progress`` is a tqdm bar to advance (its postfix shows the running loss and samples/s)."""
+    ``progress`` is a tqdm bar to advance (its postfix shows the running loss and samples/s).
+    Under a process group of several ranks each rank passes its own share of the data and the
+    result is over all of them."""
     from .. import no_grad
 
     training = optimizer is not None
@@ -138,19 +151,61 @@ def run_epoch(recipe, model, loader, device: str, optimizer=None, scheduler=None
             progress.update(1)
             rate = seen / (time.perf_counter() - start)
             progress.set_postfix(loss=f"{loss_mean.compute():.4f}", samples_s=f"{rate:.0f}")
+    elapsed = max(time.perf_counter() - start, 1e-9)
+    if dist.get_world_size() > 1:  # each rank saw its own share: merge them
+        seen = _merge_over_ranks({"loss": loss_mean, **metrics}, seen)
     result = {"loss": loss_mean.compute()}
     result.update({name: metric.compute() for name, metric in metrics.items()})
-    result["samples_per_s"] = seen / max(time.perf_counter() - start, 1e-9)
+    result["samples_per_s"] = seen / elapsed
     return result
+
+
+def _merge_over_ranks(metrics: dict, seen: int) -> int:
+    """Merge every rank's metric states into each rank's metrics; returns the samples seen by all."""
+    states = [None] * dist.get_world_size()
+    dist.all_gather_object(states, ({name: m.state() for name, m in metrics.items()}, seen))
+    for name, metric in metrics.items():
+        metric.reset()
+        for state, _ in states:
+            metric.merge(state[name])
+    return sum(n for _, n in states)
 
 
 def evaluate(recipe, model, dataset, device: str, batch_size: int, args: argparse.Namespace | None = None) -> dict:
     """Loss and metrics of ``model`` (in eval mode, no graph) over ``dataset``, in order, plus the
-    recipe's whole-model metrics (:meth:`Recipe.evaluate_model`, e.g. decoding accuracy)."""
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=recipe.collate_fn)
+    recipe's whole-model metrics (:meth:`Recipe.evaluate_model`, e.g. decoding accuracy). Under a
+    process group each rank evaluates every N-th sample and the metrics are merged; the whole-model
+    metrics are computed by rank 0 and broadcast."""
+    rank, world = dist.get_rank(), dist.get_world_size()
+    shard = dataset if world == 1 else Subset(dataset, np.arange(rank, len(dataset), world))
+    loader = DataLoader(shard, batch_size=max(1, batch_size // world), collate_fn=recipe.collate_fn)
     result = run_epoch(recipe, model, loader, device)
-    result.update(recipe.evaluate_model(model, dataset, device, batch_size, args))
+    extra = [recipe.evaluate_model(model, dataset, device, batch_size, args) if rank == 0 else None]
+    if world > 1:
+        dist.broadcast_object_list(extra)
+    result.update(extra[0])
     return result
+
+
+class RankShare:
+    """The batches of ``loader`` cut to rank ``rank``'s share out of ``world``: each global batch is
+    loaded whole (so the augmentation draws are those of a one-process run) and the rank collates
+    its contiguous 1/world of the samples. Every batch must divide evenly (use drop_last)."""
+
+    def __init__(self, loader: DataLoader, rank: int, world: int):
+        if loader.batch_size % world:
+            raise ValueError(f"the batch size {loader.batch_size} is the global batch and must divide evenly "
+                             f"over the {world} ranks")
+        self.loader, self.rank, self.world = loader, rank, world
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        share = self.loader.batch_size // self.world
+        for indices in self.loader.batch_indices():
+            samples = [self.loader.dataset[int(i)] for i in indices]
+            yield self.loader.collate_fn(samples[self.rank * share:(self.rank + 1) * share])
 
 
 def _limit(dataset, limit):
@@ -184,16 +239,35 @@ def kernel_threads(n: int | None):
 def fit(recipe, args: argparse.Namespace, progress: bool = True, log=print) -> dict:
     """Train ``recipe``'s model as ``args`` says (see ``pyfastdl train <model> --help``) and write
     metrics.json, curves.png and checkpoint.safetensors into ``args.out``. Returns the metrics record.
-    ``args.threads`` (if set) is the kernels' CPU thread count for the run; the previous one is restored."""
-    with kernel_threads(getattr(args, "threads", None)):
-        return _fit(recipe, args, progress, log)
+    ``args.threads`` (if set) is the kernels' CPU thread count for the run; the previous one is restored.
+    Under an MPI launcher (or with ``args.distributed``) the run is data parallel (see the module notes)."""
+    world = _join_process_group(args)
+    threads = getattr(args, "threads", None)
+    if threads is None and world > 1:
+        threads = max(1, (os.cpu_count() or 1) // dist.local_world_size())
+    with kernel_threads(threads):
+        return _fit(recipe, args, progress and dist.get_rank() == 0, log if dist.get_rank() == 0 else _silent)
+
+
+def _silent(*args, **kwargs):
+    pass
+
+
+def _join_process_group(args) -> int:
+    """Join the ranks the MPI launcher started (or those of ``--distributed``); the world size."""
+    if (getattr(args, "distributed", False) or dist.launched_by_mpi()) and not dist.is_initialized():
+        dist.init_process_group("nccl" if resolve_device(args.device) == "cuda" else "mpi")
+    return dist.get_world_size()
 
 
 def _fit(recipe, args, progress, log) -> dict:
     import pyfastdl
+    from ..nn import SyncBatchNorm
+    from ..nn.parallel import DistributedDataParallel
 
     wall_start = time.perf_counter()
     device = resolve_device(args.device)
+    rank, world = dist.get_rank(), dist.get_world_size()
     pyfastdl.manual_seed(args.seed)
     splits = {name: _limit(ds, args.limit) for name, ds in recipe.datasets(args).items() if ds is not None}
     train_loader = DataLoader(splits["train"], batch_size=args.batch_size, shuffle=True, drop_last=True,
@@ -202,6 +276,13 @@ def _fit(recipe, args, progress, log) -> dict:
         raise ValueError(f"the training set ({len(splits['train'])} samples) is smaller than one batch "
                          f"of {args.batch_size}")
     model = recipe.build_model(args).to(device)
+    trained = model
+    if world > 1:
+        train_loader = RankShare(train_loader, rank, world)
+        model = SyncBatchNorm.convert_sync_batchnorm(model)
+        trained = DistributedDataParallel(model)
+        if rank:
+            pyfastdl.manual_seed(args.seed + 7919 * rank)  # dropout masks differ between ranks
     optimizer = build_optimizer(args.optimizer, model.parameters(), args.lr, args.weight_decay, args.momentum)
     scheduler = build_scheduler(args.schedule, optimizer, args.epochs * len(train_loader),
                                 getattr(args, "warmup_steps", None))
@@ -210,13 +291,13 @@ def _fit(recipe, args, progress, log) -> dict:
         f"val {len(splits['val']) if 'val' in splits else 0}, test {len(splits['test'])} samples; "
         f"{args.optimizer} lr {args.lr} wd {args.weight_decay} {args.schedule}, "
         f"{args.epochs} epochs of {len(train_loader)} batches of {args.batch_size}; "
-        f"{backend.get_num_threads()} CPU thread(s)")
+        f"{backend.get_num_threads()} CPU thread(s)" + (f" on each of {world} ranks" if world > 1 else ""))
 
     history, metric = [], recipe.main_metric
     for epoch in range(1, args.epochs + 1):
         epoch_start = time.perf_counter()
         with _progress_bar(len(train_loader), f"epoch {epoch}/{args.epochs}", progress) as bar:
-            train = run_epoch(recipe, model, train_loader, device, optimizer, scheduler, bar)
+            train = run_epoch(recipe, trained, train_loader, device, optimizer, scheduler, bar)
         record = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
         record.update({f"train_{k}": v for k, v in train.items()})
         if "val" in splits:
@@ -232,7 +313,20 @@ def _fit(recipe, args, progress, log) -> dict:
     test = evaluate(recipe, model, splits["test"], device, args.batch_size, args)
     wall = time.perf_counter() - wall_start
     log(f"test loss {test['loss']:.4f} {metric} {test[metric]:.4f}; wall time {wall:.1f}s")
+    record = _write_run(recipe, model, optimizer, args, splits, history, test, wall, device) if rank == 0 else None
+    if world > 1:
+        record = [record]
+        dist.broadcast_object_list(record)  # every rank returns the record (and waits for rank 0's files)
+        record = record[0]
+    return record
 
+
+def _write_run(recipe, model, optimizer, args, splits, history, test, wall, device) -> dict:
+    """Rank 0's files: metrics.json, curves.png, the checkpoint and the recipe's extras."""
+    import pyfastdl
+
+    metric = recipe.main_metric
+    n_params = sum(int(np.prod(p.shape)) for p in model.parameters())
     os.makedirs(args.out, exist_ok=True)
     record = {
         "model": recipe.name,
@@ -246,6 +340,7 @@ def _fit(recipe, args, progress, log) -> dict:
         "wall_time_s": wall,
         "pyfastdl_version": pyfastdl.__version__,
         "threads": backend.get_num_threads(),
+        "world_size": dist.get_world_size(),
     }
     with open(os.path.join(args.out, METRICS_NAME), "w") as f:
         json.dump(record, f, indent=2)
