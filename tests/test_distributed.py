@@ -181,3 +181,30 @@ def test_nccl_backend_needs_a_gpu(monkeypatch):
     with pytest.raises(RuntimeError, match="needs CuPy and a CUDA GPU"):
         dist.init_process_group("nccl")
     assert not dist.is_initialized()
+
+
+@needs_mpi
+def test_train_command_under_mpiexec(tmp_path):
+    """``mpiexec -n 2 pyfastdl train`` = ``pyfastdl train`` (same batches, same weights to float32
+    rounding, same test metrics); rank 0 alone prints and writes (rank 1 is given its own --out,
+    through mpiexec's MPMD form, and must leave it absent)."""
+    from safetensors.numpy import load_file
+
+    common = ["-m", "pyfastdl", "train", "lenet", "--epochs", "1", "--limit", "128", "--batch-size", "32",
+              "--quiet", "--device", "cpu"]
+    mpiexec(1, *common, "--threads", "1", "--out", str(tmp_path / "one"))
+    cmd = ["mpiexec", "-n", "1", sys.executable, *common, "--out", str(tmp_path / "two"), ":",
+           "-n", "1", sys.executable, *common, "--out", str(tmp_path / "rank1")]
+    result = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("test loss") == 1 and "on each of 2 ranks" in result.stdout
+    assert not (tmp_path / "rank1").exists()
+    one, two = (load_file(str(tmp_path / d / "checkpoint.safetensors")) for d in ("one", "two"))
+    for name in one:
+        if one[name].dtype.kind == "f" and "optimizer" not in name:
+            assert _rel(two[name], one[name]) < 1e-5, name
+    import json
+
+    m1, m2 = (json.load(open(tmp_path / d / "metrics.json")) for d in ("one", "two"))
+    assert m2["world_size"] == 2 and m1["test"]["accuracy"] == m2["test"]["accuracy"]
+    assert abs(m1["test"]["loss"] - m2["test"]["loss"]) < 1e-5

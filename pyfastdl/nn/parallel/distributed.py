@@ -35,6 +35,7 @@ import contextlib
 import time
 
 from ... import distributed as dist
+from ...autograd import queue_callback
 from ...backend import get_array_module
 from ...tensor import Tensor
 from ..modules.module import Module
@@ -95,14 +96,14 @@ class DistributedDataParallel(Module):
         self.module = module
         self.broadcast_buffers = broadcast_buffers
         self.require_backward_grad_sync = True
-        object.__setattr__(self, "timeline", timeline)
+        self.timeline = timeline
         params = [p for p in module.parameters() if p.requires_grad]
         _broadcast_coalesced(list(module.parameters()) + list(module.buffers()))
-        object.__setattr__(self, "_buckets", self._make_buckets(params[::-1], bucket_cap_mb * 2**20))
-        object.__setattr__(self, "_bucket_of", {id(p): b for b in self._buckets for p in b.params})
-        object.__setattr__(self, "_next_to_post", 0)
-        object.__setattr__(self, "_syncing", False)
-        object.__setattr__(self, "_hooks", [p.register_post_accumulate_grad_hook(self._grad_ready) for p in params])
+        self._buckets = self._make_buckets(params[::-1], bucket_cap_mb * 2**20)
+        self._bucket_of = {id(p): b for b in self._buckets for p in b.params}
+        self._next_to_post = 0
+        self._syncing = False
+        self._hooks = [p.register_post_accumulate_grad_hook(self._grad_ready) for p in params]
 
     @staticmethod
     def _make_buckets(params, cap_bytes):
@@ -149,9 +150,7 @@ class DistributedDataParallel(Module):
         if not self.require_backward_grad_sync:
             return
         if not self._syncing:
-            object.__setattr__(self, "_syncing", True)
-            from ...autograd import queue_callback
-
+            self._syncing = True
             queue_callback(self._finish_backward)
         bucket = self._bucket_of[id(p)]
         start, end = bucket.offsets[id(p)]
@@ -164,7 +163,7 @@ class DistributedDataParallel(Module):
     def _post(self, bucket):
         bucket.posted_at = time.perf_counter()
         bucket.work = dist.all_reduce(Tensor(bucket.flat), dist.ReduceOp.AVG, async_op=True)
-        object.__setattr__(self, "_next_to_post", bucket.index + 1)
+        self._next_to_post = bucket.index + 1
 
     def _post_ready(self):
         while self._next_to_post < len(self._buckets):
@@ -204,8 +203,8 @@ class DistributedDataParallel(Module):
                 else:
                     p.grad.data[...] = average
             bucket.ready.clear()
-        object.__setattr__(self, "_next_to_post", 0)
-        object.__setattr__(self, "_syncing", False)
+        self._next_to_post = 0
+        self._syncing = False
         self._event("gradients averaged", "backward", time.perf_counter())
 
     def extra_repr(self) -> str:
