@@ -94,11 +94,15 @@ def _resnet20_step(world, timeline=None, bucket_cap_mb=25):
         opt.step()
         if record and timeline is not None:
             from pyfastdl import distributed as dist
+            from pyfastdl.nn.parallel.distributed import ALLREDUCE_TID, COMPUTE_TID
 
+            rank = dist.get_rank()
             for name, a, b in (("forward", t0, t1), ("backward (with the end-of-backward wait)", t1, t2)):
-                timeline.append({"name": name, "ph": "X", "ts": a * 1e6, "dur": (b - a) * 1e6,
-                                 "pid": dist.get_rank(), "tid": "backward" if "back" in name else "forward",
-                                 "args": {}})
+                timeline.append({"name": name, "ph": "X", "ts": a * 1e6, "dur": (b - a) * 1e6, "pid": rank,
+                                 "tid": COMPUTE_TID, "args": {}})
+            timeline.extend({"name": "thread_name", "ph": "M", "pid": rank, "tid": tid, "args": {"name": label}}
+                            for tid, label in ((COMPUTE_TID, "compute"), (ALLREDUCE_TID, "all-reduce")))
+            timeline.append({"name": "process_name", "ph": "M", "pid": rank, "args": {"name": f"rank {rank}"}})
 
     return step
 
@@ -136,9 +140,10 @@ def rank_timeline(args):
     dist.all_gather_object(everything, timeline)
     if dist.get_rank() == 0:
         events = [e for rank_events in everything for e in rank_events]
-        t0 = min(e["ts"] for e in events)
+        t0 = min(e["ts"] for e in events if "ts" in e)
         for e in events:
-            e["ts"] -= t0
+            if "ts" in e:
+                e["ts"] -= t0
         print(json.dumps(events))
     dist.destroy_process_group()
 

@@ -109,8 +109,10 @@ def _mpi():
 
 # ---- waiting with a deadline -------------------------------------------------------------------
 def _wait_until(done, timeout: float, what: str):
-    """Call ``done()`` (which also drives MPI's progress) until it is true, yielding the CPU between
-    polls (ranks may share cores); raise DistributedError after ``timeout`` seconds."""
+    """Call ``done()`` (which also drives MPI's progress) until it is true; raise DistributedError
+    after ``timeout`` seconds. It polls without pause for the first SPIN_S seconds, as MPI's own
+    blocking calls do (sleeping would cost a scheduler time slice per collective), then sleeps up to
+    1 ms between polls so that a long wait for a slow rank leaves the core to others."""
     start = time.monotonic()
     delay = 0.0
     while not done():
@@ -119,8 +121,12 @@ def _wait_until(done, timeout: float, what: str):
             raise DistributedError(
                 f"{what}: rank {get_rank()} waited {waited:.0f}s (timeout {timeout:.0f}s) for the other ranks; "
                 "one of them has failed or stalled")
-        time.sleep(delay)
-        delay = 0.0 if waited < 1e-3 else min(1e-3, max(delay * 2, 1e-5))
+        if waited > SPIN_S:
+            time.sleep(delay)
+            delay = min(1e-3, max(delay * 2, 1e-5))
+
+
+SPIN_S = 0.05
 
 
 class Work:

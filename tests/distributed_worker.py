@@ -7,9 +7,11 @@ with momentum and weight decay on a fixed random dataset, global batch 8 split o
 (DistributedSampler shards, DistributedDataParallel averages), and writes the final state of every
 rank to OUT_PREFIX.rank<r>.npz. ``nosync``: the convnet, each rank's share taken as two
 micro-batches, the first inside ``no_sync()``. ``fail``: rank 1 raises at step 3. ``stall``: rank 1
-sleeps at step 3 while the others wait (timeout 3 s).
+sleeps at step 3 while the others wait (timeout 3 s). ``overlap``: ResNet-20 with 0.05 MB buckets
+and a DDP timeline, written to OUT_PREFIX.rank<r>.json.
 """
 
+import json
 import sys
 import time
 
@@ -40,17 +42,19 @@ def main(case, dtype, out, steps=10):
     dist.init_process_group("mpi", timeout=3 if case == "stall" else 60)
     rank, world = dist.get_rank(), dist.get_world_size()
     pf.manual_seed(0)
-    model = (resnet20() if case == "resnet20" else convnet()).to(dtype=dtype)
+    model = (resnet20() if case in ("resnet20", "overlap") else convnet()).to(dtype=dtype)
+    timeline = [] if case == "overlap" else None
     if world > 1:  # replicas start from rank 0's parameters: make the others differ to prove the broadcast
         with pf.no_grad():
             for p in model.parameters():
                 p.data = p.data + rank
-        model = DistributedDataParallel(model, bucket_cap_mb=0.01)
+        model = DistributedDataParallel(model, bucket_cap_mb=0.05 if timeline is not None else 0.01,
+                                        timeline=timeline)
     # data seed 4: with some seeds (1, 2, 3) a ReLU input lands within float32 rounding of 0 around
     # step 7 and flips, after which float32 runs part by 1e-3..1e-1 -- one process against float64
     # as much as two ranks against one; float64 agrees to 1e-14 with every seed
     rng = np.random.default_rng(4)
-    size = 16 if case == "resnet20" else 14
+    size = 16 if case in ("resnet20", "overlap") else 14
     data = ArrayDataset(rng.standard_normal((96, 3, size, size)).astype(dtype), rng.integers(0, 10, 96))
     sampler = DistributedSampler(data, seed=5)
     loader = DataLoader(data, batch_size=GLOBAL_BATCH // world, sampler=sampler)
@@ -78,6 +82,9 @@ def main(case, dtype, out, steps=10):
             if step == steps:
                 break
         epoch += 1
+    if timeline is not None:
+        with open(f"{out}.rank{rank}.json", "w") as f:
+            json.dump(timeline, f)
     module = model.module if world > 1 else model
     np.savez(f"{out}.rank{rank}.npz", **{k: v.numpy() for k, v in module.state_dict().items()})
     dist.destroy_process_group()

@@ -64,6 +64,23 @@ def test_two_ranks_train_like_one_process(tmp_path, case, dtype):
 
 
 @needs_mpi
+def test_all_reduce_progresses_while_backward_computes(tmp_path):
+    """In DDP's timeline of the last of 2 steps, some bucket's all-reduce is found complete before
+    the backward has produced its last gradient: communication overlapped computation."""
+    import json
+
+    mpiexec(2, WORKER, "overlap", "float32", str(tmp_path / "t"), "2")
+    for rank in (0, 1):
+        events = json.load(open(tmp_path / f"t.rank{rank}.json"))
+        first_step_end = min(e["ts"] for e in events if e["name"] == "gradients averaged")
+        last = [e for e in events if e["ts"] > first_step_end]
+        last_gradient = max(e["ts"] for e in last if e["name"] == "grad ready")
+        reduces = [e for e in last if e["name"].startswith("all-reduce")]
+        assert len(reduces) > 3
+        assert sum(e["ts"] + e["dur"] < last_gradient for e in reduces) >= 1, reduces
+
+
+@needs_mpi
 @pytest.mark.parametrize("case", ["fail", "stall"])
 def test_a_failed_rank_stops_the_job(tmp_path, case):
     """A rank that raises aborts every rank at once; one that stalls makes the others time out (3 s)."""
@@ -208,3 +225,69 @@ def test_train_command_under_mpiexec(tmp_path):
     m1, m2 = (json.load(open(tmp_path / d / "metrics.json")) for d in ("one", "two"))
     assert m2["world_size"] == 2 and m1["test"]["accuracy"] == m2["test"]["accuracy"]
     assert abs(m1["test"]["loss"] - m2["test"]["loss"]) < 1e-5
+
+
+def test_nccl_backend_up_to_the_gpu(monkeypatch):
+    """The nccl path with CuPy and NCCL replaced by stand-ins that record the calls: the unique id
+    comes from rank 0 over MPI, the communicator is built from it, collectives go to NCCL with the
+    arrays' device pointers, count, dtype and op on CuPy's current stream, AVG divides on that
+    stream, CPU tensors are refused, and destroy_process_group destroys the communicator."""
+    pytest.importorskip("mpi4py")
+    import types
+
+    calls = []
+
+    class Stream:
+        ptr = 1234
+
+        def record(self):
+            return types.SimpleNamespace(done=True)
+
+    class Communicator:
+        def __init__(self, n, uid, rank):
+            calls.append(("init", n, uid, rank))
+
+        def allReduce(self, *args):  # noqa: N802 (NCCL's names)
+            calls.append(("allReduce", *args))
+
+        def bcast(self, *args):
+            calls.append(("bcast", *args))
+
+        def destroy(self):
+            calls.append(("destroy",))
+
+    nccl = types.SimpleNamespace(get_unique_id=lambda: b"uid-from-rank-0", NcclCommunicator=Communicator,
+                                 NCCL_SUM=0, NCCL_PROD=1, NCCL_MIN=3, NCCL_MAX=2, NCCL_FLOAT16=6, NCCL_FLOAT32=7,
+                                 NCCL_FLOAT64=8, NCCL_INT32=2, NCCL_INT64=4, NCCL_UINT8=1)
+    cuda = types.SimpleNamespace(nccl=nccl, Device=lambda i: types.SimpleNamespace(use=lambda: calls.append(("device", i))),
+                                 runtime=types.SimpleNamespace(getDeviceCount=lambda: 8),
+                                 get_current_stream=Stream)
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(cuda=cuda))
+    monkeypatch.setitem(sys.modules, "cupy.cuda", cuda)
+    monkeypatch.setitem(sys.modules, "cupy.cuda.nccl", nccl)
+    monkeypatch.setattr(dist, "cupy_or_none", lambda: sys.modules["cupy"])
+    monkeypatch.setattr(dist, "cuda_is_available", lambda: True)
+
+    dist.init_process_group("nccl")
+    try:
+        assert dist.get_backend() == "nccl"
+        assert calls[:2] == [("device", 0), ("init", 1, b"uid-from-rank-0", 0)]
+        with pytest.raises(ValueError, match="backend 'nccl' works on CUDA tensors"):
+            dist.all_reduce(pf.ones(3))
+
+        class DeviceArray:  # what the backend reads of a cupy array
+            data, size, dtype = types.SimpleNamespace(ptr=4096), 3, np.dtype(np.float32)
+
+            def __itruediv__(self, n):
+                calls.append(("divide", n))
+                return self
+
+        group = dist._group.backend
+        work = group.all_reduce(DeviceArray(), dist.ReduceOp.AVG)
+        assert calls[-2:] == [("allReduce", 4096, 4096, 3, nccl.NCCL_FLOAT32, nccl.NCCL_SUM, 1234), ("divide", 1)]
+        assert work.wait() and work.is_completed()
+        group.broadcast(DeviceArray(), 0)
+        assert calls[-1] == ("bcast", 4096, 3, nccl.NCCL_FLOAT32, 0, 1234)
+    finally:
+        dist.destroy_process_group()
+    assert calls[-1] == ("destroy",) and not dist.is_initialized()

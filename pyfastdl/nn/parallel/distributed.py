@@ -42,6 +42,9 @@ from ..modules.module import Module
 
 __all__ = ["DistributedDataParallel"]
 
+#: trace-event "threads" of the timeline: the backward's events, and the all-reduces in flight
+COMPUTE_TID, ALLREDUCE_TID = 0, 1
+
 
 def _broadcast_coalesced(tensors, src=0):
     """Broadcast ``tensors`` from rank ``src`` in place: one collective per dtype, on a flat copy."""
@@ -79,8 +82,9 @@ class DistributedDataParallel(Module):
 
     ``bucket_cap_mb``: gradient bucket size (25 MB as in torch). ``broadcast_buffers``: broadcast
     rank 0's buffers before each forward. ``timeline``: a list to which Chrome trace events
-    (``chrome://tracing`` / Perfetto) are appended: each gradient becoming ready and each bucket's
-    all-reduce from posting to completion, for studying the overlap. ``device_ids``,
+    (``chrome://tracing`` / Perfetto; pid = rank) are appended: each gradient becoming ready
+    (tid COMPUTE_TID) and each bucket's all-reduce from posting to the poll that found it complete
+    (tid ALLREDUCE_TID), for studying the overlap. ``device_ids``,
     ``output_device`` and ``process_group`` are accepted for torch compatibility (one device per
     rank, the default group)."""
 
@@ -156,7 +160,7 @@ class DistributedDataParallel(Module):
         start, end = bucket.offsets[id(p)]
         bucket.flat[start:end] = p.grad.data.ravel()
         bucket.ready.add(id(p))
-        self._event("grad ready", "backward", time.perf_counter(), bucket=bucket.index, shape=list(p.shape))
+        self._event("grad ready", COMPUTE_TID, time.perf_counter(), bucket=bucket.index, shape=list(p.shape))
         self._post_ready()
         self._progress()
 
@@ -179,7 +183,7 @@ class DistributedDataParallel(Module):
                 self._complete(bucket)
 
     def _complete(self, bucket):
-        self._event(f"all-reduce bucket {bucket.index}", "all-reduce", bucket.posted_at, time.perf_counter(),
+        self._event(f"all-reduce bucket {bucket.index}", ALLREDUCE_TID, bucket.posted_at, time.perf_counter(),
                     bytes=int(bucket.flat.nbytes))
         bucket.work = None
 
@@ -205,7 +209,7 @@ class DistributedDataParallel(Module):
             bucket.ready.clear()
         self._next_to_post = 0
         self._syncing = False
-        self._event("gradients averaged", "backward", time.perf_counter())
+        self._event("gradients averaged", COMPUTE_TID, time.perf_counter())
 
     def extra_repr(self) -> str:
         return f"buckets={len(self._buckets)}, world_size={dist.get_world_size()}"
