@@ -173,5 +173,10 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError) as e:  # bad data directory, checkpoint or option: say so, no traceback
+        from . import distributed
+
         print(f"pyfastdl {args.command}: error: {e}", file=sys.stderr)
+        if distributed.get_world_size() > 1:  # the other ranks may be waiting on this one
+            sys.stderr.flush()
+            distributed.abort(2)
         return 2

@@ -37,7 +37,7 @@ from .backend import cuda_is_available, cuda_unavailable_reason, cupy_or_none, g
 
 __all__ = ["ReduceOp", "Work", "DistributedError", "init_process_group", "is_initialized", "is_available",
            "get_rank", "get_world_size", "get_backend", "barrier", "all_reduce", "broadcast", "all_gather",
-           "all_gather_object", "broadcast_object_list", "destroy_process_group", "launched_by_mpi", "local_rank", "local_world_size"]
+           "all_gather_object", "broadcast_object_list", "destroy_process_group", "abort", "launched_by_mpi", "local_rank", "local_world_size"]
 
 DEFAULT_TIMEOUT = datetime.timedelta(minutes=30)
 
@@ -279,9 +279,14 @@ def _abort_on_exception(previous):
         if exc_type is KeyboardInterrupt or not is_initialized():
             previous(exc_type, exc, tb)
             return
-        _mpi().COMM_WORLD.Abort(1)
+        abort(1)
 
     return hook
+
+
+def abort(code: int = 1) -> None:
+    """Stop every rank now (``MPI_Abort``): for a rank that cannot go on while the others wait on it."""
+    _mpi().COMM_WORLD.Abort(code)
 
 
 def init_process_group(backend: str | None = None, init_method=None, timeout=None, world_size: int = -1,

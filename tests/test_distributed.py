@@ -226,6 +226,11 @@ def test_train_command_under_mpiexec(tmp_path):
     assert m2["world_size"] == 2 and m1["test"]["accuracy"] == m2["test"]["accuracy"]
     assert abs(m1["test"]["loss"] - m2["test"]["loss"]) < 1e-5
 
+    common[common.index("--batch-size") + 1] = "33"
+    result = mpiexec(2, *common, "--out", str(tmp_path / "odd"), check=False)
+    assert result.returncode != 0
+    assert "the batch size 33 is the global batch and must divide evenly over the 2 ranks" in result.stderr
+
 
 def test_nccl_backend_up_to_the_gpu(monkeypatch):
     """The nccl path with CuPy and NCCL replaced by stand-ins that record the calls: the unique id
