@@ -2,6 +2,7 @@
 tests/distributed_worker.py; their results are compared with one process training on the whole batch.
 In-process tests cover the pieces that need no second rank (world size 1, the sampler, the hooks)."""
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -296,3 +297,59 @@ def test_nccl_backend_up_to_the_gpu(monkeypatch):
     finally:
         dist.destroy_process_group()
     assert calls[-1] == ("destroy",) and not dist.is_initialized()
+
+
+def test_metric_states_merge_over_shards():
+    """What the loop does with every rank's metrics: the merged metric equals the one over all the data."""
+    from pyfastdl.train.detection import MeanAveragePrecision
+    from pyfastdl.train.metrics import Accuracy, Mean
+
+    rng = np.random.default_rng(0)
+    out, target = rng.standard_normal((10, 4)), rng.integers(0, 4, 10)
+    whole, parts = Accuracy(), [Accuracy(), Accuracy()]
+    whole.update(out, target)
+    parts[0].update(out[:3], target[:3])
+    parts[1].update(out[3:], target[3:])
+    merged = Accuracy()
+    for p in parts:
+        merged.merge(p.state())
+    assert merged.state() == whole.state() == {"correct": whole.correct, "count": 10}
+    mean = Mean()
+    mean.update(2.0, 3)
+    assert set(mean.state()) == {"total", "count"}
+    ap = MeanAveragePrecision(decode=print)
+    ap.num_classes, ap.truths = 5, [1]
+    other = MeanAveragePrecision(decode=print)
+    other.num_classes, other.truths = 5, [2]
+    ap.merge(other.state())
+    assert ap.num_classes == 5 and ap.truths == [1, 2] and set(other.state()) == {"detections", "truths", "num_classes"}
+
+
+def test_ddp_on_one_rank_is_the_module():
+    """World size 1 (one process, MPI's singleton): the wrapped model's gradients are its own, with
+    several buckets, and under no_sync too."""
+    pytest.importorskip("mpi4py")
+    from pyfastdl.nn.parallel import DistributedDataParallel
+
+    rng = np.random.default_rng(0)
+    x, y = pf.tensor(rng.standard_normal((4, 5))), pf.tensor(rng.integers(0, 3, 4))
+
+    def grads(wrap, no_sync=False):
+        pf.manual_seed(0)
+        model = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3)).double()
+        run = DistributedDataParallel(model, bucket_cap_mb=1e-4) if wrap else model
+        context = run.no_sync() if no_sync else contextlib.nullcontext()
+        with context:
+            F.cross_entropy(run(x), y).backward()
+        return [p.grad.numpy() for p in model.parameters()], run
+
+    dist.init_process_group("mpi")
+    try:
+        ref, _ = grads(False)
+        for no_sync in (False, True):
+            ours, ddp = grads(True, no_sync)
+            assert len(ddp._buckets) > 1
+            for a, b in zip(ours, ref):
+                np.testing.assert_allclose(a, b, rtol=1e-14)
+    finally:
+        dist.destroy_process_group()
