@@ -11,8 +11,9 @@ writes ``distributed-<machine>-<date>.json`` / ``.md`` and ``ddp_timeline_resnet
    ring all-reduce moves per rank; ratio = mpi4py's time / ours (as in the other results: > 1 means
    ours is faster), near 1 when our layer adds nothing to MPI.
 2. ``step``: one training step (forward, backward with bucketed all-reduce, SGD) of ResNet-20 on
-   32x32 images at global batch 64, on 1 rank and on N ranks (64 / N each). On a 2-core machine 2
-   ranks have 2 cores between them, so the step is compute-bound and the ideal speed-up is 2.
+   32x32 images at global batch 64, on 1 rank and on N ranks (64 / N each), one thread each, and
+   for comparison one rank with N threads. On a 2-core machine 2 ranks have 2 cores between them,
+   so the step is compute-bound and the ideal speed-up is 2.
 3. ``timeline``: one 2-rank step of ResNet-20 with 0.1 MB buckets, recorded as Chrome trace events
    (open in chrome://tracing or ui.perfetto.dev): forward and backward spans, each gradient
    becoming ready, and each bucket's all-reduce from posting to completion. A bucket whose
@@ -109,8 +110,10 @@ def _resnet20_step(world, timeline=None, bucket_cap_mb=25):
 
 
 def rank_step(args):
+    import pyfastdl
     import pyfastdl.distributed as dist
 
+    pyfastdl.set_num_threads(args.threads)
     dist.init_process_group("mpi")
     world = dist.get_world_size()
     step = _resnet20_step(world)
@@ -123,8 +126,8 @@ def rank_step(args):
         step()
         times.append(time.perf_counter() - start)
     if dist.get_rank() == 0:
-        print(json.dumps({"ranks": world, "global_batch": 64, "step_s": float(np.median(times)),
-                          "all_steps_s": times}))
+        print(json.dumps({"ranks": world, "threads_per_rank": args.threads, "global_batch": 64,
+                          "step_s": float(np.median(times)), "all_steps_s": times}))
     dist.destroy_process_group()
 
 
@@ -180,6 +183,7 @@ def main():
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     parser.add_argument("--ranks", type=int, default=2)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--rank-mode", choices=["allreduce", "step", "timeline"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rank_mode:
@@ -190,7 +194,8 @@ def main():
 
     load = os.getloadavg()
     allreduce = _run(args.ranks, "allreduce")
-    steps = [_run(n, "step", ["--steps", str(args.steps)]) for n in (1, args.ranks)]
+    steps = [_run(n, "step", ["--steps", str(args.steps), "--threads", str(t)])
+             for n, t in ((1, 1), (args.ranks, 1), (1, args.ranks))]
     timeline = _run(2, "timeline")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout
     from mpi4py import MPI
@@ -212,10 +217,12 @@ def main():
              "|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['bytes'] // 1024} KiB | {r['ours_us']:.0f} | {r['mpi4py_us']:.0f} | {r['ours_GBps']:.2f} | "
               f"{r['mpi4py_GBps']:.2f} | {r['ratio']:.2f} |" for r in allreduce]
-    lines += ["", "| ResNet-20 step, global batch 64 | ranks | s/step (median) |", "|---|---:|---:|"]
-    lines += [f"| | {s['ranks']} | {s['step_s']:.3f} |" for s in steps]
+    lines += ["", "| ResNet-20 step, global batch 64 | ranks | threads per rank | s/step (median) |",
+              "|---|---:|---:|---:|"]
+    lines += [f"| | {s['ranks']} | {s['threads_per_rank']} | {s['step_s']:.3f} |" for s in steps]
     lines += ["", f"speed-up 1 -> {args.ranks} ranks: {record['speedup']:.2f}x "
-              f"(compute-bound: {args.ranks} ranks on {os.cpu_count()} cores)", "",
+              f"(compute-bound: {args.ranks} ranks on {os.cpu_count()} cores; one rank with {args.ranks} "
+              f"threads: {steps[0]['step_s'] / steps[2]['step_s']:.2f}x)", "",
               "Overlap (one 2-rank step, 0.1 MB buckets): " + "; ".join(
                   f"rank {r}: {o['completed_before_last_gradient']} of {o['buckets']} bucket all-reduces done before "
                   f"the last gradient was ready, {o['last_gradient_ms_into_backward']:.0f} ms into a "

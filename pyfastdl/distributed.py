@@ -20,7 +20,7 @@ job at once, and a rank that stalls stops it after ``timeout``.
 
 The operations work in place on Tensors as torch's do: ``all_reduce(t)`` leaves the reduction in
 ``t`` on every rank. With ``async_op=True`` they return a :class:`Work` whose ``wait()`` completes
-them.
+them. There is one group, of all ranks: the ``group`` arguments are there for torch's signatures.
 """
 
 from __future__ import annotations
@@ -108,6 +108,9 @@ def _mpi():
 
 
 # ---- waiting with a deadline -------------------------------------------------------------------
+SPIN_S = 0.05
+
+
 def _wait_until(done, timeout: float, what: str):
     """Call ``done()`` (which also drives MPI's progress) until it is true; raise DistributedError
     after ``timeout`` seconds. It polls without pause for the first SPIN_S seconds, as MPI's own
@@ -124,9 +127,6 @@ def _wait_until(done, timeout: float, what: str):
         if waited > SPIN_S:
             time.sleep(delay)
             delay = min(1e-3, max(delay * 2, 1e-5))
-
-
-SPIN_S = 0.05
 
 
 class Work:
@@ -272,13 +272,12 @@ def _abort_on_exception(previous):
     """An exception hook: print the traceback (naming the rank), then abort every rank."""
 
     def hook(exc_type, exc, tb):
-        rank = get_rank() if is_initialized() else "?"
-        sys.stderr.write(f"pyfastdl.distributed: rank {rank} failed; aborting all ranks\n")
-        sys.stderr.write("".join(traceback.format_exception(exc_type, exc, tb)))
-        sys.stderr.flush()
-        if exc_type is KeyboardInterrupt or not is_initialized():
+        if exc_type is KeyboardInterrupt or not is_initialized():  # Ctrl-C reaches every rank by itself
             previous(exc_type, exc, tb)
             return
+        sys.stderr.write(f"pyfastdl.distributed: rank {get_rank()} failed; aborting all ranks\n")
+        sys.stderr.write("".join(traceback.format_exception(exc_type, exc, tb)))
+        sys.stderr.flush()
         abort(1)
 
     return hook
