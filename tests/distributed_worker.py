@@ -50,16 +50,18 @@ def main(case, dtype, out, steps=10):
                 p.data = p.data + rank
         model = DistributedDataParallel(model, bucket_cap_mb=0.05 if timeline is not None else 0.01,
                                         timeline=timeline)
-    # data seed 4: with some seeds (1, 2, 3) a ReLU input lands within float32 rounding of 0 around
-    # step 7 and flips, after which float32 runs part by 1e-3..1e-1 -- one process against float64
-    # as much as two ranks against one; float64 agrees to 1e-14 with every seed
+    # float32 after 10 steps of ResNet-20 is fragile: with data seeds 1, 2, 4 and 5 two ranks match one
+    # process to 2e-6, but with seed 3 a ReLU input lands within float32 rounding of 0 and flips, and
+    # float32 itself departs from float64 (one process: 1.9 relative on a batch-norm bias; two
+    # float32 runs then part by 0.5). float64 agrees to 1e-14 with every seed. (At 16x16 inputs,
+    # seeds 1-3 flip.)
     rng = np.random.default_rng(4)
-    size = 16 if case in ("resnet20", "overlap") else 14
+    size = 8 if case == "resnet20" else 16 if case == "overlap" else 14
     data = ArrayDataset(rng.standard_normal((96, 3, size, size)).astype(dtype), rng.integers(0, 10, 96))
     sampler = DistributedSampler(data, seed=5)
     loader = DataLoader(data, batch_size=GLOBAL_BATCH // world, sampler=sampler)
-    # lr 0.01: at 0.05 a batch-norm channel of ResNet-20 nearly stops varying by step 5 and one float32
-    # process alone then departs from float64 by 6% in the gradients: that would test conditioning, not DDP
+    # lr 0.01: at 0.05 one float32 process alone departs from float64 by 6% in the gradients by step 5
+    # (rounding amplified as described below): that would test conditioning, not DDP
     opt = pf.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     step, epoch = 0, 0
     while step < steps:
