@@ -351,5 +351,9 @@ def test_ddp_on_one_rank_is_the_module():
             assert len(ddp._buckets) > 1
             for a, b in zip(ours, ref):
                 np.testing.assert_allclose(a, b, rtol=1e-14)
+        model = nn.Sequential(nn.Linear(5, 3), nn.Linear(3, 3)).double()  # the second layer goes unused
+        ddp = DistributedDataParallel(model, bucket_cap_mb=1e-4)
+        F.cross_entropy(ddp.module[0](x), y).backward()
+        assert model[0].weight.grad is not None and model[1].weight.grad is None
     finally:
         dist.destroy_process_group()

@@ -86,7 +86,9 @@ class DistributedDataParallel(Module):
     (tid COMPUTE_TID) and each bucket's all-reduce from posting to the poll that found it complete
     (tid ALLREDUCE_TID), for studying the overlap. ``device_ids``,
     ``output_device`` and ``process_group`` are accepted for torch compatibility (one device per
-    rank, the default group)."""
+    rank, the default group), and so is ``find_unused_parameters``: a parameter that gets no
+    gradient in a backward always contributes zeros to its bucket's average (and keeps
+    ``.grad = None`` if no rank gave it a gradient)."""
 
     def __init__(self, module, device_ids=None, output_device=None, broadcast_buffers: bool = True,
                  process_group=None, bucket_cap_mb: float = 25, find_unused_parameters: bool = False,
@@ -202,8 +204,9 @@ class DistributedDataParallel(Module):
             for p in bucket.params:
                 start, end = bucket.offsets[id(p)]
                 average = bucket.flat[start:end].reshape(p.shape)
-                if p.grad is None:
-                    p.grad = Tensor(average.copy())
+                if p.grad is None:  # unused here: takes the average unless no rank used it
+                    if average.any():
+                        p.grad = Tensor(average.copy())
                 else:
                     p.grad.data[...] = average
             bucket.ready.clear()
