@@ -17,15 +17,26 @@ def _cmd_info(args) -> int:
     return 0
 
 
+#: Each train sub-command's option defaults, by model: on --resume, an option still at its default
+#: was not given, so the run's own value stands.
+_TRAIN_DEFAULTS: dict[str, dict] = {}
+
+
 def _cmd_train(args) -> int:
     from .train import fit, get_recipe
+    from .train.loop import resume_arguments
 
     recipe = get_recipe(args.model)
-    for key, value in recipe.default_hparams(args).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    if args.out is None:
-        args.out = f"runs/{recipe.name}"
+    if args.resume:
+        defaults = _TRAIN_DEFAULTS.get(recipe.name, {})
+        args = resume_arguments(args.resume, {k: v for k, v in vars(args).items()
+                                              if k in defaults and v != defaults[k]})
+    else:
+        for key, value in recipe.default_hparams(args).items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+        if args.out is None:
+            args.out = f"runs/{recipe.name}"
     fit(recipe, args, progress=not args.quiet)
     from .distributed import get_rank
 
@@ -103,9 +114,14 @@ def _add_train_parser(sub, recipe) -> None:
     g.add_argument("--distributed", action="store_true",
                    help="data parallel over the ranks of an MPI launcher (found by itself under mpiexec -n N; "
                         "--batch-size stays the global batch)")
+    g.add_argument("--resume", metavar="DIR",
+                   help="continue the run saved in DIR (its folder or checkpoint) with its own options, to the "
+                        "weights it would have reached uninterrupted; Ctrl-C or SIGTERM saves one at the next step")
     recipe.add_arguments(p.add_argument_group(f"{recipe.name}"))
     p.set_defaults(func=_cmd_train, model=recipe.name)
-    defaults = recipe.default_hparams(p.parse_args([]))
+    parsed_defaults = p.parse_args([])
+    _TRAIN_DEFAULTS[recipe.name] = vars(parsed_defaults)
+    defaults = recipe.default_hparams(parsed_defaults)
     p.epilog = ("recipe defaults (with the default options above): "
                 + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in defaults.items() if v is not None))
 
@@ -169,14 +185,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from .train.resume import NonFiniteLossError, TrainingInterrupted
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError) as e:  # bad data directory, checkpoint or option: say so, no traceback
-        from . import distributed
-
         print(f"pyfastdl {args.command}: error: {e}", file=sys.stderr)
-        if distributed.get_world_size() > 1:  # the other ranks may be waiting on this one
-            sys.stderr.flush()
-            distributed.abort(2)
-        return 2
+        return _stop_ranks(2)
+    except NonFiniteLossError as e:
+        print(f"pyfastdl {args.command}: error: {e}", file=sys.stderr)
+        return _stop_ranks(1)
+    except TrainingInterrupted as e:  # a checkpoint was saved: exit as a shell reports the signal
+        print(f"pyfastdl {args.command}: {e}", file=sys.stderr)
+        return e.exit_code  # (every rank of a data parallel run stops at the same step)
+
+
+def _stop_ranks(code: int) -> int:
+    """``code``; in a data parallel run, first abort every rank (the others may be waiting on this one)."""
+    from . import distributed
+
+    if distributed.get_world_size() > 1:
+        sys.stderr.flush()
+        distributed.abort(code)
+    return code

@@ -1,6 +1,7 @@
 """Metrics accumulated over an epoch: ``reset()``, ``update(output, target)`` per batch, ``compute()``.
 
-``output`` and ``target`` are numpy arrays (the loop copies them off the device). Classification
+``output`` and ``target`` are numpy arrays (the loop copies them off the device); ``state_dict()``
+and ``load_state_dict()`` carry a half-finished epoch through a checkpoint. Classification
 has :class:`Accuracy`; a task with other needs (mean IoU from a confusion matrix, detection mAP
 from all predictions) adds a Metric subclass with the same three methods.
 """
@@ -47,6 +48,14 @@ class Metric:
                 setattr(self, name, theirs)
             elif theirs is not None:
                 setattr(self, name, mine + theirs)
+
+    def state_dict(self) -> dict:
+        """What the metric has accumulated (its attributes other than functions), for resuming an
+        epoch from a checkpoint: numbers, strings, arrays and lists/tuples/dicts of them."""
+        return {k: v for k, v in vars(self).items() if not callable(v)}
+
+    def load_state_dict(self, state: dict) -> None:
+        vars(self).update(state)
 
 
 class Mean(Metric):
