@@ -357,3 +357,24 @@ def test_ddp_on_one_rank_is_the_module():
         assert model[0].weight.grad is not None and model[1].weight.grad is None
     finally:
         dist.destroy_process_group()
+
+
+@needs_mpi
+def test_two_rank_run_resumes_bit_identically(tmp_path):
+    """SIGINT reaching rank 1 alone at step 3: both ranks stop there, rank 0 saves; resumed under
+    mpiexec -n 2 the run ends with the uninterrupted 2-rank run's weights, bit for bit."""
+    pytest.importorskip("pyfastdl.train.resume")
+    from pyfastdl.checkpoint import read_checkpoint, read_training_state
+
+    quick = ["train", "lenet", "--epochs", "2", "--limit", "96", "--batch-size", "16", "--device", "cpu", "--quiet"]
+    mpiexec(2, "-m", "pyfastdl", *quick, "--out", str(tmp_path / "reference"))
+    run = str(tmp_path / "run")
+    result = mpiexec(2, os.path.join(HERE, "distributed_resume_worker.py"), "3", *quick, "--out", run, check=False)
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.count("SIGINT at step 3") == 2
+    assert read_training_state(os.path.join(run, "checkpoint.safetensors"))["step"] == 3
+    mpiexec(2, "-m", "pyfastdl", "train", "lenet", "--resume", run, "--quiet")
+    ref, ours = (read_checkpoint(os.path.join(d, "checkpoint.safetensors")) for d in (str(tmp_path / "reference"), run))
+    for name in ref[0]:
+        np.testing.assert_array_equal(ours[0][name], ref[0][name], err_msg=name)
+    assert ours[2]["test"] == ref[2]["test"]

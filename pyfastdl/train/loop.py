@@ -66,7 +66,7 @@ METRICS_NAME = "metrics.json"
 PLOT_NAME = "curves.png"
 
 #: The options a resumed run may set anew: where it writes and how it runs, not what it computes.
-RESUME_MAY_CHANGE = ("out", "device", "threads", "quiet", "resume")
+RESUME_MAY_CHANGE = ("out", "device", "threads", "quiet", "distributed", "resume")
 
 
 def resolve_device(name: str) -> str:
