@@ -13,7 +13,8 @@ from its environment variables, or with ``--distributed``), the loop joins a pro
 (:mod:`pyfastdl.distributed`), converts batch norms to :class:`pyfastdl.nn.SyncBatchNorm` and wraps
 the model in :class:`pyfastdl.nn.parallel.DistributedDataParallel`. ``--batch-size`` stays the
 global batch: every rank draws the same shuffled batch (same seed), loads all of it (so that each
-sample gets the augmentation it would get in one process) and keeps its 1/N share, so N ranks
+sample gets the augmentation it would get in one process) and collates its 1/N share
+(:func:`rank_share`), so N ranks
 train as one process would, to rounding. Validation and test split the data over the ranks and
 merge the metrics; only rank 0 prints, writes files and checkpoints. Each rank runs
 cores / (ranks on the machine) kernel threads unless ``--threads`` says otherwise.
@@ -34,7 +35,7 @@ import numpy as np
 from .. import backend
 from .. import distributed as dist
 from ..checkpoint import load_checkpoint, read_metadata, save_checkpoint
-from ..data import DataLoader, Subset
+from ..data import DataLoader, Subset, default_collate
 from .metrics import Mean
 from .plots import plot_history
 
@@ -187,25 +188,19 @@ def evaluate(recipe, model, dataset, device: str, batch_size: int, args: argpars
     return result
 
 
-class RankShare:
-    """The batches of ``loader`` cut to rank ``rank``'s share out of ``world``: each global batch is
-    loaded whole (so the augmentation draws are those of a one-process run) and the rank collates
-    its contiguous 1/world of the samples. Every batch must divide evenly (use drop_last)."""
+def rank_share(collate_fn, rank: int, world: int, batch_size: int):
+    """A collate function for data parallel training: handed a whole global batch of samples (every
+    rank loads all of them, so that the augmentation draws are those of a one-process run), it
+    collates rank ``rank``'s contiguous 1/world of them with ``collate_fn``."""
+    if batch_size % world:
+        raise ValueError(f"the batch size {batch_size} is the global batch and must divide evenly over the "
+                         f"{world} ranks")
+    share = batch_size // world
 
-    def __init__(self, loader: DataLoader, rank: int, world: int):
-        if loader.batch_size % world:
-            raise ValueError(f"the batch size {loader.batch_size} is the global batch and must divide evenly "
-                             f"over the {world} ranks")
-        self.loader, self.rank, self.world = loader, rank, world
+    def collate(samples):
+        return collate_fn(samples[rank * share:(rank + 1) * share])
 
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self):
-        share = self.loader.batch_size // self.world
-        for indices in self.loader.batch_indices():
-            samples = [self.loader.dataset[int(i)] for i in indices]
-            yield self.loader.collate_fn(samples[self.rank * share:(self.rank + 1) * share])
+    return collate
 
 
 def _limit(dataset, limit):
@@ -270,15 +265,15 @@ def _fit(recipe, args, progress, log) -> dict:
     rank, world = dist.get_rank(), dist.get_world_size()
     pyfastdl.manual_seed(args.seed)
     splits = {name: _limit(ds, args.limit) for name, ds in recipe.datasets(args).items() if ds is not None}
-    train_loader = DataLoader(splits["train"], batch_size=args.batch_size, shuffle=True, drop_last=True,
-                              seed=args.seed, collate_fn=recipe.collate_fn)
+    collate = recipe.collate_fn or default_collate
+    train_loader = DataLoader(splits["train"], batch_size=args.batch_size, shuffle=True, drop_last=True, seed=args.seed,
+                              collate_fn=rank_share(collate, rank, world, args.batch_size) if world > 1 else collate)
     if len(train_loader) == 0:
         raise ValueError(f"the training set ({len(splits['train'])} samples) is smaller than one batch "
                          f"of {args.batch_size}")
     model = recipe.build_model(args).to(device)
     trained = model
     if world > 1:
-        train_loader = RankShare(train_loader, rank, world)
         model = SyncBatchNorm.convert_sync_batchnorm(model)
         trained = DistributedDataParallel(model)
         if rank:
@@ -313,21 +308,6 @@ def _fit(recipe, args, progress, log) -> dict:
     test = evaluate(recipe, model, splits["test"], device, args.batch_size, args)
     wall = time.perf_counter() - wall_start
     log(f"test loss {test['loss']:.4f} {metric} {test[metric]:.4f}; wall time {wall:.1f}s")
-    record = _write_run(recipe, model, optimizer, args, splits, history, test, wall, device) if rank == 0 else None
-    if world > 1:
-        record = [record]
-        dist.broadcast_object_list(record)  # every rank returns the record (and waits for rank 0's files)
-        record = record[0]
-    return record
-
-
-def _write_run(recipe, model, optimizer, args, splits, history, test, wall, device) -> dict:
-    """Rank 0's files: metrics.json, curves.png, the checkpoint and the recipe's extras."""
-    import pyfastdl
-
-    metric = recipe.main_metric
-    n_params = sum(int(np.prod(p.shape)) for p in model.parameters())
-    os.makedirs(args.out, exist_ok=True)
     record = {
         "model": recipe.name,
         "device": device,
@@ -342,14 +322,18 @@ def _write_run(recipe, model, optimizer, args, splits, history, test, wall, devi
         "threads": backend.get_num_threads(),
         "world_size": dist.get_world_size(),
     }
-    with open(os.path.join(args.out, METRICS_NAME), "w") as f:
-        json.dump(record, f, indent=2)
-    plot_history(history, os.path.join(args.out, PLOT_NAME), title=f"{recipe.name} on {_dataset_name(args)}",
-                 metric=metric)
-    save_checkpoint(os.path.join(args.out, CHECKPOINT_NAME), model, optimizer,
-                    metadata={"recipe": recipe.name, "args": _json_args(args), "test": record["test"],
-                              **recipe.checkpoint_metadata(args)})
-    recipe.after_fit(model, splits, args, device)
+    if rank == 0:  # every rank has the record; one writes it
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, METRICS_NAME), "w") as f:
+            json.dump(record, f, indent=2)
+        plot_history(history, os.path.join(args.out, PLOT_NAME), title=f"{recipe.name} on {_dataset_name(args)}",
+                     metric=metric)
+        save_checkpoint(os.path.join(args.out, CHECKPOINT_NAME), model, optimizer,
+                        metadata={"recipe": recipe.name, "args": _json_args(args), "test": record["test"],
+                                  **recipe.checkpoint_metadata(args)})
+        recipe.after_fit(model, splits, args, device)
+    if world > 1:
+        dist.barrier()  # the other ranks return once rank 0's files are there
     return record
 
 
