@@ -37,7 +37,8 @@ from .backend import cuda_is_available, cuda_unavailable_reason, cupy_or_none, g
 
 __all__ = ["ReduceOp", "Work", "DistributedError", "init_process_group", "is_initialized", "is_available",
            "get_rank", "get_world_size", "get_backend", "barrier", "all_reduce", "broadcast", "all_gather",
-           "all_gather_object", "broadcast_object_list", "destroy_process_group", "abort", "launched_by_mpi", "local_rank", "local_world_size"]
+           "all_gather_object", "broadcast_object_list", "destroy_process_group", "abort", "launched_by_mpi",
+           "local_rank", "local_world_size"]
 
 DEFAULT_TIMEOUT = datetime.timedelta(minutes=30)
 

@@ -92,7 +92,8 @@ def test_a_failed_rank_stops_the_job(tmp_path, case):
     if case == "fail":
         assert "rank 1 failed; aborting all ranks" in result.stderr and "fails on purpose" in result.stderr
     else:
-        assert "rank 0 failed; aborting all ranks" in result.stderr and "one of them has failed or stalled" in result.stderr
+        assert "rank 0 failed; aborting all ranks" in result.stderr
+        assert "one of them has failed or stalled" in result.stderr
 
 
 # ---- one process ---------------------------------------------------------------------------------
@@ -265,7 +266,8 @@ def test_nccl_backend_up_to_the_gpu(monkeypatch):
     nccl = types.SimpleNamespace(get_unique_id=lambda: b"uid-from-rank-0", NcclCommunicator=Communicator,
                                  NCCL_SUM=0, NCCL_PROD=1, NCCL_MIN=3, NCCL_MAX=2, NCCL_FLOAT16=6, NCCL_FLOAT32=7,
                                  NCCL_FLOAT64=8, NCCL_INT32=2, NCCL_INT64=4, NCCL_UINT8=1)
-    cuda = types.SimpleNamespace(nccl=nccl, Device=lambda i: types.SimpleNamespace(use=lambda: calls.append(("device", i))),
+    device = lambda i: types.SimpleNamespace(use=lambda: calls.append(("device", i)))  # noqa: E731
+    cuda = types.SimpleNamespace(nccl=nccl, Device=device,
                                  runtime=types.SimpleNamespace(getDeviceCount=lambda: 8),
                                  get_current_stream=Stream)
     monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(cuda=cuda))
