@@ -39,7 +39,10 @@ def _cmd_train(args) -> int:
         if args.out is None:
             args.out = f"runs/{recipe.name}"
     fit(recipe, args, progress=not args.quiet)
-    print(f"wrote {args.out}/metrics.json, curves.png, checkpoint.safetensors")
+    from .distributed import get_rank
+
+    if get_rank() == 0:
+        print(f"wrote {args.out}/metrics.json, curves.png, checkpoint.safetensors")
     return 0
 
 
@@ -116,6 +119,9 @@ def _add_train_parser(sub, recipe) -> None:
     g.add_argument("--limit", type=int, help="use at most this many samples of each split (smoke tests)")
     g.add_argument("--threads", type=int, help="CPU threads for the kernels during the run")
     g.add_argument("--quiet", action="store_true", help="no progress bar (one line per epoch)")
+    g.add_argument("--distributed", action="store_true",
+                   help="data parallel over the ranks of an MPI launcher (found by itself under mpiexec -n N; "
+                        "--batch-size stays the global batch)")
     g.add_argument("--resume", metavar="DIR",
                    help="continue the run saved in DIR (its folder or checkpoint) with its own options, to the "
                         "weights it would have reached uninterrupted (Ctrl-C or SIGTERM during a run saves a "
@@ -218,10 +224,20 @@ def main(argv=None) -> int:
         return args.func(args)
     except (FileNotFoundError, ValueError) as e:  # bad data directory, checkpoint or option: say so, no traceback
         print(f"pyfastdl {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return _stop_ranks(2)
     except NonFiniteLossError as e:
         print(f"pyfastdl {args.command}: error: {e}", file=sys.stderr)
-        return 1
+        return _stop_ranks(1)
     except TrainingInterrupted as e:  # a checkpoint was saved: exit as a shell reports the signal
         print(f"pyfastdl {args.command}: {e}", file=sys.stderr)
-        return e.exit_code
+        return e.exit_code  # (every rank of a data parallel run stops at the same step)
+
+
+def _stop_ranks(code: int) -> int:
+    """``code``; in a data parallel run, first abort every rank (the others may be waiting on this one)."""
+    from . import distributed
+
+    if distributed.get_world_size() > 1:
+        sys.stderr.flush()
+        distributed.abort(code)
+    return code

@@ -51,6 +51,8 @@ class DataLoader:
         drop_last: drop the last batch when it has fewer than ``batch_size`` samples.
         seed: seed of the shuffling generator (``None``: fresh entropy).
         collate_fn: turns a list of samples into a batch (default :func:`default_collate`).
+        sampler: an iterable of indices with a length (e.g. :class:`pyfastdl.data.DistributedSampler`)
+            to visit instead of ``range(len(dataset))``; excludes ``shuffle``.
 
     Each epoch visits every sample exactly once (except the dropped tail with ``drop_last``).
 
@@ -61,10 +63,13 @@ class DataLoader:
     """
 
     def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, drop_last: bool = False,
-                 seed: int | None = None, collate_fn=None):
+                 seed: int | None = None, collate_fn=None, sampler=None):
         if int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be a positive integer, got {batch_size!r}")
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
         self.dataset = dataset
+        self.sampler = sampler
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
         self.drop_last = drop_last
@@ -75,13 +80,16 @@ class DataLoader:
         self._resume_at = 0  # batches to skip in the next epoch (set by load_state_dict)
 
     def __len__(self) -> int:
-        n = len(self.dataset)
+        n = len(self.dataset) if self.sampler is None else len(self.sampler)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def batch_indices(self):
         """The index arrays of the next epoch's batches (draws a new order when shuffling)."""
-        n = len(self.dataset)
-        order = self.generator.permutation(n) if self.shuffle else np.arange(n)
+        if self.sampler is not None:
+            order = np.fromiter(self.sampler, dtype=np.int64)
+        else:
+            n = len(self.dataset)
+            order = self.generator.permutation(n) if self.shuffle else np.arange(n)
         return [order[i:i + self.batch_size] for i in range(0, len(self) * self.batch_size, self.batch_size)]
 
     def __iter__(self):

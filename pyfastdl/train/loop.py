@@ -19,6 +19,17 @@ from it to the same final weights, bit for bit, as the uninterrupted run on the 
 thread count. A NaN or infinite training loss stops the run before the weights change
 (:class:`~pyfastdl.train.resume.NonFiniteLossError`), leaving the last good checkpoint in place.
 Arguments are checked (:func:`check_arguments`) before anything is built or written.
+
+Data parallel: started by an MPI launcher (``mpiexec -n N pyfastdl train MODEL ...``, detected
+from its environment variables, or with ``--distributed``), the loop joins a process group
+(:mod:`pyfastdl.distributed`), converts batch norms to :class:`pyfastdl.nn.SyncBatchNorm` and wraps
+the model in :class:`pyfastdl.nn.parallel.DistributedDataParallel`. ``--batch-size`` stays the
+global batch: every rank draws the same shuffled batch (same seed), loads all of it (so that each
+sample gets the augmentation it would get in one process) and collates its 1/N share
+(:func:`rank_share`), so N ranks
+train as one process would, to rounding. Validation and test split the data over the ranks and
+merge the metrics; only rank 0 prints, writes files and checkpoints. Each rank runs
+cores / (ranks on the machine) kernel threads unless ``--threads`` says otherwise.
 """
 
 from __future__ import annotations
@@ -36,8 +47,9 @@ import time
 import numpy as np
 
 from .. import backend
+from .. import distributed as dist
 from ..checkpoint import load_checkpoint, read_metadata, read_training_state, save_checkpoint
-from ..data import DataLoader, Subset
+from ..data import DataLoader, Subset, default_collate
 from .metrics import Mean
 from .plots import plot_history
 from .resume import NonFiniteLossError, StopOnSignal, TrainingInterrupted, random_state, set_random_state
@@ -54,7 +66,7 @@ METRICS_NAME = "metrics.json"
 PLOT_NAME = "curves.png"
 
 #: The options a resumed run may set anew: where it writes and how it runs, not what it computes.
-RESUME_MAY_CHANGE = ("out", "device", "threads", "quiet", "resume")
+RESUME_MAY_CHANGE = ("out", "device", "threads", "quiet", "distributed", "resume")
 
 
 def resolve_device(name: str) -> str:
@@ -139,7 +151,8 @@ def run_epoch(recipe, model, loader, device: str, optimizer=None, scheduler=None
     ``totals``: the epoch's accumulators (:func:`epoch_totals`) to update in place, e.g. those of a
     resumed epoch (fresh ones by default); ``after_step()`` is called after every batch (the step
     boundary). A NaN or infinite training loss raises :class:`NonFiniteLossError` before the
-    weights are updated."""
+    weights are updated. Under a process group of several ranks each rank passes its own share of
+    the data and the result is over all of them."""
     from .. import no_grad
 
     training = optimizer is not None
@@ -173,18 +186,54 @@ def run_epoch(recipe, model, loader, device: str, optimizer=None, scheduler=None
             progress.set_postfix(loss=f"{totals['loss'].compute():.4f}", samples_s=f"{rate:.0f}")
         if after_step is not None:
             after_step()
+    elapsed = max(time.perf_counter() - start, 1e-9)
+    if dist.get_world_size() > 1:  # each rank saw its own share: merge them
+        seen = _merge_over_ranks(totals, seen)
     result = {name: metric.compute() for name, metric in totals.items()}
-    result["samples_per_s"] = seen / max(time.perf_counter() - start, 1e-9)
+    result["samples_per_s"] = seen / elapsed
     return result
+
+
+def _merge_over_ranks(metrics: dict, seen: int) -> int:
+    """Merge every rank's metric states into each rank's metrics; returns the samples seen by all."""
+    states = [None] * dist.get_world_size()
+    dist.all_gather_object(states, ({name: m.state() for name, m in metrics.items()}, seen))
+    for name, metric in metrics.items():
+        metric.reset()
+        for state, _ in states:
+            metric.merge(state[name])
+    return sum(n for _, n in states)
 
 
 def evaluate(recipe, model, dataset, device: str, batch_size: int, args: argparse.Namespace | None = None) -> dict:
     """Loss and metrics of ``model`` (in eval mode, no graph) over ``dataset``, in order, plus the
-    recipe's whole-model metrics (:meth:`Recipe.evaluate_model`, e.g. decoding accuracy)."""
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=recipe.collate_fn)
+    recipe's whole-model metrics (:meth:`Recipe.evaluate_model`, e.g. decoding accuracy). Under a
+    process group each rank evaluates every N-th sample and the metrics are merged; the whole-model
+    metrics are computed by rank 0 and broadcast."""
+    rank, world = dist.get_rank(), dist.get_world_size()
+    shard = dataset if world == 1 else Subset(dataset, np.arange(rank, len(dataset), world))
+    loader = DataLoader(shard, batch_size=max(1, batch_size // world), collate_fn=recipe.collate_fn)
     result = run_epoch(recipe, model, loader, device)
-    result.update(recipe.evaluate_model(model, dataset, device, batch_size, args))
+    extra = [recipe.evaluate_model(model, dataset, device, batch_size, args) if rank == 0 else None]
+    if world > 1:
+        dist.broadcast_object_list(extra)
+    result.update(extra[0])
     return result
+
+
+def rank_share(collate_fn, rank: int, world: int, batch_size: int):
+    """A collate function for data parallel training: handed a whole global batch of samples (every
+    rank loads all of them, so that the augmentation draws are those of a one-process run), it
+    collates rank ``rank``'s contiguous 1/world of them with ``collate_fn``."""
+    if batch_size % world:
+        raise ValueError(f"the batch size {batch_size} is the global batch and must divide evenly over the "
+                         f"{world} ranks")
+    share = batch_size // world
+
+    def collate(samples):
+        return collate_fn(samples[rank * share:(rank + 1) * share])
+
+    return collate
 
 
 def _limit(dataset, limit):
@@ -223,10 +272,27 @@ def fit(recipe, args: argparse.Namespace, progress: bool = True, log=print, on_s
     interrupted run. ``on_step(step)`` is called after every optimizer step with the global step
     number (from 1), before the loop looks for a stop request (tests send signals from it).
     Raises :class:`TrainingInterrupted` after saving a checkpoint when SIGINT or SIGTERM arrives,
-    :class:`NonFiniteLossError` when the loss is NaN or infinite."""
+    :class:`NonFiniteLossError` when the loss is NaN or infinite.
+    Under an MPI launcher (or with ``args.distributed``) the run is data parallel (see the module notes)."""
     check_arguments(args)
-    with kernel_threads(getattr(args, "threads", None)), StopOnSignal() as stop:
-        return _fit(recipe, args, progress, log, on_step, stop)
+    world = _join_process_group(args)
+    threads = getattr(args, "threads", None)
+    if threads is None and world > 1:
+        threads = max(1, (os.cpu_count() or 1) // dist.local_world_size())
+    rank0 = dist.get_rank() == 0
+    with kernel_threads(threads), StopOnSignal() as stop:
+        return _fit(recipe, args, progress and rank0, log if rank0 else _silent, on_step, stop)
+
+
+def _silent(*args, **kwargs):
+    pass
+
+
+def _join_process_group(args) -> int:
+    """Join the ranks the MPI launcher started (or those of ``--distributed``); the world size."""
+    if (getattr(args, "distributed", False) or dist.launched_by_mpi()) and not dist.is_initialized():
+        dist.init_process_group("nccl" if resolve_device(args.device) == "cuda" else "mpi")
+    return dist.get_world_size()
 
 
 def _flag(name: str) -> str:
@@ -336,22 +402,32 @@ def _resume(path: str, state: dict, recipe, model, optimizer, scheduler, loader,
 
 def _fit(recipe, args, progress, log, on_step, stop) -> dict:
     import pyfastdl
+    from ..nn import SyncBatchNorm
+    from ..nn.parallel import DistributedDataParallel
 
     wall_start = time.perf_counter()
     resume = getattr(args, "resume", None)
     state = _check_resumable(resume, recipe, args) if resume else None
     device = resolve_device(args.device)
+    rank, world = dist.get_rank(), dist.get_world_size()
     pyfastdl.manual_seed(args.seed)
     random.seed(args.seed)  # for recipes and augmentations that draw from the global streams
     np.random.seed(args.seed % 2**32)
     splits = {name: _limit(ds, args.limit) for name, ds in recipe.datasets(args).items() if ds is not None}
-    train_loader = DataLoader(splits["train"], batch_size=args.batch_size, shuffle=True, drop_last=True,
-                              seed=args.seed, collate_fn=recipe.collate_fn)
+    collate = recipe.collate_fn or default_collate
+    train_loader = DataLoader(splits["train"], batch_size=args.batch_size, shuffle=True, drop_last=True, seed=args.seed,
+                              collate_fn=rank_share(collate, rank, world, args.batch_size) if world > 1 else collate)
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
         raise ValueError(f"the training set ({len(splits['train'])} samples) is smaller than one batch "
                          f"of {args.batch_size}")
     model = recipe.build_model(args).to(device)
+    trained = model
+    if world > 1:
+        model = SyncBatchNorm.convert_sync_batchnorm(model)
+        trained = DistributedDataParallel(model)
+        if rank:
+            pyfastdl.manual_seed(args.seed + 7919 * rank)  # dropout masks differ between ranks
     optimizer = build_optimizer(args.optimizer, model.parameters(), args.lr, args.weight_decay, args.momentum)
     scheduler = build_scheduler(args.schedule, optimizer, args.epochs * steps_per_epoch,
                                 getattr(args, "warmup_steps", None))
@@ -362,16 +438,25 @@ def _fit(recipe, args, progress, log, on_step, stop) -> dict:
     run, totals = {"epoch": 1, "step": 0, "history": [], "wall_time_s": 0.0}, epoch_totals(recipe)
     if resume:
         run, totals = _resume(resume, state, recipe, model, optimizer, scheduler, train_loader, roots)
+        if rank:  # rank 0's checkpoint holds the epoch's metrics merged over the ranks, and its random state
+            totals = epoch_totals(recipe)
+            pyfastdl.manual_seed(args.seed + 7919 * rank + run["step"])
     n_params = sum(int(np.prod(p.shape)) for p in model.parameters())
     log(f"{recipe.name}: {n_params:,} parameters on {device}; train {len(splits['train'])}, "
         f"val {len(splits['val']) if 'val' in splits else 0}, test {len(splits['test'])} samples; "
         f"{args.optimizer} lr {args.lr} wd {args.weight_decay} {args.schedule}, "
         f"{args.epochs} epochs of {steps_per_epoch} batches of {args.batch_size}; "
-        f"{backend.get_num_threads()} CPU thread(s)"
+        f"{backend.get_num_threads()} CPU thread(s)" + (f" on each of {world} ranks" if world > 1 else "")
         + (f"; resumed at step {run['step']} (epoch {run['epoch']})" if run["step"] else ""))
 
     def save(test=None):
-        """The checkpoint: model, optimizer and the training state (see the module docstring)."""
+        """The checkpoint: model, optimizer and the training state (see the module docstring). Data
+        parallel: every rank calls it (but for the final save, rank 0's alone) and rank 0 writes it,
+        with the epoch's running metrics merged over the ranks."""
+        if world > 1 and test is None:
+            _merge_over_ranks(totals, 0)
+        if rank != 0:
+            return
         state = {"epoch": run["epoch"], "step": run["step"], "history": run["history"],
                  "wall_time_s": run["wall_time_s"] + time.perf_counter() - wall_start,
                  "finished": test is not None, "loader": train_loader.state_dict(),
@@ -388,13 +473,23 @@ def _fit(recipe, args, progress, log, on_step, stop) -> dict:
         batch = run["step"] - (run["epoch"] - 1) * steps_per_epoch
         return f"step {run['step']} (epoch {run['epoch']}, batch {batch} of {steps_per_epoch})"
 
+    def stop_requested():
+        """The signal that asks the run to stop, if any; data parallel: if any rank got one, so that
+        every rank stops at the same step."""
+        if world == 1:
+            return stop.requested
+        signal = pyfastdl.tensor(np.array([stop.requested or 0]))
+        dist.all_reduce(signal, dist.ReduceOp.MAX)
+        return int(signal.item()) or None
+
     def after_step():
         run["step"] += 1
         if on_step is not None:
             on_step(run["step"])
-        if stop.requested is not None:
+        requested = stop_requested()
+        if requested is not None:
             save()
-            raise _interrupted(stop.requested, where(), checkpoint, recipe.name)
+            raise _interrupted(requested, where(), checkpoint, recipe.name)
 
     history, metric = run["history"], recipe.main_metric
     for epoch in range(run["epoch"], args.epochs + 1):
@@ -403,7 +498,7 @@ def _fit(recipe, args, progress, log, on_step, stop) -> dict:
         try:
             with _progress_bar(steps_per_epoch, f"epoch {epoch}/{args.epochs}", progress) as bar:
                 bar.update(run["step"] - (epoch - 1) * steps_per_epoch)
-                train = run_epoch(recipe, model, train_loader, device, optimizer, scheduler, bar, totals,
+                train = run_epoch(recipe, trained, train_loader, device, optimizer, scheduler, bar, totals,
                                   after_step)
         except NonFiniteLossError as e:
             run["step"] += 1
@@ -424,14 +519,14 @@ def _fit(recipe, args, progress, log, on_step, stop) -> dict:
             + f"  {train['samples_per_s']:.0f} samples/s  {record['seconds']:.1f}s")
         run["epoch"], totals = epoch + 1, epoch_totals(recipe)
         save()  # every epoch: the last good checkpoint
-        if stop.requested is not None:
-            raise _interrupted(stop.requested, f"the end of epoch {epoch} (step {run['step']})", checkpoint,
+        requested = stop_requested()
+        if requested is not None:
+            raise _interrupted(requested, f"the end of epoch {epoch} (step {run['step']})", checkpoint,
                                recipe.name)
 
     test = evaluate(recipe, model, splits["test"], device, args.batch_size, args)
     wall = run["wall_time_s"] + time.perf_counter() - wall_start
     log(f"test loss {test['loss']:.4f} {metric} {test[metric]:.4f}; wall time {wall:.1f}s")
-
     record = {
         "model": recipe.name,
         "device": device,
@@ -444,16 +539,20 @@ def _fit(recipe, args, progress, log, on_step, stop) -> dict:
         "wall_time_s": wall,
         "pyfastdl_version": pyfastdl.__version__,
         "threads": backend.get_num_threads(),
+        "world_size": dist.get_world_size(),
     }
-    os.makedirs(args.out, exist_ok=True)
-    metrics_path = os.path.join(args.out, METRICS_NAME)
-    with open(metrics_path + ".tmp", "w") as f:  # renamed into place: never a half-written record
-        json.dump(record, f, indent=2)
-    os.replace(metrics_path + ".tmp", metrics_path)
-    plot_history(history, os.path.join(args.out, PLOT_NAME), title=f"{recipe.name} on {_dataset_name(args)}",
-                 metric=metric)
-    save(test=record["test"])
-    recipe.after_fit(model, splits, args, device)
+    if rank == 0:  # every rank has the record; one writes it
+        os.makedirs(args.out, exist_ok=True)
+        metrics_path = os.path.join(args.out, METRICS_NAME)
+        with open(metrics_path + ".tmp", "w") as f:  # renamed into place: never a half-written record
+            json.dump(record, f, indent=2)
+        os.replace(metrics_path + ".tmp", metrics_path)
+        plot_history(history, os.path.join(args.out, PLOT_NAME), title=f"{recipe.name} on {_dataset_name(args)}",
+                     metric=metric)
+        save(test=record["test"])
+        recipe.after_fit(model, splits, args, device)
+    if world > 1:
+        dist.barrier()  # the other ranks return once rank 0's files are there
     return record
 
 

@@ -25,6 +25,30 @@ class Metric:
     def compute(self) -> float:
         raise NotImplementedError
 
+    def state(self) -> dict:
+        """What the metric has accumulated: the attributes ``reset()`` assigns, by name (found by
+        running ``reset`` on a stand-in that only records the names)."""
+        names = []
+
+        class Recorder(type(self)):
+            def __setattr__(self, name, value):
+                names.append(name)
+
+        probe = object.__new__(Recorder)
+        probe.__dict__.update(vars(self))
+        probe.reset()
+        return {name: getattr(self, name) for name in names}
+
+    def merge(self, state: dict) -> None:
+        """Add another shard's :meth:`state` (from another rank) into this metric: numbers and arrays
+        are summed, lists concatenated, None taken over. Override where that is not the rule."""
+        for name, theirs in state.items():
+            mine = getattr(self, name)
+            if mine is None:
+                setattr(self, name, theirs)
+            elif theirs is not None:
+                setattr(self, name, mine + theirs)
+
     def state_dict(self) -> dict:
         """What the metric has accumulated (its attributes other than functions), for resuming an
         epoch from a checkpoint: numbers, strings, arrays and lists/tuples/dicts of them."""
