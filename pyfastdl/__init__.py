@@ -50,3 +50,13 @@ int64 = _np.dtype(_np.int64)
 bool_ = _np.dtype(_np.bool_)
 
 from . import kernels, nn, optim, testing  # noqa: E402,F401  (after the names above: they import them)
+
+
+def __getattr__(name):
+    """``pyfastdl.models`` on first use (``pyfastdl.models.resnet18()`` after a plain ``import pyfastdl``),
+    so that importing the package does not import every model family."""
+    if name == "models":
+        import importlib
+
+        return importlib.import_module(".models", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
