@@ -15,6 +15,7 @@ from .creation import (  # noqa: E402,F401
     clamp,
     exp,
     flatten,
+    from_dlpack,
     from_numpy,
     full,
     log,
