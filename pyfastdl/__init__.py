@@ -54,10 +54,10 @@ from . import kernels, nn, optim, testing  # noqa: E402,F401  (after the names a
 
 
 def __getattr__(name):
-    """``pyfastdl.models`` on first use (``pyfastdl.models.resnet18()`` after a plain ``import pyfastdl``),
-    so that importing the package does not import every model family."""
-    if name == "models":
+    """``pyfastdl.models`` and ``pyfastdl.utils`` on first use (``pyfastdl.models.resnet18()`` after a
+    plain ``import pyfastdl``), so that importing the package does not import every model family."""
+    if name in ("models", "utils"):
         import importlib
 
-        return importlib.import_module(".models", __name__)
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
