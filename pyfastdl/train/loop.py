@@ -17,6 +17,7 @@ import json
 import math
 import os
 import platform
+import sys
 import time
 
 import numpy as np
@@ -116,7 +117,7 @@ def run_epoch(recipe, model, loader, device: str, optimizer=None, scheduler=None
     training = optimizer is not None
     model.train(training)
     loss_mean, metrics = Mean(), recipe.metrics()
-    seen, start = 0, time.perf_counter()
+    seen, start, step_losses = 0, time.perf_counter(), []
     for batch in loader:
         inputs, target = recipe.split_batch(batch)
         n = len(target)
@@ -129,7 +130,10 @@ def run_epoch(recipe, model, loader, device: str, optimizer=None, scheduler=None
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-        loss_mean.update(loss.item(), n)
+        step_loss = loss.item()
+        loss_mean.update(step_loss, n)
+        if training:
+            step_losses.append(step_loss)
         output_np = output.detach().cpu().numpy()
         for metric in metrics.values():
             metric.update(output_np, target)
@@ -141,6 +145,8 @@ def run_epoch(recipe, model, loader, device: str, optimizer=None, scheduler=None
     result = {"loss": loss_mean.compute()}
     result.update({name: metric.compute() for name, metric in metrics.items()})
     result["samples_per_s"] = seen / max(time.perf_counter() - start, 1e-9)
+    if training:
+        result["step_losses"] = step_losses
     return result
 
 
@@ -165,7 +171,10 @@ def _json_args(args: argparse.Namespace) -> dict:
 def _progress_bar(total: int, desc: str, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="batch", leave=False, disable=not enabled, dynamic_ncols=True)
+    # on a terminal only: sent to a file (CI, nohup, a cluster job) every redraw would be a line of the
+    # log, which gets the one plain line per epoch that the loop prints anyway
+    return tqdm(total=total, desc=desc, unit="batch", leave=False, disable=not (enabled and sys.stderr.isatty()),
+                dynamic_ncols=True)
 
 
 @contextlib.contextmanager
@@ -218,7 +227,7 @@ def _fit(recipe, args, progress, log) -> dict:
         with _progress_bar(len(train_loader), f"epoch {epoch}/{args.epochs}", progress) as bar:
             train = run_epoch(recipe, model, train_loader, device, optimizer, scheduler, bar)
         record = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
-        record.update({f"train_{k}": v for k, v in train.items()})
+        record.update({f"train_{k}": v for k, v in train.items()})  # train_step_losses: one per batch
         if "val" in splits:
             val = evaluate(recipe, model, splits["val"], device, args.batch_size, args)
             record.update({f"val_{k}": v for k, v in val.items() if k != "samples_per_s"})
