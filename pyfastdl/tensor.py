@@ -139,6 +139,16 @@ class Tensor:
             raise RuntimeError("numpy(): the tensor requires grad; use tensor.detach().numpy()")
         return self._data
 
+    def __dlpack__(self, *args, **kwargs):
+        """The DLPack capsule of the data (no copy): ``torch.from_dlpack(t)``, ``cupy.from_dlpack(t)``,
+        ``numpy.from_dlpack(t)``. Like torch, a tensor that requires grad must be detached first."""
+        if self.requires_grad:
+            raise RuntimeError("__dlpack__: the tensor requires grad; export tensor.detach() instead")
+        return self._data.__dlpack__(*args, **kwargs)
+
+    def __dlpack_device__(self):
+        return self._data.__dlpack_device__()
+
     def item(self):
         if self._data.size != 1:
             raise ValueError(f"item(): only one-element tensors can be converted, shape is {self.shape}")

@@ -42,6 +42,7 @@ import numbers
 import os
 import platform
 import random
+import sys
 import time
 
 import numpy as np
@@ -50,7 +51,7 @@ from .. import backend
 from .. import distributed as dist
 from ..checkpoint import load_checkpoint, read_metadata, read_training_state, save_checkpoint
 from ..data import DataLoader, Subset, default_collate
-from .metrics import Mean
+from .metrics import Mean, StepLosses
 from .plots import plot_history
 from .resume import NonFiniteLossError, StopOnSignal, TrainingInterrupted, random_state, set_random_state
 
@@ -138,9 +139,13 @@ def build_scheduler(name: str, optimizer, total_steps: int, warmup_steps: int | 
     raise ValueError(f"schedule must be one of {SCHEDULES}, got {name!r}")
 
 
-def epoch_totals(recipe) -> dict:
-    """Fresh accumulators of one epoch: ``{"loss": Mean(), <metric name>: Metric, ...}``."""
-    return {"loss": Mean(), **recipe.metrics()}
+def epoch_totals(recipe, training: bool = True) -> dict:
+    """Fresh accumulators of one epoch: ``{"loss": Mean(), <metric name>: Metric, ...}``, and for a
+    training epoch ``"step_losses"``: every step's loss, in order (the per-step curve)."""
+    totals = {"loss": Mean(), **recipe.metrics()}
+    if training:
+        totals["step_losses"] = StepLosses()
+    return totals
 
 
 def run_epoch(recipe, model, loader, device: str, optimizer=None, scheduler=None, progress=None, totals=None,
@@ -157,7 +162,7 @@ def run_epoch(recipe, model, loader, device: str, optimizer=None, scheduler=None
 
     training = optimizer is not None
     model.train(training)
-    totals = epoch_totals(recipe) if totals is None else totals
+    totals = epoch_totals(recipe, training) if totals is None else totals
     seen, start = 0, time.perf_counter()
     for batch in loader:
         inputs, target = recipe.split_batch(batch)
@@ -174,10 +179,11 @@ def run_epoch(recipe, model, loader, device: str, optimizer=None, scheduler=None
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
+            totals["step_losses"].update(value)
         output_np = output.detach().cpu().numpy()
         totals["loss"].update(value, n)
         for name, metric in totals.items():
-            if name != "loss":
+            if name not in ("loss", "step_losses"):
                 metric.update(output_np, target)
         seen += n
         if progress is not None:
@@ -199,6 +205,8 @@ def _merge_over_ranks(metrics: dict, seen: int) -> int:
     states = [None] * dist.get_world_size()
     dist.all_gather_object(states, ({name: m.state() for name, m in metrics.items()}, seen))
     for name, metric in metrics.items():
+        if isinstance(metric, StepLosses):  # each rank's own
+            continue
         metric.reset()
         for state, _ in states:
             metric.merge(state[name])
@@ -248,7 +256,10 @@ def _json_args(args: argparse.Namespace) -> dict:
 def _progress_bar(total: int, desc: str, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="batch", leave=False, disable=not enabled, dynamic_ncols=True)
+    # on a terminal only: sent to a file (CI, nohup, a cluster job) every redraw would be a line of the
+    # log, which gets the one plain line per epoch that the loop prints anyway
+    return tqdm(total=total, desc=desc, unit="batch", leave=False, disable=not (enabled and sys.stderr.isatty()),
+                dynamic_ncols=True)
 
 
 @contextlib.contextmanager
@@ -507,7 +518,7 @@ def _fit(recipe, args, progress, log, on_step, stop) -> dict:
             raise NonFiniteLossError(f"{where()}: {e}; stopped before updating the weights "
                                      f"(lower --lr?); {kept}") from e
         record = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
-        record.update({f"train_{k}": v for k, v in train.items()})
+        record.update({f"train_{k}": v for k, v in train.items()})  # train_step_losses: one per batch
         if "val" in splits:
             val = evaluate(recipe, model, splits["val"], device, args.batch_size, args)
             record.update({f"val_{k}": v for k, v in val.items() if k != "samples_per_s"})

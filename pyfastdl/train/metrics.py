@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Metric", "Mean", "Accuracy"]
+__all__ = ["Metric", "Mean", "StepLosses", "Accuracy"]
 
 
 class Metric:
@@ -73,6 +73,27 @@ class Mean(Metric):
 
     def compute(self) -> float:
         return self.total / self.count if self.count else float("nan")
+
+
+class StepLosses(Metric):
+    """The loss of every training step of the epoch, in order, for the per-step curve:
+    ``update(value)``. Each rank keeps its own (data parallel: the curve is rank 0's share), so
+    nothing is merged over ranks; a resumed epoch carries on the list from its checkpoint."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.values = []
+
+    def update(self, value) -> None:
+        self.values.append(float(value))
+
+    def compute(self) -> list:
+        return list(self.values)
+
+    def state(self) -> dict:
+        return {}
 
 
 class Accuracy(Metric):
