@@ -43,6 +43,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -112,18 +113,41 @@ inline T row_max(const T* x, int64_t n) {
 }
 
 // x[j] = exp(x[j] - shift) for j in [0, n), n a multiple of W; returns the sum. shift = +inf (a
-// fully masked row) gives zeros.
+// fully masked row) gives zeros; a NaN anywhere gives a NaN sum. float32 runs on whole vectors
+// (exp_poly's vector form): GCC does not vectorise the scalar form in this loop for AVX2.
 template <class T>
 inline T exp_shift_sum(T* x, int64_t n, T shift) {
-  T lanes[W] = {};
-  for (int64_t j = 0; j < n; j += W) {
-#pragma omp simd
-    for (int64_t c = 0; c < W; ++c) {
-      x[j + c] = exp_any(x[j + c] - shift);
-      lanes[c] += x[j + c];
+  if constexpr (std::is_same_v<T, float>) {
+    using V = Vector<float>;
+    constexpr int64_t L = kLanes<float>, NV = W / L;
+    static_assert(W % L == 0, "a block of W values is whole vectors");
+    V sums[NV] = {};
+    for (int64_t j = 0; j < n; j += W) {
+      for (int64_t c = 0; c < NV; ++c) {
+        V e;
+        std::memcpy(&e, x + j + c * L, sizeof e);
+        e = exp_poly(e - shift);
+        std::memcpy(x + j + c * L, &e, sizeof e);
+        sums[c] += e;
+      }
     }
+    for (int64_t c = 1; c < NV; ++c) sums[0] += sums[c];
+    float lanes[L];
+    std::memcpy(lanes, &sums[0], sizeof lanes);
+    float sum = 0;
+    for (int64_t c = 0; c < L; ++c) sum += lanes[c];
+    return sum;
+  } else {
+    T lanes[W] = {};
+    for (int64_t j = 0; j < n; j += W) {
+#pragma omp simd
+      for (int64_t c = 0; c < W; ++c) {
+        x[j + c] = std::exp(x[j + c] - shift);
+        lanes[c] += x[j + c];
+      }
+    }
+    return fold_lanes(lanes, add2<T>);
   }
-  return fold_lanes(lanes, add2<T>);
 }
 
 template <class T>
@@ -244,15 +268,18 @@ inline bool needs_mask(const AttentionArgs& a, int64_t i0, int64_t j0, int64_t n
   return a.mask != MaskKind::none || (a.causal && j0 + n - 1 > i0);
 }
 
-// Finishes a row: out /= l, lse = m + log l; a row that saw no key gives out = 0, lse = +inf.
+// Finishes a row: out /= l, lse = m + log l; a row that saw no key (l = 0) gives out = 0, lse = +inf.
+// NaN, like torch's math path: a NaN score (from a NaN in q, k or an additive mask) is dropped by
+// the row maximum but not by the exponentials, so l is NaN, and so are out and lse; so is a row
+// with a +inf score (exp(inf - inf)). Only l, once per row, is tested: the inner loops are unchanged.
 template <class T>
 void finish_row(T* out, int64_t Ev, T m, T l, T* lse) {
-  if (l > 0) {
-    scale_row(out, Ev, T(1) / l);
-    *lse = m + std::log(l);
-  } else {
+  if (l == 0) {
     std::fill(out, out + Ev, T(0));
     *lse = kInf<T>;
+  } else {
+    scale_row(out, Ev, T(1) / l);
+    *lse = m + std::log(l);
   }
 }
 
@@ -397,11 +424,8 @@ void sdpa_forward_reference_cpu(const AttentionArgs& a, const T* q, const T* k, 
       const T m = row_max(s.data(), round_up(n));  // pass 1: the maximum
       T* o = out + row * a.Ev;
       std::fill(o, o + a.Ev, T(0));
-      if (m == -kInf<T>) {
-        finish_row(o, a.Ev, m, T(0), lse + row);
-        continue;
-      }
-      const T l = exp_shift_sum(s.data(), round_up(n), m);  // pass 2: exponentials and their sum
+      // pass 2: exponentials and their sum (no key visible: exp(-inf - inf) = 0, but NaN stays NaN)
+      const T l = exp_shift_sum(s.data(), round_up(n), m == -kInf<T> ? kInf<T> : m);
       for (int64_t j = 0; j < n; ++j) axpy(o, v + (bh * a.S + j) * a.Ev, a.Ev, s[j]);
       finish_row(o, a.Ev, m, l, lse + row);
     }
