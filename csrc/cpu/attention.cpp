@@ -208,6 +208,11 @@ void mask_row(const AttentionArgs& a, const void* mask, int64_t b, int64_t h, in
 
 // ---- block steps (one call per BQ x BK block, AVX-512 / AVX2 / baseline clones) -------------------
 
+// The length the row loops of a block of n keys run over: BK for a whole block (a constant: loops
+// the compiler unrolls fully), else n rounded up to W (a short sequence, S = 40, must not pay for
+// 128 exponentials a row).
+inline int64_t padded(int64_t n) { return n == BK ? BK : round_up(n); }
+
 // Forward: the online-softmax update of a block of scores s (mq rows of stride BK, n keys) for
 // queries [i0, i0 + mq): masks it, raises the running maxima m, turns s into exp(s - m), adds the
 // row sums to l and rescales the partial output rows (stride Ev) that were summed under the old m.
@@ -218,11 +223,12 @@ void softmax_update_block(const AttentionArgs& a, const void* mask, bool masked,
                                                int64_t h, int64_t i0, int64_t mq, int64_t j0, int64_t n, T* s,
                                                T* m, T* l, T* out) {
   T shift[BQ], alpha[BQ];
+  const int64_t nr = padded(n);
   for (int64_t r = 0; r < mq; ++r) {
     T* sr = s + r * BK;
     if (masked) mask_row(a, mask, b, h, i0 + r, j0, n, sr);
-    std::fill(sr + n, sr + BK, -kInf<T>);  // rows are always BK long: fixed-length loops below
-    shift[r] = row_max(sr, BK);
+    std::fill(sr + n, sr + nr, -kInf<T>);
+    shift[r] = row_max(sr, nr);
   }
 #pragma omp simd
   for (int64_t r = 0; r < mq; ++r) {
@@ -233,7 +239,7 @@ void softmax_update_block(const AttentionArgs& a, const void* mask, bool masked,
     m[r] = mnew;
   }
   for (int64_t r = 0; r < mq; ++r) {
-    l[r] = l[r] * alpha[r] + exp_shift_sum(s + r * BK, BK, shift[r]);
+    l[r] = l[r] * alpha[r] + exp_shift_sum(s + r * BK, nr, shift[r]);
     if (alpha[r] != T(1)) scale_row(out + r * a.Ev, a.Ev, alpha[r]);
   }
 }
@@ -243,11 +249,12 @@ template <class T>
 void probabilities_block(const AttentionArgs& a, const void* mask, bool masked, int64_t b,
                                               int64_t h, int64_t i0, int64_t mq, int64_t j0, int64_t n, T* s,
                                               const T* lse) {
+  const int64_t nr = padded(n);
   for (int64_t r = 0; r < mq; ++r) {
     T* sr = s + r * BK;
     if (masked) mask_row(a, mask, b, h, i0 + r, j0, n, sr);
-    std::fill(sr + n, sr + BK, -kInf<T>);  // rows are always BK long: fixed-length loops
-    exp_shift_sum(sr, BK, lse[r]);
+    std::fill(sr + n, sr + nr, -kInf<T>);
+    exp_shift_sum(sr, nr, lse[r]);
   }
 }
 
