@@ -1,6 +1,6 @@
 // exp(x) for float32 in a form the compiler vectorises (std::exp does not): Cephes' expf.
 // x = n ln2 + r with |r| <= ln2 / 2, exp(r) by a degree-7 polynomial (within 2 ulp), 2^n built in the
-// exponent bits. Branch-free (selects only), so loops over it vectorise. Inputs below -87.34 (where
+// exponent bits. Branch-free (selects only); a vector form (below) for loops GCC does not vectorise. Inputs below -87.34 (where
 // the result would be denormal) give exactly 0, so exp(-inf) = 0; inputs above 88 are clamped to 88
 // (e^88 ~ 1.7e38, still finite), which keeps sigmoid and tanh built on it exact at the extremes.
 #pragma once
