@@ -253,6 +253,118 @@ def test_autograd_fully_masked_row_has_zero_grad(rng):
     assert np.all(q.grad.data[0, 0, 1] == 0)
 
 
+# ---- NaN and Inf (issue 13) ---------------------------------------------------------------------------
+
+ISAS = ("base", "avx2", "avx512")[: ("base", "avx2", "avx512").index(_C.cpu.best_isa()) + 1]
+
+# (name, where the bad value goes, value, mask kind): every case leaves each row at least one visible key
+NONFINITE_CASES = [
+    ("nan_q_row", "q", np.nan, None),
+    ("nan_k_row", "k", np.nan, None),
+    ("nan_v_row", "v", np.nan, None),
+    ("inf_q", "q", np.inf, None),
+    ("neg_inf_q", "q", -np.inf, None),
+    ("inf_k", "k", np.inf, None),
+    ("nan_q_causal", "q", np.nan, "causal"),
+    ("nan_k_causal", "k", np.nan, "causal"),
+    ("nan_q_bool", "q", np.nan, "bool"),
+    ("nan_additive_mask", "mask", np.nan, "additive"),
+    ("inf_additive_mask", "mask", np.inf, "additive"),
+]
+
+
+def torch_math_sdpa(q, k, v, mask, is_causal):
+    """torch's math path (softmax of the explicit scores), float64; with the causal or a boolean mask
+    torch's fused CPU kernel instead: the math path adds -inf to a masked-out NaN score and so lets a
+    NaN key that a row cannot see spoil it, where the fused kernels (torch's and ours) skip it."""
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    tq, tk, tv = (torch.tensor(x, dtype=torch.float64) for x in (q, k, v))
+    tm = None if mask is None else torch.tensor(mask if mask.dtype == bool else mask.astype(np.float64))
+    fused = is_causal or (mask is not None and mask.dtype == bool)
+    with sdpa_kernel(SDPBackend.FLASH_ATTENTION if fused else SDPBackend.MATH):
+        return torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, attn_mask=tm, is_causal=is_causal).numpy()
+
+
+def nonfinite_case(rng, where, value, mask_kind, dtype):
+    B, H, L, S = 2, 2, 70, 140  # two key blocks, a partial query block
+    q, k, v = qkv(rng, B, H, L, S, 8, 8, dtype)
+    mask = None
+    if mask_kind == "bool":
+        mask = rng.random((B, 1, L, S)) > 0.3
+        mask[..., 0] = True
+    elif mask_kind == "additive":
+        mask = rng.standard_normal((L, S)).astype(dtype)
+    if where == "q":
+        q[0, 1, 3] = np.nan if np.isnan(value) else 0.0
+        q[0, 1, 3, 2] = value  # one element; for NaN the whole row
+        q[1, 0, 69, 0] = value
+    elif where in ("k", "v"):
+        (k if where == "k" else v)[1, 1, 7, 1] = value  # key 7: every query of head (1, 1) sees it
+        (k if where == "k" else v)[0, 0, 130, 0] = value  # in the second key block
+    else:
+        mask[4, 9] = value
+        mask[60, 135] = value
+    return q, k, v, mask
+
+
+@requires_torch
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("case", NONFINITE_CASES, ids=lambda c: c[0])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_nonfinite_propagates_like_torch_math(rng, isa, variant, case, dtype):
+    """NaN and Inf in q, k, v or an additive mask give NaN exactly where torch's math path does (no
+    longer zeros), the other rows are unchanged, and the backward keeps the NaN (never a silent 0)."""
+    _, where, value, mask_kind = case
+    q, k, v, mask = nonfinite_case(rng, where, value, mask_kind, dtype)
+    is_causal = mask_kind == "causal"
+    expected = torch_math_sdpa(q, k, v, mask, is_causal)
+    _C.cpu.set_isa(isa)
+    try:
+        out, lse = kernels.sdpa_forward(q, k, v, mask, is_causal, variant=variant)
+        grads = kernels.sdpa_backward(q, k, v, out, lse, np.ones_like(out), mask, is_causal, variant=variant)
+    finally:
+        _C.cpu.set_isa(_C.cpu.best_isa())
+    bad = np.isnan(expected).any(axis=-1)
+    assert bad.any() and not bad.all()
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    np.testing.assert_array_equal(np.isnan(lse), bad if where != "v" else False)  # v is not in the softmax
+    np.testing.assert_allclose(out[~bad], expected[~bad], rtol=TOL[("cpu", dtype)] * 100, atol=TOL[("cpu", dtype)])
+    if where != "v":
+        assert np.isnan(grads[0][bad]).all()  # dQ of every NaN row
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_nan_in_fully_masked_row_keeps_zeros(rng, isa, variant):
+    """A row whose every key is masked out by a boolean mask still outputs 0 (its documented result)
+    even when its query is NaN: the mask replaces the scores."""
+    q, k, v, mask = fully_masked_case(rng, np.float32, additive=False)
+    q[:, :, 5] = np.nan
+    _C.cpu.set_isa(isa)
+    try:
+        out, lse = kernels.sdpa_forward(q, k, v, mask, variant=variant)
+    finally:
+        _C.cpu.set_isa(_C.cpu.best_isa())
+    assert np.all(out[:, :, 5] == 0) and np.all(np.isposinf(lse[:, :, 5]))
+    assert np.isfinite(np.delete(out, 5, axis=2)).all()
+
+
+def test_multihead_attention_need_weights_paths_agree_on_nan(rng):
+    """need_weights=True (explicit softmax) and False (the fused kernel) give the same NaN rows."""
+    mha = pyfastdl.nn.MultiheadAttention(16, 4, batch_first=True)
+    x = rng.standard_normal((2, 9, 16)).astype(np.float32)
+    x[1, 4, 3] = np.nan
+    with pyfastdl.no_grad():
+        a, _ = mha(pyfastdl.tensor(x), pyfastdl.tensor(x), pyfastdl.tensor(x), need_weights=True)
+        b, _ = mha(pyfastdl.tensor(x), pyfastdl.tensor(x), pyfastdl.tensor(x), need_weights=False)
+    np.testing.assert_array_equal(np.isnan(a.data), np.isnan(b.data))
+    assert np.isnan(b.data[1]).all() and np.isfinite(b.data[0]).all()
+    np.testing.assert_allclose(a.data[0], b.data[0], rtol=1e-4, atol=1e-5)
+
+
 # ---- torch --------------------------------------------------------------------------------------------
 
 

@@ -23,9 +23,11 @@
 // BQ x BK blocks and one head's K^T (forward) or dQ and D (backward), O(S E) or O(L E) -- never
 // L x S. The causal mask skips the key blocks above the diagonal (about half the work).
 // What limits it: at E = 64 the GEMMs (OpenBLAS, one thread per task; about 3/4 of the forward's
-// time) are small (64 x 128 x 64) and the exponentials are the rest: a vectorised polynomial for
-// float32 (exp_poly) in row loops of fixed length BK that the compiler vectorises. The file is
-// compiled once per instruction set (AVX-512, AVX2, baseline; cpu/isa.h), the copy picked at run time.
+// time) are small (64 x 128 x 64) and the exponentials are the rest: a polynomial for float32
+// (exp_poly) run on whole vectors, in row loops of fixed length BK (a partial block: its length
+// rounded up to 16). The file is compiled once per instruction set (AVX-512, AVX2, baseline;
+// cpu/isa.h), the copy picked at run time; the block sizes are the same for every set.
+// NaN and Inf propagate as in torch's math path (see finish_row); masked-out keys are skipped.
 //
 // What each step bought (forward, float32, 8 heads x 1024 x 64, one thread, ratio = torch 2.13's
 // CPU time / ours on a shared 2-core Sapphire Rapids VM, +-5% noise):
@@ -36,6 +38,11 @@
 //   5. rows padded to BK with -inf: fixed-length loops, fully unrolled                    0.96
 //   6. per-row maxima/rescaling factors computed as vectors across rows                   0.97
 // The causal forward runs at 1.3-1.6x torch, the backward at 1.0-1.6x.
+// On a 2-core AMD EPYC Zen 3 VM (AVX2+FMA, no AVX-512; the AVX2 copy; 16 x 512 x 64, one thread,
+// alternated medians on a machine at load 17-25, +-15% noise), forward full / causal:
+//   before: GCC had left exp_poly scalar, with branches, in the AVX2 copy       0.50 / 0.91
+//   7. exp_poly on Vector<float> (explicit vectors; the same code for every set)  0.92-1.08 / 1.52
+//   8. a partial key block's rows run to round_up(n), not BK (S = 40: 0.86 -> 0.96 at batch 32 x 4 heads)
 #include "cpu/attention.h"
 
 #include <omp.h>
@@ -43,6 +50,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -112,18 +120,41 @@ inline T row_max(const T* x, int64_t n) {
 }
 
 // x[j] = exp(x[j] - shift) for j in [0, n), n a multiple of W; returns the sum. shift = +inf (a
-// fully masked row) gives zeros.
+// fully masked row) gives zeros; a NaN anywhere gives a NaN sum. float32 runs on whole vectors
+// (exp_poly's vector form): GCC does not vectorise the scalar form in this loop for AVX2.
 template <class T>
 inline T exp_shift_sum(T* x, int64_t n, T shift) {
-  T lanes[W] = {};
-  for (int64_t j = 0; j < n; j += W) {
-#pragma omp simd
-    for (int64_t c = 0; c < W; ++c) {
-      x[j + c] = exp_any(x[j + c] - shift);
-      lanes[c] += x[j + c];
+  if constexpr (std::is_same_v<T, float>) {
+    using V = Vector<float>;
+    constexpr int64_t L = kLanes<float>, NV = W / L;
+    static_assert(W % L == 0, "a block of W values is whole vectors");
+    V sums[NV] = {};
+    for (int64_t j = 0; j < n; j += W) {
+      for (int64_t c = 0; c < NV; ++c) {
+        V e;
+        std::memcpy(&e, x + j + c * L, sizeof e);
+        e = exp_poly(e - shift);
+        std::memcpy(x + j + c * L, &e, sizeof e);
+        sums[c] += e;
+      }
     }
+    for (int64_t c = 1; c < NV; ++c) sums[0] += sums[c];
+    float lanes[L];
+    std::memcpy(lanes, &sums[0], sizeof lanes);
+    float sum = 0;
+    for (int64_t c = 0; c < L; ++c) sum += lanes[c];
+    return sum;
+  } else {
+    T lanes[W] = {};
+    for (int64_t j = 0; j < n; j += W) {
+#pragma omp simd
+      for (int64_t c = 0; c < W; ++c) {
+        x[j + c] = std::exp(x[j + c] - shift);
+        lanes[c] += x[j + c];
+      }
+    }
+    return fold_lanes(lanes, add2<T>);
   }
-  return fold_lanes(lanes, add2<T>);
 }
 
 template <class T>
@@ -184,6 +215,11 @@ void mask_row(const AttentionArgs& a, const void* mask, int64_t b, int64_t h, in
 
 // ---- block steps (one call per BQ x BK block, AVX-512 / AVX2 / baseline clones) -------------------
 
+// The length the row loops of a block of n keys run over: BK for a whole block (a constant: loops
+// the compiler unrolls fully), else n rounded up to W (a short sequence, S = 40, must not pay for
+// 128 exponentials a row).
+inline int64_t padded(int64_t n) { return n == BK ? BK : round_up(n); }
+
 // Forward: the online-softmax update of a block of scores s (mq rows of stride BK, n keys) for
 // queries [i0, i0 + mq): masks it, raises the running maxima m, turns s into exp(s - m), adds the
 // row sums to l and rescales the partial output rows (stride Ev) that were summed under the old m.
@@ -194,11 +230,12 @@ void softmax_update_block(const AttentionArgs& a, const void* mask, bool masked,
                                                int64_t h, int64_t i0, int64_t mq, int64_t j0, int64_t n, T* s,
                                                T* m, T* l, T* out) {
   T shift[BQ], alpha[BQ];
+  const int64_t nr = padded(n);
   for (int64_t r = 0; r < mq; ++r) {
     T* sr = s + r * BK;
     if (masked) mask_row(a, mask, b, h, i0 + r, j0, n, sr);
-    std::fill(sr + n, sr + BK, -kInf<T>);  // rows are always BK long: fixed-length loops below
-    shift[r] = row_max(sr, BK);
+    std::fill(sr + n, sr + nr, -kInf<T>);
+    shift[r] = row_max(sr, nr);
   }
 #pragma omp simd
   for (int64_t r = 0; r < mq; ++r) {
@@ -209,7 +246,7 @@ void softmax_update_block(const AttentionArgs& a, const void* mask, bool masked,
     m[r] = mnew;
   }
   for (int64_t r = 0; r < mq; ++r) {
-    l[r] = l[r] * alpha[r] + exp_shift_sum(s + r * BK, BK, shift[r]);
+    l[r] = l[r] * alpha[r] + exp_shift_sum(s + r * BK, nr, shift[r]);
     if (alpha[r] != T(1)) scale_row(out + r * a.Ev, a.Ev, alpha[r]);
   }
 }
@@ -219,11 +256,12 @@ template <class T>
 void probabilities_block(const AttentionArgs& a, const void* mask, bool masked, int64_t b,
                                               int64_t h, int64_t i0, int64_t mq, int64_t j0, int64_t n, T* s,
                                               const T* lse) {
+  const int64_t nr = padded(n);
   for (int64_t r = 0; r < mq; ++r) {
     T* sr = s + r * BK;
     if (masked) mask_row(a, mask, b, h, i0 + r, j0, n, sr);
-    std::fill(sr + n, sr + BK, -kInf<T>);  // rows are always BK long: fixed-length loops
-    exp_shift_sum(sr, BK, lse[r]);
+    std::fill(sr + n, sr + nr, -kInf<T>);
+    exp_shift_sum(sr, nr, lse[r]);
   }
 }
 
@@ -244,15 +282,18 @@ inline bool needs_mask(const AttentionArgs& a, int64_t i0, int64_t j0, int64_t n
   return a.mask != MaskKind::none || (a.causal && j0 + n - 1 > i0);
 }
 
-// Finishes a row: out /= l, lse = m + log l; a row that saw no key gives out = 0, lse = +inf.
+// Finishes a row: out /= l, lse = m + log l; a row that saw no key (l = 0) gives out = 0, lse = +inf.
+// NaN, like torch's math path: a NaN score (from a NaN in q, k or an additive mask) is dropped by
+// the row maximum but not by the exponentials, so l is NaN, and so are out and lse; so is a row
+// with a +inf score (exp(inf - inf)). Only l, once per row, is tested: the inner loops are unchanged.
 template <class T>
 void finish_row(T* out, int64_t Ev, T m, T l, T* lse) {
-  if (l > 0) {
-    scale_row(out, Ev, T(1) / l);
-    *lse = m + std::log(l);
-  } else {
+  if (l == 0) {
     std::fill(out, out + Ev, T(0));
     *lse = kInf<T>;
+  } else {
+    scale_row(out, Ev, T(1) / l);
+    *lse = m + std::log(l);
   }
 }
 
@@ -397,11 +438,8 @@ void sdpa_forward_reference_cpu(const AttentionArgs& a, const T* q, const T* k, 
       const T m = row_max(s.data(), round_up(n));  // pass 1: the maximum
       T* o = out + row * a.Ev;
       std::fill(o, o + a.Ev, T(0));
-      if (m == -kInf<T>) {
-        finish_row(o, a.Ev, m, T(0), lse + row);
-        continue;
-      }
-      const T l = exp_shift_sum(s.data(), round_up(n), m);  // pass 2: exponentials and their sum
+      // pass 2: exponentials and their sum (no key visible: exp(-inf - inf) = 0, but NaN stays NaN)
+      const T l = exp_shift_sum(s.data(), round_up(n), m == -kInf<T> ? kInf<T> : m);
       for (int64_t j = 0; j < n; ++j) axpy(o, v + (bh * a.S + j) * a.Ev, a.Ev, s[j]);
       finish_row(o, a.Ev, m, l, lse + row);
     }
