@@ -6,7 +6,8 @@
 //   _C.cpu.conv2d_forward(a, x, weight, bias_or_None, out)
 //   _C.cpu.conv2d_backward_input(a, grad_out, weight, grad_input)
 //   _C.cpu.conv2d_backward_weight(a, x, grad_out, grad_weight)
-// plus the same three with the suffix _reference (the direct-loop variant).
+// plus the same three with the suffixes _im2col, _winograd and _reference (the variants; the plain
+// names are "fast", which picks one of the first two per shape).
 // Outputs are preallocated by the caller with the shapes a.x_shape / a.w_shape / a.out_shape.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -16,6 +17,7 @@
 #include "bind/array.h"
 #include "common/conv_args.h"
 #include "cpu/conv2d.h"
+#include "cpu/conv_winograd.h"
 
 namespace pyfastdl {
 namespace {
@@ -195,6 +197,17 @@ void bind_conv(py::module_& m) {
   def_backward_input(cpu, "conv2d_backward_input", {conv2d_backward_input_cpu<float>, conv2d_backward_input_cpu<double>});
   def_backward_weight(cpu, "conv2d_backward_weight",
                       {conv2d_backward_weight_cpu<float>, conv2d_backward_weight_cpu<double>});
+  def_forward(cpu, "conv2d_forward_im2col", {conv2d_forward_im2col_cpu<float>, conv2d_forward_im2col_cpu<double>});
+  def_backward_input(cpu, "conv2d_backward_input_im2col",
+                     {conv2d_backward_input_im2col_cpu<float>, conv2d_backward_input_im2col_cpu<double>});
+  def_backward_weight(cpu, "conv2d_backward_weight_im2col",
+                      {conv2d_backward_weight_im2col_cpu<float>, conv2d_backward_weight_im2col_cpu<double>});
+  def_forward(cpu, "conv2d_forward_winograd",
+              {conv2d_forward_winograd_cpu<float>, conv2d_forward_winograd_cpu<double>});
+  def_backward_input(cpu, "conv2d_backward_input_winograd",
+                     {conv2d_backward_input_winograd_cpu<float>, conv2d_backward_input_winograd_cpu<double>});
+  def_backward_weight(cpu, "conv2d_backward_weight_winograd",
+                      {conv2d_backward_weight_winograd_cpu<float>, conv2d_backward_weight_winograd_cpu<double>});
   def_forward(cpu, "conv2d_forward_reference",
               {conv2d_forward_reference_cpu<float>, conv2d_forward_reference_cpu<double>});
   def_backward_input(cpu, "conv2d_backward_input_reference",

@@ -1,6 +1,6 @@
 // 2-D convolution on the CPU: forward, input gradient, weight gradient (NCHW, float32/float64).
 //
-// Algorithm ("fast" variant): im2col + GEMM. For one group g and a chunk of nb images, im2col copies
+// Algorithm ("im2col" variant; "fast" picks it or conv_winograd.cpp per shape): im2col + GEMM. For one group g and a chunk of nb images, im2col copies
 // every input patch into a column of a matrix
 //     cols[(c, r, s)][(j, p, q)] = x[n0+j, g*C/groups + c, p*stride - pad + r*dil, q*stride - pad + s*dil]
 // (zero where the patch leaves the image), so the convolution becomes one matrix product
@@ -280,7 +280,7 @@ void run_tasks(const Conv2dArgs& a, const Plan& plan, Fn&& fn) {
 }  // namespace
 
 template <class T>
-void conv2d_forward_cpu(const Conv2dArgs& a, const T* x, const T* w, const T* bias, T* y) {
+void conv2d_forward_im2col_cpu(const Conv2dArgs& a, const T* x, const T* w, const T* bias, T* y) {
   const Plan plan(a, omp_get_max_threads());
   const int64_t Kg = a.K_per_group(), CRS = a.col_rows();
   run_tasks(a, plan, [&](int64_t t) {
@@ -296,7 +296,7 @@ void conv2d_forward_cpu(const Conv2dArgs& a, const T* x, const T* w, const T* bi
 }
 
 template <class T>
-void conv2d_backward_input_cpu(const Conv2dArgs& a, const T* dy, const T* w, T* dx) {
+void conv2d_backward_input_im2col_cpu(const Conv2dArgs& a, const T* dy, const T* w, T* dx) {
   const Plan plan(a, omp_get_max_threads());
   const int64_t Kg = a.K_per_group(), Cg = a.C_per_group(), CRS = a.col_rows(), HW = a.H * a.W;
   run_tasks(a, plan, [&](int64_t t) {
@@ -320,7 +320,7 @@ void conv2d_backward_input_cpu(const Conv2dArgs& a, const T* dy, const T* w, T* 
 // Tasks of different chunks add into the same weight gradient, so side-by-side tasks each
 // accumulate into their thread's own copy of dw, summed at the end.
 template <class T>
-void conv2d_backward_weight_cpu(const Conv2dArgs& a, const T* x, const T* dy, T* dw) {
+void conv2d_backward_weight_im2col_cpu(const Conv2dArgs& a, const T* x, const T* dy, T* dw) {
   const Plan plan(a, omp_get_max_threads());
   const int64_t Kg = a.K_per_group(), CRS = a.col_rows(), size = a.K * CRS;
   auto accumulate = [&](int64_t t, T* into, T first_beta) {
@@ -432,9 +432,9 @@ void conv2d_backward_weight_reference_cpu(const Conv2dArgs& a, const T* x, const
 }
 
 #define PYFASTDL_INSTANTIATE(T)                                                                          \
-  template void conv2d_forward_cpu<T>(const Conv2dArgs&, const T*, const T*, const T*, T*);              \
-  template void conv2d_backward_input_cpu<T>(const Conv2dArgs&, const T*, const T*, T*);                 \
-  template void conv2d_backward_weight_cpu<T>(const Conv2dArgs&, const T*, const T*, T*);                \
+  template void conv2d_forward_im2col_cpu<T>(const Conv2dArgs&, const T*, const T*, const T*, T*);              \
+  template void conv2d_backward_input_im2col_cpu<T>(const Conv2dArgs&, const T*, const T*, T*);                 \
+  template void conv2d_backward_weight_im2col_cpu<T>(const Conv2dArgs&, const T*, const T*, T*);                \
   template void conv2d_forward_reference_cpu<T>(const Conv2dArgs&, const T*, const T*, const T*, T*);    \
   template void conv2d_backward_input_reference_cpu<T>(const Conv2dArgs&, const T*, const T*, T*);       \
   template void conv2d_backward_weight_reference_cpu<T>(const Conv2dArgs&, const T*, const T*, T*);

@@ -6,8 +6,11 @@ stride, padding and dilation are ints or (height, width) pairs. Inputs must be C
 one float dtype (float32 or float64 on the CPU); the compiled layer checks shapes, dtypes and layout
 and raises ValueError/TypeError naming the argument.
 
-``variant="fast"`` is im2col + GEMM (a 1x1 stride-1 convolution is a plain GEMM);
-``variant="reference"`` is the direct-loop kernel kept for study. Each function also accepts
+Variants (the CPU's; CUDA has "fast" and "reference"): ``"im2col"`` is im2col + GEMM (a 1x1 stride-1
+convolution is a plain GEMM); ``"winograd"`` is Winograd F(4x4, 3x3) for 3x3 stride-1 convolutions
+(groups 1, padding <= 2; ValueError otherwise), about 1e-5 relative error in float32;
+``"fast"`` (the default) picks one of those two per shape; ``"reference"`` is the direct-loop
+kernel kept for study. Each function also accepts
 ``out=`` (a preallocated output array, e.g. NaN-poisoned in tests) and returns the output.
 
 conv_transpose2d is conv2d's input gradient, so its three passes reuse the same three kernels with
@@ -32,7 +35,7 @@ __all__ = [
     "conv_transpose2d_backward_weight",
 ]
 
-CONV_VARIANTS = ("fast", "reference")
+CONV_VARIANTS = ("fast", "im2col", "winograd", "reference")
 
 
 def conv2d_args(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1):
