@@ -80,14 +80,17 @@ void output_1d(const V* m, int ms, V* o, int os) {
 }
 
 // u = G g (3 -> 6), G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
-template <class V>
+// (times the rounded fractions: divisions would cost more than the rest of the transform).
+template <class T, class V>
 void filter_1d(const V* g, int gs, V* u, int us) {
+  constexpr T sixth = T(1) / 6, twelfth = T(1) / 12, tw4th = T(1) / 24;
   const V g0 = g[0], g1 = g[gs], g2 = g[2 * gs];
-  u[0] = g0 / 4;
-  u[us] = -(g0 + g1 + g2) / 6;
-  u[2 * us] = -(g0 - g1 + g2) / 6;
-  u[3 * us] = g0 / 24 + g1 / 12 + g2 / 6;
-  u[4 * us] = g0 / 24 - g1 / 12 + g2 / 6;
+  const V a = (g0 + g2) * sixth, b = g1 * sixth, c = g0 * tw4th + g2 * sixth, d = g1 * twelfth;
+  u[0] = g0 * T(0.25);
+  u[us] = -a - b;
+  u[2 * us] = b - a;
+  u[3 * us] = c + d;
+  u[4 * us] = c - d;
   u[5 * us] = g2;
 }
 
@@ -105,12 +108,13 @@ void grad_1d(const V* e, int es, V* z, int zs) {
 }
 
 // w = G^T s (6 -> 3): the weight gradient's way back from the transform (the transpose of filter_1d).
-template <class V>
-void grad_filter_1d(const V* s, int ss, V* w, int ws) {
-  const V s1 = s[ss], s2 = s[2 * ss], s3 = s[3 * ss], s4 = s[4 * ss];
-  w[0] = s[0] / 4 - (s1 + s2) / 6 + (s3 + s4) / 24;
-  w[ws] = (s2 - s1) / 6 + (s3 - s4) / 12;
-  w[2 * ws] = (s3 + s4 - s1 - s2) / 6 + s[5 * ss];
+template <class T>
+void grad_filter_1d(const T* s, int ss, T* w, int ws) {
+  constexpr T sixth = T(1) / 6, twelfth = T(1) / 12, tw4th = T(1) / 24;
+  const T s1 = s[ss], s2 = s[2 * ss], s3 = s[3 * ss], s4 = s[4 * ss];
+  w[0] = s[0] * T(0.25) - (s1 + s2) * sixth + (s3 + s4) * tw4th;
+  w[ws] = (s2 - s1) * sixth + (s3 - s4) * twelfth;
+  w[2 * ws] = (s3 + s4 - s1 - s2) * sixth + s[5 * ss];
 }
 
 // 2-D transform of an n x n array (row stride n) to m x m with a 1-D transform f (n -> m):
@@ -127,8 +131,11 @@ void transform_2d(const V* in, V* out, F f) {
 template <class T> using Vec = Vector<T>;
 template <class T> Vec<T> load(const T* p) { return *reinterpret_cast<const Vec<T>*>(p); }
 template <class T> void store(T* p, Vec<T> v) { *reinterpret_cast<Vec<T>*>(p) = v; }
+template <class T, size_t... I> Vec<T> splat(T s, std::index_sequence<I...>) { return Vec<T>{(void(I), s)...}; }
+template <class T> Vec<T> broadcast(T s) { return splat(s, std::make_index_sequence<kLanes<T>>{}); }
 
 int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+template <class T> int64_t skewed(int64_t n) { return n + 64 / int64_t(sizeof(T)); }
 
 // Per-thread scratch memory aligned for vector loads, grown on demand and reused across calls (one
 // per role, so a call's buffers never alias).
@@ -164,7 +171,7 @@ void micro(int64_t n, const T* a, int64_t a_row, int64_t a_col, const T* b, int6
     Vec<T> bv[NV];
     for (int j = 0; j < NV; ++j) bv[j] = load(b + l * ldb + j * L);
     for (int i = 0; i < MR; ++i) {
-      const Vec<T> ai = Vec<T>{} + a[i * a_row + l * a_col];
+      const Vec<T> ai = broadcast(a[i * a_row + l * a_col]);
       for (int j = 0; j < NV; ++j) acc[i][j] += ai * bv[j];
     }
   }
@@ -204,6 +211,9 @@ struct Tiling {
   int64_t th, tw, tiles;  // tile rows and columns per image, tiles in all
   int64_t Hs, Ws;         // the staged input's padded size: 4*th + 2, 4*tw + 2
   int64_t Cp, Kp, tb;     // padded channel counts; tiles per block
+  // Per-point strides of a block's V (tb x Cp) and M (tb x Kp) and of U (Cp x Kp), one cache line
+  // longer than the matrices: at power-of-two sizes the 36 points would share a cache set.
+  int64_t v_stride, m_stride, u_stride;
 
   template <class T>
   static Tiling make(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t pad) {
@@ -219,6 +229,7 @@ struct Tiling {
     const int64_t per_tile = kPoints * (t.Cp + t.Kp) * int64_t(sizeof(T));
     t.tb = std::max<int64_t>(kMR, kBlockBytes / per_tile / kMR * kMR);
     t.tb = std::min(t.tb, round_up(t.tiles, kMR));
+    t.v_stride = skewed<T>(t.tb * t.Cp), t.m_stride = skewed<T>(t.tb * t.Kp), t.u_stride = skewed<T>(t.Cp * t.Kp);
     return t;
   }
   int64_t blocks() const { return (tiles + tb - 1) / tb; }
@@ -252,7 +263,7 @@ void stage(const T* src, int64_t n, int64_t ch, int64_t h, int64_t w, int64_t of
 template <class T>
 void input_transform(const Tiling& tl, const T* staged, int64_t t0, T* V) {
   constexpr int L = kLanes<T>;
-  const int64_t Cp = tl.Cp, stride = tl.tb * Cp;
+  const int64_t Cp = tl.Cp, stride = tl.v_stride;
   for (int64_t i = 0; i < tl.tb; ++i) {
     if (t0 + i >= tl.tiles) {
       for (int xi = 0; xi < kPoints; ++xi) std::fill_n(V + xi * stride + i * Cp, Cp, T(0));
@@ -273,7 +284,7 @@ void input_transform(const Tiling& tl, const T* staged, int64_t t0, T* V) {
 template <class T>
 void output_transform(const Tiling& tl, const T* M, int64_t t0, const T* bias, T* y) {
   constexpr int L = kLanes<T>;
-  const int64_t Kp = tl.Kp, stride = tl.tb * Kp, PQ = tl.P * tl.Q;
+  const int64_t Kp = tl.Kp, stride = tl.m_stride, PQ = tl.P * tl.Q;
   for (int64_t i = 0; i < tl.tb && t0 + i < tl.tiles; ++i) {
     const int64_t t = t0 + i, n = t / (tl.th * tl.tw), p0 = t / tl.tw % tl.th * kTile, q0 = t % tl.tw * kTile;
     const int64_t rows = std::min<int64_t>(kTile, tl.P - p0), cols = std::min<int64_t>(kTile, tl.Q - q0);
@@ -291,17 +302,22 @@ void output_transform(const Tiling& tl, const T* M, int64_t t0, const T* bias, T
   }
 }
 
-// U[xi][c][k] = (G g G^T)[xi] with g = weight(k, c) (a 3x3 array with row stride rs and column stride cs),
-// zero for padded channels.
-template <class T, class Weight>
-void filter_transform(const Tiling& tl, Weight weight, T* U) {
-  std::fill_n(U, kPoints * tl.Cp * tl.Kp, T(0));
-  for (int64_t k = 0; k < tl.K; ++k)
-    for (int64_t c = 0; c < tl.C; ++c) {
-      T g[9], u[kPoints];
-      weight(k, c, g);
-      transform_2d<3, kAlpha>(g, u, [](auto... a) { filter_1d(a...); });
-      for (int xi = 0; xi < kPoints; ++xi) U[(xi * tl.Cp + c) * tl.Kp + k] = u[xi];
+// U[xi][c][k] = (G g G^T)[xi] with g[j] = tap(k, c, j), j = 3r + s the 3x3 kernel's taps, zero for
+// padded channels. The taps are first gathered as (c, j, k) so the transform runs on vectors of k.
+template <class T, class Tap>
+void filter_transform(const Tiling& tl, Tap tap, T* U) {
+  constexpr int L = kLanes<T>;
+  T* taps = scratch<T, 6>(tl.C * 9 * tl.Kp);
+  for (int64_t k0 = 0; k0 < tl.Kp; k0 += L)  // L rows of w at a time: L sequential read streams
+    for (int64_t c = 0; c < tl.C; ++c)
+      for (int j = 0; j < 9; ++j)
+        for (int64_t k = k0; k < k0 + L; ++k) taps[(c * 9 + j) * tl.Kp + k] = k < tl.K ? tap(k, c, j) : T(0);
+  for (int64_t c = 0; c < tl.Cp; ++c)
+    for (int64_t k = 0; k < tl.Kp; k += L) {
+      Vec<T> g[9], u[kPoints];
+      for (int j = 0; j < 9; ++j) g[j] = c < tl.C ? load(taps + (c * 9 + j) * tl.Kp + k) : Vec<T>{};
+      transform_2d<3, kAlpha>(g, u, [](auto... a) { filter_1d<T>(a...); });
+      for (int xi = 0; xi < kPoints; ++xi) store(U + xi * tl.u_stride + c * tl.Kp + k, u[xi]);
     }
 }
 
@@ -315,15 +331,15 @@ void forward_tiled(const Tiling& tl, const T* in, const T* U, const T* bias, T* 
 #pragma omp parallel if (parallel(tl))
   {
     stage(in, tl.N, tl.C, tl.H, tl.W, tl.pad, tl.Hs, tl.Ws, tl.Cp, staged);  // ends in a barrier
-    T* V = scratch<T, 1>(kPoints * tl.tb * tl.Cp);
-    T* M = scratch<T, 2>(kPoints * tl.tb * tl.Kp);
+    T* V = scratch<T, 1>(kPoints * tl.v_stride);
+    T* M = scratch<T, 2>(kPoints * tl.m_stride);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t blk = 0; blk < tl.blocks(); ++blk) {
       const int64_t t0 = blk * tl.tb;
       input_transform(tl, staged, t0, V);
       for (int xi = 0; xi < kPoints; ++xi)
-        product<T, false>(tl.tb, tl.Kp, tl.Cp, V + xi * tl.tb * tl.Cp, tl.Cp, 1, U + xi * tl.Cp * tl.Kp, tl.Kp,
-                          M + xi * tl.tb * tl.Kp, tl.Kp);
+        product<T, false>(tl.tb, tl.Kp, tl.Cp, V + xi * tl.v_stride, tl.Cp, 1, U + xi * tl.u_stride, tl.Kp,
+                          M + xi * tl.m_stride, tl.Kp);
       output_transform(tl, M, t0, bias, out);
     }
   }
@@ -334,8 +350,8 @@ void forward_tiled(const Tiling& tl, const T* in, const T* U, const T* bias, T* 
 template <class T>
 void conv2d_forward_winograd(const Conv2dArgs& a, const T* x, const T* w, const T* bias, T* y) {
   const Tiling tl = Tiling::make<T>(a.N, a.C, a.H, a.W, a.K, a.pad_h);
-  T* U = scratch<T, 3>(kPoints * tl.Cp * tl.Kp);
-  filter_transform(tl, [&](int64_t k, int64_t c, T* g) { std::copy_n(w + (k * a.C + c) * 9, 9, g); }, U);
+  T* U = scratch<T, 3>(kPoints * tl.u_stride);
+  filter_transform(tl, [&](int64_t k, int64_t c, int j) { return w[(k * a.C + c) * 9 + j]; }, U);
   forward_tiled(tl, x, U, bias, y);
 }
 
@@ -343,14 +359,8 @@ void conv2d_forward_winograd(const Conv2dArgs& a, const T* x, const T* w, const 
 template <class T>
 void conv2d_backward_input_winograd(const Conv2dArgs& a, const T* dy, const T* w, T* dx) {
   const Tiling tl = Tiling::make<T>(a.N, a.K, a.P, a.Q, a.C, 2 - a.pad_h);
-  T* U = scratch<T, 3>(kPoints * tl.Cp * tl.Kp);
-  filter_transform(
-      tl,
-      [&](int64_t c, int64_t k, T* g) {
-        const T* src = w + (k * a.C + c) * 9;
-        for (int i = 0; i < 9; ++i) g[i] = src[8 - i];
-      },
-      U);
+  T* U = scratch<T, 3>(kPoints * tl.u_stride);
+  filter_transform(tl, [&](int64_t c, int64_t k, int j) { return w[(k * a.C + c) * 9 + 8 - j]; }, U);
   forward_tiled(tl, dy, U, static_cast<const T*>(nullptr), dx);
 }
 
@@ -361,7 +371,7 @@ void conv2d_backward_weight_winograd(const Conv2dArgs& a, const T* x, const T* d
   constexpr int L = kLanes<T>;
   const Tiling tl = Tiling::make<T>(a.N, a.C, a.H, a.W, a.K, a.pad_h);
   const int64_t Ps = kTile * tl.th, Qs = kTile * tl.tw;  // dy staged with the tiles' overhang
-  const int64_t s_size = kPoints * tl.K * tl.Cp;
+  const int64_t s_stride = skewed<T>(tl.K * tl.Cp), s_size = kPoints * s_stride;
   T* xs = scratch<T, 0>(tl.N * tl.Hs * tl.Ws * tl.Cp);
   T* dys = scratch<T, 4>(tl.N * Ps * Qs * tl.Kp);
   const int threads = parallel(tl) ? omp_get_max_threads() : 1;
@@ -375,8 +385,8 @@ void conv2d_backward_weight_winograd(const Conv2dArgs& a, const T* x, const T* d
     team = omp_get_num_threads();
     T* mine = S + omp_get_thread_num() * s_size;
     std::fill_n(mine, s_size, T(0));
-    T* V = scratch<T, 1>(kPoints * tl.tb * tl.Cp);
-    T* Z = scratch<T, 2>(kPoints * tl.tb * tl.Kp);
+    T* V = scratch<T, 1>(kPoints * tl.v_stride);
+    T* Z = scratch<T, 2>(kPoints * tl.m_stride);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t blk = 0; blk < tl.blocks(); ++blk) {
       const int64_t t0 = blk * tl.tb;
@@ -390,12 +400,12 @@ void conv2d_backward_weight_winograd(const Conv2dArgs& a, const T* x, const T* d
             for (int s = 0; s < kTile; ++s)
               e[r * kTile + s] = t0 + i < tl.tiles ? load(e0 + (r * Qs + s) * tl.Kp + k) : Vec<T>{};
           transform_2d<kTile, kAlpha>(e, z, [](auto... a) { grad_1d(a...); });
-          for (int xi = 0; xi < kPoints; ++xi) store(Z + (xi * tl.tb + i) * tl.Kp + k, z[xi]);
+          for (int xi = 0; xi < kPoints; ++xi) store(Z + xi * tl.m_stride + i * tl.Kp + k, z[xi]);
         }
       }
       for (int xi = 0; xi < kPoints; ++xi)
-        product<T, true>(tl.K, tl.Cp, tl.tb, Z + xi * tl.tb * tl.Kp, 1, tl.Kp, V + xi * tl.tb * tl.Cp, tl.Cp,
-                         mine + xi * tl.K * tl.Cp, tl.Cp);
+        product<T, true>(tl.K, tl.Cp, tl.tb, Z + xi * tl.m_stride, 1, tl.Kp, V + xi * tl.v_stride, tl.Cp,
+                         mine + xi * s_stride, tl.Cp);
     }
   }
   for (int64_t k = 0; k < tl.K; ++k)
@@ -403,7 +413,7 @@ void conv2d_backward_weight_winograd(const Conv2dArgs& a, const T* x, const T* d
       T s[kPoints], g[9];
       for (int xi = 0; xi < kPoints; ++xi) {
         T sum = 0;
-        for (int th = 0; th < team; ++th) sum += S[th * s_size + (xi * tl.K + k) * tl.Cp + c];
+        for (int th = 0; th < team; ++th) sum += S[th * s_size + xi * s_stride + k * tl.Cp + c];
         s[xi] = sum;
       }
       transform_2d<kAlpha, 3>(s, g, [](auto... a) { grad_filter_1d(a...); });
