@@ -131,6 +131,23 @@ def test_conv2d_winograd_threads(threads, rng):
         pf.set_num_threads(before)
 
 
+@pytest.mark.parametrize("isa", ("base", "avx2", "avx512")[: ("base", "avx2", "avx512").index(pf._C.cpu.best_isa()) + 1])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_conv2d_winograd_every_isa(isa, dtype, rng):
+    """Each instruction set's copy (its own vector width and micro-kernel shape) against the reference."""
+    x, w, b, conf = make_winograd_case(rng, "lanes_plus_one", dtype)
+    gy = rng.standard_normal(ref.conv2d(x, w, b, **conf).shape).astype(dtype)
+    gx_ref, gw_ref, _ = ref.conv2d_grads(x, w, gy, **conf)
+    pf._C.cpu.set_isa(isa)
+    try:
+        assert rel_err(K.conv2d_forward(x, w, b, **conf, variant="winograd"), ref.conv2d(x, w, b, **conf)) < \
+            WINOGRAD_TOL[dtype]
+        assert rel_err(K.conv2d_backward_input(gy, w, x.shape, **conf, variant="winograd"), gx_ref) < WINOGRAD_TOL[dtype]
+        assert rel_err(K.conv2d_backward_weight(x, gy, w.shape, **conf, variant="winograd"), gw_ref) < WINOGRAD_TOL[dtype]
+    finally:
+        pf._C.cpu.set_isa(pf._C.cpu.best_isa())
+
+
 @pytest.mark.parametrize("C,Kc,chosen", [(16, 8, "winograd"), (3, 16, "im2col"), (16, 4, "im2col")])
 def test_fast_picks_per_shape(C, Kc, chosen, rng):
     """"fast" runs Winograd on 3x3 stride-1 convolutions with >= 8 input and output channels, im2col

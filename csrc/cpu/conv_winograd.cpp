@@ -34,7 +34,7 @@
 // gradient sums per-thread 36 x K x C partial sums at the end).
 // This file is compiled once per instruction set (cpu/isa.h): the vector width and register count
 // set the lanes and the micro-kernel's shape.
-#include "cpu/conv_winograd.h"
+#include "cpu/conv.h"
 
 #include <omp.h>
 
@@ -45,7 +45,6 @@
 #include <memory>
 #include <utility>
 
-#include "cpu/isa.h"
 
 namespace pyfastdl::cpu::PYFASTDL_ISA {
 namespace {
@@ -321,6 +320,13 @@ void filter_transform(const Tiling& tl, Tap tap, T* U) {
     }
 }
 
+// A ValueError (through pybind11) naming the kernel when the winograd variant does not apply.
+void check_applies(const Conv2dArgs& a, const char* op) {
+  check(winograd_applies(a), op, ": the winograd variant needs a 3x3 kernel, stride 1, dilation 1, groups 1 and ",
+        "equal padding <= 2; got kernel (", a.R, ", ", a.S, "), stride (", a.stride_h, ", ", a.stride_w,
+        "), dilation (", a.dil_h, ", ", a.dil_w, "), groups ", a.groups, ", padding (", a.pad_h, ", ", a.pad_w, ")");
+}
+
 // Whether a call is worth a team of threads (under ~1M multiply-adds it is not).
 bool parallel(const Tiling& tl) { return omp_get_max_threads() > 1 && tl.tiles * tl.C * tl.K >= (int64_t(1) << 16); }
 
@@ -348,7 +354,8 @@ void forward_tiled(const Tiling& tl, const T* in, const T* U, const T* bias, T* 
 }  // namespace
 
 template <class T>
-void conv2d_forward_winograd(const Conv2dArgs& a, const T* x, const T* w, const T* bias, T* y) {
+void conv2d_forward_winograd_cpu(const Conv2dArgs& a, const T* x, const T* w, const T* bias, T* y) {
+  check_applies(a, "conv2d_forward_winograd");
   const Tiling tl = Tiling::make<T>(a.N, a.C, a.H, a.W, a.K, a.pad_h);
   T* U = scratch<T, 3>(kPoints * tl.u_stride);
   filter_transform(tl, [&](int64_t k, int64_t c, int j) { return w[(k * a.C + c) * 9 + j]; }, U);
@@ -357,7 +364,8 @@ void conv2d_forward_winograd(const Conv2dArgs& a, const T* x, const T* w, const 
 
 // dx = conv3x3(dy, w') with w'[c, k] = w[k, c] rotated by 180 degrees, padding 2 - pad.
 template <class T>
-void conv2d_backward_input_winograd(const Conv2dArgs& a, const T* dy, const T* w, T* dx) {
+void conv2d_backward_input_winograd_cpu(const Conv2dArgs& a, const T* dy, const T* w, T* dx) {
+  check_applies(a, "conv2d_backward_input_winograd");
   const Tiling tl = Tiling::make<T>(a.N, a.K, a.P, a.Q, a.C, 2 - a.pad_h);
   T* U = scratch<T, 3>(kPoints * tl.u_stride);
   filter_transform(tl, [&](int64_t c, int64_t k, int j) { return w[(k * a.C + c) * 9 + 8 - j]; }, U);
@@ -367,7 +375,8 @@ void conv2d_backward_input_winograd(const Conv2dArgs& a, const T* dy, const T* w
 // dw[k, c] = G^T [sum over tiles of Z[k] * V[c]] G, Z = A dy_tile A^T, V = B^T x_patch B; each thread
 // sums its blocks' products into its own S[xi][k][c], the threads' S are added at the end.
 template <class T>
-void conv2d_backward_weight_winograd(const Conv2dArgs& a, const T* x, const T* dy, T* dw) {
+void conv2d_backward_weight_winograd_cpu(const Conv2dArgs& a, const T* x, const T* dy, T* dw) {
+  check_applies(a, "conv2d_backward_weight_winograd");
   constexpr int L = kLanes<T>;
   const Tiling tl = Tiling::make<T>(a.N, a.C, a.H, a.W, a.K, a.pad_h);
   const int64_t Ps = kTile * tl.th, Qs = kTile * tl.tw;  // dy staged with the tiles' overhang
@@ -421,7 +430,6 @@ void conv2d_backward_weight_winograd(const Conv2dArgs& a, const T* x, const T* d
     }
 }
 
-PYFASTDL_CONV_WINOGRAD_INSTANTIATE(float)
-PYFASTDL_CONV_WINOGRAD_INSTANTIATE(double)
+PYFASTDL_ISA_INSTANTIATE(PYFASTDL_CONV_WINOGRAD_KERNELS)
 
 }  // namespace pyfastdl::cpu::PYFASTDL_ISA

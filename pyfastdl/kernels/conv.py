@@ -6,11 +6,11 @@ stride, padding and dilation are ints or (height, width) pairs. Inputs must be C
 one float dtype (float32 or float64 on the CPU); the compiled layer checks shapes, dtypes and layout
 and raises ValueError/TypeError naming the argument.
 
-Variants (the CPU's; CUDA has "fast" and "reference"): ``"im2col"`` is im2col + GEMM (a 1x1 stride-1
+Variants (``variant=``, :data:`CONV_VARIANTS`): ``"im2col"`` is im2col + GEMM (a 1x1 stride-1
 convolution is a plain GEMM); ``"winograd"`` is Winograd F(4x4, 3x3) for 3x3 stride-1 convolutions
-(groups 1, padding <= 2; ValueError otherwise), about 1e-5 relative error in float32;
-``"fast"`` (the default) picks one of those two per shape; ``"reference"`` is the direct-loop
-kernel kept for study. Each function also accepts
+(groups 1, padding <= 2; a ValueError otherwise), with about 10x im2col's rounding error (float32:
+1e-6 to 1e-5 relative); ``"fast"``, the default, picks one of those two per shape; ``"reference"``
+is the direct-loop kernel kept for study. On the GPU there are "fast" and "reference" only. Each function also accepts
 ``out=`` (a preallocated output array, e.g. NaN-poisoned in tests) and returns the output.
 
 conv_transpose2d is conv2d's input gradient, so its three passes reuse the same three kernels with
@@ -19,8 +19,8 @@ the roles of input and output swapped (``conv_transpose2d_args`` builds the matc
 
 from __future__ import annotations
 
-from .. import backend
 from .._core import _C
+from . import _dispatch
 
 __all__ = [
     "CONV_VARIANTS",
@@ -35,56 +35,52 @@ __all__ = [
     "conv_transpose2d_backward_weight",
 ]
 
+#: The convolution family's variants: the shared two plus the CPU's two algorithms "fast" picks from.
 CONV_VARIANTS = ("fast", "im2col", "winograd", "reference")
+
+_conv2d_args = _dispatch.cached(_C.Conv2dArgs)
+_conv_transpose2d_args = _dispatch.cached(_C.conv_transpose2d_args)
+
+
+def _key(value):
+    """A stride/padding/dilation as a cache key: lists become tuples (the Args check the values)."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 def conv2d_args(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1):
     """Validated sizes of conv2d(input, weight): a ``_C.Conv2dArgs`` with ``x_shape``, ``w_shape``,
-    ``out_shape``, ``macs`` (multiply-adds of one pass) and the individual sizes."""
-    return _C.Conv2dArgs(tuple(input_shape), tuple(weight_shape), stride, padding, dilation, groups)
+    ``out_shape``, ``macs`` (multiply-adds of one pass) and the individual sizes (cached)."""
+    return _conv2d_args(tuple(input_shape), tuple(weight_shape), _key(stride), _key(padding), _key(dilation), groups)
 
 
 def conv_transpose2d_args(input_shape, weight_shape, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
     """Sizes of conv_transpose2d(input (N, Cin, Hin, Win), weight (Cin, Cout/groups, R, S)), expressed as
     the conv2d whose input gradient it is: ``out_shape`` is the input's shape, ``x_shape`` the output's
     (N, Cout, (Hin-1)*stride - 2*padding + dilation*(R-1) + output_padding + 1, ...)."""
-    return _C.conv_transpose2d_args(
-        tuple(input_shape), tuple(weight_shape), stride, padding, output_padding, groups, dilation
+    return _conv_transpose2d_args(
+        tuple(input_shape), tuple(weight_shape), _key(stride), _key(padding), _key(output_padding), groups,
+        _key(dilation)
     )
-
-
-def _launch(op: str, variant: str, args, *arrays) -> None:
-    if variant not in CONV_VARIANTS:
-        raise ValueError(f"{op}: variant must be one of {CONV_VARIANTS}, got {variant!r}")
-    name = op if variant == "fast" else f"{op}_{variant}"
-    backend.launch(name, backend.device_of(arrays[0]), args, *arrays)
-
-
-def _output(out, shape, like):
-    """``out`` if given, else a new uninitialised array of ``shape`` on ``like``'s device and dtype."""
-    if out is not None:
-        return out
-    return backend.get_array_module(like).empty(tuple(shape), like.dtype)
 
 
 # ---- the three kernels, given their Args --------------------------------------------------------------
 
 
 def _forward(args, x, weight, bias, out, variant):
-    y = _output(out, args.out_shape, x)
-    _launch("conv2d_forward", variant, args, x, weight, bias, y)
+    (y,) = _dispatch.outputs(out, x, args.out_shape)
+    _dispatch.launch("conv2d_forward", variant, args, x, weight, bias, y, variants=CONV_VARIANTS)
     return y
 
 
 def _backward_input(args, grad_out, weight, out, variant):
-    dx = _output(out, args.x_shape, grad_out)
-    _launch("conv2d_backward_input", variant, args, grad_out, weight, dx)
+    (dx,) = _dispatch.outputs(out, grad_out, args.x_shape)
+    _dispatch.launch("conv2d_backward_input", variant, args, grad_out, weight, dx, variants=CONV_VARIANTS)
     return dx
 
 
 def _backward_weight(args, x, grad_out, out, variant):
-    dw = _output(out, args.w_shape, x)
-    _launch("conv2d_backward_weight", variant, args, x, grad_out, dw)
+    (dw,) = _dispatch.outputs(out, x, args.w_shape)
+    _dispatch.launch("conv2d_backward_weight", variant, args, x, grad_out, dw, variants=CONV_VARIANTS)
     return dw
 
 
@@ -113,9 +109,9 @@ def conv2d_backward_weight(
     return _backward_weight(args, x, grad_out, out, variant)
 
 
-def conv2d_backward_bias(grad_out):
+def conv2d_backward_bias(grad_out, *, out=None):
     """Gradient (K,) with respect to the bias: grad_out (N, K, P, Q) summed over N, P and Q."""
-    return grad_out.sum(axis=(0, 2, 3))
+    return grad_out.sum(axis=(0, 2, 3), out=out)
 
 
 # ---- conv_transpose2d: the same kernels with input and output swapped ------------------------------

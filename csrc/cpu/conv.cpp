@@ -32,7 +32,7 @@
 // over all outputs that read an input pixel (input gradient), or over the batch and the output map
 // (weight gradient). No workspace, no GEMM; O(same flops) but without register/cache blocking, so
 // an order of magnitude slower. Kept for study and as a check of the fast variant.
-#include "cpu/conv2d.h"
+#include "cpu/conv.h"
 
 #include <omp.h>
 
@@ -42,7 +42,7 @@
 
 #include "cpu/gemm.h"
 
-namespace pyfastdl::cpu {
+namespace pyfastdl::cpu::PYFASTDL_ISA {
 namespace {
 
 // Outputs o in [lo, hi) whose input index o*stride + offset lies inside [0, in).
@@ -431,15 +431,30 @@ void conv2d_backward_weight_reference_cpu(const Conv2dArgs& a, const T* x, const
     }
 }
 
-#define PYFASTDL_INSTANTIATE(T)                                                                          \
-  template void conv2d_forward_im2col_cpu<T>(const Conv2dArgs&, const T*, const T*, const T*, T*);              \
-  template void conv2d_backward_input_im2col_cpu<T>(const Conv2dArgs&, const T*, const T*, T*);                 \
-  template void conv2d_backward_weight_im2col_cpu<T>(const Conv2dArgs&, const T*, const T*, T*);                \
-  template void conv2d_forward_reference_cpu<T>(const Conv2dArgs&, const T*, const T*, const T*, T*);    \
-  template void conv2d_backward_input_reference_cpu<T>(const Conv2dArgs&, const T*, const T*, T*);       \
-  template void conv2d_backward_weight_reference_cpu<T>(const Conv2dArgs&, const T*, const T*, T*);
-PYFASTDL_INSTANTIATE(float)
-PYFASTDL_INSTANTIATE(double)
-#undef PYFASTDL_INSTANTIATE
+// ---- fast: the algorithm per shape ---------------------------------------------------------------------
 
-}  // namespace pyfastdl::cpu
+// Whether Winograd beats im2col + GEMM. Measured on the models' shapes (see the table above), it
+// loses only where the channels are too few for its products to outweigh its transforms and copies.
+bool winograd_pays(const Conv2dArgs& a) { return winograd_applies(a) && a.C >= 8 && a.K >= 8; }
+
+template <class T>
+void conv2d_forward_cpu(const Conv2dArgs& a, const T* x, const T* w, const T* bias, T* y) {
+  if (winograd_pays(a)) return conv2d_forward_winograd_cpu(a, x, w, bias, y);
+  conv2d_forward_im2col_cpu(a, x, w, bias, y);
+}
+
+template <class T>
+void conv2d_backward_input_cpu(const Conv2dArgs& a, const T* dy, const T* w, T* dx) {
+  if (winograd_pays(a)) return conv2d_backward_input_winograd_cpu(a, dy, w, dx);
+  conv2d_backward_input_im2col_cpu(a, dy, w, dx);
+}
+
+template <class T>
+void conv2d_backward_weight_cpu(const Conv2dArgs& a, const T* x, const T* dy, T* dw) {
+  if (winograd_pays(a)) return conv2d_backward_weight_winograd_cpu(a, x, dy, dw);
+  conv2d_backward_weight_im2col_cpu(a, x, dy, dw);
+}
+
+PYFASTDL_ISA_INSTANTIATE(PYFASTDL_CONV_KERNELS)
+
+}  // namespace pyfastdl::cpu::PYFASTDL_ISA
