@@ -1,4 +1,4 @@
-"""The `pyfastdl` command line: info, train, eval, predict, translate, sample, bench."""
+"""The `pyfastdl` command line: info, train, sweep, eval, predict, translate, sample, bench."""
 
 from __future__ import annotations
 
@@ -56,6 +56,13 @@ def _cmd_predict(args) -> int:
             label = f" ({row['label']})" if "label" in row and row["label"] != str(row["prediction"]) else ""
             target = f"  target {row['target']}" if "target" in row else ""
             print(f"{row['input']}: {row['prediction']}{label}{target}")
+    return 0
+
+
+def _cmd_sweep(args) -> int:
+    from .train.sweep import run_sweep
+
+    run_sweep(args.model, args.grid, args.set, seeds=args.seeds, out=args.out, jobs=args.jobs, threads=args.threads)
     return 0
 
 
@@ -135,6 +142,24 @@ def build_parser() -> argparse.ArgumentParser:
     predict_p.add_argument("inputs", nargs="*", help="image files (PNG) or .npy arrays; none: test samples")
     predict_p.add_argument("--count", type=int, default=10, help="test samples to predict when no inputs are given")
     predict_p.add_argument("--out", help="where pictures of the predictions go (default: the checkpoint's folder)")
+
+    p = sub.add_parser("sweep", help="train every combination of a grid of options, several seeds each, and "
+                                     "compare them in one table and one picture",
+                       description="Train every combination of a grid over a recipe's options, several seeds "
+                                   "each, in parallel processes; writes sweep.md, sweep.json and sweep.png. "
+                                   "A rerun skips the runs that finished.",
+                       epilog='e.g. pyfastdl sweep lenet --grid "optimizer=sgd,adam norm=none,batch,layer '
+                              'dropout=0,0.5" --seeds 3; a value can set several options: '
+                              '"optim=sgd(optimizer=sgd,momentum=0),adam(optimizer=adam)"')
+    p.add_argument("model", help="a model that `pyfastdl train` lists")
+    p.add_argument("--grid", required=True, help="axes separated by spaces: option=value,value,... or "
+                                                 "name=label(option=value,...),...")
+    p.add_argument("--set", help="options pinned for every run, e.g. \"schedule=constant shift=0\"")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per cell (3)")
+    p.add_argument("--jobs", type=int, help="runs at a time (default: CPU cores / --threads)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads per run (1)")
+    p.add_argument("--out", help="output directory (default runs/sweep-<model>)")
+    p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("translate", help="translate sentences with a trained translation model",
                        description="translate sentences with a trained translation model")
