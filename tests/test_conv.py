@@ -148,6 +148,27 @@ def test_conv2d_winograd_every_isa(isa, dtype, rng):
         pf._C.cpu.set_isa(pf._C.cpu.best_isa())
 
 
+def test_winograd_weight_gradient_is_the_same_bits_every_run(rng):
+    """Like the im2col weight gradient (test_weight_gradient_is_the_same_bits_every_run): each thread
+    sums a fixed share of the tiles and the shares are added in order, whatever the load."""
+    import subprocess
+    import sys
+
+    x = rng.standard_normal((32, 16, 12, 12)).astype(np.float32)  # enough tiles for the parallel path
+    gy = rng.standard_normal((32, 16, 12, 12)).astype(np.float32)
+    before = pf.get_num_threads()
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    pf.set_num_threads(3)  # more threads than cores
+    try:
+        first = K.conv2d_backward_weight(x, gy, (16, 16, 3, 3), padding=1, variant="winograd")
+        for _ in range(40):
+            again = K.conv2d_backward_weight(x.copy(), gy.copy(), (16, 16, 3, 3), padding=1, variant="winograd")
+            np.testing.assert_array_equal(again, first)
+    finally:
+        pf.set_num_threads(before)
+        busy.kill()
+
+
 @pytest.mark.parametrize("C,Kc,chosen", [(16, 8, "winograd"), (3, 16, "im2col"), (16, 4, "im2col")])
 def test_fast_picks_per_shape(C, Kc, chosen, rng):
     """"fast" runs Winograd on 3x3 stride-1 convolutions with >= 8 input and output channels, im2col

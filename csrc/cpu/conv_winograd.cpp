@@ -37,8 +37,9 @@
 // transforms the rest) against im2col's 3.1 ms; at 16 channels on 32x32 maps the transforms and
 // copies cost as much as the products, and the gain over im2col is ~1.8x. Below 8 channels im2col
 // wins (the "fast" variant's threshold).
-// Threads: OpenMP over tile blocks (dynamic schedule, one parallel region per call; the weight
-// gradient sums per-thread 36 x K x C partial sums at the end).
+// Threads: OpenMP over tile blocks, one parallel region per call; the forward's blocks are handed
+// out dynamically (each output is written by one block), the weight gradient's statically, each
+// thread summing its share into its own 36 x K x C partial sums, added in a fixed order at the end.
 // This file is compiled once per instruction set (cpu/isa.h): the vector width and register count
 // set the lanes and the micro-kernel's shape.
 #include "cpu/conv.h"
@@ -378,7 +379,9 @@ void conv2d_backward_input_winograd_cpu(const Conv2dArgs& a, const T* dy, const 
 }
 
 // dw[k, c] = G^T [sum over tiles of Z[k] * V[c]] G, Z = A dy_tile A^T, V = B^T x_patch B; each thread
-// sums its blocks' products into its own S[xi][k][c], the threads' S are added at the end.
+// sums a fixed, contiguous share of the blocks (static schedule) into its own S[xi][k][c], and the
+// threads' S are added in thread order: the same bits on every call with the same thread count
+// (a resumed training run must retrace an uninterrupted one), at the price of no load balancing.
 template <class T>
 void conv2d_backward_weight_winograd_cpu(const Conv2dArgs& a, const T* x, const T* dy, T* dw) {
   check_applies(a, "conv2d_backward_weight_winograd");
@@ -401,7 +404,7 @@ void conv2d_backward_weight_winograd_cpu(const Conv2dArgs& a, const T* x, const 
     std::fill_n(mine, s_size, T(0));
     T* V = scratch<T, 1>(kPoints * tl.v_stride);
     T* Z = scratch<T, 2>(kPoints * tl.m_stride);
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(static)
     for (int64_t blk = 0; blk < tl.blocks(); ++blk) {
       const int64_t t0 = blk * tl.tb;
       input_transform(tl, xs, t0, V);
