@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from . import bench
@@ -17,17 +18,31 @@ def _cmd_info(args) -> int:
     return 0
 
 
+#: Each train sub-command's option defaults, by model: on --resume, an option still at its default
+#: was not given, so the run's own value stands.
+_TRAIN_DEFAULTS: dict[str, dict] = {}
+
+
 def _cmd_train(args) -> int:
     from .train import fit, get_recipe
+    from .train.loop import resume_arguments
 
     recipe = get_recipe(args.model)
-    for key, value in recipe.default_hparams(args).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    if args.out is None:
-        args.out = f"runs/{recipe.name}"
+    if args.resume:
+        defaults = _TRAIN_DEFAULTS.get(recipe.name, {})
+        args = resume_arguments(args.resume, {k: v for k, v in vars(args).items()
+                                              if k in defaults and v != defaults[k]})
+    else:
+        for key, value in recipe.default_hparams(args).items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+        if args.out is None:
+            args.out = f"runs/{recipe.name}"
     fit(recipe, args, progress=not args.quiet)
-    print(f"wrote {args.out}/metrics.json, curves.png, checkpoint.safetensors")
+    from .distributed import get_rank
+
+    if get_rank() == 0:
+        print(f"wrote {args.out}/metrics.json, curves.png, checkpoint.safetensors")
     return 0
 
 
@@ -104,9 +119,18 @@ def _add_train_parser(sub, recipe) -> None:
     g.add_argument("--limit", type=int, help="use at most this many samples of each split (smoke tests)")
     g.add_argument("--threads", type=int, help="CPU threads for the kernels during the run")
     g.add_argument("--quiet", action="store_true", help="no progress bar (one line per epoch)")
+    g.add_argument("--distributed", action="store_true",
+                   help="data parallel over the ranks of an MPI launcher (found by itself under mpiexec -n N; "
+                        "--batch-size stays the global batch)")
+    g.add_argument("--resume", metavar="DIR",
+                   help="continue the run saved in DIR (its folder or checkpoint) with its own options, to the "
+                        "weights it would have reached uninterrupted (Ctrl-C or SIGTERM during a run saves a "
+                        "checkpoint at the next step)")
     recipe.add_arguments(p.add_argument_group(f"{recipe.name}"))
     p.set_defaults(func=_cmd_train, model=recipe.name)
-    defaults = recipe.default_hparams(p.parse_args([]))
+    parsed_defaults = p.parse_args([])
+    _TRAIN_DEFAULTS[recipe.name] = vars(parsed_defaults)
+    defaults = recipe.default_hparams(parsed_defaults)
     p.epilog = ("recipe defaults (with the default options above): "
                 + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in defaults.items() if v is not None))
 
@@ -188,9 +212,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from .train.resume import NonFiniteLossError, TrainingInterrupted
+
     args = build_parser().parse_args(argv)
+    for name, value in vars(args).items():  # float() accepts "nan" and "inf"; no option of ours does
+        if isinstance(value, float) and not math.isfinite(value):
+            print(f"pyfastdl {args.command}: error: --{name.replace('_', '-')} must be a finite number, got {value}",
+                  file=sys.stderr)
+            return 2
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError) as e:  # bad data directory, checkpoint or option: say so, no traceback
         print(f"pyfastdl {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return _stop_ranks(2)
+    except NonFiniteLossError as e:
+        print(f"pyfastdl {args.command}: error: {e}", file=sys.stderr)
+        return _stop_ranks(1)
+    except TrainingInterrupted as e:  # a checkpoint was saved: exit as a shell reports the signal
+        print(f"pyfastdl {args.command}: {e}", file=sys.stderr)
+        return e.exit_code  # (every rank of a data parallel run stops at the same step)
+
+
+def _stop_ranks(code: int) -> int:
+    """``code``; in a data parallel run, first abort every rank (the others may be waiting on this one)."""
+    from . import distributed
+
+    if distributed.get_world_size() > 1:
+        sys.stderr.flush()
+        distributed.abort(code)
+    return code
