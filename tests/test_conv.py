@@ -1,4 +1,4 @@
-"""Convolution family: raw kernels (both variants) against the float64 numpy reference over awkward
+"""Convolution family: raw kernels (every variant) against the float64 numpy reference over awkward
 shapes, every backward by gradcheck, torch cross-checks, and the validation errors."""
 
 import numpy as np
@@ -13,7 +13,10 @@ from pyfastdl.nn import functional as F
 from pyfastdl.testing import gradcheck
 
 TOL = {np.float64: 1e-10, np.float32: 1e-5}
-VARIANTS = ["fast", "reference"]
+# Winograd F(4x4, 3x3) rounds about 10x more than a direct sum (its transforms scale by up to 8 and
+# 1/24): measured 1e-6 to 3e-6 in float32 on these shapes and the models'.
+WINOGRAD_TOL = {np.float64: 1e-10, np.float32: 1e-4}
+VARIANTS = ["fast", "im2col", "reference"]  # for every shape; "winograd" has its own cases below
 
 # (N, C, H, W, K, R, S, stride, padding, dilation, groups)
 CASES = {
@@ -73,6 +76,115 @@ def test_conv2d_kernels(case, dtype, variant, rng):
     gw = K.conv2d_backward_weight(x, gy, w.shape, **conf, variant=variant)
     assert gw.dtype == dtype and rel_err(gw, gw_ref) < TOL[dtype]
     assert rel_err(K.conv2d_backward_bias(gy), gb_ref) < TOL[dtype]
+
+
+# Winograd applies to 3x3 kernels with stride 1, dilation 1, groups 1, padding <= 2: (N, C, H, W, K, padding)
+WINOGRAD_CASES = {
+    "1x1_map": (2, 3, 1, 1, 4, 1),
+    "batch1_odd": (1, 5, 7, 9, 3, 1),
+    "pad0": (2, 8, 6, 5, 17, 0),
+    "pad2": (2, 5, 7, 9, 3, 2),
+    "pad2_tiny": (3, 2, 2, 1, 2, 2),
+    "lanes_plus_one": (3, 9, 5, 6, 33, 1),  # channels one past a vector width (AVX2 and AVX-512, float and double)
+    "many_blocks": (5, 17, 13, 11, 7, 1),  # several tile blocks, a partial last one
+    "wide": (2, 64, 8, 8, 64, 1),  # the blocks' size limit (ResNet's last stage)
+}
+
+
+def make_winograd_case(rng, case, dtype):
+    N, C, H, W, Kc, padding = WINOGRAD_CASES[case]
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((Kc, C, 3, 3)).astype(dtype)
+    return x, w, rng.standard_normal(Kc).astype(dtype), dict(padding=padding)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", sorted(WINOGRAD_CASES))
+def test_conv2d_winograd_kernels(case, dtype, rng):
+    x, w, b, conf = make_winograd_case(rng, case, dtype)
+    y_ref = ref.conv2d(x, w, b, **conf)
+    gy = rng.standard_normal(y_ref.shape).astype(dtype)
+    gx_ref, gw_ref, _ = ref.conv2d_grads(x, w, gy, **conf)
+    tol = WINOGRAD_TOL[dtype]
+    y = K.conv2d_forward(x, w, b, **conf, variant="winograd", out=np.full(y_ref.shape, np.nan, dtype))
+    assert y.dtype == dtype and rel_err(y, y_ref) < tol
+    gx = K.conv2d_backward_input(gy, w, x.shape, **conf, variant="winograd", out=np.full(x.shape, np.nan, dtype))
+    assert rel_err(gx, gx_ref) < tol
+    gw = K.conv2d_backward_weight(x, gy, w.shape, **conf, variant="winograd", out=np.full(w.shape, np.nan, dtype))
+    assert rel_err(gw, gw_ref) < tol
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_conv2d_winograd_threads(threads, rng):
+    """The blocks split over threads (and the weight gradient's per-thread sums) agree with the reference."""
+    x, w, b, conf = make_winograd_case(rng, "many_blocks", np.float64)
+    x = np.concatenate([x] * 4)  # enough work for the parallel path
+    gy = rng.standard_normal(ref.conv2d(x, w, b, **conf).shape)
+    gx_ref, gw_ref, _ = ref.conv2d_grads(x, w, gy, **conf)
+    before = pf.get_num_threads()
+    pf.set_num_threads(threads)
+    try:
+        assert rel_err(K.conv2d_forward(x, w, b, **conf, variant="winograd"), ref.conv2d(x, w, b, **conf)) < 1e-10
+        assert rel_err(K.conv2d_backward_input(gy, w, x.shape, **conf, variant="winograd"), gx_ref) < 1e-10
+        assert rel_err(K.conv2d_backward_weight(x, gy, w.shape, **conf, variant="winograd"), gw_ref) < 1e-10
+    finally:
+        pf.set_num_threads(before)
+
+
+@pytest.mark.parametrize("isa", ("base", "avx2", "avx512")[: ("base", "avx2", "avx512").index(pf._C.cpu.best_isa()) + 1])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_conv2d_winograd_every_isa(isa, dtype, rng):
+    """Each instruction set's copy (its own vector width and micro-kernel shape) against the reference."""
+    x, w, b, conf = make_winograd_case(rng, "lanes_plus_one", dtype)
+    gy = rng.standard_normal(ref.conv2d(x, w, b, **conf).shape).astype(dtype)
+    gx_ref, gw_ref, _ = ref.conv2d_grads(x, w, gy, **conf)
+    pf._C.cpu.set_isa(isa)
+    try:
+        assert rel_err(K.conv2d_forward(x, w, b, **conf, variant="winograd"), ref.conv2d(x, w, b, **conf)) < \
+            WINOGRAD_TOL[dtype]
+        assert rel_err(K.conv2d_backward_input(gy, w, x.shape, **conf, variant="winograd"), gx_ref) < WINOGRAD_TOL[dtype]
+        assert rel_err(K.conv2d_backward_weight(x, gy, w.shape, **conf, variant="winograd"), gw_ref) < WINOGRAD_TOL[dtype]
+    finally:
+        pf._C.cpu.set_isa(pf._C.cpu.best_isa())
+
+
+def test_winograd_weight_gradient_is_the_same_bits_every_run(rng):
+    """Like the im2col weight gradient (test_weight_gradient_is_the_same_bits_every_run): each thread
+    sums a fixed share of the tiles and the shares are added in order, whatever the load."""
+    import subprocess
+    import sys
+
+    x = rng.standard_normal((32, 16, 12, 12)).astype(np.float32)  # enough tiles for the parallel path
+    gy = rng.standard_normal((32, 16, 12, 12)).astype(np.float32)
+    before = pf.get_num_threads()
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    pf.set_num_threads(3)  # more threads than cores
+    try:
+        first = K.conv2d_backward_weight(x, gy, (16, 16, 3, 3), padding=1, variant="winograd")
+        for _ in range(40):
+            again = K.conv2d_backward_weight(x.copy(), gy.copy(), (16, 16, 3, 3), padding=1, variant="winograd")
+            np.testing.assert_array_equal(again, first)
+    finally:
+        pf.set_num_threads(before)
+        busy.kill()
+
+
+@pytest.mark.parametrize("C,Kc,chosen", [(16, 8, "winograd"), (3, 16, "im2col"), (16, 4, "im2col")])
+def test_fast_picks_per_shape(C, Kc, chosen, rng):
+    """"fast" runs Winograd on 3x3 stride-1 convolutions with >= 8 input and output channels, im2col
+    elsewhere (the two round differently, so the results tell them apart)."""
+    x = rng.standard_normal((2, C, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((Kc, C, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((2, Kc, 9, 9)).astype(np.float32)
+    for kernel, args in [(K.conv2d_forward, (x, w, None, 1, 1)), (K.conv2d_backward_input, (gy, w, x.shape, 1, 1)),
+                         (K.conv2d_backward_weight, (x, gy, w.shape, 1, 1))]:
+        assert np.array_equal(kernel(*args), kernel(*args, variant=chosen))
+
+
+def test_winograd_gradcheck(rng):
+    """Through nn.functional (the "fast" variant picks Winograd for these channel counts), float64."""
+    x, w, b = leaves(rng, (2, 8, 5, 6), (8, 8, 3, 3), (8,))
+    assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, padding=1), (x, w, b))
 
 
 # (N, Cin, H, W, Cout, R, S, stride, padding, output_padding, groups, dilation)
@@ -203,6 +315,7 @@ TORCH_CASES = [
     ("conv2d", dict(stride=1, padding="same", dilation=2, groups=1), (2, 3, 8, 7), (4, 3, 4, 3)),
     ("conv2d", dict(stride=1, padding="valid", dilation=1, groups=1), (2, 3, 8, 7), (4, 3, 3, 3)),
     ("conv2d", dict(stride=1, padding=0, dilation=1, groups=1), (4, 16, 7, 7), (8, 16, 1, 1)),
+    ("conv2d", dict(stride=1, padding=1, dilation=1, groups=1), (3, 16, 7, 9), (12, 16, 3, 3)),  # Winograd
     ("conv1d", dict(stride=1, padding="same", dilation=1, groups=1), (2, 6, 10), (8, 6, 4)),
     ("conv1d", dict(stride=2, padding=1, dilation=1, groups=3), (2, 6, 11), (9, 2, 3)),
     ("conv_transpose2d", dict(stride=2, padding=1, output_padding=1, groups=1, dilation=1), (2, 5, 6, 5),
@@ -304,7 +417,13 @@ def test_kernel_array_errors(rng):
     with pytest.raises(ValueError, match=r"conv_transpose2d: bias must have shape \(4,\)"):
         K.conv_transpose2d_forward(x, np.ones((4, 2, 3, 3)), np.ones(6), groups=2)
     with pytest.raises(ValueError, match="variant must be one of"):
+        K.conv2d_forward(x, w, **conf, variant="direct")
+    with pytest.raises(ValueError, match=r"conv2d_forward_winograd: the winograd variant needs a 3x3 kernel, stride "
+                                         r"1, dilation 1, groups 1 .*groups 2"):
         K.conv2d_forward(x, w, **conf, variant="winograd")
+    with pytest.raises(ValueError, match=r"conv2d_backward_input_winograd: .*padding \(3, 3\)"):
+        K.conv2d_backward_input(np.ones((1, 2, 10, 10)), np.ones((2, 2, 3, 3)), (1, 2, 6, 6), padding=3,
+                                variant="winograd")
 
 
 def test_functional_errors(rng):

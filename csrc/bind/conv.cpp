@@ -7,12 +7,13 @@
 //   conv2d_forward(a, x, weight, bias_or_None, out)
 //   conv2d_backward_input(a, grad_out, weight, grad_input)
 //   conv2d_backward_weight(a, x, grad_out, grad_weight)
-// plus the same three with the suffix _reference (the direct-loop variant; on the GPU one thread per
-// output element). Outputs are preallocated by the caller with the shapes a.x_shape / a.w_shape /
-// a.out_shape. Arrays: C-contiguous, one float dtype (float32 or float64 on the CPU; float32, float16
-// or bfloat16 on the GPU, with float32 accumulation). The fast CUDA kernels' workspace comes from
-// cupy's memory pool, allocated on the current stream and dropped on return: safe without
-// synchronisation, since the pool hands those bytes only to later work on the same stream.
+// plus the same three with the suffix _reference (the direct-loop variant; on the GPU one thread per output
+// element), and on the CPU with _im2col and _winograd (the two algorithms "fast" picks from). Outputs are
+// preallocated by the caller with the shapes a.x_shape / a.w_shape / a.out_shape. Arrays: C-contiguous, one
+// float dtype (float32 or float64 on the CPU; float32, float16 or bfloat16 on the GPU, with float32
+// accumulation). The fast CUDA kernels' workspace comes from cupy's memory pool, allocated on the current
+// stream and dropped on return: safe without synchronisation, since the pool hands those bytes only to
+// later work on the same stream.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -221,19 +222,21 @@ void def_backward(py::module_& cpu, const char* name, const BackwardPass& p, Ker
       py::arg("args"), py::arg(p.arg_names[0]), py::arg(p.arg_names[1]), py::arg(p.arg_names[2]), p.doc);
 }
 
+// One variant's three kernels, bound as conv2d_forward<suffix>, conv2d_backward_input<suffix> and
+// conv2d_backward_weight<suffix> (V: the C++ names' infix).
+#define PYFASTDL_BIND_CONV_VARIANT(V, suffix)                                                                  \
+  def_forward(cpu, "conv2d_forward" suffix, {conv2d_forward##V##_cpu<float>, conv2d_forward##V##_cpu<double>}); \
+  def_backward(cpu, "conv2d_backward_input" suffix, kBackwardInput,                                            \
+               {conv2d_backward_input##V##_cpu<float>, conv2d_backward_input##V##_cpu<double>});               \
+  def_backward(cpu, "conv2d_backward_weight" suffix, kBackwardWeight,                                          \
+               {conv2d_backward_weight##V##_cpu<float>, conv2d_backward_weight##V##_cpu<double>});
+
 void bind_cpu(py::module_& cpu) {
   using namespace pyfastdl::cpu;
-  def_forward(cpu, "conv2d_forward", {conv2d_forward_cpu<float>, conv2d_forward_cpu<double>});
-  def_backward(cpu, "conv2d_backward_input", kBackwardInput,
-               {conv2d_backward_input_cpu<float>, conv2d_backward_input_cpu<double>});
-  def_backward(cpu, "conv2d_backward_weight", kBackwardWeight,
-               {conv2d_backward_weight_cpu<float>, conv2d_backward_weight_cpu<double>});
-  def_forward(cpu, "conv2d_forward_reference",
-              {conv2d_forward_reference_cpu<float>, conv2d_forward_reference_cpu<double>});
-  def_backward(cpu, "conv2d_backward_input_reference", kBackwardInput,
-               {conv2d_backward_input_reference_cpu<float>, conv2d_backward_input_reference_cpu<double>});
-  def_backward(cpu, "conv2d_backward_weight_reference", kBackwardWeight,
-               {conv2d_backward_weight_reference_cpu<float>, conv2d_backward_weight_reference_cpu<double>});
+  PYFASTDL_BIND_CONV_VARIANT(, "")  // "fast": im2col or winograd, per shape
+  PYFASTDL_BIND_CONV_VARIANT(_im2col, "_im2col")
+  PYFASTDL_BIND_CONV_VARIANT(_winograd, "_winograd")
+  PYFASTDL_BIND_CONV_VARIANT(_reference, "_reference")
   add_family(cpu, "conv");
 }
 

@@ -1,6 +1,22 @@
 // 2-D convolution on the CPU: forward, input gradient, weight gradient (NCHW, float32/float64).
+// Variants: "im2col" (below), "winograd" (conv_winograd.cpp: F(4x4, 3x3) for 3x3 stride-1 layers),
+// "fast" = winograd where it applies and C, K >= 8, im2col elsewhere (the end of this file), and
+// "reference" (direct loops).
 //
-// Algorithm ("fast" variant): im2col + GEMM. For one group g and a chunk of nb images, im2col copies
+// What each step bought (float32, one thread, ratio = torch 2.13's time / ours, median over the 25
+// convolution layers of LeNet-5, NIN, CIFAR ResNet-20, FCN-8s and YOLOv1 at their CPU recipes' sizes
+// and batch sizes, forward / input gradient / weight gradient; 2-core AMD EPYC Zen 3 VM, AVX2, no
+// AVX-512, thread CPU time of ours and torch's calls alternated, machine shared with a load of ~20):
+//                                                                  forward  input grad  weight grad  worst
+//   1. im2col + GEMM (OpenBLAS)                                       0.77     0.77        0.87      0.52
+//   2. + Winograd F(4x4, 3x3) on the 13 3x3 stride-1 layers          1.18     1.30        1.07      0.52
+// Winograd's own rungs (conv_winograd.cpp): broadcasting the micro-kernel's operand with a vector
+// constructor instead of `0 + x` (2.4x on its products), skewing the 36 points' strides off powers
+// of two and vectorising the weight transform (4x on that transform at 64-128 channels).
+// The rest of the gap is in im2col's layers: 5x5 kernels (LeNet, NIN: 0.55-0.8), YOLO's 5x5 stride-2
+// stem on 3 channels (0.55) and ResNet-20's stride-2 3x3 (0.75-0.95).
+//
+// Algorithm ("im2col" variant): im2col + GEMM. For one group g and a chunk of nb images, im2col copies
 // every input patch into a column of a matrix
 //     cols[(c, r, s)][(j, p, q)] = x[n0+j, g*C/groups + c, p*stride - pad + r*dil, q*stride - pad + s*dil]
 // (zero where the patch leaves the image), so the convolution becomes one matrix product
@@ -31,7 +47,7 @@
 // "reference" variant: each output element is its own direct sum over the kernel window (forward),
 // over all outputs that read an input pixel (input gradient), or over the batch and the output map
 // (weight gradient). No workspace, no GEMM; O(same flops) but without register/cache blocking, so
-// an order of magnitude slower. Kept for study and as a check of the fast variant.
+// an order of magnitude slower. Kept for study and as a check of the other variants.
 #include "cpu/conv.h"
 
 #include <omp.h>
@@ -280,7 +296,7 @@ void run_tasks(const Conv2dArgs& a, const Plan& plan, Fn&& fn) {
 }  // namespace
 
 template <class T>
-void conv2d_forward_cpu(const Conv2dArgs& a, const T* x, const T* w, const T* bias, T* y) {
+void conv2d_forward_im2col_cpu(const Conv2dArgs& a, const T* x, const T* w, const T* bias, T* y) {
   const Plan plan(a, omp_get_max_threads());
   const int64_t Kg = a.K_per_group(), CRS = a.col_rows();
   run_tasks(a, plan, [&](int64_t t) {
@@ -296,7 +312,7 @@ void conv2d_forward_cpu(const Conv2dArgs& a, const T* x, const T* w, const T* bi
 }
 
 template <class T>
-void conv2d_backward_input_cpu(const Conv2dArgs& a, const T* dy, const T* w, T* dx) {
+void conv2d_backward_input_im2col_cpu(const Conv2dArgs& a, const T* dy, const T* w, T* dx) {
   const Plan plan(a, omp_get_max_threads());
   const int64_t Kg = a.K_per_group(), Cg = a.C_per_group(), CRS = a.col_rows(), HW = a.H * a.W;
   run_tasks(a, plan, [&](int64_t t) {
@@ -325,7 +341,7 @@ void conv2d_backward_input_cpu(const Conv2dArgs& a, const T* dy, const T* w, T* 
 // hold the rest up); past that, each thread gets one copy and a fixed share of the tasks.
 constexpr int64_t kPartialBudget = int64_t(64) << 20;  // bytes
 template <class T>
-void conv2d_backward_weight_cpu(const Conv2dArgs& a, const T* x, const T* dy, T* dw) {
+void conv2d_backward_weight_im2col_cpu(const Conv2dArgs& a, const T* x, const T* dy, T* dw) {
   const Plan plan(a, omp_get_max_threads());
   const int64_t Kg = a.K_per_group(), CRS = a.col_rows(), size = a.K * CRS;
   auto accumulate = [&](int64_t t, T* into, T first_beta) {
@@ -439,6 +455,30 @@ void conv2d_backward_weight_reference_cpu(const Conv2dArgs& a, const T* x, const
           dw[((k * Cg + c) * a.R + r) * a.S + s] = acc;
         }
     }
+}
+
+// ---- fast: the algorithm per shape ---------------------------------------------------------------------
+
+// Whether Winograd beats im2col + GEMM. Measured on the models' shapes (see the table above), it
+// loses only where the channels are too few for its products to outweigh its transforms and copies.
+bool winograd_pays(const Conv2dArgs& a) { return winograd_applies(a) && a.C >= 8 && a.K >= 8; }
+
+template <class T>
+void conv2d_forward_cpu(const Conv2dArgs& a, const T* x, const T* w, const T* bias, T* y) {
+  if (winograd_pays(a)) return conv2d_forward_winograd_cpu(a, x, w, bias, y);
+  conv2d_forward_im2col_cpu(a, x, w, bias, y);
+}
+
+template <class T>
+void conv2d_backward_input_cpu(const Conv2dArgs& a, const T* dy, const T* w, T* dx) {
+  if (winograd_pays(a)) return conv2d_backward_input_winograd_cpu(a, dy, w, dx);
+  conv2d_backward_input_im2col_cpu(a, dy, w, dx);
+}
+
+template <class T>
+void conv2d_backward_weight_cpu(const Conv2dArgs& a, const T* x, const T* dy, T* dw) {
+  if (winograd_pays(a)) return conv2d_backward_weight_winograd_cpu(a, x, dy, dw);
+  conv2d_backward_weight_im2col_cpu(a, x, dy, dw);
 }
 
 PYFASTDL_ISA_INSTANTIATE(PYFASTDL_CONV_KERNELS)

@@ -6,17 +6,36 @@
 #include "common/conv_args.h"
 #include "cpu/isa.h"
 
-// The kernels, as an X-macro of (T, name, (parameters), (arguments)) (see cpu/isa.h).
-// "fast": im2col + GEMM (OpenBLAS); a 1x1 stride-1 unpadded convolution is a plain GEMM.
+// The kernels, as an X-macro of (T, name, (parameters), (arguments)) (see cpu/isa.h), per variant:
+// "im2col" (conv.cpp): im2col + GEMM (OpenBLAS); a 1x1 stride-1 unpadded convolution is a plain GEMM.
 //   forward; backward_input = conv2d's input gradient (also conv_transpose2d's forward): GEMM W^T dY,
 //   then col2im; backward_weight = sum over the batch of dY @ im2col(x)^T.
+// "winograd" (conv_winograd.cpp): Winograd F(4x4, 3x3), for 3x3 kernels with stride 1, dilation 1,
+//   groups 1 and padding <= 2 only (winograd_applies; a ValueError otherwise).
+// "fast" (conv.cpp): winograd where it applies and the channels are enough to pay for its transforms,
+//   im2col elsewhere.
 // "reference": direct loops, one output element per innermost sum; kept for study and comparison.
-// V is the variant's infix: empty for "fast", _reference for "reference".
+// V is the variant's infix: empty for "fast", _im2col, _winograd, _reference.
 #define PYFASTDL_CONV_VARIANT_KERNELS(X, T, V)                                                                 \
   X(T, conv2d_forward##V##_cpu, (const Conv2dArgs& a, const T* x, const T* w, const T* bias, T* y),             \
     (a, x, w, bias, y))                                                                                        \
   X(T, conv2d_backward_input##V##_cpu, (const Conv2dArgs& a, const T* dy, const T* w, T* dx), (a, dy, w, dx))  \
   X(T, conv2d_backward_weight##V##_cpu, (const Conv2dArgs& a, const T* x, const T* dy, T* dw), (a, x, dy, dw))
-#define PYFASTDL_CONV_KERNELS(X, T) \
-  PYFASTDL_CONV_VARIANT_KERNELS(X, T, ) PYFASTDL_CONV_VARIANT_KERNELS(X, T, _reference)
+#define PYFASTDL_CONV_KERNELS(X, T)                                                                  \
+  PYFASTDL_CONV_VARIANT_KERNELS(X, T, ) PYFASTDL_CONV_VARIANT_KERNELS(X, T, _im2col)                 \
+  PYFASTDL_CONV_VARIANT_KERNELS(X, T, _reference)
+#define PYFASTDL_CONV_WINOGRAD_KERNELS(X, T) PYFASTDL_CONV_VARIANT_KERNELS(X, T, _winograd)
 PYFASTDL_ISA_DECLARE(PYFASTDL_CONV_KERNELS)
+PYFASTDL_ISA_DECLARE(PYFASTDL_CONV_WINOGRAD_KERNELS)
+
+namespace pyfastdl::cpu {
+namespace {  // internal linkage: each instruction set's copy keeps its own
+
+// Whether the winograd variant computes this convolution.
+inline bool winograd_applies(const Conv2dArgs& a) {
+  return a.R == 3 && a.S == 3 && a.stride_h == 1 && a.stride_w == 1 && a.dil_h == 1 && a.dil_w == 1 &&
+         a.groups == 1 && a.pad_h == a.pad_w && a.pad_h <= 2;
+}
+
+}  // namespace
+}  // namespace pyfastdl::cpu

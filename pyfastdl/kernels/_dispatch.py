@@ -16,8 +16,9 @@ kernel and the device (through :mod:`pyfastdl.backend`, the only module that kno
 
 Conventions, the same in every family: ``variant=`` and ``out=`` are keyword-only; the variants
 are :data:`VARIANTS`, ``"fast"`` (the optimised kernel, the default) and ``"reference"`` (the
-simple kernel kept beside it for study), and the compiled kernel of the reference variant is the
-fast one's name plus ``_reference``; ``out=`` is the output array, or the tuple of output arrays
+simple kernel kept beside it for study), plus any rungs of a family's ladder it keeps selectable
+(convolution: "im2col", "winograd"), and the compiled kernel of a variant other than "fast" is the
+fast one's name plus ``_<variant>``; ``out=`` is the output array, or the tuple of output arrays
 in the order the function returns them, each of exactly the shape and dtype the function would
 allocate (the binding checks).
 """
@@ -34,17 +35,20 @@ __all__ = ["VARIANTS", "kernel_name", "launch", "cached", "outputs", "kernel_inp
 VARIANTS = ("fast", "reference")
 
 
-def kernel_name(op: str, variant: str) -> str:
-    """The compiled kernel that runs ``variant`` of ``op`` (e.g. "conv2d_forward_reference")."""
-    if variant not in VARIANTS:
-        raise ValueError(f"{op}: variant must be one of {VARIANTS}, got {variant!r}")
-    return op if variant == "fast" else op + "_reference"
+def kernel_name(op: str, variant: str, variants=VARIANTS) -> str:
+    """The compiled kernel that runs ``variant`` (one of ``variants``: a family may have more than the
+    shared two) of ``op``: ``op`` itself for "fast", else ``op`` + "_" + variant (e.g.
+    "conv2d_forward_reference")."""
+    if variant not in variants:
+        raise ValueError(f"{op}: variant must be one of {variants}, got {variant!r}")
+    return op if variant == "fast" else f"{op}_{variant}"
 
 
-def launch(op: str, variant: str, args, *arrays) -> None:
-    """Run ``variant`` of kernel ``op`` with ``args`` (the family's Args) and ``arrays`` on the device
-    of ``arrays[0]`` (an ndarray; any other array on another device is a TypeError saying so)."""
-    backend.launch(kernel_name(op, variant), backend.device_of(arrays[0]), args, *arrays)
+def launch(op: str, variant: str, args, *arrays, variants=VARIANTS) -> None:
+    """Run ``variant`` (one of ``variants``) of kernel ``op`` with ``args`` (the family's Args) and
+    ``arrays`` on the device of ``arrays[0]`` (an ndarray; any other array on another device is a
+    TypeError saying so)."""
+    backend.launch(kernel_name(op, variant, variants), backend.device_of(arrays[0]), args, *arrays)
 
 
 def cached(factory, maxsize: int = 512):
