@@ -24,6 +24,9 @@ void bind_conv(py::module_& m);
 void bind_pool(py::module_& m);
 void bind_lstm(py::module_& m);
 void bind_attention(py::module_& m);
+void bind_norm(py::module_& m);
+void bind_softmax(py::module_& m);
+void bind_optim(py::module_& m);
 #ifdef PYFASTDL_WITH_CUDA
 void bind_conv_cuda(py::module_& m);
 void bind_attention_cuda(py::module_& m);
@@ -71,6 +74,9 @@ PYBIND11_MODULE(_C, m) {
   pyfastdl::bind_pool(m);
   pyfastdl::bind_lstm(m);
   pyfastdl::bind_attention(m);
+  pyfastdl::bind_norm(m);
+  pyfastdl::bind_softmax(m);
+  pyfastdl::bind_optim(m);
 #ifdef PYFASTDL_WITH_CUDA
   pyfastdl::bind_conv_cuda(m);
   pyfastdl::bind_attention_cuda(m);

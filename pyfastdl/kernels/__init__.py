@@ -7,4 +7,7 @@ reference kernel beside the fast one) so a reader can see what each optimisation
 from .attention import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
 from .lstm import *  # noqa: F401,F403
+from .norm import *  # noqa: F401,F403
+from .optim import *  # noqa: F401,F403
 from .pool import *  # noqa: F401,F403
+from .softmax import *  # noqa: F401,F403

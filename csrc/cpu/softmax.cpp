@@ -1,0 +1,212 @@
+// Softmax, log-softmax and fused cross-entropy on the CPU, forward and backward, along rows.
+//
+// Algorithm. OpenMP splits the rows between threads; each row is a few vectorised passes over
+// contiguous values that stay in L1/L2 between passes (a 32k-class row is 128 KiB of floats):
+//   softmax:      m = max(x); y = exp(x - m) and s = sum(y) in one pass; y *= 1 / s
+//   log_softmax:  m = max(x); s = sum(exp(x - m)); y = x - (m + log s)
+//   backward:     softmax  gx = y (g - sum(g y));   log_softmax  gx = g - exp(y) sum(g)
+//   cross-entropy forward: lse = m + log sum(exp(x - m)) and, in the same pass, sum(w x) for label
+//     smoothing; loss = (1 - eps) w_t (lse - x_t) + eps / C (W lse - sum(w x)), W = sum(w). It writes
+//     one loss and one lse per row, never the (rows, C) probabilities.
+//   cross-entropy backward: from x and lse, p = exp(x - lse) and
+//     gx_c = k ((1 - eps) w_t (p_c - [c == t]) + eps / C (W p_c - w_c))
+//     one pass writing gx (k: the upstream gradient times the reduction's factor).
+// Subtracting the row maximum keeps every exponent <= 0, so nothing overflows. float32 uses
+// exp_poly (cpu/fast_math.h, a vectorisable polynomial within 2 ulp); float64 uses std::exp.
+//
+// Cost. About 3 reads and 1 write of the row (forward), 2 reads and 1 write (backward), and one
+// exponential per value; the fused cross-entropy reads x twice in all (once per direction) where
+// log_softmax + nll would write and re-read a (rows, C) array. Memory-bound for float32 on rows that
+// leave L2; the exponentials dominate for rows that fit.
+//
+// Limits. A row is never split between threads: a single very long row runs on one core. NaN in a
+// row makes its whole output NaN (the maximum, the sum and every exponential see it), as torch.
+#include "cpu/softmax.h"
+
+#include <cmath>
+#include <limits>
+#include <type_traits>
+
+#include "cpu/fast_math.h"
+
+namespace pyfastdl::cpu {
+namespace {
+
+// Below this many values the kernels run on one thread.
+constexpr int64_t kParallelMin = int64_t{1} << 14;
+
+template <class T>
+inline T exp_any(T x) {
+  if constexpr (std::is_same_v<T, float>)
+    return exp_poly(x);
+  else
+    return std::exp(x);
+}
+
+// max(x) of a row; NaN if the row holds one.
+template <class T>
+T row_max(const T* __restrict x, int64_t n) {
+  T m = -std::numeric_limits<T>::infinity();
+  bool nan = false;
+#pragma omp simd reduction(max : m) reduction(|| : nan)
+  for (int64_t i = 0; i < n; ++i) {
+    m = x[i] > m ? x[i] : m;
+    nan = nan || x[i] != x[i];
+  }
+  return nan ? std::numeric_limits<T>::quiet_NaN() : m;
+}
+
+// sum(exp(x - m)) of a row.
+template <class T>
+T row_exp_sum(const T* __restrict x, int64_t n, T m) {
+  T s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; ++i) s += exp_any(x[i] - m);
+  return s;
+}
+
+// log sum exp of a row.
+template <class T>
+T row_lse(const T* x, int64_t n) {
+  const T m = row_max(x, n);
+  return m + std::log(row_exp_sum(x, n, m));
+}
+
+bool parallel(const SoftmaxArgs& a) { return a.rows > 1 && a.rows * a.cols >= kParallelMin; }
+
+}  // namespace
+
+template <class T>
+void softmax_forward_cpu(const SoftmaxArgs& a, const T* x, T* y, bool log) {
+  const int64_t n = a.cols;
+#pragma omp parallel for schedule(static) if (parallel(a))
+  for (int64_t r = 0; r < a.rows; ++r) {
+    const T* __restrict xr = x + r * n;
+    T* __restrict yr = y + r * n;
+    const T m = row_max(xr, n);
+    if (log) {
+      const T shift = m + std::log(row_exp_sum(xr, n, m));
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) yr[i] = xr[i] - shift;
+      continue;
+    }
+    T s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < n; ++i) {
+      yr[i] = exp_any(xr[i] - m);
+      s += yr[i];
+    }
+    const T inv = T(1) / s;
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) yr[i] *= inv;
+  }
+}
+
+template <class T>
+void softmax_backward_cpu(const SoftmaxArgs& a, const T* y, const T* grad_y, T* grad_x, bool log) {
+  const int64_t n = a.cols;
+#pragma omp parallel for schedule(static) if (parallel(a))
+  for (int64_t r = 0; r < a.rows; ++r) {
+    const T* __restrict yr = y + r * n;
+    const T* __restrict g = grad_y + r * n;
+    T* __restrict gx = grad_x + r * n;
+    T s = 0;
+    if (log) {
+#pragma omp simd reduction(+ : s)
+      for (int64_t i = 0; i < n; ++i) s += g[i];
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) gx[i] = g[i] - exp_any(yr[i]) * s;
+    } else {
+#pragma omp simd reduction(+ : s)
+      for (int64_t i = 0; i < n; ++i) s += g[i] * yr[i];
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) gx[i] = yr[i] * (g[i] - s);
+    }
+  }
+}
+
+template <class T>
+int64_t cross_entropy_forward_cpu(const SoftmaxArgs& a, const T* x, const int64_t* target, const T* weight, T* loss,
+                                  T* lse) {
+  const int64_t C = a.cols;
+  const T eps = T(a.label_smoothing);
+  T total_w = T(C);
+  if (weight) {
+    total_w = 0;
+    for (int64_t c = 0; c < C; ++c) total_w += weight[c];
+  }
+  int64_t first_bad = -1;
+#pragma omp parallel for schedule(static) if (parallel(a))
+  for (int64_t r = 0; r < a.rows; ++r) {
+    const T* __restrict xr = x + r * C;
+    const int64_t t = target[r];
+    const T l = row_lse(xr, C);
+    lse[r] = l;
+    if (t == a.ignore_index) {
+      loss[r] = 0;
+      continue;
+    }
+    if (t < 0 || t >= C) {
+      loss[r] = std::numeric_limits<T>::quiet_NaN();
+#pragma omp critical(pyfastdl_cross_entropy_bad)
+      if (first_bad < 0 || r < first_bad) first_bad = r;
+      continue;
+    }
+    const T w_t = weight ? weight[t] : T(1);
+    T value = (1 - eps) * w_t * (l - xr[t]);
+    if (eps > 0) {
+      T wx = 0;  // sum_c w_c x_c
+#pragma omp simd reduction(+ : wx)
+      for (int64_t c = 0; c < C; ++c) wx += (weight ? weight[c] : T(1)) * xr[c];
+      value += eps / T(C) * (total_w * l - wx);
+    }
+    loss[r] = value;
+  }
+  return first_bad;
+}
+
+template <class T>
+void cross_entropy_backward_cpu(const SoftmaxArgs& a, const T* x, const int64_t* target, const T* weight,
+                                const T* lse, const T* grad_rows, double scale, T* grad_x) {
+  const int64_t C = a.cols;
+  const T eps = T(a.label_smoothing);
+  T total_w = T(C);
+  if (weight) {
+    total_w = 0;
+    for (int64_t c = 0; c < C; ++c) total_w += weight[c];
+  }
+#pragma omp parallel for schedule(static) if (parallel(a))
+  for (int64_t r = 0; r < a.rows; ++r) {
+    const T* __restrict xr = x + r * C;
+    T* __restrict gx = grad_x + r * C;
+    const int64_t t = target[r];
+    if (t == a.ignore_index || t < 0 || t >= C) {
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) gx[c] = 0;
+      continue;
+    }
+    const T k = T(scale) * (grad_rows ? grad_rows[r] : T(1));
+    const T hard = k * (1 - eps) * (weight ? weight[t] : T(1));  // coefficient of p_c - [c == t]
+    const T soft = k * eps / T(C);                               // coefficient of W p_c - w_c
+    const T pk = hard + soft * total_w, l = lse[r];
+    if (weight) {
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) gx[c] = pk * exp_any(xr[c] - l) - soft * weight[c];
+    } else {
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) gx[c] = pk * exp_any(xr[c] - l) - soft;
+    }
+    gx[t] -= hard;
+  }
+}
+
+#define PYFASTDL_SOFTMAX_INSTANTIATE(T)                                                                          \
+  template void softmax_forward_cpu<T>(const SoftmaxArgs&, const T*, T*, bool);                                 \
+  template void softmax_backward_cpu<T>(const SoftmaxArgs&, const T*, const T*, T*, bool);                      \
+  template int64_t cross_entropy_forward_cpu<T>(const SoftmaxArgs&, const T*, const int64_t*, const T*, T*, T*); \
+  template void cross_entropy_backward_cpu<T>(const SoftmaxArgs&, const T*, const int64_t*, const T*, const T*,   \
+                                              const T*, double, T*);
+PYFASTDL_SOFTMAX_INSTANTIATE(float)
+PYFASTDL_SOFTMAX_INSTANTIATE(double)
+
+}  // namespace pyfastdl::cpu
