@@ -31,27 +31,35 @@
 #include <cmath>
 #include <vector>
 
+#include "cpu/vec.h"
+
 namespace pyfastdl::cpu {
 namespace {
 
 // Below this many values the kernels run on one thread (an OpenMP fork costs a few microseconds).
 constexpr int64_t kParallelMin = int64_t{1} << 14;
 
+using vec::for_vectors;
+using vec::load_n;
+using vec::Vec;
+
+// sum(x) over one run.
 template <class T>
-T run_sum(const T* __restrict x, int64_t n) {
-  T s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += x[i];
-  return s;
+T run_sum(const T* x, int64_t n) {
+  Vec<T> s = {};
+  for_vectors<T>(n, [&](int64_t i, auto k) { s += load_n(x + i, k, T(0)); });
+  return vec::hsum(s);
 }
 
-// sum((x - m)^2) over one run.
+// sum((x - m)^2) over one run (padding lanes hold m: they add 0).
 template <class T>
-T run_sq_dev(const T* __restrict x, int64_t n, T m) {
-  T s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += (x[i] - m) * (x[i] - m);
-  return s;
+T run_sq_dev(const T* x, int64_t n, T m) {
+  Vec<T> s = {};
+  for_vectors<T>(n, [&](int64_t i, auto k) {
+    const Vec<T> d = load_n(x + i, k, m) - m;
+    s += d * d;
+  });
+  return vec::hsum(s);
 }
 
 // Mean and biased variance of a group of `outer` runs of `inner` values, `stride` apart.
@@ -108,16 +116,16 @@ void batch_norm_backward_cpu(const NormArgs& a, const T* grad_y, const T* x, con
     const T m = mean[c];
     double sum_g = 0, sum_gc = 0;  // sum(g), sum(g * (x - mean))
     for (int64_t o = 0; o < a.outer; ++o) {
-      const T* __restrict g = grad_y + c * inner + o * stride;
-      const T* __restrict xr = x + c * inner + o * stride;
-      T sg = 0, sgc = 0;
-#pragma omp simd reduction(+ : sg, sgc)
-      for (int64_t i = 0; i < inner; ++i) {
-        sg += g[i];
-        sgc += g[i] * (xr[i] - m);
-      }
-      sum_g += sg;
-      sum_gc += sgc;
+      const T* g = grad_y + c * inner + o * stride;
+      const T* xr = x + c * inner + o * stride;
+      Vec<T> sg = {}, sgc = {};
+      for_vectors<T>(inner, [&](int64_t i, auto k) {
+        const Vec<T> gv = load_n(g + i, k, T(0));
+        sg += gv;
+        sgc += gv * (load_n(xr + i, k, m) - m);
+      });
+      sum_g += vec::hsum(sg);
+      sum_gc += vec::hsum(sgc);
     }
     const double is = invstd[c], w = weight ? weight[c] : 1;
     if (grad_bias) grad_bias[c] = T(sum_g);
@@ -188,14 +196,13 @@ void layer_norm_backward_cpu(const NormArgs& a, const T* grad_y, const T* x, con
         }
       }
       if (!grad_x) continue;
-      T s1 = 0, s2 = 0;  // sum(g w), sum(g w x_hat)
-#pragma omp simd reduction(+ : s1, s2)
-      for (int64_t j = 0; j < d; ++j) {
-        const T gw = g[j] * (weight ? weight[j] : T(1));
+      Vec<T> s1 = {}, s2 = {};  // sum(g w), sum(g w (x - mean))
+      for_vectors<T>(d, [&](int64_t j, auto k) {
+        const Vec<T> gw = load_n(g + j, k, T(0)) * (weight ? load_n(weight + j, k, T(0)) : vec::splat(T(1)));
         s1 += gw;
-        s2 += gw * (xr[j] - m) * is;
-      }
-      const T mean_g = s1 / T(d), mean_gx = s2 / T(d);
+        s2 += gw * (load_n(xr + j, k, m) - m);
+      });
+      const T mean_g = vec::hsum(s1) / T(d), mean_gx = vec::hsum(s2) * is / T(d);
       T* __restrict gx = grad_x + r * d;
 #pragma omp simd
       for (int64_t j = 0; j < d; ++j)

@@ -5,14 +5,14 @@
 //   softmax:      m = max(x); y = exp(x - m) and s = sum(y) in one pass; y *= 1 / s
 //   log_softmax:  m = max(x); s = sum(exp(x - m)); y = x - (m + log s)
 //   backward:     softmax  gx = y (g - sum(g y));   log_softmax  gx = g - exp(y) sum(g)
-//   cross-entropy forward: lse = m + log sum(exp(x - m)) and, in the same pass, sum(w x) for label
-//     smoothing; loss = (1 - eps) w_t (lse - x_t) + eps / C (W lse - sum(w x)), W = sum(w). It writes
+//   cross-entropy forward: lse = m + log sum(exp(x - m)) and, with label smoothing, sum(w x);
+//     loss = (1 - eps) w_t (lse - x_t) + eps / C (W lse - sum(w x)), W = sum(w). It writes
 //     one loss and one lse per row, never the (rows, C) probabilities.
 //   cross-entropy backward: from x and lse, p = exp(x - lse) and
 //     gx_c = k ((1 - eps) w_t (p_c - [c == t]) + eps / C (W p_c - w_c))
 //     one pass writing gx (k: the upstream gradient times the reduction's factor).
 // Subtracting the row maximum keeps every exponent <= 0, so nothing overflows. float32 uses
-// exp_poly (cpu/fast_math.h, a vectorisable polynomial within 2 ulp); float64 uses std::exp.
+// a polynomial exp on whole vectors (cpu/vec.h, within 2 ulp); float64 uses std::exp per value.
 //
 // Cost. About 3 reads and 1 write of the row (forward), 2 reads and 1 write (backward), and one
 // exponential per value; the fused cross-entropy reads x twice in all (once per direction) where
@@ -27,7 +27,7 @@
 #include <limits>
 #include <type_traits>
 
-#include "cpu/fast_math.h"
+#include "cpu/vec.h"
 
 namespace pyfastdl::cpu {
 namespace {
@@ -35,34 +35,26 @@ namespace {
 // Below this many values the kernels run on one thread.
 constexpr int64_t kParallelMin = int64_t{1} << 14;
 
-template <class T>
-inline T exp_any(T x) {
-  if constexpr (std::is_same_v<T, float>)
-    return exp_poly(x);
-  else
-    return std::exp(x);
-}
+using vec::for_vectors;
+using vec::load_n;
+using vec::Vec;
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // max(x) of a row; NaN if the row holds one.
 template <class T>
-T row_max(const T* __restrict x, int64_t n) {
-  T m = -std::numeric_limits<T>::infinity();
-  bool nan = false;
-#pragma omp simd reduction(max : m) reduction(|| : nan)
-  for (int64_t i = 0; i < n; ++i) {
-    m = x[i] > m ? x[i] : m;
-    nan = nan || x[i] != x[i];
-  }
-  return nan ? std::numeric_limits<T>::quiet_NaN() : m;
+T row_max(const T* x, int64_t n) {
+  Vec<T> m = vec::splat(T(kNegInf));
+  for_vectors<T>(n, [&](int64_t i, auto k) { m = vec::vmax(m, load_n(x + i, k, T(kNegInf))); });
+  return vec::hmax(m);
 }
 
-// sum(exp(x - m)) of a row.
+// sum(exp(x - m)) of a row (padding lanes hold -inf: exp gives 0).
 template <class T>
-T row_exp_sum(const T* __restrict x, int64_t n, T m) {
-  T s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += exp_any(x[i] - m);
-  return s;
+T row_exp_sum(const T* x, int64_t n, T m) {
+  Vec<T> s = {};
+  for_vectors<T>(n, [&](int64_t i, auto k) { s += vec::exp_vec(load_n(x + i, k, T(kNegInf)) - m); });
+  return vec::hsum(s);
 }
 
 // log sum exp of a row.
@@ -70,6 +62,22 @@ template <class T>
 T row_lse(const T* x, int64_t n) {
   const T m = row_max(x, n);
   return m + std::log(row_exp_sum(x, n, m));
+}
+
+// sum(x) of a row.
+template <class T>
+T row_sum(const T* x, int64_t n) {
+  Vec<T> s = {};
+  for_vectors<T>(n, [&](int64_t i, auto k) { s += load_n(x + i, k, T(0)); });
+  return vec::hsum(s);
+}
+
+// sum(a * b) of a row.
+template <class T>
+T row_dot(const T* a, const T* b, int64_t n) {
+  Vec<T> s = {};
+  for_vectors<T>(n, [&](int64_t i, auto k) { s += load_n(a + i, k, T(0)) * load_n(b + i, k, T(0)); });
+  return vec::hsum(s);
 }
 
 bool parallel(const SoftmaxArgs& a) { return a.rows > 1 && a.rows * a.cols >= kParallelMin; }
@@ -90,13 +98,13 @@ void softmax_forward_cpu(const SoftmaxArgs& a, const T* x, T* y, bool log) {
       for (int64_t i = 0; i < n; ++i) yr[i] = xr[i] - shift;
       continue;
     }
-    T s = 0;
-#pragma omp simd reduction(+ : s)
-    for (int64_t i = 0; i < n; ++i) {
-      yr[i] = exp_any(xr[i] - m);
-      s += yr[i];
-    }
-    const T inv = T(1) / s;
+    Vec<T> s = {};
+    for_vectors<T>(n, [&](int64_t i, auto k) {
+      const Vec<T> e = vec::exp_vec(load_n(xr + i, k, T(kNegInf)) - m);
+      vec::store_n(yr + i, e, k);
+      s += e;
+    });
+    const T inv = T(1) / vec::hsum(s);
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) yr[i] *= inv;
   }
@@ -110,15 +118,13 @@ void softmax_backward_cpu(const SoftmaxArgs& a, const T* y, const T* grad_y, T* 
     const T* __restrict yr = y + r * n;
     const T* __restrict g = grad_y + r * n;
     T* __restrict gx = grad_x + r * n;
-    T s = 0;
     if (log) {
-#pragma omp simd reduction(+ : s)
-      for (int64_t i = 0; i < n; ++i) s += g[i];
-#pragma omp simd
-      for (int64_t i = 0; i < n; ++i) gx[i] = g[i] - exp_any(yr[i]) * s;
+      const T s = row_sum(g, n);
+      for_vectors<T>(n, [&](int64_t i, auto k) {
+        vec::store_n(gx + i, load_n(g + i, k, T(0)) - vec::exp_vec(load_n(yr + i, k, T(0))) * s, k);
+      });
     } else {
-#pragma omp simd reduction(+ : s)
-      for (int64_t i = 0; i < n; ++i) s += g[i] * yr[i];
+      const T s = row_dot(g, yr, n);
 #pragma omp simd
       for (int64_t i = 0; i < n; ++i) gx[i] = yr[i] * (g[i] - s);
     }
@@ -155,9 +161,7 @@ int64_t cross_entropy_forward_cpu(const SoftmaxArgs& a, const T* x, const int64_
     const T w_t = weight ? weight[t] : T(1);
     T value = (1 - eps) * w_t * (l - xr[t]);
     if (eps > 0) {
-      T wx = 0;  // sum_c w_c x_c
-#pragma omp simd reduction(+ : wx)
-      for (int64_t c = 0; c < C; ++c) wx += (weight ? weight[c] : T(1)) * xr[c];
+      const T wx = weight ? row_dot(weight, xr, C) : row_sum(xr, C);  // sum_c w_c x_c
       value += eps / T(C) * (total_w * l - wx);
     }
     loss[r] = value;
@@ -189,13 +193,10 @@ void cross_entropy_backward_cpu(const SoftmaxArgs& a, const T* x, const int64_t*
     const T hard = k * (1 - eps) * (weight ? weight[t] : T(1));  // coefficient of p_c - [c == t]
     const T soft = k * eps / T(C);                               // coefficient of W p_c - w_c
     const T pk = hard + soft * total_w, l = lse[r];
-    if (weight) {
-#pragma omp simd
-      for (int64_t c = 0; c < C; ++c) gx[c] = pk * exp_any(xr[c] - l) - soft * weight[c];
-    } else {
-#pragma omp simd
-      for (int64_t c = 0; c < C; ++c) gx[c] = pk * exp_any(xr[c] - l) - soft;
-    }
+    for_vectors<T>(C, [&](int64_t c, auto k) {
+      const Vec<T> w = weight ? load_n(weight + c, k, T(0)) : vec::splat(T(1));
+      vec::store_n(gx + c, pk * vec::exp_vec(load_n(xr + c, k, T(0)) - l) - soft * w, k);
+    });
     gx[t] -= hard;
   }
 }
