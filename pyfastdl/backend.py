@@ -144,9 +144,8 @@ def _misplaced_arrays(device: str, args) -> str:
 
 
 def contiguous(array):
-    """The array itself when C-contiguous and writeable, else a contiguous copy (kernels need
-    contiguous input, and the CPU bindings take writeable arrays: np.broadcast_to's are not)."""
-    if array.flags.c_contiguous and getattr(array.flags, "writeable", True):
+    """The array itself when C-contiguous, else a contiguous copy (kernels need contiguous input)."""
+    if array.flags.c_contiguous:
         return array
     return get_array_module(array).ascontiguousarray(array)
 

@@ -87,8 +87,8 @@ void bind_cpu(py::module_& cpu) {
           py::gil_scoped_release nogil;
           with_float_type(X.dtype, [&](auto z) {
             using T = decltype(z);
-            bad = cpu::cross_entropy_forward_cpu<T>(a, X.ptr<T>(), T_.ptr<int64_t>(), W.ptr<T>(), L.ptr<T>(),
-                                                    S.ptr<T>());
+            cpu::cross_entropy_forward_cpu<T>(a, X.ptr<T>(), T_.ptr<int64_t>(), W.ptr<T>(), L.ptr<T>(), S.ptr<T>(),
+                                              &bad);
           });
         }
         if (bad >= 0)

@@ -33,7 +33,7 @@
 
 #include "cpu/vec.h"
 
-namespace pyfastdl::cpu {
+namespace pyfastdl::cpu::PYFASTDL_ISA {
 namespace {
 
 // Below this many values the kernels run on one thread (an OpenMP fork costs a few microseconds).
@@ -222,15 +222,6 @@ void layer_norm_backward_cpu(const NormArgs& a, const T* grad_y, const T* x, con
   }
 }
 
-#define PYFASTDL_NORM_INSTANTIATE(T)                                                                             \
-  template void batch_norm_forward_cpu<T>(const NormArgs&, const T*, const T*, const T*, T*, T*, bool, double, T*, \
-                                          T*, T*);                                                               \
-  template void batch_norm_backward_cpu<T>(const NormArgs&, const T*, const T*, const T*, const T*, const T*, bool, \
-                                           T*, T*, T*);                                                          \
-  template void layer_norm_forward_cpu<T>(const NormArgs&, const T*, const T*, const T*, T*, T*, T*);             \
-  template void layer_norm_backward_cpu<T>(const NormArgs&, const T*, const T*, const T*, const T*, const T*, T*, \
-                                           T*, T*);
-PYFASTDL_NORM_INSTANTIATE(float)
-PYFASTDL_NORM_INSTANTIATE(double)
+PYFASTDL_ISA_INSTANTIATE(PYFASTDL_NORM_KERNELS)
 
-}  // namespace pyfastdl::cpu
+}  // namespace pyfastdl::cpu::PYFASTDL_ISA

@@ -20,7 +20,7 @@
 #include <algorithm>
 #include <cmath>
 
-namespace pyfastdl::cpu {
+namespace pyfastdl::cpu::PYFASTDL_ISA {
 namespace {
 
 constexpr int64_t kChunk = int64_t{1} << 14;       // values per work item
@@ -101,9 +101,6 @@ void adam_step_cpu(const AdamArgs& a, const std::vector<OptimTensor<T>>& params)
   });
 }
 
-template void sgd_step_cpu<float>(const SgdArgs&, const std::vector<OptimTensor<float>>&);
-template void sgd_step_cpu<double>(const SgdArgs&, const std::vector<OptimTensor<double>>&);
-template void adam_step_cpu<float>(const AdamArgs&, const std::vector<OptimTensor<float>>&);
-template void adam_step_cpu<double>(const AdamArgs&, const std::vector<OptimTensor<double>>&);
+PYFASTDL_ISA_INSTANTIATE(PYFASTDL_OPTIM_KERNELS)
 
-}  // namespace pyfastdl::cpu
+}  // namespace pyfastdl::cpu::PYFASTDL_ISA

@@ -29,7 +29,7 @@
 
 #include "cpu/vec.h"
 
-namespace pyfastdl::cpu {
+namespace pyfastdl::cpu::PYFASTDL_ISA {
 namespace {
 
 // Below this many values the kernels run on one thread.
@@ -132,8 +132,8 @@ void softmax_backward_cpu(const SoftmaxArgs& a, const T* y, const T* grad_y, T* 
 }
 
 template <class T>
-int64_t cross_entropy_forward_cpu(const SoftmaxArgs& a, const T* x, const int64_t* target, const T* weight, T* loss,
-                                  T* lse) {
+void cross_entropy_forward_cpu(const SoftmaxArgs& a, const T* x, const int64_t* target, const T* weight, T* loss,
+                               T* lse, int64_t* first_bad_row) {
   const int64_t C = a.cols;
   const T eps = T(a.label_smoothing);
   T total_w = T(C);
@@ -166,7 +166,7 @@ int64_t cross_entropy_forward_cpu(const SoftmaxArgs& a, const T* x, const int64_
     }
     loss[r] = value;
   }
-  return first_bad;
+  *first_bad_row = first_bad;
 }
 
 template <class T>
@@ -201,13 +201,6 @@ void cross_entropy_backward_cpu(const SoftmaxArgs& a, const T* x, const int64_t*
   }
 }
 
-#define PYFASTDL_SOFTMAX_INSTANTIATE(T)                                                                          \
-  template void softmax_forward_cpu<T>(const SoftmaxArgs&, const T*, T*, bool);                                 \
-  template void softmax_backward_cpu<T>(const SoftmaxArgs&, const T*, const T*, T*, bool);                      \
-  template int64_t cross_entropy_forward_cpu<T>(const SoftmaxArgs&, const T*, const int64_t*, const T*, T*, T*); \
-  template void cross_entropy_backward_cpu<T>(const SoftmaxArgs&, const T*, const int64_t*, const T*, const T*,   \
-                                              const T*, double, T*);
-PYFASTDL_SOFTMAX_INSTANTIATE(float)
-PYFASTDL_SOFTMAX_INSTANTIATE(double)
+PYFASTDL_ISA_INSTANTIATE(PYFASTDL_SOFTMAX_KERNELS)
 
-}  // namespace pyfastdl::cpu
+}  // namespace pyfastdl::cpu::PYFASTDL_ISA

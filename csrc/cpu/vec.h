@@ -1,39 +1,33 @@
-// Fixed-width vectors for the row kernels of the norm and softmax families: GCC/Clang vector
-// extensions, so the code is portable (AVX, SSE or NEON registers, or a loop on a CPU without
-// vectors) and vectorised whatever the compiler's auto-vectoriser decides. Reductions need this: a float sum may only be split into lanes if the code says so
-// (reassociation changes the rounding), and `#pragma omp simd reduction` was vectorised in some
-// inlining contexts and left scalar in others (measured: layer norm 4x slower than torch).
+// Whole-vector helpers for the row kernels of the norm and softmax families, on cpu/isa.h's
+// Vector<T> (one register of the instruction set the file is compiled for: GCC/Clang vector
+// extensions, so the code stays portable). Reductions need explicit vectors: a float sum may only be
+// split into lanes if the code says so (reassociation changes the rounding), and `#pragma omp simd
+// reduction` was vectorised in some inlining contexts and left scalar in others (measured: layer
+// norm 4x slower than torch).
 //
-//   Vec<T>       kLanes<T> values of T (4 floats or 2 doubles; 8 and 4 with AVX)
 //   for_vectors<T>(n, f)                  f(i, k) over [0, n): k = Full{} for whole vectors, then the tail
 //   load_n(p, k, pad), store_n(p, v, k)   k values (Full: a whole vector); other lanes read as `pad`
-//   hsum(v), hmax(v)                      horizontal reductions
+//   hsum(v), hmax(v), vmax(a, b)          reductions (vmax and hmax keep NaN)
 //   exp_vec(v)                            exp of each lane (cpu/fast_math.h's polynomial for float)
+//
+// Everything lives in the instruction set's namespace: the copies compiled per set never share a
+// symbol (see cpu/isa.h).
 #pragma once
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
 
-namespace pyfastdl::cpu::vec {
+#include "cpu/isa.h"
 
-// One register of the instruction set the file is compiled for: 32 bytes with AVX, else 16 (SSE2,
-// NEON). A wider vector would cross function boundaries in memory, not in registers.
-#if defined(__AVX__)
-inline constexpr int kBytes = 32;
-#else
-inline constexpr int kBytes = 16;
-#endif
-template <class T> struct VecOf {
-  typedef T type __attribute__((vector_size(kBytes)));
-};
-template <class T> using Vec = typename VecOf<T>::type;
-template <class T> inline constexpr int64_t kLanes = kBytes / sizeof(T);
+namespace pyfastdl::cpu::PYFASTDL_ISA::vec {
+
+template <class T> using Vec = Vector<T>;
 
 template <class T>
 inline Vec<T> splat(T s) {
   Vec<T> v;
-  for (int64_t i = 0; i < kLanes<T>; ++i) v[i] = s;
+  for (int i = 0; i < kLanes<T>; ++i) v[i] = s;
   return v;
 }
 
@@ -123,4 +117,4 @@ inline Vec<double> exp_vec(Vec<double> x) {
   return x;
 }
 
-}  // namespace pyfastdl::cpu::vec
+}  // namespace pyfastdl::cpu::PYFASTDL_ISA::vec

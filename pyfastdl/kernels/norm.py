@@ -3,46 +3,31 @@ autograd (CPU; on the GPU nn.functional keeps its cupy array code).
 
 Each forward returns the output and the two statistics per group its backward needs (mean and
 invstd = 1 / sqrt(var + eps)), so the backward works from the input itself: nothing of the input's
-size is saved beside it. The shape arithmetic lives in C++ in ``_C.NormArgs``. Every function takes
-``variant=`` ("fast", the only CPU variant) and ``out=`` (the output array) keyword-only;
-non-contiguous inputs are copied to contiguous arrays first.
+size is saved beside it. The shape arithmetic lives in C++ in ``_C.NormArgs``. ``variant=`` and
+``out=`` as in every family (:mod:`._dispatch`); this family has the "fast" variant only (the array
+code in nn.functional is its readable counterpart). Non-contiguous inputs are copied first.
 """
 
 from __future__ import annotations
 
-import functools
-import math
-
-from .. import backend
 from .._core import _C
+from . import _dispatch
 
 __all__ = ["batch_norm_forward", "batch_norm_backward", "layer_norm_forward", "layer_norm_backward"]
 
-VARIANTS = ("fast",)
-
-# NormArgs are immutable and a training loop sees the same shapes every step: cached.
-_batch_args = functools.lru_cache(maxsize=512)(_C.NormArgs.batch_norm)
-_layer_args = functools.lru_cache(maxsize=512)(_C.NormArgs.layer_norm)
-
-
-def _launch(name, variant, *args):
-    if variant not in VARIANTS:
-        raise ValueError(f"{name}: variant must be one of {VARIANTS}, got {variant!r}")
-    return backend.launch(name, backend.device_of(args[1]), *args)
+_batch_args = _dispatch.cached(_C.NormArgs.batch_norm)
+_layer_args = _dispatch.cached(_C.NormArgs.layer_norm)
 
 
 def _flat(a):
     """An optional per-feature array as a contiguous 1-D array (or None)."""
-    return None if a is None else backend.contiguous(a).reshape(-1)
+    return None if a is None else _dispatch.kernel_input(a).reshape(-1)
 
 
-def _grads(a, x, output_mask, n_features):
+def _grads(x, output_mask, n_features):
     """The gradient arrays the mask asks for (None for the others)."""
-    xp = backend.get_array_module(x)
-    gx = xp.empty(x.shape, x.dtype) if output_mask[0] else None
-    gw = xp.empty(n_features, x.dtype) if output_mask[1] else None
-    gb = xp.empty(n_features, x.dtype) if output_mask[2] else None
-    return gx, gw, gb
+    shapes = (x.shape, (n_features,), (n_features,))
+    return tuple(_dispatch.outputs(None, x, s)[0] if need else None for need, s in zip(output_mask, shapes))
 
 
 def batch_norm_forward(input, weight, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5, *,  # noqa: A002
@@ -50,13 +35,11 @@ def batch_norm_forward(input, weight, bias, running_mean, running_var, training,
     """Batch norm of input (N, C, *) over every dimension but 1 -> (output, mean, invstd), the last
     two (C,). training: the batch's statistics, and running_mean / running_var (C,) (or None) are
     updated in place with ``momentum`` (the variance unbiased); otherwise the running statistics."""
-    x = backend.contiguous(input)
+    x = _dispatch.kernel_input(input)
     a = _batch_args(tuple(x.shape), float(eps), bool(training))
-    xp = backend.get_array_module(x)
-    y = xp.empty(x.shape, x.dtype) if out is None else out
-    mean, invstd = xp.empty(a.groups, x.dtype), xp.empty(a.groups, x.dtype)
-    _launch("batch_norm_forward", variant, a, x, _flat(weight), _flat(bias), running_mean, running_var,
-            bool(training), float(momentum), mean, invstd, y)
+    y, mean, invstd = _dispatch.outputs(out, x, x.shape, (a.groups,), (a.groups,))
+    _dispatch.launch("batch_norm_forward", variant, a, x, _flat(weight), _flat(bias), running_mean, running_var,
+                     bool(training), float(momentum), mean, invstd, y)
     return y, mean, invstd
 
 
@@ -65,11 +48,11 @@ def batch_norm_backward(grad_output, input, weight, mean, invstd, training, outp
     """Gradients (grad_input, grad_weight, grad_bias) of batch norm from the forward's input and
     statistics; training: the statistics were the batch's (the gradient flows through them).
     ``output_mask`` says which of the three to compute (the others are None)."""
-    x = backend.contiguous(input)
+    x = _dispatch.kernel_input(input)
     a = _batch_args(tuple(x.shape), 0.0, False)
-    gx, gw, gb = _grads(a, x, output_mask, a.features)
-    _launch("batch_norm_backward", variant, a, backend.contiguous(grad_output), x, _flat(weight), mean, invstd,
-            bool(training), gx, gw, gb)
+    gx, gw, gb = _grads(x, output_mask, a.features)
+    _dispatch.launch("batch_norm_backward", variant, a, _dispatch.kernel_input(grad_output), x, _flat(weight), mean,
+                     invstd, bool(training), gx, gw, gb)
     return gx, gw, gb
 
 
@@ -82,24 +65,23 @@ def _layer(x, normalized_shape, eps):
 def layer_norm_forward(input, normalized_shape, weight=None, bias=None, eps=1e-5, *, variant="fast", out=None):  # noqa: A002
     """Layer norm over the trailing ``normalized_shape`` of input -> (output, mean, invstd), the last
     two with one value per row (input.shape without normalized_shape)."""
-    x = backend.contiguous(input)
+    x = _dispatch.kernel_input(input)
     a, k = _layer(x, normalized_shape, eps)
-    xp = backend.get_array_module(x)
-    y = xp.empty(x.shape, x.dtype) if out is None else out
-    mean, invstd = xp.empty(a.groups, x.dtype), xp.empty(a.groups, x.dtype)
-    _launch("layer_norm_forward", variant, a, x, _flat(weight), _flat(bias), mean, invstd, y)
     rows = x.shape[:x.ndim - k]
-    return y, mean.reshape(rows), invstd.reshape(rows)
+    y, mean, invstd = _dispatch.outputs(out, x, x.shape, rows, rows)
+    _dispatch.launch("layer_norm_forward", variant, a, x, _flat(weight), _flat(bias), mean.reshape(-1),
+                     invstd.reshape(-1), y)
+    return y, mean, invstd
 
 
 def layer_norm_backward(grad_output, input, normalized_shape, weight, mean, invstd,  # noqa: A002
                         output_mask=(True, True, True), *, variant="fast"):
     """Gradients (grad_input, grad_weight, grad_bias) of layer norm from the forward's input and
     statistics; grad_weight and grad_bias have ``normalized_shape``."""
-    x = backend.contiguous(input)
+    x = _dispatch.kernel_input(input)
     a, k = _layer(x, normalized_shape, 0.0)
-    gx, gw, gb = _grads(a, x, output_mask, a.features)
-    _launch("layer_norm_backward", variant, a, backend.contiguous(grad_output), x, _flat(weight),
-            backend.contiguous(mean).reshape(-1), backend.contiguous(invstd).reshape(-1), gx, gw, gb)
+    gx, gw, gb = _grads(x, output_mask, a.features)
+    _dispatch.launch("layer_norm_backward", variant, a, _dispatch.kernel_input(grad_output), x, _flat(weight),
+                     _flat(mean), _flat(invstd), gx, gw, gb)
     shape = x.shape[x.ndim - k:]
     return gx, None if gw is None else gw.reshape(shape), None if gb is None else gb.reshape(shape)

@@ -3,24 +3,26 @@ place, no autograd (CPU; on the GPU pyfastdl.optim keeps its cupy array code).
 
 One call updates every parameter of the list (all of one dtype, float32 or float64) in one pass
 over each parameter's arrays, with torch's formulas (see pyfastdl/optim). The hyper-parameters are
-validated in C++ (``_C.SgdArgs``, ``_C.AdamArgs``). ``variant=`` ("fast", the only variant) is
-keyword-only like the other families'.
+validated in C++ (``_C.SgdArgs``, ``_C.AdamArgs``). ``variant=`` is keyword-only as in every
+family (:mod:`._dispatch`); this family has the "fast" variant only. The arrays are updated in
+place, so they must be C-contiguous and writeable (the binding checks).
 """
 
 from __future__ import annotations
 
 from .. import backend
 from .._core import _C
+from . import _dispatch
 
 __all__ = ["sgd_step", "adam_step"]
 
-VARIANTS = ("fast",)
 
-
-def _launch(name, variant, *args):
-    if variant not in VARIANTS:
-        raise ValueError(f"{name}: variant must be one of {VARIANTS}, got {variant!r}")
-    return backend.launch(name, backend.device_of(args[1][0]), *args)
+def _launch(name, variant, args, params, *lists):
+    """The launch of a list kernel: the device is that of the first parameter."""
+    if not params:
+        raise ValueError(f"{name}: params is empty")
+    grads = [_dispatch.kernel_input(g) for g in lists[0]]
+    backend.launch(_dispatch.kernel_name(name, variant), backend.device_of(params[0]), args, params, grads, *lists[1:])
 
 
 def sgd_step(params, grads, momentum_buffers, new_buffers, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,

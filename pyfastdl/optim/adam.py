@@ -53,7 +53,7 @@ class Adam(Optimizer):
         for p, s in zip(params, states):
             self._init_state(p, group, s)
         amsgrad = group["amsgrad"]
-        kernels.adam_step([p.data for p in params], [backend.contiguous(p.grad.data) for p in params],
+        kernels.adam_step([p.data for p in params], [p.grad.data for p in params],
                           [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
                           [s["max_exp_avg_sq"] for s in states] if amsgrad else None, [s["step"] for s in states],
                           lr=group["lr"], betas=group["betas"], eps=group["eps"], weight_decay=group["weight_decay"],

@@ -51,6 +51,6 @@ class SGD(Optimizer):
             for p, s in zip(params, states):
                 s.setdefault("momentum_buffer", backend.get_array_module(p.data).empty_like(p.data))
             bufs = [s["momentum_buffer"] for s in states]
-        kernels.sgd_step([p.data for p in params], [backend.contiguous(p.grad.data) for p in params], bufs, new,
+        kernels.sgd_step([p.data for p in params], [p.grad.data for p in params], bufs, new,
                          lr=group["lr"], momentum=momentum, dampening=group["dampening"],
                          weight_decay=group["weight_decay"], nesterov=group["nesterov"])
