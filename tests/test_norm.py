@@ -87,7 +87,10 @@ def test_layer_norm_kernels_match_reference(shape, norm, dtype, rng):
     g = rng.standard_normal(shape).astype(dtype)
     grads = kernels.layer_norm_backward(g, x, norm, w, mean, invstd)
     for out, want in zip(grads, ref.layer_norm_backward(g, x, k, w, 1e-5)):
-        assert rel_err(out, want) < tol * 10
+        if not want.any():  # one value per row: d x is exactly 0, ours is 0 to rounding (fused multiply-adds)
+            assert np.abs(out).max() < tol * np.abs(g).max()
+        else:
+            assert rel_err(out, want) < tol * 10
 
 
 def test_layer_norm_many_rows_sums_weight_gradient_over_threads(rng):
