@@ -46,20 +46,23 @@ using vec::Vec;
 // sum(x) over one run.
 template <class T>
 T run_sum(const T* x, int64_t n) {
-  Vec<T> s = {};
-  for_vectors<T>(n, [&](int64_t i, auto k) { s += load_n(x + i, k, T(0)); });
-  return vec::hsum(s);
+  return vec::hsum(vec::sum_vectors<T>(n, [&](int64_t i, auto k) { return load_n(x + i, k, T(0)); }));
 }
 
 // sum((x - m)^2) over one run (padding lanes hold m: they add 0).
 template <class T>
 T run_sq_dev(const T* x, int64_t n, T m) {
-  Vec<T> s = {};
-  for_vectors<T>(n, [&](int64_t i, auto k) {
+  return vec::hsum(vec::sum_vectors<T>(n, [&](int64_t i, auto k) {
     const Vec<T> d = load_n(x + i, k, m) - m;
-    s += d * d;
-  });
-  return vec::hsum(s);
+    return d * d;
+  }));
+}
+
+// sum(a * (b - m)) over one run (padding lanes hold 0 and m).
+template <class T>
+T run_dot_dev(const T* a, const T* b, int64_t n, T m) {
+  return vec::hsum(vec::sum_vectors<T>(
+      n, [&](int64_t i, auto k) { return load_n(a + i, k, T(0)) * (load_n(b + i, k, m) - m); }));
 }
 
 // Mean and biased variance of a group of `outer` runs of `inner` values, `stride` apart.
@@ -118,14 +121,8 @@ void batch_norm_backward_cpu(const NormArgs& a, const T* grad_y, const T* x, con
     for (int64_t o = 0; o < a.outer; ++o) {
       const T* g = grad_y + c * inner + o * stride;
       const T* xr = x + c * inner + o * stride;
-      Vec<T> sg = {}, sgc = {};
-      for_vectors<T>(inner, [&](int64_t i, auto k) {
-        const Vec<T> gv = load_n(g + i, k, T(0));
-        sg += gv;
-        sgc += gv * (load_n(xr + i, k, m) - m);
-      });
-      sum_g += vec::hsum(sg);
-      sum_gc += vec::hsum(sgc);
+      sum_g += run_sum(g, inner);
+      sum_gc += run_dot_dev(g, xr, inner, m);
     }
     const double is = invstd[c], w = weight ? weight[c] : 1;
     if (grad_bias) grad_bias[c] = T(sum_g);
@@ -196,11 +193,13 @@ void layer_norm_backward_cpu(const NormArgs& a, const T* grad_y, const T* x, con
         }
       }
       if (!grad_x) continue;
-      Vec<T> s1 = {}, s2 = {};  // sum(g w), sum(g w (x - mean))
-      for_vectors<T>(d, [&](int64_t j, auto k) {
-        const Vec<T> gw = load_n(g + j, k, T(0)) * (weight ? load_n(weight + j, k, T(0)) : vec::splat(T(1)));
-        s1 += gw;
-        s2 += gw * (load_n(xr + j, k, m) - m);
+      // sum(g w) and sum(g w (x - mean))
+      const Vec<T> s1 = vec::sum_vectors<T>(d, [&](int64_t j, auto k) {
+        return load_n(g + j, k, T(0)) * (weight ? load_n(weight + j, k, T(0)) : vec::splat(T(1)));
+      });
+      const Vec<T> s2 = vec::sum_vectors<T>(d, [&](int64_t j, auto k) {
+        return load_n(g + j, k, T(0)) * (weight ? load_n(weight + j, k, T(0)) : vec::splat(T(1))) *
+               (load_n(xr + j, k, m) - m);
       });
       const T mean_g = vec::hsum(s1) / T(d), mean_gx = vec::hsum(s2) * is / T(d);
       T* __restrict gx = grad_x + r * d;

@@ -52,9 +52,8 @@ T row_max(const T* x, int64_t n) {
 // sum(exp(x - m)) of a row (padding lanes hold -inf: exp gives 0).
 template <class T>
 T row_exp_sum(const T* x, int64_t n, T m) {
-  Vec<T> s = {};
-  for_vectors<T>(n, [&](int64_t i, auto k) { s += vec::exp_vec(load_n(x + i, k, T(kNegInf)) - m); });
-  return vec::hsum(s);
+  return vec::hsum(
+      vec::sum_vectors<T>(n, [&](int64_t i, auto k) { return vec::exp_vec(load_n(x + i, k, T(kNegInf)) - m); }));
 }
 
 // log sum exp of a row.
@@ -67,17 +66,14 @@ T row_lse(const T* x, int64_t n) {
 // sum(x) of a row.
 template <class T>
 T row_sum(const T* x, int64_t n) {
-  Vec<T> s = {};
-  for_vectors<T>(n, [&](int64_t i, auto k) { s += load_n(x + i, k, T(0)); });
-  return vec::hsum(s);
+  return vec::hsum(vec::sum_vectors<T>(n, [&](int64_t i, auto k) { return load_n(x + i, k, T(0)); }));
 }
 
 // sum(a * b) of a row.
 template <class T>
 T row_dot(const T* a, const T* b, int64_t n) {
-  Vec<T> s = {};
-  for_vectors<T>(n, [&](int64_t i, auto k) { s += load_n(a + i, k, T(0)) * load_n(b + i, k, T(0)); });
-  return vec::hsum(s);
+  return vec::hsum(vec::sum_vectors<T>(
+      n, [&](int64_t i, auto k) { return load_n(a + i, k, T(0)) * load_n(b + i, k, T(0)); }));
 }
 
 bool parallel(const SoftmaxArgs& a) { return a.rows > 1 && a.rows * a.cols >= kParallelMin; }
