@@ -3,7 +3,7 @@
 //   _C.cpu   the C++ kernels (always present)
 //   _C.cuda  the CUDA kernels (present when the package was built with nvcc)
 //
-// Each kernel family (conv, pool, lstm, attention) binds itself from csrc/bind/<family>.cpp: its
+// Each kernel family (conv, pool, lstm, attention; on the CPU also norm, softmax, optim) binds itself from csrc/bind/<family>.cpp: its
 // argument struct at the top level (shared by both devices), its functions in each device submodule
 // (the CUDA ones in a #ifdef PYFASTDL_WITH_CUDA block of the same file), and its name in FAMILIES.
 #include <omp.h>
@@ -24,6 +24,9 @@ void bind_conv(py::module_& m);
 void bind_pool(py::module_& m);
 void bind_lstm(py::module_& m);
 void bind_attention(py::module_& m);
+void bind_norm(py::module_& m);
+void bind_softmax(py::module_& m);
+void bind_optim(py::module_& m);
 }  // namespace pyfastdl
 
 extern "C" void scipy_openblas_set_num_threads(int);
@@ -67,4 +70,7 @@ PYBIND11_MODULE(_C, m) {
   pyfastdl::bind_pool(m);
   pyfastdl::bind_lstm(m);
   pyfastdl::bind_attention(m);
+  pyfastdl::bind_norm(m);
+  pyfastdl::bind_softmax(m);
+  pyfastdl::bind_optim(m);
 }

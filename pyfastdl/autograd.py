@@ -342,6 +342,10 @@ def _run_backward(tensor, gradient, retain_graph):
         if not retain_graph:
             node.ctx._saved = ()
             node.ctx._freed = True
+            # saved_versions can hold the node's own outputs (a softmax saves its result): a cycle
+            # node -> output -> node that only the cyclic gc would free, keeping the whole step's
+            # graph alive into the next step. Dropping it frees the graph as soon as it is unused.
+            node.saved_versions = ()
         for t, g in zip(node.inputs, in_grads):
             if t is None:
                 continue

@@ -299,3 +299,21 @@ def test_cuda_roundtrip_and_gradients(rng):
     np.testing.assert_allclose(x.grad.data, 2 * x.data)
     with pytest.raises(RuntimeError, match="same device"):
         y + x
+
+
+def test_backward_frees_the_graph_without_the_cyclic_gc(rng):
+    """A node that saved its own output (softmax) must not keep the graph alive after backward:
+    a training step's graph is freed when the step drops its last reference, not at the next gc."""
+    import gc
+    import weakref
+
+    x = pf.tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    gc.disable()
+    try:
+        y = pf.nn.functional.softmax(x * 2.0, dim=-1)
+        alive = weakref.ref(y)
+        y.sum().backward()
+        del y
+        assert alive() is None
+    finally:
+        gc.enable()

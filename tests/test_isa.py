@@ -27,6 +27,22 @@ def run_families(rng_seed, dtype):
         kernels.avg_pool2d_forward(x, 3, 2, 1),
         kernels.sdpa_forward(q, k, v, is_causal=True)[0],
         kernels.lstm_layer_forward(seq, h0, h0, w_ih, w_hh, save=False)[0],
+        *_cpu_only_families(x, seq),
+    ]
+
+
+def _cpu_only_families(x, seq):
+    """norm, softmax and optim: one forward each, and a backward where the forward is trivial."""
+    bn = kernels.batch_norm_forward(x, None, None, None, None, True)
+    p, g = seq.copy(), np.cos(seq)
+    kernels.adam_step([p], [g], [np.zeros_like(p)], [np.zeros_like(p)], None, [1], lr=0.1)
+    target = np.arange(27) % 7
+    return [
+        bn[0], kernels.batch_norm_backward(np.sin(x), x, None, bn[1], bn[2], True)[0],
+        kernels.layer_norm_forward(seq, 7)[0],
+        kernels.softmax_forward(seq), kernels.log_softmax_forward(seq),
+        kernels.cross_entropy_forward(seq.reshape(27, 7), target, label_smoothing=0.1)[0],
+        p,
     ]
 
 

@@ -310,3 +310,79 @@ def test_gpu_trajectory_matches_cpu(name, kwargs, rng):
     assert all(isinstance(v, np.ndarray) for s in sd["state"].values() for v in s.values())
     total = nn.utils.clip_grad_norm_(params, 0.1)
     assert total.device == "cuda"
+
+
+# ---- the fused CPU kernels (pyfastdl.kernels.sgd_step / adam_step) -------------------------------
+
+KERNEL_SHAPES = [(40000,), (3, 5), (1,), (17, 1001)]  # one large enough to be split between threads
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kwargs", SGD_CASES[1:], ids=range(len(SGD_CASES) - 1))
+def test_sgd_kernel_matches_reference(kwargs, dtype, rng):
+    from pyfastdl import kernels
+
+    ps = [rng.standard_normal(s) for s in KERNEL_SHAPES]
+    refs, bufs = [p.copy() for p in ps], [None] * len(ps)
+    ours = [p.astype(dtype) for p in ps]
+    ours_bufs = [np.empty_like(p) for p in ours]
+    full = dict(momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False)
+    full.update(kwargs)
+    for step in range(3):
+        gs = [rng.standard_normal(p.shape) for p in ps]
+        kernels.sgd_step(ours, [g.astype(dtype) for g in gs], ours_bufs if full["momentum"] else None,
+                         [step == 0] * len(ps), **full)
+        for i in range(len(ps)):
+            refs[i], bufs[i] = sgd_step(refs[i], gs[i], bufs[i], **full)
+    for o, r in zip(ours, refs):
+        assert rel_err(o, r) < (1e-12 if dtype == np.float64 else 1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("decoupled", [False, True])
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_adam_kernel_matches_reference(decoupled, amsgrad, dtype, rng):
+    from pyfastdl import kernels
+
+    ps = [rng.standard_normal(s) for s in KERNEL_SHAPES]
+    refs, states = [p.copy() for p in ps], [{} for _ in ps]
+    ours = [p.astype(dtype) for p in ps]
+    m, v, vmax = ([np.zeros_like(p) for p in ours] for _ in range(3))
+    hyper = dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.05)
+    for step in range(1, 4):
+        gs = [rng.standard_normal(p.shape) for p in ps]
+        kernels.adam_step(ours, [g.astype(dtype) for g in gs], m, v, vmax if amsgrad else None, [step] * len(ps),
+                          decoupled=decoupled, amsgrad=amsgrad, **hyper)
+        for i in range(len(ps)):
+            refs[i] = adam_step(refs[i], gs[i], states[i], amsgrad=amsgrad, decoupled=decoupled, **hyper)
+    for o, r in zip(ours, refs):
+        assert rel_err(o, r) < (1e-12 if dtype == np.float64 else 1e-6)
+
+
+def test_mixed_dtypes_of_one_group_all_update(rng):
+    """A group mixing float32 and float64 parameters: the kernel takes one dtype, the rest the array path."""
+    ps, grad = _problem(rng)
+    params = [nn.Parameter(pf.tensor(p, dtype=dt)) for p, dt in zip(ps, (np.float32, np.float64, np.float32))]
+    opt = optim.Adam(params, lr=0.01)
+    for i, p in enumerate(params):
+        p.grad = pf.tensor(grad(i, p.data.astype(np.float64)).astype(p.dtype))
+    opt.step()
+    for i, (p, p0) in enumerate(zip(params, ps)):
+        want = adam_step(p0, grad(i, p0.astype(np.float64)), {}, 0.01, (0.9, 0.999), 1e-8, 0.0, False, False)
+        assert rel_err(p.data, want) < 1e-6 and opt.state[p]["step"] == 1
+
+
+def test_optim_kernel_bad_input():
+    from pyfastdl import kernels
+
+    p, g = np.ones(3, np.float32), np.ones(4, np.float32)
+    with pytest.raises(ValueError, match="sgd_step: grads\\[0\\] has shape \\(4,\\), expected \\(3,\\)"):
+        kernels.sgd_step([p], [g], None, [False], lr=0.1)
+    with pytest.raises(TypeError, match="adam_step: exp_avgs\\[0\\] has dtype float64, expected float32"):
+        kernels.adam_step([p], [p.copy()], [np.zeros(3)], [np.zeros(3, np.float32)], None, [1], lr=0.1)
+    with pytest.raises(ValueError, match="adam_step: got 1 params but 2 steps"):
+        kernels.adam_step([p], [p.copy()], [p.copy()], [p.copy()], None, [1, 1], lr=0.1)
+    with pytest.raises(ValueError, match="Adam: invalid beta1"):
+        kernels.adam_step([p], [p.copy()], [p.copy()], [p.copy()], None, [1], lr=0.1, betas=(1.0, 0.9))
+    with pytest.raises(ValueError, match="momentum_buffers are required"):
+        kernels.sgd_step([p], [p.copy()], None, [True], lr=0.1, momentum=0.9)

@@ -109,6 +109,15 @@ void expect_shape(const Array& a, const Shape& expected, const char* op, const c
   check(a.shape == expected, op, ": ", name, " has shape ", shape_str(a.shape), ", expected ", shape_str(expected));
 }
 
+Array cpu_operand(py::handle obj, const char* op, const char* name, const Shape& shape, DType dtype,
+                  bool optional) {
+  if (optional && obj.is_none()) return Array{};
+  Array a = cpu_array(obj, op, name);
+  expect_dtype(a, {dtype}, op, name);
+  expect_shape(a, shape, op, name);
+  return a;
+}
+
 CudaWorkspace cuda_workspace(std::size_t bytes) {
   CudaWorkspace ws;
   if (bytes == 0) return ws;

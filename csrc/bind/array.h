@@ -35,6 +35,20 @@ void expect_dtype(const Array& a, std::initializer_list<DType> allowed, const ch
 void expect_same_dtype(const Array& a, const Array& b, const char* op, const char* name_a, const char* name_b);
 void expect_shape(const Array& a, const Shape& expected, const char* op, const char* name);
 
+// A CPU operand of one expected shape and dtype (the checks of cpu_array, expect_dtype and
+// expect_shape in one call). With `optional`, None gives a null Array.
+Array cpu_operand(py::handle obj, const char* op, const char* name, const Shape& shape, DType dtype,
+                  bool optional = false);
+
+// Calls f(T{}) with T = float or double for a float32 / float64 CPU array (after expect_dtype).
+template <class F>
+void with_float_type(DType d, F&& f) {
+  if (d == DType::f32)
+    f(float{});
+  else
+    f(double{});
+}
+
 // Scratch memory for a CUDA kernel from cupy's memory pool: `ptr` stays valid while `owner` lives
 // (null for zero bytes). Allocating through cupy keeps the pool's caching and its stream ordering.
 struct CudaWorkspace {

@@ -8,4 +8,7 @@ optimisation bought. ``variant=`` and ``out=`` are keyword-only everywhere."""
 from .attention import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
 from .lstm import *  # noqa: F401,F403
+from .norm import *  # noqa: F401,F403
+from .optim import *  # noqa: F401,F403
 from .pool import *  # noqa: F401,F403
+from .softmax import *  # noqa: F401,F403

@@ -120,15 +120,32 @@ class Optimizer:
             with enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                self._update(p, p.grad.data, group, self.state.setdefault(p, {}))
+            params = [p for p in group["params"] if p.grad is not None]
+            fused = self._fused_params(params) if self._update_cpu is not None else []
+            if fused:
+                self._update_cpu(fused, group, [self.state.setdefault(p, {}) for p in fused])
+            done = {id(p) for p in fused}
+            for p in params:
+                if id(p) not in done:
+                    self._update(p, p.grad.data, group, self.state.setdefault(p, {}))
                 p._version += 1  # the array changed in place: a graph that saved it must not use it
         return loss
 
     def _update(self, p, grad, group, state):
         raise NotImplementedError
+
+    # A subclass with a fused CPU kernel sets this to a method (params, group, states) that updates
+    # a list of parameters of one dtype in one call (pyfastdl.kernels.optim).
+    _update_cpu = None
+
+    @staticmethod
+    def _fused_params(params):
+        """The parameters the fused CPU kernels can take: numpy float32/64, contiguous, gradient
+        alike; all of the first such parameter's dtype (any others take the per-parameter path)."""
+        ok = [p for p in params if isinstance(p.data, np.ndarray) and p.data.dtype.kind == "f"
+              and p.data.dtype.itemsize in (4, 8) and p.data.flags.c_contiguous and p.data.flags.writeable
+              and p.grad.data.dtype == p.data.dtype and p.grad.data.shape == p.data.shape]
+        return [p for p in ok if p.data.dtype == ok[0].data.dtype] if ok else []
 
     # ---- checkpointing ------------------------------------------------------------------------
     def _indexed_params(self):

@@ -5,10 +5,12 @@ Per parameter, in torch's order (g is the gradient, buf the momentum buffer):
     buf = g (first step)  or  buf = momentum * buf + (1 - dampening) * g
     g = g + momentum * buf (nesterov)  or  g = buf
     p = p - lr * g
+On the CPU a group's parameters are updated by one fused kernel call (pyfastdl.kernels.sgd_step).
 """
 
 from __future__ import annotations
 
+from .. import backend, kernels
 from .optimizer import Optimizer
 
 __all__ = ["SGD"]
@@ -34,3 +36,15 @@ class SGD(Optimizer):
                 buf += (1 - group["dampening"]) * grad
             grad = grad + momentum * buf if group["nesterov"] else buf
         p.data -= group["lr"] * grad
+
+    def _update_cpu(self, params, group, states):
+        momentum = group["momentum"]
+        bufs, new = None, [False] * len(params)
+        if momentum != 0:
+            new = ["momentum_buffer" not in s for s in states]
+            for p, s in zip(params, states):
+                s.setdefault("momentum_buffer", backend.get_array_module(p.data).empty_like(p.data))
+            bufs = [s["momentum_buffer"] for s in states]
+        kernels.sgd_step([p.data for p in params], [p.grad.data for p in params], bufs, new,
+                         lr=group["lr"], momentum=momentum, dampening=group["dampening"],
+                         weight_decay=group["weight_decay"], nesterov=group["nesterov"])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from ... import backend
+from ... import backend, kernels
 from ...autograd import Function
 from ...tensor import Tensor
 
@@ -147,20 +147,35 @@ def _softmax_dim(name, ndim, dim):
     return _dim(name, ndim, dim)
 
 
+def _row_kernels(x, dim):
+    """True when the C++ row kernels serve a softmax of x over ``dim``: numpy float32/64, last dim."""
+    return (dim == x.ndim - 1 and backend.device_of(x) == "cpu" and x.dtype.kind == "f"
+            and x.dtype.itemsize in (4, 8) and x.size > 0)
+
+
 class Softmax(Function):
+    """On the CPU, softmax over the last dimension runs as the C++ kernels of
+    :mod:`pyfastdl.kernels.softmax`; otherwise as the array code below."""
+
     @staticmethod
     def forward(ctx, x, dim):
+        ctx.dim = dim
+        if _row_kernels(x, dim):
+            y = kernels.softmax_forward(x)
+            ctx.save_for_backward(y)
+            return y
         xp = _xp(x)
         y = x - x.max(axis=dim, keepdims=True)  # max subtracted: exp never overflows
         xp.exp(y, out=y)
         y /= y.sum(axis=dim, keepdims=True)
         ctx.save_for_backward(y)
-        ctx.dim = dim
         return y
 
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
+        if _row_kernels(y, ctx.dim):
+            return kernels.softmax_backward(y, g), None
         gx = g * y
         _xp(y).subtract(g, gx.sum(axis=ctx.dim, keepdims=True), out=gx)  # in place: one temporary in all
         gx *= y
@@ -170,7 +185,7 @@ class Softmax(Function):
 class LogSoftmax(Function):
     @staticmethod
     def forward(ctx, x, dim):
-        y = _log_softmax(x, dim)
+        y = kernels.log_softmax_forward(x) if _row_kernels(x, dim) else _log_softmax(x, dim)
         ctx.save_for_backward(y)
         ctx.dim = dim
         return y
@@ -178,6 +193,8 @@ class LogSoftmax(Function):
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
+        if _row_kernels(y, ctx.dim):
+            return kernels.log_softmax_backward(y, g), None
         return g - _xp(y).exp(y) * g.sum(axis=ctx.dim, keepdims=True), None
 
 

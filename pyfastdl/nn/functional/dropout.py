@@ -19,14 +19,18 @@ class Dropout(Function):
     def forward(ctx, x, p, generator):
         keep = generator_for(x, generator).random(x.shape, dtype=np.float32) >= p
         scale = x.dtype.type(0.0 if p == 1 else 1.0 / (1.0 - p))
-        mask = keep.astype(x.dtype) * scale
-        ctx.save_for_backward(mask)
-        return x * mask
+        y = x * keep  # the mask is kept as bools (1 byte a value), scaled in place: two passes
+        y *= scale
+        ctx.save_for_backward(keep)
+        ctx.scale = scale
+        return y
 
     @staticmethod
     def backward(ctx, g):
-        (mask,) = ctx.saved_tensors
-        return g * mask, None, None
+        (keep,) = ctx.saved_tensors
+        gx = g * keep
+        gx *= ctx.scale
+        return gx, None, None
 
 
 def dropout(input, p=0.5, training=True, inplace=False, generator=None):  # noqa: A002

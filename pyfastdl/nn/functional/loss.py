@@ -11,12 +11,16 @@ cross_entropy, per row i with target t, log-probabilities lp = log_softmax(z), c
     loss_i = (1 - eps) * w_t * (-lp_t) + eps / C * sum_c w_c * (-lp_c)
     d loss_i / d z_c = (1 - eps) * w_t * (p_c - [c == t]) + eps / C * (W p_c - w_c)
 Rows whose target is ``ignore_index`` count zero; reduction="mean" divides by the sum of w_t over
-the other rows (torch's convention).
+the other rows (torch's convention). On the CPU (float32/float64) cross_entropy runs as the fused
+C++ kernels of :mod:`pyfastdl.kernels.softmax`, which keep only one log-sum-exp per row for the
+backward; on the GPU it is the array code below.
 """
 
 from __future__ import annotations
 
-from ... import backend
+import numpy as np
+
+from ... import backend, kernels
 from ...autograd import Function
 from ...tensor import Tensor
 from .activation import _log_softmax
@@ -107,6 +111,31 @@ def _row_grad_scale(g, scale, reduction):
     return (g * scale).reshape(1, 1)
 
 
+class FusedCrossEntropy(Function):
+    """cross_entropy on the C++ kernels: saves the logits and one lse per row."""
+
+    @staticmethod
+    def forward(ctx, x, weight, t, ignore_index, label_smoothing, reduction):
+        z = _to_rows(x)
+        loss, lse = kernels.cross_entropy_forward(z, t, weight, ignore_index, label_smoothing)
+        valid = t != ignore_index
+        w_t = valid.sum(dtype=x.dtype) if weight is None else _row_weights(t, valid, weight, x.dtype).sum()
+        value, scale = _reduce_rows(loss, w_t, reduction, () if x.ndim == 1 else (x.shape[0],) + x.shape[2:])
+        ctx.save_for_backward(x, t, lse, weight)  # x, not its (rows, C) copy: the backward remakes the view
+        ctx.meta = (ignore_index, label_smoothing, reduction, scale)
+        return value
+
+    @staticmethod
+    def backward(ctx, g):
+        x, t, lse, weight = ctx.saved_tensors
+        ignore_index, eps, reduction, scale = ctx.meta
+        z = _to_rows(x)
+        g = np.asarray(g, dtype=z.dtype)
+        rows, k = (g.reshape(-1), 1.0) if reduction == "none" else (None, float(g) * scale)
+        grad = kernels.cross_entropy_backward(z, t, lse, weight, ignore_index, eps, rows, k)
+        return _from_rows(grad, x.shape), None, None, None, None, None
+
+
 class CrossEntropy(Function):
     @staticmethod
     def forward(ctx, x, weight, t, ignore_index, label_smoothing, reduction):
@@ -157,7 +186,10 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     t = _class_rows("cross_entropy", input, target, weight, ignore_index)
-    return CrossEntropy.apply(input, weight, t, ignore_index, float(label_smoothing), reduction)
+    fused = (input.device == "cpu" and input.dtype.itemsize in (4, 8) and input.numel() > 0
+             and (weight is None or weight.dtype == input.dtype))
+    op = FusedCrossEntropy if fused else CrossEntropy
+    return op.apply(input, weight, t, ignore_index, float(label_smoothing), reduction)
 
 
 class NLLLoss(Function):

@@ -7,6 +7,10 @@ With x_hat = (x - mean) * invstd over the n values that share one statistic and 
     d x      = invstd * (g' - mean(g') - x_hat * mean(g' * x_hat))     (statistics from the batch)
     d x      = invstd * g'                                              (fixed running statistics)
 
+On the CPU (float32/float64) both run as the C++ kernels of :mod:`pyfastdl.kernels.norm`: one pass
+that writes y, and a backward from the saved input and two statistics per group (nothing else of
+the input's size is kept). On the GPU, and for synchronised batch norm, they are the array code below.
+
 Synchronised batch norm (data parallel training) takes the statistics over the batches of all
 ranks: the forward all-reduces the per-channel sum and count (for the mean) and then the sum of
 squared deviations (for the variance: two passes, as in one process, so the results agree to
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 import math
 
-from ... import backend
+from ... import backend, kernels
 from ...autograd import Function
 from ...tensor import Tensor
 
@@ -56,6 +60,31 @@ def _normalize_backward(g, x_hat, invstd, weight, axes, n, synced=False):
     gw -= backend.get_array_module(tmp).multiply(x_hat, mean_gx, out=tmp)
     gw *= invstd
     return gw
+
+
+def _on_cpu_kernels(x, *arrays):
+    """True when the C++ kernels serve this call: numpy input of float32/64, the other arrays alike."""
+    return (backend.device_of(x) == "cpu" and x.dtype.kind == "f" and x.dtype.itemsize in (4, 8)
+            and all(a is None or a.dtype == x.dtype for a in arrays))
+
+
+class FusedBatchNorm(Function):
+    """Batch norm on the C++ kernels: saves the input and the (C,) statistics."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps):
+        y, mean, invstd = kernels.batch_norm_forward(x, weight, bias, running_mean, running_var, training, momentum,
+                                                     eps)
+        ctx.save_for_backward(x, weight, mean, invstd)
+        ctx.training = training
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight, mean, invstd = ctx.saved_tensors
+        mask = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2])
+        gx, gw, gb = kernels.batch_norm_backward(g, x, weight, mean, invstd, ctx.training, mask)
+        return gx, gw, gb, None, None, None, None, None
 
 
 class BatchNorm(Function):
@@ -143,12 +172,36 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     for name, t in (("running_mean", running_mean), ("running_var", running_var)):
         if t is not None and (t.device != input.device or t.dtype != input.dtype):
             raise TypeError(f"batch_norm: {name} is {t.dtype} on {t.device}; input is {input.dtype} on {input.device}")
-    out = BatchNorm.apply(input, weight, bias, _data(running_mean), _data(running_var), training, momentum, eps,
-                          synced)
+    arrays = (input.data, _data(weight), _data(bias), _data(running_mean), _data(running_var))
+    if not (synced and training) and _on_cpu_kernels(*arrays):
+        out = FusedBatchNorm.apply(input, weight, bias, _data(running_mean), _data(running_var), training, momentum,
+                                   eps)
+    else:
+        out = BatchNorm.apply(input, weight, bias, _data(running_mean), _data(running_var), training, momentum, eps,
+                              synced)
     for t in (running_mean, running_var):
         if training and t is not None:
             t._version += 1  # updated in place
     return out
+
+
+class FusedLayerNorm(Function):
+    """Layer norm on the C++ kernels: saves the input and the per-row statistics."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, k, eps):
+        normalized_shape = x.shape[x.ndim - k:]
+        y, mean, invstd = kernels.layer_norm_forward(x, normalized_shape, weight, bias, eps)
+        ctx.save_for_backward(x, weight, mean, invstd)
+        ctx.normalized_shape = normalized_shape
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight, mean, invstd = ctx.saved_tensors
+        mask = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2])
+        gx, gw, gb = kernels.layer_norm_backward(g, x, ctx.normalized_shape, weight, mean, invstd, mask)
+        return gx, gw, gb, None, None
 
 
 class LayerNorm(Function):
@@ -192,4 +245,5 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):  # no
     for name, t in (("weight", weight), ("bias", bias)):
         if t is not None and t.shape != normalized_shape:
             raise ValueError(f"layer_norm: {name} has shape {t.shape}, expected {normalized_shape}")
-    return LayerNorm.apply(input, weight, bias, k, eps)
+    op = FusedLayerNorm if _on_cpu_kernels(input.data, _data(weight), _data(bias)) else LayerNorm
+    return op.apply(input, weight, bias, k, eps)
