@@ -20,12 +20,10 @@
 namespace pyfastdl {
 namespace {
 
-int64_t as_int(py::handle h) { return h.attr("__index__")().cast<int64_t>(); }
-
 // stride/padding/dilation: an int (both dimensions) or a sequence of two ints.
 Pair pair_arg(py::handle h, const char* op, const char* name) {
   if (py::hasattr(h, "__index__")) {
-    int64_t v = as_int(h);
+    int64_t v = int_arg(h, op, name);
     return {v, v};
   }
   if (py::isinstance<py::sequence>(h) && !py::isinstance<py::str>(h)) {
@@ -35,7 +33,7 @@ Pair pair_arg(py::handle h, const char* op, const char* name) {
     for (size_t i = 0; i < 2; ++i) {
       if (!py::hasattr(seq[i], "__index__"))
         throw py::type_error(std::string(op) + ": " + name + " must contain ints");
-      p[i] = as_int(seq[i]);
+      p[i] = int_arg(seq[i], op, name);
     }
     return p;
   }
@@ -63,10 +61,10 @@ void bind_args(py::module_& m) {
                          "out (N, K, P, Q). conv_transpose2d_args builds the Args of the conv2d whose input "
                          "gradient a transposed convolution is.")
       .def(py::init([](const Shape& x, const Shape& w, py::handle stride, py::handle padding, py::handle dilation,
-                       int64_t groups) {
+                       py::handle groups) {
              const char* op = "conv2d";
              return make_conv2d_args(x, w, pair_arg(stride, op, "stride"), pair_arg(padding, op, "padding"),
-                                     pair_arg(dilation, op, "dilation"), groups);
+                                     pair_arg(dilation, op, "dilation"), int_arg(groups, op, "groups"));
            }),
            py::arg("x_shape"), py::arg("w_shape"), py::arg("stride") = 1, py::arg("padding") = 0,
            py::arg("dilation") = 1, py::arg("groups") = 1)
@@ -96,10 +94,11 @@ void bind_args(py::module_& m) {
   m.def(
       "conv_transpose2d_args",
       [](const Shape& x, const Shape& w, py::handle stride, py::handle padding, py::handle output_padding,
-         int64_t groups, py::handle dilation) {
+         py::handle groups, py::handle dilation) {
         const char* op = "conv_transpose2d";
         return make_conv_transpose2d_args(x, w, pair_arg(stride, op, "stride"), pair_arg(padding, op, "padding"),
-                                          pair_arg(output_padding, op, "output_padding"), groups,
+                                          pair_arg(output_padding, op, "output_padding"),
+                                          int_arg(groups, op, "groups"),
                                           pair_arg(dilation, op, "dilation"));
       },
       py::arg("x_shape"), py::arg("w_shape"), py::arg("stride") = 1, py::arg("padding") = 0,
@@ -135,7 +134,8 @@ Array float_array(py::handle obj, const Shape& shape, const Array* like, const c
 void def_forward(py::module_& cpu, const char* name, Kernel<ForwardFn> k) {
   cpu.def(
       name,
-      [name, k](const Conv2dArgs& a, py::handle x, py::handle weight, py::handle bias, py::handle out) {
+      [name, k](py::handle args, py::handle x, py::handle weight, py::handle bias, py::handle out) {
+        const Conv2dArgs& a = args_arg<Conv2dArgs>(args, name, "_C.Conv2dArgs or _C.conv_transpose2d_args");
         Array X = float_array(x, a.x_shape(), nullptr, name, "x", nullptr);
         Array Wt = float_array(weight, a.w_shape(), &X, name, "weight", "x");
         Array B = bias.is_none() ? Array{} : float_array(bias, {a.K}, &X, name, "bias", "x");
@@ -153,7 +153,8 @@ void def_forward(py::module_& cpu, const char* name, Kernel<ForwardFn> k) {
 void def_backward_input(py::module_& cpu, const char* name, Kernel<BackwardFn> k) {
   cpu.def(
       name,
-      [name, k](const Conv2dArgs& a, py::handle grad_out, py::handle weight, py::handle grad_input) {
+      [name, k](py::handle args, py::handle grad_out, py::handle weight, py::handle grad_input) {
+        const Conv2dArgs& a = args_arg<Conv2dArgs>(args, name, "_C.Conv2dArgs or _C.conv_transpose2d_args");
         Array DY = float_array(grad_out, a.out_shape(), nullptr, name, "grad_out", nullptr);
         Array Wt = float_array(weight, a.w_shape(), &DY, name, "weight", "grad_out");
         Array DX = float_array(grad_input, a.x_shape(), &DY, name, "grad_input", "grad_out");
@@ -171,7 +172,8 @@ void def_backward_input(py::module_& cpu, const char* name, Kernel<BackwardFn> k
 void def_backward_weight(py::module_& cpu, const char* name, Kernel<BackwardFn> k) {
   cpu.def(
       name,
-      [name, k](const Conv2dArgs& a, py::handle x, py::handle grad_out, py::handle grad_weight) {
+      [name, k](py::handle args, py::handle x, py::handle grad_out, py::handle grad_weight) {
+        const Conv2dArgs& a = args_arg<Conv2dArgs>(args, name, "_C.Conv2dArgs or _C.conv_transpose2d_args");
         Array X = float_array(x, a.x_shape(), nullptr, name, "x", nullptr);
         Array DY = float_array(grad_out, a.out_shape(), &X, name, "grad_out", "x");
         Array DW = float_array(grad_weight, a.w_shape(), &X, name, "grad_weight", "x");

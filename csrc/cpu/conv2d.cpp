@@ -41,6 +41,7 @@
 #include <memory>
 
 #include "cpu/gemm.h"
+#include "cpu/parallel.h"
 
 namespace pyfastdl::cpu {
 namespace {
@@ -273,8 +274,10 @@ void run_tasks(const Conv2dArgs& a, const Plan& plan, Fn&& fn) {
     return;
   }
   SingleThreadedBlas one_thread_per_gemm;
+  FirstError error;  // a task's workspace allocation may throw; the exception must not leave the region
 #pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t t = 0; t < plan.tasks; ++t) fn(t);
+  for (int64_t t = 0; t < plan.tasks; ++t) error.run([&] { fn(t); });
+  error.rethrow();
 }
 
 }  // namespace
@@ -340,6 +343,7 @@ void conv2d_backward_weight_cpu(const Conv2dArgs& a, const T* x, const T* dy, T*
   int threads = 1;  // the team's actual size
   {
     SingleThreadedBlas one_thread_per_gemm;
+    FirstError error;
 #pragma omp parallel
     {
 #pragma omp master
@@ -347,8 +351,9 @@ void conv2d_backward_weight_cpu(const Conv2dArgs& a, const T* x, const T* dy, T*
       T* mine = partial.get() + omp_get_thread_num() * size;
       std::fill(mine, mine + size, T(0));
 #pragma omp for schedule(dynamic, 1)
-      for (int64_t t = 0; t < plan.tasks; ++t) accumulate(t, mine, T(1));
+      for (int64_t t = 0; t < plan.tasks; ++t) error.run([&] { accumulate(t, mine, T(1)); });
     }
+    error.rethrow();
   }
 #pragma omp parallel for schedule(static) if (size * threads >= kParallelMin)
   for (int64_t i = 0; i < size; ++i) {
