@@ -112,6 +112,11 @@ def conv2d_backward_weight(
 
 def conv2d_backward_bias(grad_out):
     """Gradient (K,) with respect to the bias: grad_out (N, K, P, Q) summed over N, P and Q."""
+    if not hasattr(grad_out, "ndim"):
+        raise TypeError(f"conv2d_backward_bias: grad_out must be a numpy or cupy array, got {type(grad_out).__name__}")
+    if grad_out.ndim != 4:
+        raise ValueError(f"conv2d_backward_bias: grad_out must have 4 dimensions (N, K, P, Q), got shape "
+                         f"{tuple(grad_out.shape)}")
     return grad_out.sum(axis=(0, 2, 3))
 
 
