@@ -19,6 +19,7 @@ SANITIZE_TESTS=(tests/test_conv.py tests/test_pool.py tests/test_lstm.py tests/t
 
 # The build needs what pyproject's build-system lists; a fresh venv (CI) has only the runtime ones.
 python3 -c "import pybind11" 2>/dev/null || python3 -m pip install --quiet "pybind11>=2.12"
+command -v cmake >/dev/null || python3 -m pip install --quiet cmake ninja
 build=build/sanitize
 if [ ! -f "$build/CMakeCache.txt" ]; then
   cmake -S . -B "$build" $(command -v ninja >/dev/null && echo -G Ninja) -DCMAKE_BUILD_TYPE=Release -DPYFASTDL_CUDA=OFF \

@@ -74,7 +74,9 @@ inline int64_t pool_out_size(const char* op, int64_t in, int64_t k, int64_t s, i
   const int64_t padded = add_or_fail(in, mul_or_fail(2, p, op, "2 * padding"), op, "input size + 2 * padding");
   const int64_t window = mul_or_fail(d, k - 1, op, "dilation * (kernel_size - 1)");
   const int64_t span = padded - window - 1;  // both terms are >= 0: no overflow
-  if (span < 0) return 0;  // the (dilated) window does not fit even once
+  // The (dilated) window does not fit even once: torch's rounding toward -inf still places one
+  // window in ceil mode when span > -stride (it starts inside the input, and overhangs).
+  if (span < 0) return ceil_mode && span > -s ? 1 : 0;
   int64_t out = span / s + (ceil_mode && span % s != 0 ? 1 : 0) + 1;
   if (ceil_mode && out - 1 > (in + p - 1) / s) --out;  // (out - 1) * s >= in + p, without the product
   return out;
