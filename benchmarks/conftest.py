@@ -2,7 +2,8 @@
 the ``record`` fixture — ours and the reference timed in the same run — which, at the end of the
 session, writes one JSON and one markdown table to $PYFASTDL_BENCH_OUT (default benchmarks/results/)
 named by device and date, holding the commit, the device, the software versions and per case:
-ours, reference, ratio, and throughput."""
+ours, reference, ratio, and throughput. With $PYFASTDL_BENCH_JSONL set, each case is also appended to
+that file as a JSON line the moment it is recorded (the GPU check's runs can be cut by a timeout)."""
 
 import datetime
 import json
@@ -42,6 +43,10 @@ def record():
             row["ours_GBps"] = bytes / ours_s / 1e9
         row.update(extra)
         _RECORDS.append(row)
+        live = os.environ.get("PYFASTDL_BENCH_JSONL")
+        if live:  # one line per case as it ends, so a run cut short keeps what it measured
+            with open(live, "a") as f:
+                f.write(json.dumps(row) + "\n")
         return row
 
     return add

@@ -32,3 +32,17 @@ except ImportError:
     HAVE_TORCH = False
 
 requires_torch = pytest.mark.skipif(not HAVE_TORCH, reason="torch is not installed")
+
+
+# A CUDA fault that leaves the context unusable (an illegal address, a misaligned access, a kernel
+# killed by an assertion): every later CUDA call in this process fails too. Stop the run at the first
+# such failure, naming the test, so that the first failure is the one reported.
+_CUDA_FAULT = ("illegal memory access", "illegal address", "misaligned address", "unspecified launch failure",
+               "device-side assert", "cudaErrorIllegal", "cudaErrorMisaligned", "cudaErrorLaunchFailure",
+               "CUDA_ERROR_ILLEGAL", "CUDA_ERROR_MISALIGNED", "CUDA_ERROR_LAUNCH_FAILED")
+
+
+def pytest_runtest_makereport(item, call):
+    if call.excinfo is not None and any(s in str(call.excinfo.value) for s in _CUDA_FAULT):
+        item.session.shouldstop = (f"CUDA fault in {item.nodeid} ({call.excinfo.typename}): the CUDA context is "
+                                   f"now unusable, so the later tests of this process were not run")

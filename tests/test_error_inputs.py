@@ -86,3 +86,45 @@ def test_error_input(info, i, rng):
     plain = msg.lower().replace("_", "")
     assert any(n.lower().replace("_", "") in plain for n in names), f"message names no op of {names}: {msg}"
     assert e.arg in msg, f"message does not name {e.arg!r}: {msg}"
+
+
+# ---- the cases of issue 13's probe that the table does not show on its own ----------------------------
+
+
+def test_big_endian_tensor_is_converted_and_from_numpy_refuses_it(rng):
+    x, w = rng.standard_normal((1, 2, 5, 5)), rng.standard_normal((3, 2, 3, 3))
+    y = F.conv2d(pf.tensor(x.astype(">f8")), pf.tensor(w.astype(">f8")))  # tensor() copies to native order
+    assert np.allclose(y.data, F.conv2d(pf.tensor(x), pf.tensor(w)).data)
+    with pytest.raises(ValueError, match="from_numpy: .*byte order"):
+        pf.from_numpy(x.astype(">f8"))
+
+
+def test_raw_bindings_name_a_wrong_args_object_and_a_read_only_array(rng):
+    x, w = rng.standard_normal((1, 2, 5, 5)), rng.standard_normal((3, 2, 3, 3))
+    a = K.conv2d_args(x.shape, w.shape)
+    with pytest.raises(TypeError, match="conv2d_forward: args must be .*NoneType"):
+        _C.cpu.conv2d_forward(None, x, w, None, np.empty(a.out_shape))
+    x.flags.writeable = False
+    with pytest.raises(ValueError, match="conv2d_forward: x is a read-only array"):
+        _C.cpu.conv2d_forward(a, x, w, None, np.empty(a.out_shape))
+    assert np.allclose(K.conv2d_forward(x, w), K.conv2d_forward(x.copy(), w))  # the wrapper copies it
+
+
+def test_lstm_args_reject_a_hidden_size_whose_gates_overflow():
+    with pytest.raises(ValueError, match="lstm_cell: 4 \\* hidden_size .* overflows"):
+        _C.LstmCellArgs((1, 1), (0, 1), (0, 2**62))
+
+
+def test_pooling_with_a_stride_beyond_the_input_gives_one_window(rng):
+    x = rng.standard_normal((1, 1, 4, 4))
+    for pool in (F.max_pool2d, F.avg_pool2d):
+        y = pool(pf.tensor(x), 2, stride=10**12)
+        assert y.shape == (1, 1, 1, 1)
+        assert np.isclose(y.data.item(), (x[..., :2, :2].max() if pool is F.max_pool2d else x[..., :2, :2].mean()))
+
+
+def test_multihead_attention_names_a_wrong_rank(rng):
+    mha = pf.nn.MultiheadAttention(4, 2)
+    q = pf.tensor(rng.standard_normal((2, 3, 1, 4)).astype(np.float32))
+    with pytest.raises(ValueError, match="MultiheadAttention: query must be 3-D"):
+        mha(q, q, q)

@@ -31,7 +31,7 @@ def _data(rng_seed, shape, dtype):
        h=st.integers(1, 9), w=st.integers(1, 9), r=st.integers(1, 4), s=st.integers(1, 4),
        stride=st.tuples(st.integers(1, 4), st.integers(1, 4)), padding=st.tuples(st.integers(0, 3), st.integers(0, 3)),
        dilation=st.tuples(st.integers(1, 3), st.integers(1, 3)), dtype=DTYPES, seed=st.integers(0, 2**31),
-       variant=st.sampled_from(K.CONV_VARIANTS))
+       variant=st.sampled_from(["fast", "reference"]))
 def test_conv2d_matches_reference(n, groups, cg, kg, h, w, r, s, stride, padding, dilation, dtype, seed, variant):
     x = _data(seed, (n, groups * cg, h, w), dtype)
     wt = _data(seed + 1, (groups * kg, cg, r, s), dtype)
@@ -138,7 +138,7 @@ def test_lstm_layer_matches_reference(t, b, i, hidden, reverse, with_lengths, bi
 @given(b=st.integers(1, 2), h=st.integers(1, 3), L=st.integers(1, 9), S=st.integers(1, 9), e=st.integers(1, 8),
        ev=st.integers(1, 8), mask=st.sampled_from(["none", "causal", "bool", "additive", "key_padding"]),
        scale=st.sampled_from([None, 0.3]), dtype=DTYPES, seed=st.integers(0, 2**31),
-       variant=st.sampled_from(["flash", "reference"]))
+       variant=st.sampled_from(["fast", "reference"]))
 def test_attention_matches_reference(b, h, L, S, e, ev, mask, scale, dtype, seed, variant):
     rng = np.random.default_rng(seed)
     q, k, v = (rng.standard_normal(s).astype(dtype) for s in ((b, h, L, e), (b, h, S, e), (b, h, S, ev)))

@@ -20,9 +20,11 @@ SANITIZE_TESTS=(tests/test_conv.py tests/test_pool.py tests/test_lstm.py tests/t
 # The build needs what pyproject's build-system lists; a fresh venv (CI) has only the runtime ones.
 python3 -c "import pybind11" 2>/dev/null || python3 -m pip install --quiet "pybind11>=2.12"
 command -v cmake >/dev/null || python3 -m pip install --quiet cmake ninja
+# RelWithDebInfo: the kernels keep their -O3, and the module keeps its symbols (a Release build strips
+# them and links with LTO, which makes the reports unreadable and the link slow).
 build=build/sanitize
 if [ ! -f "$build/CMakeCache.txt" ]; then
-  cmake -S . -B "$build" $(command -v ninja >/dev/null && echo -G Ninja) -DCMAKE_BUILD_TYPE=Release -DPYFASTDL_CUDA=OFF \
+  cmake -S . -B "$build" $(command -v ninja >/dev/null && echo -G Ninja) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPYFASTDL_CUDA=OFF \
     -DPYFASTDL_SANITIZE=address,undefined \
     -DPython_EXECUTABLE="$(command -v python3)" -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" >/dev/null
 fi

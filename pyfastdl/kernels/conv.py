@@ -16,11 +16,10 @@ the roles of input and output swapped (``conv_transpose2d_args`` builds the matc
 
 from __future__ import annotations
 
-from .. import backend
 from .._core import _C
+from . import _dispatch
 
 __all__ = [
-    "CONV_VARIANTS",
     "conv2d_args",
     "conv_transpose2d_args",
     "conv2d_forward",
@@ -32,56 +31,55 @@ __all__ = [
     "conv_transpose2d_backward_weight",
 ]
 
-CONV_VARIANTS = ("fast", "reference")
+_conv2d_args = _dispatch.cached(_C.Conv2dArgs)
+_conv_transpose2d_args = _dispatch.cached(_C.conv_transpose2d_args)
+
+
+def _key(value):
+    """A stride/padding/dilation as a cache key: lists become tuples (the Args check the values)."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 def conv2d_args(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1):
     """Validated sizes of conv2d(input, weight): a ``_C.Conv2dArgs`` with ``x_shape``, ``w_shape``,
-    ``out_shape``, ``macs`` (multiply-adds of one pass) and the individual sizes."""
-    return _C.Conv2dArgs(tuple(input_shape), tuple(weight_shape), stride, padding, dilation, groups)
+    ``out_shape``, ``macs`` (multiply-adds of one pass) and the individual sizes (cached)."""
+    return _conv2d_args(tuple(input_shape), tuple(weight_shape), _key(stride), _key(padding), _key(dilation), groups)
 
 
 def conv_transpose2d_args(input_shape, weight_shape, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
     """Sizes of conv_transpose2d(input (N, Cin, Hin, Win), weight (Cin, Cout/groups, R, S)), expressed as
     the conv2d whose input gradient it is: ``out_shape`` is the input's shape, ``x_shape`` the output's
     (N, Cout, (Hin-1)*stride - 2*padding + dilation*(R-1) + output_padding + 1, ...)."""
-    return _C.conv_transpose2d_args(
-        tuple(input_shape), tuple(weight_shape), stride, padding, output_padding, groups, dilation
+    return _conv_transpose2d_args(
+        tuple(input_shape), tuple(weight_shape), _key(stride), _key(padding), _key(output_padding), groups,
+        _key(dilation)
     )
 
 
-def _launch(op: str, variant: str, args, *arrays) -> None:
-    if variant not in CONV_VARIANTS:
-        raise ValueError(f"{op}: variant must be one of {CONV_VARIANTS}, got {variant!r}")
-    name = op if variant == "fast" else f"{op}_{variant}"
-    backend.launch(name, backend.device_of(arrays[0]), args, *arrays)
-
-
-def _output(out, shape, like):
-    """``out`` if given, else a new uninitialised array of ``shape`` on ``like``'s device and dtype."""
-    if out is not None:
-        return out
-    return backend.get_array_module(like).empty(tuple(shape), like.dtype)
+def _inputs(op, **arrays):
+    """The input arrays of ``op`` as the kernels take them (contiguous, writeable: a copy if need be),
+    in the order given; a TypeError naming the argument for anything but an array."""
+    return tuple(_dispatch.kernel_input(a, op, name) for name, a in arrays.items())
 
 
 # ---- the three kernels, given their Args --------------------------------------------------------------
 
 
 def _forward(args, x, weight, bias, out, variant):
-    y = _output(out, args.out_shape, x)
-    _launch("conv2d_forward", variant, args, x, weight, bias, y)
+    (y,) = _dispatch.outputs(out, x, args.out_shape)
+    _dispatch.launch("conv2d_forward", variant, args, x, weight, bias, y)
     return y
 
 
 def _backward_input(args, grad_out, weight, out, variant):
-    dx = _output(out, args.x_shape, grad_out)
-    _launch("conv2d_backward_input", variant, args, grad_out, weight, dx)
+    (dx,) = _dispatch.outputs(out, grad_out, args.x_shape)
+    _dispatch.launch("conv2d_backward_input", variant, args, grad_out, weight, dx)
     return dx
 
 
 def _backward_weight(args, x, grad_out, out, variant):
-    dw = _output(out, args.w_shape, x)
-    _launch("conv2d_backward_weight", variant, args, x, grad_out, dw)
+    (dw,) = _dispatch.outputs(out, x, args.w_shape)
+    _dispatch.launch("conv2d_backward_weight", variant, args, x, grad_out, dw)
     return dw
 
 
@@ -90,6 +88,7 @@ def _backward_weight(args, x, grad_out, out, variant):
 
 def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, variant="fast", out=None):
     """out (N, K, P, Q) = conv2d(x (N, C, H, W), weight (K, C/groups, R, S)) + bias (K,) or None."""
+    x, weight, bias = _inputs("conv2d_forward", x=x, weight=weight, bias=bias)
     args = conv2d_args(x.shape, weight.shape, stride, padding, dilation, groups)
     return _forward(args, x, weight, bias, out, variant)
 
@@ -98,6 +97,7 @@ def conv2d_backward_input(
     grad_out, weight, input_shape, stride=1, padding=0, dilation=1, groups=1, *, variant="fast", out=None
 ):
     """Gradient (N, C, H, W) with respect to conv2d's input, from grad_out (N, K, P, Q) and weight."""
+    grad_out, weight = _inputs("conv2d_backward_input", grad_out=grad_out, weight=weight)
     args = conv2d_args(input_shape, weight.shape, stride, padding, dilation, groups)
     return _backward_input(args, grad_out, weight, out, variant)
 
@@ -106,18 +106,19 @@ def conv2d_backward_weight(
     x, grad_out, weight_shape, stride=1, padding=0, dilation=1, groups=1, *, variant="fast", out=None
 ):
     """Gradient (K, C/groups, R, S) with respect to conv2d's weight, from x (N, C, H, W) and grad_out."""
+    x, grad_out = _inputs("conv2d_backward_weight", x=x, grad_out=grad_out)
     args = conv2d_args(x.shape, weight_shape, stride, padding, dilation, groups)
     return _backward_weight(args, x, grad_out, out, variant)
 
 
-def conv2d_backward_bias(grad_out):
+def conv2d_backward_bias(grad_out, *, out=None):
     """Gradient (K,) with respect to the bias: grad_out (N, K, P, Q) summed over N, P and Q."""
     if not hasattr(grad_out, "ndim"):
         raise TypeError(f"conv2d_backward_bias: grad_out must be a numpy or cupy array, got {type(grad_out).__name__}")
     if grad_out.ndim != 4:
         raise ValueError(f"conv2d_backward_bias: grad_out must have 4 dimensions (N, K, P, Q), got shape "
                          f"{tuple(grad_out.shape)}")
-    return grad_out.sum(axis=(0, 2, 3))
+    return grad_out.sum(axis=(0, 2, 3), out=out)
 
 
 # ---- conv_transpose2d: the same kernels with input and output swapped ------------------------------
@@ -128,6 +129,7 @@ def conv_transpose2d_forward(
 ):
     """out (N, Cout, Hout, Wout) = conv_transpose2d(x (N, Cin, Hin, Win), weight (Cin, Cout/groups, R, S))
     + bias (Cout,): conv2d's input gradient with grad_out = x."""
+    x, weight, bias = _inputs("conv_transpose2d_forward", x=x, weight=weight, bias=bias)
     args = conv_transpose2d_args(x.shape, weight.shape, stride, padding, output_padding, groups, dilation)
     y = _backward_input(args, x, weight, out, variant)
     if bias is not None:
@@ -143,6 +145,7 @@ def conv_transpose2d_backward_input(
     out=None,
 ):
     """Gradient (N, Cin, Hin, Win) with respect to conv_transpose2d's input: conv2d(grad_out, weight)."""
+    grad_out, weight = _inputs("conv_transpose2d_backward_input", grad_out=grad_out, weight=weight)
     args = conv_transpose2d_args(input_shape, weight.shape, stride, padding, output_padding, groups, dilation)
     return _forward(args, grad_out, weight, None, out, variant)
 
@@ -153,5 +156,6 @@ def conv_transpose2d_backward_weight(
 ):
     """Gradient (Cin, Cout/groups, R, S) with respect to conv_transpose2d's weight, from its input x and
     grad_out: conv2d's weight gradient with conv2d's x = grad_out and conv2d's grad_out = x."""
+    x, grad_out = _inputs("conv_transpose2d_backward_weight", x=x, grad_out=grad_out)
     args = conv_transpose2d_args(x.shape, weight_shape, stride, padding, output_padding, groups, dilation)
     return _backward_weight(args, grad_out, x, out, variant)
