@@ -446,7 +446,7 @@ def _qkv(rng, B=2, H=2, L=5, S=6, E=4, dtype=np.float32):
                 value=arr(rng, B, H, S, E, dtype=dtype))
 
 
-_ATTN = ("scaled_dot_product_attention",)
+_ATTN = ("scaled_dot_product_attention", "sdpa")
 
 
 @op("kernels", "sdpa_forward", _ATTN)

@@ -58,7 +58,10 @@ def conv_transpose2d_args(input_shape, weight_shape, stride=1, padding=0, output
 
 def _inputs(op, **arrays):
     """The input arrays of ``op`` as the kernels take them (contiguous, writeable: a copy if need be),
-    in the order given; a TypeError naming the argument for anything but an array."""
+    in the order given; a TypeError naming the argument for anything but an array (None only for bias)."""
+    for name, a in arrays.items():
+        if a is None and name != "bias":
+            raise TypeError(f"{op}: {name} must be a numpy or cupy array, got None")
     return tuple(_dispatch.kernel_input(a, op, name) for name, a in arrays.items())
 
 
