@@ -505,6 +505,23 @@ __device__ __forceinline__ BlockTile gemm_block(const P& p, Math<T, A>& math) {
   return t;
 }
 
+// Writes the block's float32 accumulators to one split's partial sums: tile element (m, n) at
+// out[m * m_stride + n * n_stride], for m < rows and n < cols.
+template <class M>
+__device__ __forceinline__ void store_partial(const M& math, float* out, int m0, int n0, int rows, int cols,
+                                              int64_t m_stride, int64_t n_stride) {
+#pragma unroll
+  for (int i = 0; i < M::ROWS; ++i) {
+    const int m = m0 + math.row(i);
+    if (m >= rows) continue;
+#pragma unroll
+    for (int j = 0; j < M::COLS; ++j) {
+      const int n = n0 + math.col(j);
+      if (n < cols) out[m * m_stride + n * n_stride] = math.at(i, j);
+    }
+  }
+}
+
 template <class T>
 __global__ void __launch_bounds__(Cfg<T>::THREADS, Cfg<T>::MIN_BLOCKS)
     act_gemm(const __grid_constant__ ActParams<T> p) {
@@ -512,17 +529,7 @@ __global__ void __launch_bounds__(Cfg<T>::THREADS, Cfg<T>::MIN_BLOCKS)
   const auto [g, split, m0, n0] = gemm_block<T, true, ActLoader>(p, math);
 
   if (p.partial) {  // [split][g][n][m]: consecutive threads, consecutive m
-    float* out = p.partial + (int64_t(split) * p.G + g) * p.Nn * p.M;
-#pragma unroll
-    for (int i = 0; i < math.ROWS; ++i) {
-      int m = m0 + math.row(i);
-      if (m >= p.M) continue;
-#pragma unroll
-      for (int j = 0; j < math.COLS; ++j) {
-        int n = n0 + math.col(j);
-        if (n < p.Nn) out[int64_t(n) * p.M + m] = math.at(i, j);
-      }
-    }
+    store_partial(math, p.partial + (int64_t(split) * p.G + g) * p.Nn * p.M, m0, n0, p.M, p.Nn, 1, p.M);
     return;
   }
   const int HoWo = p.Ho * p.Wo, channels = p.G * p.Nn;
@@ -623,17 +630,7 @@ __global__ void __launch_bounds__(Cfg<T>::THREADS, Cfg<T>::MIN_BLOCKS)
   Math<T, false> math(threadIdx.x);
   const auto [g, split, m0, n0] = gemm_block<T, false, WgradLoader>(p, math);
 
-  float* out = p.partial + (int64_t(split) * p.G + g) * p.Kg * p.Ncol;
-#pragma unroll
-  for (int i = 0; i < math.ROWS; ++i) {
-    int m = m0 + math.row(i);
-    if (m >= p.Kg) continue;
-#pragma unroll
-    for (int j = 0; j < math.COLS; ++j) {
-      int n = n0 + math.col(j);
-      if (n < p.Ncol) out[int64_t(m) * p.Ncol + n] = math.at(i, j);
-    }
-  }
+  store_partial(math, p.partial + (int64_t(split) * p.G + g) * p.Kg * p.Ncol, m0, n0, p.Kg, p.Ncol, p.Ncol, 1);
 }
 
 // dw[k][c][r][s] = sum over splits of partial[split][g][k % Kg][(r*S + s)*Cp + c], in split order.

@@ -15,6 +15,7 @@ from .creation import (  # noqa: E402,F401
     clamp,
     exp,
     flatten,
+    from_dlpack,
     from_numpy,
     full,
     log,
@@ -50,3 +51,13 @@ int64 = _np.dtype(_np.int64)
 bool_ = _np.dtype(_np.bool_)
 
 from . import kernels, nn, optim, testing  # noqa: E402,F401  (after the names above: they import them)
+
+
+def __getattr__(name):
+    """``pyfastdl.models`` and ``pyfastdl.utils`` on first use (``pyfastdl.models.resnet18()`` after a
+    plain ``import pyfastdl``), so that importing the package does not import every model family."""
+    if name in ("models", "utils"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

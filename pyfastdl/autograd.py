@@ -6,6 +6,13 @@ ndarrays, runs ``forward`` and, when a gradient is wanted, records a :class:`Nod
 ``Tensor.backward()`` walks the nodes once in reverse topological order, calling each ``backward``
 and accumulating gradients, and then frees what each node saved.
 
+Two hooks let code outside the engine act during a backward (distributed data parallel uses both to
+start all-reducing gradients while the backward is still running):
+``Tensor.register_post_accumulate_grad_hook(hook)`` calls ``hook(tensor)`` once a leaf's gradient is
+complete for this backward (every use of the leaf has delivered its part), and
+:func:`queue_callback` runs a function when the current backward finishes. Unused, they cost one
+counter check per backward.
+
 Bad use raises a clear error: a non-scalar output without a gradient argument, a second backward
 through a freed graph, a saved tensor modified in place before the backward, mixed devices or
 dtypes in one operation.
@@ -21,6 +28,7 @@ import numpy as np
 from . import backend
 
 _state = threading.local()
+_hooked_leaves = 0  # leaves with a post-accumulate-grad hook: the engine counts gradient edges only if > 0
 
 
 def is_grad_enabled() -> bool:
@@ -203,8 +211,83 @@ def _accumulate(current, grad):
     return grad if current is None else _as_array(current + grad)
 
 
+class RemovableHandle:
+    """What a hook registration returns: ``handle.remove()`` unregisters the hook."""
+
+    def __init__(self, hooks: list, hook):
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self):
+        global _hooked_leaves
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+            if not self._hooks:
+                _hooked_leaves -= 1
+
+
+def register_post_accumulate_grad_hook(tensor, hook) -> RemovableHandle:
+    """Call ``hook(tensor)`` in each backward once the leaf ``tensor``'s ``.grad`` holds all of this
+    backward's contributions (torch's ``Tensor.register_post_accumulate_grad_hook``)."""
+    global _hooked_leaves
+    if tensor._node is not None:
+        raise RuntimeError("register_post_accumulate_grad_hook: only leaf tensors accumulate gradients "
+                           f"(this one was made by {tensor._node.name()})")
+    if not tensor.requires_grad:
+        raise RuntimeError("register_post_accumulate_grad_hook: the tensor does not require grad")
+    if "_grad_hooks" not in tensor.__dict__:
+        tensor._grad_hooks = []
+    if not tensor._grad_hooks:
+        _hooked_leaves += 1
+    tensor._grad_hooks.append(hook)
+    return RemovableHandle(tensor._grad_hooks, hook)
+
+
+def queue_callback(fn) -> None:
+    """Run ``fn()`` when the backward now running finishes (after every gradient is accumulated).
+    Only valid from inside a backward, e.g. from a gradient hook."""
+    callbacks = getattr(_state, "callbacks", None)
+    if callbacks is None:
+        raise RuntimeError("queue_callback: no backward is running")
+    callbacks.append(fn)
+
+
+def _hooked_edges(order):
+    """{id(leaf): [gradient edges into it still to process, whether one delivered a gradient]} for
+    the hooked leaves that the nodes in ``order`` feed."""
+    counts = {}
+    for node in order:
+        for t in node.inputs:
+            if t is not None and t._node is None and t._grad_hooks:
+                counts.setdefault(id(t), [0, False])[0] += 1
+    return counts
+
+
+def _edge_done(t, counts, delivered):
+    """One gradient edge into leaf ``t`` has been processed; after its last one, if any delivered a
+    gradient, call the leaf's hooks."""
+    entry = counts[id(t)]
+    entry[0] -= 1
+    entry[1] = entry[1] or delivered
+    if entry[0] == 0 and entry[1]:
+        for hook in list(t._grad_hooks):
+            hook(t)
+
+
 def run_backward(tensor, gradient=None, retain_graph=False):
-    """Backpropagate from ``tensor``; leaves that require grad get ``.grad`` accumulated."""
+    """Backpropagate from ``tensor``; leaves that require grad get ``.grad`` accumulated and their
+    post-accumulate-grad hooks called; callbacks queued during the backward run at its end."""
+    if getattr(_state, "callbacks", None) is not None:
+        raise RuntimeError("backward(): called from inside another backward (a hook or callback)")
+    _state.callbacks = []
+    try:
+        _run_backward(tensor, gradient, retain_graph)
+        while _state.callbacks:
+            _state.callbacks.pop(0)()
+    finally:
+        _state.callbacks = None
+
+
+def _run_backward(tensor, gradient, retain_graph):
     from .tensor import Tensor
 
     if not tensor.requires_grad:
@@ -226,13 +309,20 @@ def run_backward(tensor, gradient=None, retain_graph=False):
 
     if tensor._node is None:  # a leaf: its gradient is the seed itself
         tensor._accumulate_grad(grad)
+        for hook in list(tensor._grad_hooks):
+            hook(tensor)
         return
 
     pending = {id(tensor._node): [None] * len(tensor._node.output_meta)}
     pending[id(tensor._node)][tensor._output_index] = grad
-    for node in _topological_order(tensor._node):
+    order = _topological_order(tensor._node)
+    counts = _hooked_edges(order) if _hooked_leaves else {}
+    for node in order:
         out_grads = pending.pop(id(node), None)
         if out_grads is None:
+            for t in node.inputs:  # no gradient reached this node: its edges deliver nothing
+                if t is not None and id(t) in counts:
+                    _edge_done(t, counts, False)
             continue
         for t, version in node.saved_versions:
             if t._version != version:
@@ -253,7 +343,11 @@ def run_backward(tensor, gradient=None, retain_graph=False):
             node.ctx._saved = ()
             node.ctx._freed = True
         for t, g in zip(node.inputs, in_grads):
-            if t is None or g is None:
+            if t is None:
+                continue
+            if g is None:
+                if id(t) in counts:
+                    _edge_done(t, counts, False)
                 continue
             g = _as_array(g)
             if g.shape != t.shape:
@@ -261,6 +355,8 @@ def run_backward(tensor, gradient=None, retain_graph=False):
                                    f"an input of shape {tuple(t.shape)}")
             if t._node is None:
                 t._accumulate_grad(g)
+                if id(t) in counts:
+                    _edge_done(t, counts, True)
             else:
                 slot = pending.setdefault(id(t._node), [None] * len(t._node.output_meta))
                 slot[t._output_index] = _accumulate(slot[t._output_index], g)

@@ -101,6 +101,21 @@ def to_device(array, device: str):
     return array_module("cuda").asarray(array)
 
 
+def from_dlpack(obj):
+    """An ndarray sharing memory with ``obj``, any object with ``__dlpack__``/``__dlpack_device__``
+    (a torch tensor, a cupy or numpy array, a pyfastdl Tensor): numpy's for host memory, cupy's for
+    CUDA memory. Nothing is copied."""
+    if not hasattr(obj, "__dlpack__") or not hasattr(obj, "__dlpack_device__"):
+        raise TypeError(f"from_dlpack: {type(obj).__name__} does not support the DLPack protocol "
+                        f"(__dlpack__ and __dlpack_device__)")
+    kind, _ = obj.__dlpack_device__()
+    if kind in (1, 3):  # kDLCPU, kDLCUDAHost: host memory
+        return np.from_dlpack(obj)
+    if kind in (2, 13):  # kDLCUDA, kDLCUDAManaged
+        return array_module("cuda").from_dlpack(obj)
+    raise ValueError(f"from_dlpack: DLPack device type {kind} is neither the CPU nor a CUDA GPU")
+
+
 def kernels(device: str):
     """The compiled kernel submodule serving ``device``: ``_C.cpu`` or ``_C.cuda``."""
     if normalize_device(device) == "cpu":

@@ -1,30 +1,35 @@
 """Checkpoints as safetensors files: no pickle anywhere.
 
 One file holds the model's state (tensors named ``model.<name>``), optionally the optimizer's
-state (its arrays as tensors named ``optimizer.<path>``, the rest of its structure as JSON) and
-any JSON metadata the caller wants to keep (recipe, hyper-parameters, metrics). safetensors keeps
-string metadata beside the tensors; the JSON goes there.
+state (its arrays as tensors named ``optimizer.<path>``, the rest of its structure as JSON),
+optionally a training loop's state for resuming (arrays as ``training.<path>``, the rest as JSON;
+see :mod:`pyfastdl.train.resume`) and any JSON metadata the caller wants to keep (recipe,
+hyper-parameters, metrics). safetensors keeps string metadata beside the tensors; the JSON goes there.
 
-Writes go to a temporary name in the same directory and are then renamed over the target, so a
-crash never leaves a half-written checkpoint under the real name. Loading checks that every name
-and shape matches the model and says which ones do not.
+Writes go to a temporary name in the same directory (``.<name>.tmp-<host>-<pid>``), are flushed to
+disk and then renamed over the target, so a crash never leaves a half-written checkpoint under the
+real name; the next save to that name removes temporary files that a killed process of this host
+left behind. Loading checks that every name and shape matches the model and says which ones do
+not; a damaged file is an error naming it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 
 import numpy as np
 
-__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "read_metadata", "CheckpointMismatchError",
-           "FORMAT"]
+__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "read_metadata", "read_training_state",
+           "CheckpointMismatchError", "FORMAT"]
 
 #: Written into every checkpoint's metadata; files without it are refused.
 FORMAT = "pyfastdl-checkpoint-1"
 
 _MODEL = "model."
 _OPTIMIZER = "optimizer."
+_TRAINING = "training."
 
 
 class CheckpointMismatchError(ValueError):
@@ -82,29 +87,78 @@ def _unflatten(obj, arrays: dict):
     return obj
 
 
-def save_checkpoint(path: str, model, optimizer=None, metadata: dict | None = None) -> None:
+def save_checkpoint(path: str, model, optimizer=None, metadata: dict | None = None,
+                    training_state: dict | None = None) -> None:
     """Save ``model.state_dict()`` (and ``optimizer.state_dict()`` if given) to ``path``.
 
     ``metadata`` is any JSON-serialisable dict (e.g. the recipe name and its arguments); it comes
-    back from :func:`load_checkpoint`. The file is written under a temporary name and renamed.
+    back from :func:`load_checkpoint`. ``training_state`` is a nested dict of numbers, strings,
+    lists and arrays (a training loop's position, schedules, random states); it comes back from
+    :func:`read_training_state`. The file is written under a temporary name and renamed.
     """
     from safetensors.numpy import save_file
 
     tensors = {_MODEL + name: _to_numpy(value) for name, value in model.state_dict().items()}
     header = {"format": FORMAT, "metadata": json.dumps(metadata or {})}
-    if optimizer is not None:
-        optimizer_arrays = {}
-        header["optimizer"] = json.dumps(_flatten(optimizer.state_dict(), "state", optimizer_arrays))
-        tensors.update({_OPTIMIZER + key: value for key, value in optimizer_arrays.items()})
+    optimizer_state = optimizer.state_dict() if optimizer is not None else None
+    for section, prefix, state in (("optimizer", _OPTIMIZER, optimizer_state), ("training", _TRAINING, training_state)):
+        if state is not None:
+            arrays = {}
+            header[section] = json.dumps(_flatten(state, "state", arrays))
+            tensors.update({prefix + key: value for key, value in arrays.items()})
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    prefix = f".{os.path.basename(path)}.tmp-"
+    _remove_stale_temporaries(directory, prefix)
+    tmp = os.path.join(directory, f"{prefix}{socket.gethostname()}-{os.getpid()}")
     try:
         save_file(tensors, tmp, metadata=header)
+        with open(tmp, "rb") as f:  # on disk before it takes the real name
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+    _fsync_directory(directory)
+
+
+def _remove_stale_temporaries(directory: str, prefix: str) -> None:
+    """Delete ``prefix<host>-<pid>`` files of this host (or ``prefix<pid>``, as older versions named
+    them) whose process is gone: what a killed save left behind."""
+    host = socket.gethostname()
+    for name in os.listdir(directory):
+        if not name.startswith(prefix):
+            continue
+        writer_host, _, pid = name[len(prefix):].rpartition("-")
+        if writer_host in (host, "") and pid.isdigit() and not _process_alive(int(pid)):  # "": older name
+            try:
+                os.remove(os.path.join(directory, name))
+            except FileNotFoundError:  # another process cleaned it up first
+                pass
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, belongs to someone else
+        return True
+    return True
+
+
+def _fsync_directory(directory: str) -> None:
+    """Make the rename durable (POSIX; a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _header(path: str) -> dict:
@@ -116,31 +170,69 @@ def _header(path: str) -> dict:
         with safe_open(path, framework="numpy") as f:
             header = f.metadata() or {}
     except Exception as e:  # safetensors raises its own error types for a damaged header
-        raise ValueError(f"{path}: not a safetensors file ({e})") from e
+        raise ValueError(f"{path}: not a safetensors file, or a damaged one ({e})") from e
     if header.get("format") != FORMAT:
         raise ValueError(f"{path}: not a pyfastdl checkpoint (metadata format {header.get('format')!r}, "
                          f"expected {FORMAT!r})")
     return header
 
 
+def _json_section(path: str, header: dict, section: str):
+    """The JSON string ``header[section]`` decoded; a damaged one is an error naming the file."""
+    try:
+        return json.loads(header[section])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: damaged checkpoint: its {section!r} metadata is missing or not JSON ({e})") from e
+
+
 def read_metadata(path: str) -> dict:
     """The JSON metadata saved with a checkpoint, without reading its tensors."""
-    return json.loads(_header(path)["metadata"])
+    return _metadata(path, _header(path))
+
+
+def _metadata(path: str, header: dict) -> dict:
+    metadata = _json_section(path, header, "metadata")
+    if not isinstance(metadata, dict):
+        raise ValueError(f"{path}: damaged checkpoint: its metadata is a {type(metadata).__name__}, not a dict")
+    return metadata
+
+
+def _tensors(path: str) -> dict:
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(path)
+    except Exception as e:  # a truncated or otherwise damaged tensor section
+        raise ValueError(f"{path}: damaged checkpoint: cannot read its tensors ({e})") from e
+
+
+def _section_state(path: str, header: dict, tensors: dict, section: str, prefix: str):
+    """A structure :func:`save_checkpoint` flattened into ``header[section]`` and ``prefix`` tensors."""
+    if section not in header:
+        return None
+    arrays = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    try:
+        return _unflatten(_json_section(path, header, section), arrays)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: damaged checkpoint: its {section} state does not match its tensors ({e})") from e
 
 
 def read_checkpoint(path: str) -> tuple[dict, dict | None, dict]:
     """Read a checkpoint without a model: ``(model_state, optimizer_state or None, metadata)``,
     model_state mapping parameter names to numpy arrays."""
-    from safetensors.numpy import load_file
-
     header = _header(path)
-    tensors = load_file(path)
+    metadata = _metadata(path, header)
+    tensors = _tensors(path)
     model_state = {k[len(_MODEL):]: v for k, v in tensors.items() if k.startswith(_MODEL)}
-    optimizer_state = None
-    if "optimizer" in header:
-        arrays = {k[len(_OPTIMIZER):]: v for k, v in tensors.items() if k.startswith(_OPTIMIZER)}
-        optimizer_state = _unflatten(json.loads(header["optimizer"]), arrays)
-    return model_state, optimizer_state, json.loads(header["metadata"])
+    return model_state, _section_state(path, header, tensors, "optimizer", _OPTIMIZER), metadata
+
+
+def read_training_state(path: str) -> dict | None:
+    """The ``training_state`` saved with a checkpoint (``None`` if it has none)."""
+    header = _header(path)
+    if "training" not in header:
+        return None
+    return _section_state(path, header, _tensors(path), "training", _TRAINING)
 
 
 def check_state_matches(model_state: dict, expected: dict, where: str) -> None:

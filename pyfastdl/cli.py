@@ -1,9 +1,10 @@
-"""The `pyfastdl` command line: info, train, eval, predict, translate, sample, bench."""
+"""The `pyfastdl` command line: info, train, sweep, eval, predict, translate, sample, bench."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from . import bench
@@ -17,17 +18,31 @@ def _cmd_info(args) -> int:
     return 0
 
 
+#: Each train sub-command's option defaults, by model: on --resume, an option still at its default
+#: was not given, so the run's own value stands.
+_TRAIN_DEFAULTS: dict[str, dict] = {}
+
+
 def _cmd_train(args) -> int:
     from .train import fit, get_recipe
+    from .train.loop import resume_arguments
 
     recipe = get_recipe(args.model)
-    for key, value in recipe.default_hparams(args).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    if args.out is None:
-        args.out = f"runs/{recipe.name}"
+    if args.resume:
+        defaults = _TRAIN_DEFAULTS.get(recipe.name, {})
+        args = resume_arguments(args.resume, {k: v for k, v in vars(args).items()
+                                              if k in defaults and v != defaults[k]})
+    else:
+        for key, value in recipe.default_hparams(args).items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+        if args.out is None:
+            args.out = f"runs/{recipe.name}"
     fit(recipe, args, progress=not args.quiet)
-    print(f"wrote {args.out}/metrics.json, curves.png, checkpoint.safetensors")
+    from .distributed import get_rank
+
+    if get_rank() == 0:
+        print(f"wrote {args.out}/metrics.json, curves.png, checkpoint.safetensors")
     return 0
 
 
@@ -56,6 +71,13 @@ def _cmd_predict(args) -> int:
             label = f" ({row['label']})" if "label" in row and row["label"] != str(row["prediction"]) else ""
             target = f"  target {row['target']}" if "target" in row else ""
             print(f"{row['input']}: {row['prediction']}{label}{target}")
+    return 0
+
+
+def _cmd_sweep(args) -> int:
+    from .train.sweep import run_sweep
+
+    run_sweep(args.model, args.grid, args.set, seeds=args.seeds, out=args.out, jobs=args.jobs, threads=args.threads)
     return 0
 
 
@@ -97,9 +119,18 @@ def _add_train_parser(sub, recipe) -> None:
     g.add_argument("--limit", type=int, help="use at most this many samples of each split (smoke tests)")
     g.add_argument("--threads", type=int, help="CPU threads for the kernels during the run")
     g.add_argument("--quiet", action="store_true", help="no progress bar (one line per epoch)")
+    g.add_argument("--distributed", action="store_true",
+                   help="data parallel over the ranks of an MPI launcher (found by itself under mpiexec -n N; "
+                        "--batch-size stays the global batch)")
+    g.add_argument("--resume", metavar="DIR",
+                   help="continue the run saved in DIR (its folder or checkpoint) with its own options, to the "
+                        "weights it would have reached uninterrupted (Ctrl-C or SIGTERM during a run saves a "
+                        "checkpoint at the next step)")
     recipe.add_arguments(p.add_argument_group(f"{recipe.name}"))
     p.set_defaults(func=_cmd_train, model=recipe.name)
-    defaults = recipe.default_hparams(p.parse_args([]))
+    parsed_defaults = p.parse_args([])
+    _TRAIN_DEFAULTS[recipe.name] = vars(parsed_defaults)
+    defaults = recipe.default_hparams(parsed_defaults)
     p.epilog = ("recipe defaults (with the default options above): "
                 + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in defaults.items() if v is not None))
 
@@ -136,6 +167,24 @@ def build_parser() -> argparse.ArgumentParser:
     predict_p.add_argument("--count", type=int, default=10, help="test samples to predict when no inputs are given")
     predict_p.add_argument("--out", help="where pictures of the predictions go (default: the checkpoint's folder)")
 
+    p = sub.add_parser("sweep", help="train every combination of a grid of options, several seeds each, and "
+                                     "compare them in one table and one picture",
+                       description="Train every combination of a grid over a recipe's options, several seeds "
+                                   "each, in parallel processes; writes sweep.md, sweep.json and sweep.png. "
+                                   "A rerun skips the runs that finished.",
+                       epilog='e.g. pyfastdl sweep lenet --grid "optimizer=sgd,adam norm=none,batch,layer '
+                              'dropout=0,0.5" --seeds 3; a value can set several options: '
+                              '"optim=sgd(optimizer=sgd,momentum=0),adam(optimizer=adam)"')
+    p.add_argument("model", help="a model that `pyfastdl train` lists")
+    p.add_argument("--grid", required=True, help="axes separated by spaces: option=value,value,... or "
+                                                 "name=label(option=value,...),...")
+    p.add_argument("--set", help="options pinned for every run, e.g. \"schedule=constant shift=0\"")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per cell (3)")
+    p.add_argument("--jobs", type=int, help="runs at a time (default: CPU cores / --threads)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads per run (1)")
+    p.add_argument("--out", help="output directory (default runs/sweep-<model>)")
+    p.set_defaults(func=_cmd_sweep)
+
     p = sub.add_parser("translate", help="translate sentences with a trained translation model",
                        description="translate sentences with a trained translation model")
     p.add_argument("sentences", nargs="+", help="source sentences, e.g. \"forty-two\"")
@@ -163,9 +212,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from .train.resume import NonFiniteLossError, TrainingInterrupted
+
     args = build_parser().parse_args(argv)
+    for name, value in vars(args).items():  # float() accepts "nan" and "inf"; no option of ours does
+        if isinstance(value, float) and not math.isfinite(value):
+            print(f"pyfastdl {args.command}: error: --{name.replace('_', '-')} must be a finite number, got {value}",
+                  file=sys.stderr)
+            return 2
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError) as e:  # bad data directory, checkpoint or option: say so, no traceback
         print(f"pyfastdl {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return _stop_ranks(2)
+    except NonFiniteLossError as e:
+        print(f"pyfastdl {args.command}: error: {e}", file=sys.stderr)
+        return _stop_ranks(1)
+    except TrainingInterrupted as e:  # a checkpoint was saved: exit as a shell reports the signal
+        print(f"pyfastdl {args.command}: {e}", file=sys.stderr)
+        return e.exit_code  # (every rank of a data parallel run stops at the same step)
+
+
+def _stop_ranks(code: int) -> int:
+    """``code``; in a data parallel run, first abort every rank (the others may be waiting on this one)."""
+    from . import distributed
+
+    if distributed.get_world_size() > 1:
+        sys.stderr.flush()
+        distributed.abort(code)
+    return code

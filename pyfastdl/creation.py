@@ -79,6 +79,13 @@ def from_numpy(array):
     return Tensor(array)
 
 
+def from_dlpack(obj):
+    """A tensor sharing memory with ``obj`` through DLPack: a torch tensor, a cupy or numpy array
+    (on the CPU or a CUDA GPU, which becomes the tensor's device). No copy is made, so writes
+    through either side show in the other (``torch.from_dlpack(t)`` goes the other way)."""
+    return Tensor(backend.from_dlpack(obj))
+
+
 def _tensors(name, tensors):
     tensors = list(tensors)
     if not tensors:

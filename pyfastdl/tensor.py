@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 
 from . import backend, ops
-from .autograd import is_grad_enabled, run_backward
+from .autograd import is_grad_enabled, register_post_accumulate_grad_hook, run_backward
 
 DTYPES = {
     "float16": np.float16,
@@ -40,6 +40,7 @@ class Tensor:
     """A multi-dimensional array with autograd. Create with :func:`pyfastdl.tensor`."""
 
     __array_priority__ = 1000  # numpy scalars on the left defer to Tensor's reflected operators
+    _grad_hooks = ()  # post-accumulate-grad hooks; a list on the instances that have any
 
     def __init__(self, data, requires_grad=False):
         backend.device_of(data)  # TypeError unless numpy or cupy ndarray
@@ -138,6 +139,16 @@ class Tensor:
             raise RuntimeError("numpy(): the tensor requires grad; use tensor.detach().numpy()")
         return self._data
 
+    def __dlpack__(self, *args, **kwargs):
+        """The DLPack capsule of the data (no copy): ``torch.from_dlpack(t)``, ``cupy.from_dlpack(t)``,
+        ``numpy.from_dlpack(t)``. Like torch, a tensor that requires grad must be detached first."""
+        if self.requires_grad:
+            raise RuntimeError("__dlpack__: the tensor requires grad; export tensor.detach() instead")
+        return self._data.__dlpack__(*args, **kwargs)
+
+    def __dlpack_device__(self):
+        return self._data.__dlpack_device__()
+
     def item(self):
         if self._data.size != 1:
             raise ValueError(f"item(): only one-element tensors can be converted, shape is {self.shape}")
@@ -188,6 +199,11 @@ class Tensor:
     def backward(self, gradient=None, retain_graph=False):
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad``. A non-scalar tensor needs ``gradient``."""
         run_backward(self, gradient, retain_graph)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(self)`` in each backward once this leaf's ``.grad`` is complete; returns a handle
+        whose ``remove()`` unregisters it (see :mod:`pyfastdl.autograd`)."""
+        return register_post_accumulate_grad_hook(self, hook)
 
     def _accumulate_grad(self, g):
         if self.grad is None:

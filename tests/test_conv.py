@@ -359,3 +359,26 @@ def test_thread_counts(threads, rng):
         assert rel_err(K.conv2d_backward_weight(x, gy, w.shape, **conf), gw_ref) < 1e-10
     finally:
         pf.set_num_threads(before)
+
+
+def test_weight_gradient_is_the_same_bits_every_run(rng):
+    """The task-parallel weight gradient sums its per-chunk copies in a fixed order, so repeated
+    calls give identical bits however the threads share the tasks out -- here with a busy process
+    beside them, under which the old per-thread accumulation differed in the last bits now and then
+    (about one call in 40 here: this test caught it often, not always). A resumed training run must
+    retrace an uninterrupted one."""
+    import subprocess
+    import sys
+
+    x = rng.standard_normal((32, 6, 14, 14)).astype(np.float32)
+    gy = rng.standard_normal((32, 16, 10, 10)).astype(np.float32)
+    before = pf.get_num_threads()
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    pf.set_num_threads(3)  # more threads than cores: the tasks' assignment varies from call to call
+    try:
+        first = K.conv2d_backward_weight(x, gy, (16, 6, 5, 5))
+        for _ in range(40):
+            np.testing.assert_array_equal(K.conv2d_backward_weight(x.copy(), gy.copy(), (16, 6, 5, 5)), first)
+    finally:
+        pf.set_num_threads(before)
+        busy.kill()

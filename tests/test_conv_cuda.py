@@ -13,6 +13,8 @@ presents them as raw 2-byte elements, which the bindings read as bfloat16.
 import numpy as np
 import pytest
 
+from gpu_tolerance import assert_elementwise
+
 from pyfastdl import backend, bfloat16, kernels
 from pyfastdl.bfloat16 import BFloat16View
 
@@ -31,6 +33,10 @@ CASES = {
     "depthwise": (4, 16, 10, 10, 16, 3, 3, 1, 1, 1, 16),
     "stride3-dil2": (2, 9, 12, 12, 7, 3, 3, 3, 2, 2, 1),
     "split-k": (8, 64, 14, 14, 96, 3, 3, 1, 1, 1, 1),
+    "split-k-groups": (8, 64, 14, 14, 96, 3, 3, 1, 1, 1, 4),
+    # several 128-wide tiles in both GEMM dimensions of every pass: 800 pixels x 300 filters forward,
+    # 288 = C*R*S columns against 300 filters for the weight gradient
+    "multi-tile": (2, 32, 20, 20, 300, 3, 3, 1, 1, 1, 1),
 }
 
 
@@ -93,6 +99,7 @@ def test_forward(case, dtype, variant, rng, cp):
     launch("conv2d_forward", variant, a, x, w, b, y)
     ref = kernels.conv2d_forward(x64, w64, b64, **hyper)
     assert rel_err(to_host(y), ref) < TOL[dtype]
+    assert_elementwise(to_host(y), ref, dtype)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -107,6 +114,7 @@ def test_backward_input(case, dtype, variant, rng, cp):
     launch("conv2d_backward_input", variant, a, dy, w, dx)
     ref = kernels.conv2d_backward_input(dy64, w64, xs, **hyper)
     assert rel_err(to_host(dx), ref) < TOL[dtype]
+    assert_elementwise(to_host(dx), ref, dtype)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -121,6 +129,7 @@ def test_backward_weight(case, dtype, variant, rng, cp):
     launch("conv2d_backward_weight", variant, a, x, dy, dw)
     ref = kernels.conv2d_backward_weight(x64, dy64, ws, **hyper)
     assert rel_err(to_host(dw), ref) < TOL[dtype]
+    assert_elementwise(to_host(dw), ref, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -135,6 +144,7 @@ def test_conv_transpose2d_forward(dtype, rng, cp):
     launch("conv2d_backward_input", "fast", a, x, w, y)
     ref = kernels.conv_transpose2d_forward(x64, w64, **hyper)
     assert rel_err(to_host(y), ref) < TOL[dtype]
+    assert_elementwise(to_host(y), ref, dtype)
 
 
 def test_kernels_layer_float32(rng, cp):
@@ -145,6 +155,36 @@ def test_kernels_layer_float32(rng, cp):
     ref = kernels.conv2d_forward(x64.astype(np.float32).astype(np.float64), w64.astype(np.float32).astype(np.float64),
                                  **hyper)
     assert rel_err(y.get().astype(np.float64), ref) < TOL["float32"]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("case", ["stride2", "groups-dilation", "multi-tile"])
+def test_matches_torch_on_the_gpu(case, dtype, rng, cp):
+    """Against torch's cuDNN convolution on the same card (TF32 off), forward and both gradients."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA here")
+    xs, ws, hyper = _case(case)
+    a = kernels.conv2d_args(xs, ws, **hyper)
+    x, x64 = to_gpu(rng.standard_normal(xs), dtype, cp)
+    w, w64 = to_gpu(rng.standard_normal(ws), dtype, cp)
+    dy, dy64 = to_gpu(rng.standard_normal(a.out_shape), dtype, cp)
+    tdt = getattr(torch, dtype)
+    tx = torch.tensor(x64, dtype=tdt, device="cuda", requires_grad=True)
+    tw = torch.tensor(w64, dtype=tdt, device="cuda", requires_grad=True)
+    allow = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        ty = torch.nn.functional.conv2d(tx, tw, None, **hyper)
+        ty.backward(torch.tensor(dy64, dtype=tdt, device="cuda"))
+    finally:
+        torch.backends.cudnn.allow_tf32 = allow
+    y, dx, dw = poisoned(a.out_shape, dtype, cp), poisoned(xs, dtype, cp), poisoned(ws, dtype, cp)
+    launch("conv2d_forward", "fast", a, x, w, None, y)
+    launch("conv2d_backward_input", "fast", a, dy, w, dx)
+    launch("conv2d_backward_weight", "fast", a, x, dy, dw)
+    for name, ours, theirs in (("out", y, ty), ("grad_input", dx, tx.grad), ("grad_weight", dw, tw.grad)):
+        assert rel_err(to_host(ours), theirs.double().cpu().numpy()) < TOL[dtype], name
 
 
 # ---- streams, determinism ----------------------------------------------------------------------------

@@ -420,6 +420,32 @@ def test_lstm_matches_torch_packed(rng, dtype, H):
         assert rel_err(ours.grad.numpy(), theirs.grad.double().numpy()) < 10 * tol
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("B,H", [(16, 512), (5, 65)])
+def test_cuda_layer_matches_torch_on_the_gpu(rng, B, H):
+    """The CUDA LSTM (persistent kernel where it fits) against torch's cuDNN LSTM on the same card,
+    float32: a 2-layer unidirectional layer stack, forward and backward."""
+    if not HAVE_TORCH or not torch.cuda.is_available():
+        pytest.skip("torch with CUDA is not installed here")
+    T, I, L = 32, 64, 2
+    mod = torch.nn.LSTM(I, H, num_layers=L).cuda()
+    params = [pyfastdl.tensor(p.detach().cpu().numpy().copy(), device="cuda", requires_grad=True)
+              for p in mod._flat_weights]
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    h0, c0 = (rng.standard_normal((L, B, H)).astype(np.float32) for _ in range(2))
+    X, H0, C0 = (pyfastdl.tensor(a, device="cuda", requires_grad=True) for a in (x, h0, c0))
+    out, (hn, cn) = F.lstm(X, (H0, C0), params, L)
+    tx, th, tc = (torch.tensor(a, device="cuda", requires_grad=True) for a in (x, h0, c0))
+    tout, (thn, tcn) = mod(tx, (th, tc))
+    g = [rng.standard_normal(s).astype(np.float32) for s in (out.shape, hn.shape, cn.shape)]
+    sum((o * pyfastdl.tensor(w, device="cuda")).sum() for o, w in zip((out, hn, cn), g)).backward()
+    sum((o * torch.tensor(w, device="cuda")).sum() for o, w in zip((tout, thn, tcn), g)).backward()
+    for ours, theirs in zip((out, hn, cn), (tout, thn, tcn)):
+        assert rel_err(ours.detach().cpu().numpy(), theirs.detach().double().cpu().numpy()) < CUDA_TOL
+    for ours, theirs in zip((X, H0, C0, *params), (tx, th, tc, *mod._flat_weights)):
+        assert rel_err(ours.grad.cpu().numpy(), theirs.grad.double().cpu().numpy()) < 10 * CUDA_TOL
+
+
 # ---- bad input ------------------------------------------------------------------------------------
 
 

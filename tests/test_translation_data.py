@@ -97,3 +97,17 @@ def test_parallel_text(tmp_path):
         read_parallel_text(src, tgt)
     with pytest.raises(FileNotFoundError, match="no file at"):
         read_parallel_text(tmp_path / "missing.en", tgt)
+
+
+def test_german_numbers_are_shown_as_german_writes_them():
+    from pyfastdl.data.translation import german_number_text
+
+    assert german_number_text(tokenize(german_words(342))) == "dreihundertzweiundvierzig"
+    assert german_number_text(tokenize(german_words(999_999))) == (
+        "neunhundertneunundneunzigtausendneunhundertneunundneunzig")
+    for n in (1, 17, 20, 100, 1000, 70_007, 101_021, 123_456):
+        assert german_number_text(tokenize(german_words(n))) == "".join(german_words(n).split())
+    # other tokens keep their spaces; "und" joins only between a unit and a tens word
+    assert german_number_text(["katze", "und", "hund"]) == "katze und hund"
+    assert german_number_text(["zwei", "und", "hund"]) == "zwei und hund"
+    assert german_number_text(["es", "sind", "drei", "hundert", "."]) == "es sind dreihundert ."

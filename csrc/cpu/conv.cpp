@@ -320,8 +320,13 @@ void conv2d_backward_input_cpu(const Conv2dArgs& a, const T* dy, const T* w, T* 
   });
 }
 
-// Tasks of different chunks add into the same weight gradient, so side-by-side tasks each
-// accumulate into their thread's own copy of dw, summed at the end.
+// Tasks of different chunks add into the same weight gradient, so side-by-side tasks accumulate
+// into copies of dw that are summed at the end, always in the same order: the result is the same
+// bits on every run, however the threads happened to share the tasks out (a resumed training run
+// must retrace the uninterrupted one). Each chunk gets its own copy while they fit in
+// kPartialBudget, so the tasks can go to whichever thread is free (a slow or shared core does not
+// hold the rest up); past that, each thread gets one copy and a fixed share of the tasks.
+constexpr int64_t kPartialBudget = int64_t(64) << 20;  // bytes
 template <class T>
 void conv2d_backward_weight_cpu(const Conv2dArgs& a, const T* x, const T* dy, T* dw) {
   const Plan plan(a, omp_get_max_threads());
@@ -339,26 +344,32 @@ void conv2d_backward_weight_cpu(const Conv2dArgs& a, const T* x, const T* dy, T*
     for (int64_t t = 0; t < plan.tasks; ++t) accumulate(t, dw, T(t < a.groups ? 0 : 1));  // chunk 0 overwrites
     return;
   }
-  std::unique_ptr<T[]> partial(new T[omp_get_max_threads() * size]);
-  int threads = 1;  // the team's actual size
+  const int64_t threads = omp_get_max_threads();
+  const bool per_chunk = plan.chunks * size * int64_t(sizeof(T)) <= kPartialBudget;
+  const int64_t copies = per_chunk ? plan.chunks : threads;
+  std::unique_ptr<T[]> partial(new T[copies * size]);
   {
     SingleThreadedBlas one_thread_per_gemm;
-    FirstError error;
-#pragma omp parallel
-    {
-#pragma omp master
-      threads = omp_get_num_threads();
-      T* mine = partial.get() + omp_get_thread_num() * size;
-      std::fill(mine, mine + size, T(0));
-#pragma omp for schedule(dynamic, 1)
-      for (int64_t t = 0; t < plan.tasks; ++t) error.run([&] { accumulate(t, mine, T(1)); });
+    FirstError error;  // a task's workspace allocation may throw; the exception must not leave the region
+    if (per_chunk) {  // task t = chunk * groups + g writes copy `chunk`, group g's rows
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+      for (int64_t t = 0; t < plan.tasks; ++t)
+        error.run([&] { accumulate(t, partial.get() + (t / a.groups) * size, T(0)); });
+    } else {  // thread th runs tasks th, th + threads, ... into copy th
+#pragma omp parallel num_threads(threads)
+      {
+        const int64_t th = omp_get_thread_num(), team = omp_get_num_threads();
+        T* mine = partial.get() + th * size;
+        std::fill(mine, mine + size, T(0));
+        for (int64_t t = th; t < plan.tasks; t += team) error.run([&] { accumulate(t, mine, T(1)); });
+      }
     }
     error.rethrow();
   }
-#pragma omp parallel for schedule(static) if (size * threads >= kParallelMin)
+#pragma omp parallel for schedule(static) if (size * copies >= kParallelMin)
   for (int64_t i = 0; i < size; ++i) {
     T sum = 0;
-    for (int th = 0; th < threads; ++th) sum += partial[th * size + i];
+    for (int64_t c = 0; c < copies; ++c) sum += partial[c * size + i];
     dw[i] = sum;
   }
 }

@@ -8,10 +8,11 @@ from .dataset import ArrayDataset, Dataset, Subset, random_split_indices
 from .digits import load_digits
 from .loader import DataLoader, default_collate
 from .mnist import load_mnist, parse_idx, read_idx
+from .sampler import DistributedSampler
 from .transforms import LECUN_BACKGROUND, RandomShift, lecun_scale, pad_to, resize_bilinear
 
 __all__ = [
     "ArrayDataset", "Dataset", "Subset", "random_split_indices", "load_digits", "DataLoader",
-    "default_collate", "load_mnist", "parse_idx", "read_idx", "LECUN_BACKGROUND", "RandomShift",
+    "default_collate", "DistributedSampler", "load_mnist", "parse_idx", "read_idx", "LECUN_BACKGROUND", "RandomShift",
     "lecun_scale", "pad_to", "resize_bilinear",
 ]

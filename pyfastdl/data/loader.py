@@ -51,31 +51,68 @@ class DataLoader:
         drop_last: drop the last batch when it has fewer than ``batch_size`` samples.
         seed: seed of the shuffling generator (``None``: fresh entropy).
         collate_fn: turns a list of samples into a batch (default :func:`default_collate`).
+        sampler: an iterable of indices with a length (e.g. :class:`pyfastdl.data.DistributedSampler`)
+            to visit instead of ``range(len(dataset))``; excludes ``shuffle``.
 
     Each epoch visits every sample exactly once (except the dropped tail with ``drop_last``).
+
+    ``state_dict()`` / ``load_state_dict()`` (the names of torchdata's StatefulDataLoader) save and
+    restore where the loader stands, mid-epoch included: the shuffling generator's state at the
+    start of the current epoch and how many of its batches were handed out. A loader given that
+    state redraws the same order and continues with the next batch.
     """
 
     def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, drop_last: bool = False,
-                 seed: int | None = None, collate_fn=None):
+                 seed: int | None = None, collate_fn=None, sampler=None):
         if int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be a positive integer, got {batch_size!r}")
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
         self.dataset = dataset
+        self.sampler = sampler
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.collate_fn = collate_fn or default_collate
         self.generator = np.random.default_rng(seed)
+        self._epoch_start = None  # the generator's state before the current epoch drew its order
+        self._batches_yielded = 0  # of the current epoch
+        self._resume_at = 0  # batches to skip in the next epoch (set by load_state_dict)
 
     def __len__(self) -> int:
-        n = len(self.dataset)
+        n = len(self.dataset) if self.sampler is None else len(self.sampler)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def batch_indices(self):
         """The index arrays of the next epoch's batches (draws a new order when shuffling)."""
-        n = len(self.dataset)
-        order = self.generator.permutation(n) if self.shuffle else np.arange(n)
+        if self.sampler is not None:
+            order = np.fromiter(self.sampler, dtype=np.int64)
+        else:
+            n = len(self.dataset)
+            order = self.generator.permutation(n) if self.shuffle else np.arange(n)
         return [order[i:i + self.batch_size] for i in range(0, len(self) * self.batch_size, self.batch_size)]
 
     def __iter__(self):
-        for indices in self.batch_indices():
+        start, self._resume_at = self._resume_at, 0
+        self._epoch_start = self.generator.bit_generator.state
+        batches = self.batch_indices()
+        self._batches_yielded = start
+        for indices in batches[start:]:
+            self._batches_yielded += 1
             yield self.collate_fn([self.dataset[int(i)] for i in indices])
+        self._epoch_start, self._batches_yielded = None, 0
+
+    def state_dict(self) -> dict:
+        """``{"generator": <numpy bit generator state>, "batches_yielded": int}`` (JSON-friendly)."""
+        in_epoch = self._epoch_start is not None
+        return {"generator": self._epoch_start if in_epoch else self.generator.bit_generator.state,
+                "batches_yielded": self._batches_yielded if in_epoch else 0}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from :meth:`state_dict`'s output: the next ``iter`` resumes that epoch."""
+        position = int(state["batches_yielded"])
+        if not 0 <= position <= len(self):
+            raise ValueError(f"DataLoader.load_state_dict: batches_yielded={position} is outside this "
+                             f"loader's epoch of {len(self)} batches")
+        self.generator.bit_generator.state = state["generator"]
+        self._epoch_start, self._batches_yielded, self._resume_at = None, 0, position

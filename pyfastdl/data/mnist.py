@@ -11,7 +11,9 @@ row-major order, big-endian.
 from __future__ import annotations
 
 import gzip
+import math
 import os
+import zlib
 
 import numpy as np
 
@@ -53,7 +55,7 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
         raise ValueError(f"{name}: truncated IDX header ({len(data)} bytes, {ndim} dimensions need {header})")
     shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
     dtype = _IDX_TYPES[type_code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python integers: sizes cannot wrap
     found = len(data) - header
     if found != expected:
         problem = "truncated" if found < expected else "longer than its header says"
@@ -68,7 +70,7 @@ def read_idx(path: str) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             data = f.read()
-    except (OSError, EOFError) as e:  # gzip raises these for corrupt or cut-off archives
+    except (OSError, EOFError, zlib.error) as e:  # gzip raises these for corrupt or cut-off archives
         raise ValueError(f"{path}: cannot read: {e}") from e
     return parse_idx(data, path)
 

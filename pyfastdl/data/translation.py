@@ -131,6 +131,32 @@ def detokenize(tokens) -> str:
     return " ".join(tokens).replace(" - ", "-")
 
 
+_DE_NUMBER_PARTS = frozenset(_DE_UNITS + _DE_TENS[2:] + ["ein", "hundert", "tausend"])
+
+
+def german_number_text(tokens) -> str:
+    """The number task's German tokens as German writes them: a number below a million is one word
+    ("drei hundert zwei und vierzig" -> "dreihundertzweiundvierzig"). Runs of number parts are
+    joined ("und" only between a unit and a tens word); any other token keeps its spaces, so a
+    sentence that is not a number reads as :func:`detokenize` gives it. For display only: the
+    metrics score the tokens."""
+    tokens = list(tokens)
+    words, run = [], []
+    for i, tok in enumerate(tokens):
+        joins = tok in _DE_NUMBER_PARTS or (
+            tok == "und" and run and i + 1 < len(tokens) and tokens[i + 1] in _DE_TENS[2:])
+        if joins:
+            run.append(tok)
+            continue
+        if run:
+            words.append("".join(run))
+            run = []
+        words.append(tok)
+    if run:
+        words.append("".join(run))
+    return detokenize(words)
+
+
 class Vocab:
     """Token <-> id. Ids 0..3 are the specials <pad>, <bos>, <eos>, <unk>; the rest are sorted by
     frequency (ties alphabetically) and kept when they occur at least ``min_freq`` times."""

@@ -21,6 +21,14 @@ Departures from the paper, each a common modern simplification:
   * Defaults: ReLU and max pooling (``activation="relu"``, ``pooling="max"``), which train faster;
     the paper's choices are ``activation="scaled_tanh"`` (f(a) = 1.7159 tanh(2a/3), its appendix A)
     and ``pooling="avg"``. ``activation="tanh"`` gives plain tanh.
+  * Optional, for the reading list's part two (off by default, so the network is the paper's):
+    ``norm="batch"`` puts batch normalisation (Ioffe & Szegedy 2015) after C1, C3, C5 and F6, before
+    their activation, as that paper places it (those layers then have no bias: the norm's shift
+    replaces it); ``norm="layer"`` puts layer normalisation (Ba, Kiros & Hinton 2016) in the same
+    places, over each sample's whole map (C, H, W) after a convolution and its 84 units after F6.
+    ``dropout=p`` (Srivastava et al. 2014) drops the inputs of the two fully connected layers F6 and
+    output, where that paper applies it to convolutional networks' dense top; the convolutions share
+    their weights over positions and are left without.
   * Initialisation is pyfastdl's default for Conv2d/Linear, not the paper's uniform
     +-2.4/fan_in; training uses AdamW (or SGD with momentum) on minibatches, not the stochastic
     diagonal Levenberg-Marquardt method.
@@ -42,6 +50,7 @@ __all__ = ["LeNet5", "ScaledTanh", "LeNetRecipe"]
 
 ACTIVATIONS = ("relu", "tanh", "scaled_tanh")
 POOLINGS = ("max", "avg")
+NORMS = ("none", "batch", "layer")
 
 
 class ScaledTanh(nn.Module):
@@ -70,26 +79,50 @@ def _pooling(name: str) -> nn.Module:
     raise ValueError(f"LeNet5: pooling must be one of {POOLINGS}, got {name!r}")
 
 
+def _norm(name: str, shape: tuple) -> nn.Module:
+    """The normalisation after a layer whose output per sample has ``shape`` ((C, H, W) or (units,))."""
+    if name == "none":
+        return nn.Identity()
+    if name == "batch":
+        return nn.BatchNorm2d(shape[0]) if len(shape) == 3 else nn.BatchNorm1d(shape[0])
+    if name == "layer":
+        return nn.LayerNorm(list(shape))
+    raise ValueError(f"LeNet5: norm must be one of {NORMS}, got {name!r}")
+
+
 class LeNet5(nn.Module):
-    """LeNet-5 on (N, in_channels, 32, 32) inputs -> (N, num_classes) class scores (logits)."""
+    """LeNet-5 on (N, in_channels, 32, 32) inputs -> (N, num_classes) class scores (logits).
+
+    ``norm`` ("none", "batch" or "layer") and ``dropout`` (a probability) add the part-two techniques
+    where the module docstring says; with the defaults the network is the paper's (61,706 parameters)."""
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, activation: str = "relu",
-                 pooling: str = "max"):
+                 pooling: str = "max", norm: str = "none", dropout: float = 0.0):
         super().__init__()
-        self.c1 = nn.Conv2d(in_channels, 6, 5)
+        if norm not in NORMS:
+            raise ValueError(f"LeNet5: norm must be one of {NORMS}, got {norm!r}")
+        bias = norm != "batch"  # batch norm's shift does a bias's job
+        self.c1 = nn.Conv2d(in_channels, 6, 5, bias=bias)
+        self.n1 = _norm(norm, (6, 28, 28))
         self.s2 = _pooling(pooling)
-        self.c3 = nn.Conv2d(6, 16, 5)
+        self.c3 = nn.Conv2d(6, 16, 5, bias=bias)
+        self.n3 = _norm(norm, (16, 10, 10))
         self.s4 = _pooling(pooling)
-        self.c5 = nn.Conv2d(16, 120, 5)
-        self.f6 = nn.Linear(120, 84)
+        self.c5 = nn.Conv2d(16, 120, 5, bias=bias)
+        self.n5 = _norm(norm, (120, 1, 1))
+        self.drop5 = nn.Dropout(dropout)
+        self.f6 = nn.Linear(120, 84, bias=bias)
+        self.n6 = _norm(norm, (84,))
+        self.drop6 = nn.Dropout(dropout)
         self.output = nn.Linear(84, num_classes)
         self.act = _activation(activation)
 
     def forward(self, x):
-        x = self.s2(self.act(self.c1(x)))
-        x = self.s4(self.act(self.c3(x)))
-        x = self.act(self.c5(x)).reshape(x.shape[0], 120)
-        return self.output(self.act(self.f6(x)))
+        x = self.s2(self.act(self.n1(self.c1(x))))
+        x = self.s4(self.act(self.n3(self.c3(x))))
+        x = self.act(self.n5(self.c5(x))).reshape(x.shape[0], 120)
+        x = self.act(self.n6(self.f6(self.drop5(x))))
+        return self.output(self.drop6(x))
 
 
 # ---- the training recipe: LeNet-5 on digits (default), MNIST or Fashion-MNIST ----
@@ -123,6 +156,12 @@ class LeNetRecipe(ClassificationRecipe):
         parser.add_argument("--activation", choices=ACTIVATIONS, default="relu",
                             help="relu (default) or the paper's scaled_tanh, or tanh")
         parser.add_argument("--pooling", choices=POOLINGS, default="max", help="max (default) or the paper's avg")
+        parser.add_argument("--norm", choices=NORMS, default="none",
+                            help="normalisation after C1, C3, C5 and F6: none (default, the paper's), batch "
+                                 "(Ioffe & Szegedy 2015) or layer (Ba et al. 2016)")
+        parser.add_argument("--dropout", type=float, default=0.0,
+                            help="dropout probability on the inputs of F6 and the output layer (Srivastava et "
+                                 "al. 2014; default 0: none)")
         parser.add_argument("--shift", type=int, default=2,
                             help="augmentation: random translation of up to this many pixels (default 2; 0: none)")
         parser.add_argument("--val-fraction", type=float, default=0.1,
@@ -135,7 +174,8 @@ class LeNetRecipe(ClassificationRecipe):
         return dict(common, epochs=12, batch_size=64, lr=2e-3)
 
     def build_model(self, args: argparse.Namespace) -> LeNet5:
-        return LeNet5(num_classes=10, activation=args.activation, pooling=args.pooling)
+        return LeNet5(num_classes=10, activation=args.activation, pooling=args.pooling,
+                      norm=getattr(args, "norm", "none"), dropout=getattr(args, "dropout", 0.0))
 
     def datasets(self, args: argparse.Namespace) -> dict:
         from ..data import LECUN_BACKGROUND, ArrayDataset, RandomShift, Subset, load_digits, load_mnist

@@ -197,4 +197,6 @@ def translate_checkpoint(path: str, sentences: list[str], beam: int = 1, alpha: 
             out_tokens = [args.tgt_vocab.itos[i] for i in ids[0]] + ["<eos>"]
             text.plot_alignment(weights[:, : src_lengths[0]], src_tokens, out_tokens, alignment,
                                 title=f"{recipe.name}: {sentences[0]}")
-    return [data.detokenize(args.tgt_vocab.decode(i)) for i in ids]
+    # the generated English -> German numbers print as German writes them; your own text as tokenized
+    show = data.german_number_text if getattr(args, "tgt", None) is None else data.detokenize
+    return [show(args.tgt_vocab.decode(i)) for i in ids]

@@ -25,15 +25,8 @@ class Adam(Optimizer):
     _decoupled_weight_decay = False
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False):
-        if lr < 0.0:
-            raise ValueError(f"{type(self).__name__}: invalid learning rate lr={lr}")
-        if eps < 0.0:
-            raise ValueError(f"{type(self).__name__}: invalid eps={eps}")
-        if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
-            raise ValueError(f"{type(self).__name__}: invalid betas={betas}; each must be in [0, 1)")
-        if weight_decay < 0.0:
-            raise ValueError(f"{type(self).__name__}: invalid weight_decay={weight_decay}")
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+        betas = tuple(betas) if isinstance(betas, list) else betas  # checked by Optimizer._check_group
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       amsgrad=amsgrad))
 
     def _update(self, p, grad, group, state):

@@ -9,10 +9,17 @@ code, so the rates agree with torch's to the last bit.
 from __future__ import annotations
 
 import math
+import numbers
 
-from .optimizer import Optimizer
+from .optimizer import Optimizer, check_number
 
 __all__ = ["LRScheduler", "StepLR", "CosineAnnealingLR", "LambdaLR", "LinearLR", "InverseSqrtLR"]
+
+
+def _check_steps(owner: str, name: str, value) -> None:
+    """A count of steps (or a width) must be a whole number >= 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{owner}: {name} must be a whole number >= 1, got {value!r}")
 
 
 class LRScheduler:
@@ -62,6 +69,8 @@ class StepLR(LRScheduler):
     """lr = base_lr * gamma ** (epoch // step_size)."""
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
+        _check_steps("StepLR", "step_size", step_size)
+        check_number("StepLR", "gamma", gamma)
         self.step_size = step_size
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
@@ -78,6 +87,8 @@ class CosineAnnealingLR(LRScheduler):
     computed recursively from the previous rate as torch does."""
 
     def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):  # noqa: N803 (torch's name)
+        _check_steps("CosineAnnealingLR", "T_max", T_max)
+        check_number("CosineAnnealingLR", "eta_min", eta_min)
         self.T_max = T_max
         self.eta_min = eta_min
         super().__init__(optimizer, last_epoch)
@@ -119,7 +130,9 @@ class LinearLR(LRScheduler):
 
     def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5, last_epoch=-1):
         if not 0 < start_factor <= 1 or not 0 <= end_factor <= 1:
-            raise ValueError("LinearLR: start_factor must be in (0, 1] and end_factor in [0, 1]")
+            raise ValueError(f"LinearLR: start_factor must be in (0, 1] and end_factor in [0, 1], got "
+                             f"start_factor={start_factor!r}, end_factor={end_factor!r}")
+        _check_steps("LinearLR", "total_iters", total_iters)
         self.start_factor = start_factor
         self.end_factor = end_factor
         self.total_iters = total_iters
@@ -155,10 +168,9 @@ class InverseSqrtLR(LRScheduler):
     """
 
     def __init__(self, optimizer, warmup_steps, d_model=None, last_epoch=-1):
-        if warmup_steps < 1:
-            raise ValueError(f"InverseSqrtLR: warmup_steps must be >= 1, got {warmup_steps}")
-        if d_model is not None and d_model < 1:
-            raise ValueError(f"InverseSqrtLR: d_model must be >= 1, got {d_model}")
+        _check_steps("InverseSqrtLR", "warmup_steps", warmup_steps)
+        if d_model is not None:
+            _check_steps("InverseSqrtLR", "d_model", d_model)
         self.warmup_steps = warmup_steps
         self.d_model = d_model
         super().__init__(optimizer, last_epoch)

@@ -15,13 +15,30 @@ as JSON metadata.
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 
 from .. import backend
 from ..autograd import enable_grad
 from ..tensor import Tensor
 
-__all__ = ["Optimizer"]
+__all__ = ["Optimizer", "check_number"]
+
+
+def check_number(owner: str, name: str, value, low: float = 0.0, high: float = math.inf) -> None:
+    """Raise ValueError naming ``owner`` and ``name`` unless ``value`` is a real number with
+    ``low <= value < high`` (written as torch does, ``not low <= value``, so NaN fails too)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low <= value < high:
+        bound = f"in [{low}, {high})" if high != math.inf else f"a finite number >= {low}"
+        what = "learning rate " if name == "lr" else ""
+        raise ValueError(f"{owner}: invalid {what}{name}={value!r}; it must be {bound}")
+
+
+#: Hyper-parameters every optimizer checks in each parameter group, by torch's names: (low, high).
+_RANGES = {"lr": (0.0, math.inf), "momentum": (0.0, math.inf), "dampening": (0.0, math.inf),
+           "weight_decay": (0.0, math.inf), "eps": (0.0, math.inf)}
 
 
 class Optimizer:
@@ -64,11 +81,25 @@ class Optimizer:
                 raise ValueError("can't optimize a non-leaf Tensor")
         for name, default in self.defaults.items():
             group.setdefault(name, default)
+        self._check_group(group)
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         if any(id(p) in seen for p in group["params"]) or len({id(p) for p in group["params"]}) != len(
                 group["params"]):
             raise ValueError("some parameters appear in more than one parameter group (or twice in one)")
         self.param_groups.append(group)
+
+    def _check_group(self, group: dict) -> None:
+        """Refuse NaN, infinite and negative rates, decays, momenta and eps, and betas outside [0, 1)."""
+        owner = type(self).__name__
+        for name, (low, high) in _RANGES.items():
+            if name in group:
+                check_number(owner, name, group[name], low, high)
+        if "betas" in group:
+            betas = group["betas"]
+            if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+                raise ValueError(f"{owner}: invalid betas={betas!r}; it must be a pair (beta1, beta2)")
+            for i, beta in enumerate(betas):
+                check_number(owner, f"betas[{i}]", beta, 0.0, 1.0)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset every parameter's gradient: to None (default), or to zeros in place."""

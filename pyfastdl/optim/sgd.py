@@ -16,12 +16,6 @@ __all__ = ["SGD"]
 
 class SGD(Optimizer):
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
-        if lr < 0.0:
-            raise ValueError(f"SGD: invalid learning rate lr={lr}")
-        if momentum < 0.0:
-            raise ValueError(f"SGD: invalid momentum={momentum}")
-        if weight_decay < 0.0:
-            raise ValueError(f"SGD: invalid weight_decay={weight_decay}")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("SGD: nesterov momentum requires a momentum and zero dampening")
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,

@@ -164,15 +164,21 @@ def plot_alignment(weights, source_tokens, target_tokens, path, title=""):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    import textwrap
+
     weights = np.asarray(weights)
-    fig, ax = plt.subplots(figsize=(1 + 0.5 * len(source_tokens), 1 + 0.4 * len(target_tokens)))
-    ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=max(float(weights.max()), 1e-9), aspect="auto")
+    title_lines = textwrap.wrap(title, 40) if title else []
+    # wide enough for the tokens and a colour scale; tall enough for the output tokens and the title
+    fig, ax = plt.subplots(figsize=(max(4.0, 2 + 0.5 * len(source_tokens)),
+                                    max(3.0, 1.5 + 0.4 * len(target_tokens) + 0.3 * len(title_lines))))
+    image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=max(float(weights.max()), 1e-9), aspect="auto")
+    fig.colorbar(image, ax=ax, label="attention weight")
     ax.set_xticks(range(len(source_tokens)), source_tokens, rotation=60, ha="right")
     ax.set_yticks(range(len(target_tokens)), target_tokens)
     ax.set_xlabel("source")
     ax.set_ylabel("output")
-    if title:
-        ax.set_title(title)
+    if title_lines:
+        ax.set_title("\n".join(title_lines))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -125,6 +125,11 @@ class MeanAveragePrecision(Metric):
         self.truths += list(zip(target.boxes, target.classes, target.difficult))
         self.num_classes = target.num_classes
 
+    def merge(self, state: dict) -> None:
+        num_classes = max(self.num_classes, state["num_classes"])  # a count of classes, not a sum
+        super().merge(state)
+        self.num_classes = num_classes
+
     def compute(self) -> float:
         from ..vision import mean_average_precision
 

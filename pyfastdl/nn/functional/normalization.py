@@ -6,6 +6,11 @@ With x_hat = (x - mean) * invstd over the n values that share one statistic and 
     d bias   = sum(g)            d weight = sum(g * x_hat)
     d x      = invstd * (g' - mean(g') - x_hat * mean(g' * x_hat))     (statistics from the batch)
     d x      = invstd * g'                                              (fixed running statistics)
+
+Synchronised batch norm (data parallel training) takes the statistics over the batches of all
+ranks: the forward all-reduces the per-channel sum and count (for the mean) and then the sum of
+squared deviations (for the variance: two passes, as in one process, so the results agree to
+rounding); the backward all-reduces sum(g') and sum(g' * x_hat), the two reductions of d x above.
 """
 
 from __future__ import annotations
@@ -23,13 +28,30 @@ def _xp(a):
     return backend.get_array_module(a)
 
 
-def _normalize_backward(g, x_hat, invstd, weight, axes, n):
-    """d x for x_hat = (x - mean(x)) * invstd with the statistics taken over ``axes`` (n values).
-    Works in place on one fresh array (these ops are memory-bound: every temporary costs a pass)."""
+def _all_reduce_sum(*arrays):
+    """The sums over all ranks of ``arrays``, each in its own dtype: one collective, in float64."""
+    from ... import distributed
+
+    xp = _xp(arrays[0])
+    flat = xp.concatenate([a.astype(xp.float64).ravel() for a in arrays])
+    distributed.all_reduce(Tensor(flat))
+    sums, start = [], 0
+    for a in arrays:
+        sums.append(flat[start:start + a.size].reshape(a.shape).astype(a.dtype))
+        start += a.size
+    return sums
+
+
+def _normalize_backward(g, x_hat, invstd, weight, axes, n, synced=False):
+    """d x for x_hat = (x - mean(x)) * invstd with the statistics taken over ``axes`` (n values;
+    ``synced``: over the batches of all ranks). Works in place on one fresh array (these ops are
+    memory-bound: every temporary costs a pass)."""
     gw = g.copy() if weight is None else g * weight
-    mean_g = gw.sum(axis=axes, keepdims=True) / n
     tmp = gw * x_hat
-    mean_gx = tmp.sum(axis=axes, keepdims=True) / n
+    sum_g, sum_gx = gw.sum(axis=axes, keepdims=True), tmp.sum(axis=axes, keepdims=True)
+    if synced:
+        sum_g, sum_gx = _all_reduce_sum(sum_g, sum_gx)
+    mean_g, mean_gx = sum_g / n, sum_gx / n
     gw -= mean_g
     gw -= backend.get_array_module(tmp).multiply(x_hat, mean_gx, out=tmp)
     gw *= invstd
@@ -38,15 +60,24 @@ def _normalize_backward(g, x_hat, invstd, weight, axes, n):
 
 class BatchNorm(Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps):
+    def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps, synced=False):
         xp = _xp(x)
         axes = (0,) + tuple(range(2, x.ndim))
         shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
         n = x.size // x.shape[1]
-        if training:
+        synced = synced and training
+        if synced:
+            total, count = _all_reduce_sum(x.sum(axis=axes), xp.asarray([n]))
+            n = int(count[0])
+            mean = total / n
+            centered = x - mean.reshape(shape)
+            (var,) = _all_reduce_sum((centered * centered).sum(axis=axes))
+            var /= n
+        elif training:
             mean = x.mean(axis=axes)
             centered = x - mean.reshape(shape)
             var = (centered * centered).mean(axis=axes)
+        if training:
             if running_mean is not None:
                 running_mean *= 1 - momentum
                 running_mean += momentum * mean
@@ -63,23 +94,23 @@ class BatchNorm(Function):
         if bias is not None:
             y = y + bias.reshape(shape) if y is x_hat else xp.add(y, bias.reshape(shape), out=y)
         ctx.save_for_backward(x_hat, invstd, weight)
-        ctx.meta = (axes, shape, n, training)
+        ctx.meta = (axes, shape, n, training, synced)
         return y
 
     @staticmethod
     def backward(ctx, g):
         x_hat, invstd, weight = ctx.saved_tensors
-        axes, shape, n, training = ctx.meta
+        axes, shape, n, training, synced = ctx.meta
         w = None if weight is None else weight.reshape(shape)
         gx = None
         if ctx.needs_input_grad[0]:
             if training:
-                gx = _normalize_backward(g, x_hat, invstd, w, axes, n)
+                gx = _normalize_backward(g, x_hat, invstd, w, axes, n, synced)
             else:
                 gx = g * invstd if w is None else g * (w * invstd)
         gw = (g * x_hat).sum(axis=axes) if ctx.needs_input_grad[1] else None
         gb = g.sum(axis=axes) if ctx.needs_input_grad[2] else None
-        return gx, gw, gb, None, None, None, None, None
+        return gx, gw, gb, None, None, None, None, None, None
 
 
 def _data(t):
@@ -87,12 +118,14 @@ def _data(t):
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,  # noqa: A002
-               eps=1e-5):
+               eps=1e-5, *, synced=False):
     """Normalise each channel (dim 1) of input (N, C, *) over the batch and spatial positions.
 
     training=True: use the batch's statistics and update running_mean/running_var (C,) in place
     (running = (1 - momentum) * running + momentum * batch, the variance unbiased); otherwise use
-    the running statistics. weight, bias: (C,) or None."""
+    the running statistics. weight, bias: (C,) or None. ``synced`` (pyfastdl's addition, used by
+    :class:`pyfastdl.nn.SyncBatchNorm`): when training, the statistics span the batches of all
+    ranks of the process group (:mod:`pyfastdl.distributed`); every rank must make the same calls."""
     if not isinstance(input, Tensor):
         raise TypeError(f"batch_norm: input must be a Tensor, got {type(input).__name__}")
     if input.ndim < 2:
@@ -102,7 +135,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
                     ("bias", bias)):
         if t is not None and t.shape != (c,):
             raise ValueError(f"batch_norm: {name} has shape {t.shape}, expected ({c},) for input {input.shape}")
-    if training and input.numel() // max(c, 1) <= 1:
+    if training and input.numel() // max(c, 1) <= 1 and not synced:
         raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input size "
                          f"{input.shape}")
     if not training and (running_mean is None or running_var is None):
@@ -110,7 +143,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     for name, t in (("running_mean", running_mean), ("running_var", running_var)):
         if t is not None and (t.device != input.device or t.dtype != input.dtype):
             raise TypeError(f"batch_norm: {name} is {t.dtype} on {t.device}; input is {input.dtype} on {input.device}")
-    out = BatchNorm.apply(input, weight, bias, _data(running_mean), _data(running_var), training, momentum, eps)
+    out = BatchNorm.apply(input, weight, bias, _data(running_mean), _data(running_var), training, momentum, eps,
+                          synced)
     for t in (running_mean, running_var):
         if training and t is not None:
             t._version += 1  # updated in place

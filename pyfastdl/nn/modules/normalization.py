@@ -1,4 +1,4 @@
-"""BatchNorm1d, BatchNorm2d and LayerNorm, with torch's parameters, buffers and running statistics."""
+"""BatchNorm1d, BatchNorm2d, SyncBatchNorm and LayerNorm, with torch's parameters, buffers and running statistics."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from .. import init
 from . import _factory
 from .module import Module
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "SyncBatchNorm", "LayerNorm"]
 
 
 class _BatchNorm(Module):
@@ -67,7 +67,10 @@ class _BatchNorm(Module):
         use_batch_stats = self.training or self.running_mean is None
         track = not self.training or self.track_running_stats
         return F.batch_norm(input, self.running_mean if track else None, self.running_var if track else None,
-                            self.weight, self.bias, use_batch_stats, factor, self.eps)
+                            self.weight, self.bias, use_batch_stats, factor, self.eps, synced=self._synced())
+
+    def _synced(self) -> bool:
+        return False
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
@@ -84,6 +87,34 @@ class BatchNorm2d(_BatchNorm):
     """Batch norm over (N, C, H, W) inputs (statistics over N, H and W per channel)."""
 
     _input_dims = (4,)
+
+
+class SyncBatchNorm(_BatchNorm):
+    """Batch norm over (N, C, *) inputs whose training statistics span the batches of every rank of
+    the process group (:mod:`pyfastdl.distributed`), so that data parallel training normalises as one
+    process with the whole batch would. Without a group, or with one rank, it is BatchNorm exactly.
+    Use :meth:`convert_sync_batchnorm` to swap it in for a model's batch norms."""
+
+    _input_dims = (2, 3, 4, 5)
+
+    def _synced(self) -> bool:
+        from ... import distributed
+
+        return self.training and distributed.get_world_size() > 1
+
+    @classmethod
+    def convert_sync_batchnorm(cls, module, process_group=None):
+        """``module`` with every BatchNorm inside it replaced by a SyncBatchNorm holding the same
+        parameters and running statistics (in place for containers; returns the converted module)."""
+        if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNorm):
+            sync = cls(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
+            for name, value in (*module._parameters.items(), *module._buffers.items()):
+                (sync._parameters if name in module._parameters else sync._buffers)[name] = value
+            sync.training = module.training
+            return sync
+        for name, child in module.named_children():
+            module._modules[name] = cls.convert_sync_batchnorm(child, process_group)  # keeps the order
+        return module
 
 
 class LayerNorm(Module):
