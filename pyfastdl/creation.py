@@ -29,6 +29,8 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     arr = xp.array(backend.to_device(data, device), dtype=dtype, copy=True)
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"tensor: unsupported dtype {arr.dtype}")
+    if not arr.dtype.isnative:  # a copy anyway: kept in this machine's byte order, as torch.tensor does
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     return Tensor(arr, requires_grad=requires_grad)
 
 
@@ -71,6 +73,9 @@ def from_numpy(array):
     """A tensor sharing memory with a numpy array."""
     if not isinstance(array, np.ndarray):
         raise TypeError(f"from_numpy: expected a numpy array, got {type(array).__name__}")
+    if not array.dtype.isnative:  # shared memory cannot be converted (torch.from_numpy refuses it too)
+        raise ValueError(f"from_numpy: array has non-native byte order (dtype {array.dtype.str!r}); use "
+                         f"pyfastdl.tensor(array), which copies, or array.astype(array.dtype.newbyteorder('='))")
     return Tensor(array)
 
 

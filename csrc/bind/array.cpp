@@ -22,8 +22,15 @@ namespace {
 
 [[noreturn]] void type_fail(const std::string& msg) { throw py::type_error(msg); }
 
-// numpy/cupy typestr ("<f4") or numpy dtype char -> DType.
+// The byte-order character of a numpy/cupy typestr for this machine's order ('<' little, '>' big).
+constexpr char kNativeOrder = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? '<' : '>';
+
+// numpy/cupy typestr ("<f4") or numpy dtype char -> DType. The kernels read memory as native
+// numbers, so an array in the other byte order (x.astype('>f4')) is refused, never misread.
 DType dtype_from_typestr(const std::string& t, const char* op, const char* name) {
+  if (t.size() > 1 && (t[0] == '<' || t[0] == '>') && t[0] != kNativeOrder)
+    type_fail(std::string(op) + ": " + name + " has non-native byte order (dtype '" + t +
+              "'); convert it first, e.g. " + name + ".astype(" + name + ".dtype.newbyteorder('='))");
   std::string k = t.size() > 1 ? t.substr(1) : t;
   if (k == "f2") return DType::f16;
   if (k == "f4") return DType::f32;
@@ -46,7 +53,10 @@ Array cpu_array(py::handle obj, const char* op, const char* name) {
   if (!(arr.flags() & py::array::c_style))
     fail(op, ": ", name, " must be C-contiguous (call numpy.ascontiguousarray first)");
   Array a;
-  a.data = arr.mutable_data();  // mutable_data checks writeability; read-only inputs are copied by Python
+  // Every array must be writeable (the Python layer copies read-only inputs before the kernels).
+  if (!arr.writeable())
+    fail(op, ": ", name, " is a read-only array; pass a writeable copy (", name, ".copy())");
+  a.data = arr.mutable_data();
   a.shape.assign(arr.shape(), arr.shape() + arr.ndim());
   std::string ts = std::string(py::str(arr.dtype().attr("str")));
   // numpy computes dtype.name in Python (microseconds): ask for it only for user-defined dtypes
@@ -79,6 +89,18 @@ Array cuda_array(py::handle obj, const char* op, const char* name) {
     }
   }
   return a;
+}
+
+int64_t int_arg(py::handle obj, const char* op, const char* name) {
+  if (py::isinstance<py::bool_>(obj) || !py::hasattr(obj, "__index__"))
+    type_fail(std::string(op) + ": " + name + " must be an int, got " +
+              std::string(py::str(py::type::of(obj).attr("__name__"))));
+  py::object v = obj.attr("__index__")();
+  try {
+    return v.cast<int64_t>();
+  } catch (const py::cast_error&) {
+    fail(op, ": ", name, " = ", std::string(py::str(v)), " is out of range (a size must fit in 64 bits)");
+  }
 }
 
 Array cpu_array_or_none(py::handle obj, const char* op, const char* name) {

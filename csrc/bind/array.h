@@ -31,6 +31,20 @@ Array cuda_array(py::handle obj, const char* op, const char* name);
 Array cpu_array_or_none(py::handle obj, const char* op, const char* name);
 Array cuda_array_or_none(py::handle obj, const char* op, const char* name);
 
+// A Python int (anything with __index__ but bool) as a 64-bit size: TypeError for other types,
+// ValueError naming the argument when it does not fit (pybind11 alone says "Unable to cast").
+int64_t int_arg(py::handle obj, const char* op, const char* name);
+
+// The Args object of a kernel call: TypeError naming the op and the expected class for anything
+// else (None, a tuple...), instead of pybind11's list of overloads.
+template <class Args>
+const Args& args_arg(py::handle obj, const char* op, const char* made_by) {
+  if (!py::isinstance<Args>(obj))
+    throw py::type_error(std::string(op) + ": args must be the Args object made by " + made_by + ", got " +
+                         std::string(py::str(py::type::of(obj).attr("__name__"))));
+  return obj.cast<const Args&>();
+}
+
 void expect_dtype(const Array& a, std::initializer_list<DType> allowed, const char* op, const char* name);
 void expect_same_dtype(const Array& a, const Array& b, const char* op, const char* name_a, const char* name_b);
 void expect_shape(const Array& a, const Shape& expected, const char* op, const char* name);

@@ -32,12 +32,10 @@
 namespace pyfastdl {
 namespace {
 
-int64_t as_int(py::handle h) { return h.attr("__index__")().cast<int64_t>(); }
-
 // stride/padding/dilation: an int (both dimensions) or a sequence of two ints.
 Pair pair_arg(py::handle h, const char* op, const char* name) {
   if (py::hasattr(h, "__index__")) {
-    int64_t v = as_int(h);
+    int64_t v = int_arg(h, op, name);
     return {v, v};
   }
   if (py::isinstance<py::sequence>(h) && !py::isinstance<py::str>(h)) {
@@ -47,7 +45,7 @@ Pair pair_arg(py::handle h, const char* op, const char* name) {
     for (size_t i = 0; i < 2; ++i) {
       if (!py::hasattr(seq[i], "__index__"))
         throw py::type_error(std::string(op) + ": " + name + " must contain ints");
-      p[i] = as_int(seq[i]);
+      p[i] = int_arg(seq[i], op, name);
     }
     return p;
   }
@@ -75,10 +73,10 @@ void bind_args(py::module_& m) {
                          "out (N, K, P, Q). conv_transpose2d_args builds the Args of the conv2d whose input "
                          "gradient a transposed convolution is.")
       .def(py::init([](const Shape& x, const Shape& w, py::handle stride, py::handle padding, py::handle dilation,
-                       int64_t groups) {
+                       py::handle groups) {
              const char* op = "conv2d";
              return make_conv2d_args(x, w, pair_arg(stride, op, "stride"), pair_arg(padding, op, "padding"),
-                                     pair_arg(dilation, op, "dilation"), groups);
+                                     pair_arg(dilation, op, "dilation"), int_arg(groups, op, "groups"));
            }),
            py::arg("x_shape"), py::arg("w_shape"), py::arg("stride") = 1, py::arg("padding") = 0,
            py::arg("dilation") = 1, py::arg("groups") = 1)
@@ -108,10 +106,11 @@ void bind_args(py::module_& m) {
   m.def(
       "conv_transpose2d_args",
       [](const Shape& x, const Shape& w, py::handle stride, py::handle padding, py::handle output_padding,
-         int64_t groups, py::handle dilation) {
+         py::handle groups, py::handle dilation) {
         const char* op = "conv_transpose2d";
         return make_conv_transpose2d_args(x, w, pair_arg(stride, op, "stride"), pair_arg(padding, op, "padding"),
-                                          pair_arg(output_padding, op, "output_padding"), groups,
+                                          pair_arg(output_padding, op, "output_padding"),
+                                          int_arg(groups, op, "groups"),
                                           pair_arg(dilation, op, "dilation"));
       },
       py::arg("x_shape"), py::arg("w_shape"), py::arg("stride") = 1, py::arg("padding") = 0,
@@ -146,6 +145,11 @@ template <size_t N> std::array<Array, N> float_arrays(bool cuda, const char* op,
     expect_shape(r[i], s.shape, op, s.name);
   }
   return r;
+}
+
+// The Args of a kernel call (a clear TypeError for None or anything else, not pybind11's overloads).
+const Conv2dArgs& conv_args(py::handle args, const char* op) {
+  return args_arg<Conv2dArgs>(args, op, "kernels.conv2d_args or kernels.conv_transpose2d_args");
 }
 
 std::array<Array, 4> forward_arrays(bool cuda, const char* op, const Conv2dArgs& a, py::handle x, py::handle weight,
@@ -197,7 +201,8 @@ struct Kernel {
 void def_forward(py::module_& cpu, const char* name, Kernel<ForwardFn> k) {
   cpu.def(
       name,
-      [name, k](const Conv2dArgs& a, py::handle x, py::handle weight, py::handle bias, py::handle out) {
+      [name, k](py::handle args, py::handle x, py::handle weight, py::handle bias, py::handle out) {
+        const Conv2dArgs& a = conv_args(args, name);
         const auto A = forward_arrays(false, name, a, x, weight, bias, out);
         py::gil_scoped_release nogil;
         if (A[0].dtype == DType::f32)
@@ -211,7 +216,8 @@ void def_forward(py::module_& cpu, const char* name, Kernel<ForwardFn> k) {
 void def_backward(py::module_& cpu, const char* name, const BackwardPass& p, Kernel<BackwardFn> k) {
   cpu.def(
       name,
-      [name, &p, k](const Conv2dArgs& a, py::handle in0, py::handle in1, py::handle out) {
+      [name, &p, k](py::handle args, py::handle in0, py::handle in1, py::handle out) {
+        const Conv2dArgs& a = conv_args(args, name);
         const auto A = backward_arrays(false, name, p, a, in0, in1, out);
         py::gil_scoped_release nogil;
         if (A[0].dtype == DType::f32)
@@ -262,8 +268,9 @@ using CudaBackwardFn = void (*)(const Conv2dArgs&, ConvDType, ConvVariant, const
 void def_forward_cuda(py::module_& m, const char* name, ConvVariant v) {
   m.def(
       name,
-      [name, v](const Conv2dArgs& a, py::handle x, py::handle weight, py::handle bias, py::handle out,
+      [name, v](py::handle args, py::handle x, py::handle weight, py::handle bias, py::handle out,
                 std::uintptr_t stream) {
+        const Conv2dArgs& a = conv_args(args, name);
         const auto A = forward_arrays(true, name, a, x, weight, bias, out);
         const ConvDType dt = cuda_float_dtype<ConvDType>(A[0].dtype);
         CudaWorkspace ws = cuda_workspace(cuda::conv2d_workspace_bytes(a, ConvOp::forward, dt, v));
@@ -277,8 +284,9 @@ void def_backward_cuda(py::module_& m, const char* name, const BackwardPass& p, 
                        ConvVariant v) {
   m.def(
       name,
-      [name, &p, op, f, v](const Conv2dArgs& a, py::handle in0, py::handle in1, py::handle out,
+      [name, &p, op, f, v](py::handle args, py::handle in0, py::handle in1, py::handle out,
                            std::uintptr_t stream) {
+        const Conv2dArgs& a = conv_args(args, name);
         const auto A = backward_arrays(true, name, p, a, in0, in1, out);
         const ConvDType dt = cuda_float_dtype<ConvDType>(A[0].dtype);
         CudaWorkspace ws = cuda_workspace(cuda::conv2d_workspace_bytes(a, op, dt, v));

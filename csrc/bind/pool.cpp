@@ -50,6 +50,17 @@ Array index_array(py::handle obj, const char* op, const Shape& shape) {
   return a;
 }
 
+// max_pool2d_backward's indices must be what max_pool2d_forward wrote: -1 (a window with no input
+// cell) or a flat position within the input plane. Anything else would be dropped silently, or
+// written outside grad_input, so it is an error.
+void check_argmax(const Pool2dArgs& a, const Array& indices) {
+  const int64_t plane = a.h * a.w, n = numel(a.out_shape);
+  const int64_t* idx = indices.ptr<int64_t>();
+  for (int64_t o = 0; o < n; ++o)
+    check(idx[o] >= -1 && idx[o] < plane, "max_pool2d_backward: indices holds ", idx[o], " at flat position ", o,
+          ": not -1 and outside the input plane [0, ", plane, ") of input shape ", shape_str(a.in_shape));
+}
+
 // The pair of float arrays every pooling kernel reads and writes: (src of src_shape) -> (dst of dst_shape).
 template <bool Cuda>
 std::pair<Array, Array> float_pair(const char* op, py::handle src, const char* src_name, const Shape& src_shape,
@@ -137,6 +148,7 @@ template <bool Reference> void bind_cpu(py::module_& cpu, const std::string& suf
         check(!indices.is_none(), op, ": indices are required");
         Array I = index_array<false>(indices, op, a.out_shape);
         py::gil_scoped_release nogil;
+        check_argmax(a, I);
         by_dtype(GY.dtype, [&](auto z) {
           using T = decltype(z);
           pick<Reference>(cpu::max_pool2d_backward_cpu<T>, cpu::max_pool2d_backward_reference_cpu<T>)(

@@ -52,6 +52,23 @@ inline int64_t numel(const Shape& s) {
   return n;
 }
 
+// Checked 64-bit arithmetic for shape computations: a + b and a * b of sizes that may come straight
+// from the user (padding=2**63-1, dilation=2**62), or fail naming the op and what was computed,
+// instead of wrapping around to a plausible-looking size.
+inline int64_t add_or_fail(int64_t a, int64_t b, const char* op, const char* what) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max(), kMin = std::numeric_limits<int64_t>::min();
+  if ((b > 0 && a > kMax - b) || (b < 0 && a < kMin - b))
+    fail(op, ": ", what, " overflows 64 bits (", a, " + ", b, ")");
+  return a + b;
+}
+
+inline int64_t mul_or_fail(int64_t a, int64_t b, const char* op, const char* what) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  if (a < 0 || b < 0) fail(op, ": ", what, " has a negative factor (", a, " * ", b, ")");
+  if (a != 0 && b > kMax / a) fail(op, ": ", what, " overflows 64 bits (", a, " * ", b, ")");
+  return a * b;
+}
+
 // Kernels index with 64-bit integers on the CPU; CUDA kernels that use 32-bit offsets call this.
 inline void check_fits_int32(const char* op, const char* name, const Shape& s) {
   check(numel(s) <= std::numeric_limits<int32_t>::max(), op, ": ", name, " has ", numel(s),

@@ -56,15 +56,30 @@ inline void check_hyper(const char* op, const Pair& stride, const Pair& padding,
   check(groups > 0, op, ": groups must be > 0, got ", groups);
 }
 
-// Output size of a convolution along one dimension, or fail naming the sizes.
+// Output size of a convolution along one dimension, or fail naming the sizes. Every step is checked
+// 64-bit arithmetic: padding=2**63-1 or dilation=2**62 must fail, not wrap to a plausible size.
 inline int64_t out_size(const char* op, const char* dim, int64_t in, int64_t kernel, int64_t stride, int64_t pad,
                         int64_t dil) {
-  int64_t span = dil * (kernel - 1) + 1;  // extent of the dilated kernel
-  int64_t padded = in + 2 * pad;
+  // extent of the dilated kernel
+  int64_t span = add_or_fail(mul_or_fail(dil, kernel - 1, op, "dilation * (kernel size - 1)"), 1, op,
+                             "the dilated kernel size (dilation * (kernel size - 1) + 1)");
+  int64_t padded = add_or_fail(in, mul_or_fail(2, pad, op, "2 * padding"), op, "input size + 2 * padding");
   check(padded >= span, op, ": output ", dim, " would be < 1: padded input ", dim, " ", padded,
         " is smaller than the dilated kernel ", dim, " ", span, " (input ", in, ", padding ", pad, ", kernel ",
         kernel, ", dilation ", dil, ")");
   return (padded - span) / stride + 1;
+}
+
+// The sizes a kernel multiplies together (elements of x, w and y, and the multiply-adds) must fit in
+// 64 bits; `macs` (N*K*P*Q * C/groups*R*S) bounds the output's and the im2col matrix's sizes too.
+inline void check_products(const char* op, const Conv2dArgs& a) {
+  int64_t n = 1;
+  for (int64_t d : a.x_shape()) n = mul_or_fail(n, d, op, "the number of elements of x");
+  n = 1;
+  for (int64_t d : a.w_shape()) n = mul_or_fail(n, d, op, "the number of elements of weight");
+  n = 1;
+  for (int64_t d : {a.N, a.K, a.P, a.Q, a.C_per_group(), a.R, a.S})
+    n = mul_or_fail(n, d, op, "the multiply-add count (N * K * P * Q * C/groups * R * S)");
 }
 
 }  // namespace conv_detail
@@ -82,7 +97,7 @@ inline Conv2dArgs make_conv2d_args(const Shape& x, const Shape& w, const Pair& s
         " (input shape ", shape_str(x), ")");
   check(w[0] % groups == 0, op, ": weight's out channels ", w[0], " must be divisible by groups ", groups,
         " (weight shape ", shape_str(w), ")");
-  check(w[1] * groups == x[1], op, ": channel mismatch: input has ", x[1], " channels, weight ", shape_str(w),
+  check(mul_or_fail(w[1], groups, op, "weight's channels * groups") == x[1], op, ": channel mismatch: input has ", x[1], " channels, weight ", shape_str(w),
         " expects ", w[1], " x groups ", groups, " = ", w[1] * groups);
   Conv2dArgs a;
   a.N = x[0], a.C = x[1], a.H = x[2], a.W = x[3];
@@ -93,6 +108,7 @@ inline Conv2dArgs make_conv2d_args(const Shape& x, const Shape& w, const Pair& s
   a.groups = groups;
   a.P = conv_detail::out_size(op, "height", a.H, a.R, a.stride_h, a.pad_h, a.dil_h);
   a.Q = conv_detail::out_size(op, "width", a.W, a.S, a.stride_w, a.pad_w, a.dil_w);
+  conv_detail::check_products(op, a);
   return a;
 }
 
@@ -122,16 +138,24 @@ inline Conv2dArgs make_conv_transpose2d_args(const Shape& x, const Shape& w, con
         " expects ", w[0]);
   Conv2dArgs a;
   a.N = x[0], a.K = x[1], a.P = x[2], a.Q = x[3];
-  a.C = w[1] * groups, a.R = w[2], a.S = w[3];
+  a.C = mul_or_fail(w[1], groups, op, "weight's out channels per group * groups"), a.R = w[2], a.S = w[3];
   a.stride_h = stride[0], a.stride_w = stride[1];
   a.pad_h = padding[0], a.pad_w = padding[1];
   a.dil_h = dilation[0], a.dil_w = dilation[1];
   a.groups = groups;
-  a.H = (a.P - 1) * a.stride_h - 2 * a.pad_h + a.dil_h * (a.R - 1) + output_padding[0] + 1;
-  a.W = (a.Q - 1) * a.stride_w - 2 * a.pad_w + a.dil_w * (a.S - 1) + output_padding[1] + 1;
+  // (P - 1)*stride - 2*padding + dilation*(R - 1) + output_padding + 1, each step checked
+  auto out = [op](int64_t in, int64_t stride, int64_t pad, int64_t dil, int64_t k, int64_t out_pad) {
+    int64_t n = mul_or_fail(in - 1, stride, op, "(input size - 1) * stride");
+    n = add_or_fail(n, mul_or_fail(dil, k - 1, op, "dilation * (kernel size - 1)"), op, "the output size");
+    n = add_or_fail(n, out_pad + 1, op, "the output size");
+    return add_or_fail(n, -mul_or_fail(2, pad, op, "2 * padding"), op, "the output size");
+  };
+  a.H = out(a.P, a.stride_h, a.pad_h, a.dil_h, a.R, output_padding[0]);
+  a.W = out(a.Q, a.stride_w, a.pad_w, a.dil_w, a.S, output_padding[1]);
   check(a.H >= 1 && a.W >= 1, op, ": output size would be < 1: (", a.H, ", ", a.W, ") for input ", shape_str(x),
         ", weight ", shape_str(w), ", stride (", stride[0], ", ", stride[1], "), padding (", padding[0], ", ",
         padding[1], ")");
+  conv_detail::check_products(op, a);
   return a;
 }
 

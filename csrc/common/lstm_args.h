@@ -18,12 +18,17 @@ inline int64_t lstm_hidden_size(const char* op, const Shape& w_ih, const Shape& 
   check_rank(op, "weight_hh", w_hh, 2);
   check_rank(op, "weight_ih", w_ih, 2);
   const int64_t H = w_hh[1];
-  check(H > 0 && w_hh[0] == 4 * H, op, ": weight_hh must have shape (4*hidden_size, hidden_size), got ",
+  check(H > 0, op, ": weight_hh must have shape (4*hidden_size, hidden_size) with hidden_size > 0, got ",
         shape_str(w_hh));
-  check(w_ih[0] == 4 * H, op, ": weight_ih has shape ", shape_str(w_ih), " but weight_hh ", shape_str(w_hh),
+  const int64_t G = mul_or_fail(4, H, op, "4 * hidden_size (weight_hh's second dimension)");
+  check(w_hh[0] == G, op, ": weight_hh must have shape (4*hidden_size, hidden_size), got ",
+        shape_str(w_hh));
+  check(w_ih[0] == G, op, ": weight_ih has shape ", shape_str(w_ih), " but weight_hh ", shape_str(w_hh),
         " says hidden_size = ", H, ", so weight_ih must have ", 4 * H, " rows");
   check(w_ih[1] == input_size, op, ": input has ", input_size, " features but weight_ih has shape ", shape_str(w_ih),
         " (expected (", 4 * H, ", ", input_size, "))");
+  // Sizes of the weights (and below, of the gate buffers) must fit in 64 bits.
+  mul_or_fail(G, input_size > H ? input_size : H, op, "the number of elements of a weight");
   return H;
 }
 
@@ -42,6 +47,7 @@ inline LstmCellArgs make_lstm_cell_args(const Shape& input, const Shape& w_ih, c
   a.batch = input[0];
   a.input_size = input[1];
   a.hidden_size = lstm_hidden_size(op, w_ih, w_hh, a.input_size);
+  mul_or_fail(a.batch, 4 * a.hidden_size, op, "the gates' size (batch * 4 * hidden_size)");
   return a;
 }
 
@@ -74,6 +80,8 @@ inline LstmLayerArgs make_lstm_layer_args(const Shape& input, const Shape& w_ih,
   a.batch = input[1];
   a.input_size = input[2];
   a.hidden_size = lstm_hidden_size(op, w_ih, w_hh, a.input_size);
+  mul_or_fail(mul_or_fail(a.seq_len, a.batch, op, "seq_len * batch"), 4 * a.hidden_size, op,
+              "the saved gates' size (seq_len * batch * 4 * hidden_size)");
   a.reverse = reverse;
   if (!lengths.empty()) {
     check(int64_t(lengths.size()) == a.batch, op, ": lengths has ", lengths.size(), " entries but the batch has ",

@@ -67,12 +67,18 @@ inline void check_pair(const char* op, const char* name, const Shape& v) {
 }
 
 // torch's pooling_output_shape: floor or ceil division, and in ceil mode the last window must start
-// inside the input or its left padding.
-inline int64_t pool_out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil_mode) {
-  int64_t span = in + 2 * p - d * (k - 1) - 1;
-  if (span < 0) return 0;  // the (dilated) window does not fit even once
-  int64_t out = (span + (ceil_mode ? s - 1 : 0)) / s + 1;
-  if (ceil_mode && (out - 1) * s >= in + p) --out;
+// inside the input or its left padding. Checked 64-bit arithmetic: huge strides, paddings and
+// dilations fail (or give one output) instead of wrapping.
+inline int64_t pool_out_size(const char* op, int64_t in, int64_t k, int64_t s, int64_t p, int64_t d,
+                             bool ceil_mode) {
+  const int64_t padded = add_or_fail(in, mul_or_fail(2, p, op, "2 * padding"), op, "input size + 2 * padding");
+  const int64_t window = mul_or_fail(d, k - 1, op, "dilation * (kernel_size - 1)");
+  const int64_t span = padded - window - 1;  // both terms are >= 0: no overflow
+  // The (dilated) window does not fit even once: torch's rounding toward -inf still places one
+  // window in ceil mode when span > -stride (it starts inside the input, and overhangs).
+  if (span < 0) return ceil_mode && span > -s ? 1 : 0;
+  int64_t out = span / s + (ceil_mode && span % s != 0 ? 1 : 0) + 1;
+  if (ceil_mode && out - 1 > (in + p - 1) / s) --out;  // (out - 1) * s >= in + p, without the product
   return out;
 }
 
@@ -95,8 +101,8 @@ inline void pool_window(const char* op, Pool2dArgs& a, const Shape& kernel_size,
   a.ph = padding[0], a.pw = padding[1];
   a.dh = dilation[0], a.dw = dilation[1];
   a.ceil_mode = ceil_mode;
-  a.oh = pool_out_size(a.h, a.kh, a.sh, a.ph, a.dh, ceil_mode);
-  a.ow = pool_out_size(a.w, a.kw, a.sw, a.pw, a.dw, ceil_mode);
+  a.oh = pool_out_size(op, a.h, a.kh, a.sh, a.ph, a.dh, ceil_mode);
+  a.ow = pool_out_size(op, a.w, a.kw, a.sw, a.pw, a.dw, ceil_mode);
   check(a.oh >= 1 && a.ow >= 1, op, ": output size is too small: input ", shape_str(a.in_shape), " with kernel_size ",
         shape_str(kernel_size), ", stride ", shape_str(stride), ", padding ", shape_str(padding), ", dilation ",
         shape_str(dilation), " gives a ", a.oh, " x ", a.ow, " output");

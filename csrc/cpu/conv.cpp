@@ -57,6 +57,7 @@
 #include <memory>
 
 #include "cpu/gemm.h"
+#include "cpu/parallel.h"
 
 namespace pyfastdl::cpu::PYFASTDL_ISA {
 namespace {
@@ -289,8 +290,10 @@ void run_tasks(const Conv2dArgs& a, const Plan& plan, Fn&& fn) {
     return;
   }
   SingleThreadedBlas one_thread_per_gemm;
+  FirstError error;  // a task's workspace allocation may throw; the exception must not leave the region
 #pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t t = 0; t < plan.tasks; ++t) fn(t);
+  for (int64_t t = 0; t < plan.tasks; ++t) error.run([&] { fn(t); });
+  error.rethrow();
 }
 
 }  // namespace
@@ -363,18 +366,21 @@ void conv2d_backward_weight_im2col_cpu(const Conv2dArgs& a, const T* x, const T*
   std::unique_ptr<T[]> partial(new T[copies * size]);
   {
     SingleThreadedBlas one_thread_per_gemm;
+    FirstError error;  // a task's workspace allocation may throw; the exception must not leave the region
     if (per_chunk) {  // task t = chunk * groups + g writes copy `chunk`, group g's rows
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-      for (int64_t t = 0; t < plan.tasks; ++t) accumulate(t, partial.get() + (t / a.groups) * size, T(0));
+      for (int64_t t = 0; t < plan.tasks; ++t)
+        error.run([&] { accumulate(t, partial.get() + (t / a.groups) * size, T(0)); });
     } else {  // thread th runs tasks th, th + threads, ... into copy th
 #pragma omp parallel num_threads(threads)
       {
         const int64_t th = omp_get_thread_num(), team = omp_get_num_threads();
         T* mine = partial.get() + th * size;
         std::fill(mine, mine + size, T(0));
-        for (int64_t t = th; t < plan.tasks; t += team) accumulate(t, mine, T(1));
+        for (int64_t t = th; t < plan.tasks; t += team) error.run([&] { accumulate(t, mine, T(1)); });
       }
     }
+    error.rethrow();
   }
 #pragma omp parallel for schedule(static) if (size * copies >= kParallelMin)
   for (int64_t i = 0; i < size; ++i) {

@@ -36,6 +36,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "cpu/parallel.h"
+
 namespace pyfastdl::cpu::PYFASTDL_ISA {
 namespace {
 
@@ -59,21 +61,29 @@ void copy_strided(T* d, int64_t ds, const T* s, int64_t ss, int64_t n) {
   for (int64_t i = 0; i < n; ++i) d[i * ds] = s[i * ss];
 }
 
+// ceil(a / b) for b > 0 and any a, without forming a + b - 1 (which overflows for huge strides).
+int64_t ceil_div(int64_t a, int64_t b) { return a / b + (a % b > 0); }
+
 // The padded, phase-split copy of one plane (see the file comment). Row r is padded input row r - ph;
-// phase p of a row holds padded columns p, p + sw, p + 2*sw, ... (L of them).
+// phase p of a row holds padded columns p, p + sw, p + 2*sw, ... (L of them). Only the phases a
+// window tap reads are kept, min(sw, (KW-1)*dw + 1) of them: with a stride larger than the window
+// the others hold columns that no window reaches (stride=10**12 must not stage 10**12 phases).
 struct Stage {
-  int64_t rows, phases, len;   // R, sw, L
+  int64_t rows, phases, len;   // R, number of phases kept, L
+  bool covers_input;           // every input column is in a staged phase run
   std::vector<int64_t> col;    // per kw: where tap kw's run starts within a staged row
 
   int64_t row_size() const { return phases * len; }
-  int64_t size() const { return rows * row_size(); }
+  int64_t size() const { return mul_or_fail(rows, row_size(), "pooling", "the staging buffer's size"); }
 
   explicit Stage(const Pool2dArgs& a)
       : rows((a.oh - 1) * a.sh + (a.kh - 1) * a.dh + 1),
-        phases(a.sw),
-        len(((a.ow - 1) * a.sw + (a.kw - 1) * a.dw + 1 + a.sw - 1) / a.sw),
+        phases(std::min(a.sw, (a.kw - 1) * a.dw + 1)),
+        len(a.ow + (a.kw - 1) * a.dw / a.sw),  // ceil(((ow-1)*sw + (kw-1)*dw + 1) / sw)
         col(a.kw) {
     for (int64_t kw = 0; kw < a.kw; ++kw) col[kw] = (kw * a.dw % a.sw) * len + kw * a.dw / a.sw;
+    // (with every phase kept, sw <= (KW-1)*dw + 1 and len * sw stays near the padded width)
+    covers_input = phases == a.sw && len * a.sw - a.pw >= a.w;
   }
 
   // Where window tap (kh, kw) of output row oh starts: the run of its inputs for ow = 0, 1, 2, ...
@@ -83,8 +93,8 @@ struct Stage {
 
   // Positions j of phase p whose padded column p + j*sw is inside the input: [j0, j1).
   void input_range(const Pool2dArgs& a, int64_t p, int64_t& j0, int64_t& j1) const {
-    j0 = std::min(len, std::max<int64_t>(0, (a.pw - p + a.sw - 1) / a.sw));
-    j1 = std::max(j0, std::min(len, (a.pw + a.w - p + a.sw - 1) / a.sw));
+    j0 = std::min(len, std::max<int64_t>(0, ceil_div(a.pw - p, a.sw)));
+    j1 = std::max(j0, std::min(len, ceil_div(a.pw + a.w - p, a.sw)));
   }
 
   template <class T>
@@ -107,26 +117,21 @@ struct Stage {
     }
   }
 
-  // The inverse of load for a gradient: input cells take their staged value (rows of the input that
-  // no window reaches get 0).
+  // The inverse of load for a gradient: input cells take their staged value (cells that no window
+  // reaches get 0).
   template <class T>
   void store(const Pool2dArgs& a, const T* s, T* plane) const {
     for (int64_t ih = 0; ih < a.h; ++ih) {
       int64_t r = ih + a.ph;
       T* out = plane + ih * a.w;
-      if (r >= rows) {
-        std::fill(out, out + a.w, T(0));
-        continue;
-      }
+      if (r >= rows || !covers_input) std::fill(out, out + a.w, T(0));
+      if (r >= rows) continue;
       const T* row = s + r * row_size();
       for (int64_t p = 0; p < phases; ++p) {
         int64_t j0, j1;
         input_range(a, p, j0, j1);
         copy_strided(out + (p + j0 * a.sw - a.pw), a.sw, row + p * len + j0, 1, j1 - j0);
       }
-      // Input columns past the last window (stride > kernel, floor mode) are in no phase run.
-      for (int64_t iw = len * a.sw - a.pw; iw < a.w; ++iw)
-        if (iw >= 0) out[iw] = T(0);
     }
   }
 };
@@ -205,13 +210,15 @@ void max_forward(const Pool2dArgs& a, const T* x, T* y, int64_t* indices) {
   for (int64_t kh = 0; kh < a.kh; ++kh)
     for (int64_t kw = 0; kw < a.kw; ++kw) tap_delta[kh * a.kw + kw] = kh * a.dh * a.w + kw * a.dw;
 
+  const ThreadScratch<T> stages(st.size(), run_parallel(a));
+  const ThreadScratch<TapInt<T>> taps(WithIndices ? a.ow : 0, run_parallel(a));
 #pragma omp parallel if (run_parallel(a))
   {
-    std::vector<T> stage(st.size());
-    std::vector<TapInt<T>> tap(WithIndices ? a.ow : 0);
+    T* stage = stages.get();
+    TapInt<T>* tap = taps.get();
 #pragma omp for schedule(static)
     for (int64_t p = 0; p < a.planes; ++p) {
-      st.load(a, x + p * a.h * a.w, -std::numeric_limits<T>::infinity(), stage.data());
+      st.load(a, x + p * a.h * a.w, -std::numeric_limits<T>::infinity(), stage);
       for (int64_t oh = 0; oh < a.oh; ++oh) {
         T* m = y + (p * a.oh + oh) * a.ow;
         std::fill(m, m + a.ow, -std::numeric_limits<T>::infinity());
@@ -219,7 +226,7 @@ void max_forward(const Pool2dArgs& a, const T* x, T* y, int64_t* indices) {
         if constexpr (WithIndices)
           for (int64_t o = 0; o < a.ow; ++o)
             tap[o] = kh0 < 0 || kw0[o] < 0 ? -1 : static_cast<TapInt<T>>(kh0 * a.kw + kw0[o]);
-        max_row<T, WithIndices>(a, st, stage.data(), oh, m, tap.data());
+        max_row<T, WithIndices>(a, st, stage, oh, m, tap);
         if constexpr (WithIndices) {
           int64_t* idx = indices + (p * a.oh + oh) * a.ow;
           int64_t origin = (oh * a.sh - a.ph) * a.w - a.pw;
@@ -256,18 +263,19 @@ void avg_forward(const Pool2dArgs& a, const T* x, T* y) {
   const Stage st(a);
   std::vector<T> inv_rows, inv_cols;
   avg_inverse_counts(a, inv_rows, inv_cols);
+  const ThreadScratch<T> stages(st.size(), run_parallel(a));
 #pragma omp parallel if (run_parallel(a))
   {
-    std::vector<T> stage(st.size());
+    T* stage = stages.get();
 #pragma omp for schedule(static)
     for (int64_t p = 0; p < a.planes; ++p) {
-      st.load(a, x + p * a.h * a.w, T(0), stage.data());
+      st.load(a, x + p * a.h * a.w, T(0), stage);
       for (int64_t oh = 0; oh < a.oh; ++oh) {
         T* __restrict acc = y + (p * a.oh + oh) * a.ow;
         std::fill(acc, acc + a.ow, T(0));
         for (int64_t kh = 0; kh < a.kh; ++kh)
           for (int64_t kw = 0; kw < a.kw; ++kw) {
-            const T* __restrict v = stage.data() + st.run(a, oh, kh, kw);
+            const T* __restrict v = stage + st.run(a, oh, kh, kw);
 #pragma omp simd
             for (int64_t o = 0; o < a.ow; ++o) acc[o] += v[o];
           }
@@ -284,26 +292,28 @@ void avg_backward(const Pool2dArgs& a, const T* gy, T* gx) {
   const Stage st(a);
   std::vector<T> inv_rows, inv_cols;
   avg_inverse_counts(a, inv_rows, inv_cols);
+  const int64_t stage_size = st.size();
+  const ThreadScratch<T> stages(stage_size, run_parallel(a)), grads(a.ow, run_parallel(a));
 #pragma omp parallel if (run_parallel(a))
   {
-    std::vector<T> stage(st.size());
-    std::vector<T> g(a.ow);
+    T* stage = stages.get();
+    T* g = grads.get();
 #pragma omp for schedule(static)
     for (int64_t p = 0; p < a.planes; ++p) {
-      std::fill(stage.begin(), stage.end(), T(0));
+      std::fill(stage, stage + stage_size, T(0));
       for (int64_t oh = 0; oh < a.oh; ++oh) {
         const T* __restrict grow = gy + (p * a.oh + oh) * a.ow;
         const T r = inv_rows[oh];
         for (int64_t o = 0; o < a.ow; ++o) g[o] = grow[o] * r * inv_cols[o];
         for (int64_t kh = 0; kh < a.kh; ++kh)
           for (int64_t kw = 0; kw < a.kw; ++kw) {
-            T* __restrict v = stage.data() + st.run(a, oh, kh, kw);
-            const T* __restrict gv = g.data();
+            T* __restrict v = stage + st.run(a, oh, kh, kw);
+            const T* __restrict gv = g;
 #pragma omp simd
             for (int64_t o = 0; o < a.ow; ++o) v[o] += gv[o];
           }
       }
-      st.store(a, stage.data(), gx + p * a.h * a.w);
+      st.store(a, stage, gx + p * a.h * a.w);
     }
   }
 }
@@ -326,9 +336,9 @@ T sum_run(const T* __restrict v, int64_t n) {
 
 template <class T>
 void adaptive_forward(const Pool2dArgs& a, const T* x, T* y) {
+  const ThreadScratch<T> rowsums(a.w, run_parallel(a));
 #pragma omp parallel if (run_parallel(a))
   {
-    std::vector<T> rowsum(a.w);
 #pragma omp for schedule(static)
     for (int64_t p = 0; p < a.planes; ++p) {
       const T* plane = x + p * a.h * a.w;
@@ -338,7 +348,7 @@ void adaptive_forward(const Pool2dArgs& a, const T* x, T* y) {
           y[p * a.oh + oh] = sum_run(plane + h0 * a.w, (h1 - h0) * a.w) / T((h1 - h0) * a.w);
           continue;
         }
-        T* __restrict sum = rowsum.data();
+        T* __restrict sum = rowsums.get();
         std::copy(plane + h0 * a.w, plane + (h0 + 1) * a.w, sum);
         for (int64_t ih = h0 + 1; ih < h1; ++ih) {
           const T* __restrict in = plane + ih * a.w;
@@ -358,9 +368,9 @@ void adaptive_forward(const Pool2dArgs& a, const T* x, T* y) {
 
 template <class T>
 void adaptive_backward(const Pool2dArgs& a, const T* gy, T* gx) {
+  const ThreadScratch<T> rowgrads(a.w, run_parallel(a));
 #pragma omp parallel if (run_parallel(a))
   {
-    std::vector<T> rowgrad(a.w);
 #pragma omp for schedule(static)
     for (int64_t p = 0; p < a.planes; ++p) {
       T* plane = gx + p * a.h * a.w;
@@ -368,7 +378,7 @@ void adaptive_backward(const Pool2dArgs& a, const T* gy, T* gx) {
       for (int64_t oh = 0; oh < a.oh; ++oh) {
         int64_t h0 = Pool2dArgs::adaptive_begin(oh, a.h, a.oh), h1 = Pool2dArgs::adaptive_end(oh, a.h, a.oh);
         // What output row oh sends to each input column, then to each of its input rows.
-        T* __restrict g = rowgrad.data();
+        T* __restrict g = rowgrads.get();
         std::fill(g, g + a.w, T(0));
         const T* grow = gy + (p * a.oh + oh) * a.ow;
         for (int64_t ow = 0; ow < a.ow; ++ow) {
@@ -405,7 +415,7 @@ void max_pool2d_backward_cpu(const Pool2dArgs& a, const T* gy, const int64_t* in
     const int64_t* idx = indices + p * out_plane;
     const T* go = gy + p * out_plane;
     for (int64_t o = 0; o < out_plane; ++o)
-      if (idx[o] >= 0 && idx[o] < plane) g[idx[o]] += go[o];
+      if (idx[o] >= 0) g[idx[o]] += go[o];  // the binding checked idx[o] < plane
   }
 }
 

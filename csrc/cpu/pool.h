@@ -8,8 +8,8 @@
 
 // The kernels, as an X-macro of (T, name, (parameters), (arguments)) (see cpu/isa.h).
 // max forward: y = max over each window; indices (int64, flat ih*W+iw within the plane) written when
-// not null. max backward: gx = 0, then gx[plane, indices[o]] += gy[o] (an index outside the plane is
-// skipped).
+// not null. max backward: gx = 0, then gx[plane, indices[o]] += gy[o]; an index of -1 (a window with
+// no input cell) is skipped, and every other index must lie in [0, H*W) (the binding checks).
 // V is the variant's infix: empty for "fast", _reference for "reference".
 #define PYFASTDL_POOL_VARIANT_KERNELS(X, T, V)                                                                 \
   X(T, max_pool2d_forward##V##_cpu, (const Pool2dArgs& a, const T* x, T* y, int64_t* indices),                  \

@@ -73,12 +73,18 @@ def outputs(out, like, *shapes, dtype=None):
     return tuple(_empty(like, s, dtype) for s in shapes)
 
 
-def kernel_input(x):
+def kernel_input(x, op=None, name=None):
     """``x`` as the compiled kernels take an input: C-contiguous and (numpy) writeable, copied if
-    need be. None stays None."""
+    need be. None stays None. Anything but a numpy or cupy array is a TypeError (naming ``op`` and
+    the argument ``name`` when given)."""
     if x is None:
         return None
-    backend.device_of(x)  # TypeError for anything but a numpy or cupy array
+    try:
+        backend.device_of(x)
+    except TypeError:
+        if op is None:
+            raise
+        raise TypeError(f"{op}: {name} must be a numpy or cupy array, got {type(x).__name__}") from None
     x = backend.contiguous(x)
     if getattr(x.flags, "writeable", True):
         return x

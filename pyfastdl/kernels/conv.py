@@ -63,6 +63,15 @@ def conv_transpose2d_args(input_shape, weight_shape, stride=1, padding=0, output
     )
 
 
+def _inputs(op, **arrays):
+    """The input arrays of ``op`` as the kernels take them (contiguous, writeable: a copy if need be),
+    in the order given; a TypeError naming the argument for anything but an array (None only for bias)."""
+    for name, a in arrays.items():
+        if a is None and name != "bias":
+            raise TypeError(f"{op}: {name} must be a numpy or cupy array, got None")
+    return tuple(_dispatch.kernel_input(a, op, name) for name, a in arrays.items())
+
+
 # ---- the three kernels, given their Args --------------------------------------------------------------
 
 
@@ -89,6 +98,7 @@ def _backward_weight(args, x, grad_out, out, variant):
 
 def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, variant="fast", out=None):
     """out (N, K, P, Q) = conv2d(x (N, C, H, W), weight (K, C/groups, R, S)) + bias (K,) or None."""
+    x, weight, bias = _inputs("conv2d_forward", x=x, weight=weight, bias=bias)
     args = conv2d_args(x.shape, weight.shape, stride, padding, dilation, groups)
     return _forward(args, x, weight, bias, out, variant)
 
@@ -97,6 +107,7 @@ def conv2d_backward_input(
     grad_out, weight, input_shape, stride=1, padding=0, dilation=1, groups=1, *, variant="fast", out=None
 ):
     """Gradient (N, C, H, W) with respect to conv2d's input, from grad_out (N, K, P, Q) and weight."""
+    grad_out, weight = _inputs("conv2d_backward_input", grad_out=grad_out, weight=weight)
     args = conv2d_args(input_shape, weight.shape, stride, padding, dilation, groups)
     return _backward_input(args, grad_out, weight, out, variant)
 
@@ -105,12 +116,18 @@ def conv2d_backward_weight(
     x, grad_out, weight_shape, stride=1, padding=0, dilation=1, groups=1, *, variant="fast", out=None
 ):
     """Gradient (K, C/groups, R, S) with respect to conv2d's weight, from x (N, C, H, W) and grad_out."""
+    x, grad_out = _inputs("conv2d_backward_weight", x=x, grad_out=grad_out)
     args = conv2d_args(x.shape, weight_shape, stride, padding, dilation, groups)
     return _backward_weight(args, x, grad_out, out, variant)
 
 
 def conv2d_backward_bias(grad_out, *, out=None):
     """Gradient (K,) with respect to the bias: grad_out (N, K, P, Q) summed over N, P and Q."""
+    if not hasattr(grad_out, "ndim"):
+        raise TypeError(f"conv2d_backward_bias: grad_out must be a numpy or cupy array, got {type(grad_out).__name__}")
+    if grad_out.ndim != 4:
+        raise ValueError(f"conv2d_backward_bias: grad_out must have 4 dimensions (N, K, P, Q), got shape "
+                         f"{tuple(grad_out.shape)}")
     return grad_out.sum(axis=(0, 2, 3), out=out)
 
 
@@ -122,6 +139,7 @@ def conv_transpose2d_forward(
 ):
     """out (N, Cout, Hout, Wout) = conv_transpose2d(x (N, Cin, Hin, Win), weight (Cin, Cout/groups, R, S))
     + bias (Cout,): conv2d's input gradient with grad_out = x."""
+    x, weight, bias = _inputs("conv_transpose2d_forward", x=x, weight=weight, bias=bias)
     args = conv_transpose2d_args(x.shape, weight.shape, stride, padding, output_padding, groups, dilation)
     y = _backward_input(args, x, weight, out, variant)
     if bias is not None:
@@ -137,6 +155,7 @@ def conv_transpose2d_backward_input(
     out=None,
 ):
     """Gradient (N, Cin, Hin, Win) with respect to conv_transpose2d's input: conv2d(grad_out, weight)."""
+    grad_out, weight = _inputs("conv_transpose2d_backward_input", grad_out=grad_out, weight=weight)
     args = conv_transpose2d_args(input_shape, weight.shape, stride, padding, output_padding, groups, dilation)
     return _forward(args, grad_out, weight, None, out, variant)
 
@@ -147,5 +166,6 @@ def conv_transpose2d_backward_weight(
 ):
     """Gradient (Cin, Cout/groups, R, S) with respect to conv_transpose2d's weight, from its input x and
     grad_out: conv2d's weight gradient with conv2d's x = grad_out and conv2d's grad_out = x."""
+    x, grad_out = _inputs("conv_transpose2d_backward_weight", x=x, grad_out=grad_out)
     args = conv_transpose2d_args(x.shape, weight_shape, stride, padding, output_padding, groups, dilation)
     return _backward_weight(args, grad_out, x, out, variant)

@@ -32,9 +32,12 @@ def _int(op, name, value):
     if isinstance(value, bool):
         raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
     try:
-        return operator.index(value)
+        value = operator.index(value)
     except TypeError:
         raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}") from None
+    if not -(2**63) <= value < 2**63:
+        raise ValueError(f"{op}: {name} = {value} is out of range (a size must fit in 64 bits)")
+    return value
 
 
 def _pair(op, name, value):

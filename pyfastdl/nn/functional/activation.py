@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 from ... import backend, kernels
 from ...autograd import Function
@@ -57,6 +58,8 @@ class LeakyRelu(Function):
 def leaky_relu(input, negative_slope=0.01, inplace=False):  # noqa: A002
     """x if x > 0 else negative_slope * x, elementwise."""
     _check_tensor("leaky_relu", input)
+    if isinstance(negative_slope, bool) or not isinstance(negative_slope, numbers.Real):
+        raise TypeError(f"leaky_relu: negative_slope must be a number, got {negative_slope!r}")
     return LeakyRelu.apply(input, negative_slope)
 
 
@@ -107,6 +110,8 @@ def gelu(input, approximate="none"):  # noqa: A002
 
 
 def _dim(name, ndim, dim):
+    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
+        raise TypeError(f"{name}: dim must be an int, got {dim!r}")
     if not -max(ndim, 1) <= dim < max(ndim, 1):
         raise IndexError(f"{name}: dim {dim} is out of range for a tensor with {ndim} dimensions")
     return dim % max(ndim, 1)

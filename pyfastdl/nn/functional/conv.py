@@ -144,8 +144,11 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     else:
         raise TypeError(f"{op}: padding must be an int or 'valid'/'same', got {padding!r}")
     (n, c, length), (k, cg, width) = input.shape, weight.shape
-    y = Conv2d.apply(_tensor(input).reshape(n, c, 1, length), _tensor(weight).reshape(k, cg, 1, width), bias,
-                     (stride2, pad, dilation2, groups), pad_end)
+    try:
+        y = Conv2d.apply(_tensor(input).reshape(n, c, 1, length), _tensor(weight).reshape(k, cg, 1, width), bias,
+                         (stride2, pad, dilation2, groups), pad_end)
+    except (ValueError, TypeError) as exc:  # the conv2d message, with its height-1 view: name conv1d too
+        raise type(exc)(f"{op} (conv2d over a height of 1): {exc}") from None
     return y.reshape(n, k, y.shape[3])
 
 

@@ -296,6 +296,12 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     for arg, t in (("weight", weight), ("pos_weight", pos_weight)):
         if t is not None and not isinstance(t, Tensor):
             raise TypeError(f"binary_cross_entropy_with_logits: {arg} must be a Tensor, got {type(t).__name__}")
+        if t is not None:
+            try:
+                np.broadcast_shapes(tuple(t.shape), tuple(input.shape))
+            except ValueError:
+                raise ValueError(f"binary_cross_entropy_with_logits: {arg} of shape {tuple(t.shape)} does not "
+                                 f"broadcast to the input's shape {tuple(input.shape)}") from None
         extra.append(None if t is None else t.data)
     w, pw = extra
 

@@ -98,6 +98,9 @@ def lstm_cell(input, hx, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
     if unbatched:
         input = input.unsqueeze(0)
     H = weight_hh.shape[-1]
+    if weight_hh.ndim != 2 or weight_hh.shape[0] != 4 * H:
+        raise ValueError(f"lstm_cell: weight_hh must have shape (4*hidden_size, hidden_size), got "
+                         f"{tuple(weight_hh.shape)}")
     if hx is None:
         h = c = _zeros_like_state(input, (input.shape[0], H))
     else:

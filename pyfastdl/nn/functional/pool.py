@@ -109,13 +109,21 @@ def _from_2d(y):
     return y.reshape(*y.shape[:-2], y.shape[-1])
 
 
+def _pool_1d(op, pool2d, *args):
+    """pool2d(*args) for the 1-D pool ``op``: its errors name ``op`` (the 2-D message shows height 1)."""
+    try:
+        return pool2d(*args)
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"{op} (a 2-D pool over a height of 1): {exc}") from None
+
+
 def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     """1-D max pooling of (N, C, L) or (C, L): a 2-D max pooling with a 1 x kernel_size window."""
     op = "max_pool1d"
     s = None if stride is None else (1, _single(op, "stride", stride))
-    out = max_pool2d(_as_2d(op, input), (1, _single(op, "kernel_size", kernel_size)), s,
-                     (0, _single(op, "padding", padding)), (1, _single(op, "dilation", dilation)), ceil_mode,
-                     return_indices)
+    out = _pool_1d(op, max_pool2d, _as_2d(op, input), (1, _single(op, "kernel_size", kernel_size)), s,
+                   (0, _single(op, "padding", padding)), (1, _single(op, "dilation", dilation)), ceil_mode,
+                   return_indices)
     if return_indices:
         return _from_2d(out[0]), _from_2d(out[1])
     return _from_2d(out)
@@ -125,5 +133,5 @@ def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     """1-D average pooling of (N, C, L) or (C, L): a 2-D average pooling with a 1 x kernel_size window."""
     op = "avg_pool1d"
     s = None if stride is None else (1, _single(op, "stride", stride))
-    return _from_2d(avg_pool2d(_as_2d(op, input), (1, _single(op, "kernel_size", kernel_size)), s,
-                               (0, _single(op, "padding", padding)), ceil_mode, count_include_pad))
+    return _from_2d(_pool_1d(op, avg_pool2d, _as_2d(op, input), (1, _single(op, "kernel_size", kernel_size)), s,
+                             (0, _single(op, "padding", padding)), ceil_mode, count_include_pad))

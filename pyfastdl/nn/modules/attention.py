@@ -108,6 +108,14 @@ class MultiheadAttention(Module):
                 average_attn_weights=True, is_causal=False):
         """Returns (output like query, weights (N, L, S) averaged over heads, (N, H, L, S) if not
         average_attn_weights, or None when need_weights=False)."""
+        for name, t in (("query", query), ("key", key), ("value", value)):
+            if t.ndim not in (2, 3):
+                raise ValueError(f"MultiheadAttention: {name} must be 3-D (batched) or 2-D (unbatched), got "
+                                 f"shape {tuple(t.shape)}")
+        if not query.ndim == key.ndim == value.ndim:
+            raise ValueError(f"MultiheadAttention: query, key and value must all be batched (3-D) or all "
+                             f"unbatched (2-D), got shapes {tuple(query.shape)}, {tuple(key.shape)}, "
+                             f"{tuple(value.shape)}")
         batched = query.ndim == 3
         self_attention = query is key and key is value
         if not batched:

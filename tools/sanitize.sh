@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The CPU extension built with AddressSanitizer + UndefinedBehaviorSanitizer, and the CPU tests run
+# under it. Any report fails the run: UBSan halts on its first finding, ASan always does.
+#
+#   tools/sanitize.sh                 the kernel-family tests (what CI runs; see SANITIZE_TESTS)
+#   tools/sanitize.sh tests/          any pytest arguments instead
+#
+# The build goes to build/sanitize (incremental, CPU only) and the package is assembled beside it in
+# build/sanitize/pkg, so neither the developer build in pyfastdl/ nor an installed pyfastdl changes.
+# CPython is not built with ASan, so libasan is preloaded (it must be the first library loaded) and
+# leak detection is off (the interpreter keeps its objects until exit on purpose).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# CI's subset: every test of the four kernel families and the error inputs of every public op. The
+# model and training tests run the same kernels (on bigger shapes, ~10x slower under ASan).
+SANITIZE_TESTS=(tests/test_conv.py tests/test_pool.py tests/test_lstm.py tests/test_attention.py
+                tests/test_error_inputs.py tests/test_properties.py tests/test_nn_functional.py)
+
+# The build needs what pyproject's build-system lists; a fresh venv (CI) has only the runtime ones.
+python3 -c "import pybind11" 2>/dev/null || python3 -m pip install --quiet "pybind11>=2.12"
+command -v cmake >/dev/null || python3 -m pip install --quiet cmake ninja
+# RelWithDebInfo: the kernels keep their -O3, and the module keeps its symbols (a Release build strips
+# them and links with LTO, which makes the reports unreadable and the link slow).
+build=build/sanitize
+if [ ! -f "$build/CMakeCache.txt" ]; then
+  cmake -S . -B "$build" $(command -v ninja >/dev/null && echo -G Ninja) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPYFASTDL_CUDA=OFF \
+    -DPYFASTDL_SANITIZE=address,undefined \
+    -DPython_EXECUTABLE="$(command -v python3)" -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" >/dev/null
+fi
+cmake --build "$build" -j "${JOBS:-2}"
+
+pkg="$build/pkg"
+rm -rf "$pkg"
+mkdir -p "$pkg"
+cp -r pyfastdl "$pkg/pyfastdl"
+rm -f "$pkg"/pyfastdl/_C*.so
+cp "$build"/_C*.so "$pkg/pyfastdl/"
+cp -r benchmarks "$pkg/pyfastdl/benchmarks"
+
+libasan="$(${CXX:-g++} -print-file-name=libasan.so)"
+[ -f "$libasan" ] || { echo "sanitize: libasan.so not found (is the compiler's ASan runtime installed?)" >&2; exit 1; }
+log="$build/reports"
+rm -rf "$log"
+mkdir -p "$log"
+
+# allocator_may_return_null: a huge request becomes numpy's MemoryError rather than an ASan abort.
+export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:abort_on_error=0:log_path=$log/asan"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$log/ubsan"
+export OMP_NUM_THREADS=2  # the OpenMP regions run with more than one thread
+
+set +e
+# -P: the checkout itself must not shadow the package assembled in $pkg.
+PYTHONPATH="$PWD/$pkg" LD_PRELOAD="$libasan" python3 -P -m pytest -q -p no:cacheprovider -x "${@:-${SANITIZE_TESTS[@]}}"
+status=$?
+set -e
+if compgen -G "$log/*" >/dev/null; then
+  cat "$log"/* >&2
+  echo "sanitize: the sanitizers reported errors (above)" >&2
+  exit 1
+fi
+exit $status
