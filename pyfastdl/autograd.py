@@ -18,7 +18,7 @@ import threading
 
 import numpy as np
 
-from . import backend
+from . import backend, profiler
 
 _state = threading.local()
 
@@ -149,7 +149,11 @@ class Function:
         ctx = Context(needs if record else (False,) * len(needs))  # nothing to save when nothing is recorded
         raw = [a.data if isinstance(a, Tensor) else a for a in args]
         with no_grad():
-            out = cls.forward(ctx, *raw)
+            if profiler._active is None:
+                out = cls.forward(ctx, *raw)
+            else:
+                with profiler.range_(cls.__name__ + ".forward", "op"):
+                    out = cls.forward(ctx, *raw)
         # numpy reductions can return scalars: make every output an array
         outputs = tuple(o if hasattr(o, "shape") and not isinstance(o, np.generic) else np.asarray(o)
                         for o in (out if isinstance(out, tuple) else (out,)))
@@ -243,7 +247,11 @@ def run_backward(tensor, gradient=None, retain_graph=False):
                 )
         grads = [g if g is not None else m.zeros(shape, dtype) for g, (shape, dtype, m) in
                  zip(out_grads, node.output_meta)]
-        in_grads = node.fn.backward(node.ctx, *grads)
+        if profiler._active is None:
+            in_grads = node.fn.backward(node.ctx, *grads)
+        else:
+            with profiler.range_(node.fn.__name__ + ".backward", "op"):
+                in_grads = node.fn.backward(node.ctx, *grads)
         if not isinstance(in_grads, tuple):
             in_grads = (in_grads,)
         if len(in_grads) != len(node.inputs):

@@ -11,6 +11,7 @@ import functools
 
 import numpy as np
 
+from . import profiler
 from ._core import _C
 
 DEVICES = ("cpu", "cuda")
@@ -120,7 +121,10 @@ def launch(name: str, device: str, *args):
     try:
         if device == "cuda":
             return fn(*args, _import_cupy().cuda.get_current_stream().ptr)
-        return fn(*args)
+        if profiler._active is None:
+            return fn(*args)
+        with profiler.range_(name, "kernel"):
+            return fn(*args)
     except TypeError as exc:
         misplaced = _misplaced_arrays(device, args)
         if misplaced:

@@ -119,7 +119,7 @@ def build_ours(case: str) -> Step:
     from .train import get_recipe
     from .train.loop import build_optimizer
 
-    name, overrides, batch = CASES[case]
+    name, overrides, batch = CASES.get(case, (case, {}, None))  # any recipe name works too
     recipe = get_recipe(name)
     args = recipe_args(recipe, overrides, batch)
     args.recipe = name

@@ -1,4 +1,4 @@
-"""The `pyfastdl` command line: info, train, eval, predict, translate, sample, bench."""
+"""The `pyfastdl` command line: info, train, eval, predict, translate, sample, bench, profile."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from . import bench
+from . import bench, profiler
 
 
 def _cmd_info(args) -> int:
@@ -159,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_sample)
 
     bench.add_parser(sub)
+    profiler.add_parser(sub)
     return parser
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import backend
+from .. import backend, profiler
 from ..autograd import enable_grad
 from ..tensor import Tensor
 
@@ -88,13 +88,17 @@ class Optimizer:
         if closure is not None:
             with enable_grad():
                 loss = closure()
+        with profiler.range_(f"{type(self).__name__}.step", "optimizer"):
+            self._step_all()
+        return loss
+
+    def _step_all(self):
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 self._update(p, p.grad.data, group, self.state.setdefault(p, {}))
                 p._version += 1  # the array changed in place: a graph that saved it must not use it
-        return loss
 
     def _update(self, p, grad, group, state):
         raise NotImplementedError
