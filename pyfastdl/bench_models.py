@@ -112,34 +112,46 @@ class Step:
         return sum(int(np.prod(p.shape)) for p in self.model.parameters())
 
 
-def build_ours(case: str) -> Step:
-    """pyfastdl's step of ``case``, from its recipe."""
+class CaseData:
+    """A case's recipe, its arguments and one batch of its training data (numpy)."""
+
+    def __init__(self, case: str):
+        import pyfastdl
+
+        from .train import get_recipe
+
+        name, overrides, batch = CASES.get(case, (case, {}, None))  # any recipe name works too
+        self.recipe = get_recipe(name)
+        self.args = recipe_args(self.recipe, overrides, batch)
+        self.args.recipe = name
+        pyfastdl.manual_seed(0)
+        self.batch = _first_batch(self.recipe, self.args)
+
+
+def build_ours(case, data: CaseData | None = None) -> Step:
+    """pyfastdl's step of ``case`` (a name, or its :class:`CaseData`), from its recipe."""
     import pyfastdl
 
-    from .train import get_recipe
     from .train.loop import build_optimizer
 
-    name, overrides, batch = CASES.get(case, (case, {}, None))  # any recipe name works too
-    recipe = get_recipe(name)
-    args = recipe_args(recipe, overrides, batch)
-    args.recipe = name
+    data = data or CaseData(case)
+    recipe, args = data.recipe, data.args
     pyfastdl.manual_seed(0)
-    batch = _first_batch(recipe, args)
     model = recipe.build_model(args)
-    inputs, target = _split_ours(recipe, batch)
+    inputs, target = _split_ours(recipe, data.batch)
     opt = build_optimizer(args.optimizer, model.parameters(), args.lr, args.weight_decay, args.momentum)
     step = Step(model, inputs, target, recipe.loss_fn, opt)
-    step.args, step.batch, step.recipe = args, batch, recipe
+    step.args, step.data = args, data
     return step
 
 
-def build_torch(case: str, ours: Step) -> Step:
-    """torch's step of ``case``: the twin of ``ours`` (same arguments, same batch)."""
+def build_torch(data: CaseData) -> Step:
+    """torch's step of a case: the twin of pyfastdl's (same arguments, same batch)."""
     import torch
 
     from . import bench_torch_models as tm
 
-    args, batch, recipe = ours.args, ours.batch, ours.recipe
+    args, batch, recipe = data.args, data.batch, data.recipe
     torch.manual_seed(0)
     tf = torch.nn.functional
     inputs, target = recipe.split_batch(batch)
@@ -187,8 +199,9 @@ def build_torch(case: str, ours: Step) -> Step:
 
 def build_pair(case: str):
     """(ours, torch's) steps of ``case``, with equal parameter counts (AssertionError otherwise)."""
-    ours = build_ours(case)
-    theirs = build_torch(case, ours)
+    data = CaseData(case)
+    ours = build_ours(case, data)
+    theirs = build_torch(data)
     n_ours, n_torch = ours.num_parameters(), theirs.num_parameters()
     assert n_ours == n_torch, f"{case}: pyfastdl's model has {n_ours:,} parameters, torch's twin {n_torch:,}"
     return ours, theirs
@@ -250,14 +263,32 @@ def _rss_mib() -> float:
 
 
 def _peak_rss_mib() -> float:
-    import resource
+    """The peak resident set size since the last :func:`_reset_peak_rss` (VmHWM)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise OSError("no VmHWM in /proc/self/status")
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+def _reset_peak_rss() -> None:
+    """Give freed heap memory back to the system and restart the peak count (Linux >= 4.0)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def _memory_child(case: str, library: str) -> None:
-    """In this (fresh) process: import, note the RSS, run MEMORY_STEPS steps of ``library``'s model,
-    print the peak RSS above the imports (MiB) as JSON."""
+    """In this (fresh) process: import, note the RSS, build ``library``'s step (the data generated
+    for it and then dropped is not counted: the peak count restarts after the build), run
+    MEMORY_STEPS steps and print the peak RSS above the imports (MiB) as JSON."""
     import pyfastdl  # noqa: F401
 
     if library == "torch":
@@ -266,10 +297,9 @@ def _memory_child(case: str, library: str) -> None:
 
     set_threads(1)
     base = _rss_mib()
-    ours = build_ours(case)
-    step = ours if library == "pyfastdl" else build_torch(case, ours)
-    if library == "torch":
-        del ours  # only torch's model, batch and optimizer stay (the shared numpy batch is small)
+    data = CaseData(case)
+    step = build_ours(case, data) if library == "pyfastdl" else build_torch(data)
+    _reset_peak_rss()
     for _ in range(MEMORY_STEPS):
         step()
     print(json.dumps({"peak_mib": _peak_rss_mib() - base}))
