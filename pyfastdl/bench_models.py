@@ -244,7 +244,8 @@ class BusyProcess:
     """A second Python process spinning on one core while the block runs."""
 
     def __enter__(self):
-        self.proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        # spins while this process lives (so a killed benchmark leaves no spinner behind)
+        self.proc = subprocess.Popen([sys.executable, "-c", f"import os\nwhile os.getppid() == {os.getpid()}: pass"])
         time.sleep(0.2)
         return self
 

@@ -90,7 +90,7 @@ class Tensor:
 
     @property
     def shape(self):
-        return tuple(self._data.shape)
+        return self._data.shape if type(self._data) is np.ndarray else tuple(self._data.shape)
 
     @property
     def dtype(self):
@@ -98,7 +98,7 @@ class Tensor:
 
     @property
     def device(self) -> str:
-        return backend.device_of(self._data)
+        return "cpu" if type(self._data) is np.ndarray else backend.device_of(self._data)
 
     @property
     def ndim(self):
