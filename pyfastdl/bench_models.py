@@ -301,8 +301,10 @@ def _memory_child(case: str, library: str) -> None:
     data = CaseData(case)
     step = build_ours(case, data) if library == "pyfastdl" else build_torch(data)
     _reset_peak_rss()
+    loss = None
     for _ in range(MEMORY_STEPS):
-        step()
+        loss = step()  # held until the next step's forward has run, as in a training loop
+    del loss
     print(json.dumps({"peak_mib": _peak_rss_mib() - base}))
 
 
