@@ -23,7 +23,7 @@ from pyfastdl.bench import time_cpu, time_cpu_against
 torch = pytest.importorskip("torch")
 
 BH, E = 16, 64
-CASES = [(L, causal, "flash") for L in (512, 2048) for causal in (False, True)] + [
+CASES = [(L, causal, "fast") for L in (512, 2048) for causal in (False, True)] + [
     (512, False, "reference"),
     (512, True, "reference"),
 ]

@@ -134,7 +134,7 @@ def test_conv_cuda(benchmark, record, ceilings, no_tf32, name, variant, directio
     stream = cp.cuda.get_current_stream()
     benchmark.pedantic(lambda: (ours(), stream.synchronize()), rounds=3, warmup_rounds=1)
     tflops = flop / ours_s / 1e12
-    row = record("conv_cuda", f"{name}-{variant}-{direction}-{dtype}", ours_s, ref_s, flop=flop, device="cuda",
+    row = record("conv", f"{name}-{variant}-{direction}-{dtype}", ours_s, ref_s, flop=flop, device="cuda",
                  TFLOPs=tflops, torch_TFLOPs=flop / ref_s / 1e12, of_matmul_peak=tflops / ceilings[dtype])
     benchmark.extra_info.update(TFLOPs=tflops, torch_TFLOPs=row["torch_TFLOPs"], torch_ms=ref_s * 1e3,
                                 ratio=row["ratio"], of_matmul_peak=row["of_matmul_peak"])

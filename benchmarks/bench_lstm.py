@@ -7,8 +7,9 @@ oneDNN on the CPU where available; ours with save=False) and backward (torch.aut
 saved forward, against our backward from the saved gates). Ours and torch's calls alternate
 (time_cpu_against), so both meet the same machine conditions. Target: ratio >= 1.0.
 
-GPU (skipped without one): the layer forward, our "step" variant (cuBLAS + fused pointwise kernel
-per step) and "persistent" variant (W_hh in shared memory, one cooperative launch) against
+GPU (skipped without one): the layer forward, our "reference" variant (the step loop: cuBLAS +
+fused pointwise kernel per step) and "fast" variant (W_hh in shared memory, one cooperative launch,
+where it fits; else the step loop) against
 torch.nn.LSTM (cuDNN) on the same card; the cell forward against torch.nn.LSTMCell.
 
 FLOPs counted: forward 8 B H (I + H) per step (two products), backward twice that.
@@ -128,7 +129,7 @@ GPU_SEQUENCES = [(128, 16, 256, 512), (128, 64, 512, 512), (128, 32, 128, 128)]
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("variant", ["step", "persistent"])
+@pytest.mark.parametrize("variant", ["reference", "fast"])
 @pytest.mark.parametrize("T,B,I,H", GPU_SEQUENCES, ids=[f"T{T}-B{B}-I{I}-H{H}" for T, B, I, H in GPU_SEQUENCES])
 def test_lstm_sequence_cuda(record, T, B, I, H, variant):
     cp = backend.array_module("cuda")
@@ -147,7 +148,7 @@ def test_lstm_sequence_cuda(record, T, B, I, H, variant):
             mod(tx, (th, tc))
 
     a = _C.LstmLayerArgs(x.shape, w[0].shape, w[1].shape)
-    if variant == "persistent" and not _C.cuda.lstm_layer_persistent_fits(a):
+    if variant == "fast" and not _C.cuda.lstm_layer_persistent_fits(a):
         pytest.skip("does not fit the persistent kernel on this GPU")
     torch_s = time_cuda(torch_forward, warmup=2, repeats=10, flush_l2=False)
     ours_s = time_cuda(lambda: K.lstm_layer_forward(x, h0, c0, *w, variant=variant), warmup=2, repeats=10,

@@ -129,7 +129,7 @@ def test_pool_cpu(benchmark, record, name, direction):
     ref = dict(zip(("forward", "backward"), _torch(kind, torch.from_numpy(x), opts)))[direction]
     nbytes = fwd_bytes if direction == "forward" else bwd_bytes
     ours_s, ref_s = time_cpu_against(benchmark, ours, ref, _rounds(ours))
-    row = record("pooling", f"{name}-{direction}", ours_s, ref_s, bytes=nbytes, threads=pf.get_num_threads())
+    row = record("pool", f"{name}-{direction}", ours_s, ref_s, bytes=nbytes, threads=pf.get_num_threads())
     benchmark.extra_info.update(GBps=row["ours_GBps"], torch_ms=ref_s * 1e3, ratio=row["ratio"])
 
 
@@ -162,5 +162,5 @@ def test_pool_gpu(record, name, direction, variant, indices):
     nbytes = fwd_bytes if direction == "forward" else bwd_bytes
     copy = _copy_gbps()
     case = f"{name}-{direction}-{variant}{'' if indices else '-noidx'}"
-    row = record("pooling", case, ours_s, ref_s, bytes=nbytes, device="cuda", copy_GBps=copy)
+    row = record("pool", case, ours_s, ref_s, bytes=nbytes, device="cuda", copy_GBps=copy)
     row["pct_of_copy"] = 100 * row["ours_GBps"] / copy

@@ -125,7 +125,7 @@ if cases:
         fh.write("\n\n".join(md))
 # group each family's cases by the option words in their names (direction, dtype, variant, ...)
 WORDS = ("forward", "backward_input", "backward_weight", "backward", "float32", "bfloat16", "float16",
-         "fast", "reference", "flash", "step", "persistent", "causal", "noidx")
+         "fast", "reference", "causal", "noidx")
 groups = {}
 for r in cases:
     tokens = re.split(r"-", r["case"])

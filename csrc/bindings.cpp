@@ -3,9 +3,9 @@
 //   _C.cpu   the C++ kernels (always present)
 //   _C.cuda  the CUDA kernels (present when the package was built with nvcc)
 //
-// Each kernel family binds itself from csrc/bind/<family>.cpp: its argument struct at the top level
-// (shared by both devices), its functions in each device submodule, and its name in FAMILIES.
-// The larger families keep their CUDA bindings in csrc/bind/<family>_cuda.cpp.
+// Each kernel family (conv, pool, lstm, attention) binds itself from csrc/bind/<family>.cpp: its
+// argument struct at the top level (shared by both devices), its functions in each device submodule
+// (the CUDA ones in a #ifdef PYFASTDL_WITH_CUDA block of the same file), and its name in FAMILIES.
 #include <omp.h>
 #include <pybind11/pybind11.h>
 
@@ -24,10 +24,6 @@ void bind_conv(py::module_& m);
 void bind_pool(py::module_& m);
 void bind_lstm(py::module_& m);
 void bind_attention(py::module_& m);
-#ifdef PYFASTDL_WITH_CUDA
-void bind_conv_cuda(py::module_& m);
-void bind_attention_cuda(py::module_& m);
-#endif
 }  // namespace pyfastdl
 
 extern "C" void scipy_openblas_set_num_threads(int);
@@ -49,10 +45,10 @@ PYBIND11_MODULE(_C, m) {
   cpu.def("best_isa", [] { return pyfastdl::cpu::isa_name(pyfastdl::cpu::best_isa()); },
           "Widest instruction set ('base', 'avx2', 'avx512') this build has and this CPU supports");
   cpu.def("get_isa", [] { return pyfastdl::cpu::isa_name(pyfastdl::cpu::active_isa()); },
-          "Instruction set the kernels compiled per set (LSTM) use now");
+          "Instruction set the CPU kernels (every family: each is compiled once per set) use now");
   cpu.def("set_isa", [](const std::string& name) { pyfastdl::cpu::set_isa(name.c_str()); }, py::arg("name"),
-          "Use a narrower instruction set ('base', 'avx2') for the kernels compiled per set, or the best "
-          "again; ValueError for a set this CPU lacks");
+          "Use a narrower instruction set ('base', 'avx2') for every CPU kernel family, or the best again; "
+          "ValueError for a set this CPU lacks");
 
 #ifdef PYFASTDL_WITH_CUDA
   m.attr("WITH_CUDA") = true;
@@ -71,8 +67,4 @@ PYBIND11_MODULE(_C, m) {
   pyfastdl::bind_pool(m);
   pyfastdl::bind_lstm(m);
   pyfastdl::bind_attention(m);
-#ifdef PYFASTDL_WITH_CUDA
-  pyfastdl::bind_conv_cuda(m);
-  pyfastdl::bind_attention_cuda(m);
-#endif
 }

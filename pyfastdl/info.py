@@ -44,7 +44,7 @@ def format_info(info: dict) -> str:
         f"pyfastdl {info['version']}",
         f"CUDA kernels compiled: {'yes (' + archs + ')' if info['cuda_kernels_compiled'] else 'no'}",
         f"OpenMP threads: {info['openmp_threads']}",
-        f"CPU instruction set of the LSTM kernels: {info['cpu_instruction_set']}",
+        f"CPU instruction set of the kernels: {info['cpu_instruction_set']}",
     ]
     if info["gpus"]:
         for g in info["gpus"]:

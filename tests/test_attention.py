@@ -20,7 +20,7 @@ from pyfastdl.nn.functional import scaled_dot_product_attention
 from pyfastdl.testing import gradcheck
 
 TOL = {("cpu", np.float64): 1e-10, ("cpu", np.float32): 1e-5, ("cuda", np.float32): 1e-4}
-VARIANTS = kernels.ATTENTION_VARIANTS
+VARIANTS = kernels._dispatch.VARIANTS
 
 
 def rel_err(out, expected):
@@ -125,7 +125,7 @@ def test_masks(rng, variant, kind, dtype):
 def test_masks_device(rng, device, kind):
     B, H, L, S, E, Ev = 2, 2, 70, 140, 16, 16
     q, k, v = qkv(rng, B, H, L, S, E, Ev, np.float32)
-    check_forward_backward(device, "flash", q, k, v, make_mask(rng, kind, B, H, L, S, np.float32))
+    check_forward_backward(device, "fast", q, k, v, make_mask(rng, kind, B, H, L, S, np.float32))
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -138,7 +138,7 @@ def test_causal(rng, variant, L, S, dtype):
 
 @pytest.mark.parametrize("L,S", [(150, 150), (60, 200), (200, 60)])
 def test_causal_device(rng, device, L, S):
-    check_forward_backward(device, "flash", *qkv(rng, 1, 2, L, S, 32, 32, np.float32), is_causal=True)
+    check_forward_backward(device, "fast", *qkv(rng, 1, 2, L, S, 32, 32, np.float32), is_causal=True)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -148,7 +148,7 @@ def test_scale(rng, variant):
 
 def test_long_sequence_float32(rng):
     """L = S = 1000 in float32: the online softmax keeps float32 accuracy over many key blocks."""
-    check_forward_backward("cpu", "flash", *qkv(rng, 1, 2, 1000, 1000, 64, 64, np.float32))
+    check_forward_backward("cpu", "fast", *qkv(rng, 1, 2, 1000, 1000, 64, 64, np.float32))
 
 
 def test_rank3_inputs(rng):
@@ -414,7 +414,7 @@ def test_causal_with_mask_is_an_error():
 def test_bad_variant_and_scale():
     q, k, v = ok_inputs()
     with pytest.raises(ValueError, match="variant must be one of"):
-        kernels.sdpa_forward(q, k, v, variant="fast")
+        kernels.sdpa_forward(q, k, v, variant="flash")
     with pytest.raises(ValueError, match="scale must be finite"):
         kernels.sdpa_forward(q, k, v, scale=float("inf"))
 

@@ -1,4 +1,4 @@
-"""Scaled dot-product attention on the GPU: the CUDA kernels (tensor-core "flash" and "reference")
+"""Scaled dot-product attention on the GPU: the CUDA kernels (the tensor-core flash-attention-style "fast" variant and "reference")
 against the CPU kernels in float64 on the same (rounded) inputs -- float32, float16 and bfloat16,
 shapes that are not multiples of the tiles, L != S, causal, bool and additive masks with every
 broadcast pattern, fully masked rows, long sequences -- with every output poisoned with NaN before
@@ -18,7 +18,7 @@ from pyfastdl.bfloat16 import BFloat16View
 pytestmark = pytest.mark.gpu
 
 DTYPES = ["float32", "float16", "bfloat16"]
-VARIANTS = ["flash", "reference"]
+VARIANTS = ["fast", "reference"]
 TOL = {"float32": 1e-4, "float16": 2e-2, "bfloat16": 2e-2}  # ||out - ref|| / ||ref||
 LSE_TOL = {"float32": 1e-5, "float16": 1e-4, "bfloat16": 1e-4}  # lse comes from float32 scores
 
@@ -68,7 +68,7 @@ def rel_err(out, expected):
 
 
 def kernel(name, variant):
-    return name if variant == "flash" else name + "_reference"
+    return name if variant == "fast" else name + "_reference"
 
 
 # ---- inputs -------------------------------------------------------------------------------------
@@ -175,12 +175,12 @@ def test_matches_cpu_float64(rng, case, dtype, variant):
 @pytest.mark.parametrize("E,causal", [(64, True), (128, False)])
 def test_long_sequences(rng, dtype, E, causal):
     """The tensor-core kernels over many key and query blocks."""
-    check(rng, 1, 2, 2048 + 37, 3000 + 11, E, E, None, causal, dtype, "flash")
+    check(rng, 1, 2, 2048 + 37, 3000 + 11, E, E, None, causal, dtype, "fast")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_explicit_scale(rng, dtype):
-    check(rng, 1, 2, 50, 90, 64, 64, None, False, dtype, "flash", scale=0.37)
+    check(rng, 1, 2, 50, 90, 64, 64, None, False, dtype, "fast", scale=0.37)
 
 
 def test_tensor_cores_selected():
@@ -195,8 +195,8 @@ def test_tensor_cores_selected():
 def test_repeatable(rng, dtype):
     """Forward, dK and dV are bitwise repeatable (no race); dQ sums with atomics, so only close."""
     q, k, v, g, mask = make_case(rng, 2, 2, 300, 333, 64, 64, None, dtype)
-    first = gpu_run(q, k, v, g, mask, True, None, dtype, "flash")
-    second = gpu_run(q, k, v, g, mask, True, None, dtype, "flash")
+    first = gpu_run(q, k, v, g, mask, True, None, dtype, "fast")
+    second = gpu_run(q, k, v, g, mask, True, None, dtype, "fast")
     for x, y in zip((first[0], first[1], first[2][1], first[2][2]), (second[0], second[1], second[2][1], second[2][2])):
         assert np.array_equal(to_host(x), to_host(y))
     assert rel_err(to_host(first[2][0]), to_host(second[2][0])) < 1e-6
@@ -209,7 +209,7 @@ def test_runs_on_current_stream(rng, dtype):
     out_ref, lse_ref, grads_ref = cpu_reference(q, k, v, g, mask, False, None)
     stream = cp().cuda.Stream(non_blocking=True)
     with stream:
-        out, lse, grads, _ = gpu_run(q, k, v, g, mask, False, None, dtype, "flash")
+        out, lse, grads, _ = gpu_run(q, k, v, g, mask, False, None, dtype, "fast")
         stream.synchronize()
         assert rel_err(to_host(out), out_ref) < TOL[dtype]
         assert rel_err(to_host(grads[1]), grads_ref[1]) < TOL[dtype]

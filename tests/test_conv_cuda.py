@@ -1,4 +1,4 @@
-"""CUDA convolution kernels (kernels/conv2d.cu) against the CPU float64 result.
+"""CUDA convolution kernels (kernels/conv.cu) against the CPU float64 result.
 
 Every pass (forward, input gradient, weight gradient), both variants (fast implicit GEMM and the
 reference direct loop) and every dtype (float32; float16 and bfloat16 with float32 accumulation) on

@@ -53,13 +53,14 @@ def tensors(arrays, requires_grad=False):
 # ---- cell -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("variant", ["fast", "reference"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("B,I,H", [(1, 1, 1), (3, 5, 4), (7, 13, 9), (64, 32, 33)])
-def test_cell_matches_reference(rng, dtype, B, I, H):
+def test_cell_matches_reference(rng, dtype, B, I, H, variant):
     x, h, c = rng.standard_normal((B, I)), rng.standard_normal((B, H)), rng.standard_normal((B, H))
     w = weights(rng, I, H)
     want_h, want_c = ref.lstm_cell(x, h, c, *w)
-    hy, cy, _ = K.lstm_cell_forward(*(a.astype(dtype) for a in (x, h, c, *w)))
+    hy, cy, _ = K.lstm_cell_forward(*(a.astype(dtype) for a in (x, h, c, *w)), variant=variant)
     assert rel_err(hy, want_h) < TOL[dtype]
     assert rel_err(cy, want_c) < TOL[dtype]
 
@@ -109,12 +110,13 @@ def test_cell_matches_torch(rng, dtype):
 # ---- one layer, whole sequence --------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("variant", ["fast", "reference"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 # (6, 4, 10, 65): large enough for the CPU kernels to split the units over threads (uneven slices)
 @pytest.mark.parametrize("T,B,I,H", [(1, 1, 1, 1), (5, 3, 4, 6), (9, 7, 3, 11), (200, 2, 3, 5), (6, 4, 10, 65)])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("with_lengths", [False, True])
-def test_layer_matches_reference(rng, dtype, T, B, I, H, reverse, with_lengths):
+def test_layer_matches_reference(rng, dtype, T, B, I, H, reverse, with_lengths, variant):
     x = rng.standard_normal((T, B, I))
     h0, c0 = rng.standard_normal((B, H)), rng.standard_normal((B, H))
     w = weights(rng, I, H)
@@ -122,9 +124,31 @@ def test_layer_matches_reference(rng, dtype, T, B, I, H, reverse, with_lengths):
     if with_lengths:
         lengths[0] = T  # the longest sequence fills the input
     want = ref.lstm_layer(x, h0, c0, *w, reverse=reverse, lengths=lengths)
-    got = K.lstm_layer_forward(*(a.astype(dtype) for a in (x, h0, c0, *w)), reverse=reverse, lengths=lengths)
+    got = K.lstm_layer_forward(*(a.astype(dtype) for a in (x, h0, c0, *w)), reverse=reverse, lengths=lengths,
+                               variant=variant)
     for g, r in zip(got[:3], want):
         assert rel_err(g, r) < TOL[dtype]
+
+
+@pytest.mark.parametrize("T,B,I,H", [(1, 1, 1, 1), (7, 3, 4, 6), (6, 4, 10, 65)])
+@pytest.mark.parametrize("reverse,with_lengths", [(False, False), (True, True), (False, True)])
+def test_reference_variant_gradients(rng, T, B, I, H, reverse, with_lengths):
+    """The reference kernels' backward (cell and layer), float64, against the fast kernels' (which
+    gradcheck and torch vouch for); the saved values of their forwards too."""
+    x = rng.standard_normal((T, B, I))
+    h0, c0 = rng.standard_normal((B, H)), rng.standard_normal((B, H))
+    w = weights(rng, I, H)
+    lengths = rng.integers(1, T + 1, B) if with_lengths else None
+    g = [rng.standard_normal(s) for s in ((T, B, H), (B, H), (B, H))]
+    runs = {}
+    for variant in ("fast", "reference"):
+        _, _, _, saved = K.lstm_layer_forward(x, h0, c0, *w, reverse, lengths, variant=variant)
+        grads = K.lstm_layer_backward(*g, x, w[0], w[1], saved, reverse, lengths, variant=variant)
+        hy, cy, gates = K.lstm_cell_forward(x[0], h0, c0, *w, variant=variant)
+        cell = K.lstm_cell_backward(g[1], g[2], gates, x[0], h0, c0, w[0], w[1], variant=variant)
+        runs[variant] = (*saved, *grads, gates, *cell)
+    for got, want in zip(runs["reference"], runs["fast"]):
+        assert rel_err(got, want) < 1e-10
 
 
 @pytest.mark.parametrize("threads", [1, 3])
@@ -474,7 +498,8 @@ def test_non_contiguous_reaching_C(rng):
 @pytest.fixture
 def poisoned(monkeypatch):
     """Every output and workspace the raw kernels allocate starts as NaN."""
-    monkeypatch.setattr(K, "_new", lambda xp, shape, dtype: xp.full(shape, np.nan, dtype))
+    monkeypatch.setattr(K._dispatch, "_empty",
+                        lambda like, shape, dtype: backend.get_array_module(like).full(tuple(shape), np.nan, dtype))
 
 
 def to_cuda(arrays):
@@ -497,7 +522,7 @@ def test_cuda_cell_matches_cpu(rng, poisoned, B, I, H):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("variant", ["step", "persistent"])
+@pytest.mark.parametrize("variant", ["fast", "reference"])
 @pytest.mark.parametrize("T,B,I,H", [(1, 1, 1, 1), (9, 5, 3, 32), (130, 3, 7, 50), (16, 64, 256, 512)])
 @pytest.mark.parametrize("reverse,with_lengths", [(False, False), (True, True), (False, True)])
 def test_cuda_layer_matches_cpu(rng, poisoned, variant, T, B, I, H, reverse, with_lengths):
@@ -509,8 +534,6 @@ def test_cuda_layer_matches_cpu(rng, poisoned, variant, T, B, I, H, reverse, wit
         lengths = rng.integers(1, T + 1, B)
         lengths[0] = T
     a = _C.LstmLayerArgs(x.shape, w[0].shape, w[1].shape, reverse, lengths)
-    if variant == "persistent" and not _C.cuda.lstm_layer_persistent_fits(a):
-        pytest.skip(f"B={B}, H={H} does not fit the persistent kernel on this GPU")
     out, hn, cn, saved = K.lstm_layer_forward(x, h0, c0, *w, reverse=reverse, lengths=lengths)
     g = [rng.standard_normal(s).astype(np.float32) for s in (out.shape, hn.shape, cn.shape)]
     grads = K.lstm_layer_backward(*g, x, w[0], w[1], saved, reverse, lengths)
@@ -524,14 +547,16 @@ def test_cuda_layer_matches_cpu(rng, poisoned, variant, T, B, I, H, reverse, wit
 
 
 @pytest.mark.gpu
-def test_cuda_persistent_refuses_what_does_not_fit(rng):
-    x = np.zeros((2, 4096, 8), np.float32)
+def test_cuda_fast_falls_back_to_the_step_loop(rng):
+    x = rng.standard_normal((2, 4096, 8)).astype(np.float32)
     a = _C.LstmLayerArgs(x.shape, (4 * 1024, 8), (4 * 1024, 1024))
     assert not _C.cuda.lstm_layer_persistent_fits(a)  # (4J + B) * H floats cannot fit one SM
     w = weights(rng, 8, 1024, np.float32)
     dx, dh, *dw = to_cuda([x, np.zeros((4096, 1024)), *w])
-    with pytest.raises(ValueError, match="does not fit the persistent kernel"):
-        K.lstm_layer_forward(dx, dh, dh, *dw, variant="persistent")
+    fast = K.lstm_layer_forward(dx, dh, dh, *dw, save=False)
+    step = K.lstm_layer_forward(dx, dh, dh, *dw, save=False, variant="reference")
+    for got, want in zip(fast[:3], step[:3]):
+        assert rel_err(got, backend.to_device(want, "cpu").astype(np.float64)) < CUDA_TOL
 
 
 def test_lstm_op_on_device(rng, device, poisoned):

@@ -77,7 +77,7 @@ def to_host(a):
 
 
 def variants(device):
-    return ["fast", "reference"] if device == "cuda" else ["fast"]
+    return ["fast", "reference"]
 
 
 def nan_like(shape, dtype, device):
@@ -167,9 +167,7 @@ def test_adaptive_avg_pool2d(device, rng, case):
 
 @pytest.mark.parametrize("variant_name", ["fast", "reference"])
 def test_model_shapes_large(device, rng, variant_name):
-    """Shapes the models use, big enough to run the multi-threaded CPU path and many GPU blocks
-    (the CPU has one variant, so its "reference" run repeats the fast kernels)."""
-    variant_name = variant_name if variant_name in variants(device) else "fast"
+    """Shapes the models use, big enough to run the multi-threaded CPU path and many GPU blocks."""
     x = rng.standard_normal((2, 64, 56, 56)).astype(np.float32)
     xd = to_device(x, device)
     y, idx = kernels.max_pool2d_forward(xd, 3, 2, 1, variant=variant_name)
@@ -401,9 +399,9 @@ def test_bad_input_reaching_C():
         _C.cpu.max_pool2d_backward(a, [1.0], None, x)
 
 
-def test_reference_variant_is_cuda_only():
-    with pytest.raises(NotImplementedError, match="max_pool2d_forward_reference"):
-        kernels.max_pool2d_forward(np.ones((1, 1, 4, 4)), 2, variant="reference")
+def test_unknown_variant():
+    with pytest.raises(ValueError, match=r"max_pool2d_forward: variant must be one of \('fast', 'reference'\)"):
+        kernels.max_pool2d_forward(np.ones((1, 1, 4, 4)), 2, variant="naive")
 
 
 def test_args_properties():

@@ -46,4 +46,16 @@ CudaWorkspace cuda_workspace(std::size_t bytes);
 // Registers a kernel family as served by a device submodule (listed by `pyfastdl info`).
 void add_family(py::module_& device, const char* family);
 
+// A CUDA family's float dtype enum E (with members f32, f16, bf16): of an array's dtype, or named
+// "float32", "float16" or "bfloat16" (ValueError naming `op` otherwise).
+template <class E> E cuda_float_dtype(DType d) {
+  return d == DType::f32 ? E::f32 : d == DType::f16 ? E::f16 : E::bf16;
+}
+template <class E> E cuda_float_dtype_named(const std::string& name, const char* op) {
+  if (name == "float32") return E::f32;
+  if (name == "float16") return E::f16;
+  if (name == "bfloat16") return E::bf16;
+  fail(op, ": dtype must be 'float32', 'float16' or 'bfloat16', got '", name, "'");
+}
+
 }  // namespace pyfastdl

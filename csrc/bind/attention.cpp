@@ -1,22 +1,36 @@
-// Bindings of scaled dot-product attention: the AttentionArgs class (top level of _C, shared with the
-// CUDA bindings in attention_cuda.cpp) and the CPU kernels in _C.cpu.
+// Bindings of scaled dot-product attention: the AttentionArgs class (top level of _C), the CPU
+// kernels in _C.cpu and, in the PYFASTDL_WITH_CUDA block, the CUDA kernels in _C.cuda, with the same
+// names and arguments plus the stream to launch on (backend.launch appends cupy's current stream):
 //
 //   a = _C.AttentionArgs(q.shape, k.shape, v.shape, mask.shape or None, "none" | "bool" | "additive",
 //                        is_causal, scale or None)
-//   _C.cpu.sdpa_forward(a, q, k, v, mask_or_None, out, lse)
-//   _C.cpu.sdpa_backward(a, q, k, v, mask_or_None, out, lse, grad_out, grad_q, grad_k, grad_v)
-// plus the same two with the suffix _reference (one query row at a time, two-pass softmax).
+//   sdpa_forward(a, q, k, v, mask_or_None, out, lse)
+//   sdpa_backward(a, q, k, v, mask_or_None, out, lse, grad_out, grad_q, grad_k, grad_v)
+// plus the same two with the suffix _reference (one query row at a time, two-pass softmax). The fast
+// variant is flash-attention style (FlashAttention-2: blocked online softmax, O(seq * dim) memory).
 // Outputs are preallocated by the caller: out a.out_shape, lse a.lse_shape, grads like q, k, v.
-#include "bind/attention.h"
-
+// Every array is checked against the AttentionArgs, the same way on both devices: q, k, v, out and
+// the grads all one float dtype (float32 or float64 on the CPU; float32, float16 or bfloat16 on the
+// GPU, with float32 accumulation); a bool mask or an additive one of q's dtype; lse of q's dtype on
+// the CPU, float32 on the GPU for every dtype (a 16-bit log-sum-exp would cost the backward its
+// accuracy). The CUDA backward's workspace comes from cupy's memory pool, allocated on the current
+// stream and dropped on return: safe without synchronisation, since the pool hands those bytes only
+// to later work on the same stream.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstdint>
+#include <initializer_list>
 #include <optional>
 #include <sstream>
 #include <string>
 
+#include "bind/array.h"
+#include "common/attention_args.h"
 #include "cpu/attention.h"
+#ifdef PYFASTDL_WITH_CUDA
+#include "attention.h"  // kernels/attention.h
+#endif
 
 namespace pyfastdl {
 namespace {
@@ -80,7 +94,66 @@ void bind_args(py::module_& m) {
       .def("__repr__", &repr);
 }
 
-// The forward and backward bindings for one variant (the fast kernels or the reference ones).
+// ---- the arrays of a call, checked the same way on both devices --------------------------------------
+
+constexpr const char* kOp = "scaled_dot_product_attention";
+
+struct SdpaArrays {
+  Array q, k, v, mask, out, lse, grad_out, grad_q, grad_k, grad_v;
+};
+
+Array get_array(bool cuda, py::handle obj, const char* name) {
+  return cuda ? cuda_array(obj, kOp, name) : cpu_array(obj, kOp, name);
+}
+
+// An array of q's dtype (or of `dtype`, when given) with the given shape.
+Array same_dtype_array(bool cuda, const Array& q, py::handle obj, const Shape& shape, const char* name,
+                       std::optional<DType> dtype = std::nullopt) {
+  Array x = get_array(cuda, obj, name);
+  if (dtype)
+    expect_dtype(x, {*dtype}, kOp, name);
+  else
+    expect_same_dtype(q, x, kOp, "query", name);
+  expect_shape(x, shape, kOp, name);
+  return x;
+}
+
+// q, k, v, the mask, out and lse of a forward or backward call; the gradients are the backward's.
+SdpaArrays sdpa_arrays(bool cuda, const AttentionArgs& a, py::handle q, py::handle k, py::handle v, py::handle mask,
+                       py::handle out, py::handle lse) {
+  SdpaArrays r;
+  r.q = get_array(cuda, q, "query");
+  if (cuda)
+    expect_dtype(r.q, {DType::f32, DType::f16, DType::bf16}, kOp, "query");
+  else
+    expect_dtype(r.q, {DType::f32, DType::f64}, kOp, "query");
+  expect_shape(r.q, a.q_shape(), kOp, "query");
+  r.k = same_dtype_array(cuda, r.q, k, a.k_shape(), "key");
+  r.v = same_dtype_array(cuda, r.q, v, a.v_shape(), "value");
+  if (a.mask == MaskKind::none) {
+    check(mask.is_none(), kOp, ": attn_mask was given but the AttentionArgs were built without a mask");
+  } else {
+    check(!mask.is_none(), kOp, ": the AttentionArgs expect a ", mask_kind_name(a.mask), " attn_mask, got None");
+    r.mask = same_dtype_array(cuda, r.q, mask, a.mask_shape, "attn_mask",
+                              a.mask == MaskKind::boolean ? std::optional<DType>(DType::b8) : std::nullopt);
+  }
+  r.out = same_dtype_array(cuda, r.q, out, a.out_shape(), "out");
+  r.lse = same_dtype_array(cuda, r.q, lse, a.lse_shape(), "lse",
+                           cuda ? std::optional<DType>(DType::f32) : std::nullopt);
+  return r;
+}
+
+void add_grads(bool cuda, const AttentionArgs& a, SdpaArrays& r, py::handle grad_out, py::handle grad_q,
+               py::handle grad_k, py::handle grad_v) {
+  r.grad_out = same_dtype_array(cuda, r.q, grad_out, a.out_shape(), "grad_out");
+  r.grad_q = same_dtype_array(cuda, r.q, grad_q, a.q_shape(), "grad_query");
+  r.grad_k = same_dtype_array(cuda, r.q, grad_k, a.k_shape(), "grad_key");
+  r.grad_v = same_dtype_array(cuda, r.q, grad_v, a.v_shape(), "grad_value");
+}
+
+// ---- CPU ----------------------------------------------------------------------------------------------
+
+// The forward and backward kernels of one variant (the fast kernels or the reference ones).
 template <class T>
 struct Kernels {
   decltype(&cpu::sdpa_forward_cpu<T>) forward;
@@ -93,67 +166,128 @@ Kernels<T> kernels(bool reference) {
   return {&cpu::sdpa_forward_cpu<T>, &cpu::sdpa_backward_cpu<T>};
 }
 
-void forward(bool reference, const AttentionArgs& a, py::handle q, py::handle k, py::handle v, py::handle mask,
-             py::handle out, py::handle lse) {
-  SdpaArrays r = sdpa_inputs(a, q, k, v, mask, {DType::f32, DType::f64}, cpu_array);
-  r.out = sdpa_array(r, out, a.out_shape(), "out", cpu_array);
-  r.lse = sdpa_array(r, lse, a.lse_shape(), "lse", cpu_array);
-  auto run = [&](auto zero) {
+// Calls run(float{}) or run(double{}) for q's dtype.
+template <class Run> void for_dtype(const SdpaArrays& r, Run&& run) {
+  if (r.q.dtype == DType::f32)
+    run(0.0f);
+  else
+    run(0.0);
+}
+
+void forward_cpu(bool reference, const AttentionArgs& a, py::handle q, py::handle k, py::handle v, py::handle mask,
+                 py::handle out, py::handle lse) {
+  const SdpaArrays r = sdpa_arrays(false, a, q, k, v, mask, out, lse);
+  for_dtype(r, [&](auto zero) {
     using T = decltype(zero);
     kernels<T>(reference).forward(a, r.q.ptr<T>(), r.k.ptr<T>(), r.v.ptr<T>(), r.mask.data, r.out.ptr<T>(),
                                   r.lse.ptr<T>());
-  };
-  if (r.q.dtype == DType::f32) run(0.0f); else run(0.0);
+  });
 }
 
-void backward(bool reference, const AttentionArgs& a, py::handle q, py::handle k, py::handle v, py::handle mask,
-              py::handle out, py::handle lse, py::handle grad_out, py::handle grad_q, py::handle grad_k,
-              py::handle grad_v) {
-  SdpaArrays r = sdpa_inputs(a, q, k, v, mask, {DType::f32, DType::f64}, cpu_array);
-  r.out = sdpa_array(r, out, a.out_shape(), "out", cpu_array);
-  r.lse = sdpa_array(r, lse, a.lse_shape(), "lse", cpu_array);
-  r.grad_out = sdpa_array(r, grad_out, a.out_shape(), "grad_out", cpu_array);
-  r.grad_q = sdpa_array(r, grad_q, a.q_shape(), "grad_query", cpu_array);
-  r.grad_k = sdpa_array(r, grad_k, a.k_shape(), "grad_key", cpu_array);
-  r.grad_v = sdpa_array(r, grad_v, a.v_shape(), "grad_value", cpu_array);
-  auto run = [&](auto zero) {
+void backward_cpu(bool reference, const AttentionArgs& a, py::handle q, py::handle k, py::handle v, py::handle mask,
+                  py::handle out, py::handle lse, py::handle grad_out, py::handle grad_q, py::handle grad_k,
+                  py::handle grad_v) {
+  SdpaArrays r = sdpa_arrays(false, a, q, k, v, mask, out, lse);
+  add_grads(false, a, r, grad_out, grad_q, grad_k, grad_v);
+  for_dtype(r, [&](auto zero) {
     using T = decltype(zero);
     kernels<T>(reference).backward(a, r.q.ptr<T>(), r.k.ptr<T>(), r.v.ptr<T>(), r.mask.data, r.out.ptr<T>(),
                                    r.lse.ptr<T>(), r.grad_out.ptr<T>(), r.grad_q.ptr<T>(), r.grad_k.ptr<T>(),
                                    r.grad_v.ptr<T>());
-  };
-  if (r.q.dtype == DType::f32) run(0.0f); else run(0.0);
+  });
 }
+
+#ifdef PYFASTDL_WITH_CUDA
+// ---- CUDA ---------------------------------------------------------------------------------------------
+
+using cuda::AttnDType;
+using cuda::AttnVariant;
+
+cudaStream_t as_stream(std::uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
+
+AttnVariant attn_variant(bool reference) { return reference ? AttnVariant::reference : AttnVariant::fast; }
+
+void forward_cuda(bool reference, const AttentionArgs& a, py::handle q, py::handle k, py::handle v, py::handle mask,
+                  py::handle out, py::handle lse, std::uintptr_t stream) {
+  const SdpaArrays r = sdpa_arrays(true, a, q, k, v, mask, out, lse);
+  cuda::sdpa_forward_cuda(a, cuda_float_dtype<AttnDType>(r.q.dtype), attn_variant(reference), r.q.data, r.k.data,
+                          r.v.data, r.mask.data, r.out.data, r.lse.ptr<float>(), as_stream(stream));
+}
+
+void backward_cuda(bool reference, const AttentionArgs& a, py::handle q, py::handle k, py::handle v,
+                   py::handle mask, py::handle out, py::handle lse, py::handle grad_out, py::handle grad_q,
+                   py::handle grad_k, py::handle grad_v, std::uintptr_t stream) {
+  SdpaArrays r = sdpa_arrays(true, a, q, k, v, mask, out, lse);
+  add_grads(true, a, r, grad_out, grad_q, grad_k, grad_v);
+  const AttnDType dt = cuda_float_dtype<AttnDType>(r.q.dtype);
+  const AttnVariant variant = attn_variant(reference);
+  CudaWorkspace ws = cuda_workspace(cuda::sdpa_backward_workspace_bytes(a, dt, variant));
+  cuda::sdpa_backward_cuda(a, dt, variant, r.q.data, r.k.data, r.v.data, r.mask.data, r.out.data,
+                           r.lse.ptr<float>(), r.grad_out.data, r.grad_q.data, r.grad_k.data, r.grad_v.data, ws.ptr,
+                           as_stream(stream));
+}
+#endif
 
 }  // namespace
 
 void bind_attention(py::module_& m) {
   bind_args(m);
   py::module_ cpu = m.attr("cpu");
+#ifdef PYFASTDL_WITH_CUDA
+  py::module_ cuda = m.attr("cuda");
+#endif
   for (bool reference : {false, true}) {
     const std::string suffix = reference ? "_reference" : "";
-    const char* how = reference ? " (reference: one query row at a time, two-pass softmax)"
-                                : " (blocked online softmax, O(seq * dim) memory)";
+    const std::string how = reference ? " (reference: one query row at a time, two-pass softmax)"
+                                      : " (fast: flash-attention style, blocked online softmax, O(seq * dim) memory)";
+    const std::string fdoc = "Scaled dot-product attention forward into out (B, H, L, Ev) and lse (B, H, L)" + how;
+    const std::string bdoc = "Scaled dot-product attention backward into grad_query, grad_key, grad_value" + how;
     cpu.def(("sdpa_forward" + suffix).c_str(),
             [reference](const AttentionArgs& a, py::handle q, py::handle k, py::handle v, py::handle mask,
-                        py::handle out, py::handle lse) { forward(reference, a, q, k, v, mask, out, lse); },
+                        py::handle out, py::handle lse) { forward_cpu(reference, a, q, k, v, mask, out, lse); },
             py::arg("args"), py::arg("query"), py::arg("key"), py::arg("value"), py::arg("attn_mask"),
-            py::arg("out"), py::arg("lse"),
-            (std::string("Scaled dot-product attention forward into out (B, H, L, Ev) and lse (B, H, L)") + how)
-                .c_str());
+            py::arg("out"), py::arg("lse"), fdoc.c_str());
     cpu.def(("sdpa_backward" + suffix).c_str(),
             [reference](const AttentionArgs& a, py::handle q, py::handle k, py::handle v, py::handle mask,
                         py::handle out, py::handle lse, py::handle grad_out, py::handle grad_q, py::handle grad_k,
                         py::handle grad_v) {
-              backward(reference, a, q, k, v, mask, out, lse, grad_out, grad_q, grad_k, grad_v);
+              backward_cpu(reference, a, q, k, v, mask, out, lse, grad_out, grad_q, grad_k, grad_v);
             },
             py::arg("args"), py::arg("query"), py::arg("key"), py::arg("value"), py::arg("attn_mask"),
             py::arg("out"), py::arg("lse"), py::arg("grad_out"), py::arg("grad_query"), py::arg("grad_key"),
-            py::arg("grad_value"),
-            (std::string("Scaled dot-product attention backward into grad_query, grad_key, grad_value") + how)
-                .c_str());
+            py::arg("grad_value"), bdoc.c_str());
+#ifdef PYFASTDL_WITH_CUDA
+    cuda.def(("sdpa_forward" + suffix).c_str(),
+             [reference](const AttentionArgs& a, py::handle q, py::handle k, py::handle v, py::handle mask,
+                         py::handle out, py::handle lse, std::uintptr_t stream) {
+               forward_cuda(reference, a, q, k, v, mask, out, lse, stream);
+             },
+             py::arg("args"), py::arg("query"), py::arg("key"), py::arg("value"), py::arg("attn_mask"),
+             py::arg("out"), py::arg("lse"), py::arg("stream"), (fdoc + ", on `stream`").c_str());
+    cuda.def(("sdpa_backward" + suffix).c_str(),
+             [reference](const AttentionArgs& a, py::handle q, py::handle k, py::handle v, py::handle mask,
+                         py::handle out, py::handle lse, py::handle grad_out, py::handle grad_q, py::handle grad_k,
+                         py::handle grad_v, std::uintptr_t stream) {
+               backward_cuda(reference, a, q, k, v, mask, out, lse, grad_out, grad_q, grad_k, grad_v, stream);
+             },
+             py::arg("args"), py::arg("query"), py::arg("key"), py::arg("value"), py::arg("attn_mask"),
+             py::arg("out"), py::arg("lse"), py::arg("grad_out"), py::arg("grad_query"), py::arg("grad_key"),
+             py::arg("grad_value"), py::arg("stream"), (bdoc + ", on `stream` (workspace from cupy's pool)").c_str());
+#endif
   }
   add_family(cpu, "attention");
+#ifdef PYFASTDL_WITH_CUDA
+  cuda.def(
+      "sdpa_uses_tensor_cores",
+      [](const AttentionArgs& a, const std::string& dtype) {
+        const AttnDType dt = cuda_float_dtype_named<AttnDType>(dtype, "sdpa_uses_tensor_cores");
+        return cuda::sdpa_uses_tensor_cores(a, dt, AttnVariant::fast);
+      },
+      py::arg("args"), py::arg("dtype"),
+      "Whether sdpa_forward/sdpa_backward run the tensor-core kernels for these shapes and dtype ('float32', "
+      "'float16' or 'bfloat16'), rather than the reference kernels (16-byte aligned arrays assumed)");
+  add_family(cuda, "attention");
+#endif
 }
 
 }  // namespace pyfastdl

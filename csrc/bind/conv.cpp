@@ -1,21 +1,32 @@
-// Bindings of the convolution family: the Conv2dArgs class (top level of _C, shared with the CUDA
-// bindings in conv_cuda.cpp) and the CPU kernels in _C.cpu.
+// Bindings of the convolution family: the Conv2dArgs class (top level of _C), the CPU kernels in
+// _C.cpu and, in the PYFASTDL_WITH_CUDA block, the CUDA kernels in _C.cuda, with the same names and
+// arguments plus the stream to launch on (backend.launch appends cupy's current stream):
 //
 //   a = _C.Conv2dArgs(x.shape, w.shape, stride, padding, dilation, groups)        # conv2d
 //   a = _C.conv_transpose2d_args(x.shape, w.shape, stride, padding, output_padding, groups, dilation)
-//   _C.cpu.conv2d_forward(a, x, weight, bias_or_None, out)
-//   _C.cpu.conv2d_backward_input(a, grad_out, weight, grad_input)
-//   _C.cpu.conv2d_backward_weight(a, x, grad_out, grad_weight)
-// plus the same three with the suffix _reference (the direct-loop variant).
-// Outputs are preallocated by the caller with the shapes a.x_shape / a.w_shape / a.out_shape.
+//   conv2d_forward(a, x, weight, bias_or_None, out)
+//   conv2d_backward_input(a, grad_out, weight, grad_input)
+//   conv2d_backward_weight(a, x, grad_out, grad_weight)
+// plus the same three with the suffix _reference (the direct-loop variant; on the GPU one thread per
+// output element). Outputs are preallocated by the caller with the shapes a.x_shape / a.w_shape /
+// a.out_shape. Arrays: C-contiguous, one float dtype (float32 or float64 on the CPU; float32, float16
+// or bfloat16 on the GPU, with float32 accumulation). The fast CUDA kernels' workspace comes from
+// cupy's memory pool, allocated on the current stream and dropped on return: safe without
+// synchronisation, since the pool hands those bytes only to later work on the same stream.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <array>
+#include <cstdint>
 #include <sstream>
+#include <string>
 
 #include "bind/array.h"
 #include "common/conv_args.h"
-#include "cpu/conv2d.h"
+#include "cpu/conv.h"
+#ifdef PYFASTDL_WITH_CUDA
+#include "conv.h"  // kernels/conv.h
+#endif
 
 namespace pyfastdl {
 namespace {
@@ -108,7 +119,67 @@ void bind_args(py::module_& m) {
       "shape, its x_shape the transposed convolution's output shape");
 }
 
-// ---- CPU kernels ------------------------------------------------------------------------------------
+// ---- the arrays of each pass, checked the same way on both devices -----------------------------------
+
+// One array argument: the object, its name and the shape it must have. A null `obj` handle is
+// skipped (an absent bias).
+struct Spec {
+  py::handle obj;
+  const char* name;
+  Shape shape;
+};
+
+// The pass's three or four arrays, in the kernel's order: each a float dtype the device supports, all
+// the first's, each of its shape; None (the bias) gives a null Array.
+template <size_t N> std::array<Array, N> float_arrays(bool cuda, const char* op, const std::array<Spec, N>& specs) {
+  std::array<Array, N> r;
+  for (size_t i = 0; i < N; ++i) {
+    const Spec& s = specs[i];
+    if (s.obj.is_none()) continue;
+    r[i] = cuda ? cuda_array(s.obj, op, s.name) : cpu_array(s.obj, op, s.name);
+    if (cuda)
+      expect_dtype(r[i], {DType::f32, DType::f16, DType::bf16}, op, s.name);
+    else
+      expect_dtype(r[i], {DType::f32, DType::f64}, op, s.name);
+    if (i > 0) expect_same_dtype(r[0], r[i], op, specs[0].name, s.name);
+    expect_shape(r[i], s.shape, op, s.name);
+  }
+  return r;
+}
+
+std::array<Array, 4> forward_arrays(bool cuda, const char* op, const Conv2dArgs& a, py::handle x, py::handle weight,
+                                    py::handle bias, py::handle out) {
+  return float_arrays<4>(cuda, op, {{{x, "x", a.x_shape()}, {weight, "weight", a.w_shape()}, {bias, "bias", {a.K}},
+                                     {out, "out", a.out_shape()}}});
+}
+
+// The two backward passes: conv2d_backward_input (grad_out, weight -> grad_input) and
+// conv2d_backward_weight (x, grad_out -> grad_weight).
+struct BackwardPass {
+  const char* arg_names[3];
+  Shape (Conv2dArgs::*shapes[3])() const;
+  const char* doc;
+};
+const BackwardPass kBackwardInput = {
+    {"grad_out", "weight", "grad_input"},
+    {&Conv2dArgs::out_shape, &Conv2dArgs::w_shape, &Conv2dArgs::x_shape},
+    "grad_input (N, C, H, W) of conv2d from grad_out (N, K, P, Q) and weight; also conv_transpose2d's forward"};
+const BackwardPass kBackwardWeight = {
+    {"x", "grad_out", "grad_weight"},
+    {&Conv2dArgs::x_shape, &Conv2dArgs::out_shape, &Conv2dArgs::w_shape},
+    "grad_weight (K, C/groups, R, S) of conv2d from x (N, C, H, W) and grad_out (N, K, P, Q)"};
+
+std::array<Array, 3> backward_arrays(bool cuda, const char* op, const BackwardPass& p, const Conv2dArgs& a,
+                                     py::handle in0, py::handle in1, py::handle out) {
+  return float_arrays<3>(cuda, op, {{{in0, p.arg_names[0], (a.*p.shapes[0])()},
+                                     {in1, p.arg_names[1], (a.*p.shapes[1])()},
+                                     {out, p.arg_names[2], (a.*p.shapes[2])()}}});
+}
+
+const char* const kForwardDoc =
+    "out (N, K, P, Q) = conv2d(x (N, C, H, W), weight (K, C/groups, R, S)) + bias (K or None)";
+
+// ---- CPU ----------------------------------------------------------------------------------------------
 
 template <class T>
 using ForwardFn = void (*)(const Conv2dArgs&, const T*, const T*, const T*, T*);
@@ -122,86 +193,131 @@ struct Kernel {
   Fn<double> f64;
 };
 
-// Checks a float array of the expected shape, with the same dtype as `like` (when given).
-Array float_array(py::handle obj, const Shape& shape, const Array* like, const char* op, const char* name,
-                  const char* like_name) {
-  Array a = cpu_array(obj, op, name);
-  expect_dtype(a, {DType::f32, DType::f64}, op, name);
-  if (like) expect_same_dtype(*like, a, op, like_name, name);
-  expect_shape(a, shape, op, name);
-  return a;
-}
-
 void def_forward(py::module_& cpu, const char* name, Kernel<ForwardFn> k) {
   cpu.def(
       name,
       [name, k](const Conv2dArgs& a, py::handle x, py::handle weight, py::handle bias, py::handle out) {
-        Array X = float_array(x, a.x_shape(), nullptr, name, "x", nullptr);
-        Array Wt = float_array(weight, a.w_shape(), &X, name, "weight", "x");
-        Array B = bias.is_none() ? Array{} : float_array(bias, {a.K}, &X, name, "bias", "x");
-        Array Y = float_array(out, a.out_shape(), &X, name, "out", "x");
+        const auto A = forward_arrays(false, name, a, x, weight, bias, out);
         py::gil_scoped_release nogil;
-        if (X.dtype == DType::f32)
-          k.f32(a, X.ptr<float>(), Wt.ptr<float>(), B.ptr<float>(), Y.ptr<float>());
+        if (A[0].dtype == DType::f32)
+          k.f32(a, A[0].ptr<float>(), A[1].ptr<float>(), A[2].ptr<float>(), A[3].ptr<float>());
         else
-          k.f64(a, X.ptr<double>(), Wt.ptr<double>(), B.ptr<double>(), Y.ptr<double>());
+          k.f64(a, A[0].ptr<double>(), A[1].ptr<double>(), A[2].ptr<double>(), A[3].ptr<double>());
       },
-      py::arg("args"), py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("out"),
-      "out (N, K, P, Q) = conv2d(x (N, C, H, W), weight (K, C/groups, R, S)) + bias (K or None)");
+      py::arg("args"), py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("out"), kForwardDoc);
 }
 
-void def_backward_input(py::module_& cpu, const char* name, Kernel<BackwardFn> k) {
+void def_backward(py::module_& cpu, const char* name, const BackwardPass& p, Kernel<BackwardFn> k) {
   cpu.def(
       name,
-      [name, k](const Conv2dArgs& a, py::handle grad_out, py::handle weight, py::handle grad_input) {
-        Array DY = float_array(grad_out, a.out_shape(), nullptr, name, "grad_out", nullptr);
-        Array Wt = float_array(weight, a.w_shape(), &DY, name, "weight", "grad_out");
-        Array DX = float_array(grad_input, a.x_shape(), &DY, name, "grad_input", "grad_out");
+      [name, &p, k](const Conv2dArgs& a, py::handle in0, py::handle in1, py::handle out) {
+        const auto A = backward_arrays(false, name, p, a, in0, in1, out);
         py::gil_scoped_release nogil;
-        if (DY.dtype == DType::f32)
-          k.f32(a, DY.ptr<float>(), Wt.ptr<float>(), DX.ptr<float>());
+        if (A[0].dtype == DType::f32)
+          k.f32(a, A[0].ptr<float>(), A[1].ptr<float>(), A[2].ptr<float>());
         else
-          k.f64(a, DY.ptr<double>(), Wt.ptr<double>(), DX.ptr<double>());
+          k.f64(a, A[0].ptr<double>(), A[1].ptr<double>(), A[2].ptr<double>());
       },
-      py::arg("args"), py::arg("grad_out"), py::arg("weight"), py::arg("grad_input"),
-      "grad_input (N, C, H, W) of conv2d from grad_out (N, K, P, Q) and weight; also conv_transpose2d's "
-      "forward");
+      py::arg("args"), py::arg(p.arg_names[0]), py::arg(p.arg_names[1]), py::arg(p.arg_names[2]), p.doc);
 }
 
-void def_backward_weight(py::module_& cpu, const char* name, Kernel<BackwardFn> k) {
-  cpu.def(
-      name,
-      [name, k](const Conv2dArgs& a, py::handle x, py::handle grad_out, py::handle grad_weight) {
-        Array X = float_array(x, a.x_shape(), nullptr, name, "x", nullptr);
-        Array DY = float_array(grad_out, a.out_shape(), &X, name, "grad_out", "x");
-        Array DW = float_array(grad_weight, a.w_shape(), &X, name, "grad_weight", "x");
-        py::gil_scoped_release nogil;
-        if (X.dtype == DType::f32)
-          k.f32(a, X.ptr<float>(), DY.ptr<float>(), DW.ptr<float>());
-        else
-          k.f64(a, X.ptr<double>(), DY.ptr<double>(), DW.ptr<double>());
-      },
-      py::arg("args"), py::arg("x"), py::arg("grad_out"), py::arg("grad_weight"),
-      "grad_weight (K, C/groups, R, S) of conv2d from x (N, C, H, W) and grad_out (N, K, P, Q)");
+void bind_cpu(py::module_& cpu) {
+  using namespace pyfastdl::cpu;
+  def_forward(cpu, "conv2d_forward", {conv2d_forward_cpu<float>, conv2d_forward_cpu<double>});
+  def_backward(cpu, "conv2d_backward_input", kBackwardInput,
+               {conv2d_backward_input_cpu<float>, conv2d_backward_input_cpu<double>});
+  def_backward(cpu, "conv2d_backward_weight", kBackwardWeight,
+               {conv2d_backward_weight_cpu<float>, conv2d_backward_weight_cpu<double>});
+  def_forward(cpu, "conv2d_forward_reference",
+              {conv2d_forward_reference_cpu<float>, conv2d_forward_reference_cpu<double>});
+  def_backward(cpu, "conv2d_backward_input_reference", kBackwardInput,
+               {conv2d_backward_input_reference_cpu<float>, conv2d_backward_input_reference_cpu<double>});
+  def_backward(cpu, "conv2d_backward_weight_reference", kBackwardWeight,
+               {conv2d_backward_weight_reference_cpu<float>, conv2d_backward_weight_reference_cpu<double>});
+  add_family(cpu, "conv");
 }
+
+#ifdef PYFASTDL_WITH_CUDA
+// ---- CUDA ---------------------------------------------------------------------------------------------
+
+using cuda::ConvDType;
+using cuda::ConvOp;
+using cuda::ConvVariant;
+
+ConvOp op_named(const std::string& op) {
+  if (op == "forward") return ConvOp::forward;
+  if (op == "backward_input") return ConvOp::backward_input;
+  if (op == "backward_weight") return ConvOp::backward_weight;
+  fail("conv2d_workspace_bytes: op must be 'forward', 'backward_input' or 'backward_weight', got '", op, "'");
+}
+
+cudaStream_t as_stream(std::uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
+
+using CudaBackwardFn = void (*)(const Conv2dArgs&, ConvDType, ConvVariant, const void*, const void*, void*, void*,
+                                cudaStream_t);
+
+void def_forward_cuda(py::module_& m, const char* name, ConvVariant v) {
+  m.def(
+      name,
+      [name, v](const Conv2dArgs& a, py::handle x, py::handle weight, py::handle bias, py::handle out,
+                std::uintptr_t stream) {
+        const auto A = forward_arrays(true, name, a, x, weight, bias, out);
+        const ConvDType dt = cuda_float_dtype<ConvDType>(A[0].dtype);
+        CudaWorkspace ws = cuda_workspace(cuda::conv2d_workspace_bytes(a, ConvOp::forward, dt, v));
+        cuda::conv2d_forward_cuda(a, dt, v, A[0].data, A[1].data, A[2].data, A[3].data, ws.ptr, as_stream(stream));
+      },
+      py::arg("args"), py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("out"), py::arg("stream"),
+      (std::string(kForwardDoc) + ", on `stream`").c_str());
+}
+
+void def_backward_cuda(py::module_& m, const char* name, const BackwardPass& p, ConvOp op, CudaBackwardFn f,
+                       ConvVariant v) {
+  m.def(
+      name,
+      [name, &p, op, f, v](const Conv2dArgs& a, py::handle in0, py::handle in1, py::handle out,
+                           std::uintptr_t stream) {
+        const auto A = backward_arrays(true, name, p, a, in0, in1, out);
+        const ConvDType dt = cuda_float_dtype<ConvDType>(A[0].dtype);
+        CudaWorkspace ws = cuda_workspace(cuda::conv2d_workspace_bytes(a, op, dt, v));
+        f(a, dt, v, A[0].data, A[1].data, A[2].data, ws.ptr, as_stream(stream));
+      },
+      py::arg("args"), py::arg(p.arg_names[0]), py::arg(p.arg_names[1]), py::arg(p.arg_names[2]), py::arg("stream"),
+      (std::string(p.doc) + ", on `stream`").c_str());
+}
+
+void bind_cuda(py::module_& cuda) {
+  for (ConvVariant v : {ConvVariant::fast, ConvVariant::reference}) {
+    const std::string suffix = v == ConvVariant::reference ? "_reference" : "";
+    def_forward_cuda(cuda, ("conv2d_forward" + suffix).c_str(), v);
+    def_backward_cuda(cuda, ("conv2d_backward_input" + suffix).c_str(), kBackwardInput, ConvOp::backward_input,
+                      cuda::conv2d_backward_input_cuda, v);
+    def_backward_cuda(cuda, ("conv2d_backward_weight" + suffix).c_str(), kBackwardWeight, ConvOp::backward_weight,
+                      cuda::conv2d_backward_weight_cuda, v);
+  }
+  cuda.def(
+      "conv2d_workspace_bytes",
+      [](const Conv2dArgs& a, const std::string& op, const std::string& dtype) {
+        const ConvDType dt = cuda_float_dtype_named<ConvDType>(dtype, "conv2d_workspace_bytes");
+        return cuda::conv2d_workspace_bytes(a, op_named(op), dt, ConvVariant::fast);
+      },
+      py::arg("args"), py::arg("op"), py::arg("dtype"),
+      "Bytes of cupy-pool scratch the fast kernel of op ('forward', 'backward_input' or "
+      "'backward_weight') takes for dtype ('float32', 'float16' or 'bfloat16'); each call allocates "
+      "and releases it");
+  add_family(cuda, "conv");
+}
+#endif
 
 }  // namespace
 
 void bind_conv(py::module_& m) {
   bind_args(m);
   py::module_ cpu = m.attr("cpu");
-  using namespace pyfastdl::cpu;
-  def_forward(cpu, "conv2d_forward", {conv2d_forward_cpu<float>, conv2d_forward_cpu<double>});
-  def_backward_input(cpu, "conv2d_backward_input", {conv2d_backward_input_cpu<float>, conv2d_backward_input_cpu<double>});
-  def_backward_weight(cpu, "conv2d_backward_weight",
-                      {conv2d_backward_weight_cpu<float>, conv2d_backward_weight_cpu<double>});
-  def_forward(cpu, "conv2d_forward_reference",
-              {conv2d_forward_reference_cpu<float>, conv2d_forward_reference_cpu<double>});
-  def_backward_input(cpu, "conv2d_backward_input_reference",
-                     {conv2d_backward_input_reference_cpu<float>, conv2d_backward_input_reference_cpu<double>});
-  def_backward_weight(cpu, "conv2d_backward_weight_reference",
-                      {conv2d_backward_weight_reference_cpu<float>, conv2d_backward_weight_reference_cpu<double>});
-  add_family(cpu, "convolution");
+  bind_cpu(cpu);
+#ifdef PYFASTDL_WITH_CUDA
+  py::module_ cuda = m.attr("cuda");
+  bind_cuda(cuda);
+#endif
 }
 
 }  // namespace pyfastdl

@@ -1,10 +1,13 @@
 // Bindings of the lstm family: LstmCellArgs and LstmLayerArgs at the top level of _C, the C++
-// kernels in _C.cpu (float32, float64) and the CUDA kernels in _C.cuda (float32). Every array is
-// checked for device, dtype, contiguity and the exact shape the Args give, naming the argument.
+// kernels in _C.cpu (float32, float64) and, in the PYFASTDL_WITH_CUDA block, the CUDA calls in
+// _C.cuda (float32), each as lstm_{cell,layer}_{forward,backward} and the same with the suffix
+// _reference. Every array is checked, the same way on both devices, for device, dtype, contiguity
+// and the exact shape the Args give, naming the argument.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "bind/array.h"
@@ -103,234 +106,293 @@ void bind_args(py::module_& m) {
                              [](const LstmLayerArgs& a) { return to_tuple(a.saved_state_shape()); });
 }
 
-void bind_cpu(py::module_& cpu) {
+// ---- the arrays of each kernel, checked the same way on both devices --------------------------------
+// Each takes the kernel's array arguments (numpy on the CPU, cupy on the GPU) in the order of its
+// parameters and returns them checked (dtype: c.dtype), in the same order.
+
+using Handles = std::initializer_list<py::handle>;
+using Checked = std::vector<Array>;
+
+Checked cell_forward_arrays(Arrays& c, const LstmCellArgs& a, Handles hs) {
+  const py::handle* h = hs.begin();
+  const Shape S = a.state_shape(), G = {4 * a.hidden_size};
+  return {c.first(h[0], "input", a.input_shape()), c.get(h[1], "hx", S), c.get(h[2], "cx", S),
+          c.get(h[3], "weight_ih", {4 * a.hidden_size, a.input_size}),
+          c.get(h[4], "weight_hh", {4 * a.hidden_size, a.hidden_size}), c.optional(h[5], "bias_ih", G),
+          c.optional(h[6], "bias_hh", G), c.get(h[7], "hy", S), c.get(h[8], "cy", S),
+          c.get(h[9], "gates", a.gates_shape())};
+}
+
+Checked cell_backward_arrays(Arrays& c, const LstmCellArgs& a, Handles hs) {
+  const py::handle* h = hs.begin();
+  const Shape S = a.state_shape(), WIs = {4 * a.hidden_size, a.input_size}, WHs = {4 * a.hidden_size, a.hidden_size};
+  return {c.first(h[0], "grad_hy", S), c.get(h[1], "grad_cy", S), c.get(h[2], "gates", a.gates_shape()),
+          c.get(h[3], "input", a.input_shape()), c.get(h[4], "hx", S), c.get(h[5], "cx", S),
+          c.get(h[6], "weight_ih", WIs), c.get(h[7], "weight_hh", WHs), c.get(h[8], "grad_input", a.input_shape()),
+          c.get(h[9], "grad_hx", S), c.get(h[10], "grad_cx", S), c.get(h[11], "grad_weight_ih", WIs),
+          c.get(h[12], "grad_weight_hh", WHs), c.get(h[13], "grad_bias", {4 * a.hidden_size})};
+}
+
+Checked layer_forward_arrays(Arrays& c, const LstmLayerArgs& a, Handles hs) {
+  const py::handle* h = hs.begin();
+  const Shape S = a.state_shape(), SS = a.saved_state_shape(), G = {4 * a.hidden_size};
+  if (h[10].is_none() != h[11].is_none() || h[11].is_none() != h[12].is_none())
+    throw py::value_error("lstm_layer_forward: gates, c_prev and h_prev must all be arrays (training) or all None "
+                          "(inference)");
+  return {c.first(h[0], "input", a.input_shape()), c.get(h[1], "h0", S), c.get(h[2], "c0", S),
+          c.get(h[3], "weight_ih", {4 * a.hidden_size, a.input_size}),
+          c.get(h[4], "weight_hh", {4 * a.hidden_size, a.hidden_size}), c.optional(h[5], "bias_ih", G),
+          c.optional(h[6], "bias_hh", G), c.get(h[7], "output", a.out_shape()), c.get(h[8], "hn", S),
+          c.get(h[9], "cn", S), c.optional(h[10], "gates", a.gates_shape()), c.optional(h[11], "c_prev", SS),
+          c.optional(h[12], "h_prev", SS)};
+}
+
+Checked layer_backward_arrays(Arrays& c, const LstmLayerArgs& a, Handles hs) {
+  const py::handle* h = hs.begin();
+  const Shape S = a.state_shape(), SS = a.saved_state_shape(), WIs = {4 * a.hidden_size, a.input_size},
+              WHs = {4 * a.hidden_size, a.hidden_size};
+  return {c.first(h[0], "grad_output", a.out_shape()), c.get(h[1], "grad_hn", S), c.get(h[2], "grad_cn", S),
+          c.get(h[3], "input", a.input_shape()), c.get(h[4], "weight_ih", WIs), c.get(h[5], "weight_hh", WHs),
+          c.get(h[6], "gates", a.gates_shape()), c.get(h[7], "c_prev", SS), c.get(h[8], "h_prev", SS),
+          c.get(h[9], "grad_input", a.input_shape()), c.get(h[10], "grad_h0", S), c.get(h[11], "grad_c0", S),
+          c.get(h[12], "grad_weight_ih", WIs), c.get(h[13], "grad_weight_hh", WHs),
+          c.get(h[14], "grad_bias", {4 * a.hidden_size})};
+}
+
+const char* const kCellForwardDoc =
+    "Fused LSTM cell: (args, input, hx, cx, weight_ih, weight_hh, bias_ih|None, bias_hh|None, hy, cy, gates)";
+const char* const kCellBackwardDoc =
+    "Backward of lstm_cell_forward: (args, grad_hy, grad_cy, gates, input, hx, cx, weight_ih, weight_hh, "
+    "grad_input, grad_hx, grad_cx, grad_weight_ih, grad_weight_hh, grad_bias)";
+const char* const kLayerForwardDoc =
+    "One LSTM layer and direction over a sequence: (args, input, h0, c0, weight_ih, weight_hh, bias_ih|None, "
+    "bias_hh|None, output, hn, cn, gates, c_prev, h_prev); the last three are saved for backward, or all None "
+    "(inference)";
+const char* const kLayerBackwardDoc =
+    "Backward of lstm_layer_forward (BPTT): (args, grad_output, grad_hn, grad_cn, input, weight_ih, weight_hh, "
+    "gates, c_prev, h_prev, grad_input, grad_h0, grad_c0, grad_weight_ih, grad_weight_hh, grad_bias)";
+
+// ---- CPU: one C++ kernel per call ------------------------------------------------------------------
+
+// The fast kernel, or the reference one (csrc/cpu/lstm_reference.cpp) when Reference.
+template <bool Reference, class F> F* pick(F* fast, F* reference) { return Reference ? reference : fast; }
+
+// The four CPU kernels of one variant, under their names plus `suffix` ("" or "_reference").
+template <bool Reference> void bind_cpu(py::module_& cpu, const std::string& suffix) {
   cpu.def(
-      "lstm_cell_forward",
+      ("lstm_cell_forward" + suffix).c_str(),
       [](const LstmCellArgs& a, py::handle x, py::handle hx, py::handle cx, py::handle w_ih, py::handle w_hh,
          py::handle b_ih, py::handle b_hh, py::handle hy, py::handle cy, py::handle gates) {
         Arrays c{"lstm_cell_forward", false};
-        const Shape S = a.state_shape(), Gs = a.gates_shape(), G = {4 * a.hidden_size};
-        Array X = c.first(x, "input", a.input_shape());
-        Array HX = c.get(hx, "hx", S), CX = c.get(cx, "cx", S);
-        Array WI = c.get(w_ih, "weight_ih", {4 * a.hidden_size, a.input_size});
-        Array WH = c.get(w_hh, "weight_hh", {4 * a.hidden_size, a.hidden_size});
-        Array BI = c.optional(b_ih, "bias_ih", G), BH = c.optional(b_hh, "bias_hh", G);
-        Array HY = c.get(hy, "hy", S), CY = c.get(cy, "cy", S), GT = c.get(gates, "gates", Gs);
+        const Checked A = cell_forward_arrays(c, a, {x, hx, cx, w_ih, w_hh, b_ih, b_hh, hy, cy, gates});
         dispatch(c.dtype, [&](auto t) {
           using T = decltype(t);
           py::gil_scoped_release nogil;
-          cpu::lstm_cell_forward<T>(a, cptr<T>(X), cptr<T>(HX), cptr<T>(CX), cptr<T>(WI), cptr<T>(WH), cptr<T>(BI),
-                                    cptr<T>(BH), mptr<T>(HY), mptr<T>(CY), mptr<T>(GT));
+          pick<Reference>(cpu::lstm_cell_forward<T>, cpu::lstm_cell_forward_reference<T>)(
+              a, cptr<T>(A[0]), cptr<T>(A[1]), cptr<T>(A[2]), cptr<T>(A[3]), cptr<T>(A[4]), cptr<T>(A[5]),
+              cptr<T>(A[6]), mptr<T>(A[7]), mptr<T>(A[8]), mptr<T>(A[9]));
         });
       },
-      "Fused LSTM cell: (args, input, hx, cx, weight_ih, weight_hh, bias_ih|None, bias_hh|None, hy, cy, gates)");
+      kCellForwardDoc);
 
   cpu.def(
-      "lstm_cell_backward",
+      ("lstm_cell_backward" + suffix).c_str(),
       [](const LstmCellArgs& a, py::handle grad_hy, py::handle grad_cy, py::handle gates, py::handle x, py::handle hx,
          py::handle cx, py::handle w_ih, py::handle w_hh, py::handle grad_x, py::handle grad_hx, py::handle grad_cx,
          py::handle grad_w_ih, py::handle grad_w_hh, py::handle grad_bias) {
         Arrays c{"lstm_cell_backward", false};
-        const Shape S = a.state_shape(), Gs = a.gates_shape(), WIs = {4 * a.hidden_size, a.input_size},
-                    WHs = {4 * a.hidden_size, a.hidden_size};
-        Array GHY = c.first(grad_hy, "grad_hy", S), GCY = c.get(grad_cy, "grad_cy", S);
-        Array GT = c.get(gates, "gates", Gs), X = c.get(x, "input", a.input_shape());
-        Array HX = c.get(hx, "hx", S), CX = c.get(cx, "cx", S);
-        Array WI = c.get(w_ih, "weight_ih", WIs), WH = c.get(w_hh, "weight_hh", WHs);
-        Array GX = c.get(grad_x, "grad_input", a.input_shape()), GHX = c.get(grad_hx, "grad_hx", S);
-        Array GCX = c.get(grad_cx, "grad_cx", S), GWI = c.get(grad_w_ih, "grad_weight_ih", WIs);
-        Array GWH = c.get(grad_w_hh, "grad_weight_hh", WHs), GB = c.get(grad_bias, "grad_bias", {4 * a.hidden_size});
+        const Checked A = cell_backward_arrays(c, a, {grad_hy, grad_cy, gates, x, hx, cx, w_ih, w_hh, grad_x, grad_hx,
+                                                      grad_cx, grad_w_ih, grad_w_hh, grad_bias});
         dispatch(c.dtype, [&](auto t) {
           using T = decltype(t);
           py::gil_scoped_release nogil;
-          cpu::lstm_cell_backward<T>(a, cptr<T>(GHY), cptr<T>(GCY), cptr<T>(GT), cptr<T>(X), cptr<T>(HX), cptr<T>(CX),
-                                     cptr<T>(WI), cptr<T>(WH), mptr<T>(GX), mptr<T>(GHX), mptr<T>(GCX), mptr<T>(GWI),
-                                     mptr<T>(GWH), mptr<T>(GB));
+          pick<Reference>(cpu::lstm_cell_backward<T>, cpu::lstm_cell_backward_reference<T>)(
+              a, cptr<T>(A[0]), cptr<T>(A[1]), cptr<T>(A[2]), cptr<T>(A[3]), cptr<T>(A[4]), cptr<T>(A[5]),
+              cptr<T>(A[6]), cptr<T>(A[7]), mptr<T>(A[8]), mptr<T>(A[9]), mptr<T>(A[10]), mptr<T>(A[11]),
+              mptr<T>(A[12]), mptr<T>(A[13]));
         });
       },
-      "Backward of lstm_cell_forward: (args, grad_hy, grad_cy, gates, input, hx, cx, weight_ih, weight_hh, "
-      "grad_input, grad_hx, grad_cx, grad_weight_ih, grad_weight_hh, grad_bias)");
+      kCellBackwardDoc);
 
   cpu.def(
-      "lstm_layer_forward",
+      ("lstm_layer_forward" + suffix).c_str(),
       [](const LstmLayerArgs& a, py::handle x, py::handle h0, py::handle c0, py::handle w_ih, py::handle w_hh,
          py::handle b_ih, py::handle b_hh, py::handle out, py::handle hn, py::handle cn, py::handle gates,
          py::handle c_prev, py::handle h_prev) {
         Arrays c{"lstm_layer_forward", false};
-        const Shape S = a.state_shape(), SS = a.saved_state_shape(), G = {4 * a.hidden_size};
-        Array X = c.first(x, "input", a.input_shape());
-        Array H0 = c.get(h0, "h0", S), C0 = c.get(c0, "c0", S);
-        Array WI = c.get(w_ih, "weight_ih", {4 * a.hidden_size, a.input_size});
-        Array WH = c.get(w_hh, "weight_hh", {4 * a.hidden_size, a.hidden_size});
-        Array BI = c.optional(b_ih, "bias_ih", G), BH = c.optional(b_hh, "bias_hh", G);
-        Array O = c.get(out, "output", a.out_shape()), HN = c.get(hn, "hn", S), CN = c.get(cn, "cn", S);
-        Array GT = c.optional(gates, "gates", a.gates_shape());
-        Array CP = c.optional(c_prev, "c_prev", SS), HP = c.optional(h_prev, "h_prev", SS);
-        if (gates.is_none() != c_prev.is_none() || c_prev.is_none() != h_prev.is_none())
-          throw py::value_error("lstm_layer_forward: gates, c_prev and h_prev must all be arrays (training) or "
-                                "all None (inference)");
+        const Checked A =
+            layer_forward_arrays(c, a, {x, h0, c0, w_ih, w_hh, b_ih, b_hh, out, hn, cn, gates, c_prev, h_prev});
         dispatch(c.dtype, [&](auto t) {
           using T = decltype(t);
           py::gil_scoped_release nogil;
-          cpu::lstm_layer_forward<T>(a, cptr<T>(X), cptr<T>(H0), cptr<T>(C0), cptr<T>(WI), cptr<T>(WH), cptr<T>(BI),
-                                     cptr<T>(BH), mptr<T>(O), mptr<T>(HN), mptr<T>(CN), mptr<T>(GT), mptr<T>(CP),
-                                     mptr<T>(HP));
+          pick<Reference>(cpu::lstm_layer_forward<T>, cpu::lstm_layer_forward_reference<T>)(
+              a, cptr<T>(A[0]), cptr<T>(A[1]), cptr<T>(A[2]), cptr<T>(A[3]), cptr<T>(A[4]), cptr<T>(A[5]),
+              cptr<T>(A[6]), mptr<T>(A[7]), mptr<T>(A[8]), mptr<T>(A[9]), mptr<T>(A[10]), mptr<T>(A[11]),
+              mptr<T>(A[12]));
         });
       },
-      "One LSTM layer and direction over a sequence: (args, input, h0, c0, weight_ih, weight_hh, bias_ih|None, "
-      "bias_hh|None, output, hn, cn, gates, c_prev, h_prev); the last three are saved for backward, or all None "
-      "(inference)");
+      kLayerForwardDoc);
 
   cpu.def(
-      "lstm_layer_backward",
+      ("lstm_layer_backward" + suffix).c_str(),
       [](const LstmLayerArgs& a, py::handle grad_out, py::handle grad_hn, py::handle grad_cn, py::handle x,
          py::handle w_ih, py::handle w_hh, py::handle gates, py::handle c_prev, py::handle h_prev,
          py::handle grad_x, py::handle grad_h0, py::handle grad_c0, py::handle grad_w_ih, py::handle grad_w_hh,
          py::handle grad_bias) {
         Arrays c{"lstm_layer_backward", false};
-        const Shape S = a.state_shape(), SS = a.saved_state_shape(), WIs = {4 * a.hidden_size, a.input_size},
-                    WHs = {4 * a.hidden_size, a.hidden_size};
-        Array GO = c.first(grad_out, "grad_output", a.out_shape());
-        Array GHN = c.get(grad_hn, "grad_hn", S), GCN = c.get(grad_cn, "grad_cn", S);
-        Array X = c.get(x, "input", a.input_shape());
-        Array WI = c.get(w_ih, "weight_ih", WIs), WH = c.get(w_hh, "weight_hh", WHs);
-        Array GT = c.get(gates, "gates", a.gates_shape());
-        Array CP = c.get(c_prev, "c_prev", SS), HP = c.get(h_prev, "h_prev", SS);
-        Array GX = c.get(grad_x, "grad_input", a.input_shape());
-        Array GH0 = c.get(grad_h0, "grad_h0", S), GC0 = c.get(grad_c0, "grad_c0", S);
-        Array GWI = c.get(grad_w_ih, "grad_weight_ih", WIs), GWH = c.get(grad_w_hh, "grad_weight_hh", WHs);
-        Array GB = c.get(grad_bias, "grad_bias", {4 * a.hidden_size});
+        const Checked A = layer_backward_arrays(c, a, {grad_out, grad_hn, grad_cn, x, w_ih, w_hh, gates, c_prev,
+                                                       h_prev, grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh,
+                                                       grad_bias});
         dispatch(c.dtype, [&](auto t) {
           using T = decltype(t);
           py::gil_scoped_release nogil;
-          cpu::lstm_layer_backward<T>(a, cptr<T>(GO), cptr<T>(GHN), cptr<T>(GCN), cptr<T>(X), cptr<T>(WI),
-                                      cptr<T>(WH), cptr<T>(GT), cptr<T>(CP), cptr<T>(HP), mptr<T>(GX), mptr<T>(GH0),
-                                      mptr<T>(GC0), mptr<T>(GWI), mptr<T>(GWH), mptr<T>(GB));
+          pick<Reference>(cpu::lstm_layer_backward<T>, cpu::lstm_layer_backward_reference<T>)(
+              a, cptr<T>(A[0]), cptr<T>(A[1]), cptr<T>(A[2]), cptr<T>(A[3]), cptr<T>(A[4]), cptr<T>(A[5]),
+              cptr<T>(A[6]), cptr<T>(A[7]), cptr<T>(A[8]), mptr<T>(A[9]), mptr<T>(A[10]), mptr<T>(A[11]),
+              mptr<T>(A[12]), mptr<T>(A[13]), mptr<T>(A[14]));
         });
       },
-      "Backward of lstm_layer_forward (BPTT): (args, grad_output, grad_hn, grad_cn, input, weight_ih, weight_hh, "
-      "gates, c_prev, h_prev, grad_input, grad_h0, grad_c0, grad_weight_ih, grad_weight_hh, grad_bias)");
-
-  add_family(cpu, "lstm");
+      kLayerBackwardDoc);
 }
 
 #ifdef PYFASTDL_WITH_CUDA
+// ---- CUDA: the same calls, the matrix products on cuBLAS through cupy (on cupy's current stream, which
+// is the `stream` argument) and everything else in the kernels of kernels/lstm.cu --------------------
+
 cudaStream_t as_stream(std::uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
 
-Array cuda_lengths(const LstmLayerArgs& a, py::handle lengths, const char* op) {
-  if (lengths.is_none()) {
-    check(!a.has_lengths(), op, ": args has lengths but the lengths array is None");
-    return Array{};
-  }
-  check(a.has_lengths(), op, ": a lengths array was given but args has no lengths");
-  Array L = cuda_array(lengths, op, "lengths");
-  expect_dtype(L, {DType::i64}, op, "lengths");
-  expect_shape(L, {a.batch}, op, "lengths");
-  return L;
+py::module_ cupy() { return py::module_::import("cupy"); }
+// out = a @ b
+void matmul(py::handle a, py::handle b, py::handle out) { cupy().attr("matmul")(a, b, py::arg("out") = out); }
+py::object empty(const Shape& shape) { return cupy().attr("empty")(to_tuple(shape), "float32"); }
+py::object rows(py::handle a, int64_t n, int64_t cols) { return a.attr("reshape")(n, cols); }
+
+// The per-sequence lengths as a device int64 array (a null Array without lengths); `keep` owns it.
+Array device_lengths(const LstmLayerArgs& a, const char* op, py::object& keep) {
+  if (!a.has_lengths()) return Array{};
+  keep = cupy().attr("asarray")(py::cast(a.lengths), "int64");
+  return cuda_array(keep, op, "lengths");
+}
+
+// The four calls; the reference variant (`persistent` false) runs the layer forward as a step loop.
+void bind_cuda_variant(py::module_& cuda, const std::string& suffix, bool persistent) {
+  cuda.def(
+      ("lstm_cell_forward" + suffix).c_str(),
+      [](const LstmCellArgs& a, py::handle x, py::handle hx, py::handle cx, py::handle w_ih, py::handle w_hh,
+         py::handle b_ih, py::handle b_hh, py::handle hy, py::handle cy, py::handle gates, std::uintptr_t stream) {
+        Arrays c{"lstm_cell_forward", true};
+        const Checked A = cell_forward_arrays(c, a, {x, hx, cx, w_ih, w_hh, b_ih, b_hh, hy, cy, gates});
+        matmul(x, w_ih.attr("T"), gates);
+        gates.attr("__iadd__")(cupy().attr("matmul")(hx, w_hh.attr("T")));
+        lstm_cell_pointwise_forward_cuda(a, mptr<float>(A[9]), cptr<float>(A[5]), cptr<float>(A[6]),
+                                         cptr<float>(A[2]), mptr<float>(A[7]), mptr<float>(A[8]), as_stream(stream));
+      },
+      kCellForwardDoc);
+
+  cuda.def(
+      ("lstm_cell_backward" + suffix).c_str(),
+      [](const LstmCellArgs& a, py::handle grad_hy, py::handle grad_cy, py::handle gates, py::handle x, py::handle hx,
+         py::handle cx, py::handle w_ih, py::handle w_hh, py::handle grad_x, py::handle grad_hx, py::handle grad_cx,
+         py::handle grad_w_ih, py::handle grad_w_hh, py::handle grad_bias, std::uintptr_t stream) {
+        Arrays c{"lstm_cell_backward", true};
+        const Checked A = cell_backward_arrays(c, a, {grad_hy, grad_cy, gates, x, hx, cx, w_ih, w_hh, grad_x, grad_hx,
+                                                      grad_cx, grad_w_ih, grad_w_hh, grad_bias});
+        py::object dz = empty(a.gates_shape());
+        lstm_cell_pointwise_backward_cuda(a, cptr<float>(A[0]), cptr<float>(A[1]), cptr<float>(A[2]),
+                                          cptr<float>(A[5]), mptr<float>(cuda_array(dz, "lstm_cell_backward", "dz")),
+                                          mptr<float>(A[10]), as_stream(stream));
+        matmul(dz, w_ih, grad_x);
+        matmul(dz, w_hh, grad_hx);
+        matmul(dz.attr("T"), x, grad_w_ih);
+        matmul(dz.attr("T"), hx, grad_w_hh);
+        cupy().attr("sum")(dz, py::arg("axis") = 0, py::arg("out") = grad_bias);
+      },
+      kCellBackwardDoc);
+
+  cuda.def(
+      ("lstm_layer_forward" + suffix).c_str(),
+      [persistent](const LstmLayerArgs& a, py::handle x, py::handle h0, py::handle c0, py::handle w_ih,
+                   py::handle w_hh, py::handle b_ih, py::handle b_hh, py::handle out, py::handle hn, py::handle cn,
+                   py::handle gates, py::handle c_prev, py::handle h_prev, std::uintptr_t stream) {
+        const char* op = "lstm_layer_forward";
+        Arrays c{op, true};
+        Checked A =
+            layer_forward_arrays(c, a, {x, h0, c0, w_ih, w_hh, b_ih, b_hh, out, hn, cn, gates, c_prev, h_prev});
+        // The kernels always write what backward needs: inference gets scratch for it.
+        py::object saved[3];
+        const char* saved_names[3] = {"gates", "c_prev", "h_prev"};
+        const py::handle given[3] = {gates, c_prev, h_prev};
+        for (int i = 0; i < 3; ++i) {
+          saved[i] = given[i].is_none() ? empty(i == 0 ? a.gates_shape() : a.saved_state_shape())
+                                        : py::reinterpret_borrow<py::object>(given[i]);
+          A[10 + i] = cuda_array(saved[i], op, saved_names[i]);
+        }
+        const int64_t T = a.seq_len, B = a.batch, H = a.hidden_size;
+        matmul(rows(x, T * B, a.input_size), w_ih.attr("T"), rows(saved[0], T * B, 4 * H));
+        cupy().attr("copyto")(hn, h0);
+        cupy().attr("copyto")(cn, c0);
+        py::object lengths_owner;
+        const Array L = device_lengths(a, op, lengths_owner);
+        if (persistent && lstm_layer_persistent_fits_cuda(a)) {
+          py::object h_buf = empty({2, B, H});
+          lstm_layer_persistent_forward_cuda(a, cptr<float>(A[4]), cptr<float>(A[5]), cptr<float>(A[6]),
+                                             cptr<int64_t>(L), mptr<float>(A[10]), mptr<float>(A[7]),
+                                             mptr<float>(A[8]), mptr<float>(A[9]), mptr<float>(A[11]),
+                                             mptr<float>(A[12]), mptr<float>(cuda_array(h_buf, op, "h_buf")),
+                                             as_stream(stream));
+          return;
+        }
+        py::object rec = empty({B, 4 * H});
+        const Array R = cuda_array(rec, op, "rec");
+        py::object w_hh_t = w_hh.attr("T");
+        for (int64_t s = 0; s < T; ++s) {
+          matmul(hn, w_hh_t, rec);
+          lstm_layer_step_forward_cuda(a, s, cptr<float>(R), cptr<float>(A[5]), cptr<float>(A[6]), cptr<int64_t>(L),
+                                       mptr<float>(A[10]), mptr<float>(A[7]), mptr<float>(A[8]), mptr<float>(A[9]),
+                                       mptr<float>(A[11]), mptr<float>(A[12]), as_stream(stream));
+        }
+      },
+      kLayerForwardDoc);
+
+  cuda.def(
+      ("lstm_layer_backward" + suffix).c_str(),
+      [](const LstmLayerArgs& a, py::handle grad_out, py::handle grad_hn, py::handle grad_cn, py::handle x,
+         py::handle w_ih, py::handle w_hh, py::handle gates, py::handle c_prev, py::handle h_prev,
+         py::handle grad_x, py::handle grad_h0, py::handle grad_c0, py::handle grad_w_ih, py::handle grad_w_hh,
+         py::handle grad_bias, std::uintptr_t stream) {
+        const char* op = "lstm_layer_backward";
+        Arrays c{op, true};
+        const Checked A = layer_backward_arrays(c, a, {grad_out, grad_hn, grad_cn, x, w_ih, w_hh, gates, c_prev,
+                                                       h_prev, grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh,
+                                                       grad_bias});
+        const int64_t T = a.seq_len, B = a.batch, I = a.input_size, H = a.hidden_size;
+        cupy().attr("copyto")(grad_c0, grad_cn);
+        py::object lengths_owner;
+        const Array L = device_lengths(a, op, lengths_owner);
+        py::object dz = empty(a.gates_shape()), dz_step = empty({B, 4 * H});
+        const Array DZ = cuda_array(dz, op, "dz"), DZS = cuda_array(dz_step, op, "dz_step");
+        for (int64_t s = T - 1; s >= 0; --s) {
+          // grad_h0 holds the previous iteration's product: the dh of step s for rows live at s + 1.
+          lstm_layer_step_backward_cuda(a, s, cptr<float>(A[0]), cptr<float>(A[1]), cptr<float>(A[6]),
+                                        cptr<float>(A[7]), cptr<int64_t>(L), cptr<float>(A[10]), mptr<float>(A[11]),
+                                        mptr<float>(DZ), mptr<float>(DZS), as_stream(stream));
+          matmul(dz_step, w_hh, grad_h0);
+        }
+        py::object dz_rows = rows(dz, T * B, 4 * H);
+        matmul(dz_rows, w_ih, rows(grad_x, T * B, I));
+        matmul(dz_rows.attr("T"), rows(x, T * B, I), grad_w_ih);
+        matmul(dz_rows.attr("T"), rows(h_prev, T * B, H), grad_w_hh);
+        cupy().attr("sum")(dz_rows, py::arg("axis") = 0, py::arg("out") = grad_bias);
+      },
+      kLayerBackwardDoc);
 }
 
 void bind_cuda(py::module_& cuda) {
-  cuda.def(
-      "lstm_cell_pointwise_forward",
-      [](const LstmCellArgs& a, py::handle gates, py::handle b_ih, py::handle b_hh, py::handle cx, py::handle hy,
-         py::handle cy, std::uintptr_t stream) {
-        Arrays c{"lstm_cell_pointwise_forward", true};
-        const Shape S = a.state_shape(), G = {4 * a.hidden_size};
-        Array GT = c.first(gates, "gates", a.gates_shape());
-        Array BI = c.optional(b_ih, "bias_ih", G), BH = c.optional(b_hh, "bias_hh", G);
-        Array CX = c.get(cx, "cx", S), HY = c.get(hy, "hy", S), CY = c.get(cy, "cy", S);
-        lstm_cell_pointwise_forward_cuda(a, mptr<float>(GT), cptr<float>(BI), cptr<float>(BH), cptr<float>(CX),
-                                         mptr<float>(HY), mptr<float>(CY), as_stream(stream));
-      },
-      "Fused cell pointwise pass: (args, gates [pre-activations in, activations out], bias_ih|None, bias_hh|None, "
-      "cx, hy, cy, stream)");
-
-  cuda.def(
-      "lstm_cell_pointwise_backward",
-      [](const LstmCellArgs& a, py::handle grad_hy, py::handle grad_cy, py::handle gates, py::handle cx,
-         py::handle grad_gates, py::handle grad_cx, std::uintptr_t stream) {
-        Arrays c{"lstm_cell_pointwise_backward", true};
-        const Shape S = a.state_shape();
-        Array GHY = c.first(grad_hy, "grad_hy", S), GCY = c.get(grad_cy, "grad_cy", S);
-        Array GT = c.get(gates, "gates", a.gates_shape()), CX = c.get(cx, "cx", S);
-        Array GG = c.get(grad_gates, "grad_gates", a.gates_shape()), GCX = c.get(grad_cx, "grad_cx", S);
-        lstm_cell_pointwise_backward_cuda(a, cptr<float>(GHY), cptr<float>(GCY), cptr<float>(GT), cptr<float>(CX),
-                                          mptr<float>(GG), mptr<float>(GCX), as_stream(stream));
-      },
-      "Backward of the cell pointwise pass: (args, grad_hy, grad_cy, gates, cx, grad_gates, grad_cx, stream)");
-
-  cuda.def(
-      "lstm_layer_step_forward",
-      [](const LstmLayerArgs& a, int64_t step, py::handle rec, py::handle b_ih, py::handle b_hh, py::handle lengths,
-         py::handle gates, py::handle out, py::handle hn, py::handle cn, py::handle c_prev, py::handle h_prev,
-         std::uintptr_t stream) {
-        const char* op = "lstm_layer_step_forward";
-        check(step >= 0 && step < a.seq_len, op, ": step ", step, " is out of range [0, ", a.seq_len, ")");
-        Arrays c{op, true};
-        const Shape S = a.state_shape(), SS = a.saved_state_shape(), G = {4 * a.hidden_size};
-        Array R = c.first(rec, "rec", {a.batch, 4 * a.hidden_size});
-        Array BI = c.optional(b_ih, "bias_ih", G), BH = c.optional(b_hh, "bias_hh", G);
-        Array L = cuda_lengths(a, lengths, op);
-        Array GT = c.get(gates, "gates", a.gates_shape()), O = c.get(out, "output", a.out_shape());
-        Array HN = c.get(hn, "hn", S), CN = c.get(cn, "cn", S);
-        Array CP = c.get(c_prev, "c_prev", SS), HP = c.get(h_prev, "h_prev", SS);
-        lstm_layer_step_forward_cuda(a, step, cptr<float>(R), cptr<float>(BI), cptr<float>(BH), cptr<int64_t>(L),
-                                     mptr<float>(GT), mptr<float>(O), mptr<float>(HN), mptr<float>(CN),
-                                     mptr<float>(CP), mptr<float>(HP), as_stream(stream));
-      },
-      "One step of the layer recurrence after rec = hn @ weight_hh^T: (args, step, rec, bias_ih|None, "
-      "bias_hh|None, lengths|None, gates, output, hn, cn, c_prev, h_prev, stream)");
-
-  cuda.def(
-      "lstm_layer_step_backward",
-      [](const LstmLayerArgs& a, int64_t step, py::handle grad_out, py::handle grad_hn, py::handle gates,
-         py::handle c_prev, py::handle lengths, py::handle grad_h, py::handle grad_c, py::handle grad_gates,
-         py::handle grad_gates_step, std::uintptr_t stream) {
-        const char* op = "lstm_layer_step_backward";
-        check(step >= 0 && step < a.seq_len, op, ": step ", step, " is out of range [0, ", a.seq_len, ")");
-        Arrays c{op, true};
-        const Shape S = a.state_shape();
-        Array GO = c.first(grad_out, "grad_output", a.out_shape()), GHN = c.get(grad_hn, "grad_hn", S);
-        Array GT = c.get(gates, "gates", a.gates_shape());
-        Array CP = c.get(c_prev, "c_prev", a.saved_state_shape());
-        Array L = cuda_lengths(a, lengths, op);
-        Array GH = c.get(grad_h, "grad_h", S), GC = c.get(grad_c, "grad_c", S);
-        Array GG = c.get(grad_gates, "grad_gates", a.gates_shape());
-        Array GGS = c.get(grad_gates_step, "grad_gates_step", {a.batch, 4 * a.hidden_size});
-        lstm_layer_step_backward_cuda(a, step, cptr<float>(GO), cptr<float>(GHN), cptr<float>(GT), cptr<float>(CP),
-                                      cptr<int64_t>(L), cptr<float>(GH), mptr<float>(GC), mptr<float>(GG),
-                                      mptr<float>(GGS), as_stream(stream));
-      },
-      "One step of BPTT: (args, step, grad_output, grad_hn, gates, c_prev, lengths|None, grad_h, grad_c, "
-      "grad_gates, grad_gates_step, stream)");
-
+  bind_cuda_variant(cuda, "", true);
+  bind_cuda_variant(cuda, "_reference", false);
   cuda.def("lstm_layer_persistent_fits", &lstm_layer_persistent_fits_cuda, py::arg("args"),
-           "Whether the persistent (W_hh in shared memory) recurrence can run these sizes on this device");
-
-  cuda.def(
-      "lstm_layer_persistent_forward",
-      [](const LstmLayerArgs& a, py::handle w_hh, py::handle b_ih, py::handle b_hh, py::handle lengths,
-         py::handle gates, py::handle out, py::handle hn, py::handle cn, py::handle c_prev, py::handle h_prev,
-         py::handle h_buf, std::uintptr_t stream) {
-        const char* op = "lstm_layer_persistent_forward";
-        Arrays c{op, true};
-        const Shape S = a.state_shape(), SS = a.saved_state_shape(), G = {4 * a.hidden_size};
-        Array WH = c.first(w_hh, "weight_hh", {4 * a.hidden_size, a.hidden_size});
-        Array BI = c.optional(b_ih, "bias_ih", G), BH = c.optional(b_hh, "bias_hh", G);
-        Array L = cuda_lengths(a, lengths, op);
-        Array GT = c.get(gates, "gates", a.gates_shape()), O = c.get(out, "output", a.out_shape());
-        Array HN = c.get(hn, "hn", S), CN = c.get(cn, "cn", S);
-        Array CP = c.get(c_prev, "c_prev", SS), HP = c.get(h_prev, "h_prev", SS);
-        Array HB = c.get(h_buf, "h_buf", {2, a.batch, a.hidden_size});
-        check(lstm_layer_persistent_fits_cuda(a), op, ": batch ", a.batch, " hidden_size ", a.hidden_size,
-              " does not fit the persistent kernel on this device (check lstm_layer_persistent_fits first)");
-        lstm_layer_persistent_forward_cuda(a, cptr<float>(WH), cptr<float>(BI), cptr<float>(BH), cptr<int64_t>(L),
-                                           mptr<float>(GT), mptr<float>(O), mptr<float>(HN), mptr<float>(CN),
-                                           mptr<float>(CP), mptr<float>(HP), mptr<float>(HB), as_stream(stream));
-      },
-      "The whole layer recurrence in one cooperative launch, weight_hh resident in shared memory: (args, "
-      "weight_hh, bias_ih|None, bias_hh|None, lengths|None, gates, output, hn, cn, c_prev, h_prev, h_buf, stream)");
-
+           "Whether the fast layer forward can keep weight_hh in shared memory (one cooperative kernel for all "
+           "steps) for these sizes on this device; otherwise it runs the step loop");
   add_family(cuda, "lstm");
 }
 #endif
@@ -340,7 +402,9 @@ void bind_cuda(py::module_& cuda) {
 void bind_lstm(py::module_& m) {
   bind_args(m);
   py::module_ cpu = m.attr("cpu");
-  bind_cpu(cpu);
+  bind_cpu<false>(cpu, "");
+  bind_cpu<true>(cpu, "_reference");
+  add_family(cpu, "lstm");
 #ifdef PYFASTDL_WITH_CUDA
   py::module_ cuda = m.attr("cuda");
   bind_cuda(cuda);

@@ -1,6 +1,6 @@
 // Bindings of the pooling family: `_C.Pool2dArgs` (shape arithmetic, shared by both devices), the
-// CPU kernels on `_C.cpu` and the CUDA kernels on `_C.cuda` (fast variant under the plain name, the
-// simple one with a `_reference` suffix).
+// CPU kernels on `_C.cpu` and, in the PYFASTDL_WITH_CUDA block, the CUDA kernels on `_C.cuda` (fast
+// variant under the plain name, the simple one with a `_reference` suffix, on both devices).
 //
 //   a = _C.Pool2dArgs.max_pool(x.shape, (3, 3), (2, 2), (1, 1), (1, 1), False)
 //   y = xp.empty(a.out_shape, x.dtype); idx = xp.empty(a.out_shape, xp.int64)   # or None
@@ -105,9 +105,13 @@ void bind_args(py::module_& m) {
       });
 }
 
-void bind_cpu(py::module_& cpu) {
+// The fast kernel, or the reference one (csrc/cpu/pool_reference.cpp) when Reference.
+template <bool Reference, class F> F* pick(F* fast, F* reference) { return Reference ? reference : fast; }
+
+// The six CPU kernels of one variant, under their names plus `suffix` ("" or "_reference").
+template <bool Reference> void bind_cpu(py::module_& cpu, const std::string& suffix) {
   cpu.def(
-      "max_pool2d_forward",
+      ("max_pool2d_forward" + suffix).c_str(),
       [](const Pool2dArgs& a, py::handle x, py::handle y, py::handle indices) {
         const char* op = "max_pool2d_forward";
         expect_kind(op, a, PoolKind::max);
@@ -117,13 +121,14 @@ void bind_cpu(py::module_& cpu) {
         py::gil_scoped_release nogil;
         by_dtype(X.dtype, [&](auto z) {
           using T = decltype(z);
-          cpu::max_pool2d_forward_cpu<T>(a, X.ptr<T>(), Y.ptr<T>(), I.ptr<int64_t>());
+          pick<Reference>(cpu::max_pool2d_forward_cpu<T>, cpu::max_pool2d_forward_reference_cpu<T>)(
+              a, X.ptr<T>(), Y.ptr<T>(), I.ptr<int64_t>());
         });
       },
       py::arg("args"), py::arg("input"), py::arg("output"), py::arg("indices"),
       "output = max over each window; indices (int64 or None) = the argmax, flat within each plane");
   cpu.def(
-      "max_pool2d_backward",
+      ("max_pool2d_backward" + suffix).c_str(),
       [](const Pool2dArgs& a, py::handle gy, py::handle indices, py::handle gx) {
         const char* op = "max_pool2d_backward";
         expect_kind(op, a, PoolKind::max);
@@ -134,7 +139,8 @@ void bind_cpu(py::module_& cpu) {
         py::gil_scoped_release nogil;
         by_dtype(GY.dtype, [&](auto z) {
           using T = decltype(z);
-          cpu::max_pool2d_backward_cpu<T>(a, GY.ptr<T>(), I.ptr<int64_t>(), GX.ptr<T>());
+          pick<Reference>(cpu::max_pool2d_backward_cpu<T>, cpu::max_pool2d_backward_reference_cpu<T>)(
+              a, GY.ptr<T>(), I.ptr<int64_t>(), GX.ptr<T>());
         });
       },
       py::arg("args"), py::arg("grad_output"), py::arg("indices"), py::arg("grad_input"));
@@ -147,19 +153,19 @@ void bind_cpu(py::module_& cpu) {
     void (*f32)(const Pool2dArgs&, const float*, float*);
     void (*f64)(const Pool2dArgs&, const double*, double*);
   };
+#define PYFASTDL_UNARY(name, kind, backward)                                                             \
+  {#name, kind, backward, pick<Reference>(cpu::name##_cpu<float>, cpu::name##_reference_cpu<float>),      \
+   pick<Reference>(cpu::name##_cpu<double>, cpu::name##_reference_cpu<double>)}
   const Unary unary[] = {
-      {"avg_pool2d_forward", PoolKind::avg, false, cpu::avg_pool2d_forward_cpu<float>,
-       cpu::avg_pool2d_forward_cpu<double>},
-      {"avg_pool2d_backward", PoolKind::avg, true, cpu::avg_pool2d_backward_cpu<float>,
-       cpu::avg_pool2d_backward_cpu<double>},
-      {"adaptive_avg_pool2d_forward", PoolKind::adaptive_avg, false, cpu::adaptive_avg_pool2d_forward_cpu<float>,
-       cpu::adaptive_avg_pool2d_forward_cpu<double>},
-      {"adaptive_avg_pool2d_backward", PoolKind::adaptive_avg, true, cpu::adaptive_avg_pool2d_backward_cpu<float>,
-       cpu::adaptive_avg_pool2d_backward_cpu<double>},
+      PYFASTDL_UNARY(avg_pool2d_forward, PoolKind::avg, false),
+      PYFASTDL_UNARY(avg_pool2d_backward, PoolKind::avg, true),
+      PYFASTDL_UNARY(adaptive_avg_pool2d_forward, PoolKind::adaptive_avg, false),
+      PYFASTDL_UNARY(adaptive_avg_pool2d_backward, PoolKind::adaptive_avg, true),
   };
+#undef PYFASTDL_UNARY
   for (const Unary& u : unary) {
     cpu.def(
-        u.name,
+        (u.name + suffix).c_str(),
         [u](const Pool2dArgs& a, py::handle src, py::handle dst) {
           expect_kind(u.name, a, u.kind);
           const auto io = unary_io<false>(u.name, u.backward, a, src, dst);
@@ -173,7 +179,6 @@ void bind_cpu(py::module_& cpu) {
         py::arg("args"), py::arg(u.backward ? "grad_output" : "input"),
         py::arg(u.backward ? "grad_input" : "output"));
   }
-  add_family(cpu, "pooling");
 }
 
 #ifdef PYFASTDL_WITH_CUDA
@@ -233,7 +238,7 @@ void bind_cuda(py::module_& cuda) {
           py::arg(u.backward ? "grad_input" : "output"), py::arg("stream"));
     }
   }
-  add_family(cuda, "pooling");
+  add_family(cuda, "pool");
 }
 #endif
 
@@ -242,7 +247,9 @@ void bind_cuda(py::module_& cuda) {
 void bind_pool(py::module_& m) {
   bind_args(m);
   auto cpu = m.attr("cpu").cast<py::module_>();
-  bind_cpu(cpu);
+  bind_cpu<false>(cpu, "");
+  bind_cpu<true>(cpu, "_reference");
+  add_family(cpu, "pool");
 #ifdef PYFASTDL_WITH_CUDA
   auto cuda = m.attr("cuda").cast<py::module_>();
   bind_cuda(cuda);

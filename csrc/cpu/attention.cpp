@@ -24,8 +24,8 @@
 // L x S. The causal mask skips the key blocks above the diagonal (about half the work).
 // What limits it: at E = 64 the GEMMs (OpenBLAS, one thread per task; about 3/4 of the forward's
 // time) are small (64 x 128 x 64) and the exponentials are the rest: a vectorised polynomial for
-// float32 (exp_poly) in row loops of fixed length BK that the compiler vectorises, with AVX-512
-// and AVX2 clones picked at run time.
+// float32 (exp_poly) in row loops of fixed length BK that the compiler vectorises. The file is
+// compiled once per instruction set (AVX-512, AVX2, baseline; cpu/isa.h), the copy picked at run time.
 //
 // What each step bought (forward, float32, 8 heads x 1024 x 64, one thread, ratio = torch 2.13's
 // CPU time / ours on a shared 2-core Sapphire Rapids VM, +-5% noise):
@@ -50,14 +50,7 @@
 #include "cpu/fast_math.h"
 #include "cpu/gemm.h"
 
-// Row-wise loops get AVX-512 / AVX2 versions, chosen when the library loads (portable build).
-#if defined(__x86_64__) && defined(__GNUC__)
-#define PYFASTDL_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define PYFASTDL_SIMD_CLONES
-#endif
-
-namespace pyfastdl::cpu {
+namespace pyfastdl::cpu::PYFASTDL_ISA {
 namespace {
 
 constexpr int64_t BQ = 64;   // queries per block
@@ -197,7 +190,7 @@ void mask_row(const AttentionArgs& a, const void* mask, int64_t b, int64_t h, in
 // The per-row scalars (new maximum, rescaling factor) are computed for all rows at once, as
 // vectors, between the row passes.
 template <class T>
-PYFASTDL_SIMD_CLONES void softmax_update_block(const AttentionArgs& a, const void* mask, bool masked, int64_t b,
+void softmax_update_block(const AttentionArgs& a, const void* mask, bool masked, int64_t b,
                                                int64_t h, int64_t i0, int64_t mq, int64_t j0, int64_t n, T* s,
                                                T* m, T* l, T* out) {
   T shift[BQ], alpha[BQ];
@@ -223,7 +216,7 @@ PYFASTDL_SIMD_CLONES void softmax_update_block(const AttentionArgs& a, const voi
 
 // Backward: the probabilities p = exp(s - lse) of a block of (masked) scores.
 template <class T>
-PYFASTDL_SIMD_CLONES void probabilities_block(const AttentionArgs& a, const void* mask, bool masked, int64_t b,
+void probabilities_block(const AttentionArgs& a, const void* mask, bool masked, int64_t b,
                                               int64_t h, int64_t i0, int64_t mq, int64_t j0, int64_t n, T* s,
                                               const T* lse) {
   for (int64_t r = 0; r < mq; ++r) {
@@ -236,7 +229,7 @@ PYFASTDL_SIMD_CLONES void probabilities_block(const AttentionArgs& a, const void
 
 // Backward through the softmax, in place: dp = p * (dp - D) for a block (row r subtracts D[r]).
 template <class T>
-PYFASTDL_SIMD_CLONES void softmax_grad_block(T* dp, const T* p, int64_t mq, int64_t n, const T* D) {
+void softmax_grad_block(T* dp, const T* p, int64_t mq, int64_t n, const T* D) {
   for (int64_t r = 0; r < mq; ++r) {
     T* dr = dp + r * BK;
     const T* pr = p + r * BK;
@@ -447,16 +440,6 @@ void sdpa_backward_reference_cpu(const AttentionArgs& a, const T* q, const T* k,
   }
 }
 
-#define PYFASTDL_INSTANTIATE(T)                                                                                   \
-  template void sdpa_forward_cpu<T>(const AttentionArgs&, const T*, const T*, const T*, const void*, T*, T*);     \
-  template void sdpa_backward_cpu<T>(const AttentionArgs&, const T*, const T*, const T*, const void*, const T*,   \
-                                     const T*, const T*, T*, T*, T*);                                            \
-  template void sdpa_forward_reference_cpu<T>(const AttentionArgs&, const T*, const T*, const T*, const void*, T*, \
-                                              T*);                                                              \
-  template void sdpa_backward_reference_cpu<T>(const AttentionArgs&, const T*, const T*, const T*, const void*,   \
-                                               const T*, const T*, const T*, T*, T*, T*);
-PYFASTDL_INSTANTIATE(float)
-PYFASTDL_INSTANTIATE(double)
-#undef PYFASTDL_INSTANTIATE
+PYFASTDL_ISA_INSTANTIATE(PYFASTDL_ATTENTION_KERNELS)
 
-}  // namespace pyfastdl::cpu
+}  // namespace pyfastdl::cpu::PYFASTDL_ISA

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <cstring>
 
-namespace pyfastdl::cpu {
+namespace pyfastdl::cpu::PYFASTDL_ISA {
 
 inline float exp_poly(float x) {
   const float lo = -87.3365447f;
@@ -29,4 +29,4 @@ inline float exp_poly(float x) {
   return x < lo ? 0.0f : p * scale;
 }
 
-}  // namespace pyfastdl::cpu
+}  // namespace pyfastdl::cpu::PYFASTDL_ISA

@@ -9,6 +9,22 @@
 // Those files must keep all their code in the ISA namespace (or inlined): a non-inline function that
 // two copies share by name would be merged by the linker into one, possibly the AVX-512 one, run on
 // every CPU. CMake links the baseline copy first, so any such merge keeps the baseline code.
+//
+// Every CPU kernel family goes through this one mechanism, and one switch (_C.cpu.set_isa) moves them
+// all. To plug a family's file in:
+//   1. CMakeLists.txt: add the file to ISA_SOURCES (one line); it is then compiled once per set, with
+//      PYFASTDL_ISA defined to the set's name (and a non-x86 build compiles only the baseline copy).
+//   2. The file puts its code in `namespace pyfastdl::cpu::PYFASTDL_ISA { ... }` and ends with
+//      PYFASTDL_ISA_INSTANTIATE(PYFASTDL_<FAMILY>_KERNELS).
+//   3. Its header lists the kernels once, as an X-macro of (T, name, (parameters), (arguments)), and
+//      declares them in every namespace with PYFASTDL_ISA_DECLARE:
+//        #define PYFASTDL_NORM_KERNELS(X, T) (backslash)
+//          X(T, layer_norm_forward_cpu, (const NormArgs& a, const T* x, T* y), (a, x, y))
+//        PYFASTDL_ISA_DECLARE(PYFASTDL_NORM_KERNELS)
+//      Every kernel is a function template over the element type T (instantiated for float and
+//      double) returning void.
+//   4. csrc/cpu/isa_dispatch.cpp: include the header and add PYFASTDL_ISA_DISPATCH(PYFASTDL_NORM_KERNELS)
+//      (the table entry): it defines pyfastdl::cpu::<name><T>, which calls the copy for active_isa().
 #pragma once
 
 namespace pyfastdl::cpu {
@@ -21,6 +37,40 @@ Isa active_isa();             // what the dispatched kernels use: best_isa() unl
 void set_isa(const char* name);  // "base", "avx2" or "avx512"; std::invalid_argument if unsupported here
 
 }  // namespace pyfastdl::cpu
+
+// The X-macro plumbing of steps 2-4 above. KERNELS(X, T) expands X(T, name, (parameters), (arguments))
+// once per kernel.
+#define PYFASTDL_ISA_DECLARE_ONE(T, name, params, args) template <class T> void name params;
+#define PYFASTDL_ISA_DECLARE(KERNELS)                            \
+  namespace pyfastdl::cpu {                                      \
+  KERNELS(PYFASTDL_ISA_DECLARE_ONE, T)                           \
+  namespace base { KERNELS(PYFASTDL_ISA_DECLARE_ONE, T) }        \
+  namespace avx2 { KERNELS(PYFASTDL_ISA_DECLARE_ONE, T) }        \
+  namespace avx512 { KERNELS(PYFASTDL_ISA_DECLARE_ONE, T) }      \
+  }
+
+#define PYFASTDL_ISA_INSTANTIATE_ONE(T, name, params, args) template void name<T> params;
+#define PYFASTDL_ISA_INSTANTIATE(KERNELS)          \
+  KERNELS(PYFASTDL_ISA_INSTANTIATE_ONE, float)     \
+  KERNELS(PYFASTDL_ISA_INSTANTIATE_ONE, double)
+
+#if defined(PYFASTDL_HAVE_X86_ISAS)
+#define PYFASTDL_ISA_CALL(T, name, args)                      \
+  switch (active_isa()) {                                     \
+    case Isa::avx512: return avx512::name<T> args;            \
+    case Isa::avx2: return avx2::name<T> args;                \
+    default: return base::name<T> args;                       \
+  }
+#else
+#define PYFASTDL_ISA_CALL(T, name, args) return base::name<T> args;
+#endif
+#define PYFASTDL_ISA_DISPATCH_ONE(T, name, params, args) \
+  template <class T> void name params { PYFASTDL_ISA_CALL(T, name, args) }
+#define PYFASTDL_ISA_DISPATCH(KERNELS)            \
+  namespace pyfastdl::cpu {                       \
+  KERNELS(PYFASTDL_ISA_DISPATCH_ONE, T)           \
+  PYFASTDL_ISA_INSTANTIATE(KERNELS)               \
+  }
 
 // Inside a file compiled per ISA: the vector width and the register count of the set it targets.
 #ifdef PYFASTDL_ISA

@@ -369,7 +369,6 @@ void lstm_layer_backward(const LstmLayerArgs& a, const T* grad_out, const T* gra
   }
 }
 
-PYFASTDL_LSTM_INSTANTIATE(float)
-PYFASTDL_LSTM_INSTANTIATE(double)
+PYFASTDL_ISA_INSTANTIATE(PYFASTDL_LSTM_KERNELS)
 
 }  // namespace pyfastdl::cpu::PYFASTDL_ISA

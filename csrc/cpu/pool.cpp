@@ -36,7 +36,7 @@
 #include <type_traits>
 #include <vector>
 
-namespace pyfastdl::cpu {
+namespace pyfastdl::cpu::PYFASTDL_ISA {
 namespace {
 
 // Below this many input elements the kernels run on one thread.
@@ -429,15 +429,6 @@ void adaptive_avg_pool2d_backward_cpu(const Pool2dArgs& a, const T* gy, T* gx) {
   adaptive_backward(a, gy, gx);
 }
 
-#define PYFASTDL_POOL_INSTANTIATE(T)                                                                  \
-  template void max_pool2d_forward_cpu<T>(const Pool2dArgs&, const T*, T*, int64_t*);                \
-  template void max_pool2d_backward_cpu<T>(const Pool2dArgs&, const T*, const int64_t*, T*);         \
-  template void avg_pool2d_forward_cpu<T>(const Pool2dArgs&, const T*, T*);                          \
-  template void avg_pool2d_backward_cpu<T>(const Pool2dArgs&, const T*, T*);                         \
-  template void adaptive_avg_pool2d_forward_cpu<T>(const Pool2dArgs&, const T*, T*);                 \
-  template void adaptive_avg_pool2d_backward_cpu<T>(const Pool2dArgs&, const T*, T*);
-PYFASTDL_POOL_INSTANTIATE(float)
-PYFASTDL_POOL_INSTANTIATE(double)
-#undef PYFASTDL_POOL_INSTANTIATE
+PYFASTDL_ISA_INSTANTIATE(PYFASTDL_POOL_KERNELS)
 
-}  // namespace pyfastdl::cpu
+}  // namespace pyfastdl::cpu::PYFASTDL_ISA

@@ -1,8 +1,9 @@
 """Raw kernels on plain numpy (CPU) or cupy (CUDA) arrays: no autograd, for kernel study and
-benchmarks. Each function picks the device from its input arrays; outputs are new arrays.
-
-Where a family keeps several implementations, ``variant=`` selects one by name (the simple
-reference kernel beside the fast one) so a reader can see what each optimisation bought."""
+benchmarks. One file per kernel family -- conv, pool, lstm, attention -- each shaped by
+:mod:`._dispatch`: every function picks the device from its input arrays (through ``backend``),
+returns new arrays unless ``out=`` supplies them, and takes ``variant=``: ``"fast"`` (default) or
+``"reference"``, the simple kernel kept beside the fast one so a reader can see what each
+optimisation bought. ``variant=`` and ``out=`` are keyword-only everywhere."""
 
 from .attention import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403

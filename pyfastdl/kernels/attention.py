@@ -1,7 +1,7 @@
 """Raw scaled dot-product attention kernels on numpy (CPU) or cupy (CUDA) arrays: no autograd.
 
-    out, lse = sdpa_forward(query, key, value, attn_mask=None, is_causal=False, scale=None)
-    grad_query, grad_key, grad_value = sdpa_backward(query, key, value, out, lse, grad_out, ...)
+    out, lse = sdpa_forward(query, key, value, attn_mask=None, is_causal=False, scale=None, *, variant="fast", out=None)
+    grad_query, grad_key, grad_value = sdpa_backward(query, key, value, out, lse, grad_out, ..., *, variant, out)
 
 Shapes (torch.nn.functional.scaled_dot_product_attention's): query (B, H, L, E), key (B, H, S, E),
 value (B, H, S, Ev) -> out (B, H, L, Ev) and lse (B, H, L), the per-row log-sum-exp of the scores
@@ -16,38 +16,30 @@ out = 0 and lse = +inf (torch's CPU kernels give 0 too), and zero gradients.
 Non-contiguous or read-only inputs are copied to contiguous arrays first (a zero-stride broadcast
 mask, e.g. from numpy.broadcast_to, is first narrowed to its stored extent, so it is not expanded).
 
-``variant="flash"`` (default) is the blocked online-softmax kernel, O(seq * dim) memory;
-``variant="reference"`` computes one query row at a time with a two-pass softmax.
+``variant="fast"`` (default) is the flash-attention-style kernel (FlashAttention-2: blocked online
+softmax, the L x S score matrix never formed, O(seq * dim) memory); ``variant="reference"``
+computes one query row at a time with a two-pass softmax. ``out=`` takes the outputs' arrays, a
+tuple in the order returned ((out, lse) forward, (grad_query, grad_key, grad_value) backward), of
+the shapes of rank-4 inputs (rank-3 inputs: of rank 3).
+The AttentionArgs are cached (kernels._dispatch.cached): the backward, given the forward's
+arguments, reuses the forward's.
 """
 
 from __future__ import annotations
 
 from .. import backend
 from .._core import _C
+from . import _dispatch
 
-__all__ = ["sdpa_forward", "sdpa_backward", "ATTENTION_VARIANTS"]
+__all__ = ["sdpa_forward", "sdpa_backward"]
 
-ATTENTION_VARIANTS = ("flash", "reference")
-
-
-def _kernel(name: str, variant: str) -> str:
-    if variant not in ATTENTION_VARIANTS:
-        raise ValueError(f"scaled_dot_product_attention: variant must be one of {ATTENTION_VARIANTS}, got {variant!r}")
-    return name if variant == "flash" else name + "_reference"
+_attention_args = _dispatch.cached(_C.AttentionArgs)
 
 
 def _narrow_broadcast(mask):
     """A view of ``mask`` with every zero-stride (broadcast) axis cut to length 1."""
     index = tuple(slice(0, 1) if st == 0 and n > 1 else slice(None) for n, st in zip(mask.shape, mask.strides))
     return mask[index]
-
-
-def _kernel_input(x):
-    """``x`` as the compiled kernels take it: C-contiguous and (numpy) writeable, copied if need be."""
-    x = backend.contiguous(x)
-    if getattr(x.flags, "writeable", True):
-        return x
-    return x.copy()
 
 
 def _as_4d(x, name):
@@ -64,8 +56,8 @@ def _as_4d(x, name):
 
 
 def _prepare(query, key, value, attn_mask, is_causal, scale):
-    """(device, AttentionArgs, q, k, v, mask) as the compiled kernels want them (rank 4, contiguous)."""
-    device = backend.device_of(query)
+    """(AttentionArgs, q, k, v, mask) as the compiled kernels want them (rank 4, contiguous)."""
+    backend.device_of(query)  # TypeError for anything but a numpy or cupy array
     rank = getattr(query, "ndim", None)
     q, k, v = (_as_4d(x, n) for x, n in ((query, "query"), (key, "key"), (value, "value")))
     if not (getattr(key, "ndim", None) == getattr(value, "ndim", None) == rank):
@@ -73,7 +65,7 @@ def _prepare(query, key, value, attn_mask, is_causal, scale):
             f"scaled_dot_product_attention: query, key and value must have the same rank, got "
             f"{query.shape}, {key.shape}, {value.shape}"
         )
-    q, k, v = (_kernel_input(x) for x in (q, k, v))
+    q, k, v = (_dispatch.kernel_input(x) for x in (q, k, v))
     kind, mask = "none", None
     if attn_mask is not None:
         if not hasattr(attn_mask, "dtype"):
@@ -92,43 +84,44 @@ def _prepare(query, key, value, attn_mask, is_causal, scale):
         mask = attn_mask
         if rank == 3 and mask.ndim == 3:  # (N, L, S) -> (N, 1, L, S) like the inputs
             mask = mask[:, None]
-        mask = _kernel_input(_narrow_broadcast(mask))
-    args = _C.AttentionArgs(
-        q.shape, k.shape, v.shape, None if mask is None else mask.shape, kind, bool(is_causal),
-        None if scale is None else float(scale),
+        mask = _dispatch.kernel_input(_narrow_broadcast(mask))
+    args = _attention_args(
+        tuple(q.shape), tuple(k.shape), tuple(v.shape), None if mask is None else tuple(mask.shape), kind,
+        bool(is_causal), None if scale is None else float(scale),
     )
-    return device, args, q, k, v, mask
+    return args, q, k, v, mask
 
 
-def sdpa_forward(query, key, value, attn_mask=None, is_causal=False, scale=None, variant="flash"):
+def sdpa_forward(query, key, value, attn_mask=None, is_causal=False, scale=None, *, variant="fast", out=None):
     """Scaled dot-product attention forward: returns (out (B, H, L, Ev), lse (B, H, L)).
 
-    Rank-3 inputs (N, L, E) give out (N, L, Ev) and lse (N, L)."""
-    name = _kernel("sdpa_forward", variant)
-    device, args, q, k, v, mask = _prepare(query, key, value, attn_mask, is_causal, scale)
-    xp = backend.array_module(device)
-    out = xp.empty(args.out_shape, dtype=q.dtype)
-    lse = xp.empty(args.lse_shape, dtype=q.dtype if device == "cpu" else xp.float32)
-    backend.launch(name, device, args, q, k, v, mask, out, lse)
+    Rank-3 inputs (N, L, E) give out (N, L, Ev) and lse (N, L). lse is float32 on the GPU."""
+    args, q, k, v, mask = _prepare(query, key, value, attn_mask, is_causal, scale)
+    if out is not None and query.ndim == 3:
+        out = tuple(x[:, None] for x in out)
+    lse_dtype = q.dtype if backend.device_of(q) == "cpu" else "float32"
+    o, = _dispatch.outputs(None if out is None else out[0], q, args.out_shape)
+    lse, = _dispatch.outputs(None if out is None else out[1], q, args.lse_shape, dtype=lse_dtype)
+    _dispatch.launch("sdpa_forward", variant, args, q, k, v, mask, o, lse)
     if query.ndim == 3:
-        return out[:, 0], lse[:, 0]
-    return out, lse
+        return o[:, 0], lse[:, 0]
+    return o, lse
 
 
-def sdpa_backward(query, key, value, out, lse, grad_out, attn_mask=None, is_causal=False, scale=None,
-                  variant="flash"):
+def sdpa_backward(query, key, value, output, lse, grad_output, attn_mask=None, is_causal=False, scale=None, *,
+                  variant="fast", out=None):
     """Gradients (grad_query, grad_key, grad_value) of scaled dot-product attention.
 
-    ``out`` and ``lse`` are what :func:`sdpa_forward` returned for the same inputs and options;
-    ``grad_out`` has out's shape. The mask gets no gradient."""
-    name = _kernel("sdpa_backward", variant)
-    device, args, q, k, v, mask = _prepare(query, key, value, attn_mask, is_causal, scale)
+    ``output`` and ``lse`` are what :func:`sdpa_forward` returned for the same inputs and options;
+    ``grad_output`` has output's shape. The mask gets no gradient."""
+    args, q, k, v, mask = _prepare(query, key, value, attn_mask, is_causal, scale)
+    saved = (output, lse, grad_output)
     if query.ndim == 3:
-        out, lse, grad_out = out[:, None], lse[:, None], grad_out[:, None]
-    out, lse, grad_out = (_kernel_input(x) for x in (out, lse, grad_out))
-    xp = backend.array_module(device)
-    grads = tuple(xp.empty(x.shape, dtype=q.dtype) for x in (q, k, v))
-    backend.launch(name, device, args, q, k, v, mask, out, lse, grad_out, *grads)
+        saved = tuple(x[:, None] for x in saved)
+        out = None if out is None else tuple(g[:, None] for g in out)
+    o, lse, go = (_dispatch.kernel_input(x) for x in saved)
+    grads = _dispatch.outputs(out, q, q.shape, k.shape, v.shape)
+    _dispatch.launch("sdpa_backward", variant, args, q, k, v, mask, o, lse, go, *grads)
     if query.ndim == 3:
         return tuple(g[:, 0] for g in grads)
     return grads

@@ -16,11 +16,10 @@ the roles of input and output swapped (``conv_transpose2d_args`` builds the matc
 
 from __future__ import annotations
 
-from .. import backend
 from .._core import _C
+from . import _dispatch
 
 __all__ = [
-    "CONV_VARIANTS",
     "conv2d_args",
     "conv_transpose2d_args",
     "conv2d_forward",
@@ -32,56 +31,49 @@ __all__ = [
     "conv_transpose2d_backward_weight",
 ]
 
-CONV_VARIANTS = ("fast", "reference")
+_conv2d_args = _dispatch.cached(_C.Conv2dArgs)
+_conv_transpose2d_args = _dispatch.cached(_C.conv_transpose2d_args)
+
+
+def _key(value):
+    """A stride/padding/dilation as a cache key: lists become tuples (the Args check the values)."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 def conv2d_args(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1):
     """Validated sizes of conv2d(input, weight): a ``_C.Conv2dArgs`` with ``x_shape``, ``w_shape``,
-    ``out_shape``, ``macs`` (multiply-adds of one pass) and the individual sizes."""
-    return _C.Conv2dArgs(tuple(input_shape), tuple(weight_shape), stride, padding, dilation, groups)
+    ``out_shape``, ``macs`` (multiply-adds of one pass) and the individual sizes (cached)."""
+    return _conv2d_args(tuple(input_shape), tuple(weight_shape), _key(stride), _key(padding), _key(dilation), groups)
 
 
 def conv_transpose2d_args(input_shape, weight_shape, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
     """Sizes of conv_transpose2d(input (N, Cin, Hin, Win), weight (Cin, Cout/groups, R, S)), expressed as
     the conv2d whose input gradient it is: ``out_shape`` is the input's shape, ``x_shape`` the output's
     (N, Cout, (Hin-1)*stride - 2*padding + dilation*(R-1) + output_padding + 1, ...)."""
-    return _C.conv_transpose2d_args(
-        tuple(input_shape), tuple(weight_shape), stride, padding, output_padding, groups, dilation
+    return _conv_transpose2d_args(
+        tuple(input_shape), tuple(weight_shape), _key(stride), _key(padding), _key(output_padding), groups,
+        _key(dilation)
     )
-
-
-def _launch(op: str, variant: str, args, *arrays) -> None:
-    if variant not in CONV_VARIANTS:
-        raise ValueError(f"{op}: variant must be one of {CONV_VARIANTS}, got {variant!r}")
-    name = op if variant == "fast" else f"{op}_{variant}"
-    backend.launch(name, backend.device_of(arrays[0]), args, *arrays)
-
-
-def _output(out, shape, like):
-    """``out`` if given, else a new uninitialised array of ``shape`` on ``like``'s device and dtype."""
-    if out is not None:
-        return out
-    return backend.get_array_module(like).empty(tuple(shape), like.dtype)
 
 
 # ---- the three kernels, given their Args --------------------------------------------------------------
 
 
 def _forward(args, x, weight, bias, out, variant):
-    y = _output(out, args.out_shape, x)
-    _launch("conv2d_forward", variant, args, x, weight, bias, y)
+    (y,) = _dispatch.outputs(out, x, args.out_shape)
+    _dispatch.launch("conv2d_forward", variant, args, x, weight, bias, y)
     return y
 
 
 def _backward_input(args, grad_out, weight, out, variant):
-    dx = _output(out, args.x_shape, grad_out)
-    _launch("conv2d_backward_input", variant, args, grad_out, weight, dx)
+    (dx,) = _dispatch.outputs(out, grad_out, args.x_shape)
+    _dispatch.launch("conv2d_backward_input", variant, args, grad_out, weight, dx)
     return dx
 
 
 def _backward_weight(args, x, grad_out, out, variant):
-    dw = _output(out, args.w_shape, x)
-    _launch("conv2d_backward_weight", variant, args, x, grad_out, dw)
+    (dw,) = _dispatch.outputs(out, x, args.w_shape)
+    _dispatch.launch("conv2d_backward_weight", variant, args, x, grad_out, dw)
     return dw
 
 
@@ -110,9 +102,9 @@ def conv2d_backward_weight(
     return _backward_weight(args, x, grad_out, out, variant)
 
 
-def conv2d_backward_bias(grad_out):
+def conv2d_backward_bias(grad_out, *, out=None):
     """Gradient (K,) with respect to the bias: grad_out (N, K, P, Q) summed over N, P and Q."""
-    return grad_out.sum(axis=(0, 2, 3))
+    return grad_out.sum(axis=(0, 2, 3), out=out)
 
 
 # ---- conv_transpose2d: the same kernels with input and output swapped ------------------------------

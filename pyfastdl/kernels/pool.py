@@ -3,18 +3,18 @@ pooling, forward and backward, no autograd.
 
 Inputs are (N, C, H, W) or (C, H, W); the shape arithmetic (torch's rules) lives in C++ in
 ``_C.Pool2dArgs``. Every function takes ``variant=``: "fast" (default), or "reference" for the simple
-one-thread-per-output CUDA kernels kept beside the fast ones for study (CUDA only).
+kernels kept beside the fast ones for study (one output at a time, in plain loops on the CPU; one
+thread per output on the GPU).
 ``out=`` lets a caller supply the output array (GPU tests poison it with NaN first). Non-contiguous
 inputs are copied to contiguous arrays before the kernel runs (the kernels need C order).
 """
 
 from __future__ import annotations
 
-import functools
 import operator
 
-from .. import backend
 from .._core import _C
+from . import _dispatch
 
 __all__ = [
     "max_pool2d_forward",
@@ -27,9 +27,6 @@ __all__ = [
     "avg_pool2d_args",
     "adaptive_avg_pool2d_args",
 ]
-
-VARIANTS = ("fast", "reference")
-
 
 def _int(op, name, value):
     if isinstance(value, bool):
@@ -59,9 +56,9 @@ def _stride(op, stride, kernel):
 
 # Pool2dArgs are immutable, and a training loop pools the same shapes every step: building them is
 # most of a small call's cost, so they are cached on their normalised arguments.
-_max_args = functools.lru_cache(maxsize=512)(_C.Pool2dArgs.max_pool)
-_avg_args = functools.lru_cache(maxsize=512)(_C.Pool2dArgs.avg_pool)
-_adaptive_args = functools.lru_cache(maxsize=512)(_C.Pool2dArgs.adaptive_avg_pool)
+_max_args = _dispatch.cached(_C.Pool2dArgs.max_pool)
+_avg_args = _dispatch.cached(_C.Pool2dArgs.avg_pool)
+_adaptive_args = _dispatch.cached(_C.Pool2dArgs.adaptive_avg_pool)
 
 
 def max_pool2d_args(input_shape, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
@@ -100,28 +97,19 @@ def adaptive_avg_pool2d_args(input_shape, output_size):
     return _adaptive_args(tuple(input_shape), size)
 
 
-def _kernel_name(name, variant):
-    if variant not in VARIANTS:
-        raise ValueError(f"{name}: variant must be one of {VARIANTS}, got {variant!r}")
-    return name if variant == "fast" else name + "_reference"
-
-
-def _new(xp, shape, dtype, out):
-    return xp.empty(shape, dtype) if out is None else out
-
-
 def max_pool2d_forward(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                        return_indices=True, *, variant="fast", out=None, indices_out=None):
     """Max pooling: (N, C, H, W) or (C, H, W) -> output (N, C, OH, OW), and with ``return_indices``
     the argmax as int64 (N, C, OH, OW), flat ``ih * W + iw`` within each plane (what the backward needs).
     Without ``return_indices`` the kernel writes no indices at all."""
-    device = backend.device_of(input)
-    x = backend.contiguous(input)
+    x = _dispatch.kernel_input(input)
     a = max_pool2d_args(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
-    xp = backend.array_module(device)
-    y = _new(xp, a.out_shape, x.dtype, out)
-    idx = _new(xp, a.out_shape, xp.int64, indices_out) if return_indices else None
-    backend.launch(_kernel_name("max_pool2d_forward", variant), device, a, x, y, idx)
+    if return_indices:
+        y, idx = _dispatch.outputs(out, x, a.out_shape) + _dispatch.outputs(indices_out, x, a.out_shape,
+                                                                             dtype="int64")
+    else:
+        (y,), idx = _dispatch.outputs(out, x, a.out_shape), None
+    _dispatch.launch("max_pool2d_forward", variant, a, x, y, idx)
     return (y, idx) if return_indices else y
 
 
@@ -129,18 +117,16 @@ def max_pool2d_backward(grad_output, indices, input_shape, kernel_size, stride=N
                         ceil_mode=False, *, variant="fast", out=None):
     """Gradient of max pooling: grad_output (N, C, OH, OW) is routed to the argmax ``indices`` of the
     forward; returns grad_input of ``input_shape``."""
-    device = backend.device_of(grad_output)
     a = max_pool2d_args(input_shape, kernel_size, stride, padding, dilation, ceil_mode)
-    gy = backend.contiguous(grad_output)
-    gx = _new(backend.array_module(device), a.in_shape, gy.dtype, out)
-    backend.launch(_kernel_name("max_pool2d_backward", variant), device, a, gy, backend.contiguous(indices), gx)
+    gy = _dispatch.kernel_input(grad_output)
+    (gx,) = _dispatch.outputs(out, gy, a.in_shape)
+    _dispatch.launch("max_pool2d_backward", variant, a, gy, _dispatch.kernel_input(indices), gx)
     return gx
 
 
 def _unary(name, a, src, dst_shape, variant, out):
-    device = backend.device_of(src)
-    dst = _new(backend.array_module(device), dst_shape, src.dtype, out)
-    backend.launch(_kernel_name(name, variant), device, a, src, dst)
+    (dst,) = _dispatch.outputs(out, src, dst_shape)
+    _dispatch.launch(name, variant, a, src, dst)
     return dst
 
 
@@ -148,7 +134,7 @@ def avg_pool2d_forward(input, kernel_size, stride=None, padding=0, ceil_mode=Fal
                        divisor_override=None, *, variant="fast", out=None):
     """Average pooling: (N, C, H, W) or (C, H, W) -> (N, C, OH, OW). The divisor is the window clipped
     to the padded input (count_include_pad) or to the input, or ``divisor_override``."""
-    x = backend.contiguous(input)
+    x = _dispatch.kernel_input(input)
     a = avg_pool2d_args(x.shape, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
     return _unary("avg_pool2d_forward", a, x, a.out_shape, variant, out)
 
@@ -157,13 +143,13 @@ def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padd
                         count_include_pad=True, divisor_override=None, *, variant="fast", out=None):
     """Gradient of average pooling: grad_output (N, C, OH, OW) -> grad_input of ``input_shape``."""
     a = avg_pool2d_args(input_shape, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
-    return _unary("avg_pool2d_backward", a, backend.contiguous(grad_output), a.in_shape, variant, out)
+    return _unary("avg_pool2d_backward", a, _dispatch.kernel_input(grad_output), a.in_shape, variant, out)
 
 
 def adaptive_avg_pool2d_forward(input, output_size, *, variant="fast", out=None):
     """Adaptive average pooling: (N, C, H, W) or (C, H, W) -> (N, C, OH, OW) for ``output_size``
     (OH, OW); output row i averages input rows floor(i*H/OH) .. ceil((i+1)*H/OH) - 1, columns alike."""
-    x = backend.contiguous(input)
+    x = _dispatch.kernel_input(input)
     a = adaptive_avg_pool2d_args(x.shape, output_size)
     return _unary("adaptive_avg_pool2d_forward", a, x, a.out_shape, variant, out)
 
@@ -171,4 +157,4 @@ def adaptive_avg_pool2d_forward(input, output_size, *, variant="fast", out=None)
 def adaptive_avg_pool2d_backward(grad_output, input_shape, *, variant="fast", out=None):
     """Gradient of adaptive average pooling: grad_output (N, C, OH, OW) -> grad_input of ``input_shape``."""
     a = adaptive_avg_pool2d_args(input_shape, tuple(grad_output.shape[-2:]))
-    return _unary("adaptive_avg_pool2d_backward", a, backend.contiguous(grad_output), a.in_shape, variant, out)
+    return _unary("adaptive_avg_pool2d_backward", a, _dispatch.kernel_input(grad_output), a.in_shape, variant, out)

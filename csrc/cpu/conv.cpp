@@ -32,7 +32,7 @@
 // over all outputs that read an input pixel (input gradient), or over the batch and the output map
 // (weight gradient). No workspace, no GEMM; O(same flops) but without register/cache blocking, so
 // an order of magnitude slower. Kept for study and as a check of the fast variant.
-#include "cpu/conv2d.h"
+#include "cpu/conv.h"
 
 #include <omp.h>
 
@@ -42,7 +42,7 @@
 
 #include "cpu/gemm.h"
 
-namespace pyfastdl::cpu {
+namespace pyfastdl::cpu::PYFASTDL_ISA {
 namespace {
 
 // Outputs o in [lo, hi) whose input index o*stride + offset lies inside [0, in).
@@ -431,15 +431,6 @@ void conv2d_backward_weight_reference_cpu(const Conv2dArgs& a, const T* x, const
     }
 }
 
-#define PYFASTDL_INSTANTIATE(T)                                                                          \
-  template void conv2d_forward_cpu<T>(const Conv2dArgs&, const T*, const T*, const T*, T*);              \
-  template void conv2d_backward_input_cpu<T>(const Conv2dArgs&, const T*, const T*, T*);                 \
-  template void conv2d_backward_weight_cpu<T>(const Conv2dArgs&, const T*, const T*, T*);                \
-  template void conv2d_forward_reference_cpu<T>(const Conv2dArgs&, const T*, const T*, const T*, T*);    \
-  template void conv2d_backward_input_reference_cpu<T>(const Conv2dArgs&, const T*, const T*, T*);       \
-  template void conv2d_backward_weight_reference_cpu<T>(const Conv2dArgs&, const T*, const T*, T*);
-PYFASTDL_INSTANTIATE(float)
-PYFASTDL_INSTANTIATE(double)
-#undef PYFASTDL_INSTANTIATE
+PYFASTDL_ISA_INSTANTIATE(PYFASTDL_CONV_KERNELS)
 
-}  // namespace pyfastdl::cpu
+}  // namespace pyfastdl::cpu::PYFASTDL_ISA

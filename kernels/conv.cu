@@ -45,7 +45,7 @@
 // strided convolution gathers taps that are mostly absent: stride 2 wastes 3/4 of its MMAs on
 // zero-filled tiles (the sub-pixel decomposition would avoid that). Channel counts far below a
 // tile (the first layer, depthwise convolutions) waste most of a tile on padding.
-#include "conv2d.h"
+#include "conv.h"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -484,19 +484,32 @@ struct ActLoader {
   }
 };
 
-template <class T>
-__global__ void __launch_bounds__(Cfg<T>::THREADS, Cfg<T>::MIN_BLOCKS)
-    act_gemm(const __grid_constant__ ActParams<T> p) {
+// The block's place in a split-K GEMM: group g, split, and the first row and column of its tile.
+struct BlockTile {
+  int g, split, m0, n0;
+};
+
+// The part both GEMMs share: this block's tile of group g and split `split` (blockIdx.z), its
+// reduction range, and the main loop, with Loader<T> fetching the operands into shared memory and
+// `math` accumulating. The kernels differ only in their loader and their epilogue.
+template <class T, bool A, template <class> class Loader, class P>
+__device__ __forceinline__ BlockTile gemm_block(const P& p, Math<T, A>& math) {
   using C = Cfg<T>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* smem = reinterpret_cast<T*>(smem_raw);
-  const int g = blockIdx.z % p.G, split = blockIdx.z / p.G;
-  const int m0 = blockIdx.x * C::BM, n0 = blockIdx.y * C::BN;
-  const int kbegin = split * p.steps_per_split * C::BK;
+  const BlockTile t{int(blockIdx.z) % p.G, int(blockIdx.z) / p.G, int(blockIdx.x) * C::BM, int(blockIdx.y) * C::BN};
+  const int kbegin = t.split * p.steps_per_split * C::BK;
   const int kend = min(p.Kred, kbegin + p.steps_per_split * C::BK);
-  ActLoader<T> loader(p, g, m0, n0, kbegin, kend, threadIdx.x);
+  Loader<T> loader(p, t.g, t.m0, t.n0, kbegin, kend, threadIdx.x);
+  main_loop<T, A>(loader, max(0, (kend - kbegin + C::BK - 1) / C::BK), smem, math);
+  return t;
+}
+
+template <class T>
+__global__ void __launch_bounds__(Cfg<T>::THREADS, Cfg<T>::MIN_BLOCKS)
+    act_gemm(const __grid_constant__ ActParams<T> p) {
   Math<T, true> math(threadIdx.x);
-  main_loop<T, true>(loader, max(0, (kend - kbegin + C::BK - 1) / C::BK), smem, math);
+  const auto [g, split, m0, n0] = gemm_block<T, true, ActLoader>(p, math);
 
   if (p.partial) {  // [split][g][n][m]: consecutive threads, consecutive m
     float* out = p.partial + (int64_t(split) * p.G + g) * p.Nn * p.M;
@@ -607,16 +620,8 @@ struct WgradLoader {
 template <class T>
 __global__ void __launch_bounds__(Cfg<T>::THREADS, Cfg<T>::MIN_BLOCKS)
     wgrad_gemm(const __grid_constant__ WgradParams p) {
-  using C = Cfg<T>;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  T* smem = reinterpret_cast<T*>(smem_raw);
-  const int g = blockIdx.z % p.G, split = blockIdx.z / p.G;
-  const int m0 = blockIdx.x * C::BM, n0 = blockIdx.y * C::BN;
-  const int kbegin = split * p.steps_per_split * C::BK;
-  const int kend = min(p.Kred, kbegin + p.steps_per_split * C::BK);
-  WgradLoader<T> loader(p, g, m0, n0, kbegin, kend, threadIdx.x);
   Math<T, false> math(threadIdx.x);
-  main_loop<T, false>(loader, max(0, (kend - kbegin + C::BK - 1) / C::BK), smem, math);
+  const auto [g, split, m0, n0] = gemm_block<T, false, WgradLoader>(p, math);
 
   float* out = p.partial + (int64_t(split) * p.G + g) * p.Kg * p.Ncol;
 #pragma unroll

@@ -1,0 +1,81 @@
+"""The one shape every family in :mod:`pyfastdl.kernels` takes: what a raw-kernel wrapper does
+besides its family's own argument handling.
+
+A wrapper (``pyfastdl/kernels/<family>.py``) builds its family's argument struct (``_C.<X>Args``,
+validated in C++) through :func:`cached`, allocates its outputs with :func:`outputs` (or takes the
+caller's ``out=``), and runs the kernel with :func:`launch`, which picks the variant's compiled
+kernel and the device (through :mod:`pyfastdl.backend`, the only module that knows devices)::
+
+    _conv_args = _dispatch.cached(_C.Conv2dArgs)
+
+    def conv2d_forward(x, weight, bias=None, stride=1, ..., *, variant="fast", out=None):
+        a = _conv_args(tuple(x.shape), tuple(weight.shape), ...)
+        (y,) = _dispatch.outputs(out, x, a.out_shape)
+        _dispatch.launch("conv2d_forward", variant, a, x, weight, bias, y)
+        return y
+
+Conventions, the same in every family: ``variant=`` and ``out=`` are keyword-only; the variants
+are :data:`VARIANTS`, ``"fast"`` (the optimised kernel, the default) and ``"reference"`` (the
+simple kernel kept beside it for study), and the compiled kernel of the reference variant is the
+fast one's name plus ``_reference``; ``out=`` is the output array, or the tuple of output arrays
+in the order the function returns them, each of exactly the shape and dtype the function would
+allocate (the binding checks).
+"""
+
+from __future__ import annotations
+
+import functools
+
+from .. import backend
+
+__all__ = ["VARIANTS", "kernel_name", "launch", "cached", "outputs", "kernel_input"]
+
+#: The variants of every kernel family: the default first.
+VARIANTS = ("fast", "reference")
+
+
+def kernel_name(op: str, variant: str) -> str:
+    """The compiled kernel that runs ``variant`` of ``op`` (e.g. "conv2d_forward_reference")."""
+    if variant not in VARIANTS:
+        raise ValueError(f"{op}: variant must be one of {VARIANTS}, got {variant!r}")
+    return op if variant == "fast" else op + "_reference"
+
+
+def launch(op: str, variant: str, args, *arrays) -> None:
+    """Run ``variant`` of kernel ``op`` with ``args`` (the family's Args) and ``arrays`` on the device
+    of ``arrays[0]`` (an ndarray; any other array on another device is a TypeError saying so)."""
+    backend.launch(kernel_name(op, variant), backend.device_of(arrays[0]), args, *arrays)
+
+
+def cached(factory, maxsize: int = 512):
+    """``factory`` (an Args constructor: its results are immutable) memoised on its arguments,
+    which must be hashable (shapes as tuples). A training loop calls each kernel with the same
+    shapes every step, and building and validating the Args is most of a small call's cost; the
+    backward, given the forward's arguments, finds the forward's Args here."""
+    return functools.lru_cache(maxsize=maxsize)(factory)
+
+
+def _empty(like, shape, dtype):
+    """Every output the wrappers allocate comes from here (tests poison it with NaN)."""
+    return backend.get_array_module(like).empty(tuple(shape), dtype)
+
+
+def outputs(out, like, *shapes, dtype=None):
+    """The outputs of one call, as a tuple: ``out`` (one array, or a tuple of them) if given, else
+    new uninitialised arrays of ``shapes`` on ``like``'s device, of ``dtype`` (default: like's)."""
+    if out is not None:
+        return out if isinstance(out, tuple) else (out,)
+    dtype = like.dtype if dtype is None else dtype
+    return tuple(_empty(like, s, dtype) for s in shapes)
+
+
+def kernel_input(x):
+    """``x`` as the compiled kernels take an input: C-contiguous and (numpy) writeable, copied if
+    need be. None stays None."""
+    if x is None:
+        return None
+    backend.device_of(x)  # TypeError for anything but a numpy or cupy array
+    x = backend.contiguous(x)
+    if getattr(x.flags, "writeable", True):
+        return x
+    return x.copy()
