@@ -474,8 +474,13 @@ def add_arguments(p) -> None:
     p.add_argument("--note", help="conditions to record with the results (e.g. the machine's load)")
 
 
+def parser() -> argparse.ArgumentParser:
+    """The stand-alone command line (``python -m pyfastdl.bench_models``, ``benchmarks/bench_models.py``)."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("cases", nargs="*", metavar="MODEL", help=f"default: all of {', '.join(CASES)}")
+    add_arguments(p)
+    return p
+
+
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("cases", nargs="*", metavar="MODEL", help=f"default: all of {', '.join(CASES)}")
-    add_arguments(parser)
-    sys.exit(main(parser.parse_args()))
+    sys.exit(main(parser().parse_args()))
