@@ -42,13 +42,22 @@ _active = None
 WORK_CATEGORIES = ("op", "kernel", "optimizer")
 
 
+#: compiled kernels' name prefixes -> the family they belong to (pyfastdl info lists the families)
+_FAMILY_PREFIXES = (("conv", "conv"), ("lstm", "lstm"), ("sdpa", "attention"), ("attention", "attention"),
+                    ("max_pool", "pool"), ("avg_pool", "pool"), ("adaptive_avg_pool", "pool"))
+
+
 def kernel_family(name: str) -> str:
-    """The kernel family of a compiled kernel's name (``conv2d_backward_input`` -> ``conv``)."""
-    for prefix, family in (("conv", "conv"), ("lstm", "lstm"), ("attention", "attention"),
-                           ("max_pool", "pool"), ("avg_pool", "pool"), ("adaptive", "pool"), ("pool", "pool")):
+    """The kernel family of a compiled kernel's name (``conv2d_backward_input`` -> ``conv``,
+    ``sdpa_forward`` -> ``attention``); other kernels go by their name without the pass and variant
+    (``layer_norm_forward_reference`` -> ``layer_norm``)."""
+    for prefix, family in _FAMILY_PREFIXES:
         if name.startswith(prefix):
             return family
-    return name.split("_")[0]
+    parts = name.split("_")
+    while len(parts) > 1 and parts[-1] in ("reference", "forward", "backward", "input", "weight", "bias"):
+        parts.pop()
+    return "_".join(parts)
 
 
 class _Range:
