@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import functools
 import threading
+import weakref
 
 import numpy as np
 
-from . import backend
+from . import backend, profiler
 
 _state = threading.local()
 _hooked_leaves = 0  # leaves with a post-accumulate-grad hook: the engine counts gradient edges only if > 0
@@ -84,30 +85,48 @@ class Context:
     def save_for_backward(self, *arrays):
         self._saved = arrays
 
-    @property
-    def saved_tensors(self):
-        if self._freed:
-            raise RuntimeError(
-                "Trying to backward through the graph a second time (or to use saved values after they "
-                "were freed). Pass retain_graph=True to the first backward() if you need to call it twice."
-            )
-        return self._saved
-
     def mark_non_differentiable(self, *arrays):
         self._non_differentiable.extend(arrays)
 
+    @property
+    def saved_tensors(self):
+        if self._freed:
+            raise RuntimeError(_FREED_MESSAGE)
+        return self._saved
+
+    def _free(self):
+        """After the backward: drop what was saved, arrays kept as attributes included (a context
+        that holds no array stays usable, so a second backward through it works, as in torch)."""
+        if self._saved or any(_holds_array(v) for v in self.__dict__.values()):
+            self.__dict__.clear()
+            self._saved, self._non_differentiable = (), []
+            self._freed = True
+
+
+def _holds_array(value) -> bool:
+    if isinstance(value, (tuple, list)):
+        return any(_holds_array(v) for v in value)
+    return hasattr(value, "__array_interface__") or hasattr(value, "__cuda_array_interface__")
+
 
 class Node:
-    """One recorded Function call: its context, the Tensors it was applied to, and its outputs' shapes."""
+    """One recorded Function call: its context, where its inputs' gradients go, and its outputs' metadata.
 
-    __slots__ = ("fn", "ctx", "inputs", "saved_versions", "output_meta")
+    ``edges`` has one entry per forward argument: None (no gradient wanted), a leaf Tensor (whose
+    ``.grad`` accumulates), or ``(node, output_index)`` of the Function that produced the input.
+    The graph holds the producing nodes, not the intermediate Tensors themselves, so an activation
+    no Function saved for its backward is freed as soon as the user drops it (as in torch)."""
 
-    def __init__(self, fn, ctx, inputs, saved_versions, output_meta):
+    __slots__ = ("fn", "ctx", "edges", "input_shapes", "saved_versions", "output_meta", "xp", "__weakref__")
+
+    def __init__(self, fn, ctx, edges, input_shapes, saved_versions, output_meta, xp):
         self.fn = fn
         self.ctx = ctx
-        self.inputs = inputs  # one entry per forward argument: a Tensor needing grad, or None
-        self.saved_versions = saved_versions  # [(tensor, version at save time)]
-        self.output_meta = output_meta  # [(shape, dtype, array module)] per output
+        self.edges = edges
+        self.input_shapes = input_shapes  # shape of each forward argument that wants a gradient
+        self.saved_versions = saved_versions  # [(tensor or weak reference to an output, version at save time)]
+        self.output_meta = output_meta  # [(shape, dtype)] per output
+        self.xp = xp  # the outputs' array module
 
     def name(self) -> str:
         return self.fn.__name__
@@ -115,24 +134,35 @@ class Node:
 
 def _check_operands(fn_name, tensors):
     """All Tensor operands on one device; all floating-point operands of one dtype."""
-    device = None
-    float_dtype = None
-    for t in tensors:
-        if device is None:
-            device = t.device
-        elif t.device != device:
+    first = tensors[0]._data
+    kind = type(first)
+    float_dtype = first.dtype if first.dtype.kind == "f" else None
+    for t in tensors[1:]:
+        d = t._data
+        if type(d) is not kind:
             raise RuntimeError(
-                f"{fn_name}: expected all tensors on the same device, found {device} and {t.device} "
+                f"{fn_name}: expected all tensors on the same device, found {tensors[0].device} and {t.device} "
                 "(move them explicitly with .to(device))"
             )
-        if t.dtype.kind == "f":
+        if d.dtype.kind == "f":
             if float_dtype is None:
-                float_dtype = t.dtype
-            elif t.dtype != float_dtype:
+                float_dtype = d.dtype
+            elif d.dtype != float_dtype:
                 raise TypeError(
                     f"{fn_name}: expected all floating-point tensors to have the same dtype, found "
-                    f"{float_dtype} and {t.dtype} (convert explicitly with .to(dtype))"
+                    f"{float_dtype} and {d.dtype} (convert explicitly with .to(dtype))"
                 )
+
+
+_Tensor = None  # pyfastdl.tensor.Tensor, bound on first use (tensor.py imports this module)
+
+
+def _tensor_class():
+    global _Tensor
+    from .tensor import Tensor
+
+    _Tensor = Tensor
+    return Tensor
 
 
 class Function:
@@ -148,38 +178,57 @@ class Function:
 
     @classmethod
     def apply(cls, *args):
-        from .tensor import Tensor
-
+        Tensor = _Tensor or _tensor_class()
         tensors = [a for a in args if isinstance(a, Tensor)]
-        _check_operands(cls.__name__, tensors)
-        needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
-        record = is_grad_enabled() and any(needs)
+        if len(tensors) > 1:
+            _check_operands(cls.__name__, tensors)
+        grad_enabled = getattr(_state, "grad_enabled", True)
+        needs = tuple(isinstance(a, Tensor) and a._requires_grad for a in args)
+        record = grad_enabled and True in needs
         ctx = Context(needs if record else (False,) * len(needs))  # nothing to save when nothing is recorded
-        raw = [a.data if isinstance(a, Tensor) else a for a in args]
-        with no_grad():
-            out = cls.forward(ctx, *raw)
+        raw = [a._data if isinstance(a, Tensor) else a for a in args]
+        _state.grad_enabled = False  # the forward itself builds no graph
+        try:
+            if profiler._active is None:
+                out = cls.forward(ctx, *raw)
+            else:
+                with profiler.range_(cls.__name__ + ".forward", "op"):
+                    out = cls.forward(ctx, *raw)
+        finally:
+            _state.grad_enabled = grad_enabled
         # numpy reductions can return scalars: make every output an array
+        is_tuple = isinstance(out, tuple)
         outputs = tuple(o if hasattr(o, "shape") and not isinstance(o, np.generic) else np.asarray(o)
-                        for o in (out if isinstance(out, tuple) else (out,)))
+                        for o in (out if is_tuple else (out,)))
+        if not record:
+            wrapped = tuple(Tensor._wrap(o, False) for o in outputs)
+            return wrapped if is_tuple else wrapped[0]
         non_diff = {id(a) for a in ctx._non_differentiable}
-        wrapped = tuple(
-            Tensor(o, requires_grad=record and id(o) not in non_diff and o.dtype.kind == "f") for o in outputs
-        )
-        if record:
-            by_id = {id(t.data): t for t in (*tensors, *wrapped)}
-            saved_versions = [(by_id[id(a)], by_id[id(a)]._version) for a in ctx._saved if id(a) in by_id]
-            node = Node(
-                cls,
-                ctx,
-                [a if isinstance(a, Tensor) and a.requires_grad else None for a in args],
-                saved_versions,
-                [(o.shape, o.dtype, backend.get_array_module(o)) for o in outputs],
-            )
-            for i, t in enumerate(wrapped):
-                if t.requires_grad:
-                    t._node = node
-                    t._output_index = i
-        return wrapped if isinstance(out, tuple) else wrapped[0]
+        wrapped = tuple(Tensor._wrap(o, id(o) not in non_diff and o.dtype.kind == "f") for o in outputs)
+        saved_versions = []
+        if ctx._saved:
+            saved_ids = {id(a) for a in ctx._saved}
+            for t in tensors:
+                if id(t._data) in saved_ids:
+                    saved_versions.append((t, t._version))
+            for t in wrapped:  # a weak reference: an output holding its own node would make a cycle
+                if id(t._data) in saved_ids:
+                    saved_versions.append((weakref.ref(t), t._version))
+        edges, shapes = [], []
+        for a, need in zip(args, needs):
+            if not need:
+                edges.append(None)
+                shapes.append(None)
+                continue
+            edges.append(a if a._node is None else (a._node, a._output_index))
+            shapes.append(a._data.shape)
+        xp = np if type(outputs[0]) is np.ndarray else backend.get_array_module(outputs[0])
+        node = Node(cls, ctx, edges, shapes, saved_versions, [(o.shape, o.dtype) for o in outputs], xp)
+        for i, t in enumerate(wrapped):
+            if t._requires_grad:
+                t._node = node
+                t._output_index = i
+        return wrapped if is_tuple else wrapped[0]
 
 
 def _topological_order(root_node):
@@ -195,9 +244,9 @@ def _topological_order(root_node):
             continue
         visited.add(id(node))
         stack.append((node, True))
-        for t in node.inputs:
-            if t is not None and t._node is not None and id(t._node) not in visited:
-                stack.append((t._node, False))
+        for e in node.edges:
+            if type(e) is tuple and id(e[0]) not in visited:
+                stack.append((e[0], False))
     order.reverse()  # root first
     return order
 
@@ -256,9 +305,9 @@ def _hooked_edges(order):
     the hooked leaves that the nodes in ``order`` feed."""
     counts = {}
     for node in order:
-        for t in node.inputs:
-            if t is not None and t._node is None and t._grad_hooks:
-                counts.setdefault(id(t), [0, False])[0] += 1
+        for edge in node.edges:
+            if edge is not None and type(edge) is not tuple and edge._grad_hooks:
+                counts.setdefault(id(edge), [0, False])[0] += 1
     return counts
 
 
@@ -271,6 +320,21 @@ def _edge_done(t, counts, delivered):
     if entry[0] == 0 and entry[1]:
         for hook in list(t._grad_hooks):
             hook(t)
+
+
+_FREED_MESSAGE = ("Trying to backward through the graph a second time (or to use saved values after they "
+                  "were freed). Pass retain_graph=True to the first backward() if you need to call it twice.")
+
+
+def _check_versions(node):
+    for ref, version in node.saved_versions:
+        t = ref if not isinstance(ref, weakref.ref) else ref()
+        if t is not None and t._version != version:
+            raise RuntimeError(
+                f"one of the tensors needed for gradient computation of {node.name()} has been modified by "
+                f"an in-place operation: a tensor of shape {tuple(t.shape)} is at version {t._version}; "
+                f"expected version {version}. Use an out-of-place operation (or clone() it) instead."
+            )
 
 
 def run_backward(tensor, gradient=None, retain_graph=False):
@@ -317,53 +381,57 @@ def _run_backward(tensor, gradient, retain_graph):
     pending[id(tensor._node)][tensor._output_index] = grad
     order = _topological_order(tensor._node)
     counts = _hooked_edges(order) if _hooked_leaves else {}
-    for node in order:
+    order.reverse()  # popped from the end: root first, and each node is dropped once done
+    while order:
+        node = order.pop()
         out_grads = pending.pop(id(node), None)
         if out_grads is None:
-            for t in node.inputs:  # no gradient reached this node: its edges deliver nothing
-                if t is not None and id(t) in counts:
-                    _edge_done(t, counts, False)
+            for edge in node.edges:  # no gradient reached this node: its edges deliver nothing
+                if edge is not None and id(edge) in counts:
+                    _edge_done(edge, counts, False)
             continue
-        for t, version in node.saved_versions:
-            if t._version != version:
-                raise RuntimeError(
-                    f"one of the tensors needed for gradient computation of {node.name()} has been modified by "
-                    f"an in-place operation: a tensor of shape {tuple(t.shape)} is at version {t._version}; "
-                    f"expected version {version}. Use an out-of-place operation (or clone() it) instead."
-                )
-        grads = [g if g is not None else m.zeros(shape, dtype) for g, (shape, dtype, m) in
+        if node.ctx._freed:
+            raise RuntimeError(_FREED_MESSAGE)
+        _check_versions(node)
+        grads = [g if g is not None else node.xp.zeros(shape, dtype) for g, (shape, dtype) in
                  zip(out_grads, node.output_meta)]
-        in_grads = node.fn.backward(node.ctx, *grads)
+        del out_grads
+        if profiler._active is None:
+            in_grads = node.fn.backward(node.ctx, *grads)
+        else:
+            with profiler.range_(node.fn.__name__ + ".backward", "op"):
+                in_grads = node.fn.backward(node.ctx, *grads)
+        del grads
         if not isinstance(in_grads, tuple):
             in_grads = (in_grads,)
-        if len(in_grads) != len(node.inputs):
+        if len(in_grads) != len(node.edges):
             raise RuntimeError(f"{node.name()}.backward returned {len(in_grads)} gradients for "
-                               f"{len(node.inputs)} forward arguments")
+                               f"{len(node.edges)} forward arguments")
         if not retain_graph:
-            node.ctx._saved = ()
-            node.ctx._freed = True
-            # saved_versions can hold the node's own outputs (a softmax saves its result): a cycle
-            # node -> output -> node that only the cyclic gc would free, keeping the whole step's
-            # graph alive into the next step. Dropping it frees the graph as soon as it is unused.
+            node.ctx._free()
             node.saved_versions = ()
-        for t, g in zip(node.inputs, in_grads):
-            if t is None:
+        for edge, shape, g in zip(node.edges, node.input_shapes, in_grads):
+            if edge is None:
                 continue
             if g is None:
-                if id(t) in counts:
-                    _edge_done(t, counts, False)
+                if id(edge) in counts:
+                    _edge_done(edge, counts, False)
                 continue
             g = _as_array(g)
-            if g.shape != t.shape:
+            if g.shape != shape:
                 raise RuntimeError(f"{node.name()}.backward returned a gradient of shape {tuple(g.shape)} for "
-                                   f"an input of shape {tuple(t.shape)}")
-            if t._node is None:
-                t._accumulate_grad(g)
-                if id(t) in counts:
-                    _edge_done(t, counts, True)
+                                   f"an input of shape {tuple(shape)}")
+            if type(edge) is not tuple:
+                edge._accumulate_grad(g)
+                if id(edge) in counts:
+                    _edge_done(edge, counts, True)
             else:
-                slot = pending.setdefault(id(t._node), [None] * len(t._node.output_meta))
-                slot[t._output_index] = _accumulate(slot[t._output_index], g)
+                producer, index = edge
+                slot = pending.get(id(producer))
+                if slot is None:
+                    slot = pending[id(producer)] = [None] * len(producer.output_meta)
+                slot[index] = _accumulate(slot[index], g)
+        del in_grads
 
 
 def unbroadcast(grad, shape):

@@ -11,6 +11,7 @@ import functools
 
 import numpy as np
 
+from . import profiler
 from ._core import _C
 
 DEVICES = ("cpu", "cuda")
@@ -69,7 +70,7 @@ def normalize_device(device) -> str:
 
 def device_of(array) -> str:
     """The device an ndarray lives on (TypeError for anything that is not an ndarray)."""
-    if isinstance(array, np.ndarray):
+    if type(array) is np.ndarray or isinstance(array, np.ndarray):
         return "cpu"
     cp = cupy_or_none()
     if cp is not None and isinstance(array, cp.ndarray):
@@ -79,7 +80,7 @@ def device_of(array) -> str:
 
 def array_module(device: str):
     """numpy for "cpu", cupy for "cuda" (RuntimeError saying why when CUDA is unusable)."""
-    if normalize_device(device) == "cpu":
+    if device == "cpu" or normalize_device(device) == "cpu":
         return np
     reason = cuda_unavailable_reason()
     if reason is not None:
@@ -88,6 +89,8 @@ def array_module(device: str):
 
 
 def get_array_module(array):
+    if type(array) is np.ndarray:  # the common case, without the device look-up
+        return np
     return array_module(device_of(array))
 
 
@@ -118,7 +121,7 @@ def from_dlpack(obj):
 
 def kernels(device: str):
     """The compiled kernel submodule serving ``device``: ``_C.cpu`` or ``_C.cuda``."""
-    if normalize_device(device) == "cpu":
+    if device == "cpu" or normalize_device(device) == "cpu":
         return _C.cpu
     array_module("cuda")  # raises with the reason when CUDA is unusable
     return _C.cuda
@@ -135,7 +138,10 @@ def launch(name: str, device: str, *args):
     try:
         if device == "cuda":
             return fn(*args, _import_cupy().cuda.get_current_stream().ptr)
-        return fn(*args)
+        if profiler._active is None:
+            return fn(*args)
+        with profiler.range_(name, "kernel"):
+            return fn(*args)
     except TypeError as exc:
         misplaced = _misplaced_arrays(device, args)
         if misplaced:

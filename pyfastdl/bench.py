@@ -125,11 +125,17 @@ def benchmark_files(families):
 
 
 def run_bench(args) -> int:
-    """Run the benchmark suites with pytest (ours and torch in the same run) and print the table."""
+    """Run the benchmark suites with pytest (ours and torch in the same run) and print the table;
+    ``pyfastdl bench models [MODEL ...]`` runs the end-to-end training steps instead."""
     import glob  # noqa: PLC0415
     import os  # noqa: PLC0415
     import tempfile  # noqa: PLC0415
 
+    if args.families[:1] == ["models"]:
+        from . import bench_models  # noqa: PLC0415
+
+        args.cases = args.families[1:]
+        return bench_models.main(args)
     unknown = [f for f in args.families if f not in FAMILIES]
     if unknown:
         print(f"pyfastdl bench: unknown family {', '.join(unknown)}; choose from {', '.join(FAMILIES)}")
@@ -157,10 +163,17 @@ def run_bench(args) -> int:
 
 
 def add_parser(sub):
-    p = sub.add_parser("bench", help="benchmark the kernels against PyTorch and print the table")
+    from . import bench_models  # noqa: PLC0415
+
+    p = sub.add_parser("bench", help="benchmark the kernels (or whole training steps) against PyTorch",
+                       description="pyfastdl bench [FAMILY ...]: the kernel suites; pyfastdl bench models "
+                                   "[MODEL ...]: one training step of each model against PyTorch "
+                                   f"(models: {', '.join(bench_models.CASES)})")
     p.add_argument("families", nargs="*", metavar="FAMILY",
-                   help=f"kernel families to run (default: all of {', '.join(FAMILIES)})")
+                   help=f"kernel families to run (default: all of {', '.join(FAMILIES)}), or 'models' "
+                        "followed by model names")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("-k", default="", help="pytest -k expression to pick cases, e.g. 'resnet and forward'")
     p.add_argument("--out", help="folder for the JSON and markdown results (default: a temporary folder)")
+    bench_models.add_arguments(p.add_argument_group("bench models"))
     p.set_defaults(func=run_bench)

@@ -1,4 +1,4 @@
-"""The `pyfastdl` command line: info, train, sweep, eval, predict, translate, sample, bench."""
+"""The `pyfastdl` command line: info, train, sweep, eval, predict, translate, sample, bench, profile."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import math
 import sys
 
-from . import bench
+from . import bench, profiler
 
 
 def _cmd_info(args) -> int:
@@ -208,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_sample)
 
     bench.add_parser(sub)
+    profiler.add_parser(sub)
     return parser
 
 

@@ -42,14 +42,27 @@ class Tensor:
     __array_priority__ = 1000  # numpy scalars on the left defer to Tensor's reflected operators
     _grad_hooks = ()  # post-accumulate-grad hooks; a list on the instances that have any
 
+    __slots__ = ("_data", "grad", "_node", "_output_index", "_version", "_requires_grad", "__weakref__",
+                 "__dict__")
+
     def __init__(self, data, requires_grad=False):
-        backend.device_of(data)  # TypeError unless numpy or cupy ndarray
+        if type(data) is not np.ndarray:
+            backend.device_of(data)  # TypeError unless numpy or cupy ndarray
         self._data = data
         self.grad = None
         self._node = None  # the graph node that produced this tensor (None for leaves)
         self._output_index = 0
         self._version = 0
-        self.requires_grad = requires_grad
+        self._requires_grad = False
+        if requires_grad:
+            self.requires_grad = requires_grad
+
+    @classmethod
+    def _wrap(cls, data, requires_grad):
+        """A Tensor around an op's output array (the autograd engine's constructor: no checks)."""
+        t = object.__new__(cls)
+        t._data, t.grad, t._node, t._output_index, t._version, t._requires_grad = data, None, None, 0, 0, requires_grad
+        return t
 
     # ---- attributes -----------------------------------------------------------------------------
     @property
@@ -78,7 +91,7 @@ class Tensor:
 
     @property
     def shape(self):
-        return tuple(self._data.shape)
+        return self._data.shape if type(self._data) is np.ndarray else tuple(self._data.shape)
 
     @property
     def dtype(self):
@@ -86,7 +99,7 @@ class Tensor:
 
     @property
     def device(self) -> str:
-        return backend.device_of(self._data)
+        return "cpu" if type(self._data) is np.ndarray else backend.device_of(self._data)
 
     @property
     def ndim(self):

@@ -317,3 +317,26 @@ def test_backward_frees_the_graph_without_the_cyclic_gc(rng):
         assert alive() is None
     finally:
         gc.enable()
+
+
+def test_a_graph_is_freed_by_reference_counting_and_holds_no_intermediate_tensor():
+    import gc
+    import weakref
+
+    gc.disable()  # no help from the cycle collector: the graph must hold no reference cycle
+    try:
+        x = pf.tensor(np.random.default_rng(0).standard_normal((3, 4)), requires_grad=True)
+        h = x * 2.0
+        y = h.exp()  # Exp saves its output: the node must not keep y alive through it
+        h_ref, y_ref, node_ref = weakref.ref(h), weakref.ref(y), weakref.ref(y._node)
+        del h
+        assert h_ref() is None  # the graph keeps the producing node, not the activation Tensor
+        loss = y.sum()
+        del y
+        assert y_ref() is None and node_ref() is not None
+        loss.backward()
+        np.testing.assert_allclose(x.grad.numpy(), 2 * np.exp(2 * x.detach().numpy()))
+        del loss
+        assert node_ref() is None
+    finally:
+        gc.enable()

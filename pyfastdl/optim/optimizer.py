@@ -20,7 +20,7 @@ import numbers
 
 import numpy as np
 
-from .. import backend
+from .. import backend, profiler
 from ..autograd import enable_grad
 from ..tensor import Tensor
 
@@ -119,6 +119,11 @@ class Optimizer:
         if closure is not None:
             with enable_grad():
                 loss = closure()
+        with profiler.range_(f"{type(self).__name__}.step", "optimizer"):
+            self._step_all()
+        return loss
+
+    def _step_all(self):
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             fused = self._fused_params(params) if self._update_cpu is not None else []
@@ -129,7 +134,6 @@ class Optimizer:
                 if id(p) not in done:
                     self._update(p, p.grad.data, group, self.state.setdefault(p, {}))
                 p._version += 1  # the array changed in place: a graph that saved it must not use it
-        return loss
 
     def _update(self, p, grad, group, state):
         raise NotImplementedError

@@ -8,7 +8,7 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
-from ... import backend
+from ... import backend, profiler
 from ...tensor import DTYPES, Tensor, _as_dtype
 from ..parameter import Parameter
 
@@ -49,7 +49,10 @@ class Module:
         raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" function')
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        if profiler._active is None:
+            return self.forward(*args, **kwargs)
+        with profiler.range_(type(self).__name__, "module"):
+            return self.forward(*args, **kwargs)
 
     # ---- registration through attributes -------------------------------------------------------
     def _store(self, name):
