@@ -10,7 +10,7 @@ shorter than 40 characters. Each module is one JSON line ``{"module": "email.mim
 [...]}`` in a sorted order, so the output is the same every time for one Python version. The
 split into training, validation and test modules is made when the corpus is read
 (:mod:`pyfastdl.data.docstrings`); the script then trains the byte-level BPE tokenizer on the
-training split (``--vocab-size``, default 4096) and writes ``tokenizer.json`` beside the corpus. The docstrings are the Python Software Foundation's, under the
+training split (``--vocab-size``, default 1024) and writes ``tokenizer.json`` beside the corpus. The docstrings are the Python Software Foundation's, under the
 PSF License Agreement (see the README beside the output).
 """
 
@@ -66,7 +66,7 @@ def docstrings(path: str) -> list[str]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--vocab-size", type=int, default=4096, help="BPE vocabulary size (4096)")
+    parser.add_argument("--vocab-size", type=int, default=1024, help="BPE vocabulary size (1024)")
     args = parser.parse_args(argv)
     sys.path.insert(0, ROOT)
     from pyfastdl.data import docstrings as ds

@@ -29,7 +29,7 @@ Departures from the paper:
     window one segment; the pooler is therefore first trained during fine-tuning.
   * Dynamic masking (RoBERTa): a fresh mask each time a training window is read; validation and
     test windows keep one fixed mask.
-  * Byte-level BPE of 4,096 tokens on the docstrings instead of WordPiece on BooksCorpus and
+  * Byte-level BPE of 1,024 tokens on the docstrings instead of WordPiece on BooksCorpus and
     Wikipedia; a small CPU configuration (see :class:`BertRecipe`); AdamW with one-cycle warm-up
     and cosine decay; sequences of 128 tokens throughout (the paper used 128 for 90% of the steps
     and 512 for the rest); no attention dropout.
@@ -63,7 +63,7 @@ class BertModel(nn.Module):
     """Token ids (N, T) (and optional lengths (N,), segment ids (N, T)) -> (hidden states
     (N, T, d_model), pooled [CLS] vector (N, d_model))."""
 
-    def __init__(self, vocab_size: int, max_len: int = 128, d_model: int = 192, n_layers: int = 4, n_heads: int = 4,
+    def __init__(self, vocab_size: int, max_len: int = 64, d_model: int = 128, n_layers: int = 2, n_heads: int = 4,
                  d_ff: int | None = None, dropout: float = 0.1, n_segments: int = 2):
         super().__init__()
         self.tok = nn.Embedding(vocab_size, d_model, padding_idx=dsdata.PAD)
@@ -148,19 +148,19 @@ def _encoder_config(args) -> dict:
 
 class BertRecipe(Recipe):
     """Masked-language-model pre-training of a small BERT on the standard library's docstrings:
-    4 layers, d_model 192, 4 heads, d_ff 768, 128-token windows, dropout 0.1; AdamW (weight decay
-    0.01) at peak lr 1e-3, one-cycle schedule, 32-window batches on one thread. Metric: the
-    accuracy on the masked tokens (``mlm_accuracy``)."""
+    2 layers, d_model 128, 4 heads, d_ff 512, 64-token windows, dropout 0.1 (0.57M parameters);
+    AdamW (weight decay 0.01) at peak lr 3e-3, one-cycle schedule, 2 epochs of 32-window batches
+    on one thread. Metric: the accuracy on the masked tokens (``mlm_accuracy``)."""
 
     name = "bert"
     description = "BERT (Devlin et al. 2019) masked-LM pre-training, small CPU configuration, on docstrings"
     main_metric = "mlm_accuracy"
 
     def add_arguments(self, parser) -> None:
-        add_encoder_arguments(parser, d_model=192, layers=4, heads=4, seq_len=128, dropout=0.1)
+        add_encoder_arguments(parser, d_model=128, layers=2, heads=4, seq_len=64, dropout=0.1)
 
     def default_hparams(self, args) -> dict:
-        return dict(epochs=3, batch_size=32, lr=1e-3, optimizer="adamw", weight_decay=0.01, momentum=0.0,
+        return dict(epochs=2, batch_size=32, lr=3e-3, optimizer="adamw", weight_decay=0.01, momentum=0.0,
                     schedule="onecycle", threads=1)
 
     def build_model(self, args):
@@ -200,13 +200,13 @@ class BertFinetuneRecipe(ClassificationRecipe):
     (same data, hyper-parameters and seed; in RUN_OUT/scratch) and metrics.json holds both test
     accuracies: ``pretrained_test_accuracy`` and ``scratch_test_accuracy`` (``--no-scratch``
     skips that). Without ``--from`` the run is the from-scratch one alone. AdamW (weight decay
-    0.01) at peak lr 2e-4, one-cycle schedule, 10 epochs of 16-docstring batches."""
+    0.01) at peak lr 5e-4, one-cycle schedule, 10 epochs of 16-docstring batches."""
 
     name = "bert-finetune"
     description = "BERT fine-tuning: which package a docstring comes from (--from a bert run; vs from scratch)"
 
     def add_arguments(self, parser) -> None:
-        add_encoder_arguments(parser, d_model=192, layers=4, heads=4, seq_len=128, dropout=0.1)
+        add_encoder_arguments(parser, d_model=128, layers=2, heads=4, seq_len=64, dropout=0.1)
         parser.add_argument("--from", dest="from_dir", metavar="RUN",
                             help="a bert run directory (or its checkpoint) to start the encoder from")
         parser.add_argument("--per-class", type=int, default=120, help="training docstrings per class (120)")
@@ -214,7 +214,7 @@ class BertFinetuneRecipe(ClassificationRecipe):
                             help="with --from: skip the comparison run from a random encoder")
 
     def default_hparams(self, args) -> dict:
-        return dict(epochs=10, batch_size=16, lr=2e-4, optimizer="adamw", weight_decay=0.01, momentum=0.0,
+        return dict(epochs=10, batch_size=16, lr=5e-4, optimizer="adamw", weight_decay=0.01, momentum=0.0,
                     schedule="onecycle", threads=1)
 
     def class_names(self, args) -> tuple:

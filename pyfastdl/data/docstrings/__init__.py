@@ -97,7 +97,7 @@ def split_docstrings(split: str, path: str = CORPUS_PATH) -> list:
     return [(name, doc) for name in split_modules(modules)[split] for doc in modules[name]]
 
 
-def train_tokenizer(texts, vocab_size: int = 4096):
+def train_tokenizer(texts, vocab_size: int = 1024):
     """A byte-level BPE (``tokenizers``) trained on ``texts``, the special tokens first."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
