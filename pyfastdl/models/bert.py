@@ -271,6 +271,7 @@ class BertFinetuneRecipe(ClassificationRecipe):
             return
         scratch = copy.copy(args)
         scratch.from_dir, scratch.out = None, os.path.join(args.out, "scratch")
+        scratch.resume = None  # a resumed fine-tuning still trains its comparison afresh
         print(f"{self.name}: the same fine-tuning from a random encoder, into {scratch.out}")
         scratch_record = fit(self, scratch, progress=False)
         path = os.path.join(args.out, METRICS_NAME)

@@ -24,7 +24,8 @@ Departures from the paper:
     GPT-2 (Radford et al. 2019); GPT-1 put LayerNorm after each residual addition.
   * Small CPU configuration by default (see :class:`GPTRecipe`); byte-level BPE of 1,024 tokens
     on the docstrings instead of 40,000 merges on BooksCorpus; AdamW with one-cycle warm-up and
-    cosine decay rather than Adam with 2,000 warm-up steps; no attention dropout.
+    cosine decay rather than Adam with 2,000 warm-up steps; no attention dropout, and by default
+    no dropout at all (the paper: 0.1), since the small run reads each token only twice.
   * Initialisation N(0, 0.02) for every weight matrix and embedding (the paper's), without
     GPT-2's down-scaling of the residual projections.
   * No fine-tuning heads (the paper's auxiliary LM objective on downstream tasks); see BERT for
