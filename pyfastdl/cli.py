@@ -93,10 +93,21 @@ def _cmd_translate(args) -> int:
 
 
 def _cmd_sample(args) -> int:
-    from .models.lstm import sample_checkpoint
+    import os
 
-    print(args.prime + sample_checkpoint(args.checkpoint, args.length, args.temperature, args.prime, args.seed,
-                                         args.device))
+    from .checkpoint import read_metadata
+    from .models import gpt, lstm
+    from .train.loop import CHECKPOINT_NAME
+
+    path = os.path.join(args.checkpoint, CHECKPOINT_NAME) if os.path.isdir(args.checkpoint) else args.checkpoint
+    if read_metadata(path).get("recipe") == gpt.GPTRecipe.name:
+        text = gpt.sample_checkpoint(path, args.length, args.temperature, args.prime, args.seed, args.device,
+                                     args.top_k)
+    else:
+        if args.top_k is not None:
+            raise ValueError("sample: --top-k is for GPT checkpoints (a char-lm samples from every character)")
+        text = lstm.sample_checkpoint(path, args.length, args.temperature, args.prime, args.seed, args.device)
+    print(args.prime + text)
     return 0
 
 
@@ -196,13 +207,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
     p.set_defaults(func=_cmd_translate)
 
-    p = sub.add_parser("sample", help="sample text from a trained character language model (char-lm)",
-                       description="sample text from a trained character language model (char-lm)")
-    p.add_argument("checkpoint", help="a char-lm run directory or its checkpoint.safetensors")
-    p.add_argument("--length", type=int, default=300, help="characters to sample (300)")
+    p = sub.add_parser("sample", help="sample text from a trained language model (char-lm, gpt)",
+                       description="sample text from a trained language model (char-lm, gpt)")
+    p.add_argument("checkpoint", help="a char-lm or gpt run directory or its checkpoint.safetensors")
+    p.add_argument("--length", type=int, default=300,
+                   help="characters (char-lm) or tokens (gpt, at most its context) to sample (300)")
     p.add_argument("--temperature", type=float, default=0.8,
                    help="softmax temperature: < 1 more conservative, > 1 more random, 0 greedy (0.8)")
     p.add_argument("--prime", default="The ", help="text the model reads before sampling (\"The \")")
+    p.add_argument("--top-k", type=int, help="gpt: draw among the k likeliest tokens only (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the draws (0)")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
     p.set_defaults(func=_cmd_sample)

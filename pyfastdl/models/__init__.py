@@ -10,6 +10,8 @@ from .seq2seq import Seq2Seq  # noqa: F401,E402  (registers "seq2seq")
 from .bahdanau import BahdanauAttention  # noqa: F401,E402  (registers "bahdanau")
 from .nin import NIN  # noqa: F401  (registers "nin")
 from .resnet import CifarResNet, ResNet  # noqa: F401  (registers resnet18..152 and resnet20..110)
+from .gpt import GPT  # noqa: F401,E402  (registers "gpt")
+from .bert import BertModel  # noqa: F401,E402  (registers "bert", "bert-finetune")
 
 # ---- the zoo's front door, with torchvision's names: get_model, list_models, one constructor per architecture
 
@@ -79,4 +81,4 @@ def _add_constructors() -> list[str]:
 
 
 __all__ = ["get_model", "list_models", *_add_constructors(), "AddingLSTM", "BahdanauAttention", "CharLSTM",
-           "CifarResNet", "ConvS2S", "FCN", "LeNet5", "NIN", "ReberLSTM", "ResNet", "Seq2Seq", "Transformer", "YOLOv1"]
+           "BertModel", "CifarResNet", "ConvS2S", "FCN", "GPT", "LeNet5", "NIN", "ReberLSTM", "ResNet", "Seq2Seq", "Transformer", "YOLOv1"]

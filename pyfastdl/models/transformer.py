@@ -53,16 +53,20 @@ def padding_mask(lengths, max_len: int):
 
 
 class FeedForward(nn.Module):
-    """Position-wise W2 dropout(relu(W1 x)) (section 3.3)."""
+    """Position-wise W2 dropout(act(W1 x)) (section 3.3); ``activation`` "relu" (the paper's) or
+    "gelu" (GPT's and BERT's)."""
 
-    def __init__(self, d_model, d_ff, dropout):
+    def __init__(self, d_model, d_ff, dropout, activation="relu"):
         super().__init__()
+        if activation not in ("relu", "gelu"):
+            raise ValueError(f"FeedForward: activation must be 'relu' or 'gelu', got {activation!r}")
         self.linear1 = nn.Linear(d_model, d_ff)
         self.linear2 = nn.Linear(d_ff, d_model)
         self.dropout = nn.Dropout(dropout)
+        self.activation = getattr(F, activation)
 
     def forward(self, x):
-        return self.linear2(self.dropout(F.relu(self.linear1(x))))
+        return self.linear2(self.dropout(self.activation(self.linear1(x))))
 
 
 class _Sublayers(nn.Module):
@@ -81,10 +85,10 @@ class _Sublayers(nn.Module):
 
 
 class TransformerEncoderLayer(nn.Module):
-    def __init__(self, d_model, nhead, d_ff, dropout=0.1, attention_dropout=0.0, norm_first=False):
+    def __init__(self, d_model, nhead, d_ff, dropout=0.1, attention_dropout=0.0, norm_first=False, activation="relu"):
         super().__init__()
         self.self_attn = nn.MultiheadAttention(d_model, nhead, dropout=attention_dropout, batch_first=True)
-        self.ff = FeedForward(d_model, d_ff, dropout)
+        self.ff = FeedForward(d_model, d_ff, dropout, activation)
         self.sub = _Sublayers(d_model, 2, dropout, norm_first)
 
     def forward(self, x, src_mask):

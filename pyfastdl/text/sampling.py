@@ -6,7 +6,8 @@ the start), ``scores`` the (vocab,) numpy array of unnormalised log-probabilitie
 after them. The prime is read in one call, then each sampled token in its own.
 
 Temperature tau divides the scores before the softmax: tau < 1 sharpens the distribution towards
-the likeliest tokens (tau = 0: always the likeliest, greedy), tau > 1 flattens it.
+the likeliest tokens (tau = 0: always the likeliest, greedy), tau > 1 flattens it. Top-k sampling
+(Fan et al. 2018) draws only among the k likeliest tokens, renormalised.
 """
 
 from __future__ import annotations
@@ -23,11 +24,14 @@ def softmax_with_temperature(scores, temperature: float) -> np.ndarray:
     return z / z.sum()
 
 
-def sample(step, prime, length: int, temperature: float = 1.0, seed=None) -> list[int]:
+def sample(step, prime, length: int, temperature: float = 1.0, seed=None, top_k: int | None = None) -> list[int]:
     """``length`` tokens drawn after reading ``prime`` (a non-empty sequence of ids); returns them
-    (without the prime). ``seed`` fixes numpy's generator for the draws."""
+    (without the prime). ``seed`` fixes numpy's generator for the draws; ``top_k`` (None: all)
+    keeps only the k likeliest tokens at each step."""
     if temperature < 0:
         raise ValueError(f"sample: temperature must be >= 0, got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"sample: top_k must be >= 1 (or None), got {top_k}")
     if len(prime) == 0:
         raise ValueError("sample: the prime must hold at least one token")
     rng = np.random.default_rng(seed)
@@ -37,6 +41,8 @@ def sample(step, prime, length: int, temperature: float = 1.0, seed=None) -> lis
         if temperature == 0:
             token = int(np.argmax(scores))
         else:
+            if top_k is not None and top_k < len(scores):
+                scores = np.where(scores >= np.partition(scores, -top_k)[-top_k], scores, -np.inf)
             p = softmax_with_temperature(scores, temperature)
             token = int(rng.choice(len(p), p=p))
         out.append(token)

@@ -1,0 +1,290 @@
+"""BERT: J. Devlin, M.-W. Chang, K. Lee and K. Toutanova, "BERT: Pre-training of Deep
+Bidirectional Transformers for Language Understanding", NAACL 2019.
+
+A Transformer encoder pre-trained to fill in masked tokens, then fine-tuned:
+
+    x = dropout(LN(tok(ids) + pos(positions) + seg(segments)))      three learned embeddings
+    L x [ x = LN(x + dropout(SelfAttn(x, padding masked)))          post-norm, as the Transformer
+          x = LN(x + dropout(W2 dropout(gelu(W1 x)))) ]
+    pooled = tanh(W_p x[CLS])                                        the [CLS] pooler
+    MLM:   scores = LN(gelu(W_t x)) tok^T + b                        output tied to the token embedding
+    class: scores = W_c dropout(pooled)
+
+The encoder layers are the Transformer's (:class:`~pyfastdl.models.transformer.TransformerEncoderLayer`
+with GELU); padding reaches the package's attention kernels as the additive ``attn_mask`` of
+``F.scaled_dot_product_attention`` (through ``nn.MultiheadAttention``'s ``key_padding_mask``), so a
+padded position changes no other position's output. Masking for the masked-language-model
+objective follows section 3.1: 15% of the tokens are selected, 80% of those become ``[MASK]``, 10%
+a random token, 10% stay (:func:`pyfastdl.data.docstrings.mask_tokens`).
+
+``BertModel(**BERT_BASE_CONFIG)`` is the paper's BERT-base: 12 layers, d_model 768, 12 heads,
+d_ff 3072, 512 positions, 2 segments, a 30,522-token WordPiece vocabulary: 109.5M parameters (the
+paper's "110M"). ``pyfastdl train bert`` pre-trains a small configuration on the standard
+library's docstrings; ``pyfastdl train bert-finetune --from RUN`` fine-tunes it to tell which
+package a docstring comes from and trains the same encoder from scratch for comparison.
+
+Departures from the paper:
+  * No next-sentence prediction (as RoBERTa, Liu et al. 2019): pre-training is masked language
+    modelling alone, on windows of the docstring stream (docstrings joined by ``[SEP]``), every
+    window one segment; the pooler is therefore first trained during fine-tuning.
+  * Dynamic masking (RoBERTa): a fresh mask each time a training window is read; validation and
+    test windows keep one fixed mask.
+  * Byte-level BPE of 1,024 tokens on the docstrings instead of WordPiece on BooksCorpus and
+    Wikipedia; a small CPU configuration (see :class:`BertRecipe`); AdamW with one-cycle warm-up
+    and cosine decay; sequences of 128 tokens throughout (the paper used 128 for 90% of the steps
+    and 512 for the rest); no attention dropout.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+
+import numpy as np
+
+from .. import arange, nn, zeros
+from ..data import docstrings as dsdata
+from ..nn import functional as F
+from ..train.metrics import Accuracy, Metric
+from ..train.recipe import ClassificationRecipe, Recipe, register_recipe
+from .gpt import add_encoder_arguments, init_gpt_weights
+from .transformer import TransformerEncoderLayer, padding_mask
+
+__all__ = ["BertModel", "BertForMaskedLM", "BertForSequenceClassification", "BERT_BASE_CONFIG", "BertRecipe",
+           "BertFinetuneRecipe", "MaskedAccuracy"]
+
+#: The paper's BERT-base (section 3, "Model Architecture"); the vocabulary is WordPiece's.
+BERT_BASE_CONFIG = dict(vocab_size=30522, max_len=512, d_model=768, n_layers=12, n_heads=12, d_ff=3072,
+                        dropout=0.1, n_segments=2)
+
+
+class BertModel(nn.Module):
+    """Token ids (N, T) (and optional lengths (N,), segment ids (N, T)) -> (hidden states
+    (N, T, d_model), pooled [CLS] vector (N, d_model))."""
+
+    def __init__(self, vocab_size: int, max_len: int = 64, d_model: int = 128, n_layers: int = 2, n_heads: int = 4,
+                 d_ff: int | None = None, dropout: float = 0.1, n_segments: int = 2):
+        super().__init__()
+        self.tok = nn.Embedding(vocab_size, d_model, padding_idx=dsdata.PAD)
+        self.pos = nn.Embedding(max_len, d_model)
+        self.seg = nn.Embedding(n_segments, d_model)
+        self.embed_norm = nn.LayerNorm(d_model, eps=1e-12)
+        self.drop = nn.Dropout(dropout)
+        self.layers = nn.ModuleList([TransformerEncoderLayer(d_model, n_heads, d_ff or 4 * d_model, dropout,
+                                                             activation="gelu") for _ in range(n_layers)])
+        self.pooler = nn.Linear(d_model, d_model)
+        init_gpt_weights(self)  # N(0, 0.02), as the paper's released code
+
+    def forward(self, ids, lengths=None, segments=None):
+        t = ids.shape[1]
+        x = self.tok(ids) + self.pos(arange(t, device=ids.device))
+        x = self.drop(self.embed_norm(x + (self.seg(segments) if segments is not None else self.seg.weight[0])))
+        mask = None if lengths is None else padding_mask(lengths, t)
+        for layer in self.layers:
+            x = layer(x, mask)
+        return x, F.tanh(self.pooler(x[:, 0]))
+
+
+class BertForMaskedLM(nn.Module):
+    """Token ids (N, T) -> scores over the vocabulary at every position (N, T, vocab_size), or,
+    given ``selected`` (flat indices into the N*T positions), at those positions only (n, vocab_size):
+    the output layer is the largest product, and pre-training needs it at the masked 15% alone."""
+
+    def __init__(self, vocab_size: int, **config):
+        super().__init__()
+        self.bert = BertModel(vocab_size, **config)
+        d = self.bert.tok.embedding_dim
+        self.transform = nn.Linear(d, d)
+        self.transform_norm = nn.LayerNorm(d, eps=1e-12)
+        self.bias = nn.Parameter(zeros(vocab_size))
+        init_gpt_weights(self.transform)
+
+    def forward(self, ids, selected=None, lengths=None):
+        h = self.bert(ids, lengths)[0]
+        if selected is not None:
+            h = h.reshape(-1, h.shape[-1])[selected]
+        h = self.transform_norm(F.gelu(self.transform(h)))
+        return F.linear(h, self.bert.tok.weight, self.bias)
+
+
+class BertForSequenceClassification(nn.Module):
+    """Token ids (N, T) and lengths (N,) -> class scores (N, num_classes) from the pooled [CLS]."""
+
+    def __init__(self, vocab_size: int, num_classes: int, **config):
+        super().__init__()
+        self.bert = BertModel(vocab_size, **config)
+        self.drop = nn.Dropout(config.get("dropout", 0.1))
+        self.classifier = init_gpt_weights(nn.Linear(self.bert.tok.embedding_dim, num_classes))
+
+    def forward(self, ids, lengths=None):
+        return self.classifier(self.drop(self.bert(ids, lengths)[1]))
+
+
+# ---- recipes ----
+
+class MaskedAccuracy(Metric):
+    """The fraction of selected (target != -100) tokens whose argmax prediction is right."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.correct, self.count = 0, 0
+
+    def update(self, output, target):
+        selected = target != dsdata.IGNORE
+        self.correct += int((output.argmax(-1)[selected] == target[selected]).sum())
+        self.count += int(selected.sum())
+
+    def compute(self):
+        return self.correct / self.count if self.count else float("nan")
+
+
+def _encoder_config(args) -> dict:
+    return dict(max_len=args.seq_len, d_model=args.d_model, n_layers=args.layers, n_heads=args.heads,
+                d_ff=args.d_ff, dropout=args.dropout)
+
+
+class BertRecipe(Recipe):
+    """Masked-language-model pre-training of a small BERT on the standard library's docstrings:
+    2 layers, d_model 128, 4 heads, d_ff 512, 64-token windows, dropout 0.1 (0.57M parameters);
+    AdamW (weight decay 0.01) at peak lr 3e-3, one-cycle schedule, 2 epochs of 32-window batches
+    on one thread. Metric: the accuracy on the masked tokens (``mlm_accuracy``)."""
+
+    name = "bert"
+    description = "BERT (Devlin et al. 2019) masked-LM pre-training, small CPU configuration, on docstrings"
+    main_metric = "mlm_accuracy"
+
+    def add_arguments(self, parser) -> None:
+        add_encoder_arguments(parser, d_model=128, layers=2, heads=4, seq_len=64, dropout=0.1)
+
+    def default_hparams(self, args) -> dict:
+        return dict(epochs=2, batch_size=32, lr=3e-3, optimizer="adamw", weight_decay=0.01, momentum=0.0,
+                    schedule="onecycle", threads=1)
+
+    def build_model(self, args):
+        return BertForMaskedLM(dsdata.load_tokenizer().get_vocab_size(), **_encoder_config(args))
+
+    def datasets(self, args) -> dict:
+        vocab = dsdata.load_tokenizer().get_vocab_size()
+        return {split: dsdata.MLMWindows(dsdata.token_stream(split), args.seq_len, vocab, seed=seed,
+                                         dynamic=split == "train")
+                for split, seed in (("train", args.seed), ("val", 1), ("test", 2))}
+
+    def split_batch(self, batch):
+        """Inputs (ids, the flat indices of the masked positions); target: their original ids."""
+        inputs, targets = batch
+        flat = targets.reshape(-1)
+        selected = np.flatnonzero(flat != dsdata.IGNORE)
+        return (inputs, selected), flat[selected]
+
+    def loss_fn(self, output, target):
+        return F.cross_entropy(output, target)
+
+    def metrics(self) -> dict:
+        return {"mlm_accuracy": MaskedAccuracy()}
+
+    def predict(self, output):
+        return output.argmax(-1)
+
+
+class BertFinetuneRecipe(ClassificationRecipe):
+    """Fine-tuning: which of six packages (:data:`pyfastdl.data.docstrings.PACKAGES`) a docstring
+    comes from, from ``[CLS] docstring [SEP]`` (cut to ``--seq-len`` tokens, padded). The
+    training, validation and test docstrings come from disjoint modules; classes are balanced
+    (``--per-class`` training docstrings each; validation and test: as many as the rarest class has).
+
+    ``--from RUN`` starts the encoder from a ``bert`` run's checkpoint (its architecture is taken
+    from there); after training, the same classifier is trained again from a random encoder
+    (same data, hyper-parameters and seed; in RUN_OUT/scratch) and metrics.json holds both test
+    accuracies: ``pretrained_test_accuracy`` and ``scratch_test_accuracy`` (``--no-scratch``
+    skips that). Without ``--from`` the run is the from-scratch one alone. AdamW (weight decay
+    0.01) at peak lr 5e-4, one-cycle schedule, 10 epochs of 16-docstring batches."""
+
+    name = "bert-finetune"
+    description = "BERT fine-tuning: which package a docstring comes from (--from a bert run; vs from scratch)"
+
+    def add_arguments(self, parser) -> None:
+        add_encoder_arguments(parser, d_model=128, layers=2, heads=4, seq_len=64, dropout=0.1)
+        parser.add_argument("--from", dest="from_dir", metavar="RUN",
+                            help="a bert run directory (or its checkpoint) to start the encoder from")
+        parser.add_argument("--per-class", type=int, default=120, help="training docstrings per class (120)")
+        parser.add_argument("--no-scratch", action="store_true",
+                            help="with --from: skip the comparison run from a random encoder")
+
+    def default_hparams(self, args) -> dict:
+        return dict(epochs=10, batch_size=16, lr=5e-4, optimizer="adamw", weight_decay=0.01, momentum=0.0,
+                    schedule="onecycle", threads=1)
+
+    def class_names(self, args) -> tuple:
+        return dsdata.PACKAGES
+
+    def _pretrained(self, args) -> str | None:
+        """The checkpoint ``--from`` names (None without it); its architecture is copied onto ``args``."""
+        from ..checkpoint import read_metadata
+        from ..train.loop import CHECKPOINT_NAME
+
+        path = getattr(args, "from_dir", None)
+        if not path:
+            return None
+        if os.path.isdir(path):
+            path = os.path.join(path, CHECKPOINT_NAME)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"--from: no checkpoint at {path!r}")
+        metadata = read_metadata(path)
+        if metadata.get("recipe") != BertRecipe.name:
+            raise ValueError(f"--from: {path} is a {metadata.get('recipe')} checkpoint, not a bert one")
+        for key in ("d_model", "layers", "heads", "d_ff", "seq_len", "dropout"):
+            setattr(args, key, metadata["args"][key])
+        return path
+
+    def build_model(self, args):
+        from ..checkpoint import read_checkpoint
+
+        path = self._pretrained(args)
+        model = BertForSequenceClassification(dsdata.load_tokenizer().get_vocab_size(), len(dsdata.PACKAGES),
+                                              **_encoder_config(args))
+        if path:
+            state = read_checkpoint(path)[0]
+            model.bert.load_state_dict({k[len("bert."):]: v for k, v in state.items() if k.startswith("bert.")})
+        return model
+
+    def datasets(self, args) -> dict:
+        self._pretrained(args)  # the sequence length is the pre-trained model's
+        return {"train": dsdata.PackageDocstrings("train", args.seq_len, args.per_class, seed=args.seed),
+                "val": dsdata.PackageDocstrings("val", args.seq_len),
+                "test": dsdata.PackageDocstrings("test", args.seq_len)}
+
+    def split_batch(self, batch):
+        ids, lengths, labels = batch
+        return (ids, lengths), labels
+
+    def restore_metadata(self, args, metadata) -> None:
+        args.from_dir = None  # the checkpoint holds the fine-tuned encoder already
+
+    def after_fit(self, model, datasets, args, device) -> None:
+        """With ``--from``: train the same model from a random encoder and record both accuracies."""
+        from ..train.loop import METRICS_NAME, fit
+
+        if not getattr(args, "from_dir", None) or args.no_scratch:
+            return
+        scratch = copy.copy(args)
+        scratch.from_dir, scratch.out = None, os.path.join(args.out, "scratch")
+        scratch.resume = None  # a resumed fine-tuning still trains its comparison afresh
+        print(f"{self.name}: the same fine-tuning from a random encoder, into {scratch.out}")
+        scratch_record = fit(self, scratch, progress=False)
+        path = os.path.join(args.out, METRICS_NAME)
+        with open(path) as f:
+            record = json.load(f)
+        record.update(pretrained_test_accuracy=record["test_accuracy"],
+                      scratch_test_accuracy=scratch_record["test_accuracy"],
+                      scratch={k: scratch_record[k] for k in ("test", "wall_time_s", "epochs")})
+        with open(path, "w") as f:
+            json.dump(record, f, indent=2)
+        print(f"{self.name}: test accuracy {record['pretrained_test_accuracy']:.4f} pre-trained vs "
+              f"{record['scratch_test_accuracy']:.4f} from scratch")
+
+
+register_recipe(BertRecipe())
+register_recipe(BertFinetuneRecipe())
