@@ -92,7 +92,8 @@ class BatchNorm2d(_BatchNorm):
 class SyncBatchNorm(_BatchNorm):
     """Batch norm over (N, C, *) inputs whose training statistics span the batches of every rank of
     the process group (:mod:`pyfastdl.distributed`), so that data parallel training normalises as one
-    process with the whole batch would. Without a group, or with one rank, it is BatchNorm exactly.
+    process with the whole batch would. Without a process group it is BatchNorm exactly (with a group
+    of one rank, the same values through the synchronised sums).
     Use :meth:`convert_sync_batchnorm` to swap it in for a model's batch norms."""
 
     _input_dims = (2, 3, 4, 5)
@@ -100,7 +101,10 @@ class SyncBatchNorm(_BatchNorm):
     def _synced(self) -> bool:
         from ... import distributed
 
-        return self.training and distributed.get_world_size() > 1
+        # under a process group, one rank included, the statistics are taken the synchronised way
+        # (sums all-reduced): the same arithmetic whatever the number of ranks, so N ranks retrace
+        # one process to the rounding of the sums' order
+        return self.training and distributed.is_initialized()
 
     @classmethod
     def convert_sync_batchnorm(cls, module, process_group=None):
