@@ -96,17 +96,19 @@ def _cmd_sample(args) -> int:
     import os
 
     from .checkpoint import read_metadata
-    from .models import gpt, lstm
+    from .models.gpt import GPTRecipe
+    from .models.gpt import sample_checkpoint as sample_gpt
+    from .models.lstm import sample_checkpoint as sample_char_lm
     from .train.loop import CHECKPOINT_NAME
 
     path = os.path.join(args.checkpoint, CHECKPOINT_NAME) if os.path.isdir(args.checkpoint) else args.checkpoint
-    if read_metadata(path).get("recipe") == gpt.GPTRecipe.name:
-        text = gpt.sample_checkpoint(path, args.length, args.temperature, args.prime, args.seed, args.device,
-                                     args.top_k)
+    if read_metadata(path).get("recipe") == GPTRecipe.name:
+        text = sample_gpt(path, args.length, args.temperature, args.prime, args.seed, args.device,
+                         args.top_k)
     else:
         if args.top_k is not None:
             raise ValueError("sample: --top-k is for GPT checkpoints (a char-lm samples from every character)")
-        text = lstm.sample_checkpoint(path, args.length, args.temperature, args.prime, args.seed, args.device)
+        text = sample_char_lm(path, args.length, args.temperature, args.prime, args.seed, args.device)
     print(args.prime + text)
     return 0
 

@@ -755,3 +755,124 @@ def _(rng):
         E([x, (1, 1)], ValueError, "mode", mode="circular-ish"),
         E([x, (-5, 0)], ValueError, "pad"),
     ]
+
+
+# =============================================================================================
+# pyfastdl.kernels: normalisation, softmax and cross-entropy, optimizer updates (CPU kernels)
+# =============================================================================================
+
+
+def _bn_args(rng, x=None, w=None):
+    return [x if x is not None else arr(rng, 4, 3, 5, 5), w if w is not None else arr(rng, 3), arr(rng, 3),
+            np.zeros(3, np.float32), np.ones(3, np.float32), True]
+
+
+@op("kernels", "batch_norm_forward", ("batch_norm",))
+def _(rng):
+    return [Call(tuple(_bn_args(rng))), Call(tuple(_bn_args(rng)[:5] + [False]))], [
+        E(_bn_args(rng, x=arr(rng, 4, 3, 5, 5).astype(np.float16)), TypeError, "input"),
+        E(_bn_args(rng, w=arr(rng, 4)), ValueError, "weight"),
+        E(_bn_args(rng, x=arr(rng, 5)), ValueError, "input"),
+        E(_bn_args(rng), ValueError, "variant", variant="slow"),
+    ]
+
+
+def _bn_backward_args(rng, g=None, mean=None):
+    x = arr(rng, 4, 3, 5, 5)
+    _, m, s = K.batch_norm_forward(x, arr(rng, 3), arr(rng, 3), None, None, True)
+    return [g if g is not None else arr(rng, 4, 3, 5, 5), x, arr(rng, 3), m if mean is None else mean, s, True]
+
+
+@op("kernels", "batch_norm_backward", ("batch_norm",))
+def _(rng):
+    return [Call(tuple(_bn_backward_args(rng)))], [
+        E(_bn_backward_args(rng, g=arr(rng, 4, 3, 5, 4)), ValueError, "grad_output"),
+        E(_bn_backward_args(rng, mean=arr(rng, 2)), ValueError, "mean"),
+    ]
+
+
+@op("kernels", "layer_norm_forward", ("layer_norm",))
+def _(rng):
+    return [Call((arr(rng, 4, 6), (6,))), Call((arr(rng, 2, 3, 6), (3, 6), arr(rng, 3, 6), arr(rng, 3, 6)))], [
+        E((arr(rng, 4, 6), (5,)), ValueError, "normalized_shape"),
+        E((arr(rng, 4, 6), (6,), arr(rng, 5)), ValueError, "weight"),
+        E((arr(rng, 4, 6).astype(np.float16), (6,)), TypeError, "input"),
+    ]
+
+
+def _ln_backward_args(rng, g=None, shape=(6,)):
+    x = arr(rng, 4, 6)
+    _, m, s = K.layer_norm_forward(x, (6,))
+    return [g if g is not None else arr(rng, 4, 6), x, shape, None, m, s]
+
+
+@op("kernels", "layer_norm_backward", ("layer_norm",))
+def _(rng):
+    return [Call(tuple(_ln_backward_args(rng)))], [
+        E(_ln_backward_args(rng, g=arr(rng, 4, 5)), ValueError, "grad_output"),
+        E(_ln_backward_args(rng, shape=(4,)), ValueError, "normalized_shape"),
+    ]
+
+
+for _name in ("softmax", "log_softmax"):
+
+    @op("kernels", f"{_name}_forward", (_name,))
+    def _(rng, _name=_name):
+        return [Call((arr(rng, 3, 4),)), Call((arr(rng, 2, 3, 5, dtype=np.float64),))], [
+            E((arr(rng, 3, 4).astype(np.float16),), TypeError, "input"),
+            E((arr(rng, 3, 4),), ValueError, "variant", variant="slow"),
+        ]
+
+    @op("kernels", f"{_name}_backward", (_name,))
+    def _(rng, _name=_name):
+        out = getattr(K, f"{_name}_forward")(arr(rng, 3, 4))
+        return [Call((out, arr(rng, 3, 4)))], [
+            E((out, arr(rng, 3, 5)), ValueError, "grad_output"),
+            E((out, arr(rng, 3, 4, dtype=np.float64)), TypeError, "grad_output"),
+        ]
+
+
+@op("kernels", "cross_entropy_forward", ("cross_entropy",))
+def _(rng):
+    x = arr(rng, 3, 4)
+    return [Call((x, [0, 1, 2])), Call((x, [0, -100, 3]), dict(label_smoothing=0.1, weight=arr(rng, 4)))], [
+        E((x, [0, 1, 7]), IndexError, "target"),
+        E((x, [0, 1]), ValueError, "target"),
+        E((x, [0, 1, 2]), ValueError, "label_smoothing", label_smoothing=1.5),
+        E((x, [0, 1, 2]), ValueError, "weight", weight=arr(rng, 3)),
+    ]
+
+
+@op("kernels", "cross_entropy_backward", ("cross_entropy",))
+def _(rng):
+    x = arr(rng, 3, 4)
+    _, lse = K.cross_entropy_forward(x, [0, 1, 2])
+    return [Call((x, [0, 1, 2], lse))], [
+        E((x, [0, 1, 2], arr(rng, 2)), ValueError, "lse"),
+        E((x, [0, 1], lse), ValueError, "target"),
+    ]
+
+
+@op("kernels", "sgd_step", ("sgd", "SGD"))
+def _(rng):
+    return [Call(([arr(rng, 3)], [arr(rng, 3)], None, [False]), dict(lr=0.1)),
+            Call(([arr(rng, 3)], [arr(rng, 3)], [arr(rng, 3)], [True]), dict(lr=0.1, momentum=0.9, nesterov=True))], [
+        E(([], [], None, []), ValueError, "params", lr=0.1),
+        E(([arr(rng, 3)], [arr(rng, 4)], None, [False]), ValueError, "grads", lr=0.1),
+        E(([arr(rng, 3)], [arr(rng, 3)], None, [False]), ValueError, "lr", lr=float("nan")),
+        E(([arr(rng, 3)], [arr(rng, 3)], None, [True]), ValueError, "momentum_buffers", lr=0.1, momentum=0.9),
+    ]
+
+
+@op("kernels", "adam_step", ("adam", "Adam"))
+def _(rng):
+    def args(g=None, dtype=np.float32):
+        return ([arr(rng, 3, dtype=dtype)], [g if g is not None else arr(rng, 3, dtype=dtype)], [arr(rng, 3)],
+                [np.abs(arr(rng, 3))], None)
+
+    return [Call((*args(), [1]), dict(lr=0.1)), Call((*args(), [3]), dict(lr=0.1, decoupled=True, weight_decay=0.01))], [
+        E((*args(g=arr(rng, 4)), [1]), ValueError, "grads", lr=0.1),
+        E((*args(), [0]), ValueError, "steps", lr=0.1),
+        E((*args(), [1]), ValueError, "beta1", lr=0.1, betas=(1.5, 0.9)),
+        E((*args(dtype=np.float16), [1]), TypeError, "params", lr=0.1),
+    ]

@@ -56,9 +56,14 @@ def batch_norm_backward(grad_output, input, weight, mean, invstd, training, outp
     return gx, gw, gb
 
 
-def _layer(x, normalized_shape, eps):
-    """(NormArgs, k): k = the number of normalised trailing dimensions."""
-    k = 1 if isinstance(normalized_shape, int) else len(normalized_shape)
+def _layer(op, x, normalized_shape, eps):
+    """(NormArgs, k): k = the number of normalised trailing dimensions, which must be
+    ``normalized_shape``."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    k = len(shape)
+    if k == 0 or k > x.ndim or tuple(x.shape[x.ndim - k:]) != shape:
+        raise ValueError(f"{op}: normalized_shape {shape} is not the trailing dimensions of the input's shape "
+                         f"{tuple(x.shape)}")
     return _layer_args(tuple(x.shape), k, float(eps)), k
 
 
@@ -66,7 +71,7 @@ def layer_norm_forward(input, normalized_shape, weight=None, bias=None, eps=1e-5
     """Layer norm over the trailing ``normalized_shape`` of input -> (output, mean, invstd), the last
     two with one value per row (input.shape without normalized_shape)."""
     x = _dispatch.kernel_input(input)
-    a, k = _layer(x, normalized_shape, eps)
+    a, k = _layer("layer_norm_forward", x, normalized_shape, eps)
     rows = x.shape[:x.ndim - k]
     y, mean, invstd = _dispatch.outputs(out, x, x.shape, rows, rows)
     _dispatch.launch("layer_norm_forward", variant, a, x, _flat(weight), _flat(bias), mean.reshape(-1),
@@ -79,7 +84,7 @@ def layer_norm_backward(grad_output, input, normalized_shape, weight, mean, invs
     """Gradients (grad_input, grad_weight, grad_bias) of layer norm from the forward's input and
     statistics; grad_weight and grad_bias have ``normalized_shape``."""
     x = _dispatch.kernel_input(input)
-    a, k = _layer(x, normalized_shape, 0.0)
+    a, k = _layer("layer_norm_backward", x, normalized_shape, 0.0)
     gx, gw, gb = _grads(x, output_mask, a.features)
     _dispatch.launch("layer_norm_backward", variant, a, _dispatch.kernel_input(grad_output), x, _flat(weight),
                      _flat(mean), _flat(invstd), gx, gw, gb)

@@ -24,6 +24,7 @@ _ce_args = _dispatch.cached(_C.SoftmaxArgs.cross_entropy)
 
 
 def _forward(input, log, variant, out):  # noqa: A002
+    _dispatch.kernel_name(("log_" if log else "") + "softmax_forward", variant)  # a bad variant, by the op's name
     x = _dispatch.kernel_input(input)
     (y,) = _dispatch.outputs(out, x, x.shape)
     _dispatch.launch("softmax_forward", variant, _softmax_args(tuple(x.shape)), x, y, log)
@@ -31,6 +32,7 @@ def _forward(input, log, variant, out):  # noqa: A002
 
 
 def _backward(output, grad_output, log, variant, out):
+    _dispatch.kernel_name(("log_" if log else "") + "softmax_backward", variant)
     y = _dispatch.kernel_input(output)
     (gx,) = _dispatch.outputs(out, y, y.shape)
     _dispatch.launch("softmax_backward", variant, _softmax_args(tuple(y.shape)), y,
