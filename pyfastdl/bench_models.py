@@ -312,7 +312,8 @@ def peak_memory(case: str, library: str) -> float | None:
     """Peak RSS above the imports (MiB) of MEMORY_STEPS steps of ``case`` with ``library``, measured in
     a fresh process (None if that process failed)."""
     code = f"from pyfastdl.bench_models import _memory_child; _memory_child({case!r}, {library!r})"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    # PYTHONSAFEPATH: the child imports the pyfastdl this process runs, not a source folder in the cwd
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONSAFEPATH="1")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     if out.returncode != 0:
         print(f"  memory of {case} ({library}) failed: {out.stderr.strip().splitlines()[-1:]}", file=sys.stderr)

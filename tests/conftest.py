@@ -9,6 +9,10 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))  # makes tests/reference importable
+# Subprocesses the tests start (python -c, python -m pyfastdl, mpiexec) import the installed package
+# too: with the checkout as the current directory, Python would otherwise put its source folder
+# (which holds no compiled _C) first on their path. Python 3.11+; the variable is ignored before.
+os.environ["PYTHONSAFEPATH"] = "1"
 
 
 @pytest.fixture

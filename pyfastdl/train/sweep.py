@@ -149,7 +149,10 @@ def _run(argv: list[str], folder: str) -> dict:
     start = time.perf_counter()
     with open(os.path.join(folder, "log.txt"), "w") as log:
         rc = subprocess.call([sys.executable, "-m", "pyfastdl", *argv], stdout=log, stderr=subprocess.STDOUT,
-                             env=dict(os.environ, OMP_NUM_THREADS=argv[argv.index("--threads") + 1]))
+                             # PYTHONSAFEPATH: the run imports the pyfastdl this process runs, not a
+                             # source folder that happens to be the current directory
+                             env=dict(os.environ, OMP_NUM_THREADS=argv[argv.index("--threads") + 1],
+                                      PYTHONSAFEPATH="1"))
     seconds = time.perf_counter() - start
     if rc == 0 and os.path.exists(os.path.join(folder, "metrics.json")):
         with open(os.path.join(folder, DONE), "w") as f:
