@@ -7,7 +7,7 @@ propagation, bad input, and torch where installed."""
 
 import numpy as np
 import pytest
-from conftest import requires_torch
+from conftest import TOL, leaf, rel_err, requires_torch
 from reference import nn as nn_ref
 from reference import softmax as ref
 
@@ -16,19 +16,7 @@ import pyfastdl.nn.functional as F
 from pyfastdl import kernels
 from pyfastdl.testing import gradcheck
 
-TOL = {np.float64: 1e-10, np.float32: 1e-5}
 SHAPES = [(1, 1), (3, 1), (2, 3, 17), (5, 1000), (4, 2, 3, 129), (300, 64)]
-
-
-def rel_err(out, want):
-    out, want = np.asarray(out, np.float64), np.asarray(want, np.float64)
-    assert out.shape == want.shape, (out.shape, want.shape)
-    assert not np.isnan(out).any(), "output holds NaN"
-    return np.linalg.norm(out - want) / max(np.linalg.norm(want), 1e-300)
-
-
-def leaf(a):
-    return pf.tensor(a, requires_grad=True)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
