@@ -32,13 +32,6 @@
 namespace pyfastdl::cpu::PYFASTDL_ISA {
 namespace {
 
-// Below this many values the kernels run on one thread.
-constexpr int64_t kParallelMin = int64_t{1} << 14;
-
-using vec::for_vectors;
-using vec::load_n;
-using vec::Vec;
-
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // max(x) of a row; NaN if the row holds one.
@@ -87,22 +80,24 @@ void softmax_forward_cpu(const SoftmaxArgs& a, const T* x, T* y, bool log) {
   for (int64_t r = 0; r < a.rows; ++r) {
     const T* __restrict xr = x + r * n;
     T* __restrict yr = y + r * n;
+    // One pass for both: e = exp(x - m) and its sum s (softmax keeps e), then y = e / s or
+    // y = x - (m + log s).
     const T m = row_max(xr, n);
-    if (log) {
-      const T shift = m + std::log(row_exp_sum(xr, n, m));
-#pragma omp simd
-      for (int64_t i = 0; i < n; ++i) yr[i] = xr[i] - shift;
-      continue;
-    }
     Vec<T> s = {};
     for_vectors<T>(n, [&](int64_t i, auto k) {
       const Vec<T> e = vec::exp_vec(load_n(xr + i, k, T(kNegInf)) - m);
-      vec::store_n(yr + i, e, k);
+      if (!log) vec::store_n(yr + i, e, k);
       s += e;
     });
-    const T inv = T(1) / vec::hsum(s);
+    if (log) {
+      const T shift = m + std::log(vec::hsum(s));
 #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) yr[i] *= inv;
+      for (int64_t i = 0; i < n; ++i) yr[i] = xr[i] - shift;
+    } else {
+      const T inv = T(1) / vec::hsum(s);
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) yr[i] *= inv;
+    }
   }
 }
 
@@ -132,11 +127,7 @@ void cross_entropy_forward_cpu(const SoftmaxArgs& a, const T* x, const int64_t* 
                                T* lse, int64_t* first_bad_row) {
   const int64_t C = a.cols;
   const T eps = T(a.label_smoothing);
-  T total_w = T(C);
-  if (weight) {
-    total_w = 0;
-    for (int64_t c = 0; c < C; ++c) total_w += weight[c];
-  }
+  const T total_w = weight ? row_sum(weight, C) : T(C);
   int64_t first_bad = -1;
 #pragma omp parallel for schedule(static) if (parallel(a))
   for (int64_t r = 0; r < a.rows; ++r) {
@@ -170,11 +161,7 @@ void cross_entropy_backward_cpu(const SoftmaxArgs& a, const T* x, const int64_t*
                                 const T* lse, const T* grad_rows, double scale, T* grad_x) {
   const int64_t C = a.cols;
   const T eps = T(a.label_smoothing);
-  T total_w = T(C);
-  if (weight) {
-    total_w = 0;
-    for (int64_t c = 0; c < C; ++c) total_w += weight[c];
-  }
+  const T total_w = weight ? row_sum(weight, C) : T(C);
 #pragma omp parallel for schedule(static) if (parallel(a))
   for (int64_t r = 0; r < a.rows; ++r) {
     const T* __restrict xr = x + r * C;
