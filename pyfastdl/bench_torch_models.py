@@ -314,6 +314,9 @@ class Transformer(nn.Module):
         kw = dict(dim_feedforward=args.d_ff, dropout=args.dropout, batch_first=True, norm_first=args.pre_norm)
         self.encoder = nn.ModuleList([nn.TransformerEncoderLayer(d, args.heads, **kw) for _ in range(args.layers)])
         self.decoder = nn.ModuleList([nn.TransformerDecoderLayer(d, args.heads, **kw) for _ in range(args.layers)])
+        for module in self.modules():  # no dropout on the attention weights, as pyfastdl's (and the paper's)
+            if isinstance(module, nn.MultiheadAttention):
+                module.dropout = 0.0
         self.encoder_norm = nn.LayerNorm(d) if args.pre_norm else None
         self.decoder_norm = nn.LayerNorm(d) if args.pre_norm else None
 
