@@ -50,7 +50,7 @@ def _cmd_eval(args) -> int:
     from .train import evaluate_checkpoint
 
     result = evaluate_checkpoint(args.checkpoint, split=args.split, device=args.device, data_dir=args.data_dir,
-                                 batch_size=args.batch_size)
+                                 batch_size=args.batch_size, limit=args.limit)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -180,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_p, predict_p = sub.choices["eval"], sub.choices["predict"]
     eval_p.add_argument("--split", default="test", choices=["train", "val", "test"], help="which split")
     eval_p.add_argument("--batch-size", type=int, help="default: the run's")
+    eval_p.add_argument("--limit", type=int, help="evaluate the first N samples of the split only (default: all)")
     predict_p.add_argument("inputs", nargs="*",
                            help="images (PNG/JPEG) or .npy arrays, sentences to translate, texts to continue or "
                                 "with [MASK]s to fill in, Reber strings (as the model reads); none: test samples")

@@ -64,7 +64,8 @@ def test_train_eval_predict(name, tmp_path, capsys, rng):
     record = json.loads((run / "metrics.json").read_text())
     capsys.readouterr()
 
-    assert main(["eval", str(run), "--json"]) == 0  # a run directory or its checkpoint, in every command
+    limit = options[options.index("--limit"):][:2] if "--limit" in options else []  # the test split the run saw
+    assert main(["eval", str(run), "--json", *limit]) == 0  # a run directory or its checkpoint, in every command
     result = json.loads(capsys.readouterr().out)
     assert result["model"] == name and result["split"] == "test" and np.isfinite(result["loss"])
     assert result[recipe.main_metric] == pytest.approx(record["test"][recipe.main_metric], rel=1e-6, nan_ok=True)

@@ -356,10 +356,12 @@ def checkpoint_path(path: str) -> str:
 def saved_arguments(metadata: dict) -> argparse.Namespace:
     """The options of the run whose checkpoint ``metadata`` is, under today's names
     (:func:`pyfastdl.train.options.upgrade_args`); an option its recipe gained since takes its default."""
-    from .recipe import get_recipe
+    from .recipe import list_recipes
 
     parser = argparse.ArgumentParser()
-    get_recipe(metadata["recipe"]).add_arguments(parser)
+    recipe = list_recipes().get(metadata["recipe"])
+    if recipe is not None:  # (an unknown recipe is reported where it is used)
+        recipe.add_arguments(parser)
     return argparse.Namespace(**{**vars(parser.parse_args([])), **upgrade_args(metadata["args"])})
 
 
@@ -620,9 +622,9 @@ def _restore(path: str, overrides: dict):
 
 
 def evaluate_checkpoint(path: str, split: str = "test", device: str = "auto", data_dir: str | None = None,
-                        batch_size: int | None = None) -> dict:
+                        batch_size: int | None = None, limit: int | None = None) -> dict:
     """Loss and metrics of the model saved at ``path`` (a run directory or its checkpoint) on one split
-    of its recipe's dataset, as the run used it (cut to its ``--limit``)."""
+    of its recipe's dataset (its first ``limit`` samples where given)."""
     if batch_size is not None:
         _check_whole("eval: --batch-size", batch_size)
     recipe, args, model = _restore(checkpoint_path(path), {"device": device, "data_dir": data_dir,
@@ -630,7 +632,9 @@ def evaluate_checkpoint(path: str, split: str = "test", device: str = "auto", da
     datasets = recipe.datasets(args)
     if datasets.get(split) is None:
         raise ValueError(f"split must be one of {[k for k, v in datasets.items() if v is not None]}, got {split!r}")
-    dataset = _limit(datasets[split], getattr(args, "limit", None))  # the split as the run saw it
+    if limit is not None:
+        _check_whole("eval: --limit", limit)
+    dataset = _limit(datasets[split], limit)
     with kernel_threads(getattr(args, "threads", None)):
         result = evaluate(recipe, model, dataset, args.device, args.batch_size, args)
     return {"model": recipe.name, "split": split, "samples": len(dataset), **result}
