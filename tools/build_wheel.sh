@@ -6,6 +6,8 @@
 #   tools/build_wheel.sh                       CPU + CUDA kernels where nvcc is found (AUTO)
 #   SKIP_TESTS=1 tools/build_wheel.sh          build and repair only
 #   SKIP_BUILD=1 tools/build_wheel.sh          test the wheel already in dist/repaired
+#   BUILD_ARGS="--sdist --wheel" ...           the wheel from the source tree, not from the sdist: the
+#                                              compiled objects stay in build/<tag> for the next build
 #   PYTEST_ARGS="-x -q" (default) ...          options of the test run
 #
 # Steps:
@@ -29,7 +31,8 @@ rm -rf "$tmp"
 mkdir -p "$tmp"
 if [ -z "${SKIP_BUILD:-}" ]; then
   rm -rf "$dist"
-  python3 -m build --outdir "$dist" .
+  # shellcheck disable=SC2086
+  python3 -m build ${BUILD_ARGS:-} --outdir "$dist" .
   wheel=$(ls "$dist"/pyfastdl-*.whl)
   auditwheel show "$wheel"
   auditwheel repair --exclude libscipy_openblas.so -w "$dist/repaired" "$wheel"
