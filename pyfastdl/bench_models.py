@@ -45,7 +45,7 @@ CASES = {
     "bahdanau": ("bahdanau", {}, None),
     "convs2s": ("convs2s", {}, None),
     "transformer": ("transformer", {}, None),
-    "resnet18": ("resnet18", {"size": 64}, None),
+    "resnet18": ("resnet18", {"image_size": 64}, None),
 }
 CONDITIONS = ("1 thread", "2 threads", "2 threads, busy")
 MEMORY_STEPS = 4
