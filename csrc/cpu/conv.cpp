@@ -27,6 +27,8 @@
 // Several images share one GEMM when P*Q is small (ResNet's 7x7 maps) so the product stays large;
 // their outputs are then scattered back to NCHW. A 1x1 kernel with stride 1 and no padding needs no
 // im2col at all: each image's x[n] (C, H*W) already is cols, and the convolution is a plain GEMM.
+// Nor does a kernel that covers the whole unpadded input (LeNet's C5: one output per image): that
+// convolution is a fully connected layer, y (N, K) = x (N, C*R*S) @ W^T, one GEMM over the batch.
 //
 // Cost: 2*N*K*P*Q*C/g*R*S flops per pass, all in OpenBLAS. im2col/col2im move R*S times the
 // input's size through memory; for 3x3 kernels on large maps this extra traffic, not the
@@ -211,6 +213,12 @@ void col2im(const Conv2dArgs& a, const T* cols, int64_t n0, int64_t nb, int64_t 
 // Offset of (image n, channel ch) in an NCHW array with `channels` channels of `plane` elements.
 int64_t at(int64_t n, int64_t ch, int64_t channels, int64_t plane) { return (n * channels + ch) * plane; }
 
+// A kernel the size of the unpadded input, one group: a fully connected layer on x viewed as (N, C*R*S).
+bool is_dense(const Conv2dArgs& a) {
+  return a.groups == 1 && a.P == 1 && a.Q == 1 && a.pad_h == 0 && a.pad_w == 0 && a.dil_h == 1 && a.dil_w == 1 &&
+         a.H == a.R && a.W == a.S;
+}
+
 // One task: images [n0, n0+m) of one group g, with the calling thread's scratch buffers, taken in
 // blocks of output rows [p0, p1) (one block unless the plan cuts single images). It knows where the
 // GEMM operands live: the im2col matrix straight in x for a pointwise convolution, else in `cols`;
@@ -300,6 +308,11 @@ void run_tasks(const Conv2dArgs& a, const Plan& plan, Fn&& fn) {
 
 template <class T>
 void conv2d_forward_im2col_cpu(const Conv2dArgs& a, const T* x, const T* w, const T* bias, T* y) {
+  if (is_dense(a)) {  // y (N, K) = x (N, CRS) @ W^T + bias: element (n, k) as plane n, row k of length 1
+    gemm(false, true, a.N, a.K, a.col_rows(), T(1), x, a.col_rows(), w, a.col_rows(), T(0), y, a.K);
+    if (bias) copy_planes<T>(y, a.K, 1, y, a.K, 1, a.N, a.K, 1, bias);
+    return;
+  }
   const Plan plan(a, omp_get_max_threads());
   const int64_t Kg = a.K_per_group(), CRS = a.col_rows();
   run_tasks(a, plan, [&](int64_t t) {
@@ -316,6 +329,8 @@ void conv2d_forward_im2col_cpu(const Conv2dArgs& a, const T* x, const T* w, cons
 
 template <class T>
 void conv2d_backward_input_im2col_cpu(const Conv2dArgs& a, const T* dy, const T* w, T* dx) {
+  if (is_dense(a)) return gemm(false, false, a.N, a.col_rows(), a.K, T(1), dy, a.K, w, a.col_rows(), T(0), dx,
+                               a.col_rows());  // dx (N, CRS) = dy (N, K) @ W
   const Plan plan(a, omp_get_max_threads());
   const int64_t Kg = a.K_per_group(), Cg = a.C_per_group(), CRS = a.col_rows(), HW = a.H * a.W;
   run_tasks(a, plan, [&](int64_t t) {
@@ -345,6 +360,8 @@ void conv2d_backward_input_im2col_cpu(const Conv2dArgs& a, const T* dy, const T*
 constexpr int64_t kPartialBudget = int64_t(64) << 20;  // bytes
 template <class T>
 void conv2d_backward_weight_im2col_cpu(const Conv2dArgs& a, const T* x, const T* dy, T* dw) {
+  if (is_dense(a)) return gemm(true, false, a.K, a.col_rows(), a.N, T(1), dy, a.K, x, a.col_rows(), T(0), dw,
+                               a.col_rows());  // dW (K, CRS) = dy^T @ x (N, CRS)
   const Plan plan(a, omp_get_max_threads());
   const int64_t Kg = a.K_per_group(), CRS = a.col_rows(), size = a.K * CRS;
   auto accumulate = [&](int64_t t, T* into, T first_beta) {
@@ -463,28 +480,61 @@ void conv2d_backward_weight_reference_cpu(const Conv2dArgs& a, const T* x, const
     }
 }
 
-// ---- fast: the algorithm per shape ---------------------------------------------------------------------
+// ---- fast: the algorithm per shape and pass ----------------------------------------------------------
 
-// Whether Winograd beats im2col + GEMM. Measured on the models' shapes (see the table above), it
-// loses only where the channels are too few for its products to outweigh its transforms and copies.
-bool winograd_pays(const Conv2dArgs& a) { return winograd_applies(a) && a.C >= 8 && a.K >= 8; }
+// Which variant computes a pass of this convolution: measured per layer and pass on the models'
+// shapes (the table above; AVX2, one thread). In words:
+//   * im2col for 1x1 kernels and kernels that cover the whole input (no copy: plain GEMMs);
+//   * Winograd for 3x3 stride-1 layers with >= 8 channels in and out, except the weight gradient on
+//     maps under 7x7, where most of a 4x4 tile's outputs fall outside the map (direct there);
+//   * direct for the rest (5x5 kernels, strides, few channels) where its register tiles fill: output
+//     rows of >= 4 values; for the input gradient >= 16 input channels (the vectors of that pass)
+//     and rows of >= 4; for the weight gradient maps of >= 16 outputs, and not a strided layer with
+//     >= 8 input channels nor one with few input channels and many outputs (there im2col's GEMM wins);
+//   * im2col elsewhere.
+enum class Pass { forward, input, weight };
+enum class Algo { im2col, winograd, direct };
+Algo pick(const Conv2dArgs& a, Pass pass) {
+  if (is_dense(a) || a.is_pointwise()) return Algo::im2col;
+  if (winograd_applies(a) && a.C >= 8 && a.K >= 8)
+    return pass == Pass::weight && a.P * a.Q < 49 ? Algo::direct : Algo::winograd;
+  if (!direct_applies(a, pass == Pass::input)) return Algo::im2col;
+  const bool strided = a.stride_h > 1 || a.stride_w > 1;
+  switch (pass) {
+    case Pass::forward: return a.Q >= 4 ? Algo::direct : Algo::im2col;
+    case Pass::input: return a.C >= 16 && a.W >= 4 ? Algo::direct : Algo::im2col;
+    default: {
+      const bool gemm_wins = (strided && a.C >= 8) || (a.C < 8 && a.K > 32);
+      return a.P * a.Q >= 16 && !gemm_wins ? Algo::direct : Algo::im2col;
+    }
+  }
+}
 
 template <class T>
 void conv2d_forward_cpu(const Conv2dArgs& a, const T* x, const T* w, const T* bias, T* y) {
-  if (winograd_pays(a)) return conv2d_forward_winograd_cpu(a, x, w, bias, y);
-  conv2d_forward_im2col_cpu(a, x, w, bias, y);
+  switch (pick(a, Pass::forward)) {
+    case Algo::winograd: return conv2d_forward_winograd_cpu(a, x, w, bias, y);
+    case Algo::direct: return conv2d_forward_direct_cpu(a, x, w, bias, y);
+    default: return conv2d_forward_im2col_cpu(a, x, w, bias, y);
+  }
 }
 
 template <class T>
 void conv2d_backward_input_cpu(const Conv2dArgs& a, const T* dy, const T* w, T* dx) {
-  if (winograd_pays(a)) return conv2d_backward_input_winograd_cpu(a, dy, w, dx);
-  conv2d_backward_input_im2col_cpu(a, dy, w, dx);
+  switch (pick(a, Pass::input)) {
+    case Algo::winograd: return conv2d_backward_input_winograd_cpu(a, dy, w, dx);
+    case Algo::direct: return conv2d_backward_input_direct_cpu(a, dy, w, dx);
+    default: return conv2d_backward_input_im2col_cpu(a, dy, w, dx);
+  }
 }
 
 template <class T>
 void conv2d_backward_weight_cpu(const Conv2dArgs& a, const T* x, const T* dy, T* dw) {
-  if (winograd_pays(a)) return conv2d_backward_weight_winograd_cpu(a, x, dy, dw);
-  conv2d_backward_weight_im2col_cpu(a, x, dy, dw);
+  switch (pick(a, Pass::weight)) {
+    case Algo::winograd: return conv2d_backward_weight_winograd_cpu(a, x, dy, dw);
+    case Algo::direct: return conv2d_backward_weight_direct_cpu(a, x, dy, dw);
+    default: return conv2d_backward_weight_im2col_cpu(a, x, dy, dw);
+  }
 }
 
 PYFASTDL_ISA_INSTANTIATE(PYFASTDL_CONV_KERNELS)
