@@ -1,20 +1,26 @@
 // 2-D convolution on the CPU: forward, input gradient, weight gradient (NCHW, float32/float64).
 // Variants: "im2col" (below), "winograd" (conv_winograd.cpp: F(4x4, 3x3) for 3x3 stride-1 layers),
-// "fast" = winograd where it applies and C, K >= 8, im2col elsewhere (the end of this file), and
-// "reference" (direct loops).
+// "direct" (conv_direct.cpp: packed weights and register tiles, no im2col copy), "fast" = the one
+// measured fastest per shape and pass (pick(), the end of this file), and "reference" (direct loops).
 //
-// What each step bought (float32, one thread, ratio = torch 2.13's time / ours, median over the 25
+// What each step bought (float32, one thread, ratio = torch 2.13's time / ours, median over the
 // convolution layers of LeNet-5, NIN, CIFAR ResNet-20, FCN-8s and YOLOv1 at their CPU recipes' sizes
 // and batch sizes, forward / input gradient / weight gradient; 2-core AMD EPYC Zen 3 VM, AVX2, no
-// AVX-512, thread CPU time of ours and torch's calls alternated, machine shared with a load of ~20):
+// AVX-512, thread CPU time of ours and torch's calls alternated, machine shared with a load of 6-20):
 //                                                                  forward  input grad  weight grad  worst
-//   1. im2col + GEMM (OpenBLAS)                                       0.77     0.77        0.87      0.52
-//   2. + Winograd F(4x4, 3x3) on the 13 3x3 stride-1 layers          1.18     1.30        1.07      0.52
+//   1. im2col + GEMM (OpenBLAS)                      (25 layers)      0.77     0.77        0.87      0.52
+//   2. + Winograd F(4x4, 3x3) on the 3x3 stride-1 layers (25)         1.18     1.30        1.07      0.52
+//   2. the same, remeasured on 31 layers (every distinct one)         1.17     1.33        1.12      0.52
+//   3. + direct on 5x5, strided and few-channel layers, and a kernel
+//      covering the whole input as one GEMM (31 layers)               1.17     1.36        1.19      0.79
+// Rung 3 lifted the worst layers: NIN's 5x5 on 24 channels 0.52-0.68 -> 0.84-0.89, YOLO's 5x5
+// stride-2 stem 0.59-0.61 -> 0.80-0.98, LeNet's C3 0.68-0.77 -> 0.80-1.59 and C5 0.67-1.04 -> 2.2-3.4.
 // Winograd's own rungs (conv_winograd.cpp): broadcasting the micro-kernel's operand with a vector
 // constructor instead of `0 + x` (2.4x on its products), skewing the 36 points' strides off powers
 // of two and vectorising the weight transform (4x on that transform at 64-128 channels).
-// The rest of the gap is in im2col's layers: 5x5 kernels (LeNet, NIN: 0.55-0.8), YOLO's 5x5 stride-2
-// stem on 3 channels (0.55) and ResNet-20's stride-2 3x3 (0.75-0.95).
+// What is left under 1.0 (at this load, +-10% from run to run): ResNet-20's stride-2 layers
+// (0.8-1.0), YOLO's 3x3 layers on 16-32 channels (input and weight gradients 0.85-0.93), LeNet's C3
+// input gradient (0.8, im2col: 6 input channels), NIN's 5x5 on 24 channels (0.84-0.89).
 //
 // Algorithm ("im2col" variant): im2col + GEMM. For one group g and a chunk of nb images, im2col copies
 // every input patch into a column of a matrix
@@ -58,6 +64,7 @@
 #include <cstring>
 #include <memory>
 
+#include "cpu/conv_tiles.h"
 #include "cpu/gemm.h"
 #include "cpu/parallel.h"
 
@@ -488,9 +495,10 @@ void conv2d_backward_weight_reference_cpu(const Conv2dArgs& a, const T* x, const
 //   * Winograd for 3x3 stride-1 layers with >= 8 channels in and out, except the weight gradient on
 //     maps under 7x7, where most of a 4x4 tile's outputs fall outside the map (direct there);
 //   * direct for the rest (5x5 kernels, strides, few channels) where its register tiles fill: output
-//     rows of >= 4 values; for the input gradient >= 16 input channels (the vectors of that pass)
-//     and rows of >= 4; for the weight gradient maps of >= 16 outputs, and not a strided layer with
-//     >= 8 input channels nor one with few input channels and many outputs (there im2col's GEMM wins);
+//     rows that fill at least 3/4 of their tiles of kMR rows; for the input gradient >= 16 input
+//     channels (the vectors of that pass) and rows of >= 4; for the weight gradient maps of >= 16
+//     outputs, and not a strided layer with >= 8 input channels nor one with few input channels and
+//     many outputs (there im2col's GEMM wins);
 //   * im2col elsewhere.
 enum class Pass { forward, input, weight };
 enum class Algo { im2col, winograd, direct };
@@ -501,7 +509,10 @@ Algo pick(const Conv2dArgs& a, Pass pass) {
   if (!direct_applies(a, pass == Pass::input)) return Algo::im2col;
   const bool strided = a.stride_h > 1 || a.stride_w > 1;
   switch (pass) {
-    case Pass::forward: return a.Q >= 4 ? Algo::direct : Algo::im2col;
+    case Pass::forward: {
+      const int64_t row_tiles = (a.Q + tiles::kMR - 1) / tiles::kMR;
+      return 4 * a.Q >= 3 * row_tiles * tiles::kMR ? Algo::direct : Algo::im2col;
+    }
     case Pass::input: return a.C >= 16 && a.W >= 4 ? Algo::direct : Algo::im2col;
     default: {
       const bool gemm_wins = (strided && a.C >= 8) || (a.C < 8 && a.K > 32);
