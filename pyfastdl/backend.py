@@ -165,11 +165,16 @@ def _misplaced_arrays(device: str, args) -> str:
 
 
 def _gemm_operand(x):
-    """(transposed, C-contiguous storage) of a 2-D operand for ``_C.cpu.matmul``, or None."""
-    if x.flags.c_contiguous and x.flags.writeable:
+    """(transposed, C-contiguous storage) of a matmul operand for ``_C.cpu.matmul``, or None: the
+    array itself, or for a view with its last two dimensions swapped (weight.T, keys.transpose(1, 2))
+    the C-contiguous array it views."""
+    if not x.flags.writeable:
+        return None
+    if x.flags.c_contiguous:
         return False, x
-    if x.flags.f_contiguous and x.flags.writeable:  # a transposed view, e.g. weight.T
-        return True, x.T
+    swapped = x.swapaxes(-1, -2)
+    if swapped.flags.c_contiguous:
+        return True, swapped
     return None
 
 
@@ -182,14 +187,15 @@ def cpu_float(*arrays) -> bool:
 
 
 def matmul(a, b):
-    """``a @ b``. Two 2-D float32/float64 numpy operands (contiguous, or transposed contiguous ones)
-    go to the CPU kernels' GEMM (``_C.cpu.matmul``): OpenBLAS on pyfastdl's one thread pool, so numpy's
-    BLAS threads neither sit spinning between products nor compete with the kernels' threads;
-    everything else (batched, cupy, other dtypes) is the array library's ``@``."""
-    if cpu_float(a, b) and a.ndim == 2 and b.ndim == 2:
+    """``a @ b``. Float32/float64 numpy operands, both 2-D or both 3-D with one batch size (each
+    contiguous, or a contiguous array with its last two dimensions swapped) go to the CPU kernels'
+    GEMM (``_C.cpu.matmul``): OpenBLAS on pyfastdl's one thread pool, so numpy's BLAS threads neither
+    sit spinning between products nor compete with the kernels' threads; everything else
+    (broadcast batches, vectors, cupy, other dtypes) is the array library's ``@``."""
+    if cpu_float(a, b) and a.ndim == b.ndim and a.ndim in (2, 3) and a.shape[:-2] == b.shape[:-2]:
         sa, sb = _gemm_operand(a), _gemm_operand(b)
-        if sa is not None and sb is not None and a.shape[1] == b.shape[0]:
-            out = np.empty((a.shape[0], b.shape[1]), a.dtype)
+        if sa is not None and sb is not None and a.shape[-1] == b.shape[-2]:
+            out = np.empty(a.shape[:-1] + b.shape[-1:], a.dtype)
             if profiler._active is None:
                 return _C.cpu.matmul(sa[1], sb[1], out, sa[0], sb[0])
             with profiler.range_("matmul", "kernel"):

@@ -50,6 +50,41 @@ def test_matmul_same_bits_for_every_thread_count(shape, rng):
         np.testing.assert_array_equal(r, results[0])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["nn", "tn", "nt", "tt"])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (3, 5, 7, 2), (64, 1, 33, 48), (2, 300, 96, 200)])
+def test_batched_matmul_matches_float64(shape, layout, dtype, rng):
+    """Batches of products (ConvS2S's and attention's (B, T, d) @ (B, d, S)); a transposed operand is a
+    view with its last two dimensions swapped, as keys.transpose(1, 2)."""
+    B, M, K, N = shape
+    a = rng.standard_normal((B, M, K)).astype(dtype)
+    b = rng.standard_normal((B, K, N)).astype(dtype)
+    if layout[0] == "t":
+        a = np.ascontiguousarray(a.swapaxes(1, 2)).swapaxes(1, 2)
+    if layout[1] == "t":
+        b = np.ascontiguousarray(b.swapaxes(1, 2)).swapaxes(1, 2)
+    out = backend.matmul(a, b)
+    assert out.dtype == dtype and out.shape == (B, M, N)
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, ref, rtol=tol, atol=tol * np.sqrt(K) * np.abs(ref).max())
+
+
+def test_batched_matmul_same_bits_for_every_thread_count(rng):
+    a = rng.standard_normal((5, 130, 64)).astype(np.float32)  # fewer products than threads at 8, more at 2
+    b = rng.standard_normal((5, 64, 150)).astype(np.float32)
+    before = pf.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 8):
+            pf.set_num_threads(threads)
+            results.append(backend.matmul(a, b))
+    finally:
+        pf.set_num_threads(before)
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+
+
 def test_matmul_zero_sizes(rng):
     a = rng.standard_normal((4, 0)).astype(np.float32)
     b = rng.standard_normal((0, 3)).astype(np.float32)
@@ -58,13 +93,13 @@ def test_matmul_zero_sizes(rng):
 
 
 def test_matmul_other_operands_use_numpy(rng):
-    """Strided views, read-only arrays, mixed or integer dtypes and batches take numpy's ``@``."""
+    """Strided views, read-only arrays, mixed or integer dtypes and broadcast batches take numpy's ``@``."""
     a = rng.standard_normal((6, 8))
     b = rng.standard_normal((8, 5))
     ro = b.copy()
     ro.flags.writeable = False
     for x, y in ((a[:, ::2], b[::2]), (a, ro), (a.astype(np.float32), b), (np.arange(6).reshape(2, 3), np.eye(3)),
-                 (a[None].repeat(2, 0), b)):
+                 (a[None].repeat(2, 0), b), (a[None].repeat(2, 0), b[None])):
         np.testing.assert_allclose(backend.matmul(x, y), x @ y, rtol=1e-6)
 
 
@@ -94,6 +129,8 @@ def test_blas_stays_at_one_thread():
      "inner sizes differ"),
     ((np.ones((2, 3), np.float32), np.ones((3, 2), np.float32), np.empty((3, 2), np.float32)), ValueError, "out"),
     ((np.ones(3, np.float32), np.ones((3, 2), np.float32), np.empty((1, 2), np.float32)), ValueError, "2-D"),
+    ((np.ones((2, 2, 3), np.float32), np.ones((3, 3, 2), np.float32), np.empty((2, 2, 2), np.float32)), ValueError,
+     "batches differ"),
     ((np.ones((2, 3), ">f4"), np.ones((3, 2), ">f4"), np.empty((2, 2), np.float32)), TypeError, "byte order"),
     ((np.ones((2, 3), np.int64), np.ones((3, 2), np.int64), np.empty((2, 2), np.int64)), TypeError, "dtype"),
     (([[1.0]], np.ones((1, 1), np.float32), np.empty((1, 1), np.float32)), TypeError, "numpy array"),

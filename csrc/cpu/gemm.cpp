@@ -1,13 +1,14 @@
 // GEMM with pyfastdl's OpenMP team and single-threaded OpenBLAS calls (see gemm.h for why).
 //
 // Splitting: C is cut along its longer side, rows or columns, into blocks of 64 (more on sides over
-// 4,096: at most 64 blocks), and the threads take blocks as they finish (schedule dynamic), so a
-// thread on a core that another process shares takes fewer of them instead of holding the rest back.
-// The blocks depend on the shape alone, and each is one OpenBLAS call over the whole K, so the result
-// is the same, bit for bit, with any number of threads (one thread runs the same blocks in turn).
-// The cost of cutting: each block packs its own copy of the other operand's panel, about 1/128 of
-// the block's arithmetic. Products under kParallelMin multiply-adds (tens of microseconds) are one
-// call on the calling thread: waking the team would cost more than it saves.
+// 4,096: at most 64 blocks); a batch of products gives batch x blocks units. The threads take units
+// as they finish (schedule dynamic), so a thread on a core that another process shares takes fewer
+// of them instead of holding the rest back. The units depend on the shapes alone, and each is one
+// OpenBLAS call over the whole K, so the result is the same, bit for bit, with any number of threads
+// -- one thread, or a kernel's own task calling gemm() inside its parallel region, runs the same
+// units in turn. The cost of cutting: each block packs its own copy of the other operand's panel,
+// about 1/128 of the block's arithmetic. Products under kParallelMin multiply-adds (tens of
+// microseconds) are one call on the calling thread: waking the team would cost more than it saves.
 #include "cpu/gemm.h"
 
 #include <omp.h>
@@ -43,27 +44,55 @@ void blas(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const
                     int(lda), b, int(ldb), beta, c, int(ldc));
 }
 
+// How one product is cut: `blocks` blocks of `step` rows (by_rows) or columns of C, or one block.
+struct Split {
+  bool by_rows;
+  int64_t side, step, blocks;
+  Split(int64_t m, int64_t n, int64_t k) : by_rows(m >= n), side(by_rows ? m : n), step(side), blocks(1) {
+    if (side < 2 * kBlock || double(m) * double(n) * double(k) < double(kParallelMin)) return;
+    step = std::max(kBlock, (side + kMaxBlocks - 1) / kMaxBlocks);
+    blocks = (side + step - 1) / step;
+  }
+};
+
+// `batch` products of one shape, C_i = alpha op(A_i) op(B_i) + beta C_i, as batch * blocks units of
+// work that the team takes one at a time; inside a kernel's own parallel region (nested) the calling
+// thread runs them in turn. Either way each unit is the same OpenBLAS call.
 template <class T>
-void team_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
-               int64_t ldb, T beta, T* c, int64_t ldc) {
-  const bool nested = omp_in_parallel();  // inside a kernel's own tasks: one call on this thread
+void team_gemm(int64_t batch, bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
+               int64_t stride_a, const T* b, int64_t ldb, int64_t stride_b, T beta, T* c, int64_t ldc,
+               int64_t stride_c) {
+  const bool nested = omp_in_parallel();
   if (!nested) pin_blas_to_one_thread();
-  const bool by_rows = m >= n;
-  const int64_t side = by_rows ? m : n;
-  if (nested || side < 2 * kBlock || double(m) * double(n) * double(k) < double(kParallelMin))
-    return blas(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  const int64_t step = std::max(kBlock, (side + kMaxBlocks - 1) / kMaxBlocks);
-#pragma omp parallel for schedule(dynamic, 1) if (omp_get_max_threads() > 1)
-  for (int64_t i0 = 0; i0 < side; i0 += step) {
-    const int64_t len = std::min(step, side - i0);
-    if (by_rows)  // rows i0.. of op(A) and of C
-      blas(ta, tb, len, n, k, alpha, a + (ta ? i0 : i0 * lda), lda, b, ldb, beta, c + i0 * ldc, ldc);
+  const Split sp(m, n, k);
+  const int64_t units = batch * sp.blocks;
+  const bool parallel = !nested && units > 1 && omp_get_max_threads() > 1 &&
+                        double(batch) * double(m) * double(n) * double(k) >= double(kParallelMin);
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
+  for (int64_t u = 0; u < units; ++u) {
+    const int64_t i = u / sp.blocks, i0 = u % sp.blocks * sp.step, len = std::min(sp.step, sp.side - i0);
+    const T *ai = a + i * stride_a, *bi = b + i * stride_b;
+    T* ci = c + i * stride_c;
+    if (sp.by_rows)  // rows i0.. of op(A) and of C
+      blas(ta, tb, len, n, k, alpha, ai + (ta ? i0 : i0 * lda), lda, bi, ldb, beta, ci + i0 * ldc, ldc);
     else  // columns i0.. of op(B) and of C
-      blas(ta, tb, m, len, k, alpha, a, lda, b + (tb ? i0 * ldb : i0), ldb, beta, c + i0, ldc);
+      blas(ta, tb, m, len, k, alpha, ai, lda, bi + (tb ? i0 * ldb : i0), ldb, beta, ci + i0, ldc);
   }
 }
 
 }  // namespace
+
+void batched_gemm(int64_t batch, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                  int64_t stride_a, const float* b, int64_t ldb, int64_t stride_b, float* c, int64_t ldc,
+                  int64_t stride_c) {
+  team_gemm(batch, ta, tb, m, n, k, 1.0f, a, lda, stride_a, b, ldb, stride_b, 0.0f, c, ldc, stride_c);
+}
+
+void batched_gemm(int64_t batch, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* a, int64_t lda,
+                  int64_t stride_a, const double* b, int64_t ldb, int64_t stride_b, double* c, int64_t ldc,
+                  int64_t stride_c) {
+  team_gemm(batch, ta, tb, m, n, k, 1.0, a, lda, stride_a, b, ldb, stride_b, 0.0, c, ldc, stride_c);
+}
 
 void pin_blas_to_one_thread() {
   if (scipy_openblas_get_num_threads() != 1) scipy_openblas_set_num_threads(1);
@@ -71,12 +100,12 @@ void pin_blas_to_one_thread() {
 
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
           const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  team_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  team_gemm(1, ta, tb, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0);
 }
 
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
           const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
-  team_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  team_gemm(1, ta, tb, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0);
 }
 
 }  // namespace pyfastdl::cpu
