@@ -1,4 +1,4 @@
-"""Object detection in the shared training loop: datasets of boxes, their batches, mAP, pictures.
+"""Object detection: the recipe base, its metric (mAP), its augmentation (flips), datasets of boxes and pictures.
 
 A detection sample is an image and a variable number of boxes, so batches need their own
 collation: :class:`DetectionDataset` encodes each image's boxes into the model's fixed-shape
@@ -21,9 +21,9 @@ import os
 import numpy as np
 
 from ..data import Dataset
-from .metrics import Metric
-from .options import add_option
-from .recipe import Recipe
+from ..train.metrics import Metric
+from ..train.options import add_option
+from ..train.recipe import Recipe
 
 __all__ = ["DetectionTarget", "DetectionDataset", "SyntheticDetection", "detection_collate",
            "MeanAveragePrecision", "DetectionRecipe", "PICTURE_NAME"]
@@ -218,7 +218,7 @@ class DetectionRecipe(Recipe):
         """Draw the first 16 test images with their predicted boxes (solid, labelled with class and
         score) and ground truth (dashed) into ``<out>/predictions.png``."""
         from ..data import DataLoader
-        from .loop import predict_batch
+        from ..train.loop import predict_batch
 
         test = datasets["test"]
         images, target = next(iter(DataLoader(test, batch_size=min(16, len(test)), collate_fn=self.collate_fn)))
@@ -248,19 +248,6 @@ class DetectionRecipe(Recipe):
     def load_inputs(self, paths: list[str], args: argparse.Namespace) -> np.ndarray:
         """Colour images (PNG/JPEG, or .npy arrays (3, H, W) or (H, W, 3), 0..1 or 0..255), any size
         -> (N, 3, image_size, image_size) float32 in [0, 1]."""
-        from ..data import resize_bilinear
-        from ..data.voc import load_image
+        from ..data import read_image
 
-        out = []
-        for path in paths:
-            if path.endswith(".npy"):
-                a = np.load(path, allow_pickle=False).astype(np.float32)
-                if a.ndim == 3 and a.shape[-1] == 3 and a.shape[0] != 3:
-                    a = a.transpose(2, 0, 1)
-                if a.ndim != 3 or a.shape[0] != 3:
-                    raise ValueError(f"{path}: expected a colour image (3, H, W) or (H, W, 3), got shape {a.shape}")
-                a = a / 255.0 if a.max() > 1.0 else a
-            else:
-                a = load_image(path)
-            out.append(resize_bilinear(a, (args.image_size, args.image_size)))
-        return np.stack(out).astype(np.float32)
+        return np.stack([read_image(p, (args.image_size, args.image_size)) for p in paths])
