@@ -97,7 +97,9 @@ def test_a_recipe_imports_its_own_module_only():
     import subprocess
     import sys
 
-    code = ("import sys; from pyfastdl.train import get_recipe; get_recipe('lenet'); "
+    # `pyfastdl train lenet`: the command line's parser for it, then the recipe
+    code = ("import sys; from pyfastdl.cli import build_parser; argv = ['train', 'lenet', '--epochs', '1']; "
+            "build_parser(argv).parse_args(argv); "
             "print(sorted(m for m in sys.modules if m.startswith(('pyfastdl.models.', 'pyfastdl.tasks.'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['pyfastdl.models.lenet', 'pyfastdl.tasks.classification']"
