@@ -180,3 +180,16 @@ def test_no_import_cycles():
     report = "\n".join(f"{len(c)} modules: {' -> '.join(_a_cycle(graph, c))}\n  all: {', '.join(c)}"
                        for c in found)
     assert not found, f"import cycles in {PACKAGE}:\n{report}"
+
+
+def test_the_layers_import_downwards():
+    """The training loop knows no task and no model; a task knows no model (pyfastdl/tasks/__init__.py)."""
+    graph = import_graph()
+
+    def under(prefix):
+        return {m for m in graph if m == prefix or m.startswith(prefix + ".")}
+
+    for lower, upper in (("pyfastdl.train", "pyfastdl.tasks"), ("pyfastdl.train", "pyfastdl.models"),
+                         ("pyfastdl.tasks", "pyfastdl.models")):
+        wrong = sorted(f"{m} -> {t}" for m in under(lower) for t in graph[m] & under(upper))
+        assert not wrong, f"{lower} imports {upper}: {wrong}"
