@@ -57,13 +57,15 @@ SHAPES = {
     "yolo_128x7": (False, 32, 128, 7, 7, 128, 3, 1, 1, 1),
     "resnet_64x56": (False, 8, 64, 56, 56, 64, 3, 1, 1, 1),
     "resnet_256x14": (False, 8, 256, 14, 14, 256, 3, 1, 1, 1),
+    "resnet18_256x4": (False, 32, 256, 4, 4, 256, 3, 1, 1, 1),  # ResNet-18 at 64x64 (bench models), batch 32
+    "resnet18_512x2": (False, 32, 512, 2, 2, 512, 3, 1, 1, 1),
     "fcn_up_k4s2": (True, 4, 21, 16, 16, 21, 4, 2, 1, 1),
     "fcn_up_k16s8": (True, 4, 21, 8, 8, 21, 16, 8, 4, 1),
 }
 # The ladder's rungs: the algorithms "fast" picks from, on shapes where each is the pick.
 LADDER = {"resnet20_16x32": ("im2col", "winograd"), "resnet20_64x8": ("im2col", "winograd"),
           "yolo_128x7": ("im2col", "winograd"), "lenet_c2": ("im2col", "direct"), "yolo_c1": ("im2col", "direct"),
-          "resnet20_down32": ("im2col", "direct")}
+          "resnet20_down32": ("im2col", "direct"), "resnet18_512x2": ("im2col", "winograd")}
 CASES = ([(name, "fast") for name in SHAPES] + [("lenet_c2", "reference")]
          + [(name, v) for name, variants in LADDER.items() for v in variants])
 DIRECTIONS = ["forward", "backward_input", "backward_weight"]

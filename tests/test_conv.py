@@ -184,6 +184,9 @@ FAST_PICKS = [
     ((16, 16, 3, 2, 15), ("im2col", "im2col", "im2col")),  # stride 2, output rows of 8: tiles of 6 half empty
     ((16, 8, 1, 1, 9), ("im2col", "im2col", "im2col")),  # pointwise: plain GEMMs
     ((16, 8, 5, 1, 5), ("im2col", "im2col", "im2col")),  # the kernel covers the map: a fully connected layer
+    ((64, 128, 3, 2, 9), ("im2col", "im2col", "im2col")),  # strided, C*K > 2048: im2col's GEMM beats direct
+    ((129, 128, 3, 1, 4), ("im2col", "im2col", "im2col")),  # wide (C*K > 128*128, ResNet-18's last stages)
+    ((128, 128, 3, 1, 4), ("winograd", "winograd", "direct")),  # the widest layer Winograd takes
 ]
 
 

@@ -13,6 +13,12 @@
 //   2. the same, remeasured on 31 layers (every distinct one)         1.17     1.33        1.12      0.52
 //   3. + direct on 5x5, strided and few-channel layers, and a kernel
 //      covering the whole input as one GEMM (31 layers)               1.17     1.36        1.19      0.79
+//   4. im2col (not Winograd nor direct) on wide layers, C*K > 128*128, and on strided layers with
+//      C*K > 2048: ResNet-18 at 64x64, batch 32, the three passes of its 20 convolutions summed
+//      (thread CPU time, load 7): 1,991 -> 752 ms, torch 1,311 ms; its 512-channel 2x2 layers went
+//      from 0.16 / 0.33 / 0.49 to 1.46 / 2.07 / 6.9 (torch's weight gradient is slow there), the
+//      256-channel 4x4 ones from 0.64 / 0.49 / 0.81 to 0.89 / 0.59 / 1.36, and ImageNet's 256-channel
+//      14x14 layer (batch 8) from 0.32 / 0.31 / 0.58 to 1.03 / 0.90 / 1.28.
 // Rung 3 lifted the worst layers: NIN's 5x5 on 24 channels 0.52-0.68 -> 0.84-0.89, YOLO's 5x5
 // stride-2 stem 0.59-0.61 -> 0.80-0.98, LeNet's C3 0.68-0.77 -> 0.80-1.59 and C5 0.67-1.04 -> 2.2-3.4.
 // Winograd's own rungs (conv_winograd.cpp): broadcasting the micro-kernel's operand with a vector
@@ -491,10 +497,14 @@ void conv2d_backward_weight_reference_cpu(const Conv2dArgs& a, const T* x, const
 
 // Which variant computes a pass of this convolution: measured per layer and pass on the models'
 // shapes (the table above; AVX2, one thread). In words:
-//   * im2col for 1x1 kernels and kernels that cover the whole input (no copy: plain GEMMs);
+//   * im2col for 1x1 kernels and kernels that cover the whole input (no copy: plain GEMMs), and for
+//     wide layers, C*K > 128*128 (ResNet-18's 256- and 512-channel stages): there im2col's one large
+//     product wins, while Winograd's 36 products over 36*C*K transformed weights (above 2.4 MB for
+//     float32) and the direct kernel's register tiles fall to 0.1-0.6x torch (2x2 to 14x14 maps);
 //   * Winograd for 3x3 stride-1 layers with >= 8 channels in and out, except the weight gradient on
 //     maps under 7x7, where most of a 4x4 tile's outputs fall outside the map (direct there);
-//   * direct for the rest (5x5 kernels, strides, few channels) where its register tiles fill: output
+//   * direct for the rest with few channels (C*K <= 2048: 5x5 kernels, stems, CIFAR-sized strided
+//     layers; from ResNet-18's 64->128 stride-2 layer up, im2col is faster) where its tiles fill: output
 //     rows that fill at least 3/4 of their tiles of kMR rows; for the input gradient >= 16 input
 //     channels (the vectors of that pass) and rows of >= 4; for the weight gradient maps of >= 16
 //     outputs, and not a strided layer with >= 8 input channels nor one with few input channels and
@@ -503,10 +513,11 @@ void conv2d_backward_weight_reference_cpu(const Conv2dArgs& a, const T* x, const
 enum class Pass { forward, input, weight };
 enum class Algo { im2col, winograd, direct };
 Algo pick(const Conv2dArgs& a, Pass pass) {
-  if (is_dense(a) || a.is_pointwise()) return Algo::im2col;
+  const int64_t channel_pairs = a.C_per_group() * a.K;
+  if (is_dense(a) || a.is_pointwise() || channel_pairs > 128 * 128) return Algo::im2col;
   if (winograd_applies(a) && a.C >= 8 && a.K >= 8)
     return pass == Pass::weight && a.P * a.Q < 49 ? Algo::direct : Algo::winograd;
-  if (!direct_applies(a, pass == Pass::input)) return Algo::im2col;
+  if (channel_pairs > 2048 || !direct_applies(a, pass == Pass::input)) return Algo::im2col;
   const bool strided = a.stride_h > 1 || a.stride_w > 1;
   switch (pass) {
     case Pass::forward: {
