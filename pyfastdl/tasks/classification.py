@@ -24,6 +24,9 @@ import argparse
 
 import numpy as np
 
+from ..data import ArrayDataset, Subset, cifar, random_split_indices, read_image, shapes
+from ..data.cifar import load_cifar10
+from ..data.shapes import make_classification
 from ..nn import functional as F
 from ..train.metrics import Metric
 from ..train.options import add_option
@@ -140,19 +143,13 @@ class ImageClassificationRecipe(ClassificationRecipe):
         return len(self.class_names(args))
 
     def class_names(self, args: argparse.Namespace) -> tuple:
-        from ..data import cifar, shapes
-
         return cifar.CLASSES if args.dataset == "cifar10" else shapes.SHAPES
 
     def input_size(self, args: argparse.Namespace) -> int:
         return 32 if args.dataset == "cifar10" else args.image_size
 
     def datasets(self, args: argparse.Namespace) -> dict:
-        from ..data import ArrayDataset, Subset, random_split_indices
-
         if args.dataset == "cifar10":
-            from ..data.cifar import load_cifar10
-
             x, y = load_cifar10(args.data_dir, "train")
             train_idx, val_idx = random_split_indices(len(y), [0.9, 0.1], VAL_SPLIT_SEED)
             x = normalize(x)
@@ -161,8 +158,6 @@ class ImageClassificationRecipe(ClassificationRecipe):
                 "val": Subset(ArrayDataset(x, y), val_idx),
                 "test": ArrayDataset(*self._normalized(load_cifar10(args.data_dir, "test"))),
             }
-        from ..data.shapes import make_classification
-
         sizes = {split: min(n, args.limit) if args.limit else n
                  for split, n in (("train", args.train_size), ("val", args.val_size), ("test", args.test_size))}
         return {split: ArrayDataset(*self._normalized(make_classification(n, args.image_size, split))) if n else None
@@ -176,7 +171,5 @@ class ImageClassificationRecipe(ClassificationRecipe):
     def load_inputs(self, paths: list[str], args: argparse.Namespace) -> np.ndarray:
         """Colour images (PNG/JPEG, or .npy arrays (3, H, W) / (H, W, 3) in [0, 1]), any size ->
         (N, 3, S, S) inputs resized to the training size and scaled like the training data."""
-        from ..data import read_image
-
         size = self.input_size(args)
         return np.stack([normalize(read_image(p, (size, size))) for p in paths])

@@ -20,11 +20,15 @@ import os
 
 import numpy as np
 
-from ..data import Dataset
+from ..data import DataLoader, Dataset, read_image, resize_bilinear
+from ..data.shapes import SHAPES, make_detection
+from ..data.voc import CLASSES, VOCDetection
+from ..train.loop import predict_batch
 from ..train.metrics import Metric
 from ..train.options import add_option
 from ..train.recipe import Recipe
 from ..vision.boxes import as_boxes, box_iou
+from ..vision.draw import save_detection_grid
 
 __all__ = ["DetectionTarget", "DetectionDataset", "SyntheticDetection", "detection_collate",
            "MeanAveragePrecision", "DetectionRecipe", "PICTURE_NAME", "average_precision", "mean_average_precision"]
@@ -64,8 +68,6 @@ class SyntheticDetection(Dataset):
     ``ds[i]`` -> (image (3, size, size), (boxes (k, 4), classes (k,)))."""
 
     def __init__(self, n: int, size: int, split: str, seed: int = 0):
-        from ..data.shapes import make_detection
-
         self.images, self.targets = make_detection(n, size=size, split=split, seed=seed)
 
     def __len__(self) -> int:
@@ -92,8 +94,6 @@ class DetectionDataset(Dataset):
         return len(self.base)
 
     def __getitem__(self, i):
-        from ..data import resize_bilinear
-
         image, annotation = self.base[i]
         boxes, classes = np.asarray(annotation[0], np.float32).reshape(-1, 4), np.asarray(annotation[1], np.int64)
         difficult = np.asarray(annotation[2], bool) if len(annotation) > 2 else np.zeros(len(classes), bool)
@@ -245,15 +245,10 @@ class DetectionRecipe(Recipe):
         return len(self.class_names(args))
 
     def class_names(self, args: argparse.Namespace) -> tuple:
-        from ..data.shapes import SHAPES
-        from ..data.voc import CLASSES
-
         return CLASSES if args.dataset == "voc" else SHAPES
 
     def datasets(self, args: argparse.Namespace) -> dict:
         if args.dataset == "voc":
-            from ..data.voc import VOCDetection
-
             if not args.data_dir:
                 raise ValueError("--dataset voc needs --data-dir (the folder holding VOCdevkit)")
             base = {"train": VOCDetection(args.data_dir, args.year, "train"), "val": None,
@@ -275,8 +270,6 @@ class DetectionRecipe(Recipe):
         return {"mAP": MeanAveragePrecision(self.decode)}
 
     def _draw(self, images, output, targets, args, path, title) -> list:
-        from ..vision.draw import save_detection_grid
-
         detections = self.decode(output, self.num_classes(args), images.shape[-1], self.display_threshold)
         save_detection_grid(path, images, detections, self.class_names(args), truths=targets, title=title)
         return detections
@@ -284,9 +277,6 @@ class DetectionRecipe(Recipe):
     def after_fit(self, model, datasets: dict, args: argparse.Namespace, device: str) -> None:
         """Draw the first 16 test images with their predicted boxes (solid, labelled with class and
         score) and ground truth (dashed) into ``<out>/predictions.png``."""
-        from ..data import DataLoader
-        from ..train.loop import predict_batch
-
         test = datasets["test"]
         images, target = next(iter(DataLoader(test, batch_size=min(16, len(test)), collate_fn=self.collate_fn)))
         self._draw(images, predict_batch(model, images, device), list(target), args,
@@ -315,6 +305,4 @@ class DetectionRecipe(Recipe):
     def load_inputs(self, paths: list[str], args: argparse.Namespace) -> np.ndarray:
         """Colour images (PNG/JPEG, or .npy arrays (3, H, W) or (H, W, 3), 0..1 or 0..255), any size
         -> (N, 3, image_size, image_size) float32 in [0, 1]."""
-        from ..data import read_image
-
         return np.stack([read_image(p, (args.image_size, args.image_size)) for p in paths])

@@ -22,10 +22,15 @@ import argparse
 
 import numpy as np
 
+from ..data import ArrayDataset, DataLoader, read_image, shapes, voc
+from ..data.shapes import make_segmentation
+from ..data.voc import VOCSegmentation
 from ..nn import functional as F
+from ..train.loop import predict_batch
 from ..train.metrics import Metric
 from ..train.options import add_option
 from ..train.recipe import Recipe
+from ..vision.segmentation import save_overlay_grid
 from .classification import denormalize, normalize
 
 __all__ = ["SegmentationRecipe", "confusion_matrix", "iou_per_class", "MeanIoU", "PixelAccuracy",
@@ -160,16 +165,10 @@ class SegmentationRecipe(Recipe):
         return len(self.class_names(args))
 
     def class_names(self, args: argparse.Namespace) -> tuple:
-        from ..data import shapes, voc
-
         return ("background",) + (voc.CLASSES if args.dataset == "voc" else shapes.SHAPES)
 
     def datasets(self, args: argparse.Namespace) -> dict:
-        from ..data import ArrayDataset
-
         if args.dataset == "voc":
-            from ..data.voc import VOCSegmentation
-
             # VOC2012 has no public test masks: its val split is the test set (as in the paper).
             return {
                 "train": SegmentationDataset(VOCSegmentation(args.data_dir, "2012", "train"),
@@ -177,8 +176,6 @@ class SegmentationRecipe(Recipe):
                 "test": SegmentationDataset(VOCSegmentation(args.data_dir, "2012", "val"),
                                             RandomCrop(VOC_EVAL_SIZE, IGNORE_INDEX, random=False), normalize),
             }
-        from ..data.shapes import make_segmentation
-
         splits = {}
         for split, n in (("train", args.train_size), ("val", args.val_size), ("test", args.test_size)):
             n = min(n, args.limit) if args.limit else n
@@ -201,8 +198,6 @@ class SegmentationRecipe(Recipe):
         in the true mask, where known)."""
         import os
 
-        from ..vision.segmentation import save_overlay_grid
-
         masks = self.predict(output)
         labels = self.class_names(args)
         known = all(t is not None for t in targets)
@@ -222,9 +217,6 @@ class SegmentationRecipe(Recipe):
 
     def after_fit(self, model, datasets, args, device) -> None:
         """``predictions.png`` in the run directory: the first 8 test images, predicted and true masks."""
-        from ..data import DataLoader
-        from ..train.loop import predict_batch
-
         loader = DataLoader(datasets["test"], batch_size=min(8, len(datasets["test"])))
         x, target = next(iter(loader))
         output = predict_batch(model, x, device)
@@ -233,7 +225,5 @@ class SegmentationRecipe(Recipe):
     def load_inputs(self, paths: list[str], args: argparse.Namespace) -> np.ndarray:
         """Colour images (PNG/JPEG or .npy), resized to the training --image-size for shapes, as they are for
         VOC (then all of one size) -> (N, 3, H, W) inputs scaled like the training data."""
-        from ..data import read_image
-
         size = (args.image_size, args.image_size) if args.dataset == "shapes" else None
         return np.stack([normalize(read_image(p, size)) for p in paths])

@@ -50,12 +50,13 @@ import numpy as np
 
 from ..autograd import no_grad
 from ..creation import tensor
+from ..data import Subset, random_split_indices
 from ..data import parallel_text as data
-from ..data.dataset import Subset
 from ..data.parallel_text import Vocab, detokenize, pad_sequences
 from ..nn import functional as F
 from ..tensor import Tensor
 from ..text.decoding import beam_search, greedy_search
+from ..train.loop import _restore, checkpoint_path, kernel_threads
 from ..train.metrics import Metric
 from ..train.options import add_option
 from ..train.recipe import Recipe
@@ -240,8 +241,6 @@ class TranslationRecipe(Recipe):
             train, held = data.number_split(args.train_size, args.val_size + args.test_size, seed=0)
             splits = (train, held[args.test_size:], held[: args.test_size])
             return [[(data.tokenize(e), data.tokenize(g)) for e, g in data.number_pairs(s)] for s in splits]
-        from ..data import random_split_indices
-
         pairs = [(data.tokenize(s), data.tokenize(t)) for s, t in data.read_parallel_text(args.src, args.tgt)]
         fractions = [1.0 - args.val_fraction - args.test_fraction, args.val_fraction, args.test_fraction]
         if fractions[0] <= 0:
@@ -345,8 +344,6 @@ def translate_checkpoint(path: str, sentences: list[str], beam: int = 1, alpha: 
     """Translate ``sentences`` with the model saved at ``path`` (a run directory or its
     checkpoint.safetensors); ``beam`` 1 is greedy. ``alignment``: a PNG path for the attention heat
     map of the first sentence (models with ``alignment()`` only). Returns the translations."""
-    from ..train.loop import _restore, checkpoint_path, kernel_threads
-
     recipe, args, model = _restore(checkpoint_path(path), {"device": device})
     if not isinstance(recipe, TranslationRecipe):
         raise ValueError(f"{path}: a {recipe.name} checkpoint is not a translation model")
