@@ -11,6 +11,7 @@
 
 #include <string>
 
+#include "cpu/gemm.h"
 #include "cpu/isa.h"
 
 #ifdef PYFASTDL_WITH_CUDA
@@ -27,14 +28,15 @@ void bind_attention(py::module_& m);
 void bind_norm(py::module_& m);
 void bind_softmax(py::module_& m);
 void bind_optim(py::module_& m);
+void bind_gemm(py::module_& m);
 }  // namespace pyfastdl
 
-extern "C" void scipy_openblas_set_num_threads(int);
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "pyfastdl's compiled kernels (CPU in _C.cpu, CUDA in _C.cuda when built with nvcc)";
 
   auto cpu = m.def_submodule("cpu", "C++ kernels: OpenMP, vectorised, OpenBLAS for matrix products");
+  pyfastdl::cpu::pin_blas_to_one_thread();
   cpu.attr("FAMILIES") = py::list();
   cpu.def("get_num_threads", [] { return omp_get_max_threads(); }, "OpenMP threads the CPU kernels use");
   cpu.def(
@@ -42,9 +44,10 @@ PYBIND11_MODULE(_C, m) {
       [](int n) {
         if (n < 1) throw py::value_error("set_num_threads: n must be >= 1, got " + std::to_string(n));
         omp_set_num_threads(n);
-        scipy_openblas_set_num_threads(n);
       },
-      py::arg("n"), "Set the threads used by the OpenMP kernels and by OpenBLAS");
+      py::arg("n"),
+      "Set the threads of the CPU kernels' one pool, OpenMP's (OpenBLAS stays at one thread: the team "
+      "splits large matrix products itself)");
   cpu.def("best_isa", [] { return pyfastdl::cpu::isa_name(pyfastdl::cpu::best_isa()); },
           "Widest instruction set ('base', 'avx2', 'avx512') this build has and this CPU supports");
   cpu.def("get_isa", [] { return pyfastdl::cpu::isa_name(pyfastdl::cpu::active_isa()); },
@@ -73,4 +76,5 @@ PYBIND11_MODULE(_C, m) {
   pyfastdl::bind_norm(m);
   pyfastdl::bind_softmax(m);
   pyfastdl::bind_optim(m);
+  pyfastdl::bind_gemm(m);
 }

@@ -164,6 +164,35 @@ def _misplaced_arrays(device: str, args) -> str:
     return ", ".join(found)
 
 
+def _gemm_operand(x):
+    """(transposed, C-contiguous storage) of a 2-D operand for ``_C.cpu.matmul``, or None."""
+    if x.flags.c_contiguous and x.flags.writeable:
+        return False, x
+    if x.flags.f_contiguous and x.flags.writeable:  # a transposed view, e.g. weight.T
+        return True, x.T
+    return None
+
+
+def matmul(a, b):
+    """``a @ b``. Two 2-D float32/float64 numpy operands (contiguous, or transposed contiguous ones)
+    go to the CPU kernels' GEMM (``_C.cpu.matmul``): OpenBLAS on pyfastdl's one thread pool, so numpy's
+    BLAS threads neither sit spinning between products nor compete with the kernels' threads;
+    everything else (batched, cupy, other dtypes) is the array library's ``@``."""
+    if (type(a) is np.ndarray and type(b) is np.ndarray and a.ndim == 2 and b.ndim == 2 and a.dtype == b.dtype
+            and a.dtype in _GEMM_DTYPES):
+        sa, sb = _gemm_operand(a), _gemm_operand(b)
+        if sa is not None and sb is not None and a.shape[1] == b.shape[0]:
+            out = np.empty((a.shape[0], b.shape[1]), a.dtype)
+            if profiler._active is None:
+                return _C.cpu.matmul(sa[1], sb[1], out, sa[0], sb[0])
+            with profiler.range_("matmul", "kernel"):
+                return _C.cpu.matmul(sa[1], sb[1], out, sa[0], sb[0])
+    return a @ b
+
+
+_GEMM_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def contiguous(array):
     """The array itself when C-contiguous, else a contiguous copy (kernels need contiguous input)."""
     if array.flags.c_contiguous:
@@ -207,15 +236,23 @@ def _add_rows(target, rows, values):
 
 
 def set_num_threads(n: int) -> None:
-    """Threads for the CPU kernels (OpenMP) and OpenBLAS -- ours and, through threadpoolctl where
-    installed, numpy's own BLAS (which the functional layer's matrix products use: left at its
-    default on a busy machine, a small product can take 100x longer spinning up idle threads)."""
+    """Threads of the CPU kernels' one pool (OpenMP; their OpenBLAS stays at one thread and the pool
+    splits large products, see :func:`matmul`), and, through threadpoolctl where installed, of numpy's
+    own BLAS, which the few products that do not go through :func:`matmul` (batched ones) use: left
+    at its default on a busy machine, a small product can take 100x longer spinning up idle threads."""
     _C.cpu.set_num_threads(int(n))
     try:
-        from threadpoolctl import threadpool_limits  # noqa: PLC0415
+        from threadpoolctl import ThreadpoolController  # noqa: PLC0415
     except ImportError:
         return
-    threadpool_limits(limits=int(n), user_api="blas")
+    for lib in ThreadpoolController().select(user_api="blas").lib_controllers:
+        if not _is_our_blas(lib.filepath):
+            lib.set_num_threads(int(n))
+
+
+def _is_our_blas(path: str) -> bool:
+    """The OpenBLAS that _C links (scipy-openblas32's), which must stay at one thread."""
+    return "scipy_openblas32" in path.replace("\\", "/")
 
 
 def get_num_threads() -> int:

@@ -137,7 +137,7 @@ class MatMul(Function):
         if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
             raise ValueError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be multiplied")
         ctx.save_for_backward(a, b)
-        return a @ b
+        return backend.matmul(a, b)
 
     @staticmethod
     def backward(ctx, g):
@@ -159,7 +159,7 @@ def _matmul(x, y):
     """x @ y; a product over a dimension of size 1 (the backward of a batched vector-matrix product,
     as attention's context) is an outer product: a broadcast multiply, several times faster than
     numpy's matmul over a stack of (m, 1) x (1, n) matrices, and the same numbers (no sum)."""
-    return x * y if x.shape[-1] == 1 else x @ y
+    return x * y if x.shape[-1] == 1 else backend.matmul(x, y)
 
 
 # ---- elementwise functions --------------------------------------------------------------------

@@ -328,7 +328,7 @@ void sdpa_forward_cpu(const AttentionArgs& a, const T* q, const T* k, const T* v
   const int64_t nqb = (L + BQ - 1) / BQ, nkb = (S + BK - 1) / BK;
   const int64_t per_task = blocks_per_task(BH, nqb), chunks = (nqb + per_task - 1) / per_task;
   const T scale = static_cast<T>(a.scale);
-  SingleThreadedBlas serial;  // each OpenMP thread runs its own small GEMMs
+  pin_blas_to_one_thread();  // each OpenMP thread runs its own GEMMs
   const ThreadScratch<T> kt_(nkb * E * BK, true), s_(BQ * BK, true), m_(BQ, true), l_(BQ, true);
 #pragma omp parallel
   {
@@ -372,7 +372,7 @@ void sdpa_backward_cpu(const AttentionArgs& a, const T* q, const T* k, const T* 
   // slots are summed in chunk order below -- the same sums whichever thread ran which task.
   std::unique_ptr<T[]> slots(chunks > 1 ? new T[BH * chunks * L * E] : nullptr);
   const ThreadScratch<T> p_(BQ * BK, true), dp_(BQ * BK, true), D_(L, true);
-  SingleThreadedBlas serial;  // each OpenMP thread runs its own small GEMMs
+  pin_blas_to_one_thread();  // each OpenMP thread runs its own GEMMs
 #pragma omp parallel
   {
     T *const p = p_.get(), *const dp = dp_.get(), *const D = D_.get();

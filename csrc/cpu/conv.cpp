@@ -310,7 +310,7 @@ void run_tasks(const Conv2dArgs& a, const Plan& plan, Fn&& fn) {
     for (int64_t t = 0; t < plan.tasks; ++t) fn(t);
     return;
   }
-  SingleThreadedBlas one_thread_per_gemm;
+  pin_blas_to_one_thread();  // each OpenMP thread runs its own GEMMs
   FirstError error;  // a task's workspace allocation may throw; the exception must not leave the region
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t t = 0; t < plan.tasks; ++t) error.run([&] { fn(t); });
@@ -395,7 +395,7 @@ void conv2d_backward_weight_im2col_cpu(const Conv2dArgs& a, const T* x, const T*
   const int64_t copies = per_chunk ? plan.chunks : threads;
   std::unique_ptr<T[]> partial(new T[copies * size]);
   {
-    SingleThreadedBlas one_thread_per_gemm;
+    pin_blas_to_one_thread();  // each OpenMP thread runs its own GEMMs
     FirstError error;  // a task's workspace allocation may throw; the exception must not leave the region
     if (per_chunk) {  // task t = chunk * groups + g writes copy `chunk`, group g's rows
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)

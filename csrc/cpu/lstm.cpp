@@ -233,7 +233,7 @@ void lstm_cell_backward(const LstmCellArgs& a, const T* grad_hy, const T* grad_c
   auto dz = buffer<T>(B * G);
   auto zeros = std::make_unique<T[]>(H);  // value-initialised: no second dh term for a single step
   std::copy(grad_cy, grad_cy + B * H, grad_cx);
-  SingleThreadedBlas one_blas_thread;
+  pin_blas_to_one_thread();  // each OpenMP thread runs its own GEMMs
 #pragma omp parallel num_threads(lstm_threads(B, H))
   {
     const Slice u = thread_slice(H);
@@ -346,7 +346,7 @@ void lstm_layer_backward(const LstmLayerArgs& a, const T* grad_out, const T* gra
   // grad_c0 carries dc from step to step; grad_h0 receives each step's dz_step @ W_hh, which is the
   // dh of the step before for every row that was live there.
   std::copy(grad_cn, grad_cn + B * H, grad_c0);
-  SingleThreadedBlas one_blas_thread;
+  pin_blas_to_one_thread();  // each OpenMP thread runs its own GEMMs
   TeamAllocation team;
 #pragma omp parallel num_threads(lstm_threads(B, H))
   {

@@ -1,8 +1,10 @@
-"""Affine map y = x W^T + b with autograd: one matrix product forward, two backward (BLAS on the
-CPU, cuBLAS through cupy on the GPU). Leading dimensions of x are flattened into one batch."""
+"""Affine map y = x W^T + b with autograd: one matrix product forward, two backward (OpenBLAS on the
+CPU kernels' thread pool through :func:`pyfastdl.backend.matmul`, cuBLAS through cupy on the GPU).
+Leading dimensions of x are flattened into one batch."""
 
 from __future__ import annotations
 
+from ... import backend
 from ...autograd import Function
 from ...tensor import Tensor
 
@@ -13,7 +15,7 @@ class Linear(Function):
     @staticmethod
     def forward(ctx, x, weight, bias):
         x2 = x.reshape(-1, x.shape[-1])
-        y = x2 @ weight.T
+        y = backend.matmul(x2, weight.T)
         if bias is not None:
             y += bias
         ctx.save_for_backward(x2, weight)
@@ -24,8 +26,8 @@ class Linear(Function):
     def backward(ctx, g):
         x2, weight = ctx.saved_tensors
         g2 = g.reshape(-1, weight.shape[0])
-        gx = (g2 @ weight).reshape(ctx.x_shape) if ctx.needs_input_grad[0] else None
-        gw = g2.T @ x2 if ctx.needs_input_grad[1] else None
+        gx = backend.matmul(g2, weight).reshape(ctx.x_shape) if ctx.needs_input_grad[0] else None
+        gw = backend.matmul(g2.T, x2) if ctx.needs_input_grad[1] else None
         gb = g2.sum(axis=0) if ctx.needs_input_grad[2] else None
         return gx, gw, gb
 
