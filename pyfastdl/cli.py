@@ -149,9 +149,9 @@ def _add_profile_parser(sub) -> None:
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    """The whole command line. ``train`` has one sub-command per recipe; where ``argv`` (the
-    arguments about to be parsed) names the recipe to train, only that one is added, so that
-    ``pyfastdl train lenet`` imports LeNet-5's module alone."""
+    """The whole command line. ``train`` has one sub-command per recipe; given ``argv`` (the
+    arguments about to be parsed), only the recipe it trains is added (none for another command),
+    so that ``pyfastdl train lenet`` imports LeNet-5's module alone."""
     from . import __version__
     from .train import get_recipe
     from .train.command import add_train_parser
@@ -169,7 +169,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model; writes metrics.json, curves.png, checkpoint.safetensors")
     models = p.add_subparsers(dest="model", required=True, metavar="MODEL")
     names = list_recipe_names()
-    if argv is not None and len(argv) > 1 and argv[0] == "train" and argv[1] in names:
+    if argv is not None and argv[:1] != ["train"]:
+        names = []  # another command: it imports the one recipe it needs, if any, itself
+    elif argv is not None and len(argv) > 1 and argv[1] in names:
         names = [argv[1]]
     for name in names:
         add_train_parser(models, get_recipe(name)).set_defaults(func=_cmd_train)

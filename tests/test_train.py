@@ -103,6 +103,9 @@ def test_a_recipe_imports_its_own_module_only():
             "print(sorted(m for m in sys.modules if m.startswith(('pyfastdl.models.', 'pyfastdl.tasks.'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['pyfastdl.models.lenet', 'pyfastdl.tasks.classification']"
+    code = code.replace("['train', 'lenet', '--epochs', '1']", "['info', '--json']")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 class ToyRecipe(ClassificationRecipe):
