@@ -4,8 +4,9 @@ autograd) and optimizer steps against torch's (same thread count, same run), at 
     PYTHONPATH=$PWD python3 -m pytest benchmarks/bench_nn.py --benchmark-only \
         --benchmark-json=/tmp/bench_nn.json
 
-On the CPU batch norm, layer norm, softmax, cross-entropy and the optimizer steps run as the C++
-kernels of the norm, softmax and optim families; linear is BLAS. The ``*_resnet20_*``,
+On the CPU batch norm, layer norm, softmax, cross-entropy, the optimizer steps and (leaky) ReLU run as
+the C++ kernels of the norm, softmax, optim and activation families; linear is OpenBLAS on the
+kernels' thread pool. The ``*_resnet20_*``,
 ``*_transformer_*`` and ``*_lstm_lm_*`` cases use the shapes of those models' training steps (CIFAR
 ResNet-20 at batch 32; a d=256 Transformer LM over 16 x 128 tokens; an LSTM LM's 16 x 64 tokens
 over a 10k-word vocabulary). Ours and torch's calls alternate (``time_cpu_against``).
@@ -102,6 +103,17 @@ def softmax_8x8x128x128():
     return lambda: F.softmax(x, dim=-1).sum().backward(), lambda: TF.softmax(tx, dim=-1).sum().backward()
 
 
+def relu_lenet_64x6x28x28():
+    x, tx = _pair((64, 6, 28, 28))
+    return lambda: F.relu(x).sum().backward(), lambda: TF.relu(tx).sum().backward()
+
+
+def leaky_relu_yolo_32x16x28x28():
+    x, tx = _pair((32, 16, 28, 28))
+    return (lambda: F.leaky_relu(x, 0.1).sum().backward(),
+            lambda: TF.leaky_relu(tx, 0.1).sum().backward())
+
+
 def _optimizer(name, **kwargs):
     """One step over ~3.9M parameters in ResNet-like tensor sizes."""
     arrays = [RNG.standard_normal(s).astype(np.float32) for s in [(512, 256, 3, 3), (256, 256, 3, 3), (1000, 512),
@@ -149,7 +161,8 @@ CASES = [cross_entropy_256x1000, cross_entropy_seg_8x21x64x64, batch_norm2d_32x6
          linear_512x1024x1024, softmax_8x8x128x128, sgd_momentum_step, adam_step, adamw_amsgrad_step,
          batch_norm_resnet20_32x16x32x32, batch_norm_resnet20_32x32x16x16, batch_norm_resnet20_32x64x8x8,
          layer_norm_transformer_16x128x256, softmax_transformer_16x4x128x128, cross_entropy_lstm_lm_1024x10000,
-         cross_entropy_resnet20_32x10, sgd_resnet20_step, adamw_resnet20_step]
+         cross_entropy_resnet20_32x10, sgd_resnet20_step, adamw_resnet20_step, relu_lenet_64x6x28x28,
+         leaky_relu_yolo_32x16x28x28]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.__name__ for c in CASES])

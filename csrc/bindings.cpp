@@ -3,7 +3,7 @@
 //   _C.cpu   the C++ kernels (always present)
 //   _C.cuda  the CUDA kernels (present when the package was built with nvcc)
 //
-// Each kernel family (conv, pool, lstm, attention; on the CPU also norm, softmax, optim) binds itself from csrc/bind/<family>.cpp: its
+// Each kernel family (conv, pool, lstm, attention; on the CPU also norm, softmax, optim, activation) binds itself from csrc/bind/<family>.cpp: its
 // argument struct at the top level (shared by both devices), its functions in each device submodule
 // (the CUDA ones in a #ifdef PYFASTDL_WITH_CUDA block of the same file), and its name in FAMILIES.
 #include <omp.h>
@@ -29,6 +29,7 @@ void bind_norm(py::module_& m);
 void bind_softmax(py::module_& m);
 void bind_optim(py::module_& m);
 void bind_gemm(py::module_& m);
+void bind_activation(py::module_& m);
 }  // namespace pyfastdl
 
 
@@ -77,4 +78,5 @@ PYBIND11_MODULE(_C, m) {
   pyfastdl::bind_softmax(m);
   pyfastdl::bind_optim(m);
   pyfastdl::bind_gemm(m);
+  pyfastdl::bind_activation(m);
 }

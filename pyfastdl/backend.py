@@ -173,13 +173,20 @@ def _gemm_operand(x):
     return None
 
 
+def cpu_float(*arrays) -> bool:
+    """True when every array is a numpy array of one native float32/float64 dtype: what the CPU
+    kernels of the element-wise families take (other arrays use the array library's own code)."""
+    first = arrays[0]
+    return (type(first) is np.ndarray and first.dtype in _FLOAT_DTYPES
+            and all(type(x) is np.ndarray and x.dtype == first.dtype for x in arrays[1:]))
+
+
 def matmul(a, b):
     """``a @ b``. Two 2-D float32/float64 numpy operands (contiguous, or transposed contiguous ones)
     go to the CPU kernels' GEMM (``_C.cpu.matmul``): OpenBLAS on pyfastdl's one thread pool, so numpy's
     BLAS threads neither sit spinning between products nor compete with the kernels' threads;
     everything else (batched, cupy, other dtypes) is the array library's ``@``."""
-    if (type(a) is np.ndarray and type(b) is np.ndarray and a.ndim == 2 and b.ndim == 2 and a.dtype == b.dtype
-            and a.dtype in _GEMM_DTYPES):
+    if cpu_float(a, b) and a.ndim == 2 and b.ndim == 2:
         sa, sb = _gemm_operand(a), _gemm_operand(b)
         if sa is not None and sb is not None and a.shape[1] == b.shape[0]:
             out = np.empty((a.shape[0], b.shape[1]), a.dtype)
@@ -190,7 +197,7 @@ def matmul(a, b):
     return a @ b
 
 
-_GEMM_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def contiguous(array):

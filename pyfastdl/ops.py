@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 from collections import namedtuple
 
-from . import backend
+from . import backend, kernels
 from .autograd import Function, tensor_class, unbroadcast
 
 
@@ -245,15 +245,20 @@ class Sigmoid(Function):
 
 
 class Relu(Function):
+    """max(x, 0): on the CPU the activation family's kernels (one pass each way, see
+    pyfastdl.kernels.activation), elsewhere array code."""
+
     @staticmethod
     def forward(ctx, a):
-        out = _xp(a).maximum(a, 0)
+        out = kernels.relu_forward(a) if backend.cpu_float(a) else _xp(a).maximum(a, 0)
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
     def backward(ctx, g):
         (out,) = ctx.saved_tensors
+        if backend.cpu_float(out, g):
+            return (kernels.relu_backward(out, g),)
         return (g * (out > 0),)
 
 

@@ -853,6 +853,27 @@ def _(rng):
     ]
 
 
+for _name, _slope in (("relu", ()), ("leaky_relu", (0.1,))):
+
+    @op("kernels", f"{_name}_forward", (_name,))
+    def _(rng, _name=_name, _slope=_slope):
+        return [Call((arr(rng, 3, 4), *_slope)), Call((arr(rng, 1, dtype=np.float64), *_slope))], [
+            E((arr(rng, 3, 4).astype(np.float16), *_slope), TypeError, "input"),
+            E((arr(rng, 3, 4).astype(">f4"), *_slope), TypeError, "input"),
+            E(([1.0, -1.0], *_slope), TypeError, "input"),
+            E((arr(rng, 3, 4), *_slope), ValueError, "output", out=arr(rng, 4, 3)),
+            E((arr(rng, 3, 4), *_slope), ValueError, "variant", variant="reference"),
+        ] + ([E((arr(rng, 3, 4), float("inf")), ValueError, "negative_slope")] if _slope else [])
+
+    @op("kernels", f"{_name}_backward", (_name,))
+    def _(rng, _name=_name, _slope=_slope):
+        return [Call((arr(rng, 3, 4), arr(rng, 3, 4), *_slope))], [
+            E((arr(rng, 3, 4), arr(rng, 3, 5), *_slope), ValueError, "grad_output"),
+            E((arr(rng, 3, 4), arr(rng, 3, 4, dtype=np.float64), *_slope), TypeError, "grad_output"),
+            E((arr(rng, 3, 4).astype(np.int32), arr(rng, 3, 4), *_slope), TypeError, "ref"),
+        ]
+
+
 @op("kernels", "sgd_step", ("sgd", "SGD"))
 def _(rng):
     return [Call(([arr(rng, 3)], [arr(rng, 3)], None, [False]), dict(lr=0.1)),

@@ -51,7 +51,7 @@
 // barrier per pass (the weight gradient sums per-thread partial results at the end). Multi-
 // threaded GEMMs synchronise many times per product and slow down badly when another process
 // holds a core; this coarse split does not. With fewer tasks (one image, one group) the tasks run
-// in turn, OpenBLAS threading each GEMM and OpenMP each copy.
+// in turn, the OpenMP team splitting each GEMM (cpu/gemm.h) and each copy.
 // Cache: a single image whose im2col matrix would pass 1 MiB (ResNet's 3x3 layers on 56x56 maps:
 // 7 MiB) is taken in blocks of output rows, so each GEMM reads columns that im2col has just written
 // to L2 instead of from memory (col2im likewise adds each block back while it is in cache).
@@ -138,7 +138,7 @@ struct Plan {
 
 // Whether the (chunk, group) tasks run side by side, one per OpenMP thread with a single-threaded
 // GEMM each (one barrier per pass: robust when the cores are shared), or one after another with
-// OpenBLAS threading each GEMM and OpenMP each copy (when there are fewer tasks than threads).
+// the OpenMP team splitting each GEMM (cpu/gemm.h) and each copy (when there are fewer tasks than threads).
 // Inside a task-parallel region the copy loops' own `omp parallel` pragmas run on one thread.
 // Small convolutions (under kTaskParallelMin multiply-adds, tens of microseconds) stay on the
 // calling thread: waking a team would cost more, and far more when the cores are busy elsewhere.

@@ -1,5 +1,6 @@
 // The CPU kernels' entry points: pyfastdl::cpu::<kernel><T> calls the copy of its family's file
 // compiled for the instruction set in use (cpu/isa.h). One line per family: the dispatch table.
+#include "cpu/activation.h"
 #include "cpu/attention.h"
 #include "cpu/conv.h"
 #include "cpu/isa.h"
@@ -20,3 +21,4 @@ PYFASTDL_ISA_DISPATCH(PYFASTDL_ATTENTION_KERNELS)
 PYFASTDL_ISA_DISPATCH(PYFASTDL_NORM_KERNELS)
 PYFASTDL_ISA_DISPATCH(PYFASTDL_SOFTMAX_KERNELS)
 PYFASTDL_ISA_DISPATCH(PYFASTDL_OPTIM_KERNELS)
+PYFASTDL_ISA_DISPATCH(PYFASTDL_ACTIVATION_KERNELS)

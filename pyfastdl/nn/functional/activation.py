@@ -42,16 +42,26 @@ def tanh(input):  # noqa: A002
 
 
 class LeakyRelu(Function):
+    """On the CPU the activation family's kernels; the backward reads the output (positive where the
+    input is) for a slope >= 0, the input otherwise. Elsewhere array code with a saved mask."""
+
     @staticmethod
     def forward(ctx, x, negative_slope):
+        ctx.negative_slope = negative_slope
+        if backend.cpu_float(x):
+            y = kernels.leaky_relu_forward(x, negative_slope)
+            ctx.save_for_backward(y if negative_slope >= 0 else x)
+            return y
         positive = x > 0
         ctx.save_for_backward(positive)
-        ctx.negative_slope = negative_slope
         return _xp(x).where(positive, x, x * x.dtype.type(negative_slope))
 
     @staticmethod
     def backward(ctx, g):
-        (positive,) = ctx.saved_tensors
+        (ref,) = ctx.saved_tensors
+        if ref.dtype != bool and backend.cpu_float(ref, g):
+            return kernels.leaky_relu_backward(ref, g, ctx.negative_slope), None
+        positive = ref if ref.dtype == bool else ref > 0
         return _xp(positive).where(positive, g, g * ctx.negative_slope), None
 
 

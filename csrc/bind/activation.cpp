@@ -1,0 +1,73 @@
+// Bindings of the activation family: `_C.ActivationArgs` and the CPU kernels on `_C.cpu`. The GPU
+// path of these ops is array code in pyfastdl.ops / nn.functional (cupy).
+//
+//   a = _C.ActivationArgs(x.shape, negative_slope)            # 0: ReLU
+//   _C.cpu.leaky_relu_forward(a, x, y); _C.cpu.leaky_relu_backward(a, ref, grad_y, grad_x)
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "bind/array.h"
+#include "common/activation_args.h"
+#include "cpu/activation.h"
+
+namespace pyfastdl {
+namespace {
+
+const char* op_name(const ActivationArgs& a, bool backward) {
+  if (a.negative_slope == 0) return backward ? "relu_backward" : "relu_forward";
+  return backward ? "leaky_relu_backward" : "leaky_relu_forward";
+}
+
+void bind_cpu(py::module_& cpu) {
+  cpu.def(
+      "leaky_relu_forward",
+      [](const ActivationArgs& a, py::handle x, py::handle y) {
+        const char* op = op_name(a, false);
+        const Array X = cpu_array(x, op, "input");
+        expect_dtype(X, {DType::f32, DType::f64}, op, "input");
+        expect_shape(X, a.shape, op, "input");
+        const Array Y = cpu_operand(y, op, "output", a.shape, X.dtype);
+        py::gil_scoped_release nogil;
+        with_float_type(X.dtype, [&](auto z) {
+          using T = decltype(z);
+          cpu::leaky_relu_forward_cpu<T>(a, X.ptr<T>(), Y.ptr<T>());
+        });
+      },
+      py::arg("args"), py::arg("input"), py::arg("output"), "y = x > 0 ? x : negative_slope * x (0: ReLU)");
+  cpu.def(
+      "leaky_relu_backward",
+      [](const ActivationArgs& a, py::handle ref, py::handle grad_y, py::handle grad_x) {
+        const char* op = op_name(a, true);
+        const Array R = cpu_array(ref, op, "ref");
+        expect_dtype(R, {DType::f32, DType::f64}, op, "ref");
+        expect_shape(R, a.shape, op, "ref");
+        const Array G = cpu_operand(grad_y, op, "grad_output", a.shape, R.dtype);
+        const Array GX = cpu_operand(grad_x, op, "grad_input", a.shape, R.dtype);
+        py::gil_scoped_release nogil;
+        with_float_type(R.dtype, [&](auto z) {
+          using T = decltype(z);
+          cpu::leaky_relu_backward_cpu<T>(a, R.ptr<T>(), G.ptr<T>(), GX.ptr<T>());
+        });
+      },
+      py::arg("args"), py::arg("ref"), py::arg("grad_output"), py::arg("grad_input"),
+      "grad_input = ref > 0 ? grad_output : negative_slope * grad_output (ReLU: 0 where ref <= 0)");
+  add_family(cpu, "activation");
+}
+
+}  // namespace
+
+void bind_activation(py::module_& m) {
+  py::class_<ActivationArgs>(m, "ActivationArgs",
+                             "Validated arguments of one ReLU / leaky ReLU call: the shape and negative_slope")
+      .def(py::init(&make_activation_args), py::arg("shape"), py::arg("negative_slope"))
+      .def_property_readonly("shape", [](const ActivationArgs& a) { return py::tuple(py::cast(a.shape)); })
+      .def_readonly("numel", &ActivationArgs::numel)
+      .def_readonly("negative_slope", &ActivationArgs::negative_slope)
+      .def("__repr__", [](const ActivationArgs& a) {
+        return "ActivationArgs(" + shape_str(a.shape) + ", negative_slope=" + std::to_string(a.negative_slope) + ")";
+      });
+  auto cpu = m.attr("cpu").cast<py::module_>();
+  bind_cpu(cpu);
+}
+
+}  // namespace pyfastdl

@@ -1,0 +1,16 @@
+// CPU activation kernels (csrc/cpu/activation.cpp, compiled once per instruction set, cpu/isa.h):
+// float and double, contiguous, any shape (element-wise over a.numel values).
+#pragma once
+#include <cstdint>
+
+#include "common/activation_args.h"
+#include "cpu/isa.h"
+
+// The kernels, as an X-macro of (T, name, (parameters), (arguments)) (see cpu/isa.h).
+// leaky_relu_forward: y = x > 0 ? x : slope * x (ReLU when a.negative_slope == 0).
+// leaky_relu_backward: grad_x from grad_y and ref, positive exactly where x is (common/activation_args.h).
+#define PYFASTDL_ACTIVATION_KERNELS(X, T)                                                               \
+  X(T, leaky_relu_forward_cpu, (const ActivationArgs& a, const T* x, T* y), (a, x, y))                  \
+  X(T, leaky_relu_backward_cpu, (const ActivationArgs& a, const T* ref, const T* grad_y, T* grad_x),    \
+    (a, ref, grad_y, grad_x))
+PYFASTDL_ISA_DECLARE(PYFASTDL_ACTIVATION_KERNELS)

@@ -1,0 +1,51 @@
+"""Raw activation kernels on numpy arrays: ReLU and leaky ReLU, forward and backward, element-wise
+over any shape, no autograd (CPU; on the GPU the ops keep their cupy array code).
+
+The backward reads ``ref``, an array positive exactly where the forward's input was: the input
+itself, or (for a non-negative slope) the forward's output, which autograd keeps anyway. ReLU
+follows torch at the edges: relu(-x) is +0, NaN stays NaN, and the backward is 0 wherever the input
+was <= 0 whatever the incoming gradient (Inf and NaN included). The arguments live in C++ in
+``_C.ActivationArgs``; ``variant=`` and ``out=`` as in every family (:mod:`._dispatch`); this
+family has the "fast" variant only (a compare and a blend per value leave nothing to simplify). Non-contiguous inputs are copied first.
+"""
+
+from __future__ import annotations
+
+from .._core import _C
+from . import _dispatch
+
+__all__ = ["ACTIVATION_VARIANTS", "relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward"]
+
+_args = _dispatch.cached(_C.ActivationArgs)
+#: This family's variants: one kernel, simple enough to be its own reference.
+ACTIVATION_VARIANTS = ("fast",)
+
+
+def leaky_relu_forward(input, negative_slope=0.01, *, variant="fast", out=None):  # noqa: A002
+    """x if x > 0 else negative_slope * x, element-wise."""
+    x = _dispatch.kernel_input(input, "leaky_relu_forward", "input")
+    (y,) = _dispatch.outputs(out, x, x.shape)
+    _dispatch.launch("leaky_relu_forward", variant, _args(tuple(x.shape), float(negative_slope)), x, y,
+                     variants=ACTIVATION_VARIANTS)
+    return y
+
+
+def leaky_relu_backward(ref, grad_output, negative_slope=0.01, *, variant="fast", out=None):
+    """grad_output where ref > 0, else negative_slope * grad_output (ref: the input, or the output
+    when negative_slope >= 0)."""
+    r = _dispatch.kernel_input(ref, "leaky_relu_backward", "ref")
+    (gx,) = _dispatch.outputs(out, r, r.shape)
+    _dispatch.launch("leaky_relu_backward", variant, _args(tuple(r.shape), float(negative_slope)), r,
+                     _dispatch.kernel_input(grad_output, "leaky_relu_backward", "grad_output"), gx,
+                     variants=ACTIVATION_VARIANTS)
+    return gx
+
+
+def relu_forward(input, *, variant="fast", out=None):  # noqa: A002
+    """max(x, 0) element-wise (+0 for x <= 0; NaN stays NaN)."""
+    return leaky_relu_forward(input, 0.0, variant=variant, out=out)
+
+
+def relu_backward(ref, grad_output, *, variant="fast", out=None):
+    """grad_output where ref > 0 (or NaN), else 0 (ref: ReLU's input or output)."""
+    return leaky_relu_backward(ref, grad_output, 0.0, variant=variant, out=out)

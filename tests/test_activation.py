@@ -1,0 +1,114 @@
+"""The activation family (ReLU, leaky ReLU) on the CPU: the raw kernels against a float64 numpy
+reference on awkward shapes, torch's edge cases (signed zeros, NaN, Inf), the autograd ops through
+them with finite differences, thread counts, and bad input."""
+
+import numpy as np
+import pytest
+
+import pyfastdl as pf
+import pyfastdl.nn.functional as F
+from pyfastdl import kernels as K
+from pyfastdl._core import _C
+from pyfastdl.testing import gradcheck
+
+SHAPES = [(1,), (7,), (3, 5), (1, 1, 1, 1), (2, 3, 17, 19), (64, 6, 28, 28)]  # the last: LeNet's, over the thread threshold
+SLOPES = [0.0, 0.01, 0.2, -0.5]
+
+
+def _ref_forward(x, slope):
+    x = x.astype(np.float64)
+    return np.where(x > 0, x, 0.0 if slope == 0 else slope * x)
+
+
+def _ref_backward(x, g, slope):
+    g = g.astype(np.float64)
+    return np.where(x > 0, g, 0.0 if slope == 0 else slope * g)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("slope", SLOPES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_kernels_match_float64(shape, slope, dtype, rng):
+    x = rng.standard_normal(shape).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    y = K.leaky_relu_forward(x, slope, out=np.full(shape, np.nan, dtype))
+    assert y.dtype == dtype
+    np.testing.assert_allclose(y, _ref_forward(x, slope), rtol=1e-7 if dtype == np.float32 else 1e-15)
+    ref = y if slope >= 0 else x  # positive exactly where x is
+    gx = K.leaky_relu_backward(ref, g, slope, out=np.full(shape, np.nan, dtype))
+    np.testing.assert_allclose(gx, _ref_backward(x, g, slope), rtol=1e-7 if dtype == np.float32 else 1e-15)
+
+
+def test_relu_edges_follow_torch():
+    """relu(-x) is +0; NaN stays NaN; the backward is 0 where the input was <= 0 even for an Inf or
+    NaN gradient, and passes the gradient where the input was NaN (torch's threshold_backward)."""
+    x = np.array([-2.0, -0.0, 0.0, 3.0, np.nan, np.inf, -np.inf], np.float32)
+    y = K.relu_forward(x)
+    np.testing.assert_array_equal(y, [0, 0, 0, 3, np.nan, np.inf, 0])
+    assert not np.signbit(y[:3]).any()
+    g = np.array([np.inf, np.nan, 1.0, 2.0, 5.0, 6.0, np.nan], np.float32)
+    np.testing.assert_array_equal(K.relu_backward(x, g), [0, 0, 0, 2, 5, 6, 0])
+    torch = pytest.importorskip("torch")
+    tx, tg = torch.from_numpy(x), torch.from_numpy(g)
+    np.testing.assert_array_equal(y, torch.relu(tx).numpy())
+    np.testing.assert_array_equal(K.relu_backward(y, g), torch.ops.aten.threshold_backward(tg, torch.relu(tx), 0).numpy())
+    lx = np.array([-2.0, 3.0, np.nan, -np.inf], np.float32)
+    np.testing.assert_array_equal(K.leaky_relu_forward(lx, 0.1), torch.nn.functional.leaky_relu(torch.from_numpy(lx), 0.1).numpy())
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_thread_counts_give_the_same_result(threads, rng):
+    x = rng.standard_normal((64, 6, 28, 28)).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    before = pf.get_num_threads()
+    try:
+        pf.set_num_threads(threads)
+        y, gx = K.relu_forward(x), K.relu_backward(x, g)
+    finally:
+        pf.set_num_threads(before)
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
+    np.testing.assert_array_equal(gx, np.where(x > 0, g, 0))
+
+
+def test_noncontiguous_input_is_copied(rng):
+    x = rng.standard_normal((6, 8)).astype(np.float32)[:, ::2]
+    np.testing.assert_array_equal(K.relu_forward(x), np.maximum(x, 0))
+
+
+@pytest.mark.parametrize("slope", [None, 0.01, -0.3])
+def test_ops_gradcheck(slope, rng):
+    x = pf.tensor(rng.standard_normal((3, 4, 5)), requires_grad=True)  # away from 0: |x| > 1e-3 w.h.p.
+    fn = (lambda t: F.relu(t)) if slope is None else (lambda t: F.leaky_relu(t, slope))
+    assert gradcheck(fn, [x])
+
+
+@pytest.mark.parametrize("slope", [None, 0.01])
+def test_ops_match_numpy_float32(slope, rng):
+    """The Tensor ops take the kernels on the CPU: same values and gradients as array code."""
+    x = rng.standard_normal((4, 9)).astype(np.float32)
+    g = rng.standard_normal((4, 9)).astype(np.float32)
+    t = pf.tensor(x, requires_grad=True)
+    y = F.relu(t) if slope is None else F.leaky_relu(t, slope)
+    (y * pf.tensor(g)).sum().backward()
+    s = 0.0 if slope is None else slope
+    np.testing.assert_allclose(y.detach().numpy(), _ref_forward(x, s), rtol=1e-7)
+    np.testing.assert_allclose(t.grad.numpy(), _ref_backward(x, g, s), rtol=1e-7)
+
+
+@pytest.mark.parametrize("call,error,match", [
+    (lambda: K.relu_forward(np.ones(3, np.int32)), TypeError, "relu_forward: input"),
+    (lambda: K.relu_forward([1.0, -1.0]), TypeError, "relu_forward: input must be a numpy or cupy array"),
+    (lambda: K.relu_forward(np.ones(3, ">f4")), TypeError, "byte order"),
+    (lambda: K.leaky_relu_forward(np.ones(3, np.float32), float("nan")), ValueError, "negative_slope must be finite"),
+    (lambda: K.relu_backward(np.ones(3, np.float32), np.ones(4, np.float32)), ValueError, "relu_backward: grad_output"),
+    (lambda: K.relu_backward(np.ones(3, np.float32), np.ones(3, np.float64)), TypeError, "relu_backward: grad_output"),
+    (lambda: K.relu_forward(np.ones(3, np.float32), out=np.ones(4, np.float32)), ValueError, "relu_forward: output"),
+    (lambda: K.relu_forward(np.ones(3, np.float32), variant="reference"), ValueError, "variant"),
+])
+def test_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_family_is_registered():
+    assert "activation" in _C.cpu.FAMILIES
