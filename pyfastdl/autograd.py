@@ -154,15 +154,19 @@ def _check_operands(fn_name, tensors):
                 )
 
 
-_Tensor = None  # pyfastdl.tensor.Tensor, bound on first use (tensor.py imports this module)
+_Tensor = None  # the Tensor class: tensor.py builds on this module and registers it once defined
 
 
-def _tensor_class():
+def register_tensor_class(cls) -> None:
+    """Called once by :mod:`pyfastdl.tensor` with its ``Tensor``: the class ``Function.apply``
+    wraps arrays in (this module cannot import tensor.py, which imports it)."""
     global _Tensor
-    from .tensor import Tensor
+    _Tensor = cls
 
-    _Tensor = Tensor
-    return Tensor
+
+def tensor_class():
+    """The registered Tensor class (for modules below tensor.py, e.g. :mod:`pyfastdl.ops`)."""
+    return _Tensor
 
 
 class Function:
@@ -178,7 +182,7 @@ class Function:
 
     @classmethod
     def apply(cls, *args):
-        Tensor = _Tensor or _tensor_class()
+        Tensor = _Tensor
         tensors = [a for a in args if isinstance(a, Tensor)]
         if len(tensors) > 1:
             _check_operands(cls.__name__, tensors)
@@ -352,8 +356,6 @@ def run_backward(tensor, gradient=None, retain_graph=False):
 
 
 def _run_backward(tensor, gradient, retain_graph):
-    from .tensor import Tensor
-
     if not tensor.requires_grad:
         raise RuntimeError("backward(): the tensor does not require grad and has no graph (did you forget "
                            "requires_grad=True, or compute it under no_grad()?)")
@@ -366,7 +368,7 @@ def _run_backward(tensor, gradient, retain_graph):
             )
         grad = xp.ones_like(tensor.data)
     else:
-        grad = gradient.data if isinstance(gradient, Tensor) else xp.asarray(gradient, dtype=tensor.dtype)
+        grad = gradient.data if isinstance(gradient, _Tensor) else xp.asarray(gradient, dtype=tensor.dtype)
         if grad.shape != tensor.shape:
             raise ValueError(f"backward(): gradient has shape {tuple(grad.shape)} but the tensor has shape "
                              f"{tuple(tensor.shape)}")

@@ -302,7 +302,7 @@ class Transformer(nn.Module):
 
     def __init__(self, args, src_vocab, tgt_vocab, max_len=1024):
         super().__init__()
-        from .text.translation import sinusoidal_positions
+        from .models.transformer import sinusoidal_positions
 
         d = self.d_model = args.d_model
         self.src_embed, self.tgt_embed = nn.Embedding(src_vocab, d, padding_idx=0), nn.Embedding(tgt_vocab, d,

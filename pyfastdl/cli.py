@@ -7,7 +7,7 @@ import json
 import math
 import sys
 
-from . import bench, profiler
+from . import bench
 
 
 def _cmd_info(args) -> int:
@@ -18,18 +18,14 @@ def _cmd_info(args) -> int:
     return 0
 
 
-#: Each train sub-command's option defaults, by model: on --resume, an option still at its default
-#: was not given, so the run's own value stands.
-_TRAIN_DEFAULTS: dict[str, dict] = {}
-
-
 def _cmd_train(args) -> int:
     from .train import fit, get_recipe
+    from .train.command import TRAIN_DEFAULTS
     from .train.loop import resume_arguments
 
     recipe = get_recipe(args.model)
     if args.resume:
-        defaults = _TRAIN_DEFAULTS.get(recipe.name, {})
+        defaults = TRAIN_DEFAULTS.get(recipe.name, {})
         args = resume_arguments(args.resume, {k: v for k, v in vars(args).items()
                                               if k in defaults and v != defaults[k]})
     else:
@@ -82,7 +78,7 @@ def _cmd_sweep(args) -> int:
 
 
 def _cmd_translate(args) -> int:
-    from .models.translation import translate_checkpoint
+    from .tasks.translation import translate_checkpoint
 
     for line in translate_checkpoint(args.checkpoint, args.sentences, beam=args.beam, alpha=args.length_penalty,
                                      device=args.device, alignment=args.alignment):
@@ -113,47 +109,54 @@ def _cmd_sample(args) -> int:
     return 0
 
 
-def _add_train_parser(sub, recipe) -> None:
-    from .train.loop import OPTIMIZERS, SCHEDULES
-    from .train.options import HelpFormatter, add_device
+def _cmd_profile(args) -> int:
+    from . import bench_models
+    from .profiler import profile, record_function
+    from .train.registry import list_recipe_names
 
-    p = sub.add_parser(recipe.name, help=recipe.description, description=recipe.description,
-                       formatter_class=HelpFormatter)
-    g = p.add_argument_group("training (the recipe's defaults; some depend on --dataset)")
-    add_device(g)
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--lr", type=float, help="(peak) learning rate")
-    g.add_argument("--optimizer", choices=OPTIMIZERS)
-    g.add_argument("--weight-decay", type=float)
-    g.add_argument("--momentum", type=float, help="SGD momentum (Nesterov)")
-    g.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule, stepped every batch")
-    g.add_argument("--seed", type=int, default=0, help="fixes initialisation, shuffling and augmentation")
-    g.add_argument("--out", help="output directory (default runs/<model>)")
-    g.add_argument("--limit", type=int, help="use at most this many samples of each split (smoke tests)")
-    g.add_argument("--threads", type=int, help="CPU threads for the kernels during the run")
-    g.add_argument("--quiet", action="store_true", help="no progress bar (one line per epoch)")
-    g.add_argument("--distributed", action="store_true",
-                   help="data parallel over the ranks of an MPI launcher (found by itself under mpiexec -n N; "
-                        "--batch-size stays the global batch)")
-    g.add_argument("--resume", metavar="DIR",
-                   help="continue the run saved in DIR (its folder or checkpoint) with its own options, to the "
-                        "weights it would have reached uninterrupted (Ctrl-C or SIGTERM during a run saves a "
-                        "checkpoint at the next step)")
-    recipe.add_arguments(p.add_argument_group(f"{recipe.name}"))
-    p.set_defaults(func=_cmd_train, model=recipe.name)
-    parsed_defaults = p.parse_args([])
-    _TRAIN_DEFAULTS[recipe.name] = vars(parsed_defaults)
-    defaults = recipe.default_hparams(parsed_defaults)
-    for action in g._group_actions:  # the recipe's default of each training option, in its help
-        if defaults.get(action.dest) is not None:
-            action.help = f"{action.help + ' ' if action.help else ''}(default {defaults[action.dest]})"
+    if args.model not in bench_models.CASES and args.model not in list_recipe_names():
+        print(f"pyfastdl profile: unknown model {args.model!r}; try one of {', '.join(bench_models.CASES)}")
+        return 2
+    bench_models.set_threads(args.threads)
+    step = bench_models.build_ours(args.model)
+    for _ in range(args.warmup):
+        step()
+    with profile() as prof:
+        for _ in range(args.steps):
+            with record_function("training step"):
+                step()
+    print(f"pyfastdl profile {args.model}: {args.steps} training step(s), batch {step.args.batch_size}, "
+          f"{args.threads} thread(s)")
+    print(prof.table(args.rows))
+    if args.trace:
+        prof.export_chrome_trace(args.trace)
+        print(f"trace written to {args.trace} (open in https://ui.perfetto.dev or chrome://tracing)")
+    return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_profile_parser(sub) -> None:
+    p = sub.add_parser("profile", help="where a training step's time goes: ops, kernels, Python/autograd",
+                       description="Profile training steps of a model's CPU recipe (the cases of `pyfastdl "
+                                   "bench models`, or any recipe name): self time per op and kernel family, "
+                                   "the Python/autograd share, and optionally a Chrome trace.")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--steps", type=int, default=3, help="profiled steps (3)")
+    p.add_argument("--warmup", type=int, default=1, help="unprofiled steps first (1)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (1)")
+    p.add_argument("--rows", type=int, default=20, help="rows of the table (20)")
+    p.add_argument("--trace", metavar="FILE", help="write a Chrome trace-event JSON file")
+    p.set_defaults(func=_cmd_profile)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command line. ``train`` has one sub-command per recipe; given ``argv`` (the
+    arguments about to be parsed), only the recipe it trains is added (none for another command),
+    so that ``pyfastdl train lenet`` imports LeNet-5's module alone."""
     from . import __version__
-    from .train import list_recipes
+    from .train import get_recipe
+    from .train.command import add_train_parser
     from .train.options import HelpFormatter, add_checkpoint, add_device
+    from .train.registry import list_recipe_names
 
     parser = argparse.ArgumentParser(prog="pyfastdl", description=__doc__)
     parser.add_argument("--version", action="version", version=f"pyfastdl {__version__}")
@@ -165,8 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model; writes metrics.json, curves.png, checkpoint.safetensors")
     models = p.add_subparsers(dest="model", required=True, metavar="MODEL")
-    for recipe in list_recipes().values():
-        _add_train_parser(models, recipe)
+    names = list_recipe_names()
+    if argv is not None and argv[:1] != ["train"]:
+        names = []  # another command: it imports the one recipe it needs, if any, itself
+    elif argv is not None and len(argv) > 1 and argv[1] in names:
+        names = [argv[1]]
+    for name in names:
+        add_train_parser(models, get_recipe(name)).set_defaults(func=_cmd_train)
 
     for name, func, text in [("eval", _cmd_eval, "loss and metrics of a saved checkpoint on its dataset"),
                              ("predict", _cmd_predict, "predictions of a saved checkpoint: classes, masks, boxes, "
@@ -232,14 +240,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_sample)
 
     bench.add_parser(sub)
-    profiler.add_parser(sub)
+    _add_profile_parser(sub)
     return parser
 
 
 def main(argv=None) -> int:
     from .train.resume import NonFiniteLossError, TrainingInterrupted
 
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     for name, value in vars(args).items():  # float() accepts "nan" and "inf"; no option of ours does
         if isinstance(value, float) and not math.isfinite(value):
             print(f"pyfastdl {args.command}: error: --{name.replace('_', '-')} must be a finite number, got {value}",

@@ -8,7 +8,7 @@ import itertools
 from collections import namedtuple
 
 from . import backend, kernels
-from .autograd import Function, unbroadcast
+from .autograd import Function, tensor_class, unbroadcast
 
 
 def _xp(a):
@@ -431,9 +431,7 @@ class Expand(Function):
 
 def _index_arrays(index, xp):
     """Tensors inside an index become their arrays (so t[mask] and t[idx_tensor] work)."""
-    from .tensor import Tensor
-
-    if isinstance(index, Tensor):
+    if isinstance(index, tensor_class()):
         return index.data
     if isinstance(index, tuple):
         return tuple(_index_arrays(i, xp) for i in index)

@@ -8,7 +8,8 @@
     print(prof.table())                       # self time per op / kernel / optimizer step
     prof.export_chrome_trace("trace.json")    # open in https://ui.perfetto.dev or chrome://tracing
 
-``pyfastdl profile MODEL [--steps N] [--trace FILE]`` profiles training steps of a model's CPU recipe.
+``pyfastdl profile MODEL [--steps N] [--trace FILE]`` (in :mod:`pyfastdl.cli`) profiles training steps of a
+model's CPU recipe.
 
 What is timed (each a range with a start and a duration, nested ranges subtracted for self time):
   * ``op``: every autograd Function's ``forward`` (in ``Function.apply``) and ``backward`` (in the
@@ -189,44 +190,3 @@ class profile:
         events.append({"name": "process_name", "ph": "M", "pid": pid, "tid": tid, "args": {"name": "pyfastdl"}})
         with open(path, "w") as f:
             json.dump({"traceEvents": events, "displayTimeUnit": "ms"}, f)
-
-
-# ---- `pyfastdl profile MODEL` ----------------------------------------------------------------------------
-
-
-def run_profile(args) -> int:
-    from . import bench_models
-    from .train import list_recipes
-
-    if args.model not in bench_models.CASES and args.model not in list_recipes():
-        print(f"pyfastdl profile: unknown model {args.model!r}; try one of {', '.join(bench_models.CASES)}")
-        return 2
-    bench_models.set_threads(args.threads)
-    step = bench_models.build_ours(args.model)
-    for _ in range(args.warmup):
-        step()
-    with profile() as prof:
-        for _ in range(args.steps):
-            with record_function("training step"):
-                step()
-    print(f"pyfastdl profile {args.model}: {args.steps} training step(s), batch {step.args.batch_size}, "
-          f"{args.threads} thread(s)")
-    print(prof.table(args.rows))
-    if args.trace:
-        prof.export_chrome_trace(args.trace)
-        print(f"trace written to {args.trace} (open in https://ui.perfetto.dev or chrome://tracing)")
-    return 0
-
-
-def add_parser(sub) -> None:
-    p = sub.add_parser("profile", help="where a training step's time goes: ops, kernels, Python/autograd",
-                       description="Profile training steps of a model's CPU recipe (the cases of `pyfastdl "
-                                   "bench models`, or any recipe name): self time per op and kernel family, "
-                                   "the Python/autograd share, and optionally a Chrome trace.")
-    p.add_argument("model", metavar="MODEL")
-    p.add_argument("--steps", type=int, default=3, help="profiled steps (3)")
-    p.add_argument("--warmup", type=int, default=1, help="unprofiled steps first (1)")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads (1)")
-    p.add_argument("--rows", type=int, default=20, help="rows of the table (20)")
-    p.add_argument("--trace", metavar="FILE", help="write a Chrome trace-event JSON file")
-    p.set_defaults(func=run_profile)

@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 
 from . import backend, ops
-from .autograd import is_grad_enabled, register_post_accumulate_grad_hook, run_backward
+from .autograd import is_grad_enabled, register_post_accumulate_grad_hook, register_tensor_class, run_backward
 
 DTYPES = {
     "float16": np.float16,
@@ -494,6 +494,9 @@ def _operand_array(t, value, what):
 def _operand(t, value):
     """The other operand of a binary op as a Tensor (numbers take t's dtype and device)."""
     return value if isinstance(value, Tensor) else Tensor(_operand_array(t, value, "operator"))
+
+
+register_tensor_class(Tensor)
 
 
 class ToDevice(ops.Function):

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from pyfastdl.vision import batched_nms, box_iou, mean_average_precision, nms
+from pyfastdl.tasks.detection import mean_average_precision
+from pyfastdl.vision import batched_nms, box_iou, nms
 
 
 def test_iou_hand_computed():

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from pyfastdl.data import (
-    LECUN_BACKGROUND, ArrayDataset, DataLoader, RandomShift, Subset, default_collate, load_digits, load_mnist,
+    LECUN_BACKGROUND, ArrayDataset, DataLoader, Subset, default_collate, load_digits, load_mnist,
     pad_to, parse_idx, random_split_indices, read_idx, resize_bilinear,
 )
+from pyfastdl.tasks.classification import RandomShift
 from pyfastdl.data.mnist import MNIST_FILES
 
 

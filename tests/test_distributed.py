@@ -306,8 +306,9 @@ def test_nccl_backend_up_to_the_gpu(monkeypatch):
 
 def test_metric_states_merge_over_shards():
     """What the loop does with every rank's metrics: the merged metric equals the one over all the data."""
-    from pyfastdl.train.detection import MeanAveragePrecision
-    from pyfastdl.train.metrics import Accuracy, Mean
+    from pyfastdl.tasks.classification import Accuracy
+    from pyfastdl.tasks.detection import MeanAveragePrecision
+    from pyfastdl.train.metrics import Mean
 
     rng = np.random.default_rng(0)
     out, target = rng.standard_normal((10, 4)), rng.integers(0, 4, 10)

@@ -8,8 +8,8 @@ import pytest
 import pyfastdl
 from pyfastdl import nn
 from pyfastdl.models.fcn import FCN, VGG16Backbone, fcn8s, fcn16s, fcn32s
-from pyfastdl.vision.segmentation import (MeanIoU, PixelAccuracy, RandomCrop, bilinear_kernel, confusion_matrix,
-                                          init_bilinear_, overlay_masks, save_overlay_grid)
+from pyfastdl.tasks.segmentation import MeanIoU, PixelAccuracy, RandomCrop, confusion_matrix
+from pyfastdl.vision.segmentation import bilinear_kernel, init_bilinear_, overlay_masks, save_overlay_grid
 
 SMALL = dict(width=0.0625, fc_width=16, batch_norm=True)
 

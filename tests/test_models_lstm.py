@@ -10,8 +10,9 @@ import pytest
 import pyfastdl
 import pyfastdl.optim
 from pyfastdl.data import sequences as S
-from pyfastdl.models.lstm import (AddingLSTM, AddingRecipe, CharLMRecipe, CharLSTM, LegalNextSymbol, Perplexity,
+from pyfastdl.models.lstm import (AddingLSTM, AddingRecipe, CharLMRecipe, CharLSTM, LegalNextSymbol,
                                   ReberBranchAccuracy, ReberLSTM, ReberRecipe, init_forget_bias)
+from pyfastdl.tasks.language_modelling import Perplexity
 
 
 def n_params(model):

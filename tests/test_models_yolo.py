@@ -9,7 +9,7 @@ from PIL import Image
 
 import pyfastdl
 from pyfastdl.models.yolo import fast_yolo, yolo_v1, yolo_v1_small
-from pyfastdl.train.detection import DetectionDataset, MeanAveragePrecision, SyntheticDetection, detection_collate
+from pyfastdl.tasks.detection import DetectionDataset, MeanAveragePrecision, SyntheticDetection, detection_collate
 from pyfastdl.vision.yolo import decode, encode_targets, yolo_v1_loss
 
 

@@ -45,6 +45,18 @@ def test_a_constructor_for_every_architecture():
         assert name in models.__all__
 
 
+def test_family_modules_do_not_hide_the_constructors():
+    import importlib
+    import sys
+
+    models = pyfastdl.models
+    module = importlib.import_module("pyfastdl.models.lenet")  # as get_recipe("lenet") imports it
+    assert models.lenet is not module and callable(models.lenet) and models.lenet.__name__ == "lenet"
+    assert models.LeNet5 is module.LeNet5 and sys.modules["pyfastdl.models.lenet"] is module
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        models.nope
+
+
 @pytest.mark.parametrize("name", CHEAP)
 def test_get_model_builds_the_trained_network(name):
     from pyfastdl.models import _recipe_args

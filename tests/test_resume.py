@@ -25,7 +25,8 @@ from pyfastdl.checkpoint import read_checkpoint, read_training_state, save_check
 from pyfastdl.cli import main
 from pyfastdl.data import ArrayDataset, DataLoader, read_idx
 from pyfastdl.optim import lr_scheduler
-from pyfastdl.train import ClassificationRecipe, fit
+from pyfastdl.tasks.classification import ClassificationRecipe
+from pyfastdl.train import fit
 from pyfastdl.train.loop import resume_arguments
 from pyfastdl.train.resume import NonFiniteLossError, TrainingInterrupted, random_state
 

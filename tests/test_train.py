@@ -12,10 +12,11 @@ from pyfastdl import nn
 from pyfastdl.checkpoint import read_checkpoint
 from pyfastdl.cli import main
 from pyfastdl.data import ArrayDataset
-from pyfastdl.train import ClassificationRecipe, fit, get_recipe, list_recipes
+from pyfastdl.tasks.classification import ClassificationRecipe
+from pyfastdl.train import fit, get_recipe, list_recipes
 from pyfastdl.train.loop import one_cycle
-import pyfastdl.train.recipe as recipe_module
-from pyfastdl.train.recipe import _RECIPES, register_recipe
+import pyfastdl.train.registry as registry
+from pyfastdl.train.registry import register_recipe
 
 QUICK = ["--epochs", "1", "--limit", "96", "--batch-size", "16", "--device", "cpu", "--quiet"]
 
@@ -85,8 +86,26 @@ def test_missing_data_dir_is_a_clear_error(tmp_path, capsys):
 
 def test_registry():
     assert "lenet" in list_recipes() and get_recipe("lenet").name == "lenet"
+    assert sorted(registry.RECIPES) == list(list_recipes())
     with pytest.raises(ValueError, match="unknown model 'nope'; registered: .*lenet"):
         get_recipe("nope")
+    with pytest.raises(ValueError, match="'lenet' is already registered"):
+        register_recipe(get_recipe("lenet"))
+
+
+def test_a_recipe_imports_its_own_module_only():
+    import subprocess
+    import sys
+
+    # `pyfastdl train lenet`: the command line's parser for it, then the recipe
+    code = ("import sys; from pyfastdl.cli import build_parser; argv = ['train', 'lenet', '--epochs', '1']; "
+            "build_parser(argv).parse_args(argv); "
+            "print(sorted(m for m in sys.modules if m.startswith(('pyfastdl.models.', 'pyfastdl.tasks.'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['pyfastdl.models.lenet', 'pyfastdl.tasks.classification']"
+    code = code.replace("['train', 'lenet', '--epochs', '1']", "['info', '--json']")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 class ToyRecipe(ClassificationRecipe):
@@ -110,7 +129,7 @@ class ToyRecipe(ClassificationRecipe):
 
 
 def test_a_new_recipe_uses_the_shared_loop(tmp_path, monkeypatch):
-    monkeypatch.setattr(recipe_module, "_RECIPES", dict(_RECIPES))  # the registry is restored afterwards
+    monkeypatch.setattr(registry, "_loaded", dict(registry._loaded))  # the registry is restored afterwards
     recipe = register_recipe(ToyRecipe())
     args = argparse.Namespace(device="cpu", seed=0, limit=None, out=str(tmp_path), **recipe.default_hparams(None))
     record = fit(recipe, args, progress=False, log=lambda *a: None)

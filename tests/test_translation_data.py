@@ -2,7 +2,7 @@
 
 import pytest
 
-from pyfastdl.data.translation import (
+from pyfastdl.data.parallel_text import (
     Vocab,
     detokenize,
     english_words,
@@ -100,7 +100,7 @@ def test_parallel_text(tmp_path):
 
 
 def test_german_numbers_are_shown_as_german_writes_them():
-    from pyfastdl.data.translation import german_number_text
+    from pyfastdl.data.parallel_text import german_number_text
 
     assert german_number_text(tokenize(german_words(342))) == "dreihundertzweiundvierzig"
     assert german_number_text(tokenize(german_words(999_999))) == (

@@ -9,10 +9,10 @@ import pytest
 
 from pyfastdl.checkpoint import read_metadata
 from pyfastdl.cli import main
-from pyfastdl.data.translation import Vocab, tokenize
-from pyfastdl.models.translation import TranslationRecipe
-from pyfastdl.text.translation import (TranslationDataset, collate_translation, corpus_bleu, exact_match,
-                                       sinusoidal_positions)
+from pyfastdl.data.parallel_text import Vocab, tokenize
+from pyfastdl.models.transformer import sinusoidal_positions
+from pyfastdl.tasks.translation import (TranslationDataset, TranslationRecipe, collate_translation, corpus_bleu,
+                                        exact_match)
 from pyfastdl.train import get_recipe
 
 TINY = ["--layers", "1", "--d-model", "16", "--heads", "2", "--d-ff", "32", "--epochs", "1", "--batch-size", "16",

@@ -1,14 +1,14 @@
 """Checks every translation model must pass (used by test_models_transformer/convs2s): output
 shape, no attention to source padding or to future target positions, beam 1 = greedy, and one
-optimisation step lowering the loss. ``model`` is in the decoding protocol of pyfastdl.text.translation."""
+optimisation step lowering the loss. ``model`` is in the decoding protocol of pyfastdl.tasks.translation."""
 
 import numpy as np
 
 import pyfastdl
 import pyfastdl.optim
-from pyfastdl.data.translation import Vocab
+from pyfastdl.data.parallel_text import Vocab
 from pyfastdl.text import beam_search
-from pyfastdl.text.translation import select_rows, translate
+from pyfastdl.tasks.translation import select_rows, translate
 
 
 def random_batch(rng, vocab, n=3, src_len=7, tgt_len=6):

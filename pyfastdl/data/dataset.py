@@ -25,7 +25,7 @@ class ArrayDataset(Dataset):
     """Samples are the rows of equally long arrays: ``ds[i] == (arrays[0][i], arrays[1][i], ...)``.
 
     ``transform``, if given, is applied to the first array's row (the input), e.g. an augmentation
-    such as :class:`pyfastdl.data.RandomShift`; the other arrays (targets) are returned as they are.
+    such as :class:`pyfastdl.tasks.classification.RandomShift`; the other arrays (targets) are returned as they are.
     """
 
     def __init__(self, *arrays, transform=None):

@@ -1,4 +1,5 @@
-"""Image preprocessing and augmentation in numpy (no image library needed).
+"""Image preprocessing in numpy (no image library needed); the augmentations are in each task's module
+(:mod:`pyfastdl.tasks`).
 
 Images are float arrays shaped (..., H, W); a batch of single-channel images is (N, 1, H, W).
 """
@@ -7,7 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["resize_bilinear", "pad_to", "lecun_scale", "LECUN_BACKGROUND", "RandomShift"]
+from .voc import load_image
+
+__all__ = ["resize_bilinear", "pad_to", "lecun_scale", "LECUN_BACKGROUND", "read_image"]
 
 #: Background value after :func:`lecun_scale` (LeCun et al. 1998, sec. II-A: white -0.1, black 1.175).
 LECUN_BACKGROUND = -0.1
@@ -51,20 +54,19 @@ def lecun_scale(images01: np.ndarray) -> np.ndarray:
     return (images01 * 1.275 + LECUN_BACKGROUND).astype(np.float32)
 
 
-class RandomShift:
-    """Augmentation: translate one image (..., H, W) by a random whole number of pixels in
-    [-max_shift, max_shift] along each axis, filling the uncovered border with ``fill``.
-    The offsets come from a numpy Generator seeded with ``seed`` (reproducible runs)."""
-
-    def __init__(self, max_shift: int, fill: float = 0.0, seed: int | None = None):
-        self.max_shift = int(max_shift)
-        self.fill = fill
-        self.generator = np.random.default_rng(seed)
-
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        dy, dx = self.generator.integers(-self.max_shift, self.max_shift + 1, size=2)
-        h, w = image.shape[-2:]
-        out = np.full_like(image, self.fill)
-        out[..., max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
-            image[..., max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
-        return out
+def read_image(path: str, size: tuple[int, int] | None = None) -> np.ndarray:
+    """An image file (PNG/JPEG, read with Pillow) or a .npy array ((3, H, W) or (H, W, 3); values in
+    [0, 1], or [0, 255] when larger than 1) -> (3, H, W) float32 in [0, 1], resized bilinearly to
+    ``size`` (H', W') when given."""
+    if str(path).endswith(".npy"):
+        a = np.load(path, allow_pickle=False).astype(np.float32)
+        if a.ndim == 3 and a.shape[-1] in (3, 4) and a.shape[0] not in (3, 4):
+            a = a[..., :3].transpose(2, 0, 1)
+        if a.ndim != 3 or a.shape[0] != 3:
+            raise ValueError(f"{path}: expected an RGB image (3, H, W) or (H, W, 3), got shape {a.shape}")
+        a = a / 255.0 if a.max() > 1.0 else a
+    else:
+        a = load_image(path)
+    if size is not None and a.shape[1:] != tuple(size):
+        a = resize_bilinear(a, size)
+    return np.ascontiguousarray(np.clip(a, 0, 1), dtype=np.float32)

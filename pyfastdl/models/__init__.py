@@ -1,37 +1,40 @@
-"""The model zoo: one file per model family; importing it registers each model's training recipe."""
+"""The model zoo: one file per model family, each citing its paper, with its training recipe.
 
-from .fcn import FCN  # noqa: F401  (registers fcn32s, fcn16s, fcn8s)
-from .lenet import LeNet5  # noqa: F401  (registers the "lenet" recipe)
-from .yolo import YOLOv1  # noqa: F401  (registers "yolov1", "yolov1-paper", "fast-yolo")
-from .transformer import Transformer  # noqa: F401,E402  (registers "transformer", "transformer-base")
-from .convs2s import ConvS2S  # noqa: F401,E402  (registers "convs2s")
-from .lstm import AddingLSTM, CharLSTM, ReberLSTM  # noqa: F401,E402  (registers "lstm-adding", "lstm-reber", "char-lm")
-from .seq2seq import Seq2Seq  # noqa: F401,E402  (registers "seq2seq")
-from .bahdanau import BahdanauAttention  # noqa: F401,E402  (registers "bahdanau")
-from .nin import NIN  # noqa: F401  (registers "nin")
-from .resnet import CifarResNet, ResNet  # noqa: F401  (registers resnet18..152 and resnet20..110)
-from .gpt import GPT  # noqa: F401,E402  (registers "gpt")
-from .bert import BertModel  # noqa: F401,E402  (registers "bert", "bert-finetune")
+Nothing is imported until it is used: ``pyfastdl.models.ResNet`` imports :mod:`pyfastdl.models.resnet`,
+``pyfastdl.models.resnet18()`` that module and its recipe; the recipes are listed in
+:mod:`pyfastdl.train.registry`.
+"""
+
+import importlib
+import sys
+import types
+
+#: The networks' classes the package exposes, by the family module that defines them.
+CLASSES = {
+    "AddingLSTM": "lstm", "BahdanauAttention": "bahdanau", "BertModel": "bert", "CharLSTM": "lstm",
+    "CifarResNet": "resnet", "ConvS2S": "convs2s", "FCN": "fcn", "GPT": "gpt", "LeNet5": "lenet", "NIN": "nin",
+    "ReberLSTM": "lstm", "ResNet": "resnet", "Seq2Seq": "seq2seq", "Transformer": "transformer", "YOLOv1": "yolo",
+}
 
 # ---- the zoo's front door, with torchvision's names: get_model, list_models, one constructor per architecture
 
 
 def list_models() -> list[str]:
     """The names of every model ``pyfastdl train`` lists, sorted; :func:`get_model` builds each."""
-    from ..train.recipe import list_recipes
+    from ..train.registry import list_recipe_names
 
-    return list(list_recipes())
+    return list_recipe_names()
 
 
 def _recipe_args(name: str, overrides: dict):
     """The recipe ``name`` and the arguments ``pyfastdl train NAME`` would run with, ``overrides``
     (option names as in the command line, with ``_`` for ``-``) replacing the defaults."""
-    from ..cli import build_parser
-    from ..train.recipe import get_recipe
+    from ..train.command import train_parser
+    from ..train.registry import get_recipe
 
     recipe = get_recipe(name)
-    args = build_parser().parse_args(["train", name])
-    options = {k for k in vars(args) if k not in ("func", "model", "command")}
+    args = train_parser(name).parse_args([name])
+    options = {k for k in vars(args) if k != "model"}
     unknown = sorted(set(overrides) - options)
     if unknown:
         raise TypeError(f"get_model({name!r}): unknown option(s) {unknown}; {name} takes {sorted(options)}")
@@ -73,12 +76,29 @@ def _constructor(name: str):
     return build
 
 
-def _add_constructors() -> list[str]:
-    names = [n for n in ARCHITECTURES if n in list_models()]
-    for n in names:
-        globals()[n.replace("-", "_")] = _constructor(n)
-    return [n.replace("-", "_") for n in names]
+for _name in ARCHITECTURES:
+    globals()[_name.replace("-", "_")] = _constructor(_name)
 
 
-__all__ = ["get_model", "list_models", *_add_constructors(), "AddingLSTM", "BahdanauAttention", "CharLSTM",
-           "BertModel", "CifarResNet", "ConvS2S", "FCN", "GPT", "LeNet5", "NIN", "ReberLSTM", "ResNet", "Seq2Seq", "Transformer", "YOLOv1"]
+class _Zoo(types.ModuleType):
+    """This package's type: importing a family module (``pyfastdl.models.lenet``, on first use) makes
+    Python set it as the package's attribute of that name, which would hide the constructor
+    ``lenet()``; the constructor stays (the module is in ``sys.modules``, for ``from ... import``)."""
+
+    def __setattr__(self, name, value):
+        if not (isinstance(value, types.ModuleType) and isinstance(self.__dict__.get(name), types.FunctionType)):
+            super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Zoo
+
+
+def __getattr__(name):
+    """A network's class (``pyfastdl.models.ResNet``), or a family module not imported yet
+    (``pyfastdl.models.resnet``... where no constructor has that name), on first use."""
+    if name in CLASSES:
+        return getattr(importlib.import_module(f".{CLASSES[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["get_model", "list_models", *(n.replace("-", "_") for n in ARCHITECTURES), *sorted(CLASSES)]

@@ -31,11 +31,10 @@ import argparse
 
 from .. import cat, nn, stack, zeros_like
 from ..nn import functional as F
+from ..tasks.translation import TranslationRecipe
 from ..train.options import add_option
-from ..train.recipe import register_recipe
 from .lstm import init_forget_bias
 from .transformer import padding_mask
-from .translation import TranslationRecipe
 
 __all__ = ["AdditiveAttention", "BahdanauAttention", "BahdanauRecipe"]
 
@@ -65,7 +64,7 @@ class AdditiveAttention(nn.Module):
 
 class BahdanauAttention(nn.Module):
     """Bidirectional LSTM encoder, additive attention, LSTM decoder over token ids; implements the
-    translation decoding protocol (:mod:`pyfastdl.text.translation`). ``forward(src (N, S),
+    translation decoding protocol (:mod:`pyfastdl.tasks.translation`). ``forward(src (N, S),
     src_lengths (N,), tgt_in (N, T))`` -> logits (N, T, tgt_vocab)."""
 
     def __init__(self, src_vocab, tgt_vocab, embed_dim=64, hidden=128, attention_dim=128, dropout=0.1, pad=0):
@@ -139,6 +138,3 @@ class BahdanauRecipe(TranslationRecipe):
     def make_model(self, args, src_vocab_size, tgt_vocab_size) -> BahdanauAttention:
         return BahdanauAttention(src_vocab_size, tgt_vocab_size, embed_dim=args.embed_dim, hidden=args.hidden,
                                  attention_dim=args.attention_dim, dropout=args.dropout)
-
-
-register_recipe(BahdanauRecipe())

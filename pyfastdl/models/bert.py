@@ -46,8 +46,9 @@ import numpy as np
 from .. import arange, nn, zeros
 from ..data import docstrings as dsdata
 from ..nn import functional as F
-from ..train.metrics import Accuracy, Metric
-from ..train.recipe import ClassificationRecipe, Recipe, register_recipe
+from ..tasks.classification import ClassificationRecipe
+from ..train.metrics import Metric
+from ..train.recipe import Recipe
 from .gpt import add_encoder_arguments, init_gpt_weights
 from .transformer import TransformerEncoderLayer, padding_mask
 
@@ -320,7 +321,3 @@ class BertFinetuneRecipe(ClassificationRecipe):
             json.dump(record, f, indent=2)
         print(f"{self.name}: test accuracy {record['pretrained_test_accuracy']:.4f} pre-trained vs "
               f"{record['scratch_test_accuracy']:.4f} from scratch")
-
-
-register_recipe(BertRecipe())
-register_recipe(BertFinetuneRecipe())

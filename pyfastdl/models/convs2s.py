@@ -39,10 +39,9 @@ import math
 
 from .. import arange, cat, nn
 from ..nn import functional as F
+from ..tasks.translation import TranslationRecipe
 from ..train.options import add_option
-from ..train.recipe import register_recipe
 from .transformer import padding_mask
-from .translation import TranslationRecipe
 
 __all__ = ["ConvS2S", "ConvGLU", "ConvS2SRecipe"]
 
@@ -72,7 +71,7 @@ class ConvGLU(nn.Module):
 
 class ConvS2S(nn.Module):
     """Convolutional encoder-decoder over token ids; implements the translation decoding protocol
-    (:mod:`pyfastdl.text.translation`). ``forward(src (N, S), src_lengths (N,), tgt_in (N, T))``
+    (:mod:`pyfastdl.tasks.translation`). ``forward(src (N, S), src_lengths (N,), tgt_in (N, T))``
     -> logits (N, T, tgt_vocab)."""
 
     def __init__(self, src_vocab, tgt_vocab, embed_dim=256, hidden=256, encoder_layers=4, decoder_layers=4,
@@ -183,6 +182,3 @@ class ConvS2SRecipe(TranslationRecipe):
         return ConvS2S(src_vocab_size, tgt_vocab_size, embed_dim=args.embed_dim, hidden=args.hidden,
                        encoder_layers=args.layers, decoder_layers=args.layers, kernel_size=args.kernel_size,
                        dropout=args.dropout)
-
-
-register_recipe(ConvS2SRecipe())

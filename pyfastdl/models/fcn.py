@@ -43,12 +43,10 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
 from .. import nn
 from ..nn import functional as F
 from ..train.options import add_alias, add_option
-from ..train.recipe import Recipe, register_recipe
+from ..tasks.segmentation import SegmentationRecipe
 from ..vision.segmentation import init_bilinear_
 from .resnet import IMAGENET_MODELS
 
@@ -210,37 +208,22 @@ def fcn8s(num_classes: int = 21, **kwargs) -> FCN:
     return FCN(num_classes, "8s", **kwargs)
 
 
-# ---- the training recipe: synthetic shapes (default) or PASCAL VOC segmentation ----
-
-IGNORE_INDEX = 255
-OVERLAY_NAME = "predictions.png"
-#: VOC images (at most 500x500) are padded to this size with the ignore label for evaluation
-VOC_EVAL_SIZE = 512
+# ---- the training recipe: the segmentation task's (synthetic shapes or PASCAL VOC) with FCN's options ----
 
 
-class FCNRecipe(Recipe):
-    """FCN-32s/16s/8s on synthetic shape scenes (default, 48x48, 7 classes incl. background) or
-    PASCAL VOC 2012 segmentation (``--dataset voc --data-dir ...``: random ``--image-size`` crops for
-    training, padded with the ignore label; the val split, each image padded to 512x512 with the
-    ignore label, as the test set).
-    After training, ``predictions.png`` in the run directory shows test images with their predicted
-    and true masks; ``pyfastdl predict`` writes the same picture for the images it is given."""
+class FCNRecipe(SegmentationRecipe):
+    """FCN-32s/16s/8s (``name``: ``"fcn32s"``, ``"fcn16s"`` or ``"fcn8s"``) on the segmentation task's
+    data (:class:`pyfastdl.tasks.segmentation.SegmentationRecipe`)."""
 
-    main_metric = "mean_iou"
-
-    def __init__(self, variant: str):
-        self.variant = variant
-        self.name = f"fcn{variant}"
-        self.description = f"FCN-{variant} (Long et al. 2015) on synthetic shape scenes or PASCAL VOC"
+    def __init__(self, name: str):
+        self.variant = name[len("fcn"):]
+        if self.variant not in VARIANTS:
+            raise ValueError(f"FCNRecipe: no FCN named {name!r}; one of {', '.join('fcn' + v for v in VARIANTS)}")
+        self.name = name
+        self.description = f"FCN-{self.variant} (Long et al. 2015) on synthetic shape scenes or PASCAL VOC"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--dataset", choices=["shapes", "voc"], default="shapes",
-                            help="shapes: generated scenes (default); voc: VOC2012 segmentation in --data-dir")
-        parser.add_argument("--data-dir", help="VOC: the folder holding VOCdevkit/VOC2012")
-        add_option(parser, "image_size", 48, "shapes: scene side; voc: training crop side (voc: try 320)")
-        add_option(parser, "train_size", 6000, "shapes: training scenes")
-        add_option(parser, "val_size", 500, "shapes: validation scenes")
-        add_option(parser, "test_size", 500, "shapes: test scenes")
+        super().add_arguments(parser)
         parser.add_argument("--backbone", choices=BACKBONES, default="vgg16", help="vgg16 (default) or a ResNet")
         add_option(parser, "width_mult", 0.125, "VGG-16 width multiplier (1: the paper's)")
         add_option(parser, "hidden", 128, "fc6/fc7 channels (the paper: 4096)")
@@ -255,100 +238,6 @@ class FCNRecipe(Recipe):
             return dict(common, epochs=8, batch_size=16, lr=6e-3)
         return dict(common, epochs=50, batch_size=8, lr=1e-3)
 
-    def num_classes(self, args: argparse.Namespace) -> int:
-        return len(self.class_names(args))
-
-    def class_names(self, args: argparse.Namespace) -> tuple:
-        from ..data import shapes, voc
-
-        return ("background",) + (voc.CLASSES if args.dataset == "voc" else shapes.SHAPES)
-
     def build_model(self, args: argparse.Namespace) -> FCN:
         return FCN(self.num_classes(args), self.variant, args.backbone, width=args.width_mult, fc_width=args.hidden,
                    batch_norm=args.norm == "batch", dropout=args.dropout)
-
-    def datasets(self, args: argparse.Namespace) -> dict:
-        from ..data import ArrayDataset
-        from .image_classification import normalize
-
-        if args.dataset == "voc":
-            from ..data.voc import VOCSegmentation
-            from ..vision.segmentation import RandomCrop, SegmentationDataset
-
-            # VOC2012 has no public test masks: its val split is the test set (as in the paper).
-            return {
-                "train": SegmentationDataset(VOCSegmentation(args.data_dir, "2012", "train"),
-                                             RandomCrop(args.image_size, IGNORE_INDEX, seed=args.seed), normalize),
-                "test": SegmentationDataset(VOCSegmentation(args.data_dir, "2012", "val"),
-                                            RandomCrop(VOC_EVAL_SIZE, IGNORE_INDEX, random=False), normalize),
-            }
-        from ..data.shapes import make_segmentation
-
-        splits = {}
-        for split, n in (("train", args.train_size), ("val", args.val_size), ("test", args.test_size)):
-            n = min(n, args.limit) if args.limit else n
-            x, y = make_segmentation(n, args.image_size, split) if n else (None, None)
-            splits[split] = ArrayDataset(normalize(x), y) if n else None
-        return splits
-
-    def loss_fn(self, output, target):
-        from ..nn import functional as F
-
-        return F.cross_entropy(output, target, ignore_index=IGNORE_INDEX)
-
-    def metrics(self) -> dict:
-        from ..vision.segmentation import MeanIoU, PixelAccuracy
-
-        return {"mean_iou": MeanIoU(IGNORE_INDEX), "pixel_accuracy": PixelAccuracy(IGNORE_INDEX)}
-
-    def predict(self, output: np.ndarray) -> np.ndarray:
-        return output.argmax(axis=1)
-
-    def prediction_rows(self, inputs, output, names, targets, args, out_dir) -> list[dict]:
-        """Writes ``predictions.png`` (predicted masks over the inputs, and the true masks where known)
-        into ``out_dir``; each row gives the picture and the share of the image of each class found (and
-        in the true mask, where known)."""
-        import os
-
-        from ..vision.segmentation import save_overlay_grid
-        from .image_classification import denormalize
-
-        masks = self.predict(output)
-        labels = self.class_names(args)
-        known = all(t is not None for t in targets)
-        os.makedirs(out_dir, exist_ok=True)
-        picture = os.path.join(out_dir, OVERLAY_NAME)
-        save_overlay_grid(picture, denormalize(inputs), masks, np.stack(targets) if known else None,
-                          class_names=labels, ignore_index=IGNORE_INDEX, titles=names)
-        def found(mask):  # the share of the image of each class present, largest first
-            mask = mask[mask != IGNORE_INDEX]
-            shares = np.bincount(mask.ravel(), minlength=len(labels)) / max(mask.size, 1)
-            return ", ".join(f"{labels[c]} {shares[c]:.0%}" for c in np.argsort(-shares)
-                             if c > 0 and shares[c] > 0) or "background only"
-
-        return [{"input": name, "prediction": found(mask), "picture": picture}
-                | ({} if target is None else {"target": found(np.asarray(target))})
-                for name, mask, target in zip(names, masks, targets)]
-
-    def after_fit(self, model, datasets, args, device) -> None:
-        """``predictions.png`` in the run directory: the first 8 test images, predicted and true masks."""
-        from ..data import DataLoader
-        from ..train.loop import predict_batch
-
-        loader = DataLoader(datasets["test"], batch_size=min(8, len(datasets["test"])))
-        x, target = next(iter(loader))
-        output = predict_batch(model, x, device)
-        self.prediction_rows(x, output, [f"test[{i}]" for i in range(len(x))], list(target), args, args.out)
-
-    def load_inputs(self, paths: list[str], args: argparse.Namespace) -> np.ndarray:
-        """Colour images (PNG/JPEG or .npy), resized to the training --image-size for shapes, as they are for
-        VOC (then all of one size) -> (N, 3, H, W) inputs scaled like the training data."""
-        from ..vision.segmentation import read_image
-        from .image_classification import normalize
-
-        size = (args.image_size, args.image_size) if args.dataset == "shapes" else None
-        return np.stack([normalize(read_image(p, size)) for p in paths])
-
-
-for _variant in VARIANTS:
-    register_recipe(FCNRecipe(_variant))

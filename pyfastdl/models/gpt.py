@@ -41,9 +41,9 @@ import numpy as np
 from .. import arange, cat, nn
 from ..data import docstrings as dsdata
 from ..nn import functional as F
+from ..tasks.language_modelling import Perplexity
 from ..train.options import add_option
-from ..train.recipe import Recipe, register_recipe
-from .lstm import Perplexity
+from ..train.recipe import Recipe
 from .transformer import FeedForward, _Sublayers
 
 __all__ = ["GPT", "GPT1_CONFIG", "CausalSelfAttention", "GPTBlock", "GPTRecipe", "init_gpt_weights",
@@ -281,6 +281,3 @@ def sample_checkpoint(path: str, length: int = 100, temperature: float = 1.0, pr
     with kernel_threads(getattr(args, "threads", None)):
         ids = continue_tokens(model, args, tokenizer.encode(prime).ids, length, temperature, seed, top_k)
     return tokenizer.decode(ids)
-
-
-register_recipe(GPTRecipe())

@@ -45,7 +45,7 @@ import numpy as np
 
 from .. import nn
 from ..train.options import NORMS, add_option
-from ..train.recipe import ClassificationRecipe, register_recipe
+from ..tasks.classification import ClassificationRecipe, RandomShift
 
 __all__ = ["LeNet5", "ScaledTanh", "LeNetRecipe"]
 
@@ -176,7 +176,7 @@ class LeNetRecipe(ClassificationRecipe):
                       norm=getattr(args, "norm", "none"), dropout=getattr(args, "dropout", 0.0))
 
     def datasets(self, args: argparse.Namespace) -> dict:
-        from ..data import LECUN_BACKGROUND, ArrayDataset, RandomShift, Subset, load_digits, load_mnist
+        from ..data import LECUN_BACKGROUND, ArrayDataset, Subset, load_digits, load_mnist
         from ..data import random_split_indices
 
         if args.dataset == "digits":
@@ -222,6 +222,3 @@ class LeNetRecipe(ClassificationRecipe):
                 a = 1.0 - a
             out.append(np.clip(resize_bilinear(a, (28, 28)), 0.0, 1.0))
         return lecun_scale(pad_to(np.stack(out), (32, 32)))[:, None]
-
-
-register_recipe(LeNetRecipe())

@@ -32,16 +32,16 @@ The recipes ``lstm-adding``, ``lstm-reber`` and ``char-lm`` train them through t
 
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
 
 from .. import nn
 from ..data import sequences as seqdata
+from ..tasks.language_modelling import LanguageModelRecipe
 from ..train.metrics import Metric
 from ..train.options import add_option
-from ..train.recipe import Recipe, register_recipe
+from ..train.recipe import Recipe
 
 __all__ = ["AddingLSTM", "ReberLSTM", "CharLSTM", "init_forget_bias", "AddingRecipe", "ReberRecipe",
            "CharLMRecipe", "sample_checkpoint"]
@@ -171,26 +171,6 @@ class ReberBranchAccuracy(Metric):
 
     def compute(self):
         return self.correct / self.count if self.count else float("nan")
-
-
-class Perplexity(Metric):
-    """exp(mean next-token cross-entropy): output (N, T, V) scores, target (N, T) ids."""
-
-    def __init__(self):
-        self.reset()
-
-    def reset(self):
-        self.nll, self.count = 0.0, 0
-
-    def update(self, output, target):
-        z = np.asarray(output, np.float64)
-        z = z - z.max(-1, keepdims=True)
-        log_probs = z - np.log(np.exp(z).sum(-1, keepdims=True))
-        self.nll -= float(np.take_along_axis(log_probs, target[..., None], -1).sum())
-        self.count += target.size
-
-    def compute(self):
-        return math.exp(self.nll / self.count) if self.count else float("nan")
 
 
 # ---- recipes ----
@@ -328,7 +308,7 @@ class ReberRecipe(_LstmTaskRecipe):
         return rows
 
 
-class CharLMRecipe(_LstmTaskRecipe):
+class CharLMRecipe(_LstmTaskRecipe, LanguageModelRecipe):
     """Character-level language model on ``--text FILE`` (default: the bundled public-domain
     passages, :func:`pyfastdl.data.sequences.default_corpus`). The text is split in order: the
     first 80% for training (windows of ``--seq-len`` characters every ``--stride``), the next 10%
@@ -337,7 +317,6 @@ class CharLMRecipe(_LstmTaskRecipe):
 
     name = "char-lm"
     description = "character-level LSTM language model on a text file (default: bundled public-domain text)"
-    main_metric = "perplexity"
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--text", help="a UTF-8 text file (default: the bundled public-domain passages)")
@@ -382,17 +361,6 @@ class CharLMRecipe(_LstmTaskRecipe):
 
     def restore_metadata(self, args, metadata: dict) -> None:
         args.chars = metadata["chars"]
-
-    def loss_fn(self, output, target):
-        from ..nn import functional as F
-
-        return F.cross_entropy(output.reshape(-1, output.shape[-1]), target.reshape(-1))
-
-    def metrics(self) -> dict:
-        return {"perplexity": Perplexity()}
-
-    def predict(self, output):
-        return output.argmax(-1)
 
     def predictions(self, model, args, inputs, count, out_dir) -> list[dict]:
         """The likeliest continuation (greedy) of each text in ``inputs`` (``PREDICT_LENGTH``
@@ -448,8 +416,3 @@ def sample_checkpoint(path: str, length: int = 200, temperature: float = 1.0, pr
         raise ValueError(f"{path}: a {recipe.name} checkpoint is not a character language model")
     with kernel_threads(getattr(args, "threads", None)):
         return continue_text(model, args, prime, length, temperature, seed)
-
-
-register_recipe(AddingRecipe())
-register_recipe(ReberRecipe())
-register_recipe(CharLMRecipe())

@@ -34,9 +34,8 @@ from __future__ import annotations
 import argparse
 
 from .. import nn
+from ..tasks.classification import ImageClassificationRecipe
 from ..train.options import add_option
-from ..train.recipe import register_recipe
-from .image_classification import ImageClassificationRecipe
 
 __all__ = ["MlpConv", "NIN", "NINRecipe"]
 
@@ -119,6 +118,3 @@ class NINRecipe(ImageClassificationRecipe):
     def build_model(self, args: argparse.Namespace) -> NIN:
         return NIN(self.num_classes(args), width=args.width_mult, dropout=args.dropout,
                    batch_norm=args.norm == "batch")
-
-
-register_recipe(NINRecipe())

@@ -42,8 +42,7 @@ import argparse
 
 from .. import nn
 from ..nn import functional as F
-from ..train.recipe import register_recipe
-from .image_classification import ImageClassificationRecipe
+from ..tasks.classification import ImageClassificationRecipe
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "CifarResNet", "PadShortcut", "resnet18", "resnet34",
            "resnet50", "resnet101", "resnet152", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
@@ -322,7 +321,3 @@ class ResNetRecipe(ImageClassificationRecipe):
         if self.name in CIFAR_MODELS:
             return CIFAR_MODELS[self.name](num_classes=self.num_classes(args), shortcut=args.shortcut)
         return IMAGENET_MODELS[self.name](num_classes=self.num_classes(args))
-
-
-for _name in (*CIFAR_MODELS, *IMAGENET_MODELS):
-    register_recipe(ResNetRecipe(_name))

@@ -9,7 +9,7 @@ networks", NIPS 2014.
 
 Reversing the source puts its first words next to the first target words, which the paper found
 made the long dependencies short and the optimisation easy (section 3.3). Decoding is greedy or
-beam search (:mod:`pyfastdl.text.decoding`, through :func:`pyfastdl.text.translation.translate`).
+beam search (:mod:`pyfastdl.text.decoding`, through :func:`pyfastdl.tasks.translation.translate`).
 
 Departures from the paper:
   * Sizes for a 2-core CPU and the number task: 2 layers of 128 units and 128-wide embeddings by
@@ -27,10 +27,9 @@ from __future__ import annotations
 import argparse
 
 from .. import arange, nn, where
+from ..tasks.translation import TranslationRecipe
 from ..train.options import add_option
-from ..train.recipe import register_recipe
 from .lstm import init_forget_bias
-from .translation import TranslationRecipe
 
 __all__ = ["Seq2Seq", "reverse_source", "Seq2SeqRecipe"]
 
@@ -47,7 +46,7 @@ def reverse_source(src, src_lengths):
 
 class Seq2Seq(nn.Module):
     """LSTM encoder-decoder over token ids; implements the translation decoding protocol
-    (:mod:`pyfastdl.text.translation`). ``forward(src (N, S), src_lengths (N,), tgt_in (N, T))``
+    (:mod:`pyfastdl.tasks.translation`). ``forward(src (N, S), src_lengths (N,), tgt_in (N, T))``
     -> logits (N, T, tgt_vocab)."""
 
     def __init__(self, src_vocab, tgt_vocab, embed_dim=128, hidden=128, num_layers=2, dropout=0.1,
@@ -106,6 +105,3 @@ class Seq2SeqRecipe(TranslationRecipe):
     def make_model(self, args, src_vocab_size, tgt_vocab_size) -> Seq2Seq:
         return Seq2Seq(src_vocab_size, tgt_vocab_size, embed_dim=args.embed_dim, hidden=args.hidden,
                        num_layers=args.layers, dropout=args.dropout, reverse=args.reverse)
-
-
-register_recipe(Seq2SeqRecipe())

@@ -37,15 +37,26 @@ from __future__ import annotations
 import argparse
 import math
 
+import numpy as np
+
 from .. import arange, cat, nn, tensor
 from ..nn import functional as F
-from ..text.translation import sinusoidal_positions
+from ..tasks.translation import TranslationRecipe
 from ..train.options import add_option
-from ..train.recipe import register_recipe
-from .translation import TranslationRecipe
 
 __all__ = ["Transformer", "TransformerEncoderLayer", "TransformerDecoderLayer", "TransformerRecipe",
-           "TransformerBaseRecipe", "padding_mask"]
+           "TransformerBaseRecipe", "padding_mask", "sinusoidal_positions"]
+
+
+def sinusoidal_positions(length: int, dim: int) -> np.ndarray:
+    """Vaswani et al.'s position table (length, dim) float32: PE[p, 2i] = sin(p / 10000^(2i/dim)),
+    PE[p, 2i+1] = cos(p / 10000^(2i/dim))."""
+    pos = np.arange(length)[:, None]
+    freq = np.exp(-math.log(10000.0) * np.arange(0, dim, 2) / dim)
+    table = np.zeros((length, dim))
+    table[:, 0::2] = np.sin(pos * freq)
+    table[:, 1::2] = np.cos(pos * freq)[:, : dim // 2]
+    return table.astype(np.float32)
 
 
 def padding_mask(lengths, max_len: int):
@@ -132,7 +143,7 @@ class TransformerDecoderLayer(nn.Module):
 
 class Transformer(nn.Module):
     """Encoder-decoder Transformer over token ids; implements the translation decoding protocol
-    (:mod:`pyfastdl.text.translation`). ``forward(src (N, S), src_lengths (N,), tgt_in (N, T))``
+    (:mod:`pyfastdl.tasks.translation`). ``forward(src (N, S), src_lengths (N,), tgt_in (N, T))``
     -> logits (N, T, tgt_vocab)."""
 
     def __init__(self, src_vocab, tgt_vocab, d_model=512, nhead=8, num_encoder_layers=6, num_decoder_layers=6,
@@ -257,6 +268,3 @@ class TransformerBaseRecipe(TransformerRecipe):
         return dict(epochs=20, batch_size=64, lr=512 ** -0.5 * 4000 ** -0.5, optimizer="adam", weight_decay=0.0,
                     momentum=0.9, schedule="inverse_sqrt", threads=None)
 
-
-register_recipe(TransformerRecipe())
-register_recipe(TransformerBaseRecipe())

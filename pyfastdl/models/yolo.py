@@ -60,9 +60,8 @@ import argparse
 import numpy as np
 
 from .. import nn
-from ..train.detection import DetectionRecipe
+from ..tasks.detection import DetectionRecipe
 from ..train.options import add_option
-from ..train.recipe import register_recipe
 from ..vision import yolo as yolo_ops
 
 __all__ = ["YOLOv1", "yolo_v1", "fast_yolo", "yolo_v1_small", "PAPER_LAYERS", "FAST_LAYERS", "SMALL_LAYERS",
@@ -174,17 +173,38 @@ def yolo_v1_small(S: int = 7, B: int = 2, C: int = 6, image_size: int = 56, head
 
 # ---- the training recipes: yolov1 (CPU default), yolov1-paper, fast-yolo ----
 
+_PAPER_HPARAMS = dict(epochs=135, batch_size=64, lr=1e-2, optimizer="sgd", weight_decay=5e-4, momentum=0.9,
+                      schedule="onecycle", threads=None)
+#: Each recipe's description, network constructor, input side, default hyper-parameters and the
+#: defaults of its options (norm, head, dropout, --train-size).
+RECIPES = {
+    "yolov1": dict(description="YOLOv1 (Redmon et al. 2016), CPU-sized: 56x56 synthetic shapes, S=7 (or PASCAL VOC)",
+                   build=yolo_v1_small, image_size=56,
+                   hparams=dict(epochs=3, batch_size=32, lr=5e-4, optimizer="adamw", weight_decay=5e-4, momentum=0.9,
+                                schedule="onecycle", threads=1),
+                   batch_norm=True, head="fc", dropout=0.0, train_size=16000),
+    "yolov1-paper": dict(description="YOLOv1 as in the paper: 24 convolutions + 2 fully connected on 448x448",
+                         build=yolo_v1, image_size=448, hparams=_PAPER_HPARAMS),
+    "fast-yolo": dict(description="Fast YOLO (Redmon et al. 2016): 9 convolutions + 1 fully connected on 448x448",
+                      build=fast_yolo, image_size=448, hparams=_PAPER_HPARAMS),
+}
+
+
 class YOLORecipe(DetectionRecipe):
-    """YOLOv1 through the shared detection recipe (:class:`pyfastdl.train.detection.DetectionRecipe`):
+    """YOLOv1 through the shared detection recipe (:class:`pyfastdl.tasks.detection.DetectionRecipe`):
     targets encoded per cell, the paper's loss (lambda_coord 5, lambda_noobj 0.5, square roots of
     w and h, responsible predictor by IoU, IoU as the confidence target), decoding with
-    class-specific confidence and per-class NMS, VOC mAP@0.5 on the decoded test predictions."""
+    class-specific confidence and per-class NMS, VOC mAP@0.5 on the decoded test predictions.
+    ``name``: one of :data:`RECIPES`."""
 
-    def __init__(self, name, description, build, image_size, hparams, batch_norm=False, head="fc",
-                 dropout=0.5, train_size=4000):
-        self.name, self.description = name, description
-        self.build, self.default_image_size, self.hparams = build, image_size, hparams
-        self.batch_norm, self.head, self.dropout, self.default_train_size = batch_norm, head, dropout, train_size
+    def __init__(self, name):
+        if name not in RECIPES:
+            raise ValueError(f"YOLORecipe: no recipe named {name!r}; one of {', '.join(RECIPES)}")
+        config = RECIPES[name]
+        self.name, self.description = name, config["description"]
+        self.build, self.default_image_size, self.hparams = config["build"], config["image_size"], config["hparams"]
+        self.batch_norm, self.head = config.get("batch_norm", False), config.get("head", "fc")
+        self.dropout, self.default_train_size = config.get("dropout", 0.5), config.get("train_size", 4000)
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         super().add_arguments(parser)
@@ -218,21 +238,3 @@ class YOLORecipe(DetectionRecipe):
         S, C = output.shape[1], num_classes
         B = (output.shape[-1] - C) // 5
         return [yolo_ops.decode(o, image_size, S=S, B=B, C=C, score_threshold=score_threshold) for o in output]
-
-
-register_recipe(YOLORecipe(
-    "yolov1", "YOLOv1 (Redmon et al. 2016), CPU-sized: 56x56 synthetic shapes, S=7 (or PASCAL VOC)",
-    yolo_v1_small, 56,
-    dict(epochs=3, batch_size=32, lr=5e-4, optimizer="adamw", weight_decay=5e-4, momentum=0.9,
-         schedule="onecycle", threads=1),
-    batch_norm=True, head="fc", dropout=0.0, train_size=16000))
-register_recipe(YOLORecipe(
-    "yolov1-paper", "YOLOv1 as in the paper: 24 convolutions + 2 fully connected on 448x448",
-    yolo_v1, 448,
-    dict(epochs=135, batch_size=64, lr=1e-2, optimizer="sgd", weight_decay=5e-4, momentum=0.9,
-         schedule="onecycle", threads=None)))
-register_recipe(YOLORecipe(
-    "fast-yolo", "Fast YOLO (Redmon et al. 2016): 9 convolutions + 1 fully connected on 448x448",
-    fast_yolo, 448,
-    dict(epochs=135, batch_size=64, lr=1e-2, optimizer="sgd", weight_decay=5e-4, momentum=0.9,
-         schedule="onecycle", threads=None)))

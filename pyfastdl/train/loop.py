@@ -54,6 +54,7 @@ from ..data import DataLoader, Subset, default_collate
 from .metrics import Mean, StepLosses
 from .options import upgrade_args
 from .plots import plot_history
+from .registry import get_recipe, list_recipe_names
 from .resume import NonFiniteLossError, StopOnSignal, TrainingInterrupted, random_state, set_random_state
 
 __all__ = ["fit", "run_epoch", "evaluate", "evaluate_checkpoint", "predict_batch", "predict_checkpoint",
@@ -356,12 +357,9 @@ def checkpoint_path(path: str) -> str:
 def saved_arguments(metadata: dict) -> argparse.Namespace:
     """The options of the run whose checkpoint ``metadata`` is, under today's names
     (:func:`pyfastdl.train.options.upgrade_args`); an option its recipe gained since takes its default."""
-    from .recipe import list_recipes
-
     parser = argparse.ArgumentParser()
-    recipe = list_recipes().get(metadata["recipe"])
-    if recipe is not None:  # (an unknown recipe is reported where it is used)
-        recipe.add_arguments(parser)
+    if metadata["recipe"] in list_recipe_names():  # (an unknown recipe is reported where it is used)
+        get_recipe(metadata["recipe"]).add_arguments(parser)
     return argparse.Namespace(**{**vars(parser.parse_args([])), **upgrade_args(metadata["args"])})
 
 
@@ -606,8 +604,6 @@ def _device_name(device: str) -> str:
 
 def _restore(path: str, overrides: dict):
     """Rebuild the recipe, arguments and model saved in checkpoint ``path``."""
-    from .recipe import get_recipe
-
     saved = run_metadata(path)
     recipe = get_recipe(saved["recipe"])
     args = saved_arguments(saved)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Metric", "Mean", "StepLosses", "Accuracy"]
+__all__ = ["Metric", "Mean", "StepLosses"]
 
 
 class Metric:
@@ -94,22 +94,3 @@ class StepLosses(Metric):
 
     def state(self) -> dict:
         return {}
-
-
-class Accuracy(Metric):
-    """Fraction of samples whose highest-scoring class is the target.
-    output: (N, C) scores (or (N, C, ...) with target (N, ...) for dense labels); target: int class ids."""
-
-    def __init__(self):
-        self.reset()
-
-    def reset(self) -> None:
-        self.correct, self.count = 0, 0
-
-    def update(self, output: np.ndarray, target: np.ndarray) -> None:
-        predicted = output.argmax(axis=1)
-        self.correct += int((predicted == target).sum())
-        self.count += target.size
-
-    def compute(self) -> float:
-        return self.correct / self.count if self.count else float("nan")

@@ -1,8 +1,10 @@
-"""Recipes: what a model brings to the shared training loop, and the registry of them.
+"""Recipes: what a model brings to the shared training loop.
 
 A recipe names a model and gives the loop everything model-specific -- how to build the network,
 which datasets, the loss, the metrics, default hyper-parameters -- so that every model trains with
-the one loop in :mod:`pyfastdl.train.loop`. ``pyfastdl train <name>`` looks the recipe up here.
+the one loop in :mod:`pyfastdl.train.loop`. ``pyfastdl train <name>`` looks the recipe up in
+:mod:`pyfastdl.train.registry`; each task's recipe base (classification, detection, segmentation,
+translation, language modelling) is in :mod:`pyfastdl.tasks`.
 
 A batch is what the DataLoader yields (the recipe may give a ``collate_fn``); ``split_batch``
 divides it into the model's inputs and the target the loss and metrics compare against. That is
@@ -17,9 +19,9 @@ import argparse
 
 import numpy as np
 
-from .metrics import Accuracy, Metric
+from .metrics import Metric
 
-__all__ = ["Recipe", "ClassificationRecipe", "register_recipe", "get_recipe", "list_recipes", "HPARAMS"]
+__all__ = ["Recipe", "HPARAMS"]
 
 #: The hyper-parameters every recipe gives defaults for (the shared command-line flags).
 HPARAMS = ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "momentum", "schedule", "threads")
@@ -135,51 +137,3 @@ class Recipe:
         """Called by :func:`pyfastdl.train.fit` after the run's record is written, with the trained
         model, the datasets by split and the device: a recipe may write extra pictures into
         ``args.out`` (e.g. predicted masks). Nothing by default."""
-
-
-class ClassificationRecipe(Recipe):
-    """A model that maps inputs to class scores: cross-entropy loss, accuracy, argmax prediction."""
-
-    main_metric = "accuracy"
-
-    def class_names(self, args: argparse.Namespace) -> tuple:
-        """Names of the classes, index -> name, printed by ``pyfastdl predict`` (none by default)."""
-        return ()
-
-    def loss_fn(self, output, target):
-        from ..nn import functional as F
-
-        return F.cross_entropy(output, target)
-
-    def metrics(self) -> dict[str, Metric]:
-        return {"accuracy": Accuracy()}
-
-    def predict(self, output: np.ndarray) -> np.ndarray:
-        return output.argmax(axis=1)
-
-
-_RECIPES: dict[str, Recipe] = {}
-
-
-def register_recipe(recipe: Recipe) -> Recipe:
-    """Add ``recipe`` to the registry under ``recipe.name`` (a second recipe of that name is an error)."""
-    if not recipe.name:
-        raise ValueError("register_recipe: the recipe has no name")
-    if recipe.name in _RECIPES and type(_RECIPES[recipe.name]) is not type(recipe):
-        raise ValueError(f"register_recipe: a recipe named {recipe.name!r} is already registered")
-    _RECIPES[recipe.name] = recipe
-    return recipe
-
-
-def list_recipes() -> dict[str, Recipe]:
-    """All registered recipes by name (importing :mod:`pyfastdl.models` registers the built-in ones)."""
-    from .. import models  # noqa: F401  (registers the models' recipes)
-
-    return dict(sorted(_RECIPES.items()))
-
-
-def get_recipe(name: str) -> Recipe:
-    recipes = list_recipes()
-    if name not in recipes:
-        raise ValueError(f"unknown model {name!r}; registered: {', '.join(recipes) or 'none'}")
-    return recipes[name]

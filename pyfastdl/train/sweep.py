@@ -131,12 +131,12 @@ def _check_options(model: str, argv: list[str]) -> None:
     import contextlib
     import io
 
-    from ..cli import build_parser
+    from .command import train_parser
 
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
-            build_parser().parse_args(argv)
+            train_parser(model).parse_args(argv[1:])
     except SystemExit:
         last = err.getvalue().strip().splitlines()
         raise ValueError(f"sweep: `pyfastdl {' '.join(argv)}` is not a valid training command: "
@@ -164,7 +164,7 @@ def run_sweep(model: str, grid: str, fixed: str | None = None, seeds: int = 3, o
               jobs: int | None = None, threads: int = 1, log=print) -> dict:
     """Train every cell of ``grid`` with ``seeds`` seeds (0, 1, ...) and write the table and picture.
     Returns the summary written to sweep.json."""
-    from .recipe import get_recipe
+    from .registry import get_recipe
 
     recipe = get_recipe(model)
     if seeds < 1:

@@ -1,11 +1,11 @@
-"""Object detection in the shared training loop: datasets of boxes, their batches, mAP, pictures.
+"""Object detection: the recipe base, its metric (mAP), its augmentation (flips), datasets of boxes and pictures.
 
 A detection sample is an image and a variable number of boxes, so batches need their own
 collation: :class:`DetectionDataset` encodes each image's boxes into the model's fixed-shape
 training target (the recipe's ``encode``; for YOLO the S x S grid) and :func:`detection_collate`
 stacks those while keeping the raw boxes, in a :class:`DetectionTarget`, for the metric. The
 metric, :class:`MeanAveragePrecision`, decodes every image's output into boxes (the recipe's
-``decode``) and scores them with VOC's mAP@0.5 at the end of the epoch.
+``decode``) and scores them with VOC's mAP@0.5 (:func:`mean_average_precision`) at the end of the epoch.
 
 :class:`DetectionRecipe` holds everything that is not model-specific: the datasets (synthetic
 shapes scenes, default, or PASCAL VOC from a directory), flips as augmentation, the metric, the
@@ -20,13 +20,18 @@ import os
 
 import numpy as np
 
-from ..data import Dataset
-from .metrics import Metric
-from .options import add_option
-from .recipe import Recipe
+from ..data import DataLoader, Dataset, read_image, resize_bilinear
+from ..data.shapes import SHAPES, make_detection
+from ..data.voc import CLASSES, VOCDetection
+from ..train.loop import predict_batch
+from ..train.metrics import Metric
+from ..train.options import add_option
+from ..train.recipe import Recipe
+from ..vision.boxes import as_boxes, box_iou
+from ..vision.draw import save_detection_grid
 
 __all__ = ["DetectionTarget", "DetectionDataset", "SyntheticDetection", "detection_collate",
-           "MeanAveragePrecision", "DetectionRecipe", "PICTURE_NAME"]
+           "MeanAveragePrecision", "DetectionRecipe", "PICTURE_NAME", "average_precision", "mean_average_precision"]
 
 #: the picture of test predictions written into the run directory, and by ``pyfastdl predict``
 PICTURE_NAME = "predictions.png"
@@ -63,8 +68,6 @@ class SyntheticDetection(Dataset):
     ``ds[i]`` -> (image (3, size, size), (boxes (k, 4), classes (k,)))."""
 
     def __init__(self, n: int, size: int, split: str, seed: int = 0):
-        from ..data.shapes import make_detection
-
         self.images, self.targets = make_detection(n, size=size, split=split, seed=seed)
 
     def __len__(self) -> int:
@@ -91,8 +94,6 @@ class DetectionDataset(Dataset):
         return len(self.base)
 
     def __getitem__(self, i):
-        from ..data import resize_bilinear
-
         image, annotation = self.base[i]
         boxes, classes = np.asarray(annotation[0], np.float32).reshape(-1, 4), np.asarray(annotation[1], np.int64)
         difficult = np.asarray(annotation[2], bool) if len(annotation) > 2 else np.zeros(len(classes), bool)
@@ -108,11 +109,79 @@ class DetectionDataset(Dataset):
         return image, (encoded, boxes, classes, difficult, self.num_classes)
 
 
+def average_precision(recall, precision):
+    """Area under the precision-recall curve with precision made monotone (VOC 2010+ all points)."""
+    r = np.concatenate([[0.0], recall, [1.0]])
+    p = np.concatenate([[0.0], precision, [0.0]])
+    p = np.maximum.accumulate(p[::-1])[::-1]
+    steps = np.flatnonzero(r[1:] != r[:-1])
+    return float(np.sum((r[steps + 1] - r[steps]) * p[steps + 1]))
+
+
+def mean_average_precision(detections, ground_truths, num_classes, iou_threshold=0.5):
+    """VOC-style mAP@``iou_threshold``.
+
+    ``detections``: per image, a tuple (boxes (N, 4), scores (N,), classes (N,)).
+    ``ground_truths``: per image, a tuple (boxes (M, 4), classes (M,)) or (boxes, classes,
+    difficult (M,) bool).
+    Each detection, highest score first, is a true positive when it overlaps an unmatched ground
+    truth of its class by at least the threshold, else a false positive; as in VOC's evaluation,
+    a detection whose best overlap is a "difficult" object counts as neither, and difficult
+    objects are not counted among those to find. Returns (mAP, per-class AP); classes without
+    (non-difficult) ground truth are left out of the mean (their AP is None)."""
+    if len(detections) != len(ground_truths):
+        raise ValueError(f"detections cover {len(detections)} images but ground_truths {len(ground_truths)}")
+    truths = []
+    for gt in ground_truths:
+        gb, gc = as_boxes(gt[0], "ground-truth boxes"), np.asarray(gt[1])
+        difficult = np.asarray(gt[2], dtype=bool) if len(gt) > 2 else np.zeros(len(gc), dtype=bool)
+        truths.append((gb, gc, difficult))
+    dets = [(as_boxes(db, "detection boxes"), np.asarray(ds, dtype=np.float64), np.asarray(dc))
+            for db, ds, dc in detections]
+    per_class = []
+    for c in range(num_classes):
+        gts = [(gb[gc == c], d[gc == c]) for gb, gc, d in truths]
+        n_gt = sum(int((~d).sum()) for _, d in gts)
+        if n_gt == 0:
+            per_class.append(None)
+            continue
+        # every detection of class c: its score, and whether it is a TP (1), FP (0) or ignored (-1)
+        scores, outcome = [], []
+        for (db, ds, dc), (gt, difficult) in zip(dets, gts):
+            sel = dc == c
+            boxes, s = db[sel], ds[sel]
+            order = np.argsort(-s, kind="stable")
+            boxes, s = boxes[order], s[order]
+            result = np.zeros(len(s))
+            if len(gt) and len(s):
+                ious = box_iou(boxes, gt)
+                matched = np.zeros(len(gt), dtype=bool)
+                for k in range(len(s)):
+                    j = int(np.argmax(ious[k]))
+                    if ious[k, j] >= iou_threshold:
+                        if difficult[j]:
+                            result[k] = -1
+                        elif not matched[j]:
+                            matched[j] = True
+                            result[k] = 1
+            scores.append(s)
+            outcome.append(result)
+        scores, outcome = np.concatenate(scores), np.concatenate(outcome)
+        order = np.argsort(-scores, kind="stable")
+        outcome = outcome[order][outcome[order] >= 0]
+        ctp = np.cumsum(outcome)
+        recall = ctp / n_gt
+        precision = ctp / np.arange(1, len(outcome) + 1)
+        per_class.append(average_precision(recall, precision))
+    present = [ap for ap in per_class if ap is not None]
+    return (float(np.mean(present)) if present else 0.0), per_class
+
+
 class MeanAveragePrecision(Metric):
     """VOC mAP@``iou_threshold`` over an epoch: ``update`` decodes every image's output with
     ``decode(output, num_classes, image_size, score_threshold)`` -> [(boxes, scores, classes)] and
     keeps it with the ground truth (difficult objects are ignored, as VOC's evaluation does);
-    ``compute`` runs :func:`pyfastdl.vision.mean_average_precision` over all of them."""
+    ``compute`` runs :func:`mean_average_precision` over all of them."""
 
     def __init__(self, decode, iou_threshold: float = 0.5, score_threshold: float = 0.01):
         self.decode, self.iou_threshold, self.score_threshold = decode, iou_threshold, score_threshold
@@ -132,8 +201,6 @@ class MeanAveragePrecision(Metric):
         self.num_classes = num_classes
 
     def compute(self) -> float:
-        from ..vision import mean_average_precision
-
         if not self.truths:
             return float("nan")
         return mean_average_precision(self.detections, self.truths, self.num_classes, self.iou_threshold)[0]
@@ -178,15 +245,10 @@ class DetectionRecipe(Recipe):
         return len(self.class_names(args))
 
     def class_names(self, args: argparse.Namespace) -> tuple:
-        from ..data.shapes import SHAPES
-        from ..data.voc import CLASSES
-
         return CLASSES if args.dataset == "voc" else SHAPES
 
     def datasets(self, args: argparse.Namespace) -> dict:
         if args.dataset == "voc":
-            from ..data.voc import VOCDetection
-
             if not args.data_dir:
                 raise ValueError("--dataset voc needs --data-dir (the folder holding VOCdevkit)")
             base = {"train": VOCDetection(args.data_dir, args.year, "train"), "val": None,
@@ -208,8 +270,6 @@ class DetectionRecipe(Recipe):
         return {"mAP": MeanAveragePrecision(self.decode)}
 
     def _draw(self, images, output, targets, args, path, title) -> list:
-        from ..vision.draw import save_detection_grid
-
         detections = self.decode(output, self.num_classes(args), images.shape[-1], self.display_threshold)
         save_detection_grid(path, images, detections, self.class_names(args), truths=targets, title=title)
         return detections
@@ -217,9 +277,6 @@ class DetectionRecipe(Recipe):
     def after_fit(self, model, datasets: dict, args: argparse.Namespace, device: str) -> None:
         """Draw the first 16 test images with their predicted boxes (solid, labelled with class and
         score) and ground truth (dashed) into ``<out>/predictions.png``."""
-        from ..data import DataLoader
-        from .loop import predict_batch
-
         test = datasets["test"]
         images, target = next(iter(DataLoader(test, batch_size=min(16, len(test)), collate_fn=self.collate_fn)))
         self._draw(images, predict_batch(model, images, device), list(target), args,
@@ -248,19 +305,4 @@ class DetectionRecipe(Recipe):
     def load_inputs(self, paths: list[str], args: argparse.Namespace) -> np.ndarray:
         """Colour images (PNG/JPEG, or .npy arrays (3, H, W) or (H, W, 3), 0..1 or 0..255), any size
         -> (N, 3, image_size, image_size) float32 in [0, 1]."""
-        from ..data import resize_bilinear
-        from ..data.voc import load_image
-
-        out = []
-        for path in paths:
-            if path.endswith(".npy"):
-                a = np.load(path, allow_pickle=False).astype(np.float32)
-                if a.ndim == 3 and a.shape[-1] == 3 and a.shape[0] != 3:
-                    a = a.transpose(2, 0, 1)
-                if a.ndim != 3 or a.shape[0] != 3:
-                    raise ValueError(f"{path}: expected a colour image (3, H, W) or (H, W, 3), got shape {a.shape}")
-                a = a / 255.0 if a.max() > 1.0 else a
-            else:
-                a = load_image(path)
-            out.append(resize_bilinear(a, (args.image_size, args.image_size)))
-        return np.stack(out).astype(np.float32)
+        return np.stack([read_image(p, (args.image_size, args.image_size)) for p in paths])

@@ -1,6 +1,13 @@
-"""The recipe the image classifiers share (NIN, ResNet): data, augmentation and input loading.
+"""Classification: the recipe base, its metric and its augmentations.
 
-Datasets (``--dataset``):
+* :class:`ClassificationRecipe` -- any model mapping inputs to class scores (LeNet-5, BERT
+  fine-tuning): cross-entropy loss, :class:`Accuracy`, argmax prediction;
+* :class:`ImageClassificationRecipe` -- the image classifiers' shared recipe (NIN, ResNet): data,
+  augmentation and input loading, below;
+* :class:`RandomShift` (LeNet-5's and CIFAR's translations) and :class:`RandomFlipShift` (CIFAR's
+  "flip, pad 4 and crop") -- augmentations of one image.
+
+The image classifiers' datasets (``--dataset``):
   * ``shapes`` (default, generated, nothing to download): :func:`pyfastdl.data.shapes.make_classification`,
     one coloured shape of 6 kinds per image on a textured background, ``--image-size`` pixels square;
     ``--train-size`` training, ``--val-size`` (1,000) validation and ``--test-size`` (2,000) test
@@ -17,10 +24,74 @@ import argparse
 
 import numpy as np
 
+from ..data import ArrayDataset, Subset, cifar, random_split_indices, read_image, shapes
+from ..data.cifar import load_cifar10
+from ..data.shapes import make_classification
+from ..nn import functional as F
+from ..train.metrics import Metric
 from ..train.options import add_option
-from ..train.recipe import ClassificationRecipe
+from ..train.recipe import Recipe
 
-__all__ = ["ImageClassificationRecipe", "RandomFlipShift", "normalize", "denormalize"]
+__all__ = ["ClassificationRecipe", "ImageClassificationRecipe", "Accuracy", "RandomShift", "RandomFlipShift",
+           "normalize", "denormalize"]
+
+
+class ClassificationRecipe(Recipe):
+    """A model that maps inputs to class scores: cross-entropy loss, accuracy, argmax prediction."""
+
+    main_metric = "accuracy"
+
+    def class_names(self, args: argparse.Namespace) -> tuple:
+        """Names of the classes, index -> name, printed by ``pyfastdl predict`` (none by default)."""
+        return ()
+
+    def loss_fn(self, output, target):
+        return F.cross_entropy(output, target)
+
+    def metrics(self) -> dict[str, Metric]:
+        return {"accuracy": Accuracy()}
+
+    def predict(self, output: np.ndarray) -> np.ndarray:
+        return output.argmax(axis=1)
+
+
+class Accuracy(Metric):
+    """Fraction of samples whose highest-scoring class is the target.
+    output: (N, C) scores (or (N, C, ...) with target (N, ...) for dense labels); target: int class ids."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.correct, self.count = 0, 0
+
+    def update(self, output: np.ndarray, target: np.ndarray) -> None:
+        predicted = output.argmax(axis=1)
+        self.correct += int((predicted == target).sum())
+        self.count += target.size
+
+    def compute(self) -> float:
+        return self.correct / self.count if self.count else float("nan")
+
+
+class RandomShift:
+    """Augmentation: translate one image (..., H, W) by a random whole number of pixels in
+    [-max_shift, max_shift] along each axis, filling the uncovered border with ``fill``.
+    The offsets come from a numpy Generator seeded with ``seed`` (reproducible runs)."""
+
+    def __init__(self, max_shift: int, fill: float = 0.0, seed: int | None = None):
+        self.max_shift = int(max_shift)
+        self.fill = fill
+        self.generator = np.random.default_rng(seed)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        dy, dx = self.generator.integers(-self.max_shift, self.max_shift + 1, size=2)
+        h, w = image.shape[-2:]
+        out = np.full_like(image, self.fill)
+        out[..., max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+            image[..., max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+        return out
+
 
 #: Seed of the fixed CIFAR-10 train/validation split (it never changes with --seed).
 VAL_SPLIT_SEED = 1
@@ -41,8 +112,6 @@ class RandomFlipShift:
     translation of up to ``max_shift`` pixels (zero fill) -- the paper's CIFAR "pad 4 and crop"."""
 
     def __init__(self, max_shift: int, seed: int | None = None):
-        from ..data import RandomShift
-
         self.generator = np.random.default_rng(seed)
         self.shift = RandomShift(max_shift, fill=0.0, seed=self.generator.integers(2**31))
 
@@ -74,19 +143,13 @@ class ImageClassificationRecipe(ClassificationRecipe):
         return len(self.class_names(args))
 
     def class_names(self, args: argparse.Namespace) -> tuple:
-        from ..data import cifar, shapes
-
         return cifar.CLASSES if args.dataset == "cifar10" else shapes.SHAPES
 
     def input_size(self, args: argparse.Namespace) -> int:
         return 32 if args.dataset == "cifar10" else args.image_size
 
     def datasets(self, args: argparse.Namespace) -> dict:
-        from ..data import ArrayDataset, Subset, random_split_indices
-
         if args.dataset == "cifar10":
-            from ..data.cifar import load_cifar10
-
             x, y = load_cifar10(args.data_dir, "train")
             train_idx, val_idx = random_split_indices(len(y), [0.9, 0.1], VAL_SPLIT_SEED)
             x = normalize(x)
@@ -95,8 +158,6 @@ class ImageClassificationRecipe(ClassificationRecipe):
                 "val": Subset(ArrayDataset(x, y), val_idx),
                 "test": ArrayDataset(*self._normalized(load_cifar10(args.data_dir, "test"))),
             }
-        from ..data.shapes import make_classification
-
         sizes = {split: min(n, args.limit) if args.limit else n
                  for split, n in (("train", args.train_size), ("val", args.val_size), ("test", args.test_size))}
         return {split: ArrayDataset(*self._normalized(make_classification(n, args.image_size, split))) if n else None
@@ -110,7 +171,5 @@ class ImageClassificationRecipe(ClassificationRecipe):
     def load_inputs(self, paths: list[str], args: argparse.Namespace) -> np.ndarray:
         """Colour images (PNG/JPEG, or .npy arrays (3, H, W) / (H, W, 3) in [0, 1]), any size ->
         (N, 3, S, S) inputs resized to the training size and scaled like the training data."""
-        from ..vision.segmentation import read_image
-
         size = self.input_size(args)
         return np.stack([normalize(read_image(p, (size, size))) for p in paths])

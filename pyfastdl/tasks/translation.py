@@ -1,24 +1,45 @@
-"""The translation recipe family: what every encoder-decoder model shares in the training loop.
+"""Translation: the recipe base every encoder-decoder model shares, its metrics, batches and decoding.
 
 A model recipe subclasses :class:`TranslationRecipe`, sets ``name``/``description`` (and class
 defaults such as ``label_smoothing``), and implements ``add_model_arguments(parser)``,
-``make_model(args, src_vocab_size, tgt_vocab_size)`` and ``default_hparams(args)``. The model
-implements the decoding protocol of :mod:`pyfastdl.text.translation`. Everything else is here:
+``make_model(args, src_vocab_size, tgt_vocab_size)`` and ``default_hparams(args)``. Everything else is here:
 
 * data: English -> German number words (default; ``--train-size``/``--val-size``/``--test-size`` numbers
-  from :func:`pyfastdl.data.translation.number_split`, so no validation or test number is seen in
+  from :func:`pyfastdl.data.parallel_text.number_split`, so no validation or test number is seen in
   training), or the user's parallel text (``--src FILE --tgt FILE``, tokenised by
-  :func:`pyfastdl.data.translation.tokenize`; ``--val-fraction``/``--test-fraction`` of the lines,
+  :func:`pyfastdl.data.parallel_text.tokenize`; ``--val-fraction``/``--test-fraction`` of the lines,
   chosen by a fixed seed, are held out). Vocabularies are built from the training split only
   (``--min-freq``) and saved in the checkpoint's metadata (JSON; no pickle).
-* batches ``(src, src_lengths, tgt_in, tgt_out)``; the model gets ``(src, src_lengths, tgt_in)``.
+* batches: :class:`TranslationDataset` holds sentence pairs as id arrays; :func:`collate_translation`
+  pads a list of them into one batch ``(src, src_lengths, tgt_in, tgt_out)``; the model gets
+  ``(src, src_lengths, tgt_in)``::
+
+      src         (N, S) int64   source ids followed by <eos>, padded with <pad> (id 0)
+      src_lengths (N,)   int64   tokens per source row, <eos> included
+      tgt_in      (N, T) int64   <bos> followed by the target ids     (the decoder's input)
+      tgt_out     (N, T) int64   the target ids followed by <eos>     (what it must predict)
+
 * loss: teacher-forced cross-entropy over non-<pad> targets, with ``--label-smoothing``.
-* metrics: ``token_accuracy`` (teacher forced, every batch), and on validation and test the
-  ``exact_match`` and corpus ``bleu`` (sacrebleu) of decoding (greedy, or ``--beam N`` with
-  ``--length-penalty``) -- ``exact_match`` is the main metric.
+* metrics: ``token_accuracy`` (:class:`TokenAccuracy`, teacher forced, every batch), and on
+  validation and test the :func:`exact_match` and corpus ``bleu`` (:func:`corpus_bleu`, sacrebleu)
+  of decoding (greedy, or ``--beam N`` with ``--length-penalty``) -- ``exact_match`` is the main metric.
+* :func:`translate` decodes a batch with greedy or beam search (:mod:`pyfastdl.text.decoding`)
+  through the *decoding protocol* every translation model implements::
+
+      model(src, src_lengths, tgt_in)       -> logits (N, T, V)   (teacher forcing)
+      model.encode(src, src_lengths)        -> state             (Tensors, batch first)
+      model.decode_step(tokens, state)      -> (logits (n, V), new state)
+                                               tokens: (n, t) prefixes starting with <bos>; the
+                                               state may carry caches (hidden states, past inputs)
+      model.select_state(state, rows)       (optional; default :func:`select_rows`: keep
+                                               ``rows`` (an int64 Tensor) of every Tensor in the
+                                               state along axis 0 -- override for states that are
+                                               not batch-first, e.g. LSTM (layers, n, h))
+      model.alignment(src, src_lengths, tgt_in) (optional) -> attention (N, T, S), rows sum to 1
+
 * ``pyfastdl translate RUN "forty-two"`` (:func:`translate_checkpoint`), with ``--alignment out.png``
-  for models that have ``alignment()``; ``pyfastdl predict RUN`` translates test sentences (or the
-  sentences given) beside their references.
+  (:func:`plot_alignment`, an attention heat map) for models that have ``alignment()``;
+  ``pyfastdl predict RUN`` translates test sentences (or the sentences given) beside their references.
 """
 
 from __future__ import annotations
@@ -27,23 +48,156 @@ import argparse
 
 import numpy as np
 
-from ..data import translation as data
-from ..data.dataset import Subset
-from ..text import translation as text
+from ..autograd import no_grad
+from ..creation import tensor
+from ..data import Subset, random_split_indices
+from ..data import parallel_text as data
+from ..data.parallel_text import Vocab, detokenize, pad_sequences
+from ..nn import functional as F
+from ..tensor import Tensor
+from ..text.decoding import beam_search, greedy_search
+from ..train.loop import _restore, checkpoint_path, kernel_threads
+from ..train.metrics import Metric
 from ..train.options import add_option
 from ..train.recipe import Recipe
 
-__all__ = ["TranslationRecipe", "translate_checkpoint"]
+__all__ = ["TranslationRecipe", "TranslationDataset", "collate_translation", "translate", "translate_checkpoint",
+           "exact_match", "corpus_bleu", "TokenAccuracy", "select_rows", "plot_alignment"]
 
 #: Seed of the fixed held-out split of user-supplied parallel text (independent of --seed).
 HELD_OUT_SEED = 1
+
+
+class TranslationDataset:
+    """Tokenised sentence pairs as id arrays: item i is ``(source ids + <eos>, target ids + <eos>)``.
+    ``pairs``: list of (source tokens, target tokens); unknown tokens map to <unk>."""
+
+    def __init__(self, pairs, src_vocab: Vocab, tgt_vocab: Vocab):
+        self.pairs = list(pairs)
+        self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
+        self._items = [(src_vocab.encode(s), tgt_vocab.encode(t)) for s, t in self.pairs]
+
+    def __len__(self):
+        return len(self._items)
+
+    def __getitem__(self, i):
+        return self._items[i]
+
+
+def collate_translation(samples):
+    """A list of (source ids, target ids) -> ``(src, src_lengths, tgt_in, tgt_out)`` (module doc)."""
+    src, src_lengths = pad_sequences([s for s, _ in samples])
+    tgt_in, _ = pad_sequences([np.concatenate([[Vocab.BOS], t[:-1]]) for _, t in samples])
+    tgt_out, _ = pad_sequences([t for _, t in samples])
+    return src, src_lengths, tgt_in, tgt_out
+
+
+def select_rows(state, rows):
+    """Keep ``rows`` (in order) along axis 0 of every Tensor inside ``state`` (dicts, tuples, lists)."""
+    if isinstance(state, Tensor):
+        return state[rows]
+    if isinstance(state, dict):
+        return {k: select_rows(v, rows) for k, v in state.items()}
+    if isinstance(state, (tuple, list)):
+        return type(state)(select_rows(v, rows) for v in state)
+    return state
+
+
+def translate(model, src, src_lengths, device="cpu", beam_size=1, alpha=0.6, max_len=None):
+    """Decode a padded batch: ``src`` (N, S), ``src_lengths`` (N,) numpy int64 -> list of N id lists
+    (without <bos>/<eos>). ``beam_size`` 1 is greedy search; more is beam search with GNMT's length
+    penalty ``alpha``. ``max_len`` defaults to 2 * longest source + 10. Runs without a graph in eval mode."""
+    src, src_lengths = np.asarray(src), np.asarray(src_lengths)
+    max_len = max_len or 2 * int(src_lengths.max()) + 10
+    select = getattr(model, "select_state", None) or select_rows
+    was_training = model.training
+    model.eval()
+
+    def step(tokens, state):
+        logits, state = model.decode_step(tensor(tokens, device=device), state)
+        return F.log_softmax(logits, dim=-1).cpu().numpy(), state
+
+    try:
+        with no_grad():
+            state = model.encode(tensor(src, device=device), tensor(src_lengths, device=device))
+            if beam_size == 1:
+                return greedy_search(step, state, len(src), Vocab.BOS, Vocab.EOS, max_len)
+            return beam_search(step, lambda s, rows: select(s, tensor(rows, device=device)), state, len(src),
+                               Vocab.BOS, Vocab.EOS, max_len, beam_size=beam_size, alpha=alpha)
+    finally:
+        model.train(was_training)
+
+
+def exact_match(hypotheses, references) -> float:
+    """Fraction of hypotheses (token lists) identical to their reference."""
+    if len(hypotheses) != len(references):
+        raise ValueError(f"exact_match: {len(hypotheses)} hypotheses but {len(references)} references")
+    return sum(list(h) == list(r) for h, r in zip(hypotheses, references)) / max(len(references), 1)
+
+
+def corpus_bleu(hypotheses, references) -> float:
+    """Corpus BLEU (0..100) of detokenised sentences through sacrebleu (its 13a tokenizer, one
+    reference per sentence). Hypotheses and references are token lists."""
+    import sacrebleu
+
+    hyp = [detokenize(h) for h in hypotheses]
+    ref = [detokenize(r) for r in references]
+    return float(sacrebleu.corpus_bleu(hyp, [ref]).score)
+
+
+class TokenAccuracy(Metric):
+    """Teacher-forced next-token accuracy over non-<pad> targets:
+    output (N, T, V) logits, target (N, T) ids."""
+
+    def __init__(self, ignore_index=Vocab.PAD):
+        self.ignore_index = ignore_index
+        self.reset()
+
+    def reset(self):
+        self.correct, self.count = 0, 0
+
+    def update(self, output, target):
+        valid = target != self.ignore_index
+        self.correct += int(((output.argmax(-1) == target) & valid).sum())
+        self.count += int(valid.sum())
+
+    def compute(self):
+        return self.correct / self.count if self.count else float("nan")
+
+
+def plot_alignment(weights, source_tokens, target_tokens, path, title=""):
+    """Save an attention heat map: ``weights`` (len(target_tokens), len(source_tokens)), row i the
+    attention of target token i over the source tokens."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import textwrap
+
+    weights = np.asarray(weights)
+    title_lines = textwrap.wrap(title, 40) if title else []
+    # wide enough for the tokens and a colour scale; tall enough for the output tokens and the title
+    fig, ax = plt.subplots(figsize=(max(4.0, 2 + 0.5 * len(source_tokens)),
+                                    max(3.0, 1.5 + 0.4 * len(target_tokens) + 0.3 * len(title_lines))))
+    image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=max(float(weights.max()), 1e-9), aspect="auto")
+    fig.colorbar(image, ax=ax, label="attention weight")
+    ax.set_xticks(range(len(source_tokens)), source_tokens, rotation=60, ha="right")
+    ax.set_yticks(range(len(target_tokens)), target_tokens)
+    ax.set_xlabel("source")
+    ax.set_ylabel("output")
+    if title_lines:
+        ax.set_title("\n".join(title_lines))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 class TranslationRecipe(Recipe):
     """Base recipe for sequence-to-sequence translation models (see the module docstring)."""
 
     main_metric = "exact_match"
-    collate_fn = staticmethod(text.collate_translation)
+    collate_fn = staticmethod(collate_translation)
     #: default of --label-smoothing for this model
     label_smoothing = 0.0
     #: sentences decoded at once in evaluation (decoding is many small steps: big batches amortise them)
@@ -87,8 +241,6 @@ class TranslationRecipe(Recipe):
             train, held = data.number_split(args.train_size, args.val_size + args.test_size, seed=0)
             splits = (train, held[args.test_size:], held[: args.test_size])
             return [[(data.tokenize(e), data.tokenize(g)) for e, g in data.number_pairs(s)] for s in splits]
-        from ..data import random_split_indices
-
         pairs = [(data.tokenize(s), data.tokenize(t)) for s, t in data.read_parallel_text(args.src, args.tgt)]
         fractions = [1.0 - args.val_fraction - args.test_fraction, args.val_fraction, args.test_fraction]
         if fractions[0] <= 0:
@@ -102,7 +254,7 @@ class TranslationRecipe(Recipe):
             args.tgt_vocab = data.Vocab.build([t for _, t in train], args.min_freq)
 
         def dataset(pairs):
-            return text.TranslationDataset(pairs, args.src_vocab, args.tgt_vocab) if pairs else None
+            return TranslationDataset(pairs, args.src_vocab, args.tgt_vocab) if pairs else None
 
         return {"train": dataset(train), "val": dataset(val), "test": dataset(test)}
 
@@ -124,14 +276,12 @@ class TranslationRecipe(Recipe):
         return (src, src_lengths, tgt_in), tgt_out
 
     def loss_fn(self, output, target):
-        from ..nn import functional as F
-
         smoothing = self.label_smoothing if self.loss_smoothing is None else self.loss_smoothing
         return F.cross_entropy(output.reshape(-1, output.shape[-1]), target.reshape(-1),
                                ignore_index=data.Vocab.PAD, label_smoothing=smoothing)
 
     def metrics(self) -> dict:
-        return {"token_accuracy": text.TokenAccuracy()}
+        return {"token_accuracy": TokenAccuracy()}
 
     @staticmethod
     def _translation_dataset(dataset):
@@ -146,9 +296,9 @@ class TranslationRecipe(Recipe):
         vocab = self._translation_dataset(dataset)[0].tgt_vocab
         out = []
         for start in range(0, len(dataset), batch_size):
-            src, src_lengths, _, _ = text.collate_translation([dataset[i] for i in
+            src, src_lengths, _, _ = collate_translation([dataset[i] for i in
                                                                range(start, min(start + batch_size, len(dataset)))])
-            for ids in text.translate(model, src, src_lengths, device, beam, alpha):
+            for ids in translate(model, src, src_lengths, device, beam, alpha):
                 out.append(vocab.decode(ids))
         return out
 
@@ -157,7 +307,7 @@ class TranslationRecipe(Recipe):
         hyps = self.decode(model, dataset, device, max(batch_size, self.decode_batch_size), beam, alpha)
         base, indices = self._translation_dataset(dataset)
         refs = [base.pairs[i][1] for i in indices]
-        return {"exact_match": text.exact_match(hyps, refs), "bleu": text.corpus_bleu(hyps, refs)}
+        return {"exact_match": exact_match(hyps, refs), "bleu": corpus_bleu(hyps, refs)}
 
     def predict(self, output):
         return output.argmax(-1)
@@ -184,9 +334,9 @@ def _shown(args):
 def translate_tokens(model, args, sources: list, beam: int = 1, alpha: float = 0.6) -> tuple:
     """``(ids, (src, src_lengths))``: the target ids ``model`` (of the run ``args``) decodes for each
     tokenized source sentence, and the source batch it read."""
-    src, src_lengths, _, _ = text.collate_translation([(args.src_vocab.encode(t), np.array([data.Vocab.EOS]))
+    src, src_lengths, _, _ = collate_translation([(args.src_vocab.encode(t), np.array([data.Vocab.EOS]))
                                                         for t in sources])
-    return text.translate(model, src, src_lengths, args.device, beam, alpha), (src, src_lengths)
+    return translate(model, src, src_lengths, args.device, beam, alpha), (src, src_lengths)
 
 
 def translate_checkpoint(path: str, sentences: list[str], beam: int = 1, alpha: float = 0.6, device: str = "auto",
@@ -194,9 +344,6 @@ def translate_checkpoint(path: str, sentences: list[str], beam: int = 1, alpha: 
     """Translate ``sentences`` with the model saved at ``path`` (a run directory or its
     checkpoint.safetensors); ``beam`` 1 is greedy. ``alignment``: a PNG path for the attention heat
     map of the first sentence (models with ``alignment()`` only). Returns the translations."""
-    from .. import no_grad, tensor
-    from ..train.loop import _restore, checkpoint_path, kernel_threads
-
     recipe, args, model = _restore(checkpoint_path(path), {"device": device})
     if not isinstance(recipe, TranslationRecipe):
         raise ValueError(f"{path}: a {recipe.name} checkpoint is not a translation model")
@@ -213,6 +360,6 @@ def translate_checkpoint(path: str, sentences: list[str], beam: int = 1, alpha: 
                                           tensor(tgt_in, device=args.device)).cpu().numpy()[0]
             src_tokens = [args.src_vocab.itos[i] for i in src[0, : src_lengths[0]]]
             out_tokens = [args.tgt_vocab.itos[i] for i in ids[0]] + ["<eos>"]
-            text.plot_alignment(weights[:, : src_lengths[0]], src_tokens, out_tokens, alignment,
+            plot_alignment(weights[:, : src_lengths[0]], src_tokens, out_tokens, alignment,
                                 title=f"{recipe.name}: {sentences[0]}")
     return [_shown(args)(args.tgt_vocab.decode(i)) for i in ids]
