@@ -134,11 +134,11 @@ __global__ void __launch_bounds__(32 * W)
 #pragma unroll
       for (int kc = 0; kc < BC / 16; ++kc) {
         uint32_t a[4];
-        ldsm_x4_trans(a, sdS + (kc * 16 + (lane & 7) + (lane >> 4) * 8) * LDS + rt * 16 + ((lane >> 3) & 1) * 8);
+        ldmatrix_x4<true>(a, sdS + (kc * 16 + (lane & 7) + (lane >> 4) * 8) * LDS + rt * 16 + ((lane >> 3) & 1) * 8);
 #pragma unroll
         for (int np = 0; np < 2; ++np) {
           uint32_t bk[4];
-          ldsm_x4_trans(bk, bt_frag_addr(sK, LD, kc * 16, cg * 32 + np * 16));
+          ldmatrix_x4<true>(bk, bt_frag_addr(sK, LD, kc * 16, cg * 32 + np * 16));
           mma16816<T>(acc[2 * np], a, bk[0], bk[1]);
           mma16816<T>(acc[2 * np + 1], a, bk[2], bk[3]);
         }

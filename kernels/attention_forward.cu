@@ -52,7 +52,7 @@ __global__ void __launch_bounds__(32 * W)
   __syncthreads();
   uint32_t qf[D / 16][4];  // this warp's 16 query rows, all of E, as A fragments
 #pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk) ldsm_x4(qf[kk], a_frag_addr(sQ, LD, warp * 16, kk * 16));
+  for (int kk = 0; kk < D / 16; ++kk) ldmatrix_x4<false>(qf[kk], a_frag_addr(sQ, LD, warp * 16, kk * 16));
 
   float o[D / 8][4];
   zero(o);
@@ -72,7 +72,7 @@ __global__ void __launch_bounds__(32 * W)
 #pragma unroll
       for (int np = 0; np < BC / 16; ++np) {
         uint32_t bk[4];
-        ldsm_x4(bk, b_frag_addr(sK, LD, np * 16, kk * 16));
+        ldmatrix_x4<false>(bk, b_frag_addr(sK, LD, np * 16, kk * 16));
         mma16816<T>(s[2 * np], qf[kk], bk[0], bk[1]);
         mma16816<T>(s[2 * np + 1], qf[kk], bk[2], bk[3]);
       }

@@ -1,21 +1,15 @@
 // The tensor-core building blocks of the float16 / bfloat16 attention kernels
-// (attention_forward.cu, attention_backward.cu): mma.sync m16n8k16, ldmatrix, cp.async, and the
-// fragment bookkeeping between them. tools/attention_cuda_fragments.py checks this bookkeeping
-// against numpy without a GPU.
-//
-// mma.sync m16n8k16 fragments (g = lane / 4, t = lane % 4):
-//   A 16x16 (row-major): a0 = A[g][2t..2t+1], a1 = A[g+8][2t..], a2 = A[g][2t+8..], a3 = A[g+8][2t+8..]
-//   B 16x8  ("col"):     b0 = B[2t..2t+1][g], b1 = B[2t+8..2t+9][g]
-//   C 16x8  (float):     c0, c1 = C[g][2t..2t+1], c2, c3 = C[g+8][2t..2t+1]
-// so the C fragments of two adjacent 16x8 tiles are, packed in pairs, the A fragment of a 16x16.
-// ldmatrix.x4 loads four 8x8 blocks, lanes 8m..8m+7 giving the row addresses of block m; with
-// .trans each block arrives transposed (a matrix stored k-major becomes a B operand).
+// (attention_forward.cu, attention_backward.cu): the fragment bookkeeping between the PTX
+// instructions of ptx.cuh (mma.sync m16n8k16, ldmatrix, cp.async; fragment layouts there).
+// tools/attention_cuda_fragments.py checks this bookkeeping against numpy without a GPU.
+// The C fragments of two adjacent 16x8 tiles are, packed in pairs, the A fragment of a 16x16.
 #pragma once
 #include <cstring>
 #include <stdexcept>
 #include <string>
 
 #include "attention_common.cuh"
+#include "ptx.cuh"  // mma16816, ldmatrix_x4, cp_async16
 
 namespace pyfastdl::cuda::sdpa {
 
@@ -31,42 +25,6 @@ __device__ inline uint32_t pack2(float lo, float hi) {
   }
   return r;
 }
-
-template <class T>
-__device__ inline void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  if constexpr (std::is_same_v<T, __half>)
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  else
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ inline void ldsm_x4(uint32_t (&r)[4], const void* smem_ptr) {
-  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(smem_ptr));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-
-__device__ inline void ldsm_x4_trans(uint32_t (&r)[4], const void* smem_ptr) {
-  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(smem_ptr));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-
-// 16 bytes global -> shared without passing through registers; zero-filled when !valid.
-__device__ inline void cp_async16(void* smem_ptr, const void* gmem_ptr, bool valid) {
-  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(smem_ptr));
-  const int src_bytes = valid ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(addr), "l"(gmem_ptr), "r"(src_bytes));
-}
-__device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ inline void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
 // Rows [row0, row0 + ROWS) of a (rows, D) matrix into shared memory (row stride D + 8 elements,
 // so that ldmatrix's eight row addresses fall in different banks); rows >= nrows become zeros.
@@ -108,7 +66,7 @@ __device__ inline void mma_a_reg_b_kmajor(float (&acc)[NT][4], const uint32_t (&
 #pragma unroll
     for (int np = 0; np < NT / 2; ++np) {
       uint32_t b[4];
-      ldsm_x4_trans(b, bt_frag_addr(s, ld, kc * 16, n0 + np * 16));
+      ldmatrix_x4<true>(b, bt_frag_addr(s, ld, kc * 16, n0 + np * 16));
       mma16816<T>(acc[2 * np], a[kc], b[0], b[1]);
       mma16816<T>(acc[2 * np + 1], a[kc], b[2], b[3]);
     }
@@ -121,11 +79,11 @@ __device__ inline void mma_a_smem_b_nmajor(float (&acc)[NT][4], const T* sa, int
 #pragma unroll
   for (int kc = 0; kc < KC; ++kc) {
     uint32_t a[4];
-    ldsm_x4(a, a_frag_addr(sa, ld, r0, kc * 16));
+    ldmatrix_x4<false>(a, a_frag_addr(sa, ld, r0, kc * 16));
 #pragma unroll
     for (int np = 0; np < NT / 2; ++np) {
       uint32_t b[4];
-      ldsm_x4(b, b_frag_addr(s, ld, np * 16, kc * 16));
+      ldmatrix_x4<false>(b, b_frag_addr(s, ld, np * 16, kc * 16));
       mma16816<T>(acc[2 * np], a, b[0], b[1]);
       mma16816<T>(acc[2 * np + 1], a, b[2], b[3]);
     }

@@ -20,6 +20,7 @@
 #include <string>
 
 #include "conv_common.cuh"
+#include "ptx.cuh"  // mma16816, ldmatrix_x4, cp_async16
 
 namespace pyfastdl::cuda::conv {
 
@@ -53,19 +54,6 @@ struct Smem {
   static constexpr int BYTES = C::STAGES * STAGE_ELEMS * int(sizeof(T));
 };
 
-// ---- cp.async: 16-byte global -> shared copies that bypass the registers --------------------------
-
-// Copies 16 bytes, or writes 16 zero bytes when !valid (src-size 0: nothing is read).
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
-  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
 // ---- fast division by a run-time constant (as CUTLASS's FastDivmod), for 0 <= n < 2^31 -----------
 
 struct FastDiv {
@@ -90,36 +78,6 @@ struct FastDiv {
 // float16/bfloat16: mma.sync.m16n8k16, float32 accumulate. 4 warps as 2 (M) x 2 (N), each warp a
 // 64x64 tile = 4 x 8 MMA tiles of 16x8: per 16-step of the reduction a warp reads 8 fragments
 // (ldmatrix.x4) from shared memory for 32 MMAs.
-__device__ __forceinline__ void mma16816(float* d, const unsigned* a, const unsigned* b, __half) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-__device__ __forceinline__ void mma16816(float* d, const unsigned* a, const unsigned* b, __nv_bfloat16) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-
-// Four 8x8 16-bit matrices; lane l supplies the address of row l%8 of matrix l/8. Without .trans
-// lane t receives row t/4, columns 2(t%4) and 2(t%4)+1 of each; with .trans, of each transpose.
-template <bool TRANS>
-__device__ __forceinline__ void ldmatrix_x4(unsigned* r, const void* smem) {
-  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  if constexpr (TRANS)
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(s));
-  else
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(s));
-}
-
 template <class T, bool KC>
 struct Math {  // the tensor-core flavour (T = __half or __nv_bfloat16)
   static constexpr int BK = Cfg<T>::BK, LD = Smem<T, KC>::LD, ROWS = 8, COLS = 16;
@@ -155,7 +113,7 @@ struct Math {  // the tensor-core flavour (T = __half or __nv_bfloat16)
 #pragma unroll
       for (int mt = 0; mt < 4; ++mt)
 #pragma unroll
-        for (int nt = 0; nt < 8; ++nt) mma16816(acc[mt][nt], a[mt], b[nt], T{});
+        for (int nt = 0; nt < 8; ++nt) mma16816<T>(acc[mt][nt], a[mt], b[nt][0], b[nt][1]);
     }
   }
   // Accumulator (i, j) of this thread, i < ROWS, j < COLS: fragment element c0..c3 of an m16n8 tile

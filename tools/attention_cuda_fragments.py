@@ -18,7 +18,7 @@ def report(what, err):
     assert err < 1e-10, what
 
 
-def ldsm_x4(smem, addr_of_lane, trans=False):
+def ldmatrix_x4(smem, addr_of_lane, trans=False):
     """smem: 2-D array; addr_of_lane(l) -> (row, col) start of the 8-element row lane l points at.
     Returns regs[lane][i] = (lo, hi) element pair."""
     regs = [[None]*4 for _ in range(32)]
@@ -63,9 +63,9 @@ def bt_frag_addr(k0, n0): return lambda lane: (k0 + (lane & 7) + ((lane >> 3) & 
 def mma_a_smem_b_nmajor(KC, NT, sa, r0, s):  # acc += sa[r0:r0+16, :KC*16] @ s[:NT*8, :KC*16]^T
     acc = [[[0.0]*4 for _ in range(NT)] for _ in range(32)]
     for kc in range(KC):
-        a = ldsm_x4(sa, a_frag_addr(r0, kc*16))
+        a = ldmatrix_x4(sa, a_frag_addr(r0, kc*16))
         for np_ in range(NT // 2):
-            b = ldsm_x4(s, b_frag_addr(np_*16, kc*16))
+            b = ldmatrix_x4(s, b_frag_addr(np_*16, kc*16))
             mma([acc[l][2*np_] for l in range(32)], a, [b[l][0] for l in range(32)], [b[l][1] for l in range(32)])
             mma([acc[l][2*np_+1] for l in range(32)], a, [b[l][2] for l in range(32)], [b[l][3] for l in range(32)])
     return acc
@@ -78,7 +78,7 @@ def acc_to_a(acc, NT):  # per lane: a[kc][0..3] pairs
 def mma_a_reg_b_kmajor(acc, a, KC, NT, s, n0):  # acc += A(16 x KC*16) @ s[:KC*16, n0:n0+NT*8]
     for kc in range(KC):
         for np_ in range(NT // 2):
-            b = ldsm_x4(s, bt_frag_addr(kc*16, n0 + np_*16), trans=True)
+            b = ldmatrix_x4(s, bt_frag_addr(kc*16, n0 + np_*16), trans=True)
             af = [a[l][kc] for l in range(32)]
             mma([acc[l][2*np_] for l in range(32)], af, [b[l][0] for l in range(32)], [b[l][1] for l in range(32)])
             mma([acc[l][2*np_+1] for l in range(32)], af, [b[l][2] for l in range(32)], [b[l][3] for l in range(32)])
@@ -123,9 +123,9 @@ for u in range((BR//16) * (D//32)):
     rt, cg = u // (D//32), u % (D//32)
     acc = [[[0.0]*4 for _ in range(4)] for _ in range(32)]
     for kc in range(BCb // 16):
-        a = ldsm_x4(sdS, lambda lane: (kc*16 + (lane & 7) + (lane >> 4)*8, rt*16 + ((lane >> 3) & 1)*8), trans=True)
+        a = ldmatrix_x4(sdS, lambda lane: (kc*16 + (lane & 7) + (lane >> 4)*8, rt*16 + ((lane >> 3) & 1)*8), trans=True)
         for np_ in range(2):
-            b = ldsm_x4(sKb, bt_frag_addr(kc*16, cg*32 + np_*16), trans=True)
+            b = ldmatrix_x4(sKb, bt_frag_addr(kc*16, cg*32 + np_*16), trans=True)
             mma([acc[l][2*np_] for l in range(32)], a, [b[l][0] for l in range(32)], [b[l][1] for l in range(32)])
             mma([acc[l][2*np_+1] for l in range(32)], a, [b[l][2] for l in range(32)], [b[l][3] for l in range(32)])
     dQ[rt*16:rt*16+16, cg*32:cg*32+32] = acc_to_matrix(acc, 4)

@@ -23,9 +23,7 @@ void bind_cpu(py::module_& cpu) {
       "leaky_relu_forward",
       [](const ActivationArgs& a, py::handle x, py::handle y) {
         const char* op = op_name(a, false);
-        const Array X = cpu_array(x, op, "input");
-        expect_dtype(X, {DType::f32, DType::f64}, op, "input");
-        expect_shape(X, a.shape, op, "input");
+        const Array X = cpu_float_operand(x, op, "input", a.shape);
         const Array Y = cpu_operand(y, op, "output", a.shape, X.dtype);
         py::gil_scoped_release nogil;
         with_float_type(X.dtype, [&](auto z) {
@@ -38,9 +36,7 @@ void bind_cpu(py::module_& cpu) {
       "leaky_relu_backward",
       [](const ActivationArgs& a, py::handle ref, py::handle grad_y, py::handle grad_x) {
         const char* op = op_name(a, true);
-        const Array R = cpu_array(ref, op, "ref");
-        expect_dtype(R, {DType::f32, DType::f64}, op, "ref");
-        expect_shape(R, a.shape, op, "ref");
+        const Array R = cpu_float_operand(ref, op, "ref", a.shape);
         const Array G = cpu_operand(grad_y, op, "grad_output", a.shape, R.dtype);
         const Array GX = cpu_operand(grad_x, op, "grad_input", a.shape, R.dtype);
         py::gil_scoped_release nogil;
@@ -60,7 +56,7 @@ void bind_activation(py::module_& m) {
   py::class_<ActivationArgs>(m, "ActivationArgs",
                              "Validated arguments of one ReLU / leaky ReLU call: the shape and negative_slope")
       .def(py::init(&make_activation_args), py::arg("shape"), py::arg("negative_slope"))
-      .def_property_readonly("shape", [](const ActivationArgs& a) { return py::tuple(py::cast(a.shape)); })
+      .def_property_readonly("shape", [](const ActivationArgs& a) { return as_tuple(a.shape); })
       .def_readonly("numel", &ActivationArgs::numel)
       .def_readonly("negative_slope", &ActivationArgs::negative_slope)
       .def("__repr__", [](const ActivationArgs& a) {

@@ -103,6 +103,12 @@ int64_t int_arg(py::handle obj, const char* op, const char* name) {
   }
 }
 
+py::tuple as_tuple(const Shape& s) {
+  py::tuple t(s.size());
+  for (size_t i = 0; i < s.size(); ++i) t[i] = s[i];
+  return t;
+}
+
 Array cpu_array_or_none(py::handle obj, const char* op, const char* name) {
   return obj.is_none() ? Array{} : cpu_array(obj, op, name);
 }
@@ -136,6 +142,13 @@ Array cpu_operand(py::handle obj, const char* op, const char* name, const Shape&
   if (optional && obj.is_none()) return Array{};
   Array a = cpu_array(obj, op, name);
   expect_dtype(a, {dtype}, op, name);
+  expect_shape(a, shape, op, name);
+  return a;
+}
+
+Array cpu_float_operand(py::handle obj, const char* op, const char* name, const Shape& shape) {
+  Array a = cpu_array(obj, op, name);
+  expect_dtype(a, {DType::f32, DType::f64}, op, name);
   expect_shape(a, shape, op, name);
   return a;
 }

@@ -45,6 +45,9 @@ const Args& args_arg(py::handle obj, const char* op, const char* made_by) {
   return obj.cast<const Args&>();
 }
 
+// A shape as the Python tuple numpy and cupy take and report (the Args classes' *_shape properties).
+py::tuple as_tuple(const Shape& s);
+
 void expect_dtype(const Array& a, std::initializer_list<DType> allowed, const char* op, const char* name);
 void expect_same_dtype(const Array& a, const Array& b, const char* op, const char* name_a, const char* name_b);
 void expect_shape(const Array& a, const Shape& expected, const char* op, const char* name);
@@ -53,6 +56,10 @@ void expect_shape(const Array& a, const Shape& expected, const char* op, const c
 // expect_shape in one call). With `optional`, None gives a null Array.
 Array cpu_operand(py::handle obj, const char* op, const char* name, const Shape& shape, DType dtype,
                   bool optional = false);
+
+// A float32 or float64 CPU array of one expected shape: a call's first float operand, whose dtype
+// the others (cpu_operand) must then have.
+Array cpu_float_operand(py::handle obj, const char* op, const char* name, const Shape& shape);
 
 // Calls f(T{}) with T = float or double for a float32 / float64 CPU array (after expect_dtype).
 template <class F>

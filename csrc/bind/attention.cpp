@@ -35,12 +35,6 @@
 namespace pyfastdl {
 namespace {
 
-py::tuple as_tuple(const Shape& s) {
-  py::tuple t(s.size());
-  for (size_t i = 0; i < s.size(); ++i) t[i] = s[i];
-  return t;
-}
-
 MaskKind parse_mask_kind(const std::string& s) {
   if (s == "none") return MaskKind::none;
   if (s == "bool") return MaskKind::boolean;

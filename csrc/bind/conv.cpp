@@ -53,12 +53,6 @@ Pair pair_arg(py::handle h, const char* op, const char* name) {
                        std::string(py::str(py::type::of(h).attr("__name__"))));
 }
 
-py::tuple as_tuple(const Shape& s) {
-  py::tuple t(s.size());
-  for (size_t i = 0; i < s.size(); ++i) t[i] = s[i];
-  return t;
-}
-
 std::string repr(const Conv2dArgs& a) {
   std::ostringstream os;
   os << "Conv2dArgs(x=" << shape_str(a.x_shape()) << ", w=" << shape_str(a.w_shape()) << ", out="

@@ -20,12 +20,6 @@
 namespace pyfastdl {
 namespace {
 
-py::tuple to_tuple(const Shape& s) {
-  py::tuple t(s.size());
-  for (size_t i = 0; i < s.size(); ++i) t[i] = s[i];
-  return t;
-}
-
 // Fetches the arrays of one call: the first fixes the dtype, the rest must match it and their shapes.
 struct Arrays {
   const char* op;
@@ -78,8 +72,8 @@ void bind_args(py::module_& m) {
       .def_readonly("batch", &LstmCellArgs::batch)
       .def_readonly("input_size", &LstmCellArgs::input_size)
       .def_readonly("hidden_size", &LstmCellArgs::hidden_size)
-      .def_property_readonly("state_shape", [](const LstmCellArgs& a) { return to_tuple(a.state_shape()); })
-      .def_property_readonly("gates_shape", [](const LstmCellArgs& a) { return to_tuple(a.gates_shape()); });
+      .def_property_readonly("state_shape", [](const LstmCellArgs& a) { return as_tuple(a.state_shape()); })
+      .def_property_readonly("gates_shape", [](const LstmCellArgs& a) { return as_tuple(a.gates_shape()); });
 
   py::class_<LstmLayerArgs>(m, "LstmLayerArgs",
                             "Sizes of one LSTM layer and direction over a sequence, validated "
@@ -99,11 +93,11 @@ void bind_args(py::module_& m) {
                                if (!a.has_lengths()) return py::none();
                                return py::cast(a.lengths);
                              })
-      .def_property_readonly("out_shape", [](const LstmLayerArgs& a) { return to_tuple(a.out_shape()); })
-      .def_property_readonly("state_shape", [](const LstmLayerArgs& a) { return to_tuple(a.state_shape()); })
-      .def_property_readonly("gates_shape", [](const LstmLayerArgs& a) { return to_tuple(a.gates_shape()); })
+      .def_property_readonly("out_shape", [](const LstmLayerArgs& a) { return as_tuple(a.out_shape()); })
+      .def_property_readonly("state_shape", [](const LstmLayerArgs& a) { return as_tuple(a.state_shape()); })
+      .def_property_readonly("gates_shape", [](const LstmLayerArgs& a) { return as_tuple(a.gates_shape()); })
       .def_property_readonly("saved_state_shape",
-                             [](const LstmLayerArgs& a) { return to_tuple(a.saved_state_shape()); });
+                             [](const LstmLayerArgs& a) { return as_tuple(a.saved_state_shape()); });
 }
 
 // ---- the arrays of each kernel, checked the same way on both devices --------------------------------
@@ -264,7 +258,7 @@ cudaStream_t as_stream(std::uintptr_t s) { return reinterpret_cast<cudaStream_t>
 py::module_ cupy() { return py::module_::import("cupy"); }
 // out = a @ b
 void matmul(py::handle a, py::handle b, py::handle out) { cupy().attr("matmul")(a, b, py::arg("out") = out); }
-py::object empty(const Shape& shape) { return cupy().attr("empty")(to_tuple(shape), "float32"); }
+py::object empty(const Shape& shape) { return cupy().attr("empty")(as_tuple(shape), "float32"); }
 py::object rows(py::handle a, int64_t n, int64_t cols) { return a.attr("reshape")(n, cols); }
 
 // The per-sequence lengths as a device int64 array (a null Array without lengths); `keep` owns it.

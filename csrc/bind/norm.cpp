@@ -22,14 +22,6 @@ void expect_kind(const char* op, const NormArgs& a, NormKind kind) {
         norm_kind_name(kind));
 }
 
-// The input x, checked against the args: float32 or float64, of the args' shape.
-Array float_input(py::handle obj, const char* op, const char* name, const NormArgs& a) {
-  Array x = cpu_array(obj, op, name);
-  expect_dtype(x, {DType::f32, DType::f64}, op, name);
-  expect_shape(x, a.shape, op, name);
-  return x;
-}
-
 // The operands every kernel shares: per-feature (weight), per-group (statistics), full-size (x, g).
 struct Operands {
   const NormArgs& a;
@@ -52,7 +44,7 @@ void norm_backward(const char* op, NormKind kind, const NormArgs& a, py::handle 
                    py::handle weight, py::handle mean, py::handle invstd, py::handle grad_x, py::handle grad_weight,
                    py::handle grad_bias, Kernel&& kernel) {
   expect_kind(op, a, kind);
-  const Array X = float_input(x, op, "input", a);
+  const Array X = cpu_float_operand(x, op, "input", a.shape);
   const Operands o{a, op, X.dtype};
   const Array G = o.full(grad_y, "grad_output"), W = o.feature(weight, "weight");
   const Array M = o.group(mean, "mean"), S = o.group(invstd, "invstd");
@@ -73,7 +65,7 @@ void bind_args(py::module_& m) {
       .def_static("layer_norm", &make_layer_norm_args, py::arg("input_shape"), py::arg("normalized_ndim"),
                   py::arg("eps"))
       .def_property_readonly("kind", [](const NormArgs& a) { return norm_kind_name(a.kind); })
-      .def_property_readonly("shape", [](const NormArgs& a) { return py::tuple(py::cast(a.shape)); })
+      .def_property_readonly("shape", [](const NormArgs& a) { return as_tuple(a.shape); })
       .def_readonly("groups", &NormArgs::groups)
       .def_readonly("features", &NormArgs::features)
       .def_readonly("count", &NormArgs::count)
@@ -91,7 +83,7 @@ void bind_cpu(py::module_& cpu) {
          py::handle running_var, bool training, double momentum, py::handle mean, py::handle invstd, py::handle y) {
         const char* op = "batch_norm_forward";
         expect_kind(op, a, NormKind::batch);
-        const Array X = float_input(x, op, "input", a);
+        const Array X = cpu_float_operand(x, op, "input", a.shape);
         check(training || (!running_mean.is_none() && !running_var.is_none()), op,
               ": running_mean and running_var are required when training=False");
         const Operands o{a, op, X.dtype};
@@ -129,7 +121,7 @@ void bind_cpu(py::module_& cpu) {
          py::handle y) {
         const char* op = "layer_norm_forward";
         expect_kind(op, a, NormKind::layer);
-        const Array X = float_input(x, op, "input", a);
+        const Array X = cpu_float_operand(x, op, "input", a.shape);
         const Operands o{a, op, X.dtype};
         const Array W = o.feature(weight, "weight"), B = o.feature(bias, "bias");
         const Array M = o.group(mean, "mean"), S = o.group(invstd, "invstd"), Y = o.full(y, "output");

@@ -21,8 +21,6 @@
 namespace pyfastdl {
 namespace {
 
-py::tuple as_tuple(const Shape& s) { return py::tuple(py::cast(s)); }
-
 void expect_kind(const char* op, const Pool2dArgs& a, PoolKind kind) {
   check(a.kind == kind, op, ": args were made by Pool2dArgs for ", pool_kind_name(a.kind), ", expected ",
         pool_kind_name(kind));
@@ -80,13 +78,18 @@ std::pair<Array, Array> unary_io(const char* op, bool backward, const Pool2dArgs
   return float_pair<Cuda>(op, src, "input", a.in_shape, dst, "output", a.out_shape);
 }
 
-// Calls f(T{}) with T = float or double, the CPU array's element type.
-template <class F>
-void by_dtype(DType d, F f) {
-  if (d == DType::f32)
-    f(float{});
-  else
-    f(double{});
+// The arrays of max pooling: forward input -> output plus the argmax indices it may write (None for
+// none), backward grad_output -> grad_input plus the indices the forward wrote (required).
+struct MaxPoolArrays {
+  Array src, dst, indices;
+};
+template <bool Cuda>
+MaxPoolArrays max_pool_arrays(const char* op, bool backward, const Pool2dArgs& a, py::handle src, py::handle dst,
+                              py::handle indices) {
+  expect_kind(op, a, PoolKind::max);
+  const auto io = unary_io<Cuda>(op, backward, a, src, dst);
+  check(!backward || !indices.is_none(), op, ": indices are required");
+  return {io.first, io.second, index_array<Cuda>(indices, op, a.out_shape)};
 }
 
 void bind_args(py::module_& m) {
@@ -125,16 +128,12 @@ template <bool Reference> void bind_cpu(py::module_& cpu, const std::string& suf
   cpu.def(
       ("max_pool2d_forward" + suffix).c_str(),
       [](const Pool2dArgs& a, py::handle x, py::handle y, py::handle indices) {
-        const char* op = "max_pool2d_forward";
-        expect_kind(op, a, PoolKind::max);
-        const auto io = float_pair<false>(op, x, "input", a.in_shape, y, "output", a.out_shape);
-        const Array &X = io.first, &Y = io.second;
-        Array I = index_array<false>(indices, op, a.out_shape);
+        const auto m = max_pool_arrays<false>("max_pool2d_forward", false, a, x, y, indices);
         py::gil_scoped_release nogil;
-        by_dtype(X.dtype, [&](auto z) {
+        with_float_type(m.src.dtype, [&](auto z) {
           using T = decltype(z);
           pick<Reference>(cpu::max_pool2d_forward_cpu<T>, cpu::max_pool2d_forward_reference_cpu<T>)(
-              a, X.ptr<T>(), Y.ptr<T>(), I.ptr<int64_t>());
+              a, m.src.ptr<T>(), m.dst.ptr<T>(), m.indices.ptr<int64_t>());
         });
       },
       py::arg("args"), py::arg("input"), py::arg("output"), py::arg("indices"),
@@ -142,18 +141,13 @@ template <bool Reference> void bind_cpu(py::module_& cpu, const std::string& suf
   cpu.def(
       ("max_pool2d_backward" + suffix).c_str(),
       [](const Pool2dArgs& a, py::handle gy, py::handle indices, py::handle gx) {
-        const char* op = "max_pool2d_backward";
-        expect_kind(op, a, PoolKind::max);
-        const auto io = float_pair<false>(op, gy, "grad_output", a.out_shape, gx, "grad_input", a.in_shape);
-        const Array &GY = io.first, &GX = io.second;
-        check(!indices.is_none(), op, ": indices are required");
-        Array I = index_array<false>(indices, op, a.out_shape);
+        const auto m = max_pool_arrays<false>("max_pool2d_backward", true, a, gy, gx, indices);
         py::gil_scoped_release nogil;
-        check_argmax(a, I);
-        by_dtype(GY.dtype, [&](auto z) {
+        check_argmax(a, m.indices);
+        with_float_type(m.src.dtype, [&](auto z) {
           using T = decltype(z);
           pick<Reference>(cpu::max_pool2d_backward_cpu<T>, cpu::max_pool2d_backward_reference_cpu<T>)(
-              a, GY.ptr<T>(), I.ptr<int64_t>(), GX.ptr<T>());
+              a, m.src.ptr<T>(), m.indices.ptr<int64_t>(), m.dst.ptr<T>());
         });
       },
       py::arg("args"), py::arg("grad_output"), py::arg("indices"), py::arg("grad_input"));

@@ -18,14 +18,6 @@
 namespace pyfastdl {
 namespace {
 
-// The float input of a call: float32 or float64, of the args' shape.
-Array float_input(py::handle obj, const char* op, const SoftmaxArgs& a) {
-  Array x = cpu_array(obj, op, "input");
-  expect_dtype(x, {DType::f32, DType::f64}, op, "input");
-  expect_shape(x, a.shape, op, "input");
-  return x;
-}
-
 void bind_args(py::module_& m) {
   py::class_<SoftmaxArgs>(m, "SoftmaxArgs",
                           "Validated shape arithmetic of one softmax or cross-entropy call (build with softmax or "
@@ -33,7 +25,7 @@ void bind_args(py::module_& m) {
       .def_static("softmax", &make_softmax_args, py::arg("input_shape"))
       .def_static("cross_entropy", &make_cross_entropy_args, py::arg("input_shape"), py::arg("ignore_index"),
                   py::arg("label_smoothing"))
-      .def_property_readonly("shape", [](const SoftmaxArgs& a) { return py::tuple(py::cast(a.shape)); })
+      .def_property_readonly("shape", [](const SoftmaxArgs& a) { return as_tuple(a.shape); })
       .def_readonly("rows", &SoftmaxArgs::rows)
       .def_readonly("cols", &SoftmaxArgs::cols)
       .def_readonly("inner", &SoftmaxArgs::inner)
@@ -47,7 +39,7 @@ void bind_cpu(py::module_& cpu) {
       "softmax_forward",
       [](const SoftmaxArgs& a, py::handle x, py::handle y, bool log) {
         const char* op = log ? "log_softmax_forward" : "softmax_forward";
-        const Array X = float_input(x, op, a);
+        const Array X = cpu_float_operand(x, op, "input", a.shape);
         const Array Y = cpu_operand(y, op, "output", a.shape, X.dtype);
         py::gil_scoped_release nogil;
         with_float_type(X.dtype, [&](auto z) {
@@ -61,9 +53,7 @@ void bind_cpu(py::module_& cpu) {
       "softmax_backward",
       [](const SoftmaxArgs& a, py::handle y, py::handle grad_y, py::handle grad_x, bool log) {
         const char* op = log ? "log_softmax_backward" : "softmax_backward";
-        const Array Y = cpu_array(y, op, "output");
-        expect_dtype(Y, {DType::f32, DType::f64}, op, "output");
-        expect_shape(Y, a.shape, op, "output");
+        const Array Y = cpu_float_operand(y, op, "output", a.shape);
         const Array G = cpu_operand(grad_y, op, "grad_output", a.shape, Y.dtype);
         const Array GX = cpu_operand(grad_x, op, "grad_input", a.shape, Y.dtype);
         py::gil_scoped_release nogil;
@@ -78,7 +68,7 @@ void bind_cpu(py::module_& cpu) {
       "cross_entropy_forward",
       [](const SoftmaxArgs& a, py::handle x, py::handle target, py::handle weight, py::handle loss, py::handle lse) {
         const char* op = "cross_entropy_forward";
-        const Array X = float_input(x, op, a);
+        const Array X = cpu_float_operand(x, op, "input", a.shape);
         const Array T_ = cpu_operand(target, op, "target", {a.rows}, DType::i64);
         const Array W = cpu_operand(weight, op, "weight", {a.cols}, X.dtype, true);
         const Array L = cpu_operand(loss, op, "loss", {a.rows}, X.dtype);
@@ -104,7 +94,7 @@ void bind_cpu(py::module_& cpu) {
       [](const SoftmaxArgs& a, py::handle x, py::handle target, py::handle weight, py::handle lse,
          py::handle grad_rows, double scale, py::handle grad_x) {
         const char* op = "cross_entropy_backward";
-        const Array X = float_input(x, op, a);
+        const Array X = cpu_float_operand(x, op, "input", a.shape);
         const Array T_ = cpu_operand(target, op, "target", {a.rows}, DType::i64);
         const Array W = cpu_operand(weight, op, "weight", {a.cols}, X.dtype, true);
         const Array S = cpu_operand(lse, op, "lse", {a.rows}, X.dtype);

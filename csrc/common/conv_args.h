@@ -82,30 +82,38 @@ inline void check_products(const char* op, const Conv2dArgs& a) {
     n = mul_or_fail(n, d, op, "the multiply-add count (N * K * P * Q * C/groups * R * S)");
 }
 
+// What both builders start with: input and weight 4-D and non-empty, valid hyperparameters, input
+// channels divisible by groups. Returns Args holding the hyperparameters; the builder sets the sizes.
+inline Conv2dArgs hyper_args(const char* op, const Shape& x, const Shape& w, const Pair& stride, const Pair& padding,
+                             const Pair& dilation, int64_t groups) {
+  check_rank(op, "input", x, 4);
+  check_rank(op, "weight", w, 4);
+  check_nonempty(op, "input", x);
+  check_nonempty(op, "weight", w);
+  check_hyper(op, stride, padding, dilation, groups);
+  check(x[1] % groups == 0, op, ": input channels ", x[1], " must be divisible by groups ", groups,
+        " (input shape ", shape_str(x), ")");
+  Conv2dArgs a;
+  a.stride_h = stride[0], a.stride_w = stride[1];
+  a.pad_h = padding[0], a.pad_w = padding[1];
+  a.dil_h = dilation[0], a.dil_w = dilation[1];
+  a.groups = groups;
+  return a;
+}
+
 }  // namespace conv_detail
 
 // conv2d(x, w) with x (N, C, H, W) and w (K, C/groups, R, S).
 inline Conv2dArgs make_conv2d_args(const Shape& x, const Shape& w, const Pair& stride, const Pair& padding,
                                    const Pair& dilation, int64_t groups) {
   const char* op = "conv2d";
-  check_rank(op, "input", x, 4);
-  check_rank(op, "weight", w, 4);
-  check_nonempty(op, "input", x);
-  check_nonempty(op, "weight", w);
-  conv_detail::check_hyper(op, stride, padding, dilation, groups);
-  check(x[1] % groups == 0, op, ": input channels ", x[1], " must be divisible by groups ", groups,
-        " (input shape ", shape_str(x), ")");
+  Conv2dArgs a = conv_detail::hyper_args(op, x, w, stride, padding, dilation, groups);
   check(w[0] % groups == 0, op, ": weight's out channels ", w[0], " must be divisible by groups ", groups,
         " (weight shape ", shape_str(w), ")");
-  check(mul_or_fail(w[1], groups, op, "weight's channels * groups") == x[1], op, ": channel mismatch: input has ", x[1], " channels, weight ", shape_str(w),
-        " expects ", w[1], " x groups ", groups, " = ", w[1] * groups);
-  Conv2dArgs a;
+  check(mul_or_fail(w[1], groups, op, "weight's channels * groups") == x[1], op, ": channel mismatch: input has ",
+        x[1], " channels, weight ", shape_str(w), " expects ", w[1], " x groups ", groups, " = ", w[1] * groups);
   a.N = x[0], a.C = x[1], a.H = x[2], a.W = x[3];
   a.K = w[0], a.R = w[2], a.S = w[3];
-  a.stride_h = stride[0], a.stride_w = stride[1];
-  a.pad_h = padding[0], a.pad_w = padding[1];
-  a.dil_h = dilation[0], a.dil_w = dilation[1];
-  a.groups = groups;
   a.P = conv_detail::out_size(op, "height", a.H, a.R, a.stride_h, a.pad_h, a.dil_h);
   a.Q = conv_detail::out_size(op, "width", a.W, a.S, a.stride_w, a.pad_w, a.dil_w);
   conv_detail::check_products(op, a);
@@ -122,27 +130,16 @@ inline Conv2dArgs make_conv_transpose2d_args(const Shape& x, const Shape& w, con
                                              const Pair& padding, const Pair& output_padding, int64_t groups,
                                              const Pair& dilation) {
   const char* op = "conv_transpose2d";
-  check_rank(op, "input", x, 4);
-  check_rank(op, "weight", w, 4);
-  check_nonempty(op, "input", x);
-  check_nonempty(op, "weight", w);
-  conv_detail::check_hyper(op, stride, padding, dilation, groups);
+  Conv2dArgs a = conv_detail::hyper_args(op, x, w, stride, padding, dilation, groups);
   for (int i = 0; i < 2; ++i)
     check(output_padding[i] >= 0 && (output_padding[i] < stride[i] || output_padding[i] < dilation[i]), op,
           ": output_padding must be >= 0 and smaller than stride or dilation, got output_padding (",
           output_padding[0], ", ", output_padding[1], "), stride (", stride[0], ", ", stride[1], "), dilation (",
           dilation[0], ", ", dilation[1], ")");
-  check(x[1] % groups == 0, op, ": input channels ", x[1], " must be divisible by groups ", groups,
-        " (input shape ", shape_str(x), ")");
   check(w[0] == x[1], op, ": channel mismatch: input has ", x[1], " channels, weight ", shape_str(w),
         " expects ", w[0]);
-  Conv2dArgs a;
   a.N = x[0], a.K = x[1], a.P = x[2], a.Q = x[3];
   a.C = mul_or_fail(w[1], groups, op, "weight's out channels per group * groups"), a.R = w[2], a.S = w[3];
-  a.stride_h = stride[0], a.stride_w = stride[1];
-  a.pad_h = padding[0], a.pad_w = padding[1];
-  a.dil_h = dilation[0], a.dil_w = dilation[1];
-  a.groups = groups;
   // (P - 1)*stride - 2*padding + dilation*(R - 1) + output_padding + 1, each step checked
   auto out = [op](int64_t in, int64_t stride, int64_t pad, int64_t dil, int64_t k, int64_t out_pad) {
     int64_t n = mul_or_fail(in - 1, stride, op, "(input size - 1) * stride");

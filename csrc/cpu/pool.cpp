@@ -237,7 +237,33 @@ void max_forward(const Pool2dArgs& a, const T* x, T* y, int64_t* indices) {
   }
 }
 
+}  // namespace
+
+template <class T>
+void max_pool2d_forward_cpu(const Pool2dArgs& a, const T* x, T* y, int64_t* indices) {
+  if (indices)
+    max_forward<T, true>(a, x, y, indices);
+  else
+    max_forward<T, false>(a, x, y, nullptr);
+}
+
+template <class T>
+void max_pool2d_backward_cpu(const Pool2dArgs& a, const T* gy, const int64_t* indices, T* gx) {
+  const int64_t plane = a.h * a.w, out_plane = a.oh * a.ow;
+#pragma omp parallel for schedule(static) if (run_parallel(a))
+  for (int64_t p = 0; p < a.planes; ++p) {
+    T* g = gx + p * plane;
+    std::fill(g, g + plane, T(0));
+    const int64_t* idx = indices + p * out_plane;
+    const T* go = gy + p * out_plane;
+    for (int64_t o = 0; o < out_plane; ++o)
+      if (idx[o] >= 0) g[idx[o]] += go[o];  // the binding checked idx[o] < plane
+  }
+}
+
 // ---- avg: the window counts are separable, count(oh, ow) = rows(oh) * cols(ow) -------------------
+
+namespace {
 
 // Divisor factor of output o along one axis: the window clipped to the padded input
 // (count_include_pad) or to the input.
@@ -258,8 +284,10 @@ void avg_inverse_counts(const Pool2dArgs& a, std::vector<T>& rows, std::vector<T
     cols[o] = a.divisor_override ? T(1) : T(1) / T(avg_count(a, o, a.sw, a.pw, a.kw, a.w));
 }
 
+}  // namespace
+
 template <class T>
-void avg_forward(const Pool2dArgs& a, const T* x, T* y) {
+void avg_pool2d_forward_cpu(const Pool2dArgs& a, const T* x, T* y) {
   const Stage st(a);
   std::vector<T> inv_rows, inv_cols;
   avg_inverse_counts(a, inv_rows, inv_cols);
@@ -288,7 +316,7 @@ void avg_forward(const Pool2dArgs& a, const T* x, T* y) {
 }
 
 template <class T>
-void avg_backward(const Pool2dArgs& a, const T* gy, T* gx) {
+void avg_pool2d_backward_cpu(const Pool2dArgs& a, const T* gy, T* gx) {
   const Stage st(a);
   std::vector<T> inv_rows, inv_cols;
   avg_inverse_counts(a, inv_rows, inv_cols);
@@ -320,6 +348,8 @@ void avg_backward(const Pool2dArgs& a, const T* gy, T* gx) {
 
 // ---- adaptive avg -------------------------------------------------------------------------------
 
+namespace {
+
 // Sum of n contiguous values through 8 independent partial sums, which the compiler vectorises (one
 // running sum is a serial chain it may not reorder without -ffast-math).
 template <class T>
@@ -334,8 +364,10 @@ T sum_run(const T* __restrict v, int64_t n) {
   return s;
 }
 
+}  // namespace
+
 template <class T>
-void adaptive_forward(const Pool2dArgs& a, const T* x, T* y) {
+void adaptive_avg_pool2d_forward_cpu(const Pool2dArgs& a, const T* x, T* y) {
   const ThreadScratch<T> rowsums(a.w, run_parallel(a));
 #pragma omp parallel if (run_parallel(a))
   {
@@ -367,7 +399,7 @@ void adaptive_forward(const Pool2dArgs& a, const T* x, T* y) {
 }
 
 template <class T>
-void adaptive_backward(const Pool2dArgs& a, const T* gy, T* gx) {
+void adaptive_avg_pool2d_backward_cpu(const Pool2dArgs& a, const T* gy, T* gx) {
   const ThreadScratch<T> rowgrads(a.w, run_parallel(a));
 #pragma omp parallel if (run_parallel(a))
   {
@@ -393,50 +425,6 @@ void adaptive_backward(const Pool2dArgs& a, const T* gy, T* gx) {
       }
     }
   }
-}
-
-}  // namespace
-
-template <class T>
-void max_pool2d_forward_cpu(const Pool2dArgs& a, const T* x, T* y, int64_t* indices) {
-  if (indices)
-    max_forward<T, true>(a, x, y, indices);
-  else
-    max_forward<T, false>(a, x, y, nullptr);
-}
-
-template <class T>
-void max_pool2d_backward_cpu(const Pool2dArgs& a, const T* gy, const int64_t* indices, T* gx) {
-  const int64_t plane = a.h * a.w, out_plane = a.oh * a.ow;
-#pragma omp parallel for schedule(static) if (run_parallel(a))
-  for (int64_t p = 0; p < a.planes; ++p) {
-    T* g = gx + p * plane;
-    std::fill(g, g + plane, T(0));
-    const int64_t* idx = indices + p * out_plane;
-    const T* go = gy + p * out_plane;
-    for (int64_t o = 0; o < out_plane; ++o)
-      if (idx[o] >= 0) g[idx[o]] += go[o];  // the binding checked idx[o] < plane
-  }
-}
-
-template <class T>
-void avg_pool2d_forward_cpu(const Pool2dArgs& a, const T* x, T* y) {
-  avg_forward(a, x, y);
-}
-
-template <class T>
-void avg_pool2d_backward_cpu(const Pool2dArgs& a, const T* gy, T* gx) {
-  avg_backward(a, gy, gx);
-}
-
-template <class T>
-void adaptive_avg_pool2d_forward_cpu(const Pool2dArgs& a, const T* x, T* y) {
-  adaptive_forward(a, x, y);
-}
-
-template <class T>
-void adaptive_avg_pool2d_backward_cpu(const Pool2dArgs& a, const T* gy, T* gx) {
-  adaptive_backward(a, gy, gx);
 }
 
 PYFASTDL_ISA_INSTANTIATE(PYFASTDL_POOL_KERNELS)
