@@ -37,6 +37,21 @@ def test_padding_mask_by_perturbation(rng):
         assert np.abs(model(tensor(ids))[0].numpy()[1, :7] - model(tensor(changed))[0].numpy()[1, :7]).max() > 1e-3
 
 
+def test_pooling_mean_of_the_real_tokens_or_cls(rng):
+    pyfastdl.manual_seed(0)
+    ids, lengths = tensor(rng.integers(5, 50, (3, 10))), np.array([10, 6, 1])
+    for pooling in ("mean", "cls"):
+        model = BertModel(50, pooling=pooling, **CONFIG).eval()
+        with no_grad():
+            hidden, pooled = (t.numpy().astype(np.float64) for t in model(ids, tensor(lengths)))
+        w, b = (p.detach().numpy().astype(np.float64) for p in (model.pooler.weight, model.pooler.bias))
+        read = (np.stack([hidden[i, :n].mean(0) for i, n in enumerate(lengths)]) if pooling == "mean"
+                else hidden[:, 0])
+        np.testing.assert_allclose(pooled, np.tanh(read @ w.T + b), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="pooling"):
+        BertModel(50, pooling="max", **CONFIG)
+
+
 def _step_lowers(model, loss):
     opt = pyfastdl.optim.AdamW(model.parameters(), lr=1e-2)
     model.train()
@@ -80,7 +95,8 @@ def test_bert_base_parameter_count(monkeypatch):
     embeddings = (30522 + 512 + 2) * d + 2 * d
     per_layer = (4 * d * d + 4 * d) + (2 * d * ff + ff + d) + 4 * d
     count = n_params(BertModel(**BERT_BASE_CONFIG))
-    assert count == embeddings + layers * per_layer + d * d + d == 109_482_240
+    final_norm = 2 * d  # pre-norm's LayerNorm after the last layer (a departure)
+    assert count == embeddings + layers * per_layer + final_norm + d * d + d == 109_483_776
     assert abs(count - 110e6) / 110e6 < 0.01  # the paper's "110M"
 
 
