@@ -1,5 +1,6 @@
-"""BERT (pyfastdl.models.bert): the padding mask by perturbation, one step lowers each loss (masked
-LM, classification), the BERT-base parameter count, the masked-LM head on selected positions,
+"""BERT (pyfastdl.models.bert): the padding mask by perturbation, the pooling (mean of the real
+tokens, or [CLS]) against its formula, one step lowers each loss (masked LM, classification), the
+BERT-base parameter count, the masked-LM head on selected positions,
 the recipes through the CLI (pre-training, then fine-tuning against scratch), and the
 pre-training-helps target (slow)."""
 
@@ -126,8 +127,10 @@ def test_bert_pretrain_then_finetune_against_scratch(tmp_path):
 
 @pytest.mark.slow
 def test_pretraining_helps(tmp_path):
-    """Pre-training + fine-tuning vs the same fine-tuning from scratch, 3 seeds: the pre-trained
-    mean accuracy beats the scratch mean by more than the larger spread (max - min)."""
+    """Pre-training + fine-tuning vs the same fine-tuning from scratch, 3 seeds, the recipes'
+    defaults: the pre-trained mean accuracy beats the scratch mean by more than the larger spread
+    (max - min). One seed's pre-training is 735 steps (about 0.4 CPU-seconds each on the 2-core
+    EPYC), its fine-tuning twice 330 steps: about 25 minutes in all on an idle machine."""
     pre, scratch = [], []
     for seed in ("0", "1", "2"):
         _train(tmp_path / f"bert{seed}", "bert", "--seed", seed)
