@@ -265,7 +265,7 @@ case "${GPU_CHECK_TRAIN:-1}" in
       --epochs 1 --limit 1024 --quiet --out "$WORK/train-lenet"
     echo "==== train transformer --device cuda ====" >> "$OUT/bench.log"
     run_step "train transformer --device cuda" 60 30 "$OUT/bench.log" python3 -P -m pyfastdl train transformer \
-      --device cuda --epochs 1 --n-train 256 --n-val 32 --n-test 32 --limit 256 --quiet --out "$WORK/train-transformer" ;;
+      --device cuda --epochs 1 --train-size 256 --val-size 32 --test-size 32 --limit 256 --quiet --out "$WORK/train-transformer" ;;
 esac
 
 # ---- 5. compute-sanitizer, memcheck then racecheck, on one small case per kernel family (into tests.log)

@@ -1,4 +1,5 @@
-// CUDA kernels of scaled dot-product attention (see attention.cu for the algorithms).
+// CUDA kernels of scaled dot-product attention (kernels/attention*.cu; attention.cu says which file
+// holds which version).
 // All arrays are C-contiguous with the shapes of AttentionArgs (csrc/common/attention_args.h):
 //   q (B, H, L, E), k (B, H, S, E), v (B, H, S, Ev), out (B, H, L, Ev), lse (B, H, L) float32;
 //   the gradients have the shapes of q, k, v. `mask` is null, a bool array (1 byte per element) or

@@ -1,4 +1,4 @@
-// CUDA kernels of the convolution family (see conv.cu for the algorithms).
+// CUDA kernels of the convolution family (kernels/conv*.cu; conv.cu says which file holds which).
 // All arrays are C-contiguous NCHW with the shapes of Conv2dArgs:
 //   x (N, C, H, W), w (K, C/groups, R, S), bias (K) or nullptr, y (N, K, P, Q).
 // Outputs are overwritten, never accumulated into. Every launcher runs on `stream`, checks each

@@ -181,11 +181,29 @@ def scatter_add(target, index, values):
     if _is_basic_index(index):  # plain slicing selects each element at most once
         target[index] += values
     elif isinstance(target, np.ndarray):
-        np.add.at(target, index, values)
+        if isinstance(index, np.ndarray) and index.ndim == 1 and index.dtype.kind in "iu" and target.ndim > 1 \
+                and values.shape == index.shape + target.shape[1:]:
+            _add_rows(target, index, values)
+        else:
+            np.add.at(target, index, values)
     else:
         import cupyx  # noqa: PLC0415
 
         cupyx.scatter_add(target, index, values)
+
+
+def _add_rows(target, rows, values):
+    """``target[rows] += values`` with repeated rows accumulating (an embedding's backward), on numpy:
+    np.add.at visits the values one at a time; sorting the rows and summing each run of equal rows
+    with np.add.reduceat does a few vectorised passes (in a fixed order: deterministic)."""
+    if rows.size == 0:
+        return
+    if rows.dtype.kind == "i" and rows.min() < 0:  # -1 and n - 1 are one row: one run
+        rows = np.where(rows < 0, rows + target.shape[0], rows)
+    order = np.argsort(rows, kind="stable")
+    sorted_rows = rows[order]
+    starts = np.flatnonzero(np.concatenate(([True], sorted_rows[1:] != sorted_rows[:-1])))
+    target[sorted_rows[starts]] += np.add.reduceat(values[order], starts, axis=0)
 
 
 def set_num_threads(n: int) -> None:

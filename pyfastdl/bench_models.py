@@ -45,7 +45,7 @@ CASES = {
     "bahdanau": ("bahdanau", {}, None),
     "convs2s": ("convs2s", {}, None),
     "transformer": ("transformer", {}, None),
-    "resnet18": ("resnet18", {"size": 64}, None),
+    "resnet18": ("resnet18", {"image_size": 64}, None),
 }
 CONDITIONS = ("1 thread", "2 threads", "2 threads, busy")
 MEMORY_STEPS = 4
@@ -80,7 +80,7 @@ def _first_batch(recipe, args):
         rng = np.random.default_rng(0)
         return (rng.standard_normal((args.batch_size, 1, 32, 32)).astype(np.float32),
                 rng.integers(0, 10, args.batch_size))
-    if hasattr(args, "train_size"):  # detection: generate just one batch of scenes
+    if args.recipe == "yolov1":  # detection: generate just one batch of scenes
         args.train_size, args.val_size, args.test_size = args.batch_size, 0, 0
     dataset = recipe.datasets(args)["train"]
     loader = DataLoader(dataset, batch_size=args.batch_size, collate_fn=recipe.collate_fn)

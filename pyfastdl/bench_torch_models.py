@@ -24,9 +24,9 @@ def lenet(args, num_classes):
 def nin(args, num_classes):
     from .models.nin import PAPER_BLOCKS
 
-    bn, layers, c = args.batch_norm == "on", [], 3
+    bn, layers, c = args.norm == "batch", [], 3
     for i, (k, widths) in enumerate(PAPER_BLOCKS):
-        widths = [num_classes if w is None else max(1, round(w * args.width)) for w in widths]
+        widths = [num_classes if w is None else max(1, round(w * args.width_mult)) for w in widths]
         last_block = i == len(PAPER_BLOCKS) - 1
         for j, (w, kk) in enumerate(zip(widths, (k, 1, 1))):
             layers.append(nn.Conv2d(c, w, kk, padding=kk // 2, bias=not bn))
@@ -88,21 +88,21 @@ class FCN8s(nn.Module):
         super().__init__()
         from .models.fcn import VGG16_STAGES
 
-        stages, c, bn = [], 3, args.batch_norm == "on"
+        stages, c, bn = [], 3, args.norm == "batch"
         for planes, n in VGG16_STAGES:
-            planes, layers = max(1, round(planes * args.width)), []
+            planes, layers = max(1, round(planes * args.width_mult)), []
             for _ in range(n):
                 layers += [nn.Conv2d(c, planes, 3, padding=1, bias=not bn)] + ([nn.BatchNorm2d(planes)] if bn else [])
                 layers.append(nn.ReLU())
                 c = planes
             stages.append(nn.Sequential(*layers, nn.MaxPool2d(2, 2, ceil_mode=True)))
         self.stages = nn.ModuleList(stages)
-        fc = args.fc_width
+        fc = args.hidden
         self.fc = nn.Sequential(nn.Conv2d(c, fc, 7, padding=3), nn.ReLU(), nn.Dropout(args.dropout),
                                 nn.Conv2d(fc, fc, 1), nn.ReLU(), nn.Dropout(args.dropout))
         self.score_fr = nn.Conv2d(fc, num_classes, 1)
-        self.score_pool4 = nn.Conv2d(round(512 * args.width), num_classes, 1)
-        self.score_pool3 = nn.Conv2d(round(256 * args.width), num_classes, 1)
+        self.score_pool4 = nn.Conv2d(round(512 * args.width_mult), num_classes, 1)
+        self.score_pool3 = nn.Conv2d(round(256 * args.width_mult), num_classes, 1)
         self.upscore2 = nn.ConvTranspose2d(num_classes, num_classes, 4, 2, bias=False)
         self.upscore_pool4 = nn.ConvTranspose2d(num_classes, num_classes, 4, 2, bias=False)
         self.upscore8 = nn.ConvTranspose2d(num_classes, num_classes, 16, 8, bias=False)
@@ -137,8 +137,8 @@ class YOLOv1(nn.Module):
                 size //= 2
                 continue
             out, k, stride = layer
-            trunk += [nn.Conv2d(c, out, k, stride, k // 2, bias=not args.batch_norm)]
-            trunk += ([nn.BatchNorm2d(out)] if args.batch_norm else []) + [nn.LeakyReLU(0.1)]
+            trunk += [nn.Conv2d(c, out, k, stride, k // 2, bias=args.norm != "batch")]
+            trunk += ([nn.BatchNorm2d(out)] if args.norm == "batch" else []) + [nn.LeakyReLU(0.1)]
             c, size = out, (size + 2 * (k // 2) - k) // stride + 1
         self.S, self.depth = args.grid, args.boxes * 5 + num_classes
         hidden = args.hidden or 1024
@@ -187,8 +187,8 @@ def yolo_v1_loss(pred, target, S, B, C, lambda_coord=5.0, lambda_noobj=0.5):
 class CharLSTM(nn.Module):
     def __init__(self, args, vocab):
         super().__init__()
-        self.embed = nn.Embedding(vocab, args.embedding)
-        self.lstm = nn.LSTM(args.embedding, args.hidden, args.layers, batch_first=True, dropout=args.dropout)
+        self.embed = nn.Embedding(vocab, args.embed_dim)
+        self.lstm = nn.LSTM(args.embed_dim, args.hidden, args.layers, batch_first=True, dropout=args.dropout)
         self.drop = nn.Dropout(args.dropout)
         self.head = nn.Linear(args.hidden, vocab)
 
@@ -314,6 +314,9 @@ class Transformer(nn.Module):
         kw = dict(dim_feedforward=args.d_ff, dropout=args.dropout, batch_first=True, norm_first=args.pre_norm)
         self.encoder = nn.ModuleList([nn.TransformerEncoderLayer(d, args.heads, **kw) for _ in range(args.layers)])
         self.decoder = nn.ModuleList([nn.TransformerDecoderLayer(d, args.heads, **kw) for _ in range(args.layers)])
+        for module in self.modules():  # no dropout on the attention weights, as pyfastdl's (and the paper's)
+            if isinstance(module, nn.MultiheadAttention):
+                module.dropout = 0.0
         self.encoder_norm = nn.LayerNorm(d) if args.pre_norm else None
         self.decoder_norm = nn.LayerNorm(d) if args.pre_norm else None
 

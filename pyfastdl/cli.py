@@ -50,7 +50,7 @@ def _cmd_eval(args) -> int:
     from .train import evaluate_checkpoint
 
     result = evaluate_checkpoint(args.checkpoint, split=args.split, device=args.device, data_dir=args.data_dir,
-                                 batch_size=args.batch_size)
+                                 batch_size=args.batch_size, limit=args.limit)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -115,11 +115,12 @@ def _cmd_sample(args) -> int:
 
 def _add_train_parser(sub, recipe) -> None:
     from .train.loop import OPTIMIZERS, SCHEDULES
+    from .train.options import HelpFormatter, add_device
 
-    p = sub.add_parser(recipe.name, help=recipe.description, description=recipe.description)
-    g = p.add_argument_group("training (unset: the recipe's default, listed below)")
-    g.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto",
-                   help="auto (default): cuda where a GPU and the CUDA kernels are present")
+    p = sub.add_parser(recipe.name, help=recipe.description, description=recipe.description,
+                       formatter_class=HelpFormatter)
+    g = p.add_argument_group("training (the recipe's defaults; some depend on --dataset)")
+    add_device(g)
     g.add_argument("--epochs", type=int)
     g.add_argument("--batch-size", type=int)
     g.add_argument("--lr", type=float, help="(peak) learning rate")
@@ -144,13 +145,15 @@ def _add_train_parser(sub, recipe) -> None:
     parsed_defaults = p.parse_args([])
     _TRAIN_DEFAULTS[recipe.name] = vars(parsed_defaults)
     defaults = recipe.default_hparams(parsed_defaults)
-    p.epilog = ("recipe defaults (with the default options above): "
-                + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in defaults.items() if v is not None))
+    for action in g._group_actions:  # the recipe's default of each training option, in its help
+        if defaults.get(action.dest) is not None:
+            action.help = f"{action.help + ' ' if action.help else ''}(default {defaults[action.dest]})"
 
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .train import list_recipes
+    from .train.options import HelpFormatter, add_checkpoint, add_device
 
     parser = argparse.ArgumentParser(prog="pyfastdl", description=__doc__)
     parser.add_argument("--version", action="version", version=f"pyfastdl {__version__}")
@@ -166,17 +169,21 @@ def build_parser() -> argparse.ArgumentParser:
         _add_train_parser(models, recipe)
 
     for name, func, text in [("eval", _cmd_eval, "loss and metrics of a saved checkpoint on its dataset"),
-                             ("predict", _cmd_predict, "predictions of a saved checkpoint")]:
-        p = sub.add_parser(name, help=text, description=text)
-        p.add_argument("checkpoint", help="a checkpoint.safetensors written by `pyfastdl train`")
-        p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
+                             ("predict", _cmd_predict, "predictions of a saved checkpoint: classes, masks, boxes, "
+                                                       "translations, continued text, ...")]:
+        p = sub.add_parser(name, help=text, description=text, formatter_class=HelpFormatter)
+        add_checkpoint(p)
+        add_device(p)
         p.add_argument("--data-dir", help="where the dataset's files are (default: as when trained)")
         p.add_argument("--json", action="store_true", help="print as JSON")
         p.set_defaults(func=func)
     eval_p, predict_p = sub.choices["eval"], sub.choices["predict"]
-    eval_p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    eval_p.add_argument("--batch-size", type=int)
-    predict_p.add_argument("inputs", nargs="*", help="image files (PNG) or .npy arrays; none: test samples")
+    eval_p.add_argument("--split", default="test", choices=["train", "val", "test"], help="which split")
+    eval_p.add_argument("--batch-size", type=int, help="default: the run's")
+    eval_p.add_argument("--limit", type=int, help="evaluate the first N samples of the split only (default: all)")
+    predict_p.add_argument("inputs", nargs="*",
+                           help="images (PNG/JPEG) or .npy arrays, sentences to translate, texts to continue or "
+                                "with [MASK]s to fill in, Reber strings (as the model reads); none: test samples")
     predict_p.add_argument("--count", type=int, default=10, help="test samples to predict when no inputs are given")
     predict_p.add_argument("--out", help="where pictures of the predictions go (default: the checkpoint's folder)")
 
@@ -199,27 +206,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("translate", help="translate sentences with a trained translation model",
-                       description="translate sentences with a trained translation model")
+                       description="translate sentences with a trained translation model",
+                       formatter_class=HelpFormatter)
+    add_checkpoint(p, "translation model's")
     p.add_argument("sentences", nargs="+", help="source sentences, e.g. \"forty-two\"")
-    p.add_argument("--checkpoint", required=True, help="a run directory or its checkpoint.safetensors")
     p.add_argument("--beam", type=int, default=1, help="beam size (1: greedy, the default)")
-    p.add_argument("--length-penalty", type=float, default=0.6, help="beam search length penalty alpha (0.6)")
+    p.add_argument("--length-penalty", type=float, default=0.6, help="beam search length penalty alpha")
     p.add_argument("--alignment", metavar="PNG", help="save the attention heat map of the first sentence "
                                                        "(models that expose attention weights)")
-    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
+    add_device(p)
     p.set_defaults(func=_cmd_translate)
 
     p = sub.add_parser("sample", help="sample text from a trained language model (char-lm, gpt)",
-                       description="sample text from a trained language model (char-lm, gpt)")
-    p.add_argument("checkpoint", help="a char-lm or gpt run directory or its checkpoint.safetensors")
+                       description="sample text from a trained language model (char-lm, gpt)",
+                       formatter_class=HelpFormatter)
+    add_checkpoint(p, "char-lm or gpt")
     p.add_argument("--length", type=int, default=300,
-                   help="characters (char-lm) or tokens (gpt, at most its context) to sample (300)")
+                   help="characters (char-lm) or tokens (gpt, at most its context) to sample")
     p.add_argument("--temperature", type=float, default=0.8,
-                   help="softmax temperature: < 1 more conservative, > 1 more random, 0 greedy (0.8)")
-    p.add_argument("--prime", default="The ", help="text the model reads before sampling (\"The \")")
+                   help="softmax temperature: < 1 more conservative, > 1 more random, 0 greedy")
+    p.add_argument("--prime", default="The ", help="text the model reads before sampling")
     p.add_argument("--top-k", type=int, help="gpt: draw among the k likeliest tokens only (default: all)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the draws (0)")
-    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
+    p.add_argument("--seed", type=int, default=0, help="seed of the draws")
+    add_device(p)
     p.set_defaults(func=_cmd_sample)
 
     bench.add_parser(sub)

@@ -149,10 +149,17 @@ class MatMul(Function):
         g2 = g2[..., None, :] if a.ndim == 1 else g2
         ga = gb = None
         if ctx.needs_input_grad[0]:
-            ga = unbroadcast(g2 @ xp.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+            ga = unbroadcast(_matmul(g2, xp.swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape)
         if ctx.needs_input_grad[1]:
-            gb = unbroadcast(xp.swapaxes(a2, -1, -2) @ g2, b2.shape).reshape(b.shape)
+            gb = unbroadcast(_matmul(xp.swapaxes(a2, -1, -2), g2), b2.shape).reshape(b.shape)
         return ga, gb
+
+
+def _matmul(x, y):
+    """x @ y; a product over a dimension of size 1 (the backward of a batched vector-matrix product,
+    as attention's context) is an outer product: a broadcast multiply, several times faster than
+    numpy's matmul over a stack of (m, 1) x (1, n) matrices, and the same numbers (no sum)."""
+    return x * y if x.shape[-1] == 1 else x @ y
 
 
 # ---- elementwise functions --------------------------------------------------------------------

@@ -8,6 +8,8 @@ import zlib
 import numpy as np
 import pytest
 
+import pyfastdl as pf
+
 sys.path.insert(0, os.path.dirname(__file__))  # makes tests/reference importable
 # Subprocesses the tests start (python -c, python -m pyfastdl, mpiexec) import the installed package
 # too: with the checkout as the current directory, Python would otherwise put its source folder
@@ -36,6 +38,24 @@ except ImportError:
     HAVE_TORCH = False
 
 requires_torch = pytest.mark.skipif(not HAVE_TORCH, reason="torch is not installed")
+
+
+# ---- helpers the kernel-family tests share (import them: `from conftest import rel_err`) ----------
+
+TOL = {np.float64: 1e-10, np.float32: 1e-5}  # relative error of a CPU kernel against its float64 reference
+
+
+def rel_err(out, want):
+    """||out - want|| / ||want|| in float64; the shapes must match and NaN never passes."""
+    out, want = np.asarray(out, np.float64), np.asarray(want, np.float64)
+    assert out.shape == want.shape, (out.shape, want.shape)
+    assert not np.isnan(out).any(), "output holds NaN"
+    return np.linalg.norm(out - want) / max(np.linalg.norm(want), 1e-300)
+
+
+def leaf(a):
+    """A tensor that requires grad: a leaf of the graph for gradcheck and backward."""
+    return pf.tensor(a, requires_grad=True)
 
 
 # A CUDA fault that leaves the context unusable (an illegal address, a misaligned access, a kernel

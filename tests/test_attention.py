@@ -151,6 +151,27 @@ def test_long_sequence_float32(rng):
     check_forward_backward("cpu", "fast", *qkv(rng, 1, 2, 1000, 1000, 64, 64, np.float32))
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("shape", [(1, 1, 300, 700, 16, 8), (4, 4, 70, 90, 8, 8)], ids=["split_head", "whole_heads"])
+def test_backward_is_deterministic(rng, threads, shape):
+    """At a given thread count the backward returns the same bits every call: a head split over
+    several tasks (few heads, many key blocks) sums its dQ parts in a fixed order, whichever thread
+    ran which part; and every count agrees with the reference."""
+    q, k, v = qkv(rng, *shape, np.float32)
+    before = pyfastdl.get_num_threads()
+    pyfastdl.set_num_threads(threads)
+    try:
+        check_forward_backward("cpu", "fast", q, k, v, is_causal=False)
+        out, lse = kernels.sdpa_forward(q, k, v, None, True, None)
+        grad_out = rng.standard_normal(out.shape).astype(np.float32)
+        first = kernels.sdpa_backward(q, k, v, out, lse, grad_out, None, True, None)
+        for _ in range(4):
+            again = kernels.sdpa_backward(q, k, v, out, lse, grad_out, None, True, None)
+            assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    finally:
+        pyfastdl.set_num_threads(before)
+
+
 def test_rank3_inputs(rng):
     """(N, L, E) inputs are one head each, with a (N, L, S) mask."""
     q, k, v = qkv(rng, 3, 1, 20, 30, 8, 4, np.float64)

@@ -62,7 +62,8 @@ def test_binary_broadcast(name, shapes, rng):
 
 
 @pytest.mark.parametrize("sa,sb", [((3, 4), (4, 5)), ((4,), (4, 2)), ((3, 4), (4,)), ((4,), (4,)),
-                                   ((2, 3, 4), (4, 5)), ((2, 1, 3, 4), (5, 4, 2))])
+                                   ((2, 3, 4), (4, 5)), ((2, 1, 3, 4), (5, 4, 2)),
+                                   ((5, 1, 3), (5, 3, 4)), ((5, 3, 1), (1, 4)), ((5, 2, 3), (3, 1))])
 def test_matmul(sa, sb, rng):
     a, b = leaf(rng, *sa), leaf(rng, *sb)
     np.testing.assert_allclose((a @ b).data, a.data @ b.data, rtol=1e-12)

@@ -9,6 +9,7 @@ from reference import conv as ref
 import pyfastdl as pf
 from pyfastdl import backend
 from pyfastdl import kernels as K
+from pyfastdl.autograd import Function
 from pyfastdl.nn import functional as F
 from pyfastdl.testing import gradcheck
 
@@ -33,6 +34,9 @@ CASES = {
     "depthwise_x2": (1, 3, 6, 6, 6, 3, 3, 1, 1, 1, 3),
     "lenet_batch1": (1, 1, 32, 32, 6, 5, 5, 1, 0, 1, 1),
     "chunked_batch": (70, 2, 4, 5, 3, 3, 3, 1, 1, 1, 1),  # several images per GEMM, partial last chunk
+    # the kernel covers the whole input (LeNet's C5): a fully connected layer, one GEMM over the batch
+    "dense": (5, 4, 5, 5, 7, 5, 5, 1, 0, 1, 1),
+    "dense_rect_batch1": (1, 3, 3, 4, 2, 3, 4, 2, 0, 1, 1),
     # large enough (> 2^20 multiply-adds) for the task-parallel path: one GEMM per thread
     "parallel_groups": (8, 8, 16, 16, 16, 3, 3, 1, 1, 1, 2),
     "parallel_pointwise": (4, 64, 16, 16, 64, 1, 1, 1, 0, 1, 1),
@@ -169,22 +173,140 @@ def test_winograd_weight_gradient_is_the_same_bits_every_run(rng):
         busy.kill()
 
 
-@pytest.mark.parametrize("C,Kc,chosen", [(16, 8, "winograd"), (3, 16, "im2col"), (16, 4, "im2col")])
-def test_fast_picks_per_shape(C, Kc, chosen, rng):
-    """"fast" runs Winograd on 3x3 stride-1 convolutions with >= 8 input and output channels, im2col
-    elsewhere (the two round differently, so the results tell them apart)."""
-    x = rng.standard_normal((2, C, 9, 9)).astype(np.float32)
-    w = rng.standard_normal((Kc, C, 3, 3)).astype(np.float32)
-    gy = rng.standard_normal((2, Kc, 9, 9)).astype(np.float32)
-    for kernel, args in [(K.conv2d_forward, (x, w, None, 1, 1)), (K.conv2d_backward_input, (gy, w, x.shape, 1, 1)),
-                         (K.conv2d_backward_weight, (x, gy, w.shape, 1, 1))]:
-        assert np.array_equal(kernel(*args), kernel(*args, variant=chosen))
+# (C, K, kernel, stride, map side) -> the variant "fast" runs for (forward, input gradient, weight gradient)
+FAST_PICKS = [
+    ((16, 8, 3, 1, 9), ("winograd", "winograd", "winograd")),
+    ((16, 16, 3, 1, 5), ("winograd", "winograd", "direct")),  # a small map: the weight gradient goes direct
+    ((3, 16, 3, 1, 12), ("direct", "im2col", "direct")),  # few input channels: Winograd does not pay
+    ((16, 4, 3, 1, 12), ("direct", "direct", "direct")),
+    ((6, 16, 5, 1, 16), ("direct", "im2col", "direct")),  # LeNet-5 C3, output rows of 12
+    ((16, 16, 3, 2, 23), ("direct", "im2col", "im2col")),  # stride 2
+    ((16, 16, 3, 2, 15), ("im2col", "im2col", "im2col")),  # stride 2, output rows of 8: tiles of 6 half empty
+    ((16, 8, 1, 1, 9), ("im2col", "im2col", "im2col")),  # pointwise: plain GEMMs
+    ((16, 8, 5, 1, 5), ("im2col", "im2col", "im2col")),  # the kernel covers the map: a fully connected layer
+]
+
+
+@pytest.mark.parametrize("shape,chosen", FAST_PICKS)
+def test_fast_picks_per_shape(shape, chosen, rng):
+    """"fast" picks a variant per shape and pass (the variants round differently, so the results tell
+    them apart)."""
+    C, Kc, k, stride, side = shape
+    pad = 1 if k == 3 else 0
+    x = rng.standard_normal((2, C, side, side)).astype(np.float32)
+    w = rng.standard_normal((Kc, C, k, k)).astype(np.float32)
+    gy = K.conv2d_forward(x, w, None, stride, pad)
+    calls = [(K.conv2d_forward, (x, w, None, stride, pad)), (K.conv2d_backward_input, (gy, w, x.shape, stride, pad)),
+             (K.conv2d_backward_weight, (x, gy, w.shape, stride, pad))]
+    for (kernel, args), variant in zip(calls, chosen):
+        assert np.array_equal(kernel(*args), kernel(*args, variant=variant)), (kernel.__name__, variant)
 
 
 def test_winograd_gradcheck(rng):
     """Through nn.functional (the "fast" variant picks Winograd for these channel counts), float64."""
     x, w, b = leaves(rng, (2, 8, 5, 6), (8, 8, 3, 3), (8,))
     assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, padding=1), (x, w, b))
+
+
+# The direct variant: dilation 1, groups 1, any kernel, stride and padding (its input gradient: stride 1
+# and padding < kernel). (N, C, H, W, K, R, S, stride, padding)
+DIRECT_CASES = {
+    "1x1_map": (2, 3, 1, 1, 4, 1, 1, 1, 0),
+    "pointwise": (3, 5, 4, 7, 9, 1, 1, 1, 0),
+    "lenet_c1_batch1": (1, 1, 32, 32, 6, 5, 5, 1, 0),
+    "5x5_pad2": (2, 6, 9, 7, 17, 5, 5, 1, 2),  # K one past two AVX2 float vectors
+    "kernel_is_map": (3, 16, 5, 5, 33, 5, 5, 1, 0),  # LeNet's C5: one output per image
+    "odd_rect": (1, 5, 7, 9, 3, 5, 3, 1, (2, 1)),
+    "pad_max": (2, 3, 4, 5, 4, 3, 3, 1, 2),  # padding R - 1: dy's padding in the input gradient is 0
+    "stride2_5x5": (3, 3, 15, 13, 16, 5, 5, 2, 2),  # YOLO's stem, small
+    "stride2_3x3": (2, 8, 9, 8, 16, 3, 3, 2, 1),  # ResNet's down-sampling layers
+    "stride_gt_kernel": (2, 3, 11, 10, 5, 2, 2, 3, 1),
+    "rect_stride": (2, 4, 10, 9, 7, 3, 3, (1, 2), 1),
+    "pad_gt_kernel": (2, 3, 5, 5, 4, 3, 3, 1, 3),  # forward and weight gradient only
+    "many_rows": (9, 7, 12, 11, 24, 3, 3, 1, 1),  # enough work for the parallel path
+}
+
+
+def direct_input_gradient_applies(R, S, stride, padding):
+    pad = padding if isinstance(padding, tuple) else (padding, padding)
+    return stride == 1 and pad[0] < R and pad[1] < S
+
+
+def make_direct_case(rng, case, dtype):
+    N, C, H, W, Kc, R, S, stride, padding = DIRECT_CASES[case]
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((Kc, C, R, S)).astype(dtype)
+    b = rng.standard_normal(Kc).astype(dtype)
+    return x, w, b, dict(stride=stride, padding=padding)
+
+
+def check_direct(rng, case, dtype, tol):
+    x, w, b, conf = make_direct_case(rng, case, dtype)
+    y_ref = ref.conv2d(x, w, b, **conf)
+    gy = rng.standard_normal(y_ref.shape).astype(dtype)
+    gx_ref, gw_ref, _ = ref.conv2d_grads(x, w, gy, **conf)
+    y = K.conv2d_forward(x, w, b, **conf, variant="direct", out=np.full(y_ref.shape, np.nan, dtype))
+    assert y.dtype == dtype and rel_err(y, y_ref) < tol
+    gw = K.conv2d_backward_weight(x, gy, w.shape, **conf, variant="direct", out=np.full(w.shape, np.nan, dtype))
+    assert rel_err(gw, gw_ref) < tol
+    if direct_input_gradient_applies(*w.shape[2:], **conf):
+        gx = K.conv2d_backward_input(gy, w, x.shape, **conf, variant="direct", out=np.full(x.shape, np.nan, dtype))
+        assert rel_err(gx, gx_ref) < tol
+    else:
+        with pytest.raises(ValueError, match="conv2d_backward_input_direct: the direct variant needs"):
+            K.conv2d_backward_input(gy, w, x.shape, **conf, variant="direct")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", sorted(DIRECT_CASES))
+def test_conv2d_direct_kernels(case, dtype, rng):
+    check_direct(rng, case, dtype, TOL[dtype])
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_conv2d_direct_threads(threads, rng):
+    """Output rows split over threads, the weight gradient's per-thread sums: against the reference."""
+    before = pf.get_num_threads()
+    pf.set_num_threads(threads)
+    try:
+        check_direct(rng, "many_rows", np.float64, 1e-10)
+        check_direct(rng, "stride2_5x5", np.float64, 1e-10)
+    finally:
+        pf.set_num_threads(before)
+
+
+@pytest.mark.parametrize("isa", ("base", "avx2", "avx512")[: ("base", "avx2", "avx512").index(pf._C.cpu.best_isa()) + 1])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_conv2d_direct_every_isa(isa, dtype, rng):
+    pf._C.cpu.set_isa(isa)
+    try:
+        check_direct(rng, "5x5_pad2", dtype, TOL[dtype])
+    finally:
+        pf._C.cpu.set_isa(pf._C.cpu.best_isa())
+
+
+@pytest.mark.parametrize("shape,conf", [(((2, 3, 9, 8), (16, 3, 5, 5)), dict(stride=2, padding=2)),
+                                        (((2, 6, 7, 7), (16, 6, 5, 5)), dict(padding=2)),
+                                        (((2, 8, 6, 7), (8, 8, 3, 3)), dict(stride=2, padding=1))])
+def test_direct_gradcheck(shape, conf, rng):
+    """Through nn.functional with every pass on the direct variant, float64."""
+    x, w, b = leaves(rng, *shape, (shape[1][0],))
+    direct = dict(conf, variant="direct")
+    stride1 = direct_input_gradient_applies(*shape[1][2:], conf.get("stride", 1), conf["padding"])
+
+    class Direct(Function):
+        @staticmethod
+        def forward(ctx, x, w, b):
+            ctx.save_for_backward(x, w)
+            return K.conv2d_forward(x, w, b, **direct)
+
+        @staticmethod
+        def backward(ctx, gy):
+            x, w = ctx.saved_tensors
+            gx = K.conv2d_backward_input(gy, w, x.shape, **(direct if stride1 else conf))
+            return gx, K.conv2d_backward_weight(x, gy, w.shape, **direct), K.conv2d_backward_bias(gy)
+
+    assert gradcheck(lambda x, w, b: Direct.apply(x, w, b), (x, w, b))
 
 
 # (N, Cin, H, W, Cout, R, S, stride, padding, output_padding, groups, dilation)
@@ -417,7 +539,14 @@ def test_kernel_array_errors(rng):
     with pytest.raises(ValueError, match=r"conv_transpose2d: bias must have shape \(4,\)"):
         K.conv_transpose2d_forward(x, np.ones((4, 2, 3, 3)), np.ones(6), groups=2)
     with pytest.raises(ValueError, match="variant must be one of"):
+        K.conv2d_forward(x, w, **conf, variant="im2row")
+    with pytest.raises(ValueError, match=r"conv2d_forward_direct: the direct variant needs dilation 1 and groups 1"
+                                         r".*groups 2"):
         K.conv2d_forward(x, w, **conf, variant="direct")
+    with pytest.raises(ValueError, match=r"conv2d_backward_input_direct: .*stride 1 and padding smaller than the "
+                                         r"kernel.*stride \(2, 2\)"):
+        K.conv2d_backward_input(np.ones((1, 2, 3, 3)), np.ones((2, 2, 3, 3)), (1, 2, 6, 6), stride=2, padding=1,
+                                variant="direct")
     with pytest.raises(ValueError, match=r"conv2d_forward_winograd: the winograd variant needs a 3x3 kernel, stride "
                                          r"1, dilation 1, groups 1 .*groups 2"):
         K.conv2d_forward(x, w, **conf, variant="winograd")

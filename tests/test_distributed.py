@@ -57,7 +57,10 @@ def test_two_ranks_train_like_one_process(tmp_path, case, dtype):
     mpiexec(1, WORKER, "convnet" if case == "nosync" else case, dtype, str(one))
     mpiexec(2, WORKER, case, dtype, str(two))
     ref, r0, r1 = (np.load(f"{p}.rank{r}.npz") for p, r in ((one, 0), (two, 0), (two, 1)))
-    tol = 1e-10 if dtype == "float64" else 1e-5
+    # float64 shows the equivalence; in float32 the two runs round differently (each rank's half batch
+    # sums in another order, and its convolutions may take another algorithm), which ten steps amplify
+    # to ~1e-5 in small parameters such as a batch norm's bias.
+    tol = 1e-10 if dtype == "float64" else 1e-4
     assert set(ref) == set(r0)
     for name in ref:
         np.testing.assert_array_equal(r0[name], r1[name], err_msg=f"replicas differ in {name}")

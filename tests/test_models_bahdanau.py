@@ -78,11 +78,11 @@ def test_step_lowers_loss(rng):
 def test_translate_saves_alignment_png(tmp_path, capsys):
     from pyfastdl.cli import main
 
-    assert main(["train", "bahdanau", "--epochs", "1", "--n-train", "150", "--n-val", "8", "--n-test", "8",
+    assert main(["train", "bahdanau", "--epochs", "1", "--train-size", "150", "--val-size", "8", "--test-size", "8",
                  "--embed-dim", "8", "--hidden", "8", "--attention-dim", "8", "--out", str(tmp_path), "--quiet"]) == 0
     capsys.readouterr()
     png = tmp_path / "align.png"
-    assert main(["translate", "forty-two", "three hundred", "--checkpoint", str(tmp_path), "--alignment",
+    assert main(["translate", str(tmp_path), "forty-two", "three hundred", "--alignment",
                  str(png)]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 2
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

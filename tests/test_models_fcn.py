@@ -178,7 +178,7 @@ def test_training_run_writes_predicted_masks_and_predict_draws_them(tmp_path):
 
     run = tmp_path / "run"
     assert main(["train", "fcn8s", "--out", str(run), "--quiet", "--limit", "16", "--epochs", "1",
-                 "--batch-size", "8", "--size", "32", "--width", "0.0625", "--fc-width", "16"]) == 0
+                 "--batch-size", "8", "--image-size", "32", "--width-mult", "0.0625", "--hidden", "16"]) == 0
     record = json.load(open(run / "metrics.json"))
     assert 0.0 <= record["test_mean_iou"] <= 1.0
     assert (run / "predictions.png").stat().st_size > 1000
@@ -207,8 +207,8 @@ def test_voc_recipe_trains_on_a_tiny_copy(tmp_path, rng):
     base, _ = write_voc(tmp_path / "voc", rng)
     (base / "ImageSets" / "Segmentation" / "val.txt").write_text("a\n")
     run = tmp_path / "run"
-    assert main(["train", "fcn32s", "--dataset", "voc", "--data-dir", str(tmp_path / "voc"), "--size", "16",
-                 "--batch-size", "1", "--epochs", "1", "--width", "0.0625", "--fc-width", "8", "--out", str(run),
+    assert main(["train", "fcn32s", "--dataset", "voc", "--data-dir", str(tmp_path / "voc"), "--image-size", "16",
+                 "--batch-size", "1", "--epochs", "1", "--width-mult", "0.0625", "--hidden", "8", "--out", str(run),
                  "--quiet"]) == 0
     record = json.load(open(run / "metrics.json"))
     assert 0.0 <= record["test_mean_iou"] <= 1.0 and (run / "predictions.png").exists()

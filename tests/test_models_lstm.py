@@ -135,10 +135,10 @@ def _train(tmp_path, *args):
 
 def test_adding_and_reber_recipes_run(tmp_path):
     record = _train(tmp_path / "a", "lstm-adding", "--epochs", "1", "--seq-len", "12", "--hidden", "4",
-                    "--n-train", "64", "--n-test", "32", "--batch-size", "32")
+                    "--train-size", "64", "--test-size", "32", "--batch-size", "32")
     assert record["model"] == "lstm-adding" and np.isfinite(record["test_mse"])
-    record = _train(tmp_path / "r", "lstm-reber", "--epochs", "1", "--hidden", "4", "--n-train", "64",
-                    "--n-test", "32")
+    record = _train(tmp_path / "r", "lstm-reber", "--epochs", "1", "--hidden", "4", "--train-size", "64",
+                    "--test-size", "32")
     assert 0.0 <= record["test"]["legal"] <= 1.0 and 0.0 <= record["test"]["branch"] <= 1.0
 
 
@@ -148,7 +148,7 @@ def test_char_lm_recipe_text_file_and_sample(tmp_path, capsys):
     text = tmp_path / "text.txt"
     text.write_text("the quick brown fox jumps over the lazy dog. " * 20)
     record = _train(tmp_path / "run", "char-lm", "--text", str(text), "--epochs", "2", "--seq-len", "16",
-                    "--hidden", "16", "--embedding", "8", "--layers", "1", "--batch-size", "8")
+                    "--hidden", "16", "--embed-dim", "8", "--layers", "1", "--batch-size", "8")
     assert record["test_perplexity"] < 29  # below uniform over the 28 characters + a margin
     capsys.readouterr()
     assert main(["sample", str(tmp_path / "run"), "--length", "40", "--prime", "the ", "--temperature", "0.5"]) == 0

@@ -234,6 +234,23 @@ def test_embedding(rng):
         F.embedding(pf.tensor(np.array([1.0])), pf.tensor(w))
 
 
+def test_scatter_add_rows_matches_add_at(rng):
+    """The sorted-runs path of backend.scatter_add (1-D row indices, as the embedding's and a row
+    index's backward use) against np.add.at: repeated rows, negative rows naming the same row as
+    their positive twin, unused rows, an empty index."""
+    from pyfastdl import backend
+
+    for rows in (rng.integers(0, 7, 50), np.array([3, -4, 0, 3, 6, -1, -1]), np.array([], dtype=np.int64)):
+        values = rng.standard_normal((rows.size, 3, 2))
+        target = rng.standard_normal((7, 3, 2))
+        expected = target.copy()
+        np.add.at(expected, rows, values)
+        backend.scatter_add(target, rows, values)
+        np.testing.assert_allclose(target, expected, rtol=1e-12, atol=1e-12)
+    x = leaf(rng.standard_normal((5, 3)))
+    assert gradcheck(lambda t: t[pf.tensor(np.array([4, -1, 0, 2, 0]))], (x,))
+
+
 def test_one_hot():
     out = F.one_hot(pf.tensor(np.array([[0, 2], [1, 2]])))
     assert out.dtype == np.int64 and out.shape == (2, 2, 3)

@@ -6,7 +6,7 @@ backward by gradcheck through nn.functional, NaN propagation, bad input, and tor
 
 import numpy as np
 import pytest
-from conftest import requires_torch
+from conftest import TOL, leaf, rel_err, requires_torch
 from reference import norm as ref
 
 import pyfastdl as pf
@@ -14,23 +14,11 @@ import pyfastdl.nn.functional as F
 from pyfastdl import kernels
 from pyfastdl.testing import gradcheck
 
-TOL = {np.float64: 1e-10, np.float32: 1e-5}
 
 # (N, C, *): CIFAR ResNet, odd sizes, 1x1 maps, 2-D (BatchNorm1d), 3-D, batch 1 with a map
 BN_SHAPES = [(4, 16, 8, 8), (3, 5, 7, 9), (7, 3, 1, 1), (6, 5), (2, 3, 11), (1, 4, 3, 5)]
 # (input shape, normalized_shape)
 LN_SHAPES = [((4, 7, 32), (32,)), ((3, 5), (5,)), ((2, 3, 4, 6), (4, 6)), ((1, 1, 33), 33), ((9, 1), (1,))]
-
-
-def rel_err(out, want):
-    out, want = np.asarray(out, np.float64), np.asarray(want, np.float64)
-    assert out.shape == want.shape, (out.shape, want.shape)
-    assert not np.isnan(out).any(), "output holds NaN"
-    return np.linalg.norm(out - want) / max(np.linalg.norm(want), 1e-300)
-
-
-def leaf(a):
-    return pf.tensor(a, requires_grad=True)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -89,7 +89,7 @@ def test_interrupted_lenet_resumes_bit_identically(tmp_path, monkeypatch, capsys
 @pytest.mark.parametrize("name,options", [
     ("yolov1", ["--image-size", "32", "--grid", "4", "--train-size", "16", "--test-size", "4", "--batch-size", "4"]),
     ("transformer", ["--layers", "1", "--d-model", "16", "--heads", "2", "--d-ff", "32", "--batch-size", "16",
-                     "--n-train", "120", "--n-val", "8", "--n-test", "8"]),
+                     "--train-size", "120", "--val-size", "8", "--test-size", "8"]),
 ])
 def test_other_recipes_resume_bit_identically(tmp_path, monkeypatch, name, options):
     """The loop, not the recipe, makes a run resumable: detection (random flips, mAP's running lists)
@@ -282,7 +282,7 @@ def test_fit_checks_numbers_for_library_callers(tmp_path):
 def test_other_commands_refuse_non_finite_numbers(capsys):
     assert main(["sample", "nowhere", "--temperature", "nan"]) == 2
     assert "pyfastdl sample: error: --temperature must be a finite number, got nan" in capsys.readouterr().err
-    assert main(["translate", "one", "--checkpoint", "nowhere", "--length-penalty", "inf"]) == 2
+    assert main(["translate", "nowhere", "one", "--length-penalty", "inf"]) == 2
     assert "--length-penalty must be a finite number, got inf" in capsys.readouterr().err
 
 

@@ -7,7 +7,7 @@ propagation, bad input, and torch where installed."""
 
 import numpy as np
 import pytest
-from conftest import requires_torch
+from conftest import TOL, leaf, rel_err, requires_torch
 from reference import nn as nn_ref
 from reference import softmax as ref
 
@@ -16,19 +16,7 @@ import pyfastdl.nn.functional as F
 from pyfastdl import kernels
 from pyfastdl.testing import gradcheck
 
-TOL = {np.float64: 1e-10, np.float32: 1e-5}
 SHAPES = [(1, 1), (3, 1), (2, 3, 17), (5, 1000), (4, 2, 3, 129), (300, 64)]
-
-
-def rel_err(out, want):
-    out, want = np.asarray(out, np.float64), np.asarray(want, np.float64)
-    assert out.shape == want.shape, (out.shape, want.shape)
-    assert not np.isnan(out).any(), "output holds NaN"
-    return np.linalg.norm(out - want) / max(np.linalg.norm(want), 1e-300)
-
-
-def leaf(a):
-    return pf.tensor(a, requires_grad=True)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -92,6 +80,41 @@ def test_cross_entropy_kernels_match_reference(rows, c, weighted, ignore, eps, d
     assert rel_err(gx, 0.5 * gr[:, None] * ref.cross_entropy_grad(x, t, w, -1, eps)) < TOL[dtype] * 10
 
 
+SPATIAL_CASES = [  # logits (N, C, d1, ...) read in place: positions in vector lanes, a partial last vector
+    ((2, 21, 5, 7), True, True, 0.0), ((3, 4, 17), False, True, 0.1), ((1, 3, 1, 1), False, False, 0.0),
+    ((2, 5, 4, 4), True, False, 0.2), ((4, 1, 9), False, True, 0.0),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape,weighted,ignore,eps", SPATIAL_CASES)
+def test_cross_entropy_kernels_on_maps(shape, weighted, ignore, eps, dtype, rng):
+    """Classes in dim 1 of a segmentation map: the same losses and gradients as its rows."""
+    c = shape[1]
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    t = rng.integers(0, c, (shape[0],) + shape[2:])
+    if ignore:
+        t.reshape(-1)[::3] = -1
+    w = rng.uniform(0.5, 2, c).astype(dtype) if weighted else None
+    rows = np.moveaxis(x, 1, -1).reshape(-1, c).astype(np.float64)
+    loss, lse = kernels.cross_entropy_forward(x, t.reshape(-1), w, -1, eps, out=(np.full(t.size, np.nan, dtype),
+                                                                              np.full(t.size, np.nan, dtype)))
+    assert rel_err(loss, nn_ref.cross_entropy(rows, t.reshape(-1), w, -1, "none", eps)) < TOL[dtype]
+    gr = rng.standard_normal(t.size).astype(dtype)
+    gx = kernels.cross_entropy_backward(x, t.reshape(-1), lse, w, -1, eps, gr, 0.5)
+    want = 0.5 * gr[:, None] * ref.cross_entropy_grad(rows, t.reshape(-1), w, -1, eps)
+    want = np.moveaxis(want.reshape((shape[0],) + shape[2:] + (c,)), -1, 1)
+    assert gx.shape == shape and rel_err(gx, want) < TOL[dtype] * 10
+
+
+def test_cross_entropy_map_bad_target():
+    x = np.zeros((2, 4, 3, 3), np.float32)
+    t = np.zeros(18, np.int64)
+    t[13] = 4
+    with pytest.raises(IndexError, match="cross_entropy_forward: target 4 of row 13 is out of bounds for 4 classes"):
+        kernels.cross_entropy_forward(x, t)
+
+
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("shape", [(5, 4), (2, 3, 4, 3), (6,)])
 def test_cross_entropy_gradcheck(shape, reduction, rng):
@@ -119,7 +142,7 @@ def test_bad_input():
         kernels.cross_entropy_forward(x, np.array([0, 1, 2]), np.ones(4))
     with pytest.raises(ValueError, match="label_smoothing must be in \\[0, 1\\]"):
         kernels.cross_entropy_forward(x, np.array([0, 1, 2]), label_smoothing=1.5)
-    with pytest.raises(ValueError, match="cross_entropy: input must have 2 dimensions"):
+    with pytest.raises(ValueError, match="cross_entropy: input must have at least 2 dimensions"):
         kernels.cross_entropy_forward(np.zeros(4, np.float32), np.array([0]))
     with pytest.raises(TypeError, match="softmax_forward: input has dtype int32"):
         kernels.softmax_forward(np.zeros((2, 3), np.int32))

@@ -16,7 +16,7 @@ from pyfastdl.text.translation import (TranslationDataset, collate_translation, 
 from pyfastdl.train import get_recipe
 
 TINY = ["--layers", "1", "--d-model", "16", "--heads", "2", "--d-ff", "32", "--epochs", "1", "--batch-size", "16",
-        "--n-train", "120", "--n-val", "8", "--n-test", "8", "--quiet"]
+        "--train-size", "120", "--val-size", "8", "--test-size", "8", "--quiet"]
 
 
 def recipe_args(name, argv=()):
@@ -41,7 +41,7 @@ def test_batches():
 
 
 def test_number_datasets_hold_out_numbers():
-    recipe, args = recipe_args("transformer", ["--n-train", "300", "--n-val", "20", "--n-test", "30"])
+    recipe, args = recipe_args("transformer", ["--train-size", "300", "--val-size", "20", "--test-size", "30"])
     splits = recipe.datasets(args)
     assert [len(splits[k]) for k in ("train", "val", "test")] == [300, 20, 30]
     seen = {tuple(s) for s, _ in splits["train"].pairs}
@@ -74,10 +74,10 @@ def test_train_translate_and_eval(tmp_path, capsys):
     assert meta["vocab"]["source"][:4] == list(Vocab.SPECIALS) and "forty" in meta["vocab"]["source"]
     capsys.readouterr()
     png = tmp_path / "align.png"
-    assert main(["translate", "--checkpoint", str(out), "forty-two", "three hundred", "--alignment", str(png)]) == 0
+    assert main(["translate", str(out), "forty-two", "three hundred", "--alignment", str(png)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and png.stat().st_size > 1000
-    assert main(["translate", "--checkpoint", str(out / "checkpoint.safetensors"), "--beam", "3", "seven"]) == 0
+    assert main(["translate", str(out / "checkpoint.safetensors"), "--beam", "3", "seven"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 1
     assert main(["eval", str(out / "checkpoint.safetensors"), "--json"]) == 0
     assert "exact_match" in json.loads(capsys.readouterr().out)
@@ -98,7 +98,7 @@ def test_parallel_text(tmp_path, capsys):
     assert main(["train", "convs2s", "--src", str(src), "--tgt", str(tgt), "--out", str(out), "--epochs", "1",
                  "--batch-size", "8", "--embed-dim", "8", "--hidden", "8", "--layers", "1", "--quiet"]) == 0
     capsys.readouterr()
-    assert main(["translate", "--checkpoint", str(out), "the cat"]) == 0
+    assert main(["translate", str(out), "the cat"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 1
     # line counts that do not match: a clear error naming both files
     tgt.write_text("\n".join((german * 10)[:-1]) + "\n")
@@ -112,7 +112,7 @@ def test_parallel_text(tmp_path, capsys):
 def test_translate_needs_a_translation_checkpoint(tmp_path, capsys):
     assert main(["train", "lenet", "--out", str(tmp_path), "--epochs", "1", "--limit", "64", "--quiet"]) == 0
     capsys.readouterr()
-    assert main(["translate", "--checkpoint", str(tmp_path), "one"]) == 2
+    assert main(["translate", str(tmp_path), "one"]) == 2
     assert "not a translation model" in capsys.readouterr().err
 
 

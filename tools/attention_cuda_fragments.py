@@ -1,4 +1,5 @@
-"""Checks, without a GPU, the fragment bookkeeping of kernels/attention.cu: a numpy model of the
+"""Checks, without a GPU, the fragment bookkeeping of the tensor-core attention kernels
+(kernels/attention_mma.cuh, attention_forward.cu, attention_backward.cu): a numpy model of the
 PTX semantics of ldmatrix.x4 (plain and .trans) and mma.sync.m16n8k16.row.col (fragment layouts as
 the PTX ISA tables give them), fed the kernels' ldmatrix lane addresses (a_frag_addr, b_frag_addr,
 bt_frag_addr, the dS^T address of the dQ product), the accumulator -> A-fragment repacking and the
@@ -54,7 +55,7 @@ def acc_to_matrix(acc, nt_count):  # acc[l][nt][4] -> 16 x 8*nt
             M[g, nt*8+2*t:nt*8+2*t+2] = acc[l][nt][0:2]; M[g+8, nt*8+2*t:nt*8+2*t+2] = acc[l][nt][2:4]
     return M
 
-# address formulas, transcribed from attention.cu
+# address formulas, transcribed from attention_mma.cuh
 def a_frag_addr(r0, c0): return lambda lane: (r0 + (lane & 15), c0 + (lane >> 4) * 8)
 def b_frag_addr(n0, k0): return lambda lane: (n0 + (lane & 7) + (lane >> 4) * 8, k0 + ((lane >> 3) & 1) * 8)
 def bt_frag_addr(k0, n0): return lambda lane: (k0 + (lane & 7) + ((lane >> 3) & 1) * 8, n0 + (lane >> 4) * 8)

@@ -40,6 +40,9 @@ cp -r benchmarks "$pkg/pyfastdl/benchmarks"
 
 libasan="$(${CXX:-g++} -print-file-name=libasan.so)"
 [ -f "$libasan" ] || { echo "sanitize: libasan.so not found (is the compiler's ASan runtime installed?)" >&2; exit 1; }
+# libstdc++ right after it: the python executable does not link it, and ASan's interceptor of C++
+# throws finds the real __cxa_throw only if libstdc++ is loaded when ASan starts.
+libstdcxx="$(${CXX:-g++} -print-file-name=libstdc++.so.6)"
 log="$build/reports"
 rm -rf "$log"
 mkdir -p "$log"
@@ -51,7 +54,7 @@ export OMP_NUM_THREADS=2  # the OpenMP regions run with more than one thread
 
 set +e
 # -P: the checkout itself must not shadow the package assembled in $pkg.
-PYTHONPATH="$PWD/$pkg" LD_PRELOAD="$libasan" python3 -P -m pytest -q -p no:cacheprovider -x "${@:-${SANITIZE_TESTS[@]}}"
+PYTHONPATH="$PWD/$pkg" LD_PRELOAD="$libasan:$libstdcxx" python3 -P -m pytest -q -p no:cacheprovider -x "${@:-${SANITIZE_TESTS[@]}}"
 status=$?
 set -e
 if compgen -G "$log/*" >/dev/null; then

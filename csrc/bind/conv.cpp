@@ -8,7 +8,7 @@
 //   conv2d_backward_input(a, grad_out, weight, grad_input)
 //   conv2d_backward_weight(a, x, grad_out, grad_weight)
 // plus the same three with the suffix _reference (the direct-loop variant; on the GPU one thread per output
-// element), and on the CPU with _im2col and _winograd (the two algorithms "fast" picks from). Outputs are
+// element), and on the CPU with _im2col, _winograd and _direct (the algorithms "fast" picks from). Outputs are
 // preallocated by the caller with the shapes a.x_shape / a.w_shape / a.out_shape. Arrays: C-contiguous, one
 // float dtype (float32 or float64 on the CPU; float32, float16 or bfloat16 on the GPU, with float32
 // accumulation). The fast CUDA kernels' workspace comes from cupy's memory pool, allocated on the current
@@ -239,9 +239,10 @@ void def_backward(py::module_& cpu, const char* name, const BackwardPass& p, Ker
 
 void bind_cpu(py::module_& cpu) {
   using namespace pyfastdl::cpu;
-  PYFASTDL_BIND_CONV_VARIANT(, "")  // "fast": im2col or winograd, per shape
+  PYFASTDL_BIND_CONV_VARIANT(, "")  // "fast": im2col, winograd or direct, per shape
   PYFASTDL_BIND_CONV_VARIANT(_im2col, "_im2col")
   PYFASTDL_BIND_CONV_VARIANT(_winograd, "_winograd")
+  PYFASTDL_BIND_CONV_VARIANT(_direct, "_direct")
   PYFASTDL_BIND_CONV_VARIANT(_reference, "_reference")
   add_family(cpu, "conv");
 }

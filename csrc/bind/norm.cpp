@@ -44,6 +44,27 @@ struct Operands {
   }
 };
 
+// The backward of either kind: grad_output, the input, weight and the forward's statistics checked
+// against the args, then kernel(grad_y, x, weight, mean, invstd, grad_x, grad_weight, grad_bias) with
+// typed pointers (null for a None weight or gradient) and the GIL released.
+template <class Kernel>
+void norm_backward(const char* op, NormKind kind, const NormArgs& a, py::handle grad_y, py::handle x,
+                   py::handle weight, py::handle mean, py::handle invstd, py::handle grad_x, py::handle grad_weight,
+                   py::handle grad_bias, Kernel&& kernel) {
+  expect_kind(op, a, kind);
+  const Array X = float_input(x, op, "input", a);
+  const Operands o{a, op, X.dtype};
+  const Array G = o.full(grad_y, "grad_output"), W = o.feature(weight, "weight");
+  const Array M = o.group(mean, "mean"), S = o.group(invstd, "invstd");
+  const Array GX = o.full(grad_x, "grad_input", true), GW = o.feature(grad_weight, "grad_weight"),
+              GB = o.feature(grad_bias, "grad_bias");
+  py::gil_scoped_release nogil;
+  with_float_type(X.dtype, [&](auto z) {
+    using T = decltype(z);
+    kernel(G.ptr<T>(), X.ptr<T>(), W.ptr<T>(), M.ptr<T>(), S.ptr<T>(), GX.ptr<T>(), GW.ptr<T>(), GB.ptr<T>());
+  });
+}
+
 void bind_args(py::module_& m) {
   py::class_<NormArgs>(m, "NormArgs",
                        "Validated shape arithmetic of one batch norm or layer norm call (build with batch_norm or "
@@ -94,20 +115,10 @@ void bind_cpu(py::module_& cpu) {
       "batch_norm_backward",
       [](const NormArgs& a, py::handle grad_y, py::handle x, py::handle weight, py::handle mean, py::handle invstd,
          bool batch_stats, py::handle grad_x, py::handle grad_weight, py::handle grad_bias) {
-        const char* op = "batch_norm_backward";
-        expect_kind(op, a, NormKind::batch);
-        const Array X = float_input(x, op, "input", a);
-        const Operands o{a, op, X.dtype};
-        const Array G = o.full(grad_y, "grad_output"), W = o.feature(weight, "weight");
-        const Array M = o.group(mean, "mean"), S = o.group(invstd, "invstd");
-        const Array GX = o.full(grad_x, "grad_input", true), GW = o.feature(grad_weight, "grad_weight"),
-                    GB = o.feature(grad_bias, "grad_bias");
-        py::gil_scoped_release nogil;
-        with_float_type(X.dtype, [&](auto z) {
-          using T = decltype(z);
-          cpu::batch_norm_backward_cpu<T>(a, G.ptr<T>(), X.ptr<T>(), W.ptr<T>(), M.ptr<T>(), S.ptr<T>(), batch_stats,
-                                          GX.ptr<T>(), GW.ptr<T>(), GB.ptr<T>());
-        });
+        norm_backward("batch_norm_backward", NormKind::batch, a, grad_y, x, weight, mean, invstd, grad_x, grad_weight,
+                      grad_bias, [&](auto gy, auto in, auto w, auto m, auto s, auto gx, auto gw, auto gb) {
+                        cpu::batch_norm_backward_cpu(a, gy, in, w, m, s, batch_stats, gx, gw, gb);
+                      });
       },
       py::arg("args"), py::arg("grad_output"), py::arg("input"), py::arg("weight"), py::arg("mean"),
       py::arg("invstd"), py::arg("batch_stats"), py::arg("grad_input"), py::arg("grad_weight"), py::arg("grad_bias"),
@@ -134,20 +145,10 @@ void bind_cpu(py::module_& cpu) {
       "layer_norm_backward",
       [](const NormArgs& a, py::handle grad_y, py::handle x, py::handle weight, py::handle mean, py::handle invstd,
          py::handle grad_x, py::handle grad_weight, py::handle grad_bias) {
-        const char* op = "layer_norm_backward";
-        expect_kind(op, a, NormKind::layer);
-        const Array X = float_input(x, op, "input", a);
-        const Operands o{a, op, X.dtype};
-        const Array G = o.full(grad_y, "grad_output"), W = o.feature(weight, "weight");
-        const Array M = o.group(mean, "mean"), S = o.group(invstd, "invstd");
-        const Array GX = o.full(grad_x, "grad_input", true), GW = o.feature(grad_weight, "grad_weight"),
-                    GB = o.feature(grad_bias, "grad_bias");
-        py::gil_scoped_release nogil;
-        with_float_type(X.dtype, [&](auto z) {
-          using T = decltype(z);
-          cpu::layer_norm_backward_cpu<T>(a, G.ptr<T>(), X.ptr<T>(), W.ptr<T>(), M.ptr<T>(), S.ptr<T>(), GX.ptr<T>(),
-                                          GW.ptr<T>(), GB.ptr<T>());
-        });
+        norm_backward("layer_norm_backward", NormKind::layer, a, grad_y, x, weight, mean, invstd, grad_x, grad_weight,
+                      grad_bias, [&](auto gy, auto in, auto w, auto m, auto s, auto gx, auto gw, auto gb) {
+                        cpu::layer_norm_backward_cpu(a, gy, in, w, m, s, gx, gw, gb);
+                      });
       },
       py::arg("args"), py::arg("grad_output"), py::arg("input"), py::arg("weight"), py::arg("mean"),
       py::arg("invstd"), py::arg("grad_input"), py::arg("grad_weight"), py::arg("grad_bias"),

@@ -57,8 +57,9 @@ void check_argmax(const Pool2dArgs& a, const Array& indices) {
   const int64_t plane = a.h * a.w, n = numel(a.out_shape);
   const int64_t* idx = indices.ptr<int64_t>();
   for (int64_t o = 0; o < n; ++o)
-    check(idx[o] >= -1 && idx[o] < plane, "max_pool2d_backward: indices holds ", idx[o], " at flat position ", o,
-          ": not -1 and outside the input plane [0, ", plane, ") of input shape ", shape_str(a.in_shape));
+    if (idx[o] < -1 || idx[o] >= plane)  // (the message is built only then: shape_str allocates)
+      fail("max_pool2d_backward: indices holds ", idx[o], " at flat position ", o,
+           ": not -1 and outside the input plane [0, ", plane, ") of input shape ", shape_str(a.in_shape));
 }
 
 // The pair of float arrays every pooling kernel reads and writes: (src of src_shape) -> (dst of dst_shape).

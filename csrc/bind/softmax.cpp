@@ -3,7 +3,7 @@
 //
 //   a = _C.SoftmaxArgs.softmax(x.shape)                        # over the last dimension
 //   _C.cpu.softmax_forward(a, x, y, False); _C.cpu.softmax_backward(a, y, gy, gx, False)   # True: log
-//   a = _C.SoftmaxArgs.cross_entropy((rows, classes), ignore_index, label_smoothing)
+//   a = _C.SoftmaxArgs.cross_entropy((N, classes, d1, ...), ignore_index, label_smoothing)  # rows = N*d1*...
 //   _C.cpu.cross_entropy_forward(a, x, target, weight, loss, lse)         # per-row loss, lse (rows,)
 //   _C.cpu.cross_entropy_backward(a, x, target, weight, lse, grad_rows, scale, gx)
 #include <pybind11/pybind11.h>
@@ -36,6 +36,7 @@ void bind_args(py::module_& m) {
       .def_property_readonly("shape", [](const SoftmaxArgs& a) { return py::tuple(py::cast(a.shape)); })
       .def_readonly("rows", &SoftmaxArgs::rows)
       .def_readonly("cols", &SoftmaxArgs::cols)
+      .def_readonly("inner", &SoftmaxArgs::inner)
       .def_readonly("ignore_index", &SoftmaxArgs::ignore_index)
       .def_readonly("label_smoothing", &SoftmaxArgs::label_smoothing)
       .def("__repr__", [](const SoftmaxArgs& a) { return "SoftmaxArgs(" + shape_str(a.shape) + ")"; });

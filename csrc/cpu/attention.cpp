@@ -13,15 +13,17 @@
 // P = exp(S - lse) from q, k and lse, and with D_i = dO_i . O_i (= sum_j p_ij dp_ij) forms
 //   dV_blk += P^T dO,   dP = dO V_blk^T,   dS = P * (dP - D),   dK_blk += scale dS^T Q,
 //   dQ += scale dS K_blk.
-// dK and dV belong to the task; dQ is summed over key blocks in a per-thread buffer that is added
-// to the output whenever the thread moves to another (batch, head).
+// A task is a (batch, head) with a chunk of its key blocks (a head is split only when there are
+// too few heads to keep every thread busy). dK and dV belong to the task; a split head's dQ is
+// summed over its chunks in a fixed order, so the result never depends on how tasks met threads.
 // Both parallelise with OpenMP over tasks taken dynamically, with a single barrier (the end of
-// the parallel region) per call.
+// the parallel region) per call, and one more in a backward that split its heads.
 //
 // Cost: forward 4 B H L S E flops (2 GEMMs) and B H L S exponentials; backward 2.5x that (5 GEMMs,
 // S is recomputed). Memory: the inputs and outputs, O(B H (L + S) (E + Ev)), plus per thread a few
-// BQ x BK blocks and one head's K^T (forward) or dQ and D (backward), O(S E) or O(L E) -- never
-// L x S. The causal mask skips the key blocks above the diagonal (about half the work).
+// BQ x BK blocks and one head's K^T (forward) or D (backward), O(S E) or O(L), and a split head's
+// dQ slots (fewer heads than 4 per thread only), O(threads L E) -- never L x S. The causal mask
+// skips the key blocks above the diagonal (about half the work).
 // What limits it: at E = 64 the GEMMs (OpenBLAS, one thread per task; about 3/4 of the forward's
 // time) are small (64 x 128 x 64) and the exponentials are the rest: a polynomial for float32
 // (exp_poly) run on whole vectors, in row loops of fixed length BK (a partial block: its length
@@ -52,11 +54,13 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
 #include "cpu/fast_math.h"
 #include "cpu/gemm.h"
+#include "cpu/parallel.h"
 
 namespace pyfastdl::cpu::PYFASTDL_ISA {
 namespace {
@@ -325,29 +329,29 @@ void sdpa_forward_cpu(const AttentionArgs& a, const T* q, const T* k, const T* v
   const int64_t per_task = blocks_per_task(BH, nqb), chunks = (nqb + per_task - 1) / per_task;
   const T scale = static_cast<T>(a.scale);
   SingleThreadedBlas serial;  // each OpenMP thread runs its own small GEMMs
+  const ThreadScratch<T> kt_(nkb * E * BK, true), s_(BQ * BK, true), m_(BQ, true), l_(BQ, true);
 #pragma omp parallel
   {
-    std::vector<T> kt(nkb * E * BK), s(BQ * BK), m(BQ), l(BQ);
+    T *const kt = kt_.get(), *const s = s_.get(), *const m = m_.get(), *const l = l_.get();
 #pragma omp for schedule(dynamic)
     for (int64_t t = 0; t < BH * chunks; ++t) {
       const int64_t bh = t / chunks, b = bh / a.H, h = bh % a.H;
       const int64_t qb0 = t % chunks * per_task, qb1 = std::min(nqb, qb0 + per_task);
-      pack_kt(k + bh * S * E, a.causal ? std::min(S, qb1 * BQ) : S, E, kt.data());
+      pack_kt(k + bh * S * E, a.causal ? std::min(S, qb1 * BQ) : S, E, kt);
       const T* vh = v + bh * S * Ev;
       for (int64_t i0 = qb0 * BQ; i0 < std::min(L, qb1 * BQ); i0 += BQ) {
         const int64_t mq = std::min(BQ, L - i0);
         const T* qb = q + (bh * L + i0) * E;
         T* ob = out + (bh * L + i0) * Ev;
         std::fill(ob, ob + mq * Ev, T(0));
-        std::fill(m.begin(), m.end(), -kInf<T>);
-        std::fill(l.begin(), l.end(), T(0));
+        std::fill(m, m + BQ, -kInf<T>);
+        std::fill(l, l + BQ, T(0));
         const int64_t kend = a.causal ? std::min(S, i0 + mq) : S;  // keys beyond are all masked
         for (int64_t j0 = 0; j0 < kend; j0 += BK) {
           const int64_t n = std::min(BK, kend - j0);
-          gemm(false, false, mq, n, E, scale, qb, E, kt.data() + j0 * E, BK, T(0), s.data(), BK);
-          softmax_update_block(a, mask, needs_mask(a, i0, j0, n), b, h, i0, mq, j0, n, s.data(), m.data(),
-                               l.data(), ob);
-          gemm(false, false, mq, Ev, n, T(1), s.data(), BK, vh + j0 * Ev, Ev, T(1), ob, Ev);
+          gemm(false, false, mq, n, E, scale, qb, E, kt + j0 * E, BK, T(0), s, BK);
+          softmax_update_block(a, mask, needs_mask(a, i0, j0, n), b, h, i0, mq, j0, n, s, m, l, ob);
+          gemm(false, false, mq, Ev, n, T(1), s, BK, vh + j0 * Ev, Ev, T(1), ob, Ev);
         }
         for (int64_t r = 0; r < mq; ++r) finish_row(ob + r * Ev, Ev, m[r], l[r], lse + bh * L + i0 + r);
       }
@@ -362,51 +366,55 @@ void sdpa_backward_cpu(const AttentionArgs& a, const T* q, const T* k, const T* 
                        const T* lse, const T* grad_out, T* grad_q, T* grad_k, T* grad_v) {
   const int64_t L = a.L, S = a.S, E = a.E, Ev = a.Ev, BH = a.B * a.H;
   const int64_t nkb = (S + BK - 1) / BK;
+  const int64_t per_task = blocks_per_task(BH, nkb), chunks = (nkb + per_task - 1) / per_task;
   const T scale = static_cast<T>(a.scale);
-  std::fill(grad_q, grad_q + BH * L * E, T(0));
+  // A task's dQ: its head's rows of grad_q when the head is one task, else its own slot, and the
+  // slots are summed in chunk order below -- the same sums whichever thread ran which task.
+  std::unique_ptr<T[]> slots(chunks > 1 ? new T[BH * chunks * L * E] : nullptr);
+  const ThreadScratch<T> p_(BQ * BK, true), dp_(BQ * BK, true), D_(L, true);
   SingleThreadedBlas serial;  // each OpenMP thread runs its own small GEMMs
 #pragma omp parallel
   {
-    // Per thread, for the head `cur` it works on: D_i = dO_i . O_i (the row sums of P * dP that
-    // the softmax backward subtracts) and the partial dQ, added to grad_q when the head changes.
-    std::vector<T> p(BQ * BK), dp(BQ * BK), D(L), dq(L * E, T(0));
-    int64_t cur = -1;
-    auto flush_dq = [&] {
-      if (cur < 0) return;
-#pragma omp critical(pyfastdl_sdpa_dq)
-      axpy(grad_q + cur * L * E, dq.data(), L * E, T(1));
-      std::fill(dq.begin(), dq.end(), T(0));
-    };
-#pragma omp for schedule(dynamic) nowait
-    for (int64_t t = 0; t < BH * nkb; ++t) {
-      const int64_t bh = t / nkb, j0 = (t % nkb) * BK, b = bh / a.H, h = bh % a.H;
-      const int64_t n = std::min(BK, S - j0);
-      if (bh != cur) {
-        flush_dq();
-        cur = bh;
-        for (int64_t i = 0; i < L; ++i) D[i] = dot(grad_out + (bh * L + i) * Ev, out + (bh * L + i) * Ev, Ev);
-      }
-      const T* kb = k + (bh * S + j0) * E;
-      const T* vb = v + (bh * S + j0) * Ev;
-      T* dkb = grad_k + (bh * S + j0) * E;
-      T* dvb = grad_v + (bh * S + j0) * Ev;
-      std::fill(dkb, dkb + n * E, T(0));
-      std::fill(dvb, dvb + n * Ev, T(0));
-      const int64_t istart = a.causal ? j0 / BQ * BQ : 0;  // earlier queries see none of these keys
-      for (int64_t i0 = istart; i0 < L; i0 += BQ) {
-        const int64_t mq = std::min(BQ, L - i0);
-        const T* qb = q + (bh * L + i0) * E;
-        const T* dob = grad_out + (bh * L + i0) * Ev;
-        gemm(false, true, mq, n, E, scale, qb, E, kb, E, T(0), p.data(), BK);
-        probabilities_block(a, mask, needs_mask(a, i0, j0, n), b, h, i0, mq, j0, n, p.data(), lse + bh * L + i0);
-        gemm(true, false, n, Ev, mq, T(1), p.data(), BK, dob, Ev, T(1), dvb, Ev);
-        gemm(false, true, mq, n, Ev, T(1), dob, Ev, vb, Ev, T(0), dp.data(), BK);
-        softmax_grad_block(dp.data(), p.data(), mq, n, D.data() + i0);
-        gemm(true, false, n, E, mq, scale, dp.data(), BK, qb, E, T(1), dkb, E);
-        gemm(false, false, mq, E, n, scale, dp.data(), BK, kb, E, T(1), dq.data() + i0 * E, E);
+    T *const p = p_.get(), *const dp = dp_.get(), *const D = D_.get();
+#pragma omp for schedule(dynamic)
+    for (int64_t t = 0; t < BH * chunks; ++t) {
+      const int64_t bh = t / chunks, b = bh / a.H, h = bh % a.H;
+      const int64_t kb0 = t % chunks * per_task, kb1 = std::min(nkb, kb0 + per_task);
+      T* dq = chunks > 1 ? slots.get() + t * L * E : grad_q + bh * L * E;
+      std::fill(dq, dq + L * E, T(0));
+      // D_i = dO_i . O_i, the row sums of P * dP that the softmax backward subtracts.
+      for (int64_t i = 0; i < L; ++i) D[i] = dot(grad_out + (bh * L + i) * Ev, out + (bh * L + i) * Ev, Ev);
+      for (int64_t j0 = kb0 * BK; j0 < std::min(S, kb1 * BK); j0 += BK) {
+        const int64_t n = std::min(BK, S - j0);
+        const T* kb = k + (bh * S + j0) * E;
+        const T* vb = v + (bh * S + j0) * Ev;
+        T* dkb = grad_k + (bh * S + j0) * E;
+        T* dvb = grad_v + (bh * S + j0) * Ev;
+        std::fill(dkb, dkb + n * E, T(0));
+        std::fill(dvb, dvb + n * Ev, T(0));
+        const int64_t istart = a.causal ? j0 / BQ * BQ : 0;  // earlier queries see none of these keys
+        for (int64_t i0 = istart; i0 < L; i0 += BQ) {
+          const int64_t mq = std::min(BQ, L - i0);
+          const T* qb = q + (bh * L + i0) * E;
+          const T* dob = grad_out + (bh * L + i0) * Ev;
+          gemm(false, true, mq, n, E, scale, qb, E, kb, E, T(0), p, BK);
+          probabilities_block(a, mask, needs_mask(a, i0, j0, n), b, h, i0, mq, j0, n, p, lse + bh * L + i0);
+          gemm(true, false, n, Ev, mq, T(1), p, BK, dob, Ev, T(1), dvb, Ev);
+          gemm(false, true, mq, n, Ev, T(1), dob, Ev, vb, Ev, T(0), dp, BK);
+          softmax_grad_block(dp, p, mq, n, D + i0);
+          gemm(true, false, n, E, mq, scale, dp, BK, qb, E, T(1), dkb, E);
+          gemm(false, false, mq, E, n, scale, dp, BK, kb, E, T(1), dq + i0 * E, E);
+        }
       }
     }
-    flush_dq();
+    if (chunks > 1) {
+#pragma omp for
+      for (int64_t bh = 0; bh < BH; ++bh) {
+        T* gq = grad_q + bh * L * E;
+        std::copy(slots.get() + bh * chunks * L * E, slots.get() + (bh * chunks + 1) * L * E, gq);
+        for (int64_t c = 1; c < chunks; ++c) axpy(gq, slots.get() + (bh * chunks + c) * L * E, L * E, T(1));
+      }
+    }
   }
 }
 

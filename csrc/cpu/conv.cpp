@@ -1,20 +1,26 @@
 // 2-D convolution on the CPU: forward, input gradient, weight gradient (NCHW, float32/float64).
 // Variants: "im2col" (below), "winograd" (conv_winograd.cpp: F(4x4, 3x3) for 3x3 stride-1 layers),
-// "fast" = winograd where it applies and C, K >= 8, im2col elsewhere (the end of this file), and
-// "reference" (direct loops).
+// "direct" (conv_direct.cpp: packed weights and register tiles, no im2col copy), "fast" = the one
+// measured fastest per shape and pass (pick(), the end of this file), and "reference" (direct loops).
 //
-// What each step bought (float32, one thread, ratio = torch 2.13's time / ours, median over the 25
+// What each step bought (float32, one thread, ratio = torch 2.13's time / ours, median over the
 // convolution layers of LeNet-5, NIN, CIFAR ResNet-20, FCN-8s and YOLOv1 at their CPU recipes' sizes
 // and batch sizes, forward / input gradient / weight gradient; 2-core AMD EPYC Zen 3 VM, AVX2, no
-// AVX-512, thread CPU time of ours and torch's calls alternated, machine shared with a load of ~20):
+// AVX-512, thread CPU time of ours and torch's calls alternated, machine shared with a load of 6-20):
 //                                                                  forward  input grad  weight grad  worst
-//   1. im2col + GEMM (OpenBLAS)                                       0.77     0.77        0.87      0.52
-//   2. + Winograd F(4x4, 3x3) on the 13 3x3 stride-1 layers          1.18     1.30        1.07      0.52
+//   1. im2col + GEMM (OpenBLAS)                      (25 layers)      0.77     0.77        0.87      0.52
+//   2. + Winograd F(4x4, 3x3) on the 3x3 stride-1 layers (25)         1.18     1.30        1.07      0.52
+//   2. the same, remeasured on 31 layers (every distinct one)         1.17     1.33        1.12      0.52
+//   3. + direct on 5x5, strided and few-channel layers, and a kernel
+//      covering the whole input as one GEMM (31 layers)               1.17     1.36        1.19      0.79
+// Rung 3 lifted the worst layers: NIN's 5x5 on 24 channels 0.52-0.68 -> 0.84-0.89, YOLO's 5x5
+// stride-2 stem 0.59-0.61 -> 0.80-0.98, LeNet's C3 0.68-0.77 -> 0.80-1.59 and C5 0.67-1.04 -> 2.2-3.4.
 // Winograd's own rungs (conv_winograd.cpp): broadcasting the micro-kernel's operand with a vector
 // constructor instead of `0 + x` (2.4x on its products), skewing the 36 points' strides off powers
 // of two and vectorising the weight transform (4x on that transform at 64-128 channels).
-// The rest of the gap is in im2col's layers: 5x5 kernels (LeNet, NIN: 0.55-0.8), YOLO's 5x5 stride-2
-// stem on 3 channels (0.55) and ResNet-20's stride-2 3x3 (0.75-0.95).
+// What is left under 1.0 (at this load, +-10% from run to run): ResNet-20's stride-2 layers
+// (0.8-1.0), YOLO's 3x3 layers on 16-32 channels (input and weight gradients 0.85-0.93), LeNet's C3
+// input gradient (0.8, im2col: 6 input channels), NIN's 5x5 on 24 channels (0.84-0.89).
 //
 // Algorithm ("im2col" variant): im2col + GEMM. For one group g and a chunk of nb images, im2col copies
 // every input patch into a column of a matrix
@@ -27,6 +33,8 @@
 // Several images share one GEMM when P*Q is small (ResNet's 7x7 maps) so the product stays large;
 // their outputs are then scattered back to NCHW. A 1x1 kernel with stride 1 and no padding needs no
 // im2col at all: each image's x[n] (C, H*W) already is cols, and the convolution is a plain GEMM.
+// Nor does a kernel that covers the whole unpadded input (LeNet's C5: one output per image): that
+// convolution is a fully connected layer, y (N, K) = x (N, C*R*S) @ W^T, one GEMM over the batch.
 //
 // Cost: 2*N*K*P*Q*C/g*R*S flops per pass, all in OpenBLAS. im2col/col2im move R*S times the
 // input's size through memory; for 3x3 kernels on large maps this extra traffic, not the
@@ -56,6 +64,7 @@
 #include <cstring>
 #include <memory>
 
+#include "cpu/conv_tiles.h"
 #include "cpu/gemm.h"
 #include "cpu/parallel.h"
 
@@ -211,6 +220,12 @@ void col2im(const Conv2dArgs& a, const T* cols, int64_t n0, int64_t nb, int64_t 
 // Offset of (image n, channel ch) in an NCHW array with `channels` channels of `plane` elements.
 int64_t at(int64_t n, int64_t ch, int64_t channels, int64_t plane) { return (n * channels + ch) * plane; }
 
+// A kernel the size of the unpadded input, one group: a fully connected layer on x viewed as (N, C*R*S).
+bool is_dense(const Conv2dArgs& a) {
+  return a.groups == 1 && a.P == 1 && a.Q == 1 && a.pad_h == 0 && a.pad_w == 0 && a.dil_h == 1 && a.dil_w == 1 &&
+         a.H == a.R && a.W == a.S;
+}
+
 // One task: images [n0, n0+m) of one group g, with the calling thread's scratch buffers, taken in
 // blocks of output rows [p0, p1) (one block unless the plan cuts single images). It knows where the
 // GEMM operands live: the im2col matrix straight in x for a pointwise convolution, else in `cols`;
@@ -300,6 +315,11 @@ void run_tasks(const Conv2dArgs& a, const Plan& plan, Fn&& fn) {
 
 template <class T>
 void conv2d_forward_im2col_cpu(const Conv2dArgs& a, const T* x, const T* w, const T* bias, T* y) {
+  if (is_dense(a)) {  // y (N, K) = x (N, CRS) @ W^T + bias: element (n, k) as plane n, row k of length 1
+    gemm(false, true, a.N, a.K, a.col_rows(), T(1), x, a.col_rows(), w, a.col_rows(), T(0), y, a.K);
+    if (bias) copy_planes<T>(y, a.K, 1, y, a.K, 1, a.N, a.K, 1, bias);
+    return;
+  }
   const Plan plan(a, omp_get_max_threads());
   const int64_t Kg = a.K_per_group(), CRS = a.col_rows();
   run_tasks(a, plan, [&](int64_t t) {
@@ -316,6 +336,8 @@ void conv2d_forward_im2col_cpu(const Conv2dArgs& a, const T* x, const T* w, cons
 
 template <class T>
 void conv2d_backward_input_im2col_cpu(const Conv2dArgs& a, const T* dy, const T* w, T* dx) {
+  if (is_dense(a)) return gemm(false, false, a.N, a.col_rows(), a.K, T(1), dy, a.K, w, a.col_rows(), T(0), dx,
+                               a.col_rows());  // dx (N, CRS) = dy (N, K) @ W
   const Plan plan(a, omp_get_max_threads());
   const int64_t Kg = a.K_per_group(), Cg = a.C_per_group(), CRS = a.col_rows(), HW = a.H * a.W;
   run_tasks(a, plan, [&](int64_t t) {
@@ -345,6 +367,8 @@ void conv2d_backward_input_im2col_cpu(const Conv2dArgs& a, const T* dy, const T*
 constexpr int64_t kPartialBudget = int64_t(64) << 20;  // bytes
 template <class T>
 void conv2d_backward_weight_im2col_cpu(const Conv2dArgs& a, const T* x, const T* dy, T* dw) {
+  if (is_dense(a)) return gemm(true, false, a.K, a.col_rows(), a.N, T(1), dy, a.K, x, a.col_rows(), T(0), dw,
+                               a.col_rows());  // dW (K, CRS) = dy^T @ x (N, CRS)
   const Plan plan(a, omp_get_max_threads());
   const int64_t Kg = a.K_per_group(), CRS = a.col_rows(), size = a.K * CRS;
   auto accumulate = [&](int64_t t, T* into, T first_beta) {
@@ -463,28 +487,65 @@ void conv2d_backward_weight_reference_cpu(const Conv2dArgs& a, const T* x, const
     }
 }
 
-// ---- fast: the algorithm per shape ---------------------------------------------------------------------
+// ---- fast: the algorithm per shape and pass ----------------------------------------------------------
 
-// Whether Winograd beats im2col + GEMM. Measured on the models' shapes (see the table above), it
-// loses only where the channels are too few for its products to outweigh its transforms and copies.
-bool winograd_pays(const Conv2dArgs& a) { return winograd_applies(a) && a.C >= 8 && a.K >= 8; }
+// Which variant computes a pass of this convolution: measured per layer and pass on the models'
+// shapes (the table above; AVX2, one thread). In words:
+//   * im2col for 1x1 kernels and kernels that cover the whole input (no copy: plain GEMMs);
+//   * Winograd for 3x3 stride-1 layers with >= 8 channels in and out, except the weight gradient on
+//     maps under 7x7, where most of a 4x4 tile's outputs fall outside the map (direct there);
+//   * direct for the rest (5x5 kernels, strides, few channels) where its register tiles fill: output
+//     rows that fill at least 3/4 of their tiles of kMR rows; for the input gradient >= 16 input
+//     channels (the vectors of that pass) and rows of >= 4; for the weight gradient maps of >= 16
+//     outputs, and not a strided layer with >= 8 input channels nor one with few input channels and
+//     many outputs (there im2col's GEMM wins);
+//   * im2col elsewhere.
+enum class Pass { forward, input, weight };
+enum class Algo { im2col, winograd, direct };
+Algo pick(const Conv2dArgs& a, Pass pass) {
+  if (is_dense(a) || a.is_pointwise()) return Algo::im2col;
+  if (winograd_applies(a) && a.C >= 8 && a.K >= 8)
+    return pass == Pass::weight && a.P * a.Q < 49 ? Algo::direct : Algo::winograd;
+  if (!direct_applies(a, pass == Pass::input)) return Algo::im2col;
+  const bool strided = a.stride_h > 1 || a.stride_w > 1;
+  switch (pass) {
+    case Pass::forward: {
+      const int64_t row_tiles = (a.Q + tiles::kMR - 1) / tiles::kMR;
+      return 4 * a.Q >= 3 * row_tiles * tiles::kMR ? Algo::direct : Algo::im2col;
+    }
+    case Pass::input: return a.C >= 16 && a.W >= 4 ? Algo::direct : Algo::im2col;
+    default: {
+      const bool gemm_wins = (strided && a.C >= 8) || (a.C < 8 && a.K > 32);
+      return a.P * a.Q >= 16 && !gemm_wins ? Algo::direct : Algo::im2col;
+    }
+  }
+}
 
 template <class T>
 void conv2d_forward_cpu(const Conv2dArgs& a, const T* x, const T* w, const T* bias, T* y) {
-  if (winograd_pays(a)) return conv2d_forward_winograd_cpu(a, x, w, bias, y);
-  conv2d_forward_im2col_cpu(a, x, w, bias, y);
+  switch (pick(a, Pass::forward)) {
+    case Algo::winograd: return conv2d_forward_winograd_cpu(a, x, w, bias, y);
+    case Algo::direct: return conv2d_forward_direct_cpu(a, x, w, bias, y);
+    default: return conv2d_forward_im2col_cpu(a, x, w, bias, y);
+  }
 }
 
 template <class T>
 void conv2d_backward_input_cpu(const Conv2dArgs& a, const T* dy, const T* w, T* dx) {
-  if (winograd_pays(a)) return conv2d_backward_input_winograd_cpu(a, dy, w, dx);
-  conv2d_backward_input_im2col_cpu(a, dy, w, dx);
+  switch (pick(a, Pass::input)) {
+    case Algo::winograd: return conv2d_backward_input_winograd_cpu(a, dy, w, dx);
+    case Algo::direct: return conv2d_backward_input_direct_cpu(a, dy, w, dx);
+    default: return conv2d_backward_input_im2col_cpu(a, dy, w, dx);
+  }
 }
 
 template <class T>
 void conv2d_backward_weight_cpu(const Conv2dArgs& a, const T* x, const T* dy, T* dw) {
-  if (winograd_pays(a)) return conv2d_backward_weight_winograd_cpu(a, x, dy, dw);
-  conv2d_backward_weight_im2col_cpu(a, x, dy, dw);
+  switch (pick(a, Pass::weight)) {
+    case Algo::winograd: return conv2d_backward_weight_winograd_cpu(a, x, dy, dw);
+    case Algo::direct: return conv2d_backward_weight_direct_cpu(a, x, dy, dw);
+    default: return conv2d_backward_weight_im2col_cpu(a, x, dy, dw);
+  }
 }
 
 PYFASTDL_ISA_INSTANTIATE(PYFASTDL_CONV_KERNELS)

@@ -28,7 +28,7 @@
 // order, so small maps still fill a block): a block's V and M (36 x tb x channels each) are sized to
 // stay in the L2 cache, and each of a block's 36 products is a register-blocked micro-kernel (kMR
 // tiles x kNV vectors of channels accumulated in registers, one operand broadcast per step; see
-// micro()). The 36 points' matrices are spaced one cache line more than their size apart, so that
+// cpu/conv_tiles.h). The 36 points' matrices are spaced one cache line more than their size apart, so that
 // at power-of-two channel counts they do not all fall in the same cache set. The output transform
 // writes the block's tiles straight into NCHW y.
 // Cost: per tile 36*C*K multiply-adds, plus transforms of about 12 flops per input and per output
@@ -43,14 +43,12 @@
 // This file is compiled once per instruction set (cpu/isa.h): the vector width and register count
 // set the lanes and the micro-kernel's shape.
 #include "cpu/conv.h"
+#include "cpu/conv_tiles.h"
 
 #include <omp.h>
 
 #include <algorithm>
-#include <array>
 #include <cstdint>
-#include <memory>
-#include <utility>
 
 namespace pyfastdl::cpu::PYFASTDL_ISA {
 namespace {
@@ -61,17 +59,24 @@ constexpr int kPoints = kAlpha * kAlpha;  // 36 independent products
 
 // ---- 1-D transforms (V is a scalar or a vector of channels; the 2-D ones apply them to rows and columns)
 
+// The six outputs of every 6-point transform below. Its rows evaluate at the points 0, +-1, +-2
+// (+-1/2 for G) and infinity, so the middle four come in pairs p + q, p - q of a part even in the
+// point and a part odd in it: the transforms differ only in how they form first, p1, q1, p2, q2, last.
+template <class V>
+void write_pairs(V first, V p1, V q1, V p2, V q2, V last, V* r, int rs) {
+  r[0] = first;
+  r[rs] = p1 + q1;
+  r[2 * rs] = p1 - q1;
+  r[3 * rs] = p2 + q2;
+  r[4 * rs] = p2 - q2;
+  r[5 * rs] = last;
+}
+
 // r = B^T d (6 -> 6), B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
 template <class V>
 void input_1d(const V* d, int ds, V* r, int rs) {
   const V d0 = d[0], d1 = d[ds], d2 = d[2 * ds], d3 = d[3 * ds], d4 = d[4 * ds], d5 = d[5 * ds];
-  const V a = d4 - 4 * d2, b = d3 - 4 * d1, c = d4 - d2, e = 2 * (d3 - d1);
-  r[0] = 4 * d0 - 5 * d2 + d4;
-  r[rs] = a + b;
-  r[2 * rs] = a - b;
-  r[3 * rs] = c + e;
-  r[4 * rs] = c - e;
-  r[5 * rs] = 4 * d1 - 5 * d3 + d5;
+  write_pairs<V>(4 * d0 - 5 * d2 + d4, d4 - 4 * d2, d3 - 4 * d1, d4 - d2, 2 * (d3 - d1), 4 * d1 - 5 * d3 + d5, r, rs);
 }
 
 // o = A^T m (6 -> 4), A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
@@ -90,26 +95,14 @@ template <class T, class V>
 void filter_1d(const V* g, int gs, V* u, int us) {
   constexpr T sixth = T(1) / 6, twelfth = T(1) / 12, tw4th = T(1) / 24;
   const V g0 = g[0], g1 = g[gs], g2 = g[2 * gs];
-  const V a = (g0 + g2) * sixth, b = g1 * sixth, c = g0 * tw4th + g2 * sixth, d = g1 * twelfth;
-  u[0] = g0 * T(0.25);
-  u[us] = -a - b;
-  u[2 * us] = b - a;
-  u[3 * us] = c + d;
-  u[4 * us] = c - d;
-  u[5 * us] = g2;
+  write_pairs<V>(g0 * T(0.25), (g0 + g2) * -sixth, g1 * -sixth, g0 * tw4th + g2 * sixth, g1 * twelfth, g2, u, us);
 }
 
 // z = A e (4 -> 6): the weight gradient's transform of a dy tile (the transpose of output_1d).
 template <class V>
 void grad_1d(const V* e, int es, V* z, int zs) {
   const V e0 = e[0], e1 = e[es], e2 = e[2 * es], e3 = e[3 * es];
-  const V p = e0 + e2, q = e1 + e3, p4 = e0 + 4 * e2, q8 = 2 * e1 + 8 * e3;
-  z[0] = e0;
-  z[zs] = p + q;
-  z[2 * zs] = p - q;
-  z[3 * zs] = p4 + q8;
-  z[4 * zs] = p4 - q8;
-  z[5 * zs] = e3;
+  write_pairs<V>(e0, e0 + e2, e1 + e3, e0 + 4 * e2, 2 * e1 + 8 * e3, e3, z, zs);
 }
 
 // w = G^T s (6 -> 3): the weight gradient's way back from the transform (the transpose of filter_1d).
@@ -131,81 +124,17 @@ void transform_2d(const V* in, V* out, F f) {
   for (int i = 0; i < m; ++i) f(tmp + i * n, 1, out + i * m, 1);
 }
 
-// ---- vectors and buffers ------------------------------------------------------------------------------
+// ---- vectors and buffers (cpu/conv_tiles.h) -----------------------------------------------------------
 
-template <class T> using Vec = Vector<T>;
-template <class T> Vec<T> load(const T* p) { return *reinterpret_cast<const Vec<T>*>(p); }
-template <class T> void store(T* p, Vec<T> v) { *reinterpret_cast<Vec<T>*>(p) = v; }
-template <class T, size_t... I> Vec<T> splat(T s, std::index_sequence<I...>) { return Vec<T>{(void(I), s)...}; }
-template <class T> Vec<T> broadcast(T s) { return splat(s, std::make_index_sequence<kLanes<T>>{}); }
-
-int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+using tiles::kMR;
+using tiles::load;
+using tiles::product;
+using tiles::round_up;
+using tiles::scratch;
+using tiles::stage;
+using tiles::store;
+template <class T> using Vec = tiles::Vec<T>;
 template <class T> int64_t skewed(int64_t n) { return n + 64 / int64_t(sizeof(T)); }
-
-// Per-thread scratch memory aligned for vector loads, grown on demand and reused across calls (one
-// per role, so a call's buffers never alias).
-template <class T, int Role>
-T* scratch(int64_t n) {
-  struct Free {
-    void operator()(T* p) const { ::operator delete[](p, std::align_val_t(64)); }
-  };
-  thread_local std::unique_ptr<T[], Free> buf;
-  thread_local int64_t size = 0;
-  if (n > size) {
-    buf.reset(static_cast<T*>(::operator new[](n * sizeof(T), std::align_val_t(64))));
-    size = n;
-  }
-  return buf.get();
-}
-
-// ---- the products: register-blocked micro-kernel ---------------------------------------------------------
-
-// C[i][j] (+)= sum_l A(i, l) B[l][j] for an MR x (NV vectors) block of C, A read with strides
-// (a_row, a_col) one element at a time and broadcast, B and C by rows of vectors. The MR x NV
-// accumulators live in registers for the whole sum.
-constexpr int kNV = 2;
-constexpr int kMR = (kVectorRegisters - kNV - 1) / kNV;  // AVX2: 6, AVX-512: 14 rows
-
-template <class T, bool Accumulate, int MR, int NV>
-void micro(int64_t n, const T* a, int64_t a_row, int64_t a_col, const T* b, int64_t ldb, T* c, int64_t ldc) {
-  constexpr int L = kLanes<T>;
-  Vec<T> acc[MR][NV];
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NV; ++j) acc[i][j] = Accumulate ? load(c + i * ldc + j * L) : Vec<T>{};
-  for (int64_t l = 0; l < n; ++l) {
-    Vec<T> bv[NV];
-    for (int j = 0; j < NV; ++j) bv[j] = load(b + l * ldb + j * L);
-    for (int i = 0; i < MR; ++i) {
-      const Vec<T> ai = broadcast(a[i * a_row + l * a_col]);
-      for (int j = 0; j < NV; ++j) acc[i][j] += ai * bv[j];
-    }
-  }
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NV; ++j) store(c + i * ldc + j * L, acc[i][j]);
-}
-
-template <class T>
-using MicroFn = void (*)(int64_t, const T*, int64_t, int64_t, const T*, int64_t, T*, int64_t);
-
-// micro<..., MR = 1..kMR, NV> by MR, for the last rows of a product.
-template <class T, bool Accumulate, int NV, int... I>
-constexpr std::array<MicroFn<T>, sizeof...(I)> by_rows(std::integer_sequence<int, I...>) {
-  return {&micro<T, Accumulate, I + 1, NV>...};
-}
-
-// C (rows x cols, cols a multiple of the vector width) (+)= A (rows x n, strides a_row, a_col) @ B (n x cols).
-template <class T, bool Accumulate>
-void product(int64_t rows, int64_t cols, int64_t n, const T* a, int64_t a_row, int64_t a_col, const T* b, int64_t ldb,
-             T* c, int64_t ldc) {
-  constexpr int L = kLanes<T>;
-  static constexpr auto wide = by_rows<T, Accumulate, kNV>(std::make_integer_sequence<int, kMR>{});
-  static constexpr auto narrow = by_rows<T, Accumulate, 1>(std::make_integer_sequence<int, kMR>{});
-  for (int64_t j = 0; j < cols; j += kNV * L) {
-    const auto& fns = cols - j >= kNV * L ? wide : narrow;
-    for (int64_t i = 0; i < rows; i += kMR)
-      fns[std::min<int64_t>(kMR, rows - i) - 1](n, a + i * a_row, a_row, a_col, b + j, ldb, c + i * ldc + j, ldc);
-  }
-}
 
 // ---- the tiling of one convolution ---------------------------------------------------------------------
 
@@ -244,25 +173,6 @@ struct Tiling {
     return ((n * Hs + kTile * i) * Ws + kTile * j) * ch;
   }
 };
-
-// Copies an NCHW array (n, ch, h, w) into NHWC stage (n, hs, ws, chp) at offset (off, off), zero
-// elsewhere (the convolution's padding, the channels' padding, the tiles' overhang).
-template <class T>
-void stage(const T* src, int64_t n, int64_t ch, int64_t h, int64_t w, int64_t off, int64_t hs, int64_t ws,
-           int64_t chp, T* dst) {
-#pragma omp for schedule(static) collapse(2)
-  for (int64_t b = 0; b < n; ++b)
-    for (int64_t r = 0; r < hs; ++r) {
-      T* row = dst + (b * hs + r) * ws * chp;
-      std::fill(row, row + ws * chp, T(0));
-      const int64_t sr = r - off;
-      if (sr < 0 || sr >= h) continue;
-      for (int64_t c = 0; c < ch; ++c) {
-        const T* s = src + ((b * ch + c) * h + sr) * w;
-        for (int64_t q = 0; q < w; ++q) row[(q + off) * chp + c] = s[q];
-      }
-    }
-}
 
 // V[xi][i][c] = (B^T d B)[xi] for the block's tiles t0 + i (zero rows past the last tile).
 template <class T>
@@ -342,7 +252,7 @@ void forward_tiled(const Tiling& tl, const T* in, const T* U, const T* bias, T* 
   T* staged = scratch<T, 0>(tl.N * tl.Hs * tl.Ws * tl.Cp);
 #pragma omp parallel if (parallel(tl))
   {
-    stage(in, tl.N, tl.C, tl.H, tl.W, tl.pad, tl.Hs, tl.Ws, tl.Cp, staged);  // ends in a barrier
+    stage(in, tl.N, tl.C, tl.H, tl.W, tl.pad, tl.pad, tl.Hs, tl.Ws, tl.Cp, staged);  // ends in a barrier
     T* V = scratch<T, 1>(kPoints * tl.v_stride);
     T* M = scratch<T, 2>(kPoints * tl.m_stride);
 #pragma omp for schedule(dynamic, 1)
@@ -396,8 +306,8 @@ void conv2d_backward_weight_winograd_cpu(const Conv2dArgs& a, const T* x, const 
   int team = 1;
 #pragma omp parallel num_threads(threads)
   {
-    stage(x, tl.N, tl.C, tl.H, tl.W, tl.pad, tl.Hs, tl.Ws, tl.Cp, xs);
-    stage(dy, tl.N, tl.K, tl.P, tl.Q, 0, Ps, Qs, tl.Kp, dys);
+    stage(x, tl.N, tl.C, tl.H, tl.W, tl.pad, tl.pad, tl.Hs, tl.Ws, tl.Cp, xs);
+    stage(dy, tl.N, tl.K, tl.P, tl.Q, 0, 0, Ps, Qs, tl.Kp, dys);
 #pragma omp single
     team = omp_get_num_threads();
     T* mine = S + omp_get_thread_num() * s_size;

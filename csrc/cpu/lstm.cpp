@@ -54,6 +54,7 @@
 #include "cpu/batch_gemm.h"
 #include "cpu/fast_math.h"
 #include "cpu/gemm.h"
+#include "cpu/parallel.h"
 #include "cpu/lstm.h"
 
 namespace pyfastdl::cpu::PYFASTDL_ISA {
@@ -204,8 +205,9 @@ void lstm_cell_forward(const LstmCellArgs& a, const T* x, const T* hx, const T* 
   auto xt = buffer<T>(I * Bp), ht = buffer<T>(H * Bp);
   transpose_into(B, I, x, I, xt.get(), Bp);
   transpose_into(B, H, hx, H, ht.get(), Bp);
+  FirstError error;  // a failed allocation of rec skips the thread's slice and is raised below
 #pragma omp parallel num_threads(lstm_threads(B, H))
-  {
+  error.run([&] {
     const Slice u = thread_slice(H);
     const int64_t j0 = u.begin, J = u.size;
     auto rec = buffer<T>(B * 4 * J);
@@ -217,7 +219,8 @@ void lstm_cell_forward(const LstmCellArgs& a, const T* x, const T* hx, const T* 
     for (int64_t b = 0; b < B; ++b)
       row_forward<T, true>(J, H, J, H, gates + b * G + j0, rec.get() + b * 4 * J, bias.get() + j0, cx + b * H + j0,
                            cy + b * H + j0, hy + b * H + j0, gates + b * G + j0);
-  }
+  });
+  error.rethrow();
 }
 
 // dz for each thread's units, then (after a barrier: the products need all of dz) the gradients
@@ -273,50 +276,57 @@ void lstm_layer_forward(const LstmLayerArgs& a, const T* x, const T* h0, const T
   transpose_into(B, H, h0, H, st.get() + I * Bp, Bp);
   std::copy(h0, h0 + B * H, h.get());
   std::copy(c0, c0 + B * H, cn);  // cn carries c from step to step
+  TeamAllocation team;
 #pragma omp parallel num_threads(lstm_threads(B, H))
   {
     const Slice u = thread_slice(H), xs = thread_slice(I);
     const int64_t j0 = u.begin, J = u.size;
-    // This thread's gate rows (four blocks of J) of [W_ih | W_hh], packed once for all the steps.
-    auto gate_row = [&](int64_t m) { return (m / J) * H + j0 + m % J; };
-    Panels<T> w(4 * J, K, B);
-    w.fill_rows(0, I, [&](int64_t m) { return w_ih + gate_row(m) * I; });
-    w.fill_rows(I, H, [&](int64_t m) { return w_hh + gate_row(m) * H; });
-    auto rec = buffer<T>(B * 4 * J);  // this thread's four gate blocks of the product, J columns each
-    auto act = buffer<T>(4 * J);      // the activations of one row when they are not saved
-    auto c_step = buffer<T>(J);       // c_prev of one row when it is not saved
-    for (int64_t s = 0; s < T_; ++s) {
-      const T* h_cur = h.get() + (s & 1) * B * H;
-      T* h_next = h.get() + ((s + 1) & 1) * B * H;
-      T* st_next = st.get() + ((s + 1) & 1) * K * Bp;
-      weights_times_state<T, ALayout::Panels>(4 * J, B, K, w.data.get(), 0, st.get() + (s & 1) * K * Bp, Bp,
-                                              rec.get(), 4 * J);
-      if (s + 1 < T_) put_x(s + 1, xs.begin, xs.size, st_next);
-      for (int64_t b = 0; b < B; ++b) {
-        const int64_t su = b * H + j0;  // the slice's first unit of row b in (B, H)
-        if (s >= a.length(b)) {         // padded: state kept, zeros for time s everywhere
-          const int64_t row = s * B + b;
-          std::copy(h_cur + su, h_cur + su + J, h_next + su);
-          std::fill(out + row * H + j0, out + row * H + j0 + J, T(0));
-          if (save) {
-            std::fill(c_prev + row * H + j0, c_prev + row * H + j0 + J, T(0));
-            std::fill(h_prev + row * H + j0, h_prev + row * H + j0 + J, T(0));
-            copy_blocks<T>(J, H, nullptr, gates + row * G + j0);
+    std::unique_ptr<Panels<T>> w;  // this thread's gate rows (four blocks of J) of [W_ih | W_hh]
+    std::unique_ptr<T[]> rec, act, c_step;
+    if (team.allocate([&] {
+          w = std::make_unique<Panels<T>>(4 * J, K, B);
+          rec = buffer<T>(B * 4 * J);  // this thread's four gate blocks of the product, J columns each
+          act = buffer<T>(4 * J);      // the activations of one row when they are not saved
+          c_step = buffer<T>(J);       // c_prev of one row when it is not saved
+        })) {
+      // The weights, packed once for all the steps.
+      auto gate_row = [&](int64_t m) { return (m / J) * H + j0 + m % J; };
+      w->fill_rows(0, I, [&](int64_t m) { return w_ih + gate_row(m) * I; });
+      w->fill_rows(I, H, [&](int64_t m) { return w_hh + gate_row(m) * H; });
+      for (int64_t s = 0; s < T_; ++s) {
+        const T* h_cur = h.get() + (s & 1) * B * H;
+        T* h_next = h.get() + ((s + 1) & 1) * B * H;
+        T* st_next = st.get() + ((s + 1) & 1) * K * Bp;
+        weights_times_state<T, ALayout::Panels>(4 * J, B, K, w->data.get(), 0, st.get() + (s & 1) * K * Bp, Bp,
+                                                rec.get(), 4 * J);
+        if (s + 1 < T_) put_x(s + 1, xs.begin, xs.size, st_next);
+        for (int64_t b = 0; b < B; ++b) {
+          const int64_t su = b * H + j0;  // the slice's first unit of row b in (B, H)
+          if (s >= a.length(b)) {         // padded: state kept, zeros for time s everywhere
+            const int64_t row = s * B + b;
+            std::copy(h_cur + su, h_cur + su + J, h_next + su);
+            std::fill(out + row * H + j0, out + row * H + j0 + J, T(0));
+            if (save) {
+              std::fill(c_prev + row * H + j0, c_prev + row * H + j0 + J, T(0));
+              std::fill(h_prev + row * H + j0, h_prev + row * H + j0 + J, T(0));
+              copy_blocks<T>(J, H, nullptr, gates + row * G + j0);
+            }
+          } else {
+            const int64_t row = a.time_at(b, s) * B + b;
+            T* cp = save ? c_prev + row * H + j0 : c_step.get();  // row_forward's c may not alias c_prev
+            std::copy(cn + su, cn + su + J, cp);
+            if (save) std::copy(h_cur + su, h_cur + su + J, h_prev + row * H + j0);
+            row_forward<T, false>(J, H, J, save ? H : J, nullptr, rec.get() + b * 4 * J, bias.get() + j0, cp,
+                                  cn + su, h_next + su, save ? gates + row * G + j0 : act.get());
+            std::copy(h_next + su, h_next + su + J, out + row * H + j0);
           }
-        } else {
-          const int64_t row = a.time_at(b, s) * B + b;
-          T* cp = save ? c_prev + row * H + j0 : c_step.get();  // row_forward's c may not alias c_prev
-          std::copy(cn + su, cn + su + J, cp);
-          if (save) std::copy(h_cur + su, h_cur + su + J, h_prev + row * H + j0);
-          row_forward<T, false>(J, H, J, save ? H : J, nullptr, rec.get() + b * 4 * J, bias.get() + j0, cp,
-                                cn + su, h_next + su, save ? gates + row * G + j0 : act.get());
-          std::copy(h_next + su, h_next + su + J, out + row * H + j0);
+          write_column(J, h_next + su, st_next + (I + j0) * Bp + b, Bp);
         }
-        write_column(J, h_next + su, st_next + (I + j0) * Bp + b, Bp);
-      }
 #pragma omp barrier
+      }
     }
   }
+  team.rethrow();
   const T* h_last = h.get() + (T_ & 1) * B * H;
   std::copy(h_last, h_last + B * H, hn);
 }
@@ -337,36 +347,39 @@ void lstm_layer_backward(const LstmLayerArgs& a, const T* grad_out, const T* gra
   // dh of the step before for every row that was live there.
   std::copy(grad_cn, grad_cn + B * H, grad_c0);
   SingleThreadedBlas one_blas_thread;
+  TeamAllocation team;
 #pragma omp parallel num_threads(lstm_threads(B, H))
   {
     const Slice u = thread_slice(H);
     const int64_t j0 = u.begin, J = u.size;
-    // This thread's columns of W_hh, as rows of W_hh^T, packed once for all the steps.
-    Panels<T> w(J, G, B);
-    w.fill_columns(w_hh + j0, H);
-    for (int64_t s = T_ - 1; s >= 0; --s) {
-      T* dzs = dzt.get() + (s & 1) * G * Bp;
-      for (int64_t b = 0; b < B; ++b) {
-        const int64_t L = a.length(b);
-        T* dz_row = dz.get() + ((s < L ? a.time_at(b, s) : s) * B + b) * G + j0;
-        if (s >= L) {  // padded: no gradient; dh and dc pass through unchanged
-          copy_blocks<T>(J, H, nullptr, dz_row);
-        } else {
-          const int64_t row = a.time_at(b, s) * B + b;
-          const T* dh = (s + 1 < L ? grad_h0 : grad_hn) + b * H + j0;
-          row_backward(J, H, gates + row * G + j0, c_prev + row * H + j0, dh, grad_out + row * H + j0,
-                       grad_c0 + b * H + j0, dz_row);
+    std::unique_ptr<Panels<T>> w;  // this thread's columns of W_hh, as rows of W_hh^T
+    if (team.allocate([&] { w = std::make_unique<Panels<T>>(J, G, B); })) {
+      w->fill_columns(w_hh + j0, H);  // packed once for all the steps
+      for (int64_t s = T_ - 1; s >= 0; --s) {
+        T* dzs = dzt.get() + (s & 1) * G * Bp;
+        for (int64_t b = 0; b < B; ++b) {
+          const int64_t L = a.length(b);
+          T* dz_row = dz.get() + ((s < L ? a.time_at(b, s) : s) * B + b) * G + j0;
+          if (s >= L) {  // padded: no gradient; dh and dc pass through unchanged
+            copy_blocks<T>(J, H, nullptr, dz_row);
+          } else {
+            const int64_t row = a.time_at(b, s) * B + b;
+            const T* dh = (s + 1 < L ? grad_h0 : grad_hn) + b * H + j0;
+            row_backward(J, H, gates + row * G + j0, c_prev + row * H + j0, dh, grad_out + row * H + j0,
+                         grad_c0 + b * H + j0, dz_row);
+          }
+          write_gate_column(J, H, dz_row, dzs + j0 * Bp + b, Bp);
         }
-        write_gate_column(J, H, dz_row, dzs + j0 * Bp + b, Bp);
-      }
 #pragma omp barrier
-      weights_times_state<T, ALayout::Panels>(J, B, G, w.data.get(), 0, dzs, Bp, grad_h0 + j0, H);
+        weights_times_state<T, ALayout::Panels>(J, B, G, w->data.get(), 0, dzs, Bp, grad_h0 + j0, H);
+      }
+      weight_grads(T_ * B, I, H, dz.get(), x, h_prev, grad_w_ih, grad_w_hh, grad_bias);
+      const Slice rs = thread_slice(T_ * B);
+      if (rs.size > 0)
+        gemm(false, false, rs.size, I, G, T(1), dz.get() + rs.begin * G, G, w_ih, I, T(0), grad_x + rs.begin * I, I);
     }
-    weight_grads(T_ * B, I, H, dz.get(), x, h_prev, grad_w_ih, grad_w_hh, grad_bias);
-    const Slice rs = thread_slice(T_ * B);
-    if (rs.size > 0)
-      gemm(false, false, rs.size, I, G, T(1), dz.get() + rs.begin * G, G, w_ih, I, T(0), grad_x + rs.begin * I, I);
   }
+  team.rethrow();
 }
 
 PYFASTDL_ISA_INSTANTIATE(PYFASTDL_LSTM_KERNELS)

@@ -36,13 +36,6 @@
 namespace pyfastdl::cpu::PYFASTDL_ISA {
 namespace {
 
-// Below this many values the kernels run on one thread (an OpenMP fork costs a few microseconds).
-constexpr int64_t kParallelMin = int64_t{1} << 14;
-
-using vec::for_vectors;
-using vec::load_n;
-using vec::Vec;
-
 // sum(x) over one run.
 template <class T>
 T run_sum(const T* x, int64_t n) {
@@ -185,39 +178,46 @@ void layer_norm_backward_cpu(const NormArgs& a, const T* grad_y, const T* x, con
       const T* __restrict g = grad_y + r * d;
       const T* __restrict xr = x + r * d;
       const T m = mean[r], is = invstd[r];
-      if (sums) {
-#pragma omp simd
-        for (int64_t j = 0; j < d; ++j) {
-          gw_part[j] += g[j] * (xr[j] - m) * is;
-          gb_part[j] += g[j];
+      // g' = g w and x_hat of one run of values; pass 1 adds to the column sums and forms
+      // sum(g') and sum(g' x_hat), pass 2 writes d x.
+      auto terms = [&](int64_t j, auto k, Vec<T>& gv, Vec<T>& gw, Vec<T>& xh) {
+        gv = load_n(g + j, k, T(0));
+        gw = weight ? gv * load_n(weight + j, k, T(0)) : gv;
+        xh = (load_n(xr + j, k, m) - m) * is;
+      };
+      Vec<T> s1 = {}, s2 = {};
+      for_vectors<T>(d, [&](int64_t j, auto k) {
+        Vec<T> gv, gw, xh;
+        terms(j, k, gv, gw, xh);
+        if (sums) {
+          vec::store_n(gw_part + j, load_n(gw_part + j, k, T(0)) + gv * xh, k);
+          vec::store_n(gb_part + j, load_n(gb_part + j, k, T(0)) + gv, k);
         }
-      }
+        s1 += gw;
+        s2 += gw * xh;
+      });
       if (!grad_x) continue;
-      // sum(g w) and sum(g w (x - mean))
-      const Vec<T> s1 = vec::sum_vectors<T>(d, [&](int64_t j, auto k) {
-        return load_n(g + j, k, T(0)) * (weight ? load_n(weight + j, k, T(0)) : vec::splat(T(1)));
-      });
-      const Vec<T> s2 = vec::sum_vectors<T>(d, [&](int64_t j, auto k) {
-        return load_n(g + j, k, T(0)) * (weight ? load_n(weight + j, k, T(0)) : vec::splat(T(1))) *
-               (load_n(xr + j, k, m) - m);
-      });
-      const T mean_g = vec::hsum(s1) / T(d), mean_gx = vec::hsum(s2) * is / T(d);
+      const T mean_g = vec::hsum(s1) / T(d), mean_gx = vec::hsum(s2) / T(d);
       T* __restrict gx = grad_x + r * d;
-#pragma omp simd
-      for (int64_t j = 0; j < d; ++j)
-        gx[j] = is * (g[j] * (weight ? weight[j] : T(1)) - mean_g - (xr[j] - m) * is * mean_gx);
+      for_vectors<T>(d, [&](int64_t j, auto k) {
+        Vec<T> gv, gw, xh;
+        terms(j, k, gv, gw, xh);
+        vec::store_n(gx + j, is * (gw - mean_g - xh * mean_gx), k);
+      });
     }
-  }
-  if (!sums) return;
-#pragma omp parallel for schedule(static) if (parallel && d >= 256)
-  for (int64_t j = 0; j < d; ++j) {
-    T sw = 0, sb = 0;
-    for (int t = 0; t < threads; ++t) {
-      sw += partial[size_t(t) * 2 * d + j];
-      sb += partial[size_t(t) * 2 * d + d + j];
+    // (the loop's barrier: every partial sum is complete) the column sums, in thread order
+    if (sums) {
+#pragma omp for schedule(static)
+      for (int64_t j = 0; j < d; ++j) {
+        T sw = 0, sb = 0;
+        for (int t = 0; t < threads; ++t) {
+          sw += partial[size_t(t) * 2 * d + j];
+          sb += partial[size_t(t) * 2 * d + d + j];
+        }
+        if (grad_weight) grad_weight[j] = sw;
+        if (grad_bias) grad_bias[j] = sb;
+      }
     }
-    if (grad_weight) grad_weight[j] = sw;
-    if (grad_bias) grad_bias[j] = sb;
   }
 }
 

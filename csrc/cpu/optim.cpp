@@ -20,11 +20,12 @@
 #include <algorithm>
 #include <cmath>
 
+#include "cpu/vec.h"
+
 namespace pyfastdl::cpu::PYFASTDL_ISA {
 namespace {
 
-constexpr int64_t kChunk = int64_t{1} << 14;       // values per work item
-constexpr int64_t kParallelMin = int64_t{1} << 15;  // below this many values in all, one thread
+constexpr int64_t kChunk = int64_t{1} << 14;  // values per work item
 
 struct Chunk {
   int64_t tensor, begin, end;

@@ -3,7 +3,8 @@
 //   * per-thread scratch is allocated before the region (ThreadScratch): a failed allocation there
 //     reaches Python as MemoryError;
 //   * where a loop body may throw (a worksharing loop with no barrier inside its body), the body runs
-//     through FirstError::run, and rethrow() after the region reports the first exception.
+//     through FirstError::run, and rethrow() after the region reports the first exception;
+//   * per-thread buffers sized inside a region that has barriers go through TeamAllocation.
 #pragma once
 #include <omp.h>
 
@@ -45,12 +46,31 @@ class FirstError {
       if (!error_) error_ = std::current_exception();
     }
   }
+  bool failed() const { return bool(error_); }
   void rethrow() const {
     if (error_) std::rethrow_exception(error_);
   }
 
  private:
   std::exception_ptr error_;
+};
+
+// Per-thread allocations inside a region with barriers, where each thread's sizes are only known
+// inside it. Every thread allocates through allocate(), which then meets the others at a barrier:
+// when any allocation failed, every thread gets false and skips the work (so none waits at a later
+// barrier that the others never reach), and rethrow() after the region reports the failure.
+class TeamAllocation {
+ public:
+  template <class Fn>
+  bool allocate(Fn&& fn) noexcept {
+    error_.run(fn);
+#pragma omp barrier
+    return !error_.failed();
+  }
+  void rethrow() const { error_.rethrow(); }
+
+ private:
+  FirstError error_;
 };
 
 }  // namespace pyfastdl::cpu

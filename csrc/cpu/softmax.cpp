@@ -19,6 +19,11 @@
 // log_softmax + nll would write and re-read a (rows, C) array. Memory-bound for float32 on rows that
 // leave L2; the exponentials dominate for rows that fit.
 //
+// Segmentation maps. Cross-entropy over (N, C, d1, ...) logits has one row per position, its C
+// classes `inner` = d1 * ... apart: there the vectors run along kLanes neighbouring positions instead
+// (each pass over the classes reads one contiguous vector per class), so the NCHW logits need no
+// transposition to rows and back, and rows of a few classes (21 for VOC) fill whole vectors.
+//
 // Limits. A row is never split between threads: a single very long row runs on one core. NaN in a
 // row makes its whole output NaN (the maximum, the sum and every exponential see it), as torch.
 #include "cpu/softmax.h"
@@ -31,13 +36,6 @@
 
 namespace pyfastdl::cpu::PYFASTDL_ISA {
 namespace {
-
-// Below this many values the kernels run on one thread.
-constexpr int64_t kParallelMin = int64_t{1} << 14;
-
-using vec::for_vectors;
-using vec::load_n;
-using vec::Vec;
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
@@ -78,6 +76,93 @@ T row_dot(const T* a, const T* b, int64_t n) {
 
 bool parallel(const SoftmaxArgs& a) { return a.rows > 1 && a.rows * a.cols >= kParallelMin; }
 
+// sum(w) over the classes (C without weights).
+template <class T>
+T class_weight_sum(const SoftmaxArgs& a, const T* weight) {
+  return weight ? row_sum(weight, a.cols) : T(a.cols);
+}
+
+// How many lanes a for_vectors step covers.
+template <class T> int64_t lanes(vec::Full) { return kLanes<T>; }
+template <class T> int64_t lanes(int64_t k) { return k; }
+
+// Runs f(xb, r0, k) over each group of up to kLanes positions of the (N, C, inner) logits: xb points
+// at the group's first position in class 0 (class c lies c * inner further on), r0 is the row of its
+// first position, k its lane count (Full or a tail count). OpenMP splits the images.
+template <class T, class F>
+void for_position_vectors(const SoftmaxArgs& a, const T* x, F f) {
+  const int64_t C = a.cols, inner = a.inner, N = a.rows / inner;
+#pragma omp parallel for schedule(static) if (parallel(a) && N > 1)
+  for (int64_t n = 0; n < N; ++n)
+    for_vectors<T>(inner, [&](int64_t i, auto k) { f(x + n * C * inner + i, n * inner + i, k); });
+}
+
+// The cross-entropy forward of segmentation maps (see the file comment): per group of positions, the
+// running maximum and the sum of exponentials over the classes as vectors, then each lane's loss.
+template <class T>
+void cross_entropy_forward_positions(const SoftmaxArgs& a, const T* x, const int64_t* target, const T* weight,
+                                     T* loss, T* lse, int64_t& first_bad) {
+  const int64_t C = a.cols, inner = a.inner;
+  const T eps = T(a.label_smoothing), total_w = class_weight_sum(a, weight);
+  for_position_vectors(a, x, [&](const T* xb, int64_t r0, auto k) {
+    Vec<T> m = vec::splat(T(kNegInf)), s = {}, wx = {};
+    for (int64_t c = 0; c < C; ++c) m = vec::vmax(m, load_n(xb + c * inner, k, T(kNegInf)));
+    for (int64_t c = 0; c < C; ++c) s += vec::exp_vec(load_n(xb + c * inner, k, T(kNegInf)) - m);
+    if (eps > 0)
+      for (int64_t c = 0; c < C; ++c) wx += (weight ? weight[c] : T(1)) * load_n(xb + c * inner, k, T(0));
+    for (int64_t j = 0; j < lanes<T>(k); ++j) {
+      const int64_t r = r0 + j, t = target[r];
+      const T l = m[j] + std::log(s[j]);
+      lse[r] = l;
+      if (t == a.ignore_index) {
+        loss[r] = 0;
+      } else if (t < 0 || t >= C) {
+        loss[r] = std::numeric_limits<T>::quiet_NaN();
+#pragma omp critical(pyfastdl_cross_entropy_bad)
+        if (first_bad < 0 || r < first_bad) first_bad = r;
+      } else {
+        const T w_t = weight ? weight[t] : T(1);
+        loss[r] = (1 - eps) * w_t * (l - xb[t * inner + j]) + (eps > 0 ? eps / T(C) * (total_w * l - wx[j]) : T(0));
+      }
+    }
+  });
+}
+
+// The backward of segmentation maps: each lane's coefficients first, then one vector pass over the
+// classes writing p_c times them, then each lane's target class (or, ignored, all its classes: 0).
+template <class T>
+void cross_entropy_backward_positions(const SoftmaxArgs& a, const T* x, const int64_t* target, const T* weight,
+                                      const T* lse, const T* grad_rows, double scale, T* grad_x) {
+  const int64_t C = a.cols, inner = a.inner;
+  const T eps = T(a.label_smoothing), total_w = class_weight_sum(a, weight);
+  for_position_vectors(a, x, [&](const T* xb, int64_t r0, auto k) {
+    T* gb = grad_x + (xb - x);
+    Vec<T> pk = {}, soft = {}, l = {};
+    T hard[kLanes<T>];
+    for (int64_t j = 0; j < lanes<T>(k); ++j) {
+      const int64_t r = r0 + j, t = target[r];
+      const bool valid = t != a.ignore_index && t >= 0 && t < C;
+      const T kr = valid ? T(scale) * (grad_rows ? grad_rows[r] : T(1)) : T(0);
+      hard[j] = kr * (1 - eps) * (valid && weight ? weight[t] : T(1));
+      soft[j] = kr * eps / T(C);
+      pk[j] = hard[j] + soft[j] * total_w;
+      l[j] = lse[r];
+    }
+    for (int64_t c = 0; c < C; ++c) {
+      const Vec<T> p = vec::exp_vec(load_n(xb + c * inner, k, T(0)) - l);
+      vec::store_n(gb + c * inner, pk * p - soft * (weight ? weight[c] : T(1)), k);
+    }
+    for (int64_t j = 0; j < lanes<T>(k); ++j) {
+      const int64_t t = target[r0 + j];
+      if (t != a.ignore_index && t >= 0 && t < C) {
+        gb[t * inner + j] -= hard[j];
+      } else {
+        for (int64_t c = 0; c < C; ++c) gb[c * inner + j] = 0;
+      }
+    }
+  });
+}
+
 }  // namespace
 
 template <class T>
@@ -87,22 +172,24 @@ void softmax_forward_cpu(const SoftmaxArgs& a, const T* x, T* y, bool log) {
   for (int64_t r = 0; r < a.rows; ++r) {
     const T* __restrict xr = x + r * n;
     T* __restrict yr = y + r * n;
+    // One pass for both: e = exp(x - m) and its sum s (softmax keeps e), then y = e / s or
+    // y = x - (m + log s).
     const T m = row_max(xr, n);
-    if (log) {
-      const T shift = m + std::log(row_exp_sum(xr, n, m));
-#pragma omp simd
-      for (int64_t i = 0; i < n; ++i) yr[i] = xr[i] - shift;
-      continue;
-    }
     Vec<T> s = {};
     for_vectors<T>(n, [&](int64_t i, auto k) {
       const Vec<T> e = vec::exp_vec(load_n(xr + i, k, T(kNegInf)) - m);
-      vec::store_n(yr + i, e, k);
+      if (!log) vec::store_n(yr + i, e, k);
       s += e;
     });
-    const T inv = T(1) / vec::hsum(s);
+    if (log) {
+      const T shift = m + std::log(vec::hsum(s));
 #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) yr[i] *= inv;
+      for (int64_t i = 0; i < n; ++i) yr[i] = xr[i] - shift;
+    } else {
+      const T inv = T(1) / vec::hsum(s);
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) yr[i] *= inv;
+    }
   }
 }
 
@@ -130,14 +217,14 @@ void softmax_backward_cpu(const SoftmaxArgs& a, const T* y, const T* grad_y, T* 
 template <class T>
 void cross_entropy_forward_cpu(const SoftmaxArgs& a, const T* x, const int64_t* target, const T* weight, T* loss,
                                T* lse, int64_t* first_bad_row) {
-  const int64_t C = a.cols;
-  const T eps = T(a.label_smoothing);
-  T total_w = T(C);
-  if (weight) {
-    total_w = 0;
-    for (int64_t c = 0; c < C; ++c) total_w += weight[c];
-  }
   int64_t first_bad = -1;
+  if (a.inner > 1 && a.rows > 0) {
+    cross_entropy_forward_positions(a, x, target, weight, loss, lse, first_bad);
+    *first_bad_row = first_bad;
+    return;
+  }
+  const int64_t C = a.cols;
+  const T eps = T(a.label_smoothing), total_w = class_weight_sum(a, weight);
 #pragma omp parallel for schedule(static) if (parallel(a))
   for (int64_t r = 0; r < a.rows; ++r) {
     const T* __restrict xr = x + r * C;
@@ -168,13 +255,10 @@ void cross_entropy_forward_cpu(const SoftmaxArgs& a, const T* x, const int64_t* 
 template <class T>
 void cross_entropy_backward_cpu(const SoftmaxArgs& a, const T* x, const int64_t* target, const T* weight,
                                 const T* lse, const T* grad_rows, double scale, T* grad_x) {
+  if (a.inner > 1 && a.rows > 0) return cross_entropy_backward_positions(a, x, target, weight, lse, grad_rows, scale,
+                                                                          grad_x);
   const int64_t C = a.cols;
-  const T eps = T(a.label_smoothing);
-  T total_w = T(C);
-  if (weight) {
-    total_w = 0;
-    for (int64_t c = 0; c < C; ++c) total_w += weight[c];
-  }
+  const T eps = T(a.label_smoothing), total_w = class_weight_sum(a, weight);
 #pragma omp parallel for schedule(static) if (parallel(a))
   for (int64_t r = 0; r < a.rows; ++r) {
     const T* __restrict xr = x + r * C;

@@ -10,6 +10,8 @@
 //   load_n(p, k, pad), store_n(p, v, k)   k values (Full: a whole vector); other lanes read as `pad`
 //   hsum(v), hmax(v), vmax(a, b)          reductions (vmax and hmax keep NaN)
 //   exp_vec(v)                            exp of each lane (cpu/fast_math.h's polynomial for float)
+//   kParallelMin                          below this many values, one thread (with Vec, load_n and
+//                                         for_vectors, in the ISA namespace itself)
 //
 // Everything lives in the instruction set's namespace: the copies compiled per set never share a
 // symbol (see cpu/isa.h).
@@ -19,6 +21,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "cpu/fast_math.h"
 #include "cpu/isa.h"
 
 namespace pyfastdl::cpu::PYFASTDL_ISA::vec {
@@ -108,28 +111,9 @@ inline Elem<V> hmax(V v) {
   return m;
 }
 
-// exp of each float lane: Cephes' expf as in cpu/fast_math.h (within 2 ulp; exactly 0 below
-// -87.34, clamped at 88), written on whole vectors.
-inline Vec<float> exp_vec(Vec<float> x) {
-  using VI = Vec<int32_t>;
-  const Vec<float> lo = splat(-87.3365447f), hi = splat(88.0f), shifter = splat(12582912.0f);
-  Vec<float> xc = x < lo ? lo : x;
-  xc = xc > hi ? hi : xc;
-  const Vec<float> n = (xc * 1.44269504088896341f + shifter) - shifter;
-  const Vec<float> r = (xc - n * 0.693359375f) + n * 2.12194440e-4f;
-  Vec<float> p = splat(1.9875691500e-4f);
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const VI bits = (__builtin_convertvector(n, VI) + 127) << 23;
-  Vec<float> scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  const Vec<float> out = p * scale;
-  return x < lo ? splat(0.0f) : out;  // NaN compares false: it stays NaN through p
-}
+// exp of each lane: cpu/fast_math.h's polynomial for float (within 2 ulp; exactly 0 below -87.34,
+// clamped at 88), std::exp per lane for double.
+inline Vec<float> exp_vec(Vec<float> x) { return exp_poly(x); }
 
 inline Vec<double> exp_vec(Vec<double> x) {
   for (int64_t i = 0; i < kLanes<double>; ++i) x[i] = std::exp(x[i]);
@@ -137,3 +121,16 @@ inline Vec<double> exp_vec(Vec<double> x) {
 }
 
 }  // namespace pyfastdl::cpu::PYFASTDL_ISA::vec
+
+// What every row kernel file (norm, softmax, optim) shares.
+namespace pyfastdl::cpu::PYFASTDL_ISA {
+
+using vec::for_vectors;
+using vec::load_n;
+using vec::Vec;
+
+// Below this many values a row kernel runs on one thread: forking the OpenMP team and joining it
+// costs a few microseconds (much more on a busy machine), about what one core needs for 16k values.
+inline constexpr int64_t kParallelMin = int64_t{1} << 14;
+
+}  // namespace pyfastdl::cpu::PYFASTDL_ISA

@@ -17,7 +17,7 @@ kernel and the device (through :mod:`pyfastdl.backend`, the only module that kno
 Conventions, the same in every family: ``variant=`` and ``out=`` are keyword-only; the variants
 are :data:`VARIANTS`, ``"fast"`` (the optimised kernel, the default) and ``"reference"`` (the
 simple kernel kept beside it for study), plus any rungs of a family's ladder it keeps selectable
-(convolution: "im2col", "winograd"), and the compiled kernel of a variant other than "fast" is the
+(convolution: "im2col", "winograd", "direct"), and the compiled kernel of a variant other than "fast" is the
 fast one's name plus ``_<variant>``; ``out=`` is the output array, or the tuple of output arrays
 in the order the function returns them, each of exactly the shape and dtype the function would
 allocate (the binding checks).

@@ -9,8 +9,10 @@ and raises ValueError/TypeError naming the argument.
 Variants (``variant=``, :data:`CONV_VARIANTS`): ``"im2col"`` is im2col + GEMM (a 1x1 stride-1
 convolution is a plain GEMM); ``"winograd"`` is Winograd F(4x4, 3x3) for 3x3 stride-1 convolutions
 (groups 1, padding <= 2; a ValueError otherwise), with about 10x im2col's rounding error (float32:
-1e-6 to 1e-5 relative); ``"fast"``, the default, picks one of those two per shape; ``"reference"``
-is the direct-loop kernel kept for study. On the GPU there are "fast" and "reference" only. Each function also accepts
+1e-6 to 1e-5 relative); ``"direct"`` is a direct convolution on register tiles with packed weights
+(dilation 1, groups 1; its input gradient also stride 1 and padding < kernel; a ValueError otherwise);
+``"fast"``, the default, picks one of those three per shape and pass; ``"reference"`` is the
+direct-loop kernel kept for study. On the GPU there are "fast" and "reference" only. Each function also accepts
 ``out=`` (a preallocated output array, e.g. NaN-poisoned in tests) and returns the output.
 
 conv_transpose2d is conv2d's input gradient, so its three passes reuse the same three kernels with
@@ -36,7 +38,7 @@ __all__ = [
 ]
 
 #: The convolution family's variants: the shared two plus the CPU's two algorithms "fast" picks from.
-CONV_VARIANTS = ("fast", "im2col", "winograd", "reference")
+CONV_VARIANTS = ("fast", "im2col", "winograd", "direct", "reference")
 
 _conv2d_args = _dispatch.cached(_C.Conv2dArgs)
 _conv_transpose2d_args = _dispatch.cached(_C.conv_transpose2d_args)

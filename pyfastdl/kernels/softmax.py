@@ -1,6 +1,7 @@
 """Raw softmax-family kernels on numpy arrays: softmax and log_softmax over the last dimension, and
-cross-entropy fused with its log-softmax, forward and backward, no autograd (CPU; on the GPU
-nn.functional keeps its cupy array code).
+cross-entropy fused with its log-softmax (over (rows, classes) logits, or the classes in dim 1 of
+(N, classes, d1, ...) maps), forward and backward, no autograd (CPU; on the GPU nn.functional keeps
+its cupy array code).
 
 The cross-entropy forward returns one loss and one log-sum-exp per row; its backward rebuilds the
 probabilities from the logits and that lse, so no (rows, classes) array is kept between the two.
@@ -68,7 +69,9 @@ def cross_entropy_forward(input, target, weight=None, ignore_index=-100, label_s
                           variant="fast", out=None):
     """Per-row cross-entropy of logits (rows, classes) against int targets (rows,) -> (loss, lse),
     both (rows,): loss_i = (1 - eps) w_t (lse_i - x_it) + eps / C * sum_c w_c (lse_i - x_ic), 0 where
-    the target is ``ignore_index``; lse_i = log sum_c exp(x_ic). IndexError for a target out of range."""
+    the target is ``ignore_index``; lse_i = log sum_c exp(x_ic). IndexError for a target out of range.
+    Logits (N, classes, d1, ...) (segmentation maps, classes in dim 1 as torch) have a row per
+    position: rows = N * d1 * ..., in the order of the targets (N, d1, ...) flattened."""
     x = _dispatch.kernel_input(input)
     a = _ce_args(tuple(x.shape), int(ignore_index), float(label_smoothing))
     loss, lse = _dispatch.outputs(out, x, (a.rows,), (a.rows,))
@@ -79,7 +82,7 @@ def cross_entropy_forward(input, target, weight=None, ignore_index=-100, label_s
 
 def cross_entropy_backward(input, target, lse, weight=None, ignore_index=-100, label_smoothing=0.0, grad_rows=None,  # noqa: A002
                            scale=1.0, *, variant="fast", out=None):
-    """d loss_i / d input (rows, classes) from the logits and the forward's lse, each row scaled by
+    """d loss_i / d input (the logits' shape) from the logits and the forward's lse, each row scaled by
     ``scale * grad_rows[i]`` (grad_rows None: by ``scale``); rows with an ignored target get 0."""
     x = _dispatch.kernel_input(input)
     a = _ce_args(tuple(x.shape), int(ignore_index), float(label_smoothing))

@@ -31,6 +31,7 @@ import argparse
 
 from .. import cat, nn, stack, zeros_like
 from ..nn import functional as F
+from ..train.options import add_option
 from ..train.recipe import register_recipe
 from .lstm import init_forget_bias
 from .transformer import padding_mask
@@ -126,10 +127,10 @@ class BahdanauRecipe(TranslationRecipe):
     description = "RNN encoder-decoder with additive attention (Bahdanau et al. 2015) on English -> German numbers"
 
     def add_model_arguments(self, parser) -> None:
-        parser.add_argument("--embed-dim", type=int, default=64, help="embedding width (64)")
-        parser.add_argument("--hidden", type=int, default=128, help="LSTM units per direction and in the decoder (128)")
-        parser.add_argument("--attention-dim", type=int, default=128, help="attention width (128)")
-        parser.add_argument("--dropout", type=float, default=0.1, help="dropout (0.1)")
+        add_option(parser, "embed_dim", 64)
+        add_option(parser, "hidden", 128, "LSTM units per direction and in the decoder")
+        parser.add_argument("--attention-dim", type=int, default=128, help="attention width (default 128)")
+        add_option(parser, "dropout", 0.1)
 
     def default_hparams(self, args: argparse.Namespace) -> dict:
         return dict(epochs=2, batch_size=128, lr=3e-3, optimizer="adamw", weight_decay=0.01, momentum=0.9,

@@ -218,6 +218,42 @@ class BertRecipe(Recipe):
     def predict(self, output):
         return output.argmax(-1)
 
+    # ---- pyfastdl predict: the masked tokens filled in ----
+    def load_inputs(self, texts, args):
+        """Texts with ``[MASK]`` where a token is to be predicted: ``[CLS]`` + tokens, padded to one
+        length, and the flat indices of the masked positions."""
+        tokenizer = dsdata.load_tokenizer()
+        space = tokenizer.token_to_id("Ġ")
+        rows = []
+        for text in texts:
+            ids = tokenizer.encode(text).ids
+            ids = [t for t, nxt in zip(ids, ids[1:] + [None]) if not (t == space and nxt == dsdata.MASK)]
+            if dsdata.MASK not in ids or len(ids) + 1 > args.seq_len:
+                raise ValueError(f"predict: {text!r} needs a [MASK] and at most {args.seq_len - 1} tokens")
+            rows.append([dsdata.CLS] + ids)
+        batch = np.full((len(rows), max(map(len, rows))), dsdata.PAD, dtype=np.int64)
+        for i, row in enumerate(rows):
+            batch[i, :len(row)] = row
+        return batch, np.flatnonzero(batch.reshape(-1) == dsdata.MASK)
+
+    def prediction_rows(self, inputs, output, names, targets, args, out_dir) -> list[dict]:
+        """Per text: as the model read it, with the selected tokens replaced by the predicted ones, and
+        by the original ones where known."""
+        ids, selected = inputs
+        tokenizer = dsdata.load_tokenizer()
+
+        def text(values):
+            filled = ids.reshape(-1).copy()
+            filled[selected] = values
+            return [tokenizer.decode(row[1:].tolist(), skip_special_tokens=False).replace("[PAD]", "").rstrip()
+                    for row in filled.reshape(ids.shape)]
+
+        shown, predicted = text(ids.reshape(-1)[selected]), text(self.predict(output))
+        known = all(t is not None for t in targets)
+        original = text(np.asarray(targets)) if known else [None] * len(names)
+        return [{"input": s, "prediction": p} | ({"target": t} if known else {})
+                for s, p, t in zip(shown, predicted, original)]
+
 
 class BertFinetuneRecipe(ClassificationRecipe):
     """Fine-tuning: which of six packages (:data:`pyfastdl.data.docstrings.PACKAGES`) a docstring

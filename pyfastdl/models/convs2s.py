@@ -39,6 +39,7 @@ import math
 
 from .. import arange, cat, nn
 from ..nn import functional as F
+from ..train.options import add_option
 from ..train.recipe import register_recipe
 from .transformer import padding_mask
 from .translation import TranslationRecipe
@@ -168,11 +169,11 @@ class ConvS2SRecipe(TranslationRecipe):
     label_smoothing = 0.1
 
     def add_model_arguments(self, parser) -> None:
-        parser.add_argument("--embed-dim", type=int, default=128, help="embedding width (128)")
-        parser.add_argument("--hidden", type=int, default=128, help="convolution width (128)")
-        parser.add_argument("--layers", type=int, default=4, help="encoder and decoder layers (4)")
-        parser.add_argument("--kernel-size", type=int, default=3, help="convolution kernel size, odd (3)")
-        parser.add_argument("--dropout", type=float, default=0.1, help="dropout (0.1)")
+        add_option(parser, "embed_dim", 128)
+        add_option(parser, "hidden", 128, "convolution channels")
+        add_option(parser, "layers", 4, "encoder and decoder layers")
+        parser.add_argument("--kernel-size", type=int, default=3, help="convolution kernel size, odd (default 3)")
+        add_option(parser, "dropout", 0.1)
 
     def default_hparams(self, args: argparse.Namespace) -> dict:
         return dict(epochs=2, batch_size=128, lr=3e-3, optimizer="adamw", weight_decay=0.01, momentum=0.9,

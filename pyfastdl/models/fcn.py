@@ -31,7 +31,7 @@ Departures from the paper:
     recipe uses ``width=0.125``, ``fc_width=128``, batch norm and dropout 0.1 (half of 128 channels
     dropped starves the score layer), on
     48x48 synthetic shape scenes, trained from scratch; the paper fine-tunes ImageNet-trained VGG-16
-    (``--width 1 --fc-width 4096 --batch-norm off``) with SGD, momentum 0.99 and batch 1/20.
+    (``--width-mult 1 --hidden 4096 --norm none``) with SGD, momentum 0.99 and batch 1/20.
   * All score layers start at zero (as the paper's reference code); the final upsampling is fixed
     to bilinear interpolation and the 2x ones learned (section 4.2), no extra scaling of the pool3 and
     pool4 skips (the "at-once" variant's 1e-4 and 1e-2 factors are not used).
@@ -47,6 +47,7 @@ import numpy as np
 
 from .. import nn
 from ..nn import functional as F
+from ..train.options import add_alias, add_option
 from ..train.recipe import Recipe, register_recipe
 from ..vision.segmentation import init_bilinear_
 from .resnet import IMAGENET_MODELS
@@ -219,7 +220,7 @@ VOC_EVAL_SIZE = 512
 
 class FCNRecipe(Recipe):
     """FCN-32s/16s/8s on synthetic shape scenes (default, 48x48, 7 classes incl. background) or
-    PASCAL VOC 2012 segmentation (``--dataset voc --data-dir ...``: random ``--size`` crops for
+    PASCAL VOC 2012 segmentation (``--dataset voc --data-dir ...``: random ``--image-size`` crops for
     training, padded with the ignore label; the val split, each image padded to 512x512 with the
     ignore label, as the test set).
     After training, ``predictions.png`` in the run directory shows test images with their predicted
@@ -236,17 +237,17 @@ class FCNRecipe(Recipe):
         parser.add_argument("--dataset", choices=["shapes", "voc"], default="shapes",
                             help="shapes: generated scenes (default); voc: VOC2012 segmentation in --data-dir")
         parser.add_argument("--data-dir", help="VOC: the folder holding VOCdevkit/VOC2012")
-        parser.add_argument("--size", type=int, default=48,
-                            help="shapes: scene size; voc: training crop size (default 48; voc: try 320)")
-        parser.add_argument("--train-samples", type=int, default=6000, help="shapes: training scenes (default 6000)")
+        add_option(parser, "image_size", 48, "shapes: scene side; voc: training crop side (voc: try 320)")
+        add_option(parser, "train_size", 6000, "shapes: training scenes")
+        add_option(parser, "val_size", 500, "shapes: validation scenes")
+        add_option(parser, "test_size", 500, "shapes: test scenes")
         parser.add_argument("--backbone", choices=BACKBONES, default="vgg16", help="vgg16 (default) or a ResNet")
-        parser.add_argument("--width", type=float, default=0.125,
-                            help="VGG-16 width multiplier (default 0.125; 1: the paper's)")
-        parser.add_argument("--fc-width", type=int, default=128, help="fc6/fc7 channels (default 128; paper 4096)")
-        parser.add_argument("--batch-norm", choices=["on", "off"], default="on",
-                            help="batch norm after VGG convolutions (default on; off: as the paper)")
-        parser.add_argument("--dropout", type=float, default=0.1,
-                            help="dropout after fc6 and fc7 (default 0.1; the paper: 0.5)")
+        add_option(parser, "width_mult", 0.125, "VGG-16 width multiplier (1: the paper's)")
+        add_option(parser, "hidden", 128, "fc6/fc7 channels (the paper: 4096)")
+        add_alias(parser, "--fc-width", "hidden")
+        add_option(parser, "norm", "batch", "batch: batch norm after the VGG convolutions; none: as the paper",
+                   choices=("none", "batch"))
+        add_option(parser, "dropout", 0.1, "dropout after fc6 and fc7 (the paper: 0.5)")
 
     def default_hparams(self, args: argparse.Namespace) -> dict:
         common = dict(optimizer="adamw", weight_decay=1e-4, momentum=0.9, schedule="onecycle", threads=1)
@@ -263,8 +264,8 @@ class FCNRecipe(Recipe):
         return ("background",) + (voc.CLASSES if args.dataset == "voc" else shapes.SHAPES)
 
     def build_model(self, args: argparse.Namespace) -> FCN:
-        return FCN(self.num_classes(args), self.variant, args.backbone, width=args.width, fc_width=args.fc_width,
-                   batch_norm=args.batch_norm == "on", dropout=args.dropout)
+        return FCN(self.num_classes(args), self.variant, args.backbone, width=args.width_mult, fc_width=args.hidden,
+                   batch_norm=args.norm == "batch", dropout=args.dropout)
 
     def datasets(self, args: argparse.Namespace) -> dict:
         from ..data import ArrayDataset
@@ -277,18 +278,17 @@ class FCNRecipe(Recipe):
             # VOC2012 has no public test masks: its val split is the test set (as in the paper).
             return {
                 "train": SegmentationDataset(VOCSegmentation(args.data_dir, "2012", "train"),
-                                             RandomCrop(args.size, IGNORE_INDEX, seed=args.seed), normalize),
+                                             RandomCrop(args.image_size, IGNORE_INDEX, seed=args.seed), normalize),
                 "test": SegmentationDataset(VOCSegmentation(args.data_dir, "2012", "val"),
                                             RandomCrop(VOC_EVAL_SIZE, IGNORE_INDEX, random=False), normalize),
             }
         from ..data.shapes import make_segmentation
 
-        n_train = args.train_samples if not args.limit else min(args.train_samples, args.limit)
-        n_eval = 500 if not args.limit else min(500, args.limit)
         splits = {}
-        for split, n in (("train", n_train), ("val", n_eval), ("test", n_eval)):
-            x, y = make_segmentation(n, args.size, split)
-            splits[split] = ArrayDataset(normalize(x), y)
+        for split, n in (("train", args.train_size), ("val", args.val_size), ("test", args.test_size)):
+            n = min(n, args.limit) if args.limit else n
+            x, y = make_segmentation(n, args.image_size, split) if n else (None, None)
+            splits[split] = ArrayDataset(normalize(x), y) if n else None
         return splits
 
     def loss_fn(self, output, target):
@@ -306,7 +306,8 @@ class FCNRecipe(Recipe):
 
     def prediction_rows(self, inputs, output, names, targets, args, out_dir) -> list[dict]:
         """Writes ``predictions.png`` (predicted masks over the inputs, and the true masks where known)
-        into ``out_dir``; each row gives the picture and the share of the image of each class found."""
+        into ``out_dir``; each row gives the picture and the share of the image of each class found (and
+        in the true mask, where known)."""
         import os
 
         from ..vision.segmentation import save_overlay_grid
@@ -319,12 +320,15 @@ class FCNRecipe(Recipe):
         picture = os.path.join(out_dir, OVERLAY_NAME)
         save_overlay_grid(picture, denormalize(inputs), masks, np.stack(targets) if known else None,
                           class_names=labels, ignore_index=IGNORE_INDEX, titles=names)
-        rows = []
-        for name, mask in zip(names, masks):
-            shares = np.bincount(mask.ravel(), minlength=len(labels)) / mask.size
-            found = ", ".join(f"{labels[c]} {shares[c]:.0%}" for c in np.argsort(-shares) if c > 0 and shares[c] > 0)
-            rows.append({"input": name, "prediction": found or "background only", "picture": picture})
-        return rows
+        def found(mask):  # the share of the image of each class present, largest first
+            mask = mask[mask != IGNORE_INDEX]
+            shares = np.bincount(mask.ravel(), minlength=len(labels)) / max(mask.size, 1)
+            return ", ".join(f"{labels[c]} {shares[c]:.0%}" for c in np.argsort(-shares)
+                             if c > 0 and shares[c] > 0) or "background only"
+
+        return [{"input": name, "prediction": found(mask), "picture": picture}
+                | ({} if target is None else {"target": found(np.asarray(target))})
+                for name, mask, target in zip(names, masks, targets)]
 
     def after_fit(self, model, datasets, args, device) -> None:
         """``predictions.png`` in the run directory: the first 8 test images, predicted and true masks."""
@@ -337,12 +341,12 @@ class FCNRecipe(Recipe):
         self.prediction_rows(x, output, [f"test[{i}]" for i in range(len(x))], list(target), args, args.out)
 
     def load_inputs(self, paths: list[str], args: argparse.Namespace) -> np.ndarray:
-        """Colour images (PNG/JPEG or .npy), resized to the training --size for shapes, as they are for
+        """Colour images (PNG/JPEG or .npy), resized to the training --image-size for shapes, as they are for
         VOC (then all of one size) -> (N, 3, H, W) inputs scaled like the training data."""
         from ..vision.segmentation import read_image
         from .image_classification import normalize
 
-        size = (args.size, args.size) if args.dataset == "shapes" else None
+        size = (args.image_size, args.image_size) if args.dataset == "shapes" else None
         return np.stack([normalize(read_image(p, size)) for p in paths])
 
 

@@ -41,6 +41,7 @@ import numpy as np
 from .. import arange, cat, nn
 from ..data import docstrings as dsdata
 from ..nn import functional as F
+from ..train.options import add_option
 from ..train.recipe import Recipe, register_recipe
 from .lstm import Perplexity
 from .transformer import FeedForward, _Sublayers
@@ -207,15 +208,61 @@ class GPTRecipe(Recipe):
     def predict(self, output):
         return output.argmax(-1)
 
+    def predictions(self, model, args, inputs, count, out_dir) -> list[dict]:
+        """The likeliest continuation (greedy) of each text in ``inputs`` (up to ``PREDICT_LENGTH``
+        tokens, as the context allows), or else of the first half of each of ``count`` test windows,
+        with the window's second half as the target."""
+        tokenizer = dsdata.load_tokenizer()
+        if inputs:
+            pairs = [(tokenizer.encode(text).ids, None) for text in inputs]
+        else:
+            test = self.datasets(args)["test"]
+            half = args.seq_len // 2
+            windows = (test[i][0] for i in range(min(count, len(test))))
+            pairs = [(ids[:half].tolist(), ids[half:].tolist()) for ids in windows]
+        rows = []
+        for prime, target in pairs:
+            length = len(target) if target is not None else PREDICT_LENGTH
+            ids = continue_tokens(model, args, prime, length, temperature=0.0)
+            row = {"input": tokenizer.decode(prime), "prediction": tokenizer.decode(ids)}
+            rows.append(row if target is None else dict(row, target=tokenizer.decode(target)))
+        return rows
+
+
+#: tokens ``pyfastdl predict`` continues a text of the user's by (at most: the context ends first)
+PREDICT_LENGTH = 32
+
+
+def continue_tokens(model, args, prime_ids: list, length: int, temperature: float = 1.0, seed: int | None = 0,
+                    top_k: int | None = None) -> list:
+    """Up to ``length`` tokens the GPT ``model`` (of the run ``args``) writes after reading
+    ``prime_ids``, with the key-value cache; the context ends at the model's ``max_len``."""
+    from .. import no_grad, tensor
+    from ..text.sampling import sample
+
+    prime_ids = list(prime_ids) or [dsdata.SEP]
+    length = min(length, model.max_len - len(prime_ids))
+    if length < 1:
+        raise ValueError(f"the prime ({len(prime_ids)} tokens) leaves no room in {model.max_len} positions")
+    model.eval()
+
+    def step(ids, cache):
+        cache = cache if cache is not None else model.new_cache()
+        scores = model.step(tensor(ids, device=args.device), cache)
+        return scores[:, -1].cpu().numpy()[0], cache
+
+    with no_grad():
+        return sample(step, prime_ids, length, temperature, seed, top_k=top_k)
+
 
 def add_encoder_arguments(parser, d_model, layers, heads, seq_len, dropout) -> None:
     """The architecture flags GPT and BERT share."""
-    parser.add_argument("--d-model", type=int, default=d_model, help=f"model width ({d_model})")
-    parser.add_argument("--layers", type=int, default=layers, help=f"Transformer layers ({layers})")
-    parser.add_argument("--heads", type=int, default=heads, help=f"attention heads ({heads})")
-    parser.add_argument("--d-ff", type=int, help="feed-forward width (4 d_model)")
-    parser.add_argument("--seq-len", type=int, default=seq_len, help=f"tokens per sequence ({seq_len})")
-    parser.add_argument("--dropout", type=float, default=dropout, help=f"dropout ({dropout})")
+    add_option(parser, "d_model", d_model)
+    add_option(parser, "layers", layers, "Transformer layers")
+    add_option(parser, "heads", heads)
+    add_option(parser, "d_ff", None, "feed-forward width (none: 4 d_model)")
+    add_option(parser, "seq_len", seq_len, "tokens per sequence")
+    add_option(parser, "dropout", dropout)
 
 
 def sample_checkpoint(path: str, length: int = 100, temperature: float = 1.0, prime: str = "The ",
@@ -223,8 +270,6 @@ def sample_checkpoint(path: str, length: int = 100, temperature: float = 1.0, pr
     """``length`` tokens sampled from the GPT saved at ``path`` (a run directory or its checkpoint)
     after reading ``prime``, decoded to text, with the key-value cache (the context is cut to the
     model's ``max_len``: sampling stops there)."""
-    from .. import no_grad, tensor
-    from ..text.sampling import sample
     from ..train.loop import CHECKPOINT_NAME, _restore, kernel_threads
 
     if os.path.isdir(path):
@@ -233,19 +278,8 @@ def sample_checkpoint(path: str, length: int = 100, temperature: float = 1.0, pr
     if not isinstance(recipe, GPTRecipe):
         raise ValueError(f"{path}: a {recipe.name} checkpoint is not a GPT")
     tokenizer = dsdata.load_tokenizer()
-    prime_ids = tokenizer.encode(prime).ids or [dsdata.SEP]
-    length = min(length, model.max_len - len(prime_ids))
-    if length < 1:
-        raise ValueError(f"sample: the prime ({len(prime_ids)} tokens) leaves no room in {model.max_len} positions")
-    model.eval()
-
-    def step(ids, cache):
-        cache = cache if cache is not None else model.new_cache()
-        scores = model.step(tensor(ids, device=args.device), cache)
-        return scores[:, -1].cpu().numpy()[0], cache
-
-    with no_grad(), kernel_threads(getattr(args, "threads", None)):
-        ids = sample(step, prime_ids, length, temperature, seed, top_k=top_k)
+    with kernel_threads(getattr(args, "threads", None)):
+        ids = continue_tokens(model, args, tokenizer.encode(prime).ids, length, temperature, seed, top_k)
     return tokenizer.decode(ids)
 
 

@@ -2,8 +2,9 @@
 
 Datasets (``--dataset``):
   * ``shapes`` (default, generated, nothing to download): :func:`pyfastdl.data.shapes.make_classification`,
-    one coloured shape of 6 kinds per image on a textured background, ``--size`` pixels square;
-    ``--train-samples`` training, 1,000 validation and 2,000 test images, each split its own scenes.
+    one coloured shape of 6 kinds per image on a textured background, ``--image-size`` pixels square;
+    ``--train-size`` training, ``--val-size`` (1,000) validation and ``--test-size`` (2,000) test
+    images, each split its own scenes.
   * ``cifar10``: the binary CIFAR-10 files in ``--data-dir`` (:func:`pyfastdl.data.cifar.load_cifar10`);
     5,000 of the 50,000 training images held out for validation; augmentation by random
     translations of up to 4 pixels (zero fill, the paper's pad-4-and-crop) and horizontal flips.
@@ -16,6 +17,7 @@ import argparse
 
 import numpy as np
 
+from ..train.options import add_option
 from ..train.recipe import ClassificationRecipe
 
 __all__ = ["ImageClassificationRecipe", "RandomFlipShift", "normalize", "denormalize"]
@@ -54,19 +56,19 @@ class ImageClassificationRecipe(ClassificationRecipe):
     """Base recipe for a classifier of (N, 3, H, W) images; subclasses set ``name``, ``description``,
     ``default_size`` and implement ``default_hparams`` and ``build_model``."""
 
-    #: default --size for the shapes dataset (CIFAR-10 is always 32)
+    #: default --image-size for the shapes dataset (CIFAR-10 is always 32)
     default_size = 32
-    #: default --train-samples for the shapes dataset
-    default_train_samples = 10_000
+    #: default --train-size for the shapes dataset
+    default_train_size = 10_000
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--dataset", choices=["shapes", "cifar10"], default="shapes",
                             help="shapes: generated coloured shapes (default); cifar10: the binary files in --data-dir")
         parser.add_argument("--data-dir", help="directory holding cifar-10-batches-bin (cifar10)")
-        parser.add_argument("--size", type=int, default=self.default_size,
-                            help=f"shapes: image size in pixels (default {self.default_size})")
-        parser.add_argument("--train-samples", type=int, default=self.default_train_samples,
-                            help=f"shapes: training images (default {self.default_train_samples})")
+        add_option(parser, "image_size", self.default_size, "shapes: image side in pixels (cifar10: 32)")
+        add_option(parser, "train_size", self.default_train_size, "shapes: training images")
+        add_option(parser, "val_size", 1000, "shapes: validation images")
+        add_option(parser, "test_size", 2000, "shapes: test images")
 
     def num_classes(self, args: argparse.Namespace) -> int:
         return len(self.class_names(args))
@@ -77,7 +79,7 @@ class ImageClassificationRecipe(ClassificationRecipe):
         return cifar.CLASSES if args.dataset == "cifar10" else shapes.SHAPES
 
     def input_size(self, args: argparse.Namespace) -> int:
-        return 32 if args.dataset == "cifar10" else args.size
+        return 32 if args.dataset == "cifar10" else args.image_size
 
     def datasets(self, args: argparse.Namespace) -> dict:
         from ..data import ArrayDataset, Subset, random_split_indices
@@ -95,13 +97,10 @@ class ImageClassificationRecipe(ClassificationRecipe):
             }
         from ..data.shapes import make_classification
 
-        n_train = args.train_samples if not args.limit else min(args.train_samples, args.limit)
-        n_eval = 2000 if not args.limit else min(2000, args.limit)
-        return {
-            "train": ArrayDataset(*self._normalized(make_classification(n_train, args.size, "train"))),
-            "val": ArrayDataset(*self._normalized(make_classification(n_eval // 2, args.size, "val"))),
-            "test": ArrayDataset(*self._normalized(make_classification(n_eval, args.size, "test"))),
-        }
+        sizes = {split: min(n, args.limit) if args.limit else n
+                 for split, n in (("train", args.train_size), ("val", args.val_size), ("test", args.test_size))}
+        return {split: ArrayDataset(*self._normalized(make_classification(n, args.image_size, split))) if n else None
+                for split, n in sizes.items()}
 
     @staticmethod
     def _normalized(data):

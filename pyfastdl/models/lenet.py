@@ -44,13 +44,13 @@ import argparse
 import numpy as np
 
 from .. import nn
+from ..train.options import NORMS, add_option
 from ..train.recipe import ClassificationRecipe, register_recipe
 
 __all__ = ["LeNet5", "ScaledTanh", "LeNetRecipe"]
 
 ACTIVATIONS = ("relu", "tanh", "scaled_tanh")
 POOLINGS = ("max", "avg")
-NORMS = ("none", "batch", "layer")
 
 
 class ScaledTanh(nn.Module):
@@ -156,12 +156,10 @@ class LeNetRecipe(ClassificationRecipe):
         parser.add_argument("--activation", choices=ACTIVATIONS, default="relu",
                             help="relu (default) or the paper's scaled_tanh, or tanh")
         parser.add_argument("--pooling", choices=POOLINGS, default="max", help="max (default) or the paper's avg")
-        parser.add_argument("--norm", choices=NORMS, default="none",
-                            help="normalisation after C1, C3, C5 and F6: none (default, the paper's), batch "
-                                 "(Ioffe & Szegedy 2015) or layer (Ba et al. 2016)")
-        parser.add_argument("--dropout", type=float, default=0.0,
-                            help="dropout probability on the inputs of F6 and the output layer (Srivastava et "
-                                 "al. 2014; default 0: none)")
+        add_option(parser, "norm", "none", "normalisation after C1, C3, C5 and F6: none (the paper's), batch "
+                                           "(Ioffe & Szegedy 2015) or layer (Ba et al. 2016)", choices=NORMS)
+        add_option(parser, "dropout", 0.0, "dropout probability on the inputs of F6 and the output layer "
+                                           "(Srivastava et al. 2014; 0: none)")
         parser.add_argument("--shift", type=int, default=2,
                             help="augmentation: random translation of up to this many pixels (default 2; 0: none)")
         parser.add_argument("--val-fraction", type=float, default=0.1,

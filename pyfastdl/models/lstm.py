@@ -40,6 +40,7 @@ import numpy as np
 from .. import nn
 from ..data import sequences as seqdata
 from ..train.metrics import Metric
+from ..train.options import add_option
 from ..train.recipe import Recipe, register_recipe
 
 __all__ = ["AddingLSTM", "ReberLSTM", "CharLSTM", "init_forget_bias", "AddingRecipe", "ReberRecipe",
@@ -212,11 +213,11 @@ class AddingRecipe(_LstmTaskRecipe):
     main_metric = "mse"
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--seq-len", type=int, default=100, help="sequence length T (default 100)")
-        parser.add_argument("--hidden", type=int, default=64, help="LSTM units (default 64)")
-        parser.add_argument("--n-train", type=int, default=40_000, help="training sequences (default 40000)")
-        parser.add_argument("--n-test", type=int, default=2_000, help="validation and test sequences, each "
-                                                                      "(default 2000)")
+        add_option(parser, "seq_len", 100, "sequence length T")
+        add_option(parser, "hidden", 64, "LSTM units")
+        add_option(parser, "train_size", 40_000, "training sequences")
+        add_option(parser, "val_size", 2_000, "validation sequences")
+        add_option(parser, "test_size", 2_000, "test sequences")
 
     def default_hparams(self, args) -> dict:
         return dict(super().default_hparams(args), epochs=5, batch_size=64, lr=3e-3)
@@ -228,7 +229,8 @@ class AddingRecipe(_LstmTaskRecipe):
         from ..data import ArrayDataset
 
         return {name: ArrayDataset(*seqdata.adding_problem(n, args.seq_len, seed=seed))
-                for name, n, seed in (("train", args.n_train, 1), ("val", args.n_test, 2), ("test", args.n_test, 3))}
+                for name, n, seed in (("train", args.train_size, 1), ("val", args.val_size, 2),
+                                      ("test", args.test_size, 3))}
 
     def loss_fn(self, output, target):
         from ..nn import functional as F
@@ -241,12 +243,29 @@ class AddingRecipe(_LstmTaskRecipe):
     def predict(self, output):
         return output
 
+    def load_inputs(self, paths, args):
+        """.npy arrays of sequences (T, 2) or stacks of them (N, T, 2): values and markers, all of one T."""
+        arrays = [np.load(p, allow_pickle=False).astype(np.float32) for p in paths]
+        for path, a in zip(paths, arrays):
+            if a.ndim not in (2, 3) or a.shape[-1] != 2:
+                raise ValueError(f"{path}: expected a sequence (T, 2) or a stack (N, T, 2), got shape {a.shape}")
+        batch = [s for a in arrays for s in (a[None] if a.ndim == 2 else a)]
+        if len({len(s) for s in batch}) > 1:
+            raise ValueError(f"predict: the sequences differ in length: {sorted({len(s) for s in batch})}")
+        return np.stack(batch)
+
+    def prediction_rows(self, inputs, output, names, targets, args, out_dir) -> list[dict]:
+        """The predicted sum of each sequence's two marked values (and the true sum where known)."""
+        return [{"input": name, "prediction": round(float(p), 4)}
+                | ({} if t is None else {"target": round(float(t), 4)})
+                for name, p, t in zip(names, self.predict(output), targets)]
+
 
 class ReberRecipe(_LstmTaskRecipe):
-    """The embedded Reber grammar: next-symbol prediction on ``--n-train`` strings, scored on
-    ``--n-test`` strings that never occur in training (``legal``: the fraction of predicted next
-    symbols the grammar allows; ``branch``: the fraction of strings whose long-lag symbol before
-    last is right)."""
+    """The embedded Reber grammar: next-symbol prediction on ``--train-size`` strings, scored on
+    ``--val-size`` and ``--test-size`` strings that never occur in training (``legal``: the
+    fraction of predicted next symbols the grammar allows; ``branch``: the fraction of strings
+    whose long-lag symbol before last is right)."""
 
     name = "lstm-reber"
     description = "LSTM (Hochreiter & Schmidhuber 1997) on the embedded Reber grammar"
@@ -254,10 +273,10 @@ class ReberRecipe(_LstmTaskRecipe):
     collate_fn = staticmethod(seqdata.collate_reber)
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--hidden", type=int, default=32, help="LSTM units (default 32)")
-        parser.add_argument("--n-train", type=int, default=4_000, help="training strings (default 4000)")
-        parser.add_argument("--n-test", type=int, default=1_000, help="held-out validation and test strings, "
-                                                                      "each (default 1000)")
+        add_option(parser, "hidden", 32, "LSTM units")
+        add_option(parser, "train_size", 4_000, "training strings")
+        add_option(parser, "val_size", 1_000, "held-out validation strings")
+        add_option(parser, "test_size", 1_000, "held-out test strings")
 
     def default_hparams(self, args) -> dict:
         return dict(super().default_hparams(args), epochs=20, batch_size=32, lr=1e-2)
@@ -266,9 +285,9 @@ class ReberRecipe(_LstmTaskRecipe):
         return ReberLSTM(hidden_size=args.hidden)
 
     def datasets(self, args) -> dict:
-        train, held = seqdata.reber_split(args.n_train, 2 * args.n_test, seed=0)
-        return {"train": seqdata.ReberDataset(train), "val": seqdata.ReberDataset(held[args.n_test:]),
-                "test": seqdata.ReberDataset(held[: args.n_test])}
+        train, held = seqdata.reber_split(args.train_size, args.val_size + args.test_size, seed=0)
+        return {"train": seqdata.ReberDataset(train), "val": seqdata.ReberDataset(held[args.test_size:]),
+                "test": seqdata.ReberDataset(held[: args.test_size])}
 
     def split_batch(self, batch):
         x, lengths, nxt = batch
@@ -285,6 +304,29 @@ class ReberRecipe(_LstmTaskRecipe):
     def predict(self, output):
         return output.argmax(-1)
 
+    def load_inputs(self, strings, args):
+        """Strings of the grammar's symbols (``BTBTSSXSETE``, or any prefix): the model reads each whole."""
+        for string in strings:
+            if not string or set(string) - set(seqdata.REBER_SYMBOLS):
+                raise ValueError(f"predict: {string!r} is not a string of the symbols {seqdata.REBER_SYMBOLS}")
+        ids = [np.array([seqdata.REBER_SYMBOLS.index(c) for c in string]) for string in strings]
+        x, lengths, _ = seqdata.collate_reber([(i, i) for i in ids])
+        return x, lengths
+
+    def prediction_rows(self, inputs, output, names, targets, args, out_dir) -> list[dict]:
+        """Per string read, the symbol predicted after each of its prefixes (and the true next symbols
+        where known)."""
+        x, lengths = inputs
+        symbols = seqdata.REBER_SYMBOLS
+        rows = []
+        for i, (n, p, t) in enumerate(zip(lengths, self.predict(output), targets)):
+            row = {"input": "".join(symbols[j] for j in x[i, :n].argmax(-1)),
+                   "prediction": "".join(symbols[j] for j in p[:n])}
+            if t is not None:
+                row["target"] = "".join(symbols[j] for j in t[:n])
+            rows.append(row)
+        return rows
+
 
 class CharLMRecipe(_LstmTaskRecipe):
     """Character-level language model on ``--text FILE`` (default: the bundled public-domain
@@ -299,12 +341,12 @@ class CharLMRecipe(_LstmTaskRecipe):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--text", help="a UTF-8 text file (default: the bundled public-domain passages)")
-        parser.add_argument("--seq-len", type=int, default=100, help="characters per training window (default 100)")
+        add_option(parser, "seq_len", 100, "characters per training window")
         parser.add_argument("--stride", type=int, default=25, help="offset between training windows (default 25)")
-        parser.add_argument("--embedding", type=int, default=64, help="character embedding size (default 64)")
-        parser.add_argument("--hidden", type=int, default=256, help="LSTM units per layer (default 256)")
-        parser.add_argument("--layers", type=int, default=2, help="LSTM layers (default 2)")
-        parser.add_argument("--dropout", type=float, default=0.2, help="dropout between layers (default 0.2)")
+        add_option(parser, "embed_dim", 64, "character embedding width")
+        add_option(parser, "hidden", 256, "LSTM units per layer")
+        add_option(parser, "layers", 2, "LSTM layers")
+        add_option(parser, "dropout", 0.2, "dropout between layers")
 
     def default_hparams(self, args) -> dict:
         return dict(super().default_hparams(args), epochs=30, batch_size=32, lr=3e-3)
@@ -333,7 +375,7 @@ class CharLMRecipe(_LstmTaskRecipe):
     def build_model(self, args):
         if getattr(args, "chars", None) is None:
             self.datasets(args)
-        return CharLSTM(len(args.chars), args.embedding, args.hidden, args.layers, args.dropout)
+        return CharLSTM(len(args.chars), args.embed_dim, args.hidden, args.layers, args.dropout)
 
     def checkpoint_metadata(self, args) -> dict:
         return {"chars": args.chars}
@@ -352,20 +394,36 @@ class CharLMRecipe(_LstmTaskRecipe):
     def predict(self, output):
         return output.argmax(-1)
 
+    def predictions(self, model, args, inputs, count, out_dir) -> list[dict]:
+        """The likeliest continuation (greedy) of each text in ``inputs`` (``PREDICT_LENGTH``
+        characters), or else of the first half of each of ``count`` test windows, with the window's
+        second half as the target."""
+        if inputs:
+            pairs = [(text, None) for text in inputs]
+        else:
+            test = self.datasets(args)["test"]
+            half = args.seq_len // 2
+            vocab = seqdata.CharVocab(args.chars)
+            pairs = [(vocab.decode(ids[:half]), vocab.decode(ids[half:]))
+                     for ids, _ in (test[i] for i in range(min(count, len(test))))]
+        rows = []
+        for prime, target in pairs:
+            length = len(target) if target is not None else PREDICT_LENGTH
+            row = {"input": prime, "prediction": continue_text(model, args, prime, length, temperature=0.0)}
+            rows.append(row if target is None else dict(row, target=target))
+        return rows
 
-def sample_checkpoint(path: str, length: int = 200, temperature: float = 1.0, prime: str = "\n",
-                      seed: int | None = 0, device: str = "auto") -> str:
-    """``length`` characters sampled from the char-lm saved at ``path`` (a run directory or its
-    checkpoint), after reading ``prime``; ``temperature`` 0 takes the likeliest character each step."""
+
+#: characters ``pyfastdl predict`` continues a text of the user's by
+PREDICT_LENGTH = 80
+
+
+def continue_text(model, args, prime: str, length: int, temperature: float = 1.0, seed: int | None = 0) -> str:
+    """``length`` characters the char-lm ``model`` (of the run ``args``) writes after reading
+    ``prime``; ``temperature`` 0 takes the likeliest character each step."""
     from .. import no_grad, tensor
     from ..text.sampling import sample
-    from ..train.loop import CHECKPOINT_NAME, _restore, kernel_threads
 
-    if os.path.isdir(path):
-        path = os.path.join(path, CHECKPOINT_NAME)
-    recipe, args, model = _restore(path, {"device": device})
-    if not isinstance(recipe, CharLMRecipe):
-        raise ValueError(f"{path}: a {recipe.name} checkpoint is not a character language model")
     vocab = seqdata.CharVocab(args.chars)
     model.eval()
 
@@ -373,9 +431,23 @@ def sample_checkpoint(path: str, length: int = 200, temperature: float = 1.0, pr
         scores, state = model.step(tensor(ids, device=args.device), state)
         return scores[:, -1].cpu().numpy()[0], state
 
-    with no_grad(), kernel_threads(getattr(args, "threads", None)):
-        ids = sample(step, vocab.encode(prime or "\n"), length, temperature, seed)
-    return vocab.decode(ids)
+    with no_grad():
+        return vocab.decode(sample(step, vocab.encode(prime or "\n"), length, temperature, seed))
+
+
+def sample_checkpoint(path: str, length: int = 200, temperature: float = 1.0, prime: str = "\n",
+                      seed: int | None = 0, device: str = "auto") -> str:
+    """``length`` characters sampled from the char-lm saved at ``path`` (a run directory or its
+    checkpoint), after reading ``prime``; ``temperature`` 0 takes the likeliest character each step."""
+    from ..train.loop import CHECKPOINT_NAME, _restore, kernel_threads
+
+    if os.path.isdir(path):
+        path = os.path.join(path, CHECKPOINT_NAME)
+    recipe, args, model = _restore(path, {"device": device})
+    if not isinstance(recipe, CharLMRecipe):
+        raise ValueError(f"{path}: a {recipe.name} checkpoint is not a character language model")
+    with kernel_threads(getattr(args, "threads", None)):
+        return continue_text(model, args, prime, length, temperature, seed)
 
 
 register_recipe(AddingRecipe())

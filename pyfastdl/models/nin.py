@@ -15,7 +15,7 @@ Departures from the paper:
   * ``width`` scales every hidden width (not the last 1x1 layer, which has one map per class);
     the CPU default recipe uses ``width=0.25`` (48-40-24 / 48-48-48 / 48-48-classes; 63,920
     parameters with batch norm and 6 classes) on 24x24 synthetic shapes with dropout 0.2 between blocks (0.5, the
-    paper's, slows the narrow network's training down); ``--width 1 --dropout 0.5 --batch-norm off
+    paper's, slows the narrow network's training down); ``--width-mult 1 --dropout 0.5 --norm none
     --dataset cifar10`` is the paper's network and data.
   * ``batch_norm=True`` (the CPU default recipe's choice, off in the model by default) adds batch
     normalisation after every convolution (Ioffe & Szegedy 2015, a year after NIN), which makes the
@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 
 from .. import nn
+from ..train.options import add_option
 from ..train.recipe import register_recipe
 from .image_classification import ImageClassificationRecipe
 
@@ -100,16 +101,14 @@ class NINRecipe(ImageClassificationRecipe):
     name = "nin"
     description = "Network in Network (Lin et al. 2014) on synthetic shapes or CIFAR-10"
     default_size = 24
-    default_train_samples = 8000
+    default_train_size = 8000
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         super().add_arguments(parser)
-        parser.add_argument("--width", type=float, default=0.25,
-                            help="hidden-width multiplier (default 0.25; 1: the paper's 192-160-96 network)")
-        parser.add_argument("--batch-norm", choices=["on", "off"], default="on",
-                            help="batch norm after each convolution (default on; off: as the paper)")
-        parser.add_argument("--dropout", type=float, default=0.2,
-                            help="dropout between blocks (default 0.2; the paper: 0.5)")
+        add_option(parser, "width_mult", 0.25, "multiplier of every hidden width (1: the paper's 192-160-96 network)")
+        add_option(parser, "norm", "batch", "batch: batch norm after each convolution; none: as the paper",
+                   choices=("none", "batch"))
+        add_option(parser, "dropout", 0.2, "dropout between blocks (the paper: 0.5)")
 
     def default_hparams(self, args: argparse.Namespace) -> dict:
         common = dict(optimizer="adamw", weight_decay=5e-4, momentum=0.9, schedule="onecycle", threads=1)
@@ -118,8 +117,8 @@ class NINRecipe(ImageClassificationRecipe):
         return dict(common, epochs=40, batch_size=128, lr=2e-3)
 
     def build_model(self, args: argparse.Namespace) -> NIN:
-        return NIN(self.num_classes(args), width=args.width, dropout=args.dropout,
-                   batch_norm=args.batch_norm == "on")
+        return NIN(self.num_classes(args), width=args.width_mult, dropout=args.dropout,
+                   batch_norm=args.norm == "batch")
 
 
 register_recipe(NINRecipe())

@@ -299,7 +299,7 @@ class ResNetRecipe(ImageClassificationRecipe):
     fine for a smoke run, use the CIFAR nets for accuracy on small images)."""
 
     default_size = 20
-    default_train_samples = 6000
+    default_train_size = 6000
 
     def __init__(self, name: str):
         self.name = name

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 
 from .. import arange, nn, where
+from ..train.options import add_option
 from ..train.recipe import register_recipe
 from .lstm import init_forget_bias
 from .translation import TranslationRecipe
@@ -91,12 +92,12 @@ class Seq2SeqRecipe(TranslationRecipe):
     description = "Seq2seq LSTM (Sutskever et al. 2014) on English -> German numbers"
 
     def add_model_arguments(self, parser) -> None:
-        parser.add_argument("--embed-dim", type=int, default=128, help="embedding width (128)")
-        parser.add_argument("--hidden", type=int, default=128, help="LSTM units per layer (128)")
-        parser.add_argument("--layers", type=int, default=2, help="LSTM layers in the encoder and the decoder (2)")
-        parser.add_argument("--dropout", type=float, default=0.1, help="dropout (0.1)")
-        parser.add_argument("--no-reverse", dest="reverse", action="store_false",
-                            help="read the source in its own order (the paper reverses it)")
+        add_option(parser, "embed_dim", 128)
+        add_option(parser, "hidden", 128, "LSTM units per layer")
+        add_option(parser, "layers", 2, "LSTM layers in the encoder and the decoder")
+        add_option(parser, "dropout", 0.1)
+        parser.add_argument("--reverse", action=argparse.BooleanOptionalAction, default=True,
+                            help="read the source reversed, as the paper does (--no-reverse: in its own order)")
 
     def default_hparams(self, args: argparse.Namespace) -> dict:
         return dict(epochs=3, batch_size=128, lr=3e-3, optimizer="adamw", weight_decay=0.01, momentum=0.9,

@@ -40,6 +40,7 @@ import math
 from .. import arange, cat, nn, tensor
 from ..nn import functional as F
 from ..text.translation import sinusoidal_positions
+from ..train.options import add_option
 from ..train.recipe import register_recipe
 from .translation import TranslationRecipe
 
@@ -220,18 +221,17 @@ class TransformerRecipe(TranslationRecipe):
 
     def add_model_arguments(self, parser) -> None:
         c = self.config
-        parser.add_argument("--layers", type=int, default=c["layers"],
-                            help=f"encoder and decoder layers ({c['layers']})")
-        parser.add_argument("--d-model", type=int, default=c["d_model"], help=f"model width ({c['d_model']})")
-        parser.add_argument("--heads", type=int, default=c["heads"], help=f"attention heads ({c['heads']})")
-        parser.add_argument("--d-ff", type=int, default=c["d_ff"], help=f"feed-forward width ({c['d_ff']})")
-        parser.add_argument("--dropout", type=float, default=c["dropout"], help=f"dropout ({c['dropout']})")
+        add_option(parser, "layers", c["layers"], "encoder and decoder layers")
+        add_option(parser, "d_model", c["d_model"])
+        add_option(parser, "heads", c["heads"])
+        add_option(parser, "d_ff", c["d_ff"])
+        add_option(parser, "dropout", c["dropout"])
         parser.add_argument("--pre-norm", action="store_true", help="LayerNorm before each sub-layer (default: "
                                                                     "after, as in the paper)")
         parser.add_argument("--share-embeddings", action="store_true",
                             help="tie source/target embeddings and output (needs one shared vocabulary)")
         parser.add_argument("--warmup-steps", type=int, default=c["warmup_steps"],
-                            help=f"warm-up of the inverse_sqrt schedule ({c['warmup_steps']})")
+                            help=f"warm-up of the inverse_sqrt schedule (default {c['warmup_steps']})")
 
     def default_hparams(self, args: argparse.Namespace) -> dict:
         return dict(epochs=2, batch_size=128, lr=2e-3, optimizer="adamw", weight_decay=0.01, momentum=0.9,

@@ -5,7 +5,7 @@ defaults such as ``label_smoothing``), and implements ``add_model_arguments(pars
 ``make_model(args, src_vocab_size, tgt_vocab_size)`` and ``default_hparams(args)``. The model
 implements the decoding protocol of :mod:`pyfastdl.text.translation`. Everything else is here:
 
-* data: English -> German number words (default; ``--n-train``/``--n-val``/``--n-test`` numbers
+* data: English -> German number words (default; ``--train-size``/``--val-size``/``--test-size`` numbers
   from :func:`pyfastdl.data.translation.number_split`, so no validation or test number is seen in
   training), or the user's parallel text (``--src FILE --tgt FILE``, tokenised by
   :func:`pyfastdl.data.translation.tokenize`; ``--val-fraction``/``--test-fraction`` of the lines,
@@ -16,20 +16,21 @@ implements the decoding protocol of :mod:`pyfastdl.text.translation`. Everything
 * metrics: ``token_accuracy`` (teacher forced, every batch), and on validation and test the
   ``exact_match`` and corpus ``bleu`` (sacrebleu) of decoding (greedy, or ``--beam N`` with
   ``--length-penalty``) -- ``exact_match`` is the main metric.
-* ``pyfastdl translate --checkpoint DIR "forty-two"`` (:func:`translate_checkpoint`), with
-  ``--alignment out.png`` for models that have ``alignment()``.
+* ``pyfastdl translate RUN "forty-two"`` (:func:`translate_checkpoint`), with ``--alignment out.png``
+  for models that have ``alignment()``; ``pyfastdl predict RUN`` translates test sentences (or the
+  sentences given) beside their references.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 
 import numpy as np
 
 from ..data import translation as data
 from ..data.dataset import Subset
 from ..text import translation as text
+from ..train.options import add_option
 from ..train.recipe import Recipe
 
 __all__ = ["TranslationRecipe", "translate_checkpoint"]
@@ -64,9 +65,9 @@ class TranslationRecipe(Recipe):
         parser.add_argument("--tgt", help="target-language text, line i translating line i of --src")
         parser.add_argument("--min-freq", type=int, default=1,
                             help="keep tokens seen at least this often in training (others: <unk>; default 1)")
-        parser.add_argument("--n-train", type=int, default=20_000, help="training numbers (default 20000)")
-        parser.add_argument("--n-val", type=int, default=300, help="validation numbers (default 300)")
-        parser.add_argument("--n-test", type=int, default=2_000, help="held-out test numbers (default 2000)")
+        add_option(parser, "train_size", 20_000, "numbers: training numbers")
+        add_option(parser, "val_size", 300, "numbers: validation numbers")
+        add_option(parser, "test_size", 2_000, "numbers: held-out test numbers")
         parser.add_argument("--val-fraction", type=float, default=0.05,
                             help="parallel text: fraction of lines held out for validation (default 0.05)")
         parser.add_argument("--test-fraction", type=float, default=0.1,
@@ -83,8 +84,8 @@ class TranslationRecipe(Recipe):
         if (args.src is None) != (args.tgt is None):
             raise ValueError("--src and --tgt go together (parallel text), or neither (the number task)")
         if args.src is None:
-            train, held = data.number_split(args.n_train, args.n_val + args.n_test, seed=0)
-            splits = (train, held[args.n_test:], held[: args.n_test])
+            train, held = data.number_split(args.train_size, args.val_size + args.test_size, seed=0)
+            splits = (train, held[args.test_size:], held[: args.test_size])
             return [[(data.tokenize(e), data.tokenize(g)) for e, g in data.number_pairs(s)] for s in splits]
         from ..data import random_split_indices
 
@@ -161,11 +162,31 @@ class TranslationRecipe(Recipe):
     def predict(self, output):
         return output.argmax(-1)
 
+    def predictions(self, model, args, inputs, count, out_dir) -> list[dict]:
+        """The translations (beam and length penalty of the run) of the sentences in ``inputs``, or
+        else of the first ``count`` test sentences, with their reference translations."""
+        if inputs:
+            pairs = [(data.tokenize(sentence), None) for sentence in inputs]
+        else:
+            pairs = self._pairs(args)[2][:count]
+        ids, _ = translate_tokens(model, args, [source for source, _ in pairs], args.beam, args.length_penalty)
+        show = _shown(args)
+        return [{"input": data.detokenize(source), "prediction": show(args.tgt_vocab.decode(i))}
+                | ({} if target is None else {"target": show(target)}) for (source, target), i in zip(pairs, ids)]
 
-def _checkpoint_path(path: str) -> str:
-    from ..train.loop import CHECKPOINT_NAME
 
-    return os.path.join(path, CHECKPOINT_NAME) if os.path.isdir(path) else path
+def _shown(args):
+    """How a target sentence (tokens) is shown: the generated English -> German numbers as German
+    writes them, the user's own parallel text as tokenized."""
+    return data.german_number_text if getattr(args, "tgt", None) is None else data.detokenize
+
+
+def translate_tokens(model, args, sources: list, beam: int = 1, alpha: float = 0.6) -> tuple:
+    """``(ids, (src, src_lengths))``: the target ids ``model`` (of the run ``args``) decodes for each
+    tokenized source sentence, and the source batch it read."""
+    src, src_lengths, _, _ = text.collate_translation([(args.src_vocab.encode(t), np.array([data.Vocab.EOS]))
+                                                        for t in sources])
+    return text.translate(model, src, src_lengths, args.device, beam, alpha), (src, src_lengths)
 
 
 def translate_checkpoint(path: str, sentences: list[str], beam: int = 1, alpha: float = 0.6, device: str = "auto",
@@ -174,18 +195,15 @@ def translate_checkpoint(path: str, sentences: list[str], beam: int = 1, alpha: 
     checkpoint.safetensors); ``beam`` 1 is greedy. ``alignment``: a PNG path for the attention heat
     map of the first sentence (models with ``alignment()`` only). Returns the translations."""
     from .. import no_grad, tensor
-    from ..train.loop import _restore, kernel_threads
+    from ..train.loop import _restore, checkpoint_path, kernel_threads
 
-    recipe, args, model = _restore(_checkpoint_path(path), {"device": device})
+    recipe, args, model = _restore(checkpoint_path(path), {"device": device})
     if not isinstance(recipe, TranslationRecipe):
         raise ValueError(f"{path}: a {recipe.name} checkpoint is not a translation model")
     if alignment and not hasattr(model, "alignment"):
         raise ValueError(f"--alignment: the {recipe.name} model does not expose attention weights")
-    tokens = [data.tokenize(s) for s in sentences]
-    src, src_lengths, _, _ = text.collate_translation([(args.src_vocab.encode(t), np.array([data.Vocab.EOS]))
-                                                        for t in tokens])
     with kernel_threads(getattr(args, "threads", None)):
-        ids = text.translate(model, src, src_lengths, args.device, beam, alpha)
+        ids, (src, src_lengths) = translate_tokens(model, args, [data.tokenize(s) for s in sentences], beam, alpha)
         if alignment:
             tgt_in = np.array([[data.Vocab.BOS] + ids[0]], dtype=np.int64)
             with no_grad():
@@ -197,6 +215,4 @@ def translate_checkpoint(path: str, sentences: list[str], beam: int = 1, alpha: 
             out_tokens = [args.tgt_vocab.itos[i] for i in ids[0]] + ["<eos>"]
             text.plot_alignment(weights[:, : src_lengths[0]], src_tokens, out_tokens, alignment,
                                 title=f"{recipe.name}: {sentences[0]}")
-    # the generated English -> German numbers print as German writes them; your own text as tokenized
-    show = data.german_number_text if getattr(args, "tgt", None) is None else data.detokenize
-    return [show(args.tgt_vocab.decode(i)) for i in ids]
+    return [_shown(args)(args.tgt_vocab.decode(i)) for i in ids]

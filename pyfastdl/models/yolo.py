@@ -61,6 +61,7 @@ import numpy as np
 
 from .. import nn
 from ..train.detection import DetectionRecipe
+from ..train.options import add_option
 from ..train.recipe import register_recipe
 from ..vision import yolo as yolo_ops
 
@@ -189,17 +190,14 @@ class YOLORecipe(DetectionRecipe):
         super().add_arguments(parser)
         parser.add_argument("--grid", type=int, default=7, help="S: the grid is S x S cells (default 7)")
         parser.add_argument("--boxes", type=int, default=2, help="B: boxes predicted per cell (default 2)")
-        parser.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=self.batch_norm,
-                            help=f"batch normalisation after each convolution (default {self.batch_norm})")
+        add_option(parser, "norm", "batch" if self.batch_norm else "none",
+                   "batch: batch normalisation after each convolution; none: as the paper", choices=("none", "batch"))
         parser.add_argument("--head", choices=["fc", "conv"], default=self.head,
                             help=f"fc: the paper's two fully connected layers; conv: a convolutional head "
                                  f"(default {self.head})")
-        parser.add_argument("--hidden", type=int, default=None,
-                            help="width of the hidden fully connected layer (or the convolutional head's 3x3 "
-                                 "layer); default: the model's")
-        parser.add_argument("--dropout", type=float, default=self.dropout,
-                            help=f"dropout after the hidden fully connected layer (default {self.dropout}; "
-                                 "the paper's is 0.5)")
+        add_option(parser, "hidden", None, "width of the hidden fully connected layer (or the convolutional "
+                                           "head's 3x3 layer); none: the model's")
+        add_option(parser, "dropout", self.dropout, "dropout after the hidden fully connected layer (the paper: 0.5)")
 
     def default_hparams(self, args: argparse.Namespace) -> dict:
         return dict(self.hparams)
@@ -207,7 +205,7 @@ class YOLORecipe(DetectionRecipe):
     def build_model(self, args: argparse.Namespace) -> YOLOv1:
         kwargs = {} if args.hidden is None else {"hidden": args.hidden}
         return self.build(S=args.grid, B=args.boxes, C=self.num_classes(args), image_size=args.image_size,
-                          batch_norm=args.batch_norm, head=args.head, dropout=args.dropout, **kwargs)
+                          batch_norm=args.norm == "batch", head=args.head, dropout=args.dropout, **kwargs)
 
     def encode(self, boxes: np.ndarray, classes: np.ndarray, image_size: int, args: argparse.Namespace):
         return yolo_ops.encode_targets([(boxes, classes)], image_size, S=args.grid, C=self.num_classes(args))[0]

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..data import Dataset
 from .metrics import Metric
+from .options import add_option
 from .recipe import Recipe
 
 __all__ = ["DetectionTarget", "DetectionDataset", "SyntheticDetection", "detection_collate",
@@ -166,14 +167,12 @@ class DetectionRecipe(Recipe):
                             help="shapes: synthetic scenes, generated (default); voc: PASCAL VOC in --data-dir")
         parser.add_argument("--data-dir", help="VOC: the folder holding VOCdevkit/VOC<year> (or VOC<year>)")
         parser.add_argument("--year", default="2012", help="VOC: which year's folder (default 2012)")
-        parser.add_argument("--image-size", type=int, default=self.default_image_size,
-                            help=f"side of the square network input (default {self.default_image_size})")
-        parser.add_argument("--train-size", type=int, default=self.default_train_size,
-                            help=f"shapes: training scenes (default {self.default_train_size})")
-        parser.add_argument("--val-size", type=int, default=0, help="shapes: validation scenes (default 0)")
-        parser.add_argument("--test-size", type=int, default=500, help="shapes: test scenes (default 500)")
+        add_option(parser, "image_size", self.default_image_size, "side of the square network input")
+        add_option(parser, "train_size", self.default_train_size, "shapes: training scenes")
+        add_option(parser, "val_size", 0, "shapes: validation scenes")
+        add_option(parser, "test_size", 500, "shapes: test scenes")
         parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
-                            help="augmentation: random left-right flips (default on)")
+                            help="augmentation: random left-right flips")
 
     def num_classes(self, args: argparse.Namespace) -> int:
         return len(self.class_names(args))

@@ -52,6 +52,7 @@ from .. import distributed as dist
 from ..checkpoint import load_checkpoint, read_metadata, read_training_state, save_checkpoint
 from ..data import DataLoader, Subset, default_collate
 from .metrics import Mean, StepLosses
+from .options import upgrade_args
 from .plots import plot_history
 from .resume import NonFiniteLossError, StopOnSignal, TrainingInterrupted, random_state, set_random_state
 
@@ -352,14 +353,25 @@ def checkpoint_path(path: str) -> str:
     return os.path.join(path, CHECKPOINT_NAME) if os.path.isdir(path) else path
 
 
+def saved_arguments(metadata: dict) -> argparse.Namespace:
+    """The options of the run whose checkpoint ``metadata`` is, under today's names
+    (:func:`pyfastdl.train.options.upgrade_args`); an option its recipe gained since takes its default."""
+    from .recipe import list_recipes
+
+    parser = argparse.ArgumentParser()
+    recipe = list_recipes().get(metadata["recipe"])
+    if recipe is not None:  # (an unknown recipe is reported where it is used)
+        recipe.add_arguments(parser)
+    return argparse.Namespace(**{**vars(parser.parse_args([])), **upgrade_args(metadata["args"])})
+
+
 def resume_arguments(path: str, given: dict | None = None) -> argparse.Namespace:
     """The arguments to resume the run saved at ``path`` (a run directory or its checkpoint): the
     run's own, with the options in ``given`` (name -> value; ``None`` means not given) set over
     them. ``out`` defaults to the run's directory. :func:`fit` refuses options that change what the
     run computes (all but :data:`RESUME_MAY_CHANGE`)."""
     checkpoint = checkpoint_path(path)
-    saved = run_metadata(checkpoint)
-    args = argparse.Namespace(**saved["args"])
+    args = saved_arguments(run_metadata(checkpoint))
     for key, value in (given or {}).items():
         if value is not None:
             setattr(args, key, value)
@@ -375,7 +387,7 @@ def _check_resumable(path: str, recipe, args) -> dict:
     metadata = run_metadata(path)
     if metadata["recipe"] != recipe.name:
         raise ValueError(f"{path}: a checkpoint of {metadata['recipe']!r}, not of {recipe.name!r}")
-    saved_args = metadata["args"]
+    saved_args = upgrade_args(metadata["args"])
     current = _json_args(args)
     changed = [f"{_flag(k)} {current[k]!r} (the run has {v!r})" for k, v in saved_args.items()
                if k not in RESUME_MAY_CHANGE and k in current and current[k] != v]
@@ -598,7 +610,7 @@ def _restore(path: str, overrides: dict):
 
     saved = run_metadata(path)
     recipe = get_recipe(saved["recipe"])
-    args = argparse.Namespace(**saved["args"])
+    args = saved_arguments(saved)
     for key, value in overrides.items():
         if value is not None:
             setattr(args, key, value)
@@ -610,43 +622,53 @@ def _restore(path: str, overrides: dict):
 
 
 def evaluate_checkpoint(path: str, split: str = "test", device: str = "auto", data_dir: str | None = None,
-                        batch_size: int | None = None) -> dict:
-    """Loss and metrics of the model saved at ``path`` on one split of its recipe's dataset."""
+                        batch_size: int | None = None, limit: int | None = None) -> dict:
+    """Loss and metrics of the model saved at ``path`` (a run directory or its checkpoint) on one split
+    of its recipe's dataset (its first ``limit`` samples where given)."""
     if batch_size is not None:
         _check_whole("eval: --batch-size", batch_size)
-    recipe, args, model = _restore(path, {"device": device, "data_dir": data_dir, "batch_size": batch_size})
+    recipe, args, model = _restore(checkpoint_path(path), {"device": device, "data_dir": data_dir,
+                                                            "batch_size": batch_size})
     datasets = recipe.datasets(args)
     if datasets.get(split) is None:
         raise ValueError(f"split must be one of {[k for k, v in datasets.items() if v is not None]}, got {split!r}")
+    if limit is not None:
+        _check_whole("eval: --limit", limit)
+    dataset = _limit(datasets[split], limit)
     with kernel_threads(getattr(args, "threads", None)):
-        result = evaluate(recipe, model, datasets[split], args.device, args.batch_size, args)
-    return {"model": recipe.name, "split": split, "samples": len(datasets[split]), **result}
+        result = evaluate(recipe, model, dataset, args.device, args.batch_size, args)
+    return {"model": recipe.name, "split": split, "samples": len(dataset), **result}
 
 
-def predict_batch(model, x: np.ndarray, device: str) -> np.ndarray:
-    """``model``'s output (numpy) for the input batch ``x``, in eval mode and without a graph."""
+def predict_batch(model, x, device: str) -> np.ndarray:
+    """``model``'s output (numpy) for the input batch ``x`` (an array, or a tuple of the model's
+    inputs), in eval mode and without a graph."""
     from .. import no_grad
 
     model.eval()
     with no_grad():
-        return model(to_device(x, device)).detach().cpu().numpy()
+        inputs = x if isinstance(x, tuple) else (x,)
+        return model(*(to_device(a, device) for a in inputs)).detach().cpu().numpy()
+
+
+def first_test_samples(recipe, args: argparse.Namespace, count: int) -> tuple:
+    """``(inputs, target)`` of the first ``count`` test samples of ``recipe``'s dataset: ``inputs``
+    the model's one input array, or a tuple of them."""
+    test = recipe.datasets(args)["test"]
+    loader = DataLoader(test, batch_size=min(count, len(test)), collate_fn=recipe.collate_fn)
+    inputs, target = recipe.split_batch(next(iter(loader)))
+    return (inputs[0] if len(inputs) == 1 else tuple(inputs)), target
 
 
 def predict_checkpoint(path: str, inputs: list[str] | None = None, count: int = 10, device: str = "auto",
                        data_dir: str | None = None, out_dir: str | None = None) -> list[dict]:
-    """Predictions of the model saved at ``path``: for the files in ``inputs`` (read by the
-    recipe's ``load_inputs``), or else for the first ``count`` test samples (with their labels).
-    Pictures a recipe draws of them go to ``out_dir`` (default: the checkpoint's directory)."""
+    """Predictions of the model saved at ``path`` (a run directory or its checkpoint), one dict per
+    input (:meth:`Recipe.predictions`): for ``inputs`` (files, sentences or text, as the recipe
+    reads them), or else for the first ``count`` test samples (with their targets). Pictures a
+    recipe draws of them go to ``out_dir`` (default: the checkpoint's directory)."""
     _check_whole("predict: --count", count)
+    path = checkpoint_path(path)
     recipe, args, model = _restore(path, {"device": device, "data_dir": data_dir})
-    if inputs:
-        x, names, targets = recipe.load_inputs(inputs, args), list(inputs), [None] * len(inputs)
-    else:
-        test = recipe.datasets(args)["test"]
-        batch = DataLoader(test, batch_size=min(count, len(test)), collate_fn=recipe.collate_fn)
-        (x,), target = recipe.split_batch(next(iter(batch)))
-        names, targets = [f"test[{i}]" for i in range(len(target))], list(target)
-    with kernel_threads(getattr(args, "threads", None)):
-        output = predict_batch(model, x, args.device)
     out_dir = out_dir or os.path.dirname(os.path.abspath(path))
-    return recipe.prediction_rows(x, output, names, targets, args, out_dir)
+    with kernel_threads(getattr(args, "threads", None)):
+        return recipe.predictions(model, args, list(inputs or []), count, out_dir)

@@ -86,19 +86,43 @@ class Recipe:
         """Turn raw model outputs (numpy) into predictions, for ``pyfastdl predict``."""
         raise NotImplementedError
 
-    def load_inputs(self, paths: list[str], args: argparse.Namespace) -> np.ndarray:
-        """Read files the user names into one batch of model inputs, for ``pyfastdl predict``."""
-        raise NotImplementedError
+    def predictions(self, model, args: argparse.Namespace, inputs: list[str], count: int, out_dir: str) -> list[dict]:
+        """What ``pyfastdl predict`` reports, one JSON-serialisable dict per input with keys ``input``
+        and ``prediction`` (and ``target`` where known): for the ``inputs`` the user names (read by
+        :meth:`load_inputs`), or else for the first ``count`` test samples. By default the model's
+        output for them, turned into rows by :meth:`prediction_rows`; a recipe whose prediction is
+        not one forward pass (decoding a translation, continuing a text) replaces this method."""
+        from .loop import first_test_samples, predict_batch
 
-    def prediction_rows(self, inputs: np.ndarray, output: np.ndarray, names: list, targets: list,
+        if inputs:
+            x = self.load_inputs(inputs, args)
+            n = len(x[0] if isinstance(x, tuple) else x)
+            names = list(inputs) if n == len(inputs) else [f"input[{i}]" for i in range(n)]
+            targets = [None] * n
+        else:
+            x, target = first_test_samples(self, args, count)
+            n = len(x[0] if isinstance(x, tuple) else x)
+            names, targets = [f"test[{i}]" for i in range(n)], list(target)
+        output = predict_batch(model, x, args.device)
+        return self.prediction_rows(x, output, names, targets, args, out_dir)
+
+    def load_inputs(self, paths: list[str], args: argparse.Namespace):
+        """Read what the user names (files, or text) into one batch of model inputs (an array, or a
+        tuple of arrays for a model of several inputs), for ``pyfastdl predict``."""
+        raise ValueError(f"predict: {self.name} predicts its test samples only (give no inputs)")
+
+    def prediction_rows(self, inputs, output: np.ndarray, names: list, targets: list,
                         args: argparse.Namespace, out_dir: str) -> list[dict]:
-        """What ``pyfastdl predict`` reports, one dict per input (JSON-serialisable, with keys
-        ``input`` and ``prediction``): by default the class id from :meth:`predict` with its name
-        (``label``) and the ``target`` where known. ``inputs`` is the batch given to the model,
-        ``output`` its numpy output; a recipe may also write pictures into ``out_dir``."""
+        """The rows of :meth:`predictions` from the batch given to the model (``inputs``) and its numpy
+        ``output``: by default the class id from :meth:`predict` with its name (``label``) and the
+        ``target`` where known. A recipe may also write pictures into ``out_dir``."""
         labels = self.class_names(args) if hasattr(self, "class_names") else ()
+        predictions = self.predict(output)
+        if len(predictions) != len(names):
+            raise ValueError(f"predict: {self.name} gives {len(predictions)} predictions for {len(names)} inputs; "
+                             "its recipe must say how to report them (prediction_rows)")
         rows = []
-        for name, p, t in zip(names, self.predict(output), targets):
+        for name, p, t in zip(names, predictions, targets):
             row = {"input": name, "prediction": int(p)}
             if labels:
                 row["label"] = labels[int(p)]

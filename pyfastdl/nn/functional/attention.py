@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ... import kernels
+from ... import backend, kernels
 from ...autograd import Function
 
 __all__ = ["scaled_dot_product_attention"]
@@ -40,3 +40,34 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, *, is_causal
     Memory is O(seq * dim): the L x S attention matrix is never stored, not even for the backward.
     """
     return ScaledDotProductAttention.apply(query, key, value, attn_mask, is_causal, scale)
+
+
+class SplitHeads(Function):
+    """x (N, L, parts * H * D) -> ``parts`` contiguous arrays (N, H, L, D): the queries, keys and
+    values of multi-head attention cut from one projection, in one copy (slicing, reshaping and
+    permuting each part, then making it contiguous for the kernel, would copy twice, and each
+    slice's backward would fill a zero array the size of x); the backward is one copy back."""
+
+    @staticmethod
+    def forward(ctx, x, parts, heads):
+        n, length, width = x.shape
+        ctx.shape = x.shape
+        split = x.reshape(n, length, parts, heads, width // (parts * heads)).transpose(2, 0, 3, 1, 4)
+        return tuple(backend.get_array_module(x).ascontiguousarray(split))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        n, length, width = ctx.shape
+        g = backend.get_array_module(grads[0]).empty((n, length, len(grads)) + grads[0].shape[1:2] + grads[0].shape[3:],
+                                                   dtype=grads[0].dtype)
+        for i, gi in enumerate(grads):
+            g[:, :, i] = gi.transpose(0, 2, 1, 3)
+        return g.reshape(ctx.shape), None, None
+
+
+def split_heads(x, parts, heads):
+    """(N, L, parts * heads * D) -> a tuple of ``parts`` Tensors (N, heads, L, D) (not a torch function:
+    nn.MultiheadAttention's projection split into heads)."""
+    if x.ndim != 3 or x.shape[2] % (parts * heads):
+        raise ValueError(f"split_heads: expected (N, L, {parts} * {heads} * head_dim), got shape {tuple(x.shape)}")
+    return SplitHeads.apply(x, parts, heads)

@@ -13,7 +13,7 @@ cross_entropy, per row i with target t, log-probabilities lp = log_softmax(z), c
 Rows whose target is ``ignore_index`` count zero; reduction="mean" divides by the sum of w_t over
 the other rows (torch's convention). On the CPU (float32/float64) cross_entropy runs as the fused
 C++ kernels of :mod:`pyfastdl.kernels.softmax`, which keep only one log-sum-exp per row for the
-backward; on the GPU it is the array code below.
+backward and read segmentation maps (N, C, d1, ...) in place; on the GPU it is the array code below.
 """
 
 from __future__ import annotations
@@ -111,17 +111,22 @@ def _row_grad_scale(g, scale, reduction):
     return (g * scale).reshape(1, 1)
 
 
+def _kernel_logits(x):
+    """The logits as the kernels take them: (N, C, d1, ...) as they are (classes in dim 1), (C,) as (1, C)."""
+    return x.reshape(1, -1) if x.ndim == 1 else x
+
+
 class FusedCrossEntropy(Function):
-    """cross_entropy on the C++ kernels: saves the logits and one lse per row."""
+    """cross_entropy on the C++ kernels (segmentation maps in place, no transposition): saves the
+    logits and one lse per row."""
 
     @staticmethod
     def forward(ctx, x, weight, t, ignore_index, label_smoothing, reduction):
-        z = _to_rows(x)
-        loss, lse = kernels.cross_entropy_forward(z, t, weight, ignore_index, label_smoothing)
+        loss, lse = kernels.cross_entropy_forward(_kernel_logits(x), t, weight, ignore_index, label_smoothing)
         valid = t != ignore_index
         w_t = valid.sum(dtype=x.dtype) if weight is None else _row_weights(t, valid, weight, x.dtype).sum()
         value, scale = _reduce_rows(loss, w_t, reduction, () if x.ndim == 1 else (x.shape[0],) + x.shape[2:])
-        ctx.save_for_backward(x, t, lse, weight)  # x, not its (rows, C) copy: the backward remakes the view
+        ctx.save_for_backward(x, t, lse, weight)
         ctx.meta = (ignore_index, label_smoothing, reduction, scale)
         return value
 
@@ -129,11 +134,10 @@ class FusedCrossEntropy(Function):
     def backward(ctx, g):
         x, t, lse, weight = ctx.saved_tensors
         ignore_index, eps, reduction, scale = ctx.meta
-        z = _to_rows(x)
-        g = np.asarray(g, dtype=z.dtype)
+        g = np.asarray(g, dtype=x.dtype)
         rows, k = (g.reshape(-1), 1.0) if reduction == "none" else (None, float(g) * scale)
-        grad = kernels.cross_entropy_backward(z, t, lse, weight, ignore_index, eps, rows, k)
-        return _from_rows(grad, x.shape), None, None, None, None, None
+        grad = kernels.cross_entropy_backward(_kernel_logits(x), t, lse, weight, ignore_index, eps, rows, k)
+        return grad.reshape(x.shape), None, None, None, None, None
 
 
 class CrossEntropy(Function):

@@ -19,6 +19,7 @@ import numpy as np
 from ... import backend
 from ...tensor import Tensor
 from .. import functional as F
+from ..functional.attention import split_heads
 from .. import init
 from . import _factory
 from .linear import Linear
@@ -69,15 +70,22 @@ class MultiheadAttention(Module):
             init.zeros_(self.out_proj.bias)
 
     def _project(self, query, key, value, self_attention):
-        """q, k, v (N, H, L or S, head_dim) from batch-first inputs."""
-        e, w, b = self.embed_dim, self.in_proj_weight, self.in_proj_bias
-        if self_attention:  # one matrix product for all three
-            q, k, v = (F.linear(query, w, b)[..., i * e:(i + 1) * e] for i in range(3))
-        else:
-            q, k, v = (F.linear(x, w[i * e:(i + 1) * e], None if b is None else b[i * e:(i + 1) * e])
-                       for i, x in enumerate((query, key, value)))
-        n, h, d = query.shape[0], self.num_heads, self.head_dim
-        return tuple(t.reshape(n, t.shape[1], h, d).permute(0, 2, 1, 3) for t in (q, k, v))
+        """q, k, v (N, H, L or S, head_dim) from batch-first inputs: one matrix product for the three
+        in self-attention, for keys and values when key is value (cross-attention), each split into
+        heads in one copy."""
+        e, w, b, h = self.embed_dim, self.in_proj_weight, self.in_proj_bias, self.num_heads
+
+        def project(x, first, parts):  # x times rows [first * e, (first + parts) * e) of the weight
+            rows = slice(first * e, (first + parts) * e)
+            wr, br = (w, b) if parts == 3 else (w[rows], None if b is None else b[rows])
+            return split_heads(F.linear(x, wr, br), parts, h)
+
+        if self_attention:
+            return project(query, 0, 3)
+        (q,) = project(query, 0, 1)
+        if key is value:
+            return (q, *project(key, 1, 2))
+        return q, *project(key, 1, 1), *project(value, 2, 1)
 
     def _mask(self, n, lq, ls, attn_mask, key_padding_mask, is_causal, dtype):
         """The additive mask (None when there is none), broadcastable to (N, H, L, S)."""
