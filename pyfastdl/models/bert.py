@@ -59,7 +59,7 @@ import os
 
 import numpy as np
 
-from .. import arange, nn, zeros
+from .. import arange, nn, tensor, zeros
 from ..data import docstrings as dsdata
 from ..nn import functional as F
 from ..train.metrics import Accuracy, Metric
@@ -68,24 +68,37 @@ from .gpt import add_encoder_arguments, init_gpt_weights
 from .transformer import TransformerEncoderLayer, padding_mask
 
 __all__ = ["BertModel", "BertForMaskedLM", "BertForSequenceClassification", "BERT_BASE_CONFIG", "BertRecipe",
-           "BertFinetuneRecipe", "MaskedAccuracy"]
+           "BertFinetuneRecipe", "MaskedAccuracy", "alibi_bias"]
 
 #: The paper's BERT-base (section 3, "Model Architecture"); the vocabulary is WordPiece's.
 BERT_BASE_CONFIG = dict(vocab_size=30522, max_len=512, d_model=768, n_layers=12, n_heads=12, d_ff=3072,
-                        dropout=0.1, n_segments=2)
+                        dropout=0.1, n_segments=2, alibi=False)
+
+
+def alibi_bias(n_heads: int, length: int) -> np.ndarray:
+    """ALiBi's attention biases (Press et al. 2022), symmetric as in MosaicBERT (Portes et al. 2023):
+    (n_heads, length, length) float32, -m_h |i - j| for query i and key j, head h's slope
+    m_h = 2^(-8 h / n_heads), h = 1..n_heads (1/4 ... 1/256 for 4 heads). Each head starts out
+    looking mostly near the query, the steepest ones at the neighbours."""
+    slopes = 2.0 ** (-8.0 * np.arange(1, n_heads + 1) / n_heads)
+    distance = np.abs(np.arange(length)[None, :] - np.arange(length)[:, None])
+    return (-slopes[:, None, None] * distance).astype(np.float32)
 
 
 class BertModel(nn.Module):
     """Token ids (N, T) (and optional lengths (N,), segment ids (N, T)) -> (hidden states
     (N, T, d_model), pooled vector (N, d_model)): ``pooling`` "mean" (the real tokens' mean, the
-    default) or "cls" (the ``[CLS]`` state, the paper's) through the tanh pooler."""
+    default) or "cls" (the ``[CLS]`` state, the paper's) through the tanh pooler. ``alibi``: every
+    layer's attention scores also get :func:`alibi_bias` (besides the learned positions)."""
 
     def __init__(self, vocab_size: int, max_len: int = 64, d_model: int = 128, n_layers: int = 2, n_heads: int = 4,
-                 d_ff: int | None = None, dropout: float = 0.1, n_segments: int = 2, pooling: str = "mean"):
+                 d_ff: int | None = None, dropout: float = 0.1, n_segments: int = 2, pooling: str = "mean",
+                 alibi: bool = True):
         super().__init__()
         if pooling not in ("mean", "cls"):
             raise ValueError(f"BertModel: pooling must be 'mean' or 'cls', got {pooling!r}")
-        self.pooling = pooling
+        self.pooling, self.n_heads = pooling, n_heads
+        self.alibi = alibi_bias(n_heads, max_len) if alibi else None
         self.tok = nn.Embedding(vocab_size, d_model, padding_idx=dsdata.PAD)
         self.pos = nn.Embedding(max_len, d_model)
         self.seg = nn.Embedding(n_segments, d_model)
@@ -103,8 +116,13 @@ class BertModel(nn.Module):
         x = self.tok(ids) + self.pos(arange(t, device=ids.device))
         x = self.drop(self.embed_norm(x + (self.seg(segments) if segments is not None else self.seg.weight[0])))
         mask = None if lengths is None else padding_mask(lengths, t)
+        bias = None
+        if self.alibi is not None:  # (N * heads, T, T), as nn.MultiheadAttention takes a per-head mask
+            n = ids.shape[0]
+            bias = tensor(np.broadcast_to(self.alibi[:, :t, :t], (n, self.n_heads, t, t)).reshape(-1, t, t),
+                          device=ids.device)
         for layer in self.layers:
-            x = layer(x, mask)
+            x = layer(x, mask, bias)
         x = self.norm(x)
         if self.pooling == "cls":
             pooled = x[:, 0]
@@ -118,22 +136,25 @@ class BertModel(nn.Module):
 class BertForMaskedLM(nn.Module):
     """Token ids (N, T) -> scores over the vocabulary at every position (N, T, vocab_size), or,
     given ``selected`` (flat indices into the N*T positions), at those positions only (n, vocab_size):
-    the output layer is the largest product, and pre-training needs it at the masked 15% alone."""
+    the output layer is the largest product, and pre-training needs it at the masked tokens alone.
+    ``transform``: the paper's head, LN(gelu(W_t h)) before the tied output layer; without it (the
+    default) the final hidden states meet the tied output layer directly, as in our GPT."""
 
-    def __init__(self, vocab_size: int, **config):
+    def __init__(self, vocab_size: int, transform: bool = False, **config):
         super().__init__()
         self.bert = BertModel(vocab_size, **config)
         d = self.bert.tok.embedding_dim
-        self.transform = nn.Linear(d, d)
-        self.transform_norm = nn.LayerNorm(d, eps=1e-12)
+        if transform:
+            self.transform = init_gpt_weights(nn.Linear(d, d))
+            self.transform_norm = nn.LayerNorm(d, eps=1e-12)
         self.bias = nn.Parameter(zeros(vocab_size))
-        init_gpt_weights(self.transform)
 
     def forward(self, ids, selected=None, lengths=None):
         h = self.bert(ids, lengths)[0]
         if selected is not None:
             h = h.reshape(-1, h.shape[-1])[selected]
-        h = self.transform_norm(F.gelu(self.transform(h)))
+        if hasattr(self, "transform"):
+            h = self.transform_norm(F.gelu(self.transform(h)))
         return F.linear(h, self.bert.tok.weight, self.bias)
 
 
@@ -172,7 +193,14 @@ class MaskedAccuracy(Metric):
 
 def _encoder_config(args) -> dict:
     return dict(max_len=args.seq_len, d_model=args.d_model, n_layers=args.layers, n_heads=args.heads,
-                d_ff=args.d_ff, dropout=args.dropout)
+                d_ff=args.d_ff, dropout=args.dropout, alibi=args.position_bias == "alibi")
+
+
+def _add_bert_arguments(parser, dropout) -> None:
+    add_encoder_arguments(parser, d_model=128, layers=2, heads=4, seq_len=64, dropout=dropout)
+    parser.add_argument("--position-bias", choices=("alibi", "none"), default="alibi",
+                        help="ALiBi attention biases besides the learned positions, or none (the paper's) "
+                             "(default alibi)")
 
 
 class BertRecipe(Recipe):
@@ -187,19 +215,25 @@ class BertRecipe(Recipe):
     main_metric = "mlm_accuracy"
 
     def add_arguments(self, parser) -> None:
-        add_encoder_arguments(parser, d_model=128, layers=2, heads=4, seq_len=64, dropout=0.0)
+        _add_bert_arguments(parser, dropout=0.0)
+        parser.add_argument("--mask-prob", type=float, default=0.4,
+                            help="fraction of the tokens selected for prediction (the paper: 0.15) (default 0.4)")
+        parser.add_argument("--mlm-head", choices=("tied", "transform"), default="tied",
+                            help="the output layer: tied to the token embedding directly, or after the paper's "
+                                 "dense + gelu + LayerNorm transform (default tied)")
 
     def default_hparams(self, args) -> dict:
-        return dict(epochs=3, batch_size=32, lr=5e-3, optimizer="adamw", weight_decay=0.01, momentum=0.0,
+        return dict(epochs=4, batch_size=32, lr=5e-3, optimizer="adamw", weight_decay=0.01, momentum=0.0,
                     schedule="onecycle", threads=1)
 
     def build_model(self, args):
-        return BertForMaskedLM(dsdata.load_tokenizer().get_vocab_size(), **_encoder_config(args))
+        return BertForMaskedLM(dsdata.load_tokenizer().get_vocab_size(), transform=args.mlm_head == "transform",
+                               **_encoder_config(args))
 
     def datasets(self, args) -> dict:
         vocab = dsdata.load_tokenizer().get_vocab_size()
         return {split: dsdata.MLMWindows(dsdata.token_stream(split), args.seq_len, vocab, seed=seed,
-                                         dynamic=split == "train")
+                                         dynamic=split == "train", prob=args.mask_prob)
                 for split, seed in (("train", args.seed), ("val", 1), ("test", 2))}
 
     def split_batch(self, batch):
@@ -279,7 +313,7 @@ class BertFinetuneRecipe(ClassificationRecipe):
     description = "BERT fine-tuning: which package a docstring comes from (--from a bert run; vs from scratch)"
 
     def add_arguments(self, parser) -> None:
-        add_encoder_arguments(parser, d_model=128, layers=2, heads=4, seq_len=64, dropout=0.1)
+        _add_bert_arguments(parser, dropout=0.1)
         parser.add_argument("--from", dest="from_dir", metavar="RUN",
                             help="a bert run directory (or its checkpoint) to start the encoder from")
         parser.add_argument("--per-class", type=int, default=60, help="training docstrings per class (60)")
@@ -310,6 +344,7 @@ class BertFinetuneRecipe(ClassificationRecipe):
             raise ValueError(f"--from: {path} is a {metadata.get('recipe')} checkpoint, not a bert one")
         for key in ("d_model", "layers", "heads", "d_ff", "seq_len"):  # the architecture; dropout is our own
             setattr(args, key, metadata["args"][key])
+        args.position_bias = metadata["args"].get("position_bias", "none")  # runs before ALiBi had none
         return path
 
     def build_model(self, args):
