@@ -61,6 +61,11 @@ def test_mlm_windows_dynamic_and_fixed_masks():
     assert np.array_equal(D.MLMWindows(ids, 10, 400, seed=3)[2][1], first[1])  # reproducible
     fixed = D.MLMWindows(ids, 10, 400, seed=3, dynamic=False)
     assert np.array_equal(fixed[2][1], fixed[2][1])
+    dense = D.MLMWindows(np.arange(5, 5 + 90_000), 64, 90_000, prob=0.4)  # the selection rate asked for
+    selected = np.concatenate([dense[i][1] for i in range(len(dense))]) != D.IGNORE
+    assert abs(selected.mean() - 0.4 * 63 / 64) < 0.01  # [CLS] is never selected
+    with pytest.raises(ValueError, match="prob"):
+        D.MLMWindows(ids, 10, 400, prob=0.0)
 
 
 def test_lm_windows_and_token_stream():

@@ -103,10 +103,11 @@ class TransformerEncoderLayer(nn.Module):
         self.ff = FeedForward(d_model, d_ff, dropout, activation)
         self.sub = _Sublayers(d_model, 2, dropout, norm_first)
 
-    def forward(self, x, src_mask):
-        """x (N, S, d_model); src_mask (N, S) bool, True at padding."""
+    def forward(self, x, src_mask, attn_mask=None):
+        """x (N, S, d_model); src_mask (N, S) bool, True at padding; ``attn_mask``: an additive float
+        mask (S, S) or (N * heads, S, S) on the attention scores (e.g. position biases), or None."""
         x = self.sub.residual(0, x, lambda h: self.self_attn(h, h, h, key_padding_mask=src_mask,
-                                                          need_weights=False)[0])
+                                                          need_weights=False, attn_mask=attn_mask)[0])
         return self.sub.residual(1, x, self.ff)
 
 

@@ -16,8 +16,8 @@ Datasets built on it:
   windows for next-token prediction (GPT); :func:`bigram_perplexity` scores the same windows with
   an interpolated bigram model as the baseline.
 * :class:`MLMWindows` -- ``[CLS]`` + a window of the stream, masked by BERT's rule
-  (:func:`mask_tokens`): 15% of the ordinary tokens are selected, of those 80% become ``[MASK]``,
-  10% a random token and 10% stay; the targets are the selected tokens' ids (-100 elsewhere).
+  (:func:`mask_tokens`): 15% of the ordinary tokens (or another fraction) are selected, of those 80%
+  become ``[MASK]``, 10% a random token and 10% stay; the targets are the selected tokens' ids (-100 elsewhere).
 * :class:`PackageDocstrings` -- classification: which package (``asyncio``, ``email``, ...) a
   docstring comes from, ``[CLS] docstring [SEP]`` padded to a fixed length, classes balanced.
 """
@@ -168,17 +168,21 @@ class LMWindows(Dataset):
 
 class MLMWindows(Dataset):
     """``[CLS]`` + non-overlapping windows of ``seq_len - 1`` tokens of a stream, masked by
-    :func:`mask_tokens`: item i is ``(inputs, targets)``, each (seq_len,). ``dynamic``: a fresh mask
+    :func:`mask_tokens` (selecting a fraction ``prob`` of the tokens): item i is ``(inputs, targets)``,
+    each (seq_len,). ``dynamic``: a fresh mask
     each time an item is read (RoBERTa's dynamic masking; the n-th reading of item i draws from
     the seed (seed, i, n), so a run is reproducible); otherwise one fixed mask per item
     (validation and test)."""
 
-    def __init__(self, ids: np.ndarray, seq_len: int, vocab_size: int, seed: int = 0, dynamic: bool = True):
+    def __init__(self, ids: np.ndarray, seq_len: int, vocab_size: int, seed: int = 0, dynamic: bool = True,
+                 prob: float = 0.15):
+        if not 0 < prob <= 1:
+            raise ValueError(f"MLMWindows: prob must be in (0, 1], got {prob}")
         if seq_len < 2 or len(ids) < seq_len - 1:
             raise ValueError(f"MLMWindows: need seq_len >= 2 and at least seq_len - 1 ({seq_len - 1}) tokens, "
                              f"got {len(ids)} tokens")
         self.ids, self.seq_len, self.vocab_size = np.asarray(ids, dtype=np.int64), seq_len, vocab_size
-        self.seed, self.dynamic = seed, dynamic
+        self.seed, self.dynamic, self.prob = seed, dynamic, prob
         self.reads = np.zeros(len(self), dtype=np.int64)
 
     def __len__(self):
@@ -191,7 +195,7 @@ class MLMWindows(Dataset):
         window = np.concatenate([[CLS], self.ids[i * n:(i + 1) * n]])
         rng = np.random.default_rng((self.seed, i, int(self.reads[i])))
         self.reads[i] += self.dynamic
-        return mask_tokens(window, rng, self.vocab_size)
+        return mask_tokens(window, rng, self.vocab_size, self.prob)
 
 
 class PackageDocstrings(Dataset):
