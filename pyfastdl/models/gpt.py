@@ -41,9 +41,8 @@ import numpy as np
 from .. import arange, cat, nn
 from ..data import docstrings as dsdata
 from ..nn import functional as F
-from ..tasks.language_modelling import Perplexity
+from ..tasks.language_modelling import LanguageModelRecipe
 from ..train.options import add_option
-from ..train.recipe import Recipe
 from .transformer import FeedForward, _Sublayers
 
 __all__ = ["GPT", "GPT1_CONFIG", "CausalSelfAttention", "GPTBlock", "GPTRecipe", "init_gpt_weights",
@@ -160,7 +159,7 @@ def windows_arrays(dataset) -> tuple:
     return tuple(np.stack(column) for column in zip(*(dataset[i] for i in range(len(dataset)))))
 
 
-class GPTRecipe(Recipe):
+class GPTRecipe(LanguageModelRecipe):
     """A small GPT on the standard library's docstrings (byte-level BPE, 1,024 tokens): 2 layers,
     d_model 128, 4 heads, d_ff 512, 64 positions, no dropout (0.54M parameters); AdamW (weight
     decay 0.1) at peak lr 5e-3 with the one-cycle schedule, 2 epochs of 16-window batches on one
@@ -171,7 +170,6 @@ class GPTRecipe(Recipe):
 
     name = "gpt"
     description = "GPT (Radford et al. 2018), small CPU configuration, on the standard library's docstrings"
-    main_metric = "perplexity"
 
     def __init__(self):
         self._bigram = {}  # id(dataset) -> the bigram model's perplexity on it
@@ -190,12 +188,6 @@ class GPTRecipe(Recipe):
     def datasets(self, args) -> dict:
         return {split: dsdata.LMWindows(dsdata.token_stream(split), args.seq_len) for split in ("train", "val", "test")}
 
-    def loss_fn(self, output, target):
-        return F.cross_entropy(output.reshape(-1, output.shape[-1]), target.reshape(-1))
-
-    def metrics(self) -> dict:
-        return {"perplexity": Perplexity()}
-
     def evaluate_model(self, model, dataset, device, batch_size, args) -> dict:
         """The bigram baseline's perplexity on the same windows (computed once per dataset)."""
         if id(dataset) not in self._bigram:
@@ -204,9 +196,6 @@ class GPTRecipe(Recipe):
                 dsdata.token_stream("train"), *windows_arrays(dataset), dsdata.load_tokenizer().get_vocab_size(),
                 windows_arrays(val))["perplexity"]
         return {"bigram_perplexity": self._bigram[id(dataset)]}
-
-    def predict(self, output):
-        return output.argmax(-1)
 
     def predictions(self, model, args, inputs, count, out_dir) -> list[dict]:
         """The likeliest continuation (greedy) of each text in ``inputs`` (up to ``PREDICT_LENGTH``
