@@ -20,12 +20,21 @@ SANITIZE_TESTS=(tests/test_conv.py tests/test_pool.py tests/test_lstm.py tests/t
 # The build needs what pyproject's build-system lists; a fresh venv (CI) has only the runtime ones.
 python3 -c "import pybind11" 2>/dev/null || python3 -m pip install --quiet "pybind11>=2.12"
 command -v cmake >/dev/null || python3 -m pip install --quiet cmake ninja
-# RelWithDebInfo: the kernels keep their -O3, and the module keeps its symbols (a Release build strips
-# them and links with LTO, which makes the reports unreadable and the link slow).
+# RelWithDebInfo: the module keeps its symbols (a Release build strips them and links with LTO, which
+# makes the reports unreadable and the link slow); CMake compiles a sanitizer build at -O1.
+# Only two copies of the per-ISA kernels: the baseline and the widest set this CPU runs (the copies
+# it cannot run would compile for minutes and never execute under the sanitizers).
+isas=base
+native="$(echo | ${CXX:-g++} -march=native -dM -E -x c++ - 2>/dev/null || true)"
+if grep -q __AVX512BW__ <<<"$native" && grep -q __AVX512VL__ <<<"$native" && grep -q __AVX512DQ__ <<<"$native"; then
+  isas="base;avx512"
+elif grep -q __AVX2__ <<<"$native" && grep -q __FMA__ <<<"$native"; then
+  isas="base;avx2"
+fi
 build=build/sanitize
 if [ ! -f "$build/CMakeCache.txt" ]; then
   cmake -S . -B "$build" $(command -v ninja >/dev/null && echo -G Ninja) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPYFASTDL_CUDA=OFF \
-    -DPYFASTDL_SANITIZE=address,undefined \
+    -DPYFASTDL_SANITIZE=address,undefined -DPYFASTDL_ISAS="$isas" \
     -DPython_EXECUTABLE="$(command -v python3)" -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" >/dev/null
 fi
 cmake --build "$build" -j "${JOBS:-2}"
@@ -43,7 +52,7 @@ libasan="$(${CXX:-g++} -print-file-name=libasan.so)"
 # libstdc++ right after it: the python executable does not link it, and ASan's interceptor of C++
 # throws finds the real __cxa_throw only if libstdc++ is loaded when ASan starts.
 libstdcxx="$(${CXX:-g++} -print-file-name=libstdc++.so.6)"
-log="$build/reports"
+log="$PWD/$build/reports"  # absolute: a test may change the working directory
 rm -rf "$log"
 mkdir -p "$log"
 
