@@ -210,7 +210,10 @@ def set_num_threads(n: int) -> None:
     """Threads for the CPU kernels (OpenMP) and OpenBLAS -- ours and, through threadpoolctl where
     installed, numpy's own BLAS (which the functional layer's matrix products use: left at its
     default on a busy machine, a small product can take 100x longer spinning up idle threads)."""
-    _C.cpu.set_num_threads(int(n))
+    n = int(n)
+    if not 1 <= n <= 2**31 - 1:  # OpenMP counts threads in an int
+        raise ValueError(f"set_num_threads: n must be between 1 and 2**31 - 1, got {n}")
+    _C.cpu.set_num_threads(n)
     try:
         from threadpoolctl import threadpool_limits  # noqa: PLC0415
     except ImportError:

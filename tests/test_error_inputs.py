@@ -128,3 +128,9 @@ def test_multihead_attention_names_a_wrong_rank(rng):
     q = pf.tensor(rng.standard_normal((2, 3, 1, 4)).astype(np.float32))
     with pytest.raises(ValueError, match="MultiheadAttention: query must be 3-D"):
         mha(q, q, q)
+
+
+def test_set_num_threads_names_a_count_beyond_an_int():
+    for n in (0, 2**40):
+        with pytest.raises(ValueError, match=f"set_num_threads: n must be between 1 and 2\\*\\*31 - 1, got {n}"):
+            pf.set_num_threads(n)
