@@ -51,11 +51,20 @@ PYBIND11_MODULE(_C, m) {
       "splits large matrix products itself)");
   cpu.def("best_isa", [] { return pyfastdl::cpu::isa_name(pyfastdl::cpu::best_isa()); },
           "Widest instruction set ('base', 'avx2', 'avx512') this build has and this CPU supports");
+  cpu.def(
+      "available_isas",
+      [] {
+        py::list names;
+        for (auto isa : {pyfastdl::cpu::Isa::base, pyfastdl::cpu::Isa::avx2, pyfastdl::cpu::Isa::avx512})
+          if (pyfastdl::cpu::isa_available(isa)) names.append(pyfastdl::cpu::isa_name(isa));
+        return names;
+      },
+      "Instruction sets set_isa accepts (this build has them and this CPU supports them), narrowest first");
   cpu.def("get_isa", [] { return pyfastdl::cpu::isa_name(pyfastdl::cpu::active_isa()); },
           "Instruction set the CPU kernels (every family: each is compiled once per set) use now");
   cpu.def("set_isa", [](const std::string& name) { pyfastdl::cpu::set_isa(name.c_str()); }, py::arg("name"),
           "Use a narrower instruction set ('base', 'avx2') for every CPU kernel family, or the best again; "
-          "ValueError for a set this CPU lacks");
+          "ValueError for a set this CPU lacks or this build left out");
 
 #ifdef PYFASTDL_WITH_CUDA
   m.attr("WITH_CUDA") = true;

@@ -24,6 +24,16 @@
 // Semantics follow torch: padded cells never win a max, the first maximum wins ties, a NaN wins
 // (the last NaN in row-major window order), an all -inf window reports its first in-bounds cell;
 // a (dilated) window with no in-bounds cell gives -inf and index -1.
+//
+// Bad argmax indices. The max backward takes indices from the caller, and one outside [-1, H*W)
+// would be skipped (gather) or written outside grad_input (scatter). Both backwards test every
+// index they read -- the gather reads each output's index from every input its window spans, and
+// every window spans at least one input (padding <= kernel/2, the last window starts inside the
+// input), so no index goes unread -- and record the first bad output position in a device word; the
+// launcher reads it back and raises the CPU path's ValueError. The cost: one integer compare per
+// index read (next to the one the gather makes anyway), an 8-byte stream-ordered allocation, memset
+// and copy, and one stream synchronisation per call: the host waits for the backward to finish
+// (tens of microseconds of lost overlap per max pooling layer per step, nothing in bandwidth).
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -197,10 +207,11 @@ __device__ __forceinline__ void covering(int i, int k, int s, int p, int d, int 
   o1 = min((i + p) / s + 1, out);
 }
 
+// For max, `bad` receives (atomicMin) the flat output position of any index outside [-1, H*W).
 template <PoolKind Kind, class Index>
 __global__ void __launch_bounds__(kThreads)
     pool_backward_gather(Geo g, Index total, const float* __restrict__ gy, const int64_t* __restrict__ indices,
-                         float* __restrict__ gx) {
+                         float* __restrict__ gx, unsigned long long* __restrict__ bad) {
   for (Index i = grid_start<Index>(); i < total; i += grid_step<Index>()) {
     const Pos<Index> in(i, g.h, g.w);
     const Index out_base = in.plane * Index(g.oh) * Index(g.ow);
@@ -221,12 +232,16 @@ __global__ void __launch_bounds__(kThreads)
       int oh0, oh1, ow0, ow1;
       covering(in.r, g.kh, g.sh, g.ph, g.dh, g.oh, oh0, oh1);
       covering(in.c, g.kw, g.sw, g.pw, g.dw, g.ow, ow0, ow1);
-      const int64_t self = static_cast<int64_t>(in.r) * g.w + in.c;
+      const int64_t self = static_cast<int64_t>(in.r) * g.w + in.c, plane = static_cast<int64_t>(g.h) * g.w;
       for (int oh = oh0; oh < oh1; ++oh)
         for (int ow = ow0; ow < ow1; ++ow) {
           const int o = oh * g.ow + ow;
           if constexpr (Kind == PoolKind::max) {
-            if (__ldg(indices + out_base + o) == self) s += __ldg(go + o);
+            const int64_t at = __ldg(indices + out_base + o);
+            if (at == self)
+              s += __ldg(go + o);
+            else if (at < -1 || at >= plane)
+              atomicMin(bad, static_cast<unsigned long long>(out_base + o));
           } else {
             s += __ldg(go + o) / static_cast<float>(avg_divisor(g, oh, ow));
           }
@@ -241,14 +256,17 @@ __global__ void __launch_bounds__(kThreads)
 template <PoolKind Kind>
 __global__ void __launch_bounds__(kThreads)
     pool_backward_scatter(Geo g, int64_t total, const float* __restrict__ gy, const int64_t* __restrict__ indices,
-                          float* __restrict__ gx) {
+                          float* __restrict__ gx, unsigned long long* __restrict__ bad) {
   const int64_t plane_size = static_cast<int64_t>(g.h) * g.w;
   for (int64_t i = grid_start<int64_t>(); i < total; i += grid_step<int64_t>()) {
     const Pos<int64_t> o(i, g.oh, g.ow);
     float* plane = gx + o.plane * plane_size;
     if constexpr (Kind == PoolKind::max) {
       const int64_t at = indices[i];
-      if (at >= 0 && at < plane_size) atomicAdd(plane + at, gy[i]);
+      if (at >= 0 && at < plane_size)
+        atomicAdd(plane + at, gy[i]);
+      else if (at != -1)
+        atomicMin(bad, static_cast<unsigned long long>(i));
     } else {
       int h0, h1, w0, w1;
       float share;
@@ -268,6 +286,43 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // ---- launchers ----------------------------------------------------------------------------------
+
+void check_cuda(cudaError_t err, const char* op, const char* what) {
+  if (err == cudaSuccess) return;
+  cudaGetLastError();  // clear it, so the next launch starts clean
+  throw std::runtime_error(std::string(op) + ": " + what + " failed: " + cudaGetErrorString(err));
+}
+
+// The device word the max backward kernels report a bad index in: the lowest flat output position
+// holding one, or all ones for none. Stream-ordered: allocated, cleared and freed on the caller's stream.
+class BadIndexWord {
+ public:
+  BadIndexWord(const char* op, cudaStream_t stream) : op_(op), stream_(stream) {
+    check_cuda(cudaMallocAsync(&word_, sizeof *word_, stream), op, "allocating the index-check word");
+    check_cuda(cudaMemsetAsync(word_, 0xff, sizeof *word_, stream), op, "clearing the index-check word");
+  }
+  ~BadIndexWord() { cudaFreeAsync(word_, stream_); }
+  BadIndexWord(const BadIndexWord&) = delete;
+  BadIndexWord& operator=(const BadIndexWord&) = delete;
+  unsigned long long* get() const { return word_; }
+
+  // Waits for the stream, then raises the CPU path's ValueError if a kernel found a bad index.
+  void raise_if_bad(const Pool2dArgs& a, const int64_t* indices) const {
+    unsigned long long at = 0;
+    check_cuda(cudaMemcpyAsync(&at, word_, sizeof at, cudaMemcpyDeviceToHost, stream_), op_,
+               "reading the index check back");
+    check_cuda(cudaStreamSynchronize(stream_), op_, "the backward kernel");
+    if (at == ~0ull) return;
+    int64_t value = 0;
+    check_cuda(cudaMemcpy(&value, indices + at, sizeof value, cudaMemcpyDeviceToHost), op_, "reading the bad index");
+    fail_bad_argmax(a, static_cast<int64_t>(at), value);
+  }
+
+ private:
+  const char* op_;
+  cudaStream_t stream_;
+  unsigned long long* word_ = nullptr;
+};
 
 unsigned blocks_for(int64_t threads) {
   return ceil_div(threads < kThreads * kMaxBlocks ? threads : kThreads * kMaxBlocks, kThreads);
@@ -293,24 +348,22 @@ void launch_forward(const char* op, const Pool2dArgs& a, const float* x, float* 
   check_launch(op);
 }
 
+// `indices` and `bad` for max only (null otherwise).
 template <PoolKind Kind>
 void launch_backward(const char* op, const Pool2dArgs& a, const float* gy, const int64_t* indices, float* gx,
-                     PoolVariant v, cudaStream_t stream) {
+                     PoolVariant v, cudaStream_t stream, unsigned long long* bad = nullptr) {
   const Geo g = make_geo(op, a);
   const int64_t n_in = numel(a.in_shape), n_out = numel(a.out_shape);
   if (n_in == 0) return;
   if (v == PoolVariant::reference) {
-    const cudaError_t err = cudaMemsetAsync(gx, 0, static_cast<size_t>(n_in) * sizeof(float), stream);
-    if (err != cudaSuccess) {
-      cudaGetLastError();  // clear it, so the next launch starts clean
-      throw std::runtime_error(std::string(op) + ": zero-filling grad_input failed: " + cudaGetErrorString(err));
-    }
-    pool_backward_scatter<Kind><<<blocks_for(n_out), kThreads, 0, stream>>>(g, n_out, gy, indices, gx);
+    check_cuda(cudaMemsetAsync(gx, 0, static_cast<size_t>(n_in) * sizeof(float), stream), op,
+               "zero-filling grad_input");
+    pool_backward_scatter<Kind><<<blocks_for(n_out), kThreads, 0, stream>>>(g, n_out, gy, indices, gx, bad);
   } else if (fits32(a)) {
     pool_backward_gather<Kind, uint32_t>
-        <<<blocks_for(n_in), kThreads, 0, stream>>>(g, static_cast<uint32_t>(n_in), gy, indices, gx);
+        <<<blocks_for(n_in), kThreads, 0, stream>>>(g, static_cast<uint32_t>(n_in), gy, indices, gx, bad);
   } else {
-    pool_backward_gather<Kind, int64_t><<<blocks_for(n_in), kThreads, 0, stream>>>(g, n_in, gy, indices, gx);
+    pool_backward_gather<Kind, int64_t><<<blocks_for(n_in), kThreads, 0, stream>>>(g, n_in, gy, indices, gx, bad);
   }
   check_launch(op);
 }
@@ -327,7 +380,11 @@ void max_pool2d_forward_cuda(const Pool2dArgs& a, const float* x, float* y, int6
 
 void max_pool2d_backward_cuda(const Pool2dArgs& a, const float* gy, const int64_t* indices, float* gx,
                               PoolVariant v, cudaStream_t stream) {
-  launch_backward<PoolKind::max>("max_pool2d_backward", a, gy, indices, gx, v, stream);
+  const char* op = "max_pool2d_backward";
+  if (numel(a.in_shape) == 0) return;
+  const BadIndexWord bad(op, stream);
+  launch_backward<PoolKind::max>(op, a, gy, indices, gx, v, stream, bad.get());
+  bad.raise_if_bad(a, indices);
 }
 
 void avg_pool2d_forward_cuda(const Pool2dArgs& a, const float* x, float* y, PoolVariant v, cudaStream_t stream) {

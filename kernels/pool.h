@@ -1,5 +1,7 @@
 // Host launchers of the CUDA pooling kernels (kernels/pool.cu): float32, contiguous NCHW or CHW,
-// launched on `stream`, every launch checked, never synchronising. Each has two variants:
+// launched on `stream`, every launch checked, never synchronising -- except max_pool2d_backward,
+// which waits for its kernel to learn whether an argmax index was out of range (then
+// std::invalid_argument, as on the CPU). Each has two variants:
 //   fast       32-bit index arithmetic, one warp per output for large adaptive windows, and
 //              gather-based backwards (deterministic, no atomics, no zero-fill pass)
 //   reference  one thread per output with 64-bit index arithmetic, backwards by atomicAdd scatter

@@ -251,9 +251,13 @@ def _add_rows(target, rows, values):
 def set_num_threads(n: int) -> None:
     """Threads of the CPU kernels' one pool (OpenMP; their OpenBLAS stays at one thread and the pool
     splits large products, see :func:`matmul`), and, through threadpoolctl where installed, of numpy's
-    own BLAS, which the few products that do not go through :func:`matmul` (batched ones) use: left
-    at its default on a busy machine, a small product can take 100x longer spinning up idle threads."""
-    _C.cpu.set_num_threads(int(n))
+    own BLAS, which the few products that do not go through :func:`matmul` (broadcast batches) use:
+    left at its default on a busy machine, a small product can take 100x longer spinning up idle
+    threads."""
+    n = int(n)
+    if not 1 <= n <= 2**31 - 1:  # OpenMP counts threads in an int
+        raise ValueError(f"set_num_threads: n must be between 1 and 2**31 - 1, got {n}")
+    _C.cpu.set_num_threads(n)
     try:
         from threadpoolctl import ThreadpoolController  # noqa: PLC0415
     except ImportError:

@@ -128,3 +128,21 @@ def test_multihead_attention_names_a_wrong_rank(rng):
     q = pf.tensor(rng.standard_normal((2, 3, 1, 4)).astype(np.float32))
     with pytest.raises(ValueError, match="MultiheadAttention: query must be 3-D"):
         mha(q, q, q)
+
+
+def test_set_num_threads_names_a_count_beyond_an_int():
+    for n in (0, 2**40):
+        with pytest.raises(ValueError, match=f"set_num_threads: n must be between 1 and 2\\*\\*31 - 1, got {n}"):
+            pf.set_num_threads(n)
+
+
+def test_softmax_of_an_empty_dim_is_empty_and_an_integer_input_is_named(rng):
+    for f in (F.softmax, F.log_softmax):
+        x = pf.tensor(rng.standard_normal((3, 0)), requires_grad=True)
+        y = f(x, -1)
+        assert y.shape == (3, 0)
+        y.sum().backward()
+        assert x.grad.shape == (3, 0)
+        with pytest.raises(TypeError, match=f"{f.__name__}: input must be a floating-point tensor, got int64"):
+            f(pf.tensor(np.arange(6).reshape(2, 3)), -1)
+        assert f(pf.tensor(np.arange(6).reshape(2, 3)), -1, dtype=pf.float32).dtype == np.float32

@@ -9,7 +9,7 @@ from pyfastdl import kernels
 from pyfastdl._core import _C
 
 ALL_ISAS = ("base", "avx2", "avx512")
-ISAS = ALL_ISAS[: ALL_ISAS.index(_C.cpu.best_isa()) + 1]
+ISAS = _C.cpu.available_isas()  # built (CMake's PYFASTDL_ISAS) and supported by this CPU
 
 
 def run_families(rng_seed, dtype):
@@ -60,3 +60,18 @@ def test_every_family_follows_set_isa(isa, restore_isa):
     for got, expected in zip(run_families(0, np.float32), want):
         err = np.linalg.norm(got.astype(np.float64) - expected) / np.linalg.norm(expected)
         assert err < 1e-5
+
+
+def test_available_sets_and_refusals(restore_isa):
+    """The base copy is always there and the best set is the widest available one; a set this build
+    left out (CMake's PYFASTDL_ISAS, e.g. tools/sanitize.sh's two-copy build) or this CPU lacks is a
+    ValueError saying which, and leaves the kernels on the set they were using."""
+    assert ISAS[0] == "base" and ISAS[-1] == _C.cpu.best_isa()
+    assert list(ISAS) == [isa for isa in ALL_ISAS if isa in ISAS]  # narrowest first
+    _C.cpu.set_isa("base")
+    for isa in ALL_ISAS:
+        if isa not in ISAS:
+            with pytest.raises(ValueError, match=rf"set_isa: '{isa}' is not supported here: (this CPU lacks it|"
+                                                 r"this build compiled the kernels for '[a-z0-9,]+' only)"):
+                _C.cpu.set_isa(isa)
+            assert _C.cpu.get_isa() == "base"

@@ -210,6 +210,34 @@ def test_empty_batch(device):
 # ---- autograd ---------------------------------------------------------------------------------------
 
 
+# (input shape, window, flat output position to spoil): a 3x3 stride-2 window, and a dilated window
+# whose taps all miss the input (its index is -1, and the GPU gather still reads it).
+BAD_INDEX_CASES = [((2, 3, 5, 6), dict(kernel_size=3, stride=2, padding=1), 14),
+                   ((1, 1, 2, 2), dict(kernel_size=2, stride=1, padding=1, dilation=3), 0)]
+
+
+@pytest.mark.parametrize("bad", [-2, 30, 2**62])
+@pytest.mark.parametrize("case", BAD_INDEX_CASES, ids=str)
+def test_max_pool2d_backward_rejects_out_of_range_indices(device, rng, case, bad):
+    """An argmax index outside [-1, H*W) is a ValueError naming it and its position on both devices,
+    in both variants (the GPU kernels check every index they read, the launcher reads the verdict
+    back), and the next call with good indices still works."""
+    shape, win, at = case
+    x = distinct(rng, shape, np.float32)
+    g = rng.standard_normal(ref.max_pool2d(x, **win)[0].shape).astype(np.float32)
+    for variant in variants(device):
+        y, idx = kernels.max_pool2d_forward(to_device(x, device), **win, variant=variant)
+        good = to_host(idx)
+        spoiled = good.copy()
+        spoiled.flat[at] = bad
+        with pytest.raises(ValueError, match=rf"max_pool2d_backward: indices holds {bad} at flat position {at}: "
+                                             rf"not -1 and outside the input plane \[0, {shape[-2] * shape[-1]}\)"):
+            kernels.max_pool2d_backward(to_device(g, device), to_device(spoiled, device), shape, **win,
+                                        variant=variant)
+        gx = kernels.max_pool2d_backward(to_device(g, device), idx, shape, **win, variant=variant)
+        assert rel_err(to_host(gx), ref.max_pool2d_backward(g, good, shape)) <= tol(device, np.float32)
+
+
 @pytest.mark.parametrize("case", MAX_CASES[:4] + MAX_CASES[7:9], ids=str)
 def test_max_pool2d_gradcheck(rng, case):
     x = pyfastdl.tensor(distinct(rng, case[0]), requires_grad=True)

@@ -48,16 +48,13 @@ Array index_array(py::handle obj, const char* op, const Shape& shape) {
   return a;
 }
 
-// max_pool2d_backward's indices must be what max_pool2d_forward wrote: -1 (a window with no input
-// cell) or a flat position within the input plane. Anything else would be dropped silently, or
-// written outside grad_input, so it is an error.
+// The CPU kernels' check of max_pool2d_backward's indices (see fail_bad_argmax); on the GPU the
+// backward kernels check each index they read (kernels/pool.cu).
 void check_argmax(const Pool2dArgs& a, const Array& indices) {
   const int64_t plane = a.h * a.w, n = numel(a.out_shape);
   const int64_t* idx = indices.ptr<int64_t>();
   for (int64_t o = 0; o < n; ++o)
-    if (idx[o] < -1 || idx[o] >= plane)  // (the message is built only then: shape_str allocates)
-      fail("max_pool2d_backward: indices holds ", idx[o], " at flat position ", o,
-           ": not -1 and outside the input plane [0, ", plane, ") of input shape ", shape_str(a.in_shape));
+    if (idx[o] < -1 || idx[o] >= plane) fail_bad_argmax(a, o, idx[o]);
 }
 
 // The pair of float arrays every pooling kernel reads and writes: (src of src_shape) -> (dst of dst_shape).

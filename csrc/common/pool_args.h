@@ -154,4 +154,12 @@ inline Pool2dArgs make_adaptive_avg_pool2d_args(const Shape& in, const Shape& ou
   return a;
 }
 
+// max_pool2d_backward's indices must be what max_pool2d_forward wrote: -1 (a window with no input
+// cell) or a flat position within the input plane. Anything else would be dropped silently, or
+// written outside grad_input, so both devices reject it with this message (`at`: its flat position).
+[[noreturn]] inline void fail_bad_argmax(const Pool2dArgs& a, int64_t at, int64_t value) {
+  fail("max_pool2d_backward: indices holds ", value, " at flat position ", at,
+       ": not -1 and outside the input plane [0, ", a.h * a.w, ") of input shape ", shape_str(a.in_shape));
+}
+
 }  // namespace pyfastdl

@@ -41,7 +41,10 @@ inline F exp_poly(F x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const F scale = exp_detail::from_bits((exp_detail::to_int(n) + 127) << 23);
+  // 2^n from its exponent bits, n in [-126, 88]. A NaN x leaves n NaN, whose conversion to int is
+  // undefined (and INT_MIN in practice, which the shift then overflows): it takes n = 0 here, and
+  // its NaN reaches the result through r and p.
+  const F scale = exp_detail::from_bits((exp_detail::to_int(n == n ? n : zero) + 127) << 23);
   return x < lo ? zero : p * scale;
 }
 

@@ -8,16 +8,35 @@
 namespace pyfastdl::cpu {
 namespace {
 
-Isa detect() {
-#if defined(PYFASTDL_HAVE_X86_ISAS)
+constexpr Isa kAll[] = {Isa::base, Isa::avx2, Isa::avx512};  // narrowest first
+
+bool built(Isa isa) {
+  switch (isa) {
+#if defined(PYFASTDL_HAVE_ISA_avx512)
+    case Isa::avx512: return true;
+#endif
+#if defined(PYFASTDL_HAVE_ISA_avx2)
+    case Isa::avx2: return true;
+#endif
+    case Isa::base: return true;
+    default: return false;
+  }
+}
+
+bool cpu_runs(Isa isa) {
+#if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
   // __builtin_cpu_supports also checks that the OS saves the wider registers (XCR0).
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
-    return Isa::avx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::avx2;
+  switch (isa) {
+    case Isa::avx512:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+             __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+    case Isa::avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    default: return true;
+  }
+#else
+  return isa == Isa::base;
 #endif
-  return Isa::base;
 }
 
 std::atomic<Isa>& active() {
@@ -35,9 +54,16 @@ const char* isa_name(Isa isa) {
   }
 }
 
+bool isa_available(Isa isa) { return built(isa) && cpu_runs(isa); }
+
 Isa best_isa() {
-  static const Isa isa = detect();
-  return isa;
+  static const Isa best = [] {
+    Isa widest = Isa::base;
+    for (Isa isa : kAll)
+      if (isa_available(isa)) widest = isa;
+    return widest;
+  }();
+  return best;
 }
 
 Isa active_isa() { return active().load(std::memory_order_relaxed); }
@@ -47,8 +73,11 @@ void set_isa(const char* name) {
   const Isa isa = n == "avx512" ? Isa::avx512 : n == "avx2" ? Isa::avx2 : Isa::base;
   if (isa_name(isa) != n)
     throw std::invalid_argument("set_isa: name must be 'base', 'avx2' or 'avx512', got '" + n + "'");
-  if (int(isa) > int(best_isa()))
-    throw std::invalid_argument("set_isa: '" + n + "' is not supported here (best: '" +
+  if (!built(isa))
+    throw std::invalid_argument("set_isa: '" + n + "' is not supported here: this build compiled the kernels for '" +
+                                PYFASTDL_BUILT_ISAS + "' only (CMake option PYFASTDL_ISAS)");
+  if (!cpu_runs(isa))
+    throw std::invalid_argument("set_isa: '" + n + "' is not supported here: this CPU lacks it (best: '" +
                                 std::string(isa_name(best_isa())) + "')");
   active().store(isa, std::memory_order_relaxed);
 }

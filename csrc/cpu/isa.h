@@ -13,7 +13,8 @@
 // Every CPU kernel family goes through this one mechanism, and one switch (_C.cpu.set_isa) moves them
 // all. To plug a family's file in:
 //   1. CMakeLists.txt: add the file to ISA_SOURCES (one line); it is then compiled once per set, with
-//      PYFASTDL_ISA defined to the set's name (and a non-x86 build compiles only the baseline copy).
+//      PYFASTDL_ISA defined to the set's name (a non-x86 build compiles only the baseline copy, and
+//      CMake's PYFASTDL_ISAS can leave sets out: tools/sanitize.sh builds base and the host's best).
 //   2. The file puts its code in `namespace pyfastdl::cpu::PYFASTDL_ISA { ... }` and ends with
 //      PYFASTDL_ISA_INSTANTIATE(PYFASTDL_<FAMILY>_KERNELS).
 //   3. Its header lists the kernels once, as an X-macro of (T, name, (parameters), (arguments)), and
@@ -32,9 +33,10 @@ namespace pyfastdl::cpu {
 enum class Isa { base, avx2, avx512 };
 
 const char* isa_name(Isa isa);
-Isa best_isa();               // the widest set this build has and this CPU supports
+bool isa_available(Isa isa);  // this build has the set's copy (CMake's PYFASTDL_ISAS) and this CPU runs it
+Isa best_isa();               // the widest available set
 Isa active_isa();             // what the dispatched kernels use: best_isa() unless set_isa lowered it
-void set_isa(const char* name);  // "base", "avx2" or "avx512"; std::invalid_argument if unsupported here
+void set_isa(const char* name);  // "base", "avx2" or "avx512"; std::invalid_argument if not available
 
 }  // namespace pyfastdl::cpu
 
@@ -54,16 +56,24 @@ void set_isa(const char* name);  // "base", "avx2" or "avx512"; std::invalid_arg
   KERNELS(PYFASTDL_ISA_INSTANTIATE_ONE, float)     \
   KERNELS(PYFASTDL_ISA_INSTANTIATE_ONE, double)
 
-#if defined(PYFASTDL_HAVE_X86_ISAS)
-#define PYFASTDL_ISA_CALL(T, name, args)                      \
-  switch (active_isa()) {                                     \
-    case Isa::avx512: return avx512::name<T> args;            \
-    case Isa::avx2: return avx2::name<T> args;                \
-    default: return base::name<T> args;                       \
-  }
+// The dispatch: one case per copy this build has (CMake defines PYFASTDL_HAVE_ISA_<set> for each set
+// in PYFASTDL_ISAS); active_isa() is never a set left out, so the base copy takes everything else.
+#if defined(PYFASTDL_HAVE_ISA_avx512)
+#define PYFASTDL_ISA_CASE_avx512(T, name, args) case Isa::avx512: return avx512::name<T> args;
 #else
-#define PYFASTDL_ISA_CALL(T, name, args) return base::name<T> args;
+#define PYFASTDL_ISA_CASE_avx512(T, name, args)
 #endif
+#if defined(PYFASTDL_HAVE_ISA_avx2)
+#define PYFASTDL_ISA_CASE_avx2(T, name, args) case Isa::avx2: return avx2::name<T> args;
+#else
+#define PYFASTDL_ISA_CASE_avx2(T, name, args)
+#endif
+#define PYFASTDL_ISA_CALL(T, name, args)       \
+  switch (active_isa()) {                      \
+    PYFASTDL_ISA_CASE_avx512(T, name, args)    \
+    PYFASTDL_ISA_CASE_avx2(T, name, args)      \
+    default: return base::name<T> args;        \
+  }
 #define PYFASTDL_ISA_DISPATCH_ONE(T, name, params, args) \
   template <class T> void name params { PYFASTDL_ISA_CALL(T, name, args) }
 #define PYFASTDL_ISA_DISPATCH(KERNELS)            \

@@ -55,7 +55,8 @@ def max_pool2d_backward(grad_y, indices, input_shape):
     idx = indices.reshape(g.shape)
     gx = np.zeros((g.shape[0], input_shape[-2] * input_shape[-1]))
     for p in range(g.shape[0]):
-        np.add.at(gx[p], idx[p].ravel(), g[p].ravel())
+        hit = idx[p].ravel() >= 0  # -1: a window with no input cell sends its gradient nowhere
+        np.add.at(gx[p], idx[p].ravel()[hit], g[p].ravel()[hit])
     return gx.reshape(input_shape)
 
 

@@ -180,6 +180,9 @@ class Softmax(Function):
             ctx.save_for_backward(y)
             return y
         xp = _xp(x)
+        if x.size == 0:  # an empty softmax is empty (the max below has no identity)
+            ctx.save_for_backward(x)
+            return x.copy()
         y = x - x.max(axis=dim, keepdims=True)  # max subtracted: exp never overflows
         xp.exp(y, out=y)
         y /= y.sum(axis=dim, keepdims=True)
@@ -216,22 +219,27 @@ class LogSoftmax(Function):
 def _log_softmax(x, axis):
     """log softmax of an array: x - max - log(sum(exp(x - max))), finite for any finite x."""
     xp = _xp(x)
+    if x.size == 0:  # empty in, empty out (the max below has no identity)
+        return x.copy()
     out = x - x.max(axis=axis, keepdims=True)
     out -= xp.log(xp.exp(out).sum(axis=axis, keepdims=True))  # in place: one temporary fewer
     return out
 
 
-def _cast(input, dtype):  # noqa: A002
-    return input if dtype is None else input.to(dtype)
+def _cast(name, input, dtype):  # noqa: A002
+    x = input if dtype is None else input.to(dtype)
+    if x.dtype.kind != "f":
+        raise TypeError(f"{name}: input must be a floating-point tensor, got {x.dtype} (pass dtype= to convert)")
+    return x
 
 
 def softmax(input, dim=None, dtype=None):  # noqa: A002
     """exp(x) / sum(exp(x)) along ``dim`` (computed with the maximum subtracted)."""
     _check_tensor("softmax", input)
-    return Softmax.apply(_cast(input, dtype), _softmax_dim("softmax", input.ndim, dim))
+    return Softmax.apply(_cast("softmax", input, dtype), _softmax_dim("softmax", input.ndim, dim))
 
 
 def log_softmax(input, dim=None, dtype=None):  # noqa: A002
     """log(softmax(x)) along ``dim``, computed as x - logsumexp(x) (stable for large logits)."""
     _check_tensor("log_softmax", input)
-    return LogSoftmax.apply(_cast(input, dtype), _softmax_dim("log_softmax", input.ndim, dim))
+    return LogSoftmax.apply(_cast("log_softmax", input, dtype), _softmax_dim("log_softmax", input.ndim, dim))
