@@ -14,8 +14,9 @@ cd "$(dirname "$0")/.."
 
 # CI's subset: every test of the CPU kernel families (conv, pool, lstm, attention, norm, softmax and
 # cross-entropy, optim, activation; each on every instruction set built) and of the matrix products,
-# every public op's error inputs, the property tests and nn.functional: ~2.5 min on 2 busy cores. The model and training tests run the
-# same kernels on bigger shapes (~10x slower under ASan); `tools/sanitize.sh tests/` runs everything.
+# every public op's error inputs, the property tests and nn.functional: ~2.5 min on 2 busy cores. The
+# model and training tests run the same kernels on bigger shapes (~10x slower under ASan);
+# `tools/sanitize.sh tests/` runs everything.
 SANITIZE_TESTS=(tests/test_conv.py tests/test_pool.py tests/test_lstm.py tests/test_attention.py
                 tests/test_norm.py tests/test_loss.py tests/test_optim.py tests/test_isa.py tests/test_activation.py
                 tests/test_gemm.py tests/test_softmax.py
