@@ -194,25 +194,16 @@ void bind_cuda(py::module_& cuda) {
     cuda.def(
         name("max_pool2d_forward").c_str(),
         [v = v](const Pool2dArgs& a, py::handle x, py::handle y, py::handle indices, std::uintptr_t stream) {
-          const char* op = "max_pool2d_forward";
-          expect_kind(op, a, PoolKind::max);
-          const auto io = float_pair<true>(op, x, "input", a.in_shape, y, "output", a.out_shape);
-          const Array &X = io.first, &Y = io.second;
-          Array I = index_array<true>(indices, op, a.out_shape);
-          max_pool2d_forward_cuda(a, X.ptr<float>(), Y.ptr<float>(), I.ptr<int64_t>(), v,
+          const auto m = max_pool_arrays<true>("max_pool2d_forward", false, a, x, y, indices);
+          max_pool2d_forward_cuda(a, m.src.ptr<float>(), m.dst.ptr<float>(), m.indices.ptr<int64_t>(), v,
                                   reinterpret_cast<cudaStream_t>(stream));
         },
         py::arg("args"), py::arg("input"), py::arg("output"), py::arg("indices"), py::arg("stream"));
     cuda.def(
         name("max_pool2d_backward").c_str(),
         [v = v](const Pool2dArgs& a, py::handle gy, py::handle indices, py::handle gx, std::uintptr_t stream) {
-          const char* op = "max_pool2d_backward";
-          expect_kind(op, a, PoolKind::max);
-          const auto io = float_pair<true>(op, gy, "grad_output", a.out_shape, gx, "grad_input", a.in_shape);
-          const Array &GY = io.first, &GX = io.second;
-          check(!indices.is_none(), op, ": indices are required");
-          Array I = index_array<true>(indices, op, a.out_shape);
-          max_pool2d_backward_cuda(a, GY.ptr<float>(), I.ptr<int64_t>(), GX.ptr<float>(), v,
+          const auto m = max_pool_arrays<true>("max_pool2d_backward", true, a, gy, gx, indices);
+          max_pool2d_backward_cuda(a, m.src.ptr<float>(), m.indices.ptr<int64_t>(), m.dst.ptr<float>(), v,
                                    reinterpret_cast<cudaStream_t>(stream));
         },
         py::arg("args"), py::arg("grad_output"), py::arg("indices"), py::arg("grad_input"), py::arg("stream"));
