@@ -66,6 +66,7 @@ libstdcxx="$(${CXX:-g++} -print-file-name=libstdc++.so.6)"
 export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:abort_on_error=0"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 export OMP_NUM_THREADS=2  # the OpenMP regions run with more than one thread
+export PYFASTDL_SANITIZER=address,undefined  # tests that measure resident memory skip (ASan's quarantine)
 
 # -P: the checkout itself must not shadow the package assembled in $pkg.
 if ! PYTHONPATH="$PWD/$pkg" LD_PRELOAD="$libasan:$libstdcxx" python3 -P -m pytest -q --capture=sys -p no:cacheprovider -x \
