@@ -164,6 +164,9 @@ def _misplaced_arrays(device: str, args) -> str:
     return ", ".join(found)
 
 
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def _gemm_operand(x):
     """(transposed, C-contiguous storage) of a matmul operand for ``_C.cpu.matmul``, or None: the
     array itself, or for a view with its last two dimensions swapped (weight.T, keys.transpose(1, 2))
@@ -196,14 +199,8 @@ def matmul(a, b):
         sa, sb = _gemm_operand(a), _gemm_operand(b)
         if sa is not None and sb is not None and a.shape[-1] == b.shape[-2]:
             out = np.empty(a.shape[:-1] + b.shape[-1:], a.dtype)
-            if profiler._active is None:
-                return _C.cpu.matmul(sa[1], sb[1], out, sa[0], sb[0])
-            with profiler.range_("matmul", "kernel"):
-                return _C.cpu.matmul(sa[1], sb[1], out, sa[0], sb[0])
+            return launch("matmul", "cpu", sa[1], sb[1], out, sa[0], sb[0])
     return a @ b
-
-
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def contiguous(array):

@@ -6,9 +6,9 @@
 // runs our products. A large product (nn.Linear through _C.cpu.matmul, a convolution that is one big
 // GEMM) is cut into blocks of rows or columns of C that the team's threads take one at a time
 // (gemm.cpp), each a single-threaded OpenBLAS call; kernels that run their own OpenMP tasks call
-// gemm() inside them and make one call. Two pools -- OpenBLAS's threads spin
-// for a while after each product, waiting for the next -- took the cores that the OpenMP team and the
-// rest of the step needed, and a static split stalls on a core shared with another process.
+// gemm() inside them and make one call. Two pools -- OpenBLAS's threads spin for a while after each
+// product, waiting for the next -- took the cores that the OpenMP team and the rest of the step
+// needed, and a static split stalls on a core shared with another process.
 #pragma once
 #include <cstdint>
 
