@@ -65,7 +65,8 @@ SHAPES = {
 # The ladder's rungs: the algorithms "fast" picks from, on shapes where each is the pick.
 LADDER = {"resnet20_16x32": ("im2col", "winograd"), "resnet20_64x8": ("im2col", "winograd"),
           "yolo_128x7": ("im2col", "winograd"), "lenet_c2": ("im2col", "direct"), "yolo_c1": ("im2col", "direct"),
-          "resnet20_down32": ("im2col", "direct"), "resnet18_512x2": ("im2col", "winograd")}
+          "resnet20_down32": ("im2col", "direct"), "resnet18_256x4": ("im2col", "winograd"),
+          "resnet18_512x2": ("im2col", "winograd")}
 CASES = ([(name, "fast") for name in SHAPES] + [("lenet_c2", "reference")]
          + [(name, v) for name, variants in LADDER.items() for v in variants])
 DIRECTIONS = ["forward", "backward_input", "backward_weight"]

@@ -92,6 +92,7 @@ WINOGRAD_CASES = {
     "lanes_plus_one": (3, 9, 5, 6, 33, 1),  # channels one past a vector width (AVX2 and AVX-512, float and double)
     "many_blocks": (5, 17, 13, 11, 7, 1),  # several tile blocks, a partial last one
     "wide": (2, 64, 8, 8, 64, 1),  # the blocks' size limit (ResNet's last stage)
+    "streamed_weights": (4, 176, 18, 18, 176, 1),  # transformed weights past 4 MiB: big blocks, a partial last
 }
 
 
@@ -185,7 +186,8 @@ FAST_PICKS = [
     ((16, 8, 1, 1, 9), ("im2col", "im2col", "im2col")),  # pointwise: plain GEMMs
     ((16, 8, 5, 1, 5), ("im2col", "im2col", "im2col")),  # the kernel covers the map: a fully connected layer
     ((64, 128, 3, 2, 9), ("im2col", "im2col", "im2col")),  # strided, C*K > 2048: im2col's GEMM beats direct
-    ((129, 128, 3, 1, 4), ("im2col", "im2col", "im2col")),  # wide (C*K > 128*128, ResNet-18's last stages)
+    ((129, 128, 3, 1, 4), ("winograd", "winograd", "winograd")),  # wide (C*K > 128*128): big tile blocks
+    ((129, 128, 3, 1, 2), ("im2col", "im2col", "im2col")),  # wide on a 2x2 map: 3/4 of a Winograd tile wasted
     ((128, 128, 3, 1, 4), ("winograd", "winograd", "direct")),  # the widest layer Winograd takes
 ]
 

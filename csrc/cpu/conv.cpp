@@ -19,6 +19,12 @@
 //      from 0.16 / 0.33 / 0.49 to 1.46 / 2.07 / 6.9 (torch's weight gradient is slow there), the
 //      256-channel 4x4 ones from 0.64 / 0.49 / 0.81 to 0.89 / 0.59 / 1.36, and ImageNet's 256-channel
 //      14x14 layer (batch 8) from 0.32 / 0.31 / 0.58 to 1.03 / 0.90 / 1.28.
+//   5. Winograd again on wide layers with maps of >= 4x4 (2x2 maps stay im2col), its tile blocks grown
+//      where the transformed weights pass 4 MiB (conv_winograd.cpp): those blocks had streamed 9.4 MB
+//      of weights from L3 every 6-14 tiles. On a 2-core AMD EPYC Zen 4 (AVX-512), thread CPU time,
+//      load 4, forward / input grad / weight grad against torch: ResNet-18's 256-channel 4x4 layer
+//      0.53 / 0.56 / 0.82 -> 0.73-0.90 / 0.88-0.93 / 0.84-0.89, ImageNet's 256-channel 14x14 layer
+//      0.77 / 0.75 / 0.97 -> 0.96-1.17 / 0.93-1.23 / 1.04-1.09 (the range: AVX2 and AVX-512 copies).
 // Rung 3 lifted the worst layers: NIN's 5x5 on 24 channels 0.52-0.68 -> 0.84-0.89, YOLO's 5x5
 // stride-2 stem 0.59-0.61 -> 0.80-0.98, LeNet's C3 0.68-0.77 -> 0.80-1.59 and C5 0.67-1.04 -> 2.2-3.4.
 // Winograd's own rungs (conv_winograd.cpp): broadcasting the micro-kernel's operand with a vector
@@ -497,12 +503,12 @@ void conv2d_backward_weight_reference_cpu(const Conv2dArgs& a, const T* x, const
 
 // Which variant computes a pass of this convolution: measured per layer and pass on the models'
 // shapes (the table above; AVX2, one thread). In words:
-//   * im2col for 1x1 kernels and kernels that cover the whole input (no copy: plain GEMMs), and for
-//     wide layers, C*K > 128*128 (ResNet-18's 256- and 512-channel stages): there im2col's one large
-//     product wins, while Winograd's 36 products over 36*C*K transformed weights (above 2.4 MB for
-//     float32) and the direct kernel's register tiles fall to 0.1-0.6x torch (2x2 to 14x14 maps);
+//   * im2col for 1x1 kernels and kernels that cover the whole input (no copy: plain GEMMs);
 //   * Winograd for 3x3 stride-1 layers with >= 8 channels in and out, except the weight gradient on
-//     maps under 7x7, where most of a 4x4 tile's outputs fall outside the map (direct there);
+//     maps under 7x7, where most of a 4x4 tile's outputs fall outside the map (direct there); on
+//     wide layers, C*K > 128*128 (ResNet-18's 256- and 512-channel stages), Winograd for all three
+//     passes on maps of >= 4x4 and im2col on smaller ones (a 2x2 map fills a quarter of a tile): the
+//     direct kernel's register tiles fall to 0.2-0.6x torch there;
 //   * direct for the rest with few channels (C*K <= 2048: 5x5 kernels, stems, CIFAR-sized strided
 //     layers; from ResNet-18's 64->128 stride-2 layer up, im2col is faster) where its tiles fill: output
 //     rows that fill at least 3/4 of their tiles of kMR rows; for the input gradient >= 16 input
@@ -514,9 +520,12 @@ enum class Pass { forward, input, weight };
 enum class Algo { im2col, winograd, direct };
 Algo pick(const Conv2dArgs& a, Pass pass) {
   const int64_t channel_pairs = a.C_per_group() * a.K;
-  if (is_dense(a) || a.is_pointwise() || channel_pairs > 128 * 128) return Algo::im2col;
-  if (winograd_applies(a) && a.C >= 8 && a.K >= 8)
+  const bool wide = channel_pairs > 128 * 128;
+  if (is_dense(a) || a.is_pointwise()) return Algo::im2col;
+  if (winograd_applies(a) && a.C >= 8 && a.K >= 8) {
+    if (wide) return a.P * a.Q >= 16 ? Algo::winograd : Algo::im2col;
     return pass == Pass::weight && a.P * a.Q < 49 ? Algo::direct : Algo::winograd;
+  }
   if (channel_pairs > 2048 || !direct_applies(a, pass == Pass::input)) return Algo::im2col;
   const bool strided = a.stride_h > 1 || a.stride_w > 1;
   switch (pass) {

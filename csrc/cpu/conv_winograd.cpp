@@ -158,11 +158,20 @@ struct Tiling {
     t.tiles = N * t.th * t.tw;
     t.Hs = kTile * t.th + 2, t.Ws = kTile * t.tw + 2;
     t.Cp = round_up(C, kLanes<T>), t.Kp = round_up(K, kLanes<T>);
-    // A block's two 36 x tb x channels buffers in about 192 KiB (L2 is 512 KiB-2 MiB per core).
-    constexpr int64_t kBlockBytes = int64_t(192) << 10;
-    const int64_t per_tile = kPoints * (t.Cp + t.Kp) * int64_t(sizeof(T));
-    t.tb = std::max<int64_t>(kMR, kBlockBytes / per_tile / kMR * kMR);
-    t.tb = std::min(t.tb, round_up(t.tiles, kMR));
+    // Tiles per block. A block's two 36 x tb x channels buffers take about 192 KiB of L2 (512 KiB-2
+    // MiB per core), while the transformed weights U (36 x Cp x Kp) come from L3 once per block. At
+    // 256 channels U is 9.4 MB (and the weight gradient's 36 x K x Cp sums as much), and blocks of
+    // 6-14 tiles spent more time streaming it than in the products (0.5x torch at 256 channels on
+    // 4x4 and 14x14 maps, AVX2). Where U passes 4 MiB a block grows until each point's slices V[xi]
+    // and M[xi], which one product reads, fill 128 KiB (64 tiles at 256 channels): 1.0-1.1x. (At 128
+    // channels, U 2.4 MB, such blocks were slower: their buffers spill out of L2 for little gain.)
+    // Blocks stay at least as many as the threads.
+    const int64_t slice = (t.Cp + t.Kp) * int64_t(sizeof(T));  // one tile's row of V[xi] and M[xi]
+    const bool u_fits = kPoints * t.Cp * t.Kp * int64_t(sizeof(T)) <= (int64_t(4) << 20);
+    t.tb = u_fits ? (int64_t(192) << 10) / (kPoints * slice) : (int64_t(128) << 10) / slice;
+    t.tb = std::max<int64_t>(kMR, t.tb / kMR * kMR);
+    const int64_t threads = omp_get_max_threads();
+    t.tb = std::min(t.tb, round_up((t.tiles + threads - 1) / threads, kMR));
     t.v_stride = skewed<T>(t.tb * t.Cp), t.m_stride = skewed<T>(t.tb * t.Kp), t.u_stride = skewed<T>(t.Cp * t.Kp);
     return t;
   }
