@@ -174,6 +174,10 @@ def test_winograd_weight_gradient_is_the_same_bits_every_run(rng):
         busy.kill()
 
 
+# The direct kernel's register tiles hold 14 output rows with AVX-512 (6 with AVX2): "fast" takes a row
+# of 8 outputs direct with the first, through im2col with the second (two tiles of 6, 2/3 full).
+WIDE_TILES = pf._C.cpu.get_isa() == "avx512"
+
 # (C, K, kernel, stride, map side) -> the variant "fast" runs for (forward, input gradient, weight gradient)
 FAST_PICKS = [
     ((16, 8, 3, 1, 9), ("winograd", "winograd", "winograd")),
@@ -181,8 +185,10 @@ FAST_PICKS = [
     ((3, 16, 3, 1, 12), ("direct", "im2col", "direct")),  # few input channels: Winograd does not pay
     ((16, 4, 3, 1, 12), ("direct", "direct", "direct")),
     ((6, 16, 5, 1, 16), ("direct", "im2col", "direct")),  # LeNet-5 C3, output rows of 12
-    ((16, 16, 3, 2, 23), ("direct", "im2col", "im2col")),  # stride 2
-    ((16, 16, 3, 2, 15), ("im2col", "im2col", "im2col")),  # stride 2, output rows of 8: tiles of 6 half empty
+    ((16, 16, 3, 2, 23), ("direct", "im2col", "direct")),  # stride 2 (the input gradient: direct needs stride 1)
+    ((16, 16, 3, 2, 15), ("direct" if WIDE_TILES else "im2col", "im2col", "direct")),  # stride 2, output rows of 8
+    ((32, 96, 5, 1, 16), ("direct", "direct", "direct")),  # packed weights 300 KiB: still read from L2
+    ((64, 128, 5, 1, 16), ("im2col", "im2col", "im2col")),  # packed weights 800 KiB: im2col's GEMM
     ((16, 8, 1, 1, 9), ("im2col", "im2col", "im2col")),  # pointwise: plain GEMMs
     ((16, 8, 5, 1, 5), ("im2col", "im2col", "im2col")),  # the kernel covers the map: a fully connected layer
     ((64, 128, 3, 2, 9), ("im2col", "im2col", "im2col")),  # strided, C*K > 2048: im2col's GEMM beats direct

@@ -25,6 +25,11 @@
 //      load 4, forward / input grad / weight grad against torch: ResNet-18's 256-channel 4x4 layer
 //      0.53 / 0.56 / 0.82 -> 0.73-0.90 / 0.88-0.93 / 0.84-0.89, ImageNet's 256-channel 14x14 layer
 //      0.77 / 0.75 / 0.97 -> 0.96-1.17 / 0.93-1.23 / 1.04-1.09 (the range: AVX2 and AVX-512 copies).
+//   6. direct (not im2col) wherever its packed weights fit in 512 KiB and, with AVX-512's 14-row tiles,
+//      on output rows down to 5; strided weight gradients direct too. Zen 4, thread CPU time, load 4:
+//      ConvS2S's 1x3 convolutions (128 -> 256 channels, 12-14 steps) forward 0.90 -> 1.14, input
+//      gradient 0.69-0.82 -> 0.99-1.09; ResNet-20's stride-2 layers (CIFAR 32x32 and the recipe's
+//      20x20) forward 0.51-0.80 -> 0.78-1.20, weight gradient 0.48-0.74 -> 0.83-1.09.
 // Rung 3 lifted the worst layers: NIN's 5x5 on 24 channels 0.52-0.68 -> 0.84-0.89, YOLO's 5x5
 // stride-2 stem 0.59-0.61 -> 0.80-0.98, LeNet's C3 0.68-0.77 -> 0.80-1.59 and C5 0.67-1.04 -> 2.2-3.4.
 // Winograd's own rungs (conv_winograd.cpp): broadcasting the micro-kernel's operand with a vector
@@ -509,15 +514,18 @@ void conv2d_backward_weight_reference_cpu(const Conv2dArgs& a, const T* x, const
 //     wide layers, C*K > 128*128 (ResNet-18's 256- and 512-channel stages), Winograd for all three
 //     passes on maps of >= 4x4 and im2col on smaller ones (a 2x2 map fills a quarter of a tile): the
 //     direct kernel's register tiles fall to 0.2-0.6x torch there;
-//   * direct for the rest with few channels (C*K <= 2048: 5x5 kernels, stems, CIFAR-sized strided
-//     layers; from ResNet-18's 64->128 stride-2 layer up, im2col is faster) where its tiles fill: output
-//     rows that fill at least 3/4 of their tiles of kMR rows; for the input gradient >= 16 input
-//     channels (the vectors of that pass) and rows of >= 4; for the weight gradient maps of >= 16
-//     outputs, and not a strided layer with >= 8 input channels nor one with few input channels and
-//     many outputs (there im2col's GEMM wins);
+//   * direct for the rest whose packed weights (R*S*C*K values) stay within 512 KiB, so they are read
+//     from L2 for every output row (ConvS2S's 1x3 convolutions on 128 -> 256 channels: 384 KiB), and
+//     not strided with C*K > 2048 (from ResNet-18's 64->128 stride-2 layer up im2col is as fast or
+//     faster), where its tiles fill: output rows that fill at least 3/4 of their tiles of kMR rows
+//     (AVX2: 6), or 1/3 of AVX-512's tiles of 14 (on a Zen 4 even rows of 5 ran 1.4x faster direct than
+//     through im2col); for the input gradient >= 16 input channels (the vectors of that pass) and rows
+//     of >= 4; for the weight gradient maps of >= 16 outputs, and not few input channels with many
+//     outputs (there im2col's GEMM wins);
 //   * im2col elsewhere.
 enum class Pass { forward, input, weight };
 enum class Algo { im2col, winograd, direct };
+template <class T>
 Algo pick(const Conv2dArgs& a, Pass pass) {
   const int64_t channel_pairs = a.C_per_group() * a.K;
   const bool wide = channel_pairs > 128 * 128;
@@ -526,24 +534,25 @@ Algo pick(const Conv2dArgs& a, Pass pass) {
     if (wide) return a.P * a.Q >= 16 ? Algo::winograd : Algo::im2col;
     return pass == Pass::weight && a.P * a.Q < 49 ? Algo::direct : Algo::winograd;
   }
-  if (channel_pairs > 2048 || !direct_applies(a, pass == Pass::input)) return Algo::im2col;
   const bool strided = a.stride_h > 1 || a.stride_w > 1;
+  const int64_t weight_bytes = channel_pairs * a.R * a.S * int64_t(sizeof(T));
+  if (weight_bytes > (int64_t(512) << 10) || (strided && channel_pairs > 2048) ||
+      !direct_applies(a, pass == Pass::input))
+    return Algo::im2col;
   switch (pass) {
-    case Pass::forward: {
-      const int64_t row_tiles = (a.Q + tiles::kMR - 1) / tiles::kMR;
-      return 4 * a.Q >= 3 * row_tiles * tiles::kMR ? Algo::direct : Algo::im2col;
+    case Pass::forward: {  // how much of its tiles' rows an output row fills
+      const int64_t tile_rows = (a.Q + tiles::kMR - 1) / tiles::kMR * tiles::kMR;
+      const bool fills = tiles::kMR >= 12 ? 3 * a.Q >= tile_rows : 4 * a.Q >= 3 * tile_rows;
+      return fills ? Algo::direct : Algo::im2col;
     }
     case Pass::input: return a.C >= 16 && a.W >= 4 ? Algo::direct : Algo::im2col;
-    default: {
-      const bool gemm_wins = (strided && a.C >= 8) || (a.C < 8 && a.K > 32);
-      return a.P * a.Q >= 16 && !gemm_wins ? Algo::direct : Algo::im2col;
-    }
+    default: return a.P * a.Q >= 16 && !(a.C < 8 && a.K > 32) ? Algo::direct : Algo::im2col;
   }
 }
 
 template <class T>
 void conv2d_forward_cpu(const Conv2dArgs& a, const T* x, const T* w, const T* bias, T* y) {
-  switch (pick(a, Pass::forward)) {
+  switch (pick<T>(a, Pass::forward)) {
     case Algo::winograd: return conv2d_forward_winograd_cpu(a, x, w, bias, y);
     case Algo::direct: return conv2d_forward_direct_cpu(a, x, w, bias, y);
     default: return conv2d_forward_im2col_cpu(a, x, w, bias, y);
@@ -552,7 +561,7 @@ void conv2d_forward_cpu(const Conv2dArgs& a, const T* x, const T* w, const T* bi
 
 template <class T>
 void conv2d_backward_input_cpu(const Conv2dArgs& a, const T* dy, const T* w, T* dx) {
-  switch (pick(a, Pass::input)) {
+  switch (pick<T>(a, Pass::input)) {
     case Algo::winograd: return conv2d_backward_input_winograd_cpu(a, dy, w, dx);
     case Algo::direct: return conv2d_backward_input_direct_cpu(a, dy, w, dx);
     default: return conv2d_backward_input_im2col_cpu(a, dy, w, dx);
@@ -561,7 +570,7 @@ void conv2d_backward_input_cpu(const Conv2dArgs& a, const T* dy, const T* w, T* 
 
 template <class T>
 void conv2d_backward_weight_cpu(const Conv2dArgs& a, const T* x, const T* dy, T* dw) {
-  switch (pick(a, Pass::weight)) {
+  switch (pick<T>(a, Pass::weight)) {
     case Algo::winograd: return conv2d_backward_weight_winograd_cpu(a, x, dy, dw);
     case Algo::direct: return conv2d_backward_weight_direct_cpu(a, x, dy, dw);
     default: return conv2d_backward_weight_im2col_cpu(a, x, dy, dw);
