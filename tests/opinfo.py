@@ -874,6 +874,27 @@ for _name, _slope in (("relu", ()), ("leaky_relu", (0.1,))):
         ]
 
 
+@op("kernels", "glu_forward", ("glu",))
+def _(rng):
+    return [Call((arr(rng, 3, 4),)), Call((arr(rng, 2, 6, 3, dtype=np.float64), 1))], [
+        E((arr(rng, 3, 5),), ValueError, "dim"),
+        E((arr(rng, 3, 4), 2), ValueError, "dim"),
+        E((arr(rng, 3, 4).astype(np.float16),), TypeError, "input"),
+        E((arr(rng, 3, 4).astype(">f4"),), TypeError, "input"),
+        E((arr(rng, 3, 4),), ValueError, "output", out=arr(rng, 3, 4)),
+        E((arr(rng, 3, 4),), ValueError, "variant", variant="reference"),
+    ]
+
+
+@op("kernels", "glu_backward", ("glu",))
+def _(rng):
+    return [Call((arr(rng, 3, 4), arr(rng, 3, 2)))], [
+        E((arr(rng, 3, 4), arr(rng, 3, 4)), ValueError, "grad_output"),
+        E((arr(rng, 3, 4), arr(rng, 3, 2, dtype=np.float64)), TypeError, "grad_output"),
+        E((arr(rng, 3, 4).astype(np.int32), arr(rng, 3, 2)), TypeError, "input"),
+    ]
+
+
 @op("kernels", "sgd_step", ("sgd", "SGD"))
 def _(rng):
     return [Call(([arr(rng, 3)], [arr(rng, 3)], None, [False]), dict(lr=0.1)),

@@ -1,4 +1,4 @@
-"""The activation family (ReLU, leaky ReLU) on the CPU: the raw kernels against a float64 numpy
+"""The activation family (ReLU, leaky ReLU, GLU) on the CPU: the raw kernels against a float64 numpy
 reference on awkward shapes, torch's edge cases (signed zeros, NaN, Inf), the autograd ops through
 them with finite differences, thread counts, and bad input."""
 
@@ -106,6 +106,96 @@ def test_ops_match_numpy_float32(slope, rng):
     (lambda: K.relu_forward(np.ones(3, np.float32), variant="reference"), ValueError, "variant"),
 ])
 def test_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+# ---- GLU -------------------------------------------------------------------------------------------
+
+GLU_CASES = [((2,), 0), ((1, 2), -1), ((3, 8, 5), 1), ((4, 6), 0), ((2, 3, 4), 2), ((7, 10, 1, 13), 1),
+             ((128, 512, 1, 12), 1)]  # the last: ConvS2S's gate, over the thread threshold
+
+
+def _ref_glu(x, dim):
+    a, b = np.split(x.astype(np.float64), 2, axis=dim)
+    return a, 1 / (1 + np.exp(-b))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,dim", GLU_CASES)
+def test_glu_kernels_against_float64(shape, dim, dtype, rng):
+    x = (3 * rng.standard_normal(shape)).astype(dtype)
+    a, s = _ref_glu(x, dim)
+    y = K.glu_forward(x, dim, out=np.full(a.shape, np.nan, dtype))
+    g = rng.standard_normal(a.shape).astype(dtype)
+    gx = K.glu_backward(x, g, dim, out=np.full(shape, np.nan, dtype))
+    tol = 1e-5 if dtype == np.float32 else 1e-13  # a few roundings of values up to ~30
+    np.testing.assert_allclose(y, a * s, rtol=tol, atol=tol)
+    np.testing.assert_allclose(gx, np.concatenate([g * s, g * a * s * (1 - s)], axis=dim), rtol=tol, atol=tol)
+
+
+def test_glu_edges_as_torch():
+    """sigmoid saturates to exactly 0 and 1, NaN propagates, -0 and 0 give a half."""
+    b = np.array([np.nan, 1, 100, -100, np.inf, -np.inf, 0, -0.0, 88.5, -88.5], np.float32)
+    x = np.concatenate([np.full_like(b, 2.0), b])
+    y = K.glu_forward(x)
+    expected = 2 / (1 + np.exp(-b.astype(np.float64)))
+    np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-37)
+    assert np.isnan(y[0]) and y[2] == 2 and y[3] == 0 and y[4] == 2 and y[5] == 0 and y[6] == y[7] == 1
+    gx = K.glu_backward(x, np.ones_like(b))
+    assert np.isnan(gx[0]) and np.isnan(gx[len(b)]) and gx[len(b) + 5] == 0 and gx[len(b) + 4] == 0
+
+
+def test_glu_zero_size():
+    assert K.glu_forward(np.ones((0, 4), np.float32), 1).shape == (0, 2)
+    assert K.glu_backward(np.ones((3, 0), np.float32), np.ones((3, 0), np.float32), 1).shape == (3, 0)
+
+
+@pytest.mark.parametrize("dim", [0, 1, -1])
+def test_glu_autograd_gradcheck(dim, rng):
+    """F.glu through the kernels (float64, finite differences), and the kernel path agrees with the
+    array code that the GPU runs."""
+    x = pf.tensor(rng.standard_normal((4, 6, 2)), requires_grad=True)
+    assert gradcheck(lambda t: F.glu(t, dim), (x,))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_glu_threads(threads, rng):
+    x = rng.standard_normal((128, 512, 1, 12)).astype(np.float32)
+    before = pf.get_num_threads()
+    pf.set_num_threads(threads)
+    try:
+        first = K.glu_forward(x, 1)
+    finally:
+        pf.set_num_threads(before)
+    np.testing.assert_array_equal(first, K.glu_forward(x, 1))
+
+
+def test_glu_against_torch(rng):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((5, 8, 3)).astype(np.float32)
+    g = rng.standard_normal((5, 4, 3)).astype(np.float32)
+    t = pf.tensor(x, requires_grad=True)
+    y = F.glu(t, 1)
+    (y * pf.tensor(g)).sum().backward()
+    tx = torch.from_numpy(x).requires_grad_()
+    ty = torch.nn.functional.glu(tx, 1)
+    ty.backward(torch.from_numpy(g))
+    np.testing.assert_allclose(y.detach().numpy(), ty.detach().numpy(), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(t.grad.numpy(), tx.grad.numpy(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("call,error,match", [
+    (lambda: K.glu_forward(np.ones((3, 5), np.float32), 1), ValueError, "glu: halving only works on an even-sized"),
+    (lambda: K.glu_forward(np.ones((3, 4), np.float32), 2), ValueError, "glu: dim 2 is out of range"),
+    (lambda: K.glu_forward(np.ones((), np.float32)), ValueError, "glu: the input needs at least one dimension"),
+    (lambda: K.glu_forward(np.ones(4, np.int64)), TypeError, "glu_forward: input"),
+    (lambda: K.glu_forward(np.ones(4, ">f4")), TypeError, "byte order"),
+    (lambda: K.glu_forward(np.ones(4, np.float32), out=np.ones(4, np.float32)), ValueError, "glu_forward: output"),
+    (lambda: K.glu_backward(np.ones(4, np.float32), np.ones(4, np.float32)), ValueError, "glu_backward: grad_output"),
+    (lambda: K.glu_backward(np.ones(4, np.float32), np.ones(2, np.float64)), TypeError, "glu_backward: grad_output"),
+])
+def test_glu_errors(call, error, match):
     with pytest.raises(error, match=match):
         call()
 

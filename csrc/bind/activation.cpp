@@ -3,6 +3,8 @@
 //
 //   a = _C.ActivationArgs(x.shape, negative_slope)            # 0: ReLU
 //   _C.cpu.leaky_relu_forward(a, x, y); _C.cpu.leaky_relu_backward(a, ref, grad_y, grad_x)
+//   g = _C.GluArgs(x.shape, dim)                              # g.output_shape: dim halved
+//   _C.cpu.glu_forward(g, x, y); _C.cpu.glu_backward(g, x, grad_y, grad_x)
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -47,6 +49,32 @@ void bind_cpu(py::module_& cpu) {
       },
       py::arg("args"), py::arg("ref"), py::arg("grad_output"), py::arg("grad_input"),
       "grad_input = ref > 0 ? grad_output : negative_slope * grad_output (ReLU: 0 where ref <= 0)");
+  cpu.def(
+      "glu_forward",
+      [](const GluArgs& a, py::handle x, py::handle y) {
+        const Array X = cpu_float_operand(x, "glu_forward", "input", a.shape);
+        const Array Y = cpu_operand(y, "glu_forward", "output", a.output_shape(), X.dtype);
+        py::gil_scoped_release nogil;
+        with_float_type(X.dtype, [&](auto z) {
+          using T = decltype(z);
+          cpu::glu_forward_cpu<T>(a, X.ptr<T>(), Y.ptr<T>());
+        });
+      },
+      py::arg("args"), py::arg("input"), py::arg("output"), "y = a * sigmoid(b), a and b the halves of dim");
+  cpu.def(
+      "glu_backward",
+      [](const GluArgs& a, py::handle x, py::handle grad_y, py::handle grad_x) {
+        const Array X = cpu_float_operand(x, "glu_backward", "input", a.shape);
+        const Array G = cpu_operand(grad_y, "glu_backward", "grad_output", a.output_shape(), X.dtype);
+        const Array GX = cpu_operand(grad_x, "glu_backward", "grad_input", a.shape, X.dtype);
+        py::gil_scoped_release nogil;
+        with_float_type(X.dtype, [&](auto z) {
+          using T = decltype(z);
+          cpu::glu_backward_cpu<T>(a, X.ptr<T>(), G.ptr<T>(), GX.ptr<T>());
+        });
+      },
+      py::arg("args"), py::arg("input"), py::arg("grad_output"), py::arg("grad_input"),
+      "grad_input: g * sigmoid(b) for a's half, g * a * sigmoid(b) * (1 - sigmoid(b)) for b's");
   add_family(cpu, "activation");
 }
 
@@ -62,6 +90,12 @@ void bind_activation(py::module_& m) {
       .def("__repr__", [](const ActivationArgs& a) {
         return "ActivationArgs(" + shape_str(a.shape) + ", negative_slope=" + std::to_string(a.negative_slope) + ")";
       });
+  py::class_<GluArgs>(m, "GluArgs", "Validated arguments of one GLU call: the input's shape and the halved dim")
+      .def(py::init(&make_glu_args), py::arg("shape"), py::arg("dim"))
+      .def_property_readonly("shape", [](const GluArgs& a) { return as_tuple(a.shape); })
+      .def_property_readonly("output_shape", [](const GluArgs& a) { return as_tuple(a.output_shape()); })
+      .def_readonly("dim", &GluArgs::dim)
+      .def("__repr__", [](const GluArgs& a) { return "GluArgs(" + shape_str(a.shape) + ", dim=" + std::to_string(a.dim) + ")"; });
   auto cpu = m.attr("cpu").cast<py::module_>();
   bind_cpu(cpu);
 }

@@ -1,5 +1,5 @@
-// Arguments of the activation family (ReLU and leaky ReLU, forward and backward), in one place for
-// the CPU kernels and the bindings. Plain C++.
+// Arguments of the activation family (ReLU, leaky ReLU and GLU, forward and backward), in one place
+// for the CPU kernels and the bindings. Plain C++.
 //
 //   forward   y = x              where x > 0
 //             y = slope * x      elsewhere (ReLU: slope 0, and y = +0, never -0; NaN stays NaN)
@@ -28,6 +28,38 @@ inline ActivationArgs make_activation_args(const Shape& shape, double negative_s
   a.shape = shape;
   a.numel = numel(shape);  // throws on 64-bit overflow
   a.negative_slope = negative_slope;
+  return a;
+}
+
+// GLU (Dauphin et al. 2017) over dimension `dim` of `shape`, whose size 2h splits into halves a, b:
+//   forward   y = a * sigmoid(b)                                 (y: `shape` with h at dim)
+//   backward  from x and g:  ga = g * sigmoid(b),  gb = g * a * sigmoid(b) * (1 - sigmoid(b))
+// Contiguous x is (outer, 2, half * inner): each of the `outer` rows holds a's values, then b's.
+struct GluArgs {
+  Shape shape;  // the input's
+  int64_t dim = 0, outer = 1, half = 0, inner = 1;
+  int64_t numel() const { return outer * 2 * half * inner; }
+  Shape output_shape() const {
+    Shape out = shape;
+    out[dim] = half;
+    return out;
+  }
+};
+
+inline GluArgs make_glu_args(const Shape& shape, int64_t dim) {
+  const int64_t rank = int64_t(shape.size());
+  check(rank >= 1, "glu: the input needs at least one dimension, got a scalar");
+  check(dim >= -rank && dim < rank, "glu: dim ", dim, " is out of range for an input of ", rank, " dimensions ",
+        shape_str(shape));
+  GluArgs a;
+  a.shape = shape;
+  a.dim = dim < 0 ? dim + rank : dim;
+  numel(shape);  // throws on 64-bit overflow
+  check(shape[a.dim] % 2 == 0, "glu: halving only works on an even-sized dimension; dim ", dim, " has size ",
+        shape[a.dim], " in ", shape_str(shape));
+  a.half = shape[a.dim] / 2;
+  for (int64_t d = 0; d < a.dim; ++d) a.outer *= shape[d];
+  for (int64_t d = a.dim + 1; d < rank; ++d) a.inner *= shape[d];
   return a;
 }
 

@@ -1,5 +1,6 @@
 """Raw activation kernels on numpy arrays: ReLU and leaky ReLU, forward and backward, element-wise
-over any shape, no autograd (CPU; on the GPU the ops keep their cupy array code).
+over any shape, and GLU over one dimension; no autograd (CPU; on the GPU the ops keep their cupy
+array code).
 
 The backward reads ``ref``, an array positive exactly where the forward's input was: the input
 itself, or (for a non-negative slope) the forward's output, which autograd keeps anyway. ReLU
@@ -14,9 +15,11 @@ from __future__ import annotations
 from .._core import _C
 from . import _dispatch
 
-__all__ = ["ACTIVATION_VARIANTS", "relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward"]
+__all__ = ["ACTIVATION_VARIANTS", "relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward",
+           "glu_forward", "glu_backward"]
 
 _args = _dispatch.cached(_C.ActivationArgs)
+_glu_args = _dispatch.cached(_C.GluArgs)
 #: This family's variants: one kernel, simple enough to be its own reference.
 ACTIVATION_VARIANTS = ("fast",)
 
@@ -49,3 +52,24 @@ def relu_forward(input, *, variant="fast", out=None):  # noqa: A002
 def relu_backward(ref, grad_output, *, variant="fast", out=None):
     """grad_output where ref > 0 (or NaN), else 0 (ref: ReLU's input or output)."""
     return leaky_relu_backward(ref, grad_output, 0.0, variant=variant, out=out)
+
+
+def glu_forward(input, dim=-1, *, variant="fast", out=None):  # noqa: A002
+    """GLU (Dauphin et al. 2017): ``a * sigmoid(b)`` where a and b are the first and second halves of
+    ``dim`` (its size must be even); the output has ``dim`` halved."""
+    x = _dispatch.kernel_input(input, "glu_forward", "input")
+    a = _glu_args(tuple(x.shape), int(dim))
+    (y,) = _dispatch.outputs(out, x, a.output_shape)
+    _dispatch.launch("glu_forward", variant, a, x, y, variants=ACTIVATION_VARIANTS)
+    return y
+
+
+def glu_backward(input, grad_output, dim=-1, *, variant="fast", out=None):  # noqa: A002
+    """The gradient of :func:`glu_forward` with respect to its input (input's shape), from the input
+    and the output's gradient: ``g * s`` for a's half, ``g * a * s * (1 - s)`` for b's, s = sigmoid(b)."""
+    x = _dispatch.kernel_input(input, "glu_backward", "input")
+    a = _glu_args(tuple(x.shape), int(dim))
+    (gx,) = _dispatch.outputs(out, x, x.shape)
+    _dispatch.launch("glu_backward", variant, a, x, _dispatch.kernel_input(grad_output, "glu_backward", "grad_output"),
+                     gx, variants=ACTIVATION_VARIANTS)
+    return gx

@@ -127,22 +127,35 @@ def _dim(name, ndim, dim):
     return dim % max(ndim, 1)
 
 
+def _glu_halves(x, dim):
+    """GLU's a and sigmoid(b), as array code (stable for large |b|)."""
+    xp = _xp(x)
+    a, b = xp.split(x, 2, axis=dim)
+    e = xp.exp(-xp.abs(b))
+    return a, xp.where(b >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
 class Glu(Function):
-    """Split x in halves a, b along dim: a * sigmoid(b) (Dauphin et al., 2017)."""
+    """Split x in halves a, b along dim: a * sigmoid(b) (Dauphin et al., 2017). On the CPU the
+    activation family's kernels, which keep only x for the backward (it recomputes the sigmoid);
+    elsewhere array code that keeps a and sigmoid(b)."""
 
     @staticmethod
     def forward(ctx, x, dim):
-        xp = _xp(x)
-        a, b = xp.split(x, 2, axis=dim)
-        e = xp.exp(-xp.abs(b))
-        s = xp.where(b >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
-        ctx.save_for_backward(a, s)
         ctx.dim = dim
+        if backend.cpu_float(x):
+            ctx.save_for_backward(x)
+            return kernels.glu_forward(x, dim)
+        a, s = _glu_halves(x, dim)
+        ctx.save_for_backward(a, s)
         return a * s
 
     @staticmethod
     def backward(ctx, g):
-        a, s = ctx.saved_tensors
+        saved = ctx.saved_tensors
+        if len(saved) == 1 and backend.cpu_float(saved[0], g):
+            return kernels.glu_backward(saved[0], g, ctx.dim), None
+        a, s = saved if len(saved) == 2 else _glu_halves(saved[0], ctx.dim)
         return _xp(a).concatenate([g * s, g * a * s * (1 - s)], axis=ctx.dim), None
 
 
