@@ -30,6 +30,9 @@
 //      ConvS2S's 1x3 convolutions (128 -> 256 channels, 12-14 steps) forward 0.90 -> 1.14, input
 //      gradient 0.69-0.82 -> 0.99-1.09; ResNet-20's stride-2 layers (CIFAR 32x32 and the recipe's
 //      20x20) forward 0.51-0.80 -> 0.78-1.20, weight gradient 0.48-0.74 -> 0.83-1.09.
+//   7. im2col/col2im through a table of taps on output rows shorter than 8 (tap_table below): ResNet-18's
+//      512-channel 2x2 layer 0.65 / 0.69 / 1.48 -> 0.92 / 0.81 / 1.59, its stride-2 layers to 4x4 and
+//      2x2 forward 0.67-0.69 -> 0.79-0.91; the ResNet-18 step 1.00-1.07 -> 1.12x torch (one thread).
 // Rung 3 lifted the worst layers: NIN's 5x5 on 24 channels 0.52-0.68 -> 0.84-0.89, YOLO's 5x5
 // stride-2 stem 0.59-0.61 -> 0.80-0.98, LeNet's C3 0.68-0.77 -> 0.80-1.59 and C5 0.67-1.04 -> 2.2-3.4.
 // Winograd's own rungs (conv_winograd.cpp): broadcasting the micro-kernel's operand with a vector
@@ -80,6 +83,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 #include "cpu/conv_tiles.h"
 #include "cpu/gemm.h"
@@ -176,11 +180,45 @@ void copy_planes(const T* src, int64_t src_image, int64_t src_row, T* dst, int64
     }
 }
 
+// Output rows shorter than this take im2col and col2im through a table of taps (below).
+constexpr int64_t kShortRow = 8;
+
+// For output rows [p0, p1) of short rows (Q < kShortRow: ResNet-18's 2x2 and 4x4 maps, its stride-2
+// layers): where each output reads through each tap, table[(r*S + s)*L + (p-p0)*Q + q] = the offset
+// of input pixel (p*sh - ph + r*dh, q*sw - pw + s*dw) in its plane, or -1 in the padding. There the
+// row-by-row copies below spent more on their bookkeeping (two divisions, three fills and a memcpy
+// for 2-4 values) than on the values: im2col + GEMM of ResNet-18's 512-channel 2x2 layer took 9.7 ms,
+// its GEMM alone 6.7. Through the table a row of cols is one gather loop.
+std::vector<int64_t> tap_table(const Conv2dArgs& a, int64_t p0, int64_t p1) {
+  const int64_t L = (p1 - p0) * a.Q;
+  std::vector<int64_t> table(a.R * a.S * L);
+  for (int64_t r = 0; r < a.R; ++r)
+    for (int64_t s = 0; s < a.S; ++s)
+      for (int64_t p = p0; p < p1; ++p)
+        for (int64_t q = 0; q < a.Q; ++q) {
+          const int64_t h = p * a.stride_h - a.pad_h + r * a.dil_h, v = q * a.stride_w - a.pad_w + s * a.dil_w;
+          table[(r * a.S + s) * L + (p - p0) * a.Q + q] = h >= 0 && h < a.H && v >= 0 && v < a.W ? h * a.W + v : -1;
+        }
+  return table;
+}
+
 // Output rows [p0, p1) of images [n0, n0+nb), channels [c0, c0 + C/groups), with L = (p1-p0)*Q:
 // cols[(c*R + r)*S + s][j*L + (p-p0)*Q + q] = x[n0+j, c0+c, p*sh - ph + r*dh, q*sw - pw + s*dw], 0 outside.
 template <class T>
 void im2col(const Conv2dArgs& a, const T* x, int64_t n0, int64_t nb, int64_t c0, int64_t p0, int64_t p1, T* cols) {
   const int64_t RS = a.R * a.S, L = (p1 - p0) * a.Q, ld = nb * L, sw = a.stride_w;
+  if (a.Q < kShortRow) {
+    const std::vector<int64_t> table = tap_table(a, p0, p1);
+#pragma omp parallel for collapse(2) schedule(static) if (a.col_rows() * ld >= kParallelMin)
+    for (int64_t row = 0; row < a.C_per_group() * RS; ++row)
+      for (int64_t j = 0; j < nb; ++j) {
+        const T* plane = x + ((n0 + j) * a.C + c0 + row / RS) * a.H * a.W;
+        const int64_t* taps = table.data() + row % RS * L;
+        T* dst = cols + row * ld + j * L;
+        for (int64_t t = 0; t < L; ++t) dst[t] = taps[t] < 0 ? T(0) : plane[taps[t]];
+      }
+    return;
+  }
 #pragma omp parallel for collapse(2) schedule(static) if (a.col_rows() * ld >= kParallelMin)
   for (int64_t row = 0; row < a.C_per_group() * RS; ++row)
     for (int64_t j = 0; j < nb; ++j) {
@@ -212,6 +250,21 @@ void im2col(const Conv2dArgs& a, const T* x, int64_t n0, int64_t nb, int64_t c0,
 template <class T>
 void col2im(const Conv2dArgs& a, const T* cols, int64_t n0, int64_t nb, int64_t c0, int64_t p0, int64_t p1, T* dx) {
   const int64_t RS = a.R * a.S, L = (p1 - p0) * a.Q, ld = nb * L, sw = a.stride_w;
+  if (a.Q < kShortRow) {  // the same sums in the same order, through the tap table
+    const std::vector<int64_t> table = tap_table(a, p0, p1);
+#pragma omp parallel for collapse(2) schedule(static) if (a.col_rows() * ld >= kParallelMin)
+    for (int64_t c = 0; c < a.C_per_group(); ++c)
+      for (int64_t j = 0; j < nb; ++j) {
+        T* plane = dx + ((n0 + j) * a.C + c0 + c) * a.H * a.W;
+        for (int64_t rs = 0; rs < RS; ++rs) {
+          const T* src = cols + (c * RS + rs) * ld + j * L;
+          const int64_t* taps = table.data() + rs * L;
+          for (int64_t t = 0; t < L; ++t)
+            if (taps[t] >= 0) plane[taps[t]] += src[t];
+        }
+      }
+    return;
+  }
 #pragma omp parallel for collapse(2) schedule(static) if (a.col_rows() * ld >= kParallelMin)
   for (int64_t c = 0; c < a.C_per_group(); ++c)
     for (int64_t j = 0; j < nb; ++j) {
