@@ -30,7 +30,7 @@
 //      ConvS2S's 1x3 convolutions (128 -> 256 channels, 12-14 steps) forward 0.90 -> 1.14, input
 //      gradient 0.69-0.82 -> 0.99-1.09; ResNet-20's stride-2 layers (CIFAR 32x32 and the recipe's
 //      20x20) forward 0.51-0.80 -> 0.78-1.20, weight gradient 0.48-0.74 -> 0.83-1.09.
-//   7. im2col/col2im through a table of taps on output rows shorter than 8 (tap_table below): ResNet-18's
+//   7. im2col/col2im through a table of taps on output rows shorter than 16 (tap_table below): ResNet-18's
 //      512-channel 2x2 layer 0.65 / 0.69 / 1.48 -> 0.92 / 0.81 / 1.59, its stride-2 layers to 4x4 and
 //      2x2 forward 0.67-0.69 -> 0.79-0.91; the ResNet-18 step 1.00-1.07 -> 1.12x torch (one thread).
 // Rung 3 lifted the worst layers: NIN's 5x5 on 24 channels 0.52-0.68 -> 0.84-0.89, YOLO's 5x5
@@ -181,14 +181,15 @@ void copy_planes(const T* src, int64_t src_image, int64_t src_row, T* dst, int64
 }
 
 // Output rows shorter than this take im2col and col2im through a table of taps (below).
-constexpr int64_t kShortRow = 8;
+constexpr int64_t kShortRow = 16;
 
-// For output rows [p0, p1) of short rows (Q < kShortRow: ResNet-18's 2x2 and 4x4 maps, its stride-2
+// For output rows [p0, p1) of short rows (Q < kShortRow: ResNet-18's 2x2-8x8 maps, CIFAR-sized stride-2
 // layers): where each output reads through each tap, table[(r*S + s)*L + (p-p0)*Q + q] = the offset
 // of input pixel (p*sh - ph + r*dh, q*sw - pw + s*dw) in its plane, or -1 in the padding. There the
 // row-by-row copies below spent more on their bookkeeping (two divisions, three fills and a memcpy
-// for 2-4 values) than on the values: im2col + GEMM of ResNet-18's 512-channel 2x2 layer took 9.7 ms,
-// its GEMM alone 6.7. Through the table a row of cols is one gather loop.
+// for 2-15 values) than on the values: im2col + GEMM of ResNet-18's 512-channel 2x2 layer took 9.7 ms,
+// its GEMM alone 6.7. Through the table a row of cols is one gather loop (rows of 6-10, e.g. NIN's and
+// FCN's 6x6 maps: the im2col passes 10-40% faster; from 12-14 on, as ConvS2S's, about even).
 std::vector<int64_t> tap_table(const Conv2dArgs& a, int64_t p0, int64_t p1) {
   const int64_t L = (p1 - p0) * a.Q;
   std::vector<int64_t> table(a.R * a.S * L);
