@@ -52,6 +52,12 @@ def record():
     return add
 
 
+def _threads():
+    import pyfastdl
+
+    return pyfastdl.get_num_threads()
+
+
 def _device_name(rows):
     if any(r["device"] == "cuda" for r in rows):
         try:
@@ -80,8 +86,14 @@ def pytest_sessionfinish(session, exitstatus):
         versions["torch"] = torch.__version__
     except ImportError:
         pass
+    from pyfastdl._core import _C
+    from pyfastdl.bench_models import cpu_name
+
+    isa = _C.cpu.get_isa()
+    if isa != _C.cpu.best_isa():  # a narrower copy, chosen with pyfastdl bench --isa
+        stem += f"-{isa}"
     meta = {"commit": _commit(), "device": device, "date": date, "machine": platform.machine(),
-            "processor": platform.processor(), "versions": versions}
+            "cpu": cpu_name(), "instruction_set": isa, "threads": _threads(), "versions": versions}
     with open(stem + ".json", "w") as f:
         json.dump({"meta": meta, "cases": _RECORDS}, f, indent=1)
     ratios = {}
@@ -89,7 +101,8 @@ def pytest_sessionfinish(session, exitstatus):
         if r["ratio"] is not None:
             ratios.setdefault(r["family"], []).append(r["ratio"])
     lines = [f"# Benchmarks on {device}, {date}, commit {meta['commit']}", "",
-             "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()), "",
+             f"CPU: {meta['cpu']} ({isa} kernels, {meta['threads']} threads). Versions: "
+             + ", ".join(f"{k} {v}" for k, v in versions.items()), "",
              "ratio = reference time / our time (> 1: pyfastdl is faster). Medians.", "",
              "| family | case | ours (ms) | reference (ms) | ratio | ours GFLOP/s | ours GB/s |",
              "|---|---|---:|---:|---:|---:|---:|"]

@@ -131,6 +131,14 @@ def run_bench(args) -> int:
     import os  # noqa: PLC0415
     import tempfile  # noqa: PLC0415
 
+    if args.isa:
+        from ._core import _C  # noqa: PLC0415
+
+        try:
+            _C.cpu.set_isa(args.isa)
+        except ValueError as e:
+            print(f"pyfastdl bench: --isa {args.isa}: {e}")
+            return 2
     if args.families[:1] == ["models"]:
         from . import bench_models  # noqa: PLC0415
 
@@ -175,5 +183,7 @@ def add_parser(sub):
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("-k", default="", help="pytest -k expression to pick cases, e.g. 'resnet and forward'")
     p.add_argument("--out", help="folder for the JSON and markdown results (default: a temporary folder)")
+    p.add_argument("--isa", help="run the CPU kernels' copy for a narrower instruction set than this CPU's best "
+                                 "(base, avx2; `pyfastdl info` lists them): on an AVX-512 machine, the AVX2 path")
     bench_models.add_arguments(p.add_argument_group("bench models"))
     p.set_defaults(func=run_bench)

@@ -297,6 +297,10 @@ def _memory_child(case: str, library: str) -> None:
     from . import models  # noqa: F401  (the recipes' imports are part of "the imports")
 
     set_threads(1)
+    if os.environ.get("PYFASTDL_BENCH_ISA"):
+        from ._core import _C
+
+        _C.cpu.set_isa(os.environ["PYFASTDL_BENCH_ISA"])
     base = _rss_mib()
     data = CaseData(case)
     step = build_ours(case, data) if library == "pyfastdl" else build_torch(data)
@@ -313,7 +317,9 @@ def peak_memory(case: str, library: str) -> float | None:
     a fresh process (None if that process failed)."""
     code = f"from pyfastdl.bench_models import _memory_child; _memory_child({case!r}, {library!r})"
     # PYTHONSAFEPATH: the child imports the pyfastdl this process runs, not a source folder in the cwd
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONSAFEPATH="1")
+    from ._core import _C
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONSAFEPATH="1", PYFASTDL_BENCH_ISA=_C.cpu.get_isa())
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     if out.returncode != 0:
         print(f"  memory of {case} ({library}) failed: {out.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
@@ -325,14 +331,22 @@ def peak_memory(case: str, library: str) -> float | None:
 
 
 def cpu_name() -> str:
+    """The CPU's model name, with its family and model numbers where /proc/cpuinfo gives them
+    (virtual machines often report only "AMD EPYC": family 25 model 1 is Zen 3, model 17 Zen 4)."""
+    fields = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+                if not line.strip():
+                    break
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    return name
 
 
 def machine_meta() -> dict:
@@ -433,7 +447,10 @@ def save(result, out_dir, note="") -> str:
     """Write ``<device>-<date>-models.json`` and ``.md`` into ``out_dir``; returns the stem."""
     meta = result["meta"]
     os.makedirs(out_dir, exist_ok=True)
-    stem = os.path.join(out_dir, f"{meta['device']}-{meta['date']}-models")
+    from ._core import _C
+
+    narrower = meta["instruction_set"] != _C.cpu.best_isa()  # pyfastdl bench --isa
+    stem = os.path.join(out_dir, f"{meta['device']}-{meta['date']}-models" + (f"-{meta['instruction_set']}" if narrower else ""))
     if note:
         meta["note"] = note
     with open(stem + ".json", "w") as f:

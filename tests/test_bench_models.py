@@ -42,3 +42,23 @@ def test_the_command_line_routes_bench_models_and_rejects_unknown_models(capsys)
     args = build_parser().parse_args(["bench", "models", "nope", "--rounds", "1", "--no-memory"])
     assert args.func(args) == 2
     assert "unknown model nope" in capsys.readouterr().out
+
+
+def test_bench_isa_runs_a_narrower_copy_and_names_it(tmp_path, capsys):
+    """pyfastdl bench --isa base: the models' steps on the base copy of the kernels, the saved table
+    naming it (in its file name too, beside the best copy's); an unknown set is a clear error."""
+    from pyfastdl._core import _C
+
+    best = _C.cpu.get_isa()
+    args = build_parser().parse_args(["bench", "models", "lenet", "--isa", "base", "--rounds", "1", "--warmup", "1",
+                                      "--conditions", "1 thread", "--no-memory", "--no-torch", "--save", str(tmp_path)])
+    try:
+        assert args.func(args) == 0
+        (saved,) = tmp_path.glob("*.json")
+        assert json.loads(saved.read_text())["meta"]["instruction_set"] == "base"
+        assert saved.stem.endswith("-models" if best == "base" else "-models-base")
+    finally:
+        _C.cpu.set_isa(best)
+    args = build_parser().parse_args(["bench", "models", "lenet", "--isa", "avx9"])
+    assert args.func(args) == 2
+    assert "--isa avx9" in capsys.readouterr().out
