@@ -156,14 +156,13 @@ void column_groups(int64_t M, int64_t N, int64_t K, const T* a, int64_t lda, con
   }
 }
 
-// C (N x M, ldc) = (A @ S)^T for the weights A (M x K) in `Layout` and the transposed state S
-// (K x N, lds >= N rounded up to whole vectors, the padding readable). For Panels, `a` is a panel
-// start in a Panels packed for the same N.
+// C (N x M, ldc) = (A @ S)^T with MR weight rows per tile, for the transposed state S (K x N, lds >= N
+// rounded up to whole vectors, the padding readable).
 template <class T, ALayout Layout>
-void weights_times_state(int64_t M, int64_t N, int64_t K, const T* a, int64_t lda, const T* s, int64_t lds, T* c,
-                         int64_t ldc) {
+void product_in_tiles(int mr, int64_t M, int64_t N, int64_t K, const T* a, int64_t lda, const T* s, int64_t lds,
+                      T* c, int64_t ldc) {
   if (M <= 0 || N <= 0) return;
-  switch (tile_rows<T>(N)) {
+  switch (mr) {
 #define PYFASTDL_ROWS(MR) column_groups<T, Layout, MR>(M, N, K, a, lda, s, lds, c, ldc)
     case kAccumulators: PYFASTDL_ROWS(kAccumulators); break;
     case kAccumulators / 2: PYFASTDL_ROWS(kAccumulators / 2); break;
@@ -171,6 +170,20 @@ void weights_times_state(int64_t M, int64_t N, int64_t K, const T* a, int64_t ld
     default: PYFASTDL_ROWS(kAccumulators / 4); break;
 #undef PYFASTDL_ROWS
   }
+}
+
+// C (N x M, ldc) = (A @ S)^T for the weights A (M x K, row-major, lda apart) read where they lie.
+template <class T>
+void weights_times_state(int64_t M, int64_t N, int64_t K, const T* a, int64_t lda, const T* s, int64_t lds, T* c,
+                         int64_t ldc) {
+  product_in_tiles<T, ALayout::Rows>(tile_rows<T>(N), M, N, K, a, lda, s, lds, c, ldc);
+}
+
+// C (N x w.M, ldc) = (A @ S)^T for the weights packed in w. N may be smaller than the batch they were
+// packed for (a sequence's rows still live at a step): the tiles keep the packed height.
+template <class T>
+void panels_times_state(const Panels<T>& w, int64_t N, const T* s, int64_t lds, T* c, int64_t ldc) {
+  product_in_tiles<T, ALayout::Panels>(int(w.mr), w.M, N, w.K, w.data.get(), 0, s, lds, c, ldc);
 }
 
 // The padded width of the transposed state: n rounded up to whole vectors.
