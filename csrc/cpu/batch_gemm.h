@@ -189,13 +189,26 @@ void panels_times_state(const Panels<T>& w, int64_t N, const T* s, int64_t lds, 
 // The padded width of the transposed state: n rounded up to whole vectors.
 template <class T> constexpr int64_t padded_columns(int64_t n) { return (n + kLanes<T> - 1) / kLanes<T> * kLanes<T>; }
 
+// xt[k * ldx + n] = row(n)[k] for n < N, k < K: the transpose of N rows that may lie anywhere (row(n)
+// points at row n's K values). In blocks of 16 x 16, so that both sides move a cache line at a time
+// through L1: one column at a time would land each of a row's K values in a different line, and for
+// a state of a few hundred features by a hundred columns those lines do not stay in L1.
+template <class T, class Row> void transpose_rows(int64_t N, int64_t K, Row row, T* xt, int64_t ldx) {
+  constexpr int64_t kBlock = 16;
+  for (int64_t n0 = 0; n0 < N; n0 += kBlock)
+    for (int64_t k0 = 0; k0 < K; k0 += kBlock) {
+      const int64_t n1 = std::min(N, n0 + kBlock), k1 = std::min(K, k0 + kBlock);
+      for (int64_t n = n0; n < n1; ++n) {
+        const T* src = row(n);
+        for (int64_t k = k0; k < k1; ++k) xt[k * ldx + n] = src[k];
+      }
+    }
+}
+
 // xt (K x ldx, zero-padded past N) = x^T for x (N x K, row-major, ld_in apart).
 template <class T> void transpose_into(int64_t N, int64_t K, const T* x, int64_t ld_in, T* xt, int64_t ldx) {
-  for (int64_t k = 0; k < K; ++k) {
-    T* row = xt + k * ldx;
-    for (int64_t n = 0; n < N; ++n) row[n] = x[n * ld_in + k];
-    std::fill(row + N, row + ldx, T(0));
-  }
+  transpose_rows(N, K, [&](int64_t n) { return x + n * ld_in; }, xt, ldx);
+  for (int64_t k = 0; k < K; ++k) std::fill(xt + k * ldx + N, xt + (k + 1) * ldx, T(0));
 }
 
 }  // namespace pyfastdl::cpu::PYFASTDL_ISA

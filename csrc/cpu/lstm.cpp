@@ -203,16 +203,6 @@ struct LiveRows {
   int64_t count() const { return first.back(); }
 };
 
-// Row b of the transposed state: xt[(j0 + j) * ldx + b] = v[j] for this thread's n units.
-template <class T> void write_column(int64_t n, const T* v, T* xt, int64_t ldx) {
-  for (int64_t j = 0; j < n; ++j) xt[j * ldx] = v[j];
-}
-
-// dz's four gate blocks of one row (n units, gs apart) into column b of dzt (4H rows of ldx).
-template <class T> void write_gate_column(int64_t n, int64_t gs, const T* dz, T* dzt, int64_t ldx) {
-  for (int g = 0; g < 4; ++g) write_column(n, dz + g * gs, dzt + g * gs * ldx, ldx);
-}
-
 }  // namespace
 
 // Every kernel below is one OpenMP region in which thread t owns a slice of the hidden units
@@ -294,13 +284,11 @@ void lstm_layer_forward(const LstmLayerArgs& a, const T* x, const T* h0, const T
   auto st = std::make_unique<T[]>(2 * K * Bp);  // value-initialised: zero padding columns
   // x at step s of the live rows, transposed into rows [k0, k0 + n) of a state buffer.
   auto put_x = [&](int64_t s, int64_t k0, int64_t n, T* state) {
-    for (int64_t p = 0; p < rank.live[s]; ++p) {
-      const int64_t b = rank.row[p];
-      write_column(n, x + (a.time_at(b, s) * B + b) * I + k0, state + k0 * Bp + p, Bp);
-    }
+    auto x_row = [&](int64_t p) { return x + (a.time_at(rank.row[p], s) * B + rank.row[p]) * I + k0; };
+    transpose_rows(rank.live[s], n, x_row, state + k0 * Bp, Bp);
   };
   put_x(0, 0, I, st.get());
-  for (int64_t p = 0; p < B; ++p) write_column(H, h0 + rank.row[p] * H, st.get() + I * Bp + p, Bp);
+  transpose_rows(B, H, [&](int64_t p) { return h0 + rank.row[p] * H; }, st.get() + I * Bp, Bp);
   std::copy(h0, h0 + B * H, hn);
   std::copy(c0, c0 + B * H, cn);
   TeamAllocation team;
@@ -309,10 +297,11 @@ void lstm_layer_forward(const LstmLayerArgs& a, const T* x, const T* h0, const T
     const Slice u = thread_slice(H), xs = thread_slice(I);
     const int64_t j0 = u.begin, J = u.size;
     std::unique_ptr<Panels<T>> w;  // this thread's gate rows (four blocks of J) of [W_ih | W_hh]
-    std::unique_ptr<T[]> rec, act, c_step;
+    std::unique_ptr<T[]> rec, act, c_step, h_rank;
     if (team.allocate([&] {
           w = std::make_unique<Panels<T>>(4 * J, K, B);
           rec = buffer<T>(B * 4 * J);  // this thread's four gate blocks of the product, J columns each
+          h_rank = buffer<T>(B * J);   // this thread's units of the new h, by rank
           act = buffer<T>(4 * J);      // the activations of one row when they are not saved
           c_step = buffer<T>(J);       // c_prev of one row when it is not saved
         })) {
@@ -334,8 +323,9 @@ void lstm_layer_forward(const LstmLayerArgs& a, const T* x, const T* h0, const T
           row_forward<T, false>(J, H, J, save ? H : J, nullptr, rec.get() + p * 4 * J, bias.get() + j0, cp, cn + su,
                                 hn + su, save ? gates + row * G + j0 : act.get());
           std::copy(hn + su, hn + su + J, out + row * H + j0);
-          write_column(J, hn + su, st_next + (I + j0) * Bp + p, Bp);
+          std::copy(hn + su, hn + su + J, h_rank.get() + p * J);
         }
+        transpose_rows(live, J, [&](int64_t p) { return h_rank.get() + p * J; }, st_next + (I + j0) * Bp, Bp);
         for (int64_t p = live; p < B; ++p) {  // padded at s: state kept, zeros for time s everywhere
           const int64_t row = s * B + rank.row[p];
           std::fill(out + row * H + j0, out + row * H + j0 + J, T(0));
@@ -405,7 +395,10 @@ void lstm_layer_backward(const LstmLayerArgs& a, const T* grad_out, const T* gra
           T* dz_p = dz.get() + dz_row(s, p) * G + j0;
           row_backward(J, H, gates + row * G + j0, c_prev + row * H + j0, dh_p, grad_out + row * H + j0,
                        grad_c0 + b * H + j0, dz_p);
-          write_gate_column(J, H, dz_p, dzs + j0 * Bp + p, Bp);
+        }
+        for (int g = 0; g < 4; ++g) {  // this thread's dz columns of the step, transposed
+          auto dz_gate = [&](int64_t p) { return dz.get() + dz_row(s, p) * G + g * H + j0; };
+          transpose_rows(rank.live[s], J, dz_gate, dzs + (g * H + j0) * Bp, Bp);
         }
 #pragma omp barrier
         panels_times_state(*w, rank.live[s], dzs, Bp, dh.get() + j0, H);
