@@ -175,6 +175,24 @@ def test_layer_padded_positions_are_never_read(rng, reverse):
     assert not np.any(grads1[0][padded]) and not np.any(out1[padded])
 
 
+def test_layer_backward_same_after_other_sizes(rng):
+    """The backward's scratch memory is kept between calls: a call after larger and smaller ones,
+    with and without lengths, gives the same gradients as the first."""
+    def grads(T, B, I, H, lengths):
+        r = np.random.default_rng(T * 1000 + B)
+        x, h0, c0 = r.standard_normal((T, B, I)), r.standard_normal((B, H)), r.standard_normal((B, H))
+        w = weights(r, I, H)
+        g = [r.standard_normal(s) for s in ((T, B, H), (B, H), (B, H))]
+        saved = K.lstm_layer_forward(x, h0, c0, *w, False, lengths)[3]
+        return K.lstm_layer_backward(*g, x, w[0], w[1], saved, False, lengths)
+
+    first = grads(5, 4, 3, 7, [5, 2, 4, 1])
+    grads(9, 6, 8, 11, None)
+    grads(2, 3, 2, 5, [1, 2, 1])
+    for got, want in zip(grads(5, 4, 3, 7, [5, 2, 4, 1]), first):
+        np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("threads", [1, 3])
 def test_layer_any_thread_count(rng, threads):
     """Forward and backward are the same whatever the number of unit slices (threads)."""
