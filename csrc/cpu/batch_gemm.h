@@ -77,8 +77,8 @@ template <class T, int MR> void scatter_to_panels(int64_t M, int64_t K, const T*
   for (int64_t r = 0; m0 + r < M; ++r) dst[m0 * K + r] = src[m0 + r];
 }
 
-// A (M x K) packed into k-major panels of tile_rows<T>(n) rows (n: the batch columns it will be
-// used with), the last panel zero-padded: panel p holds rows p*MR .. p*MR + MR - 1 as p[k*MR + r].
+// A (M x K) packed into k-major panels of tile_rows<T>(n) rows (n: the most batch columns it will
+// be used with), the last panel zero-padded: panel p holds rows p*MR .. p*MR + MR - 1 as p[k*MR + r].
 template <class T> struct Panels {
   int64_t M, K, mr;
   std::unique_ptr<T[]> data;

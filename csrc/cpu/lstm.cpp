@@ -238,8 +238,7 @@ void lstm_cell_forward(const LstmCellArgs& a, const T* x, const T* hx, const T* 
     auto rec = buffer<T>(B * 4 * J);
     for (int g = 0; g < 4; ++g) {
       weights_times_state<T>(J, B, I, w_ih + (g * H + j0) * I, I, xt.get(), Bp, gates + g * H + j0, G);
-      weights_times_state<T>(J, B, H, w_hh + (g * H + j0) * H, H, ht.get(), Bp, rec.get() + g * J,
-                                            4 * J);
+      weights_times_state<T>(J, B, H, w_hh + (g * H + j0) * H, H, ht.get(), Bp, rec.get() + g * J, 4 * J);
     }
     for (int64_t b = 0; b < B; ++b)
       row_forward<T, true>(J, H, J, H, gates + b * G + j0, rec.get() + b * 4 * J, bias.get() + j0, cx + b * H + j0,
