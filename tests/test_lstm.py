@@ -175,7 +175,7 @@ def test_layer_padded_positions_are_never_read(rng, reverse):
     assert not np.any(grads1[0][padded]) and not np.any(out1[padded])
 
 
-def test_layer_backward_same_after_other_sizes(rng):
+def test_layer_backward_same_after_other_sizes():
     """The backward's scratch memory is kept between calls: a call after larger and smaller ones,
     with and without lengths, gives the same gradients as the first."""
     def grads(T, B, I, H, lengths):
