@@ -131,7 +131,7 @@ def test_layer_matches_reference(rng, dtype, T, B, I, H, reverse, with_lengths, 
 
 
 @pytest.mark.parametrize("T,B,I,H", [(1, 1, 1, 1), (7, 3, 4, 6), (6, 4, 10, 65)])
-@pytest.mark.parametrize("reverse,with_lengths", [(False, False), (True, True), (False, True)])
+@pytest.mark.parametrize("reverse,with_lengths", [(False, False), (True, False), (True, True), (False, True)])
 def test_reference_variant_gradients(rng, T, B, I, H, reverse, with_lengths):
     """The reference kernels' backward (cell and layer), float64, against the fast kernels' (which
     gradcheck and torch vouch for); the saved values of their forwards too."""
@@ -149,6 +149,48 @@ def test_reference_variant_gradients(rng, T, B, I, H, reverse, with_lengths):
         runs[variant] = (*saved, *grads, gates, *cell)
     for got, want in zip(runs["reference"], runs["fast"]):
         assert rel_err(got, want) < 1e-10
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_layer_padded_positions_are_never_read(rng, reverse):
+    """The fast kernels skip the padded positions (as packed sequences do): NaN there in the input,
+    the output gradient and the saved values changes nothing, and their input gradient is zero."""
+    T, B, I, H = 6, 9, 5, 19
+    x = rng.standard_normal((T, B, I))
+    h0, c0 = rng.standard_normal((B, H)), rng.standard_normal((B, H))
+    w = weights(rng, I, H)
+    g = [rng.standard_normal(s) for s in ((T, B, H), (B, H), (B, H))]
+    lengths = np.array([3, 6, 1, 6, 2, 5, 3, 1, 4])
+    padded = np.arange(T)[:, None] >= lengths[None, :]  # (T, B)
+    out, hn, cn, saved = K.lstm_layer_forward(x, h0, c0, *w, reverse, lengths)
+    grads = K.lstm_layer_backward(*g, x, w[0], w[1], saved, reverse, lengths)
+    x_nan, g_nan = x.copy(), [a.copy() for a in g]
+    x_nan[padded], g_nan[0][padded] = np.nan, np.nan
+    out1, hn1, cn1, saved1 = K.lstm_layer_forward(x_nan, h0, c0, *w, reverse, lengths)
+    for a in saved1:
+        a[padded] = np.nan
+    grads1 = K.lstm_layer_backward(*g_nan, x_nan, w[0], w[1], saved1, reverse, lengths)
+    for got, want in zip((out1, hn1, cn1, *grads1), (out, hn, cn, *grads)):
+        np.testing.assert_array_equal(got, want)
+    assert not np.any(grads1[0][padded]) and not np.any(out1[padded])
+
+
+def test_layer_backward_same_after_other_sizes():
+    """The backward's scratch memory is kept between calls: a call after larger and smaller ones,
+    with and without lengths, gives the same gradients as the first."""
+    def grads(T, B, I, H, lengths):
+        r = np.random.default_rng(T * 1000 + B)
+        x, h0, c0 = r.standard_normal((T, B, I)), r.standard_normal((B, H)), r.standard_normal((B, H))
+        w = weights(r, I, H)
+        g = [r.standard_normal(s) for s in ((T, B, H), (B, H), (B, H))]
+        saved = K.lstm_layer_forward(x, h0, c0, *w, False, lengths)[3]
+        return K.lstm_layer_backward(*g, x, w[0], w[1], saved, False, lengths)
+
+    first = grads(5, 4, 3, 7, [5, 2, 4, 1])
+    grads(9, 6, 8, 11, None)
+    grads(2, 3, 2, 5, [1, 2, 1])
+    for got, want in zip(grads(5, 4, 3, 7, [5, 2, 4, 1]), first):
+        np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("threads", [1, 3])

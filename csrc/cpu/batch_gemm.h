@@ -77,8 +77,8 @@ template <class T, int MR> void scatter_to_panels(int64_t M, int64_t K, const T*
   for (int64_t r = 0; m0 + r < M; ++r) dst[m0 * K + r] = src[m0 + r];
 }
 
-// A (M x K) packed into k-major panels of tile_rows<T>(n) rows (n: the batch columns it will be
-// used with), the last panel zero-padded: panel p holds rows p*MR .. p*MR + MR - 1 as p[k*MR + r].
+// A (M x K) packed into k-major panels of tile_rows<T>(n) rows (n: the most batch columns it will
+// be used with), the last panel zero-padded: panel p holds rows p*MR .. p*MR + MR - 1 as p[k*MR + r].
 template <class T> struct Panels {
   int64_t M, K, mr;
   std::unique_ptr<T[]> data;
@@ -156,14 +156,13 @@ void column_groups(int64_t M, int64_t N, int64_t K, const T* a, int64_t lda, con
   }
 }
 
-// C (N x M, ldc) = (A @ S)^T for the weights A (M x K) in `Layout` and the transposed state S
-// (K x N, lds >= N rounded up to whole vectors, the padding readable). For Panels, `a` is a panel
-// start in a Panels packed for the same N.
+// C (N x M, ldc) = (A @ S)^T with MR weight rows per tile, for the transposed state S (K x N, lds >= N
+// rounded up to whole vectors, the padding readable).
 template <class T, ALayout Layout>
-void weights_times_state(int64_t M, int64_t N, int64_t K, const T* a, int64_t lda, const T* s, int64_t lds, T* c,
-                         int64_t ldc) {
+void product_in_tiles(int mr, int64_t M, int64_t N, int64_t K, const T* a, int64_t lda, const T* s, int64_t lds,
+                      T* c, int64_t ldc) {
   if (M <= 0 || N <= 0) return;
-  switch (tile_rows<T>(N)) {
+  switch (mr) {
 #define PYFASTDL_ROWS(MR) column_groups<T, Layout, MR>(M, N, K, a, lda, s, lds, c, ldc)
     case kAccumulators: PYFASTDL_ROWS(kAccumulators); break;
     case kAccumulators / 2: PYFASTDL_ROWS(kAccumulators / 2); break;
@@ -173,16 +172,43 @@ void weights_times_state(int64_t M, int64_t N, int64_t K, const T* a, int64_t ld
   }
 }
 
+// C (N x M, ldc) = (A @ S)^T for the weights A (M x K, row-major, lda apart) read where they lie.
+template <class T>
+void weights_times_state(int64_t M, int64_t N, int64_t K, const T* a, int64_t lda, const T* s, int64_t lds, T* c,
+                         int64_t ldc) {
+  product_in_tiles<T, ALayout::Rows>(tile_rows<T>(N), M, N, K, a, lda, s, lds, c, ldc);
+}
+
+// C (N x w.M, ldc) = (A @ S)^T for the weights packed in w. N may be smaller than the batch they were
+// packed for (a sequence's rows still live at a step): the tiles keep the packed height.
+template <class T>
+void panels_times_state(const Panels<T>& w, int64_t N, const T* s, int64_t lds, T* c, int64_t ldc) {
+  product_in_tiles<T, ALayout::Panels>(int(w.mr), w.M, N, w.K, w.data.get(), 0, s, lds, c, ldc);
+}
+
 // The padded width of the transposed state: n rounded up to whole vectors.
 template <class T> constexpr int64_t padded_columns(int64_t n) { return (n + kLanes<T> - 1) / kLanes<T> * kLanes<T>; }
 
+// xt[k * ldx + n] = row(n)[k] for n < N, k < K: the transpose of N rows that may lie anywhere (row(n)
+// points at row n's K values). In blocks of 16 x 16, so that both sides move a cache line at a time
+// through L1: one column at a time would land each of a row's K values in a different line, and for
+// a state of a few hundred features by a hundred columns those lines do not stay in L1.
+template <class T, class Row> void transpose_rows(int64_t N, int64_t K, Row row, T* xt, int64_t ldx) {
+  constexpr int64_t kBlock = 16;
+  for (int64_t n0 = 0; n0 < N; n0 += kBlock)
+    for (int64_t k0 = 0; k0 < K; k0 += kBlock) {
+      const int64_t n1 = std::min(N, n0 + kBlock), k1 = std::min(K, k0 + kBlock);
+      for (int64_t n = n0; n < n1; ++n) {
+        const T* src = row(n);
+        for (int64_t k = k0; k < k1; ++k) xt[k * ldx + n] = src[k];
+      }
+    }
+}
+
 // xt (K x ldx, zero-padded past N) = x^T for x (N x K, row-major, ld_in apart).
 template <class T> void transpose_into(int64_t N, int64_t K, const T* x, int64_t ld_in, T* xt, int64_t ldx) {
-  for (int64_t k = 0; k < K; ++k) {
-    T* row = xt + k * ldx;
-    for (int64_t n = 0; n < N; ++n) row[n] = x[n * ld_in + k];
-    std::fill(row + N, row + ldx, T(0));
-  }
+  transpose_rows(N, K, [&](int64_t n) { return x + n * ld_in; }, xt, ldx);
+  for (int64_t k = 0; k < K; ++k) std::fill(xt + k * ldx + N, xt + (k + 1) * ldx, T(0));
 }
 
 }  // namespace pyfastdl::cpu::PYFASTDL_ISA

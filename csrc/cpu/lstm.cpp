@@ -13,6 +13,12 @@
 // Variable lengths: row b is live for its first lengths[b] steps (forward direction: times
 // 0..L-1; reverse: L-1 down to 0). A row that is not live at step s keeps its h and c and writes
 // zeros for time s (exactly its padded times, over all steps), like PyTorch's packed sequences.
+// As there, the padding costs no arithmetic: the sequence kernels rank the rows by decreasing
+// length (LiveRows), so the rows live at step s are the first live[s] ranks, and each step's
+// product and pointwise pass cover only those. The backward keeps dZ of the live rows only, packed
+// step after step, and the products over all rows (weight gradients, dx) run on those rows with
+// x and h_prev gathered into the same order. With a quarter of the positions padded (a translation
+// batch), that is a quarter less work.
 //
 // Threads. Each call is one OpenMP region in which every thread owns a slice of the hidden units
 // and does the recurrent work of their gate columns: its slice of each step's product (so its
@@ -46,6 +52,7 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
+#include <numeric>
 #include <vector>
 
 #include <omp.h>
@@ -78,6 +85,16 @@ template <> struct MathOf<double> { using type = DoubleMath; };
 template <class T> using Math = typename MathOf<T>::type;
 
 template <class T> std::unique_ptr<T[]> buffer(int64_t n) { return std::unique_ptr<T[]>(new T[n]); }
+
+// n values kept from call to call by the calling thread (grown to the largest n asked for, never
+// shrunk). For the BPTT's dZ of a whole sequence, tens of MB: freshly allocated each call, its pages
+// came back from the kernel one page fault (and zeroing) at a time, about 4% of a char-LM training
+// step on a 2-core EPYC.
+template <class T> T* kept_buffer(int64_t n) {
+  thread_local std::vector<T> kept;
+  if (int64_t(kept.size()) < n) std::vector<T>(n).swap(kept);
+  return kept.data();
+}
 
 // b_ih + b_hh (either may be null), added once per step instead of twice.
 template <class T> std::unique_ptr<T[]> combined_bias(int64_t G, const T* b_ih, const T* b_hh) {
@@ -179,15 +196,22 @@ void weight_grads(int64_t rows, int64_t I, int64_t H, const T* dz, const T* x, c
   }
 }
 
-// Row b of the transposed state: xt[(j0 + j) * ldx + b] = v[j] for this thread's n units.
-template <class T> void write_column(int64_t n, const T* v, T* xt, int64_t ldx) {
-  for (int64_t j = 0; j < n; ++j) xt[j * ldx] = v[j];
-}
+// The batch rows ranked by decreasing length (a stable order): the rows live at step s are the
+// ranks p < live[s], row[p] is rank p's batch row, and the live rows of all the steps, packed step
+// after step, are first[s] + p (first has T + 1 entries: first[T] is their number). Without lengths
+// the rank is the row and every row is live at every step.
+struct LiveRows {
+  std::vector<int64_t> row, live, first;
 
-// dz's four gate blocks of one row (n units, gs apart) into column b of dzt (4H rows of ldx).
-template <class T> void write_gate_column(int64_t n, int64_t gs, const T* dz, T* dzt, int64_t ldx) {
-  for (int g = 0; g < 4; ++g) write_column(n, dz + g * gs, dzt + g * gs * ldx, ldx);
-}
+  explicit LiveRows(const LstmLayerArgs& a) : row(a.batch), live(a.seq_len, 0), first(a.seq_len + 1, 0) {
+    std::iota(row.begin(), row.end(), int64_t(0));
+    std::stable_sort(row.begin(), row.end(), [&](int64_t x, int64_t y) { return a.length(x) > a.length(y); });
+    for (int64_t b = 0; b < a.batch; ++b)
+      for (int64_t s = 0; s < a.length(b); ++s) ++live[s];
+    std::partial_sum(live.begin(), live.end(), first.begin() + 1);
+  }
+  int64_t count() const { return first.back(); }
+};
 
 }  // namespace
 
@@ -195,7 +219,8 @@ template <class T> void write_gate_column(int64_t n, int64_t gs, const T* dz, T*
 // [j0, j0 + J) and computes the gate columns of those units (their rows of W_ih and W_hh stay in
 // its core's cache), runs the pointwise pass on them, and meets the others at a barrier only where
 // it needs what they computed. States that feed a product are kept transposed, (features, Bp) with
-// the batch padded to whole vectors (padded_columns), as the right operand of weights_times_state.
+// the batch padded to whole vectors (padded_columns), as the right operand of weights_times_state;
+// in the sequence kernels their columns are the ranks of LiveRows.
 
 template <class T>
 void lstm_cell_forward(const LstmCellArgs& a, const T* x, const T* hx, const T* cx, const T* w_ih, const T* w_hh,
@@ -212,9 +237,8 @@ void lstm_cell_forward(const LstmCellArgs& a, const T* x, const T* hx, const T* 
     const int64_t j0 = u.begin, J = u.size;
     auto rec = buffer<T>(B * 4 * J);
     for (int g = 0; g < 4; ++g) {
-      weights_times_state<T, ALayout::Rows>(J, B, I, w_ih + (g * H + j0) * I, I, xt.get(), Bp, gates + g * H + j0, G);
-      weights_times_state<T, ALayout::Rows>(J, B, H, w_hh + (g * H + j0) * H, H, ht.get(), Bp, rec.get() + g * J,
-                                            4 * J);
+      weights_times_state<T>(J, B, I, w_ih + (g * H + j0) * I, I, xt.get(), Bp, gates + g * H + j0, G);
+      weights_times_state<T>(J, B, H, w_hh + (g * H + j0) * H, H, ht.get(), Bp, rec.get() + g * J, 4 * J);
     }
     for (int64_t b = 0; b < B; ++b)
       row_forward<T, true>(J, H, J, H, gates + b * G + j0, rec.get() + b * 4 * J, bias.get() + j0, cx + b * H + j0,
@@ -252,10 +276,11 @@ void lstm_cell_backward(const LstmCellArgs& a, const T* grad_hy, const T* grad_c
 }
 
 // Forward over the sequence. Each step is one product per thread, its gate rows of
-// [W_ih | W_hh] (packed once) times the step's [x_t; h_t] (kept transposed, (I + H, Bp)), then the
-// pointwise pass on its units: no input projection computed ahead and stored for all T steps (a
-// (T, B, 4H) round trip through memory). The state alternates between two buffers; during step s,
-// the threads write step s + 1's: h for their units, x for their share of the inputs.
+// [W_ih | W_hh] (packed once) times the step's [x_t; h_t] of the live rows (kept transposed,
+// (I + H, Bp), a column per rank), then the pointwise pass on its units: no input projection
+// computed ahead and stored for all T steps (a (T, B, 4H) round trip through memory). The
+// transposed state alternates between two buffers; during step s, the threads write step s + 1's:
+// h for their units, x for their share of the inputs. hn and cn carry h and c from step to step.
 template <class T>
 void lstm_layer_forward(const LstmLayerArgs& a, const T* x, const T* h0, const T* c0, const T* w_ih,
                         const T* w_hh, const T* b_ih, const T* b_hh, T* out, T* hn, T* cn, T* gates, T* c_prev,
@@ -263,29 +288,29 @@ void lstm_layer_forward(const LstmLayerArgs& a, const T* x, const T* h0, const T
   const int64_t T_ = a.seq_len, B = a.batch, I = a.input_size, H = a.hidden_size, G = 4 * H, K = I + H;
   const int64_t Bp = padded_columns<T>(B);
   const bool save = gates != nullptr;
+  const LiveRows rank(a);
   auto bias = combined_bias(G, b_ih, b_hh);
-  auto h = buffer<T>(2 * B * H);
   auto st = std::make_unique<T[]>(2 * K * Bp);  // value-initialised: zero padding columns
-  // x of row b at step s, transposed into rows [k0, k0 + n) of a state buffer (left alone when the
-  // row is padded at s: its products are not used).
+  // x at step s of the live rows, transposed into rows [k0, k0 + n) of a state buffer.
   auto put_x = [&](int64_t s, int64_t k0, int64_t n, T* state) {
-    for (int64_t b = 0; b < B; ++b)
-      if (s < a.length(b)) write_column(n, x + (a.time_at(b, s) * B + b) * I + k0, state + k0 * Bp + b, Bp);
+    auto x_row = [&](int64_t p) { return x + (a.time_at(rank.row[p], s) * B + rank.row[p]) * I + k0; };
+    transpose_rows(rank.live[s], n, x_row, state + k0 * Bp, Bp);
   };
   put_x(0, 0, I, st.get());
-  transpose_into(B, H, h0, H, st.get() + I * Bp, Bp);
-  std::copy(h0, h0 + B * H, h.get());
-  std::copy(c0, c0 + B * H, cn);  // cn carries c from step to step
+  transpose_rows(B, H, [&](int64_t p) { return h0 + rank.row[p] * H; }, st.get() + I * Bp, Bp);
+  std::copy(h0, h0 + B * H, hn);
+  std::copy(c0, c0 + B * H, cn);
   TeamAllocation team;
 #pragma omp parallel num_threads(lstm_threads(B, H))
   {
     const Slice u = thread_slice(H), xs = thread_slice(I);
     const int64_t j0 = u.begin, J = u.size;
     std::unique_ptr<Panels<T>> w;  // this thread's gate rows (four blocks of J) of [W_ih | W_hh]
-    std::unique_ptr<T[]> rec, act, c_step;
+    std::unique_ptr<T[]> rec, act, c_step, h_rank;
     if (team.allocate([&] {
           w = std::make_unique<Panels<T>>(4 * J, K, B);
           rec = buffer<T>(B * 4 * J);  // this thread's four gate blocks of the product, J columns each
+          h_rank = buffer<T>(B * J);   // this thread's units of the new h, by rank
           act = buffer<T>(4 * J);      // the activations of one row when they are not saved
           c_step = buffer<T>(J);       // c_prev of one row when it is not saved
         })) {
@@ -294,89 +319,120 @@ void lstm_layer_forward(const LstmLayerArgs& a, const T* x, const T* h0, const T
       w->fill_rows(0, I, [&](int64_t m) { return w_ih + gate_row(m) * I; });
       w->fill_rows(I, H, [&](int64_t m) { return w_hh + gate_row(m) * H; });
       for (int64_t s = 0; s < T_; ++s) {
-        const T* h_cur = h.get() + (s & 1) * B * H;
-        T* h_next = h.get() + ((s + 1) & 1) * B * H;
+        const int64_t live = rank.live[s];
         T* st_next = st.get() + ((s + 1) & 1) * K * Bp;
-        weights_times_state<T, ALayout::Panels>(4 * J, B, K, w->data.get(), 0, st.get() + (s & 1) * K * Bp, Bp,
-                                                rec.get(), 4 * J);
+        panels_times_state(*w, live, st.get() + (s & 1) * K * Bp, Bp, rec.get(), 4 * J);
         if (s + 1 < T_) put_x(s + 1, xs.begin, xs.size, st_next);
-        for (int64_t b = 0; b < B; ++b) {
-          const int64_t su = b * H + j0;  // the slice's first unit of row b in (B, H)
-          if (s >= a.length(b)) {         // padded: state kept, zeros for time s everywhere
-            const int64_t row = s * B + b;
-            std::copy(h_cur + su, h_cur + su + J, h_next + su);
-            std::fill(out + row * H + j0, out + row * H + j0 + J, T(0));
-            if (save) {
-              std::fill(c_prev + row * H + j0, c_prev + row * H + j0 + J, T(0));
-              std::fill(h_prev + row * H + j0, h_prev + row * H + j0 + J, T(0));
-              copy_blocks<T>(J, H, nullptr, gates + row * G + j0);
-            }
-          } else {
-            const int64_t row = a.time_at(b, s) * B + b;
-            T* cp = save ? c_prev + row * H + j0 : c_step.get();  // row_forward's c may not alias c_prev
-            std::copy(cn + su, cn + su + J, cp);
-            if (save) std::copy(h_cur + su, h_cur + su + J, h_prev + row * H + j0);
-            row_forward<T, false>(J, H, J, save ? H : J, nullptr, rec.get() + b * 4 * J, bias.get() + j0, cp,
-                                  cn + su, h_next + su, save ? gates + row * G + j0 : act.get());
-            std::copy(h_next + su, h_next + su + J, out + row * H + j0);
+        for (int64_t p = 0; p < live; ++p) {
+          const int64_t b = rank.row[p], su = b * H + j0;  // the slice's first unit of row b in (B, H)
+          const int64_t row = a.time_at(b, s) * B + b;
+          T* cp = save ? c_prev + row * H + j0 : c_step.get();  // row_forward's c may not alias c_prev
+          std::copy(cn + su, cn + su + J, cp);
+          if (save) std::copy(hn + su, hn + su + J, h_prev + row * H + j0);
+          row_forward<T, false>(J, H, J, save ? H : J, nullptr, rec.get() + p * 4 * J, bias.get() + j0, cp, cn + su,
+                                hn + su, save ? gates + row * G + j0 : act.get());
+          std::copy(hn + su, hn + su + J, out + row * H + j0);
+          std::copy(hn + su, hn + su + J, h_rank.get() + p * J);
+        }
+        transpose_rows(live, J, [&](int64_t p) { return h_rank.get() + p * J; }, st_next + (I + j0) * Bp, Bp);
+        for (int64_t p = live; p < B; ++p) {  // padded at s: state kept, zeros for time s everywhere
+          const int64_t row = s * B + rank.row[p];
+          std::fill(out + row * H + j0, out + row * H + j0 + J, T(0));
+          if (save) {
+            std::fill(c_prev + row * H + j0, c_prev + row * H + j0 + J, T(0));
+            std::fill(h_prev + row * H + j0, h_prev + row * H + j0 + J, T(0));
+            copy_blocks<T>(J, H, nullptr, gates + row * G + j0);
           }
-          write_column(J, h_next + su, st_next + (I + j0) * Bp + b, Bp);
         }
 #pragma omp barrier
       }
     }
   }
   team.rethrow();
-  const T* h_last = h.get() + (T_ & 1) * B * H;
-  std::copy(h_last, h_last + B * H, hn);
 }
 
-// BPTT: per step, thread t computes dz for its units; after the step's barrier, the columns
-// [j0, j0 + J) of dh = dz_step @ W_hh, which are exactly the dh its units need at the step before.
-// dz_step (kept transposed, as the right operand of weights_times_state) alternates between two buffers, as h
-// does in the forward. Then the weight gradients and dx, as products over all T*B rows.
+// BPTT: per step, thread t computes dz for its units of the live rows; after the step's barrier,
+// the columns [j0, j0 + J) of dh = dz_step @ W_hh, which are exactly the dh its units need at the
+// step before (by rank, in dh). dz_step (kept transposed, a column per rank, as the right operand
+// of panels_times_state) alternates between two buffers, as the state does in the forward. Then the
+// weight gradients and dx, as products over all the live rows. Where some positions are padded,
+// dz holds the live rows packed (LiveRows::first) and x, h_prev and dx go through copies in that
+// order; otherwise dz has the (T, B, 4H) layout of the gates and the products read x and h_prev
+// where they lie.
 template <class T>
 void lstm_layer_backward(const LstmLayerArgs& a, const T* grad_out, const T* grad_hn, const T* grad_cn, const T* x,
                          const T* w_ih, const T* w_hh, const T* gates, const T* c_prev, const T* h_prev, T* grad_x,
                          T* grad_h0, T* grad_c0, T* grad_w_ih, T* grad_w_hh, T* grad_bias) {
   const int64_t T_ = a.seq_len, B = a.batch, I = a.input_size, H = a.hidden_size, G = 4 * H;
   const int64_t Bp = padded_columns<T>(B);
-  auto dz = buffer<T>(T_ * B * G);                  // dZ of every step, in the (T, B, 4H) layout of the gates
-  auto dzt = std::make_unique<T[]>(2 * G * Bp);     // one step's dZ, transposed; zero padding columns
-  // grad_c0 carries dc from step to step; grad_h0 receives each step's dz_step @ W_hh, which is the
-  // dh of the step before for every row that was live there.
+  const LiveRows rank(a);
+  const int64_t rows = rank.count();
+  const bool packed = rows < T_ * B;
+  // dz's row for rank p at step s
+  auto dz_row = [&](int64_t s, int64_t p) {
+    const int64_t b = rank.row[p];
+    return packed ? rank.first[s] + p : a.time_at(b, s) * B + b;
+  };
+  // dZ of every live row, then x, h_prev and dx of the live rows packed as dz (only when packed)
+  T* const dz = kept_buffer<T>(rows * (G + (packed ? 2 * I + H : 0)));
+  T* const x_live = dz + rows * G;
+  T* const h_live = x_live + rows * I;
+  T* const dx_live = h_live + rows * H;
+  auto dzt = std::make_unique<T[]>(2 * G * Bp);  // one step's dZ, transposed; zero padding columns
+  auto dh = buffer<T>(B * H);                    // dz_step @ W_hh by rank: the dh of the step before
+  // grad_c0 carries dc from step to step.
   std::copy(grad_cn, grad_cn + B * H, grad_c0);
   pin_blas_to_one_thread();  // each OpenMP thread runs its own GEMMs
   TeamAllocation team;
 #pragma omp parallel num_threads(lstm_threads(B, H))
   {
-    const Slice u = thread_slice(H);
+    const Slice u = thread_slice(H), ranks = thread_slice(B);
     const int64_t j0 = u.begin, J = u.size;
     std::unique_ptr<Panels<T>> w;  // this thread's columns of W_hh, as rows of W_hh^T
     if (team.allocate([&] { w = std::make_unique<Panels<T>>(J, G, B); })) {
       w->fill_columns(w_hh + j0, H);  // packed once for all the steps
+      if (packed)  // this thread's ranks of x and h_prev, in dz's order (read after the steps' barriers)
+        for (int64_t p = ranks.begin; p < ranks.begin + ranks.size; ++p)
+          for (int64_t s = 0, b = rank.row[p]; s < a.length(b); ++s) {
+            const int64_t row = a.time_at(b, s) * B + b, r = rank.first[s] + p;
+            std::copy(x + row * I, x + row * I + I, x_live + r * I);
+            std::copy(h_prev + row * H, h_prev + row * H + H, h_live + r * H);
+          }
       for (int64_t s = T_ - 1; s >= 0; --s) {
         T* dzs = dzt.get() + (s & 1) * G * Bp;
-        for (int64_t b = 0; b < B; ++b) {
-          const int64_t L = a.length(b);
-          T* dz_row = dz.get() + ((s < L ? a.time_at(b, s) : s) * B + b) * G + j0;
-          if (s >= L) {  // padded: no gradient; dh and dc pass through unchanged
-            copy_blocks<T>(J, H, nullptr, dz_row);
-          } else {
-            const int64_t row = a.time_at(b, s) * B + b;
-            const T* dh = (s + 1 < L ? grad_h0 : grad_hn) + b * H + j0;
-            row_backward(J, H, gates + row * G + j0, c_prev + row * H + j0, dh, grad_out + row * H + j0,
-                         grad_c0 + b * H + j0, dz_row);
-          }
-          write_gate_column(J, H, dz_row, dzs + j0 * Bp + b, Bp);
+        for (int64_t p = 0; p < rank.live[s]; ++p) {
+          const int64_t b = rank.row[p], row = a.time_at(b, s) * B + b;
+          const T* dh_p = (s + 1 < a.length(b) ? dh.get() + p * H : grad_hn + b * H) + j0;
+          T* dz_p = dz + dz_row(s, p) * G + j0;
+          row_backward(J, H, gates + row * G + j0, c_prev + row * H + j0, dh_p, grad_out + row * H + j0,
+                       grad_c0 + b * H + j0, dz_p);
+        }
+        for (int g = 0; g < 4; ++g) {  // this thread's dz columns of the step, transposed
+          auto dz_gate = [&](int64_t p) { return dz + dz_row(s, p) * G + g * H + j0; };
+          transpose_rows(rank.live[s], J, dz_gate, dzs + (g * H + j0) * Bp, Bp);
         }
 #pragma omp barrier
-        weights_times_state<T, ALayout::Panels>(J, B, G, w->data.get(), 0, dzs, Bp, grad_h0 + j0, H);
+        panels_times_state(*w, rank.live[s], dzs, Bp, dh.get() + j0, H);
       }
-      weight_grads(T_ * B, I, H, dz.get(), x, h_prev, grad_w_ih, grad_w_hh, grad_bias);
-      const Slice rs = thread_slice(T_ * B);
+      for (int64_t p = 0; p < B; ++p)  // every row is live at step 0: dh is now the gradient of h0
+        std::copy(dh.get() + p * H + j0, dh.get() + p * H + j0 + J, grad_h0 + rank.row[p] * H + j0);
+      weight_grads(rows, I, H, dz, packed ? x_live : x, packed ? h_live : h_prev, grad_w_ih,
+                   grad_w_hh, grad_bias);
+      const Slice rs = thread_slice(rows);
+      T* dx = packed ? dx_live : grad_x;
       if (rs.size > 0)
-        gemm(false, false, rs.size, I, G, T(1), dz.get() + rs.begin * G, G, w_ih, I, T(0), grad_x + rs.begin * I, I);
+        gemm(false, false, rs.size, I, G, T(1), dz + rs.begin * G, G, w_ih, I, T(0), dx + rs.begin * I, I);
+      if (packed) {  // dx back to its (T, B, I) places, zeros at the padded ones
+#pragma omp barrier
+        for (int64_t p = ranks.begin; p < ranks.begin + ranks.size; ++p) {
+          const int64_t b = rank.row[p], L = a.length(b);
+          for (int64_t s = 0; s < L; ++s) {
+            const T* src = dx + (rank.first[s] + p) * I;
+            std::copy(src, src + I, grad_x + (a.time_at(b, s) * B + b) * I);
+          }
+          for (int64_t t = L; t < T_; ++t) std::fill(grad_x + (t * B + b) * I, grad_x + (t * B + b) * I + I, T(0));
+        }
+      }
     }
   }
   team.rethrow();
