@@ -18,7 +18,8 @@
 // writes only y (plus 2 values per group), the backward reads g and x and writes d x. A channel of a
 // CIFAR ResNet (32 x 32 x 32 floats = 128 KiB) or a Transformer row stays in L2/L1 between the
 // passes, so each array crosses the memory bus once per call. Accumulation: float runs are summed in
-// float across the vector lanes, and the runs of a group in double.
+// float across the vector lanes (short runs together, up to about 1,024 values), and the runs of a
+// group in double.
 //
 // Limits. Memory-bound: about 2 bytes moved per flop. Batch norm parallelises over channels only
 // (16 to 64 in ResNets: enough for a few threads, not for many). Layer norm's weight and bias
@@ -36,38 +37,61 @@
 namespace pyfastdl::cpu::PYFASTDL_ISA {
 namespace {
 
-// sum(x) over one run.
+// The vector sums of one run: x, (x - m)^2 and a * (b - m) (padding lanes hold 0, m, and 0 and m: they
+// add 0); run_sum below is the first's lanes added up.
 template <class T>
-T run_sum(const T* x, int64_t n) {
-  return vec::hsum(vec::sum_vectors<T>(n, [&](int64_t i, auto k) { return load_n(x + i, k, T(0)); }));
+Vec<T> run_sum_v(const T* x, int64_t n) {
+  return vec::sum_vectors<T>(n, [&](int64_t i, auto k) { return load_n(x + i, k, T(0)); });
 }
 
-// sum((x - m)^2) over one run (padding lanes hold m: they add 0).
 template <class T>
-T run_sq_dev(const T* x, int64_t n, T m) {
-  return vec::hsum(vec::sum_vectors<T>(n, [&](int64_t i, auto k) {
+Vec<T> run_sq_dev_v(const T* x, int64_t n, T m) {
+  return vec::sum_vectors<T>(n, [&](int64_t i, auto k) {
     const Vec<T> d = load_n(x + i, k, m) - m;
     return d * d;
-  }));
+  });
 }
 
-// sum(a * (b - m)) over one run (padding lanes hold 0 and m).
 template <class T>
-T run_dot_dev(const T* a, const T* b, int64_t n, T m) {
-  return vec::hsum(vec::sum_vectors<T>(
-      n, [&](int64_t i, auto k) { return load_n(a + i, k, T(0)) * (load_n(b + i, k, m) - m); }));
+Vec<T> run_dot_dev_v(const T* a, const T* b, int64_t n, T m) {
+  return vec::sum_vectors<T>(n, [&](int64_t i, auto k) { return load_n(a + i, k, T(0)) * (load_n(b + i, k, m) - m); });
+}
+
+template <class T>
+T run_sum(const T* x, int64_t n) {
+  return vec::hsum(run_sum_v(x, n));
+}
+
+// The sum over a group's `outer` runs of `inner` values of run(o), a run's vector sum: the runs'
+// vectors are added lane-wise in T until they hold about kFoldValues values, then folded into a
+// double. (Folding every run cost most of batch norm's time on 5x5 maps: runs of 25 values, each
+// ending in a horizontal sum; the lanes' float sums stay as long as a run of a 32x32 map's.)
+constexpr int64_t kFoldValues = 1024;
+
+template <class T, class Run>
+double group_sum(int64_t outer, int64_t inner, Run run) {
+  double s = 0;
+  Vec<T> acc = {};
+  int64_t held = 0;
+  for (int64_t o = 0; o < outer; ++o) {
+    acc += run(o);
+    held += inner;
+    if (held >= kFoldValues) {
+      s += vec::hsum(acc);
+      acc = Vec<T>{};
+      held = 0;
+    }
+  }
+  return s + vec::hsum(acc);
 }
 
 // Mean and biased variance of a group of `outer` runs of `inner` values, `stride` apart.
 template <class T>
 void group_stats(const T* x, int64_t outer, int64_t inner, int64_t stride, double& mean, double& var) {
-  double s = 0;
-  for (int64_t o = 0; o < outer; ++o) s += run_sum(x + o * stride, inner);
   const double n = double(outer * inner);
-  mean = s / n;
-  double q = 0;
-  for (int64_t o = 0; o < outer; ++o) q += run_sq_dev(x + o * stride, inner, T(mean));
-  var = q / n;
+  mean = group_sum<T>(outer, inner, [&](int64_t o) { return run_sum_v(x + o * stride, inner); }) / n;
+  const T m = T(mean);
+  var = group_sum<T>(outer, inner, [&](int64_t o) { return run_sq_dev_v(x + o * stride, inner, m); }) / n;
 }
 
 }  // namespace
@@ -110,13 +134,11 @@ void batch_norm_backward_cpu(const NormArgs& a, const T* grad_y, const T* x, con
 #pragma omp parallel for schedule(static) if (a.numel() >= kParallelMin && C > 1)
   for (int64_t c = 0; c < C; ++c) {
     const T m = mean[c];
-    double sum_g = 0, sum_gc = 0;  // sum(g), sum(g * (x - mean))
-    for (int64_t o = 0; o < a.outer; ++o) {
-      const T* g = grad_y + c * inner + o * stride;
-      const T* xr = x + c * inner + o * stride;
-      sum_g += run_sum(g, inner);
-      sum_gc += run_dot_dev(g, xr, inner, m);
-    }
+    const T* gc = grad_y + c * inner;
+    const T* xc = x + c * inner;
+    const double sum_g = group_sum<T>(a.outer, inner, [&](int64_t o) { return run_sum_v(gc + o * stride, inner); });
+    const double sum_gc = group_sum<T>(  // sum(g * (x - mean))
+        a.outer, inner, [&](int64_t o) { return run_dot_dev_v(gc + o * stride, xc + o * stride, inner, m); });
     const double is = invstd[c], w = weight ? weight[c] : 1;
     if (grad_bias) grad_bias[c] = T(sum_g);
     if (grad_weight) grad_weight[c] = T(sum_gc * is);
