@@ -34,31 +34,32 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     return Tensor(arr, requires_grad=requires_grad)
 
 
-def _filled(fill, shape, dtype, device, requires_grad):
+def _filled(op, fill, shape, dtype, device, requires_grad):
+    """A tensor of ``shape`` (sizes, or one tuple or list of them) filled with ``fill``; impossible sizes
+    and sizes beyond memory raise errors naming ``op`` (:func:`pyfastdl.backend.allocate`)."""
     shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-    xp = backend.array_module(backend.normalize_device(device))
-    arr = xp.full(tuple(shape), fill, dtype=_as_dtype(dtype) or np.float32)
+    arr = backend.allocate(op, "tensor", shape, _as_dtype(dtype) or np.float32, backend.normalize_device(device), fill)
     return Tensor(arr, requires_grad=requires_grad)
 
 
 def zeros(*shape, dtype=None, device=None, requires_grad=False):
-    return _filled(0, shape, dtype, device, requires_grad)
+    return _filled("zeros", 0, shape, dtype, device, requires_grad)
 
 
 def ones(*shape, dtype=None, device=None, requires_grad=False):
-    return _filled(1, shape, dtype, device, requires_grad)
+    return _filled("ones", 1, shape, dtype, device, requires_grad)
 
 
 def full(shape, fill_value, dtype=None, device=None, requires_grad=False):
-    return _filled(fill_value, (shape,), dtype, device, requires_grad)
+    return _filled("full", fill_value, (shape,), dtype, device, requires_grad)
 
 
 def zeros_like(t, dtype=None, requires_grad=False):
-    return _filled(0, t.shape, dtype or t.dtype, t.device, requires_grad)
+    return _filled("zeros_like", 0, t.shape, dtype or t.dtype, t.device, requires_grad)
 
 
 def ones_like(t, dtype=None, requires_grad=False):
-    return _filled(1, t.shape, dtype or t.dtype, t.device, requires_grad)
+    return _filled("ones_like", 1, t.shape, dtype or t.dtype, t.device, requires_grad)
 
 
 def arange(start, end=None, step=1, dtype=None, device=None):

@@ -561,6 +561,8 @@ def _(rng):
         E([x, (0, 2)], ValueError, "output_size"),
         E([x, (1, 2, 3)], ValueError, "output_size"),
         E([T(5, 6), 2], ValueError, "input"),
+        E([x, 2**40], ValueError, "output_size (1099511627776, 1099511627776)"),  # checked before numpy allocates
+        E([x, (2**62, None)], ValueError, "too large"),
     ]
 
 
@@ -680,7 +682,8 @@ def _(rng):
 @op("functional", "linear")
 def _(rng):
     x, w = T(3, 5), T(4, 5)
-    return [Call((x, w)), Call((x, w, T(4)))], [
+    # in_features 0: torch's zeros + bias (numpy cannot reshape a size-0 input with -1); an empty batch
+    return [Call((x, w)), Call((x, w, T(4))), Call((T(3, 0), T(4, 0), T(4))), Call((T(2, 0, 5), w))], [
         E([x, T(4, 6)], ValueError, "weight"),
         E([x, w, T(5)], ValueError, "bias"),
         E([x, T(4, 5, 1)], ValueError, "weight"),
@@ -754,6 +757,8 @@ def _(rng):
         E([x, (1, 1, 1, 1, 1, 1, 1, 1)], ValueError, "pad"),
         E([x, (1, 1)], ValueError, "mode", mode="circular-ish"),
         E([x, (-5, 0)], ValueError, "pad"),
+        E([x, (2**62, 0)], ValueError, "too large"),  # checked before numpy allocates ("array is too big")
+        E([x, (0, BEYOND)], ValueError, "too large"),
     ]
 
 

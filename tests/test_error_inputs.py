@@ -146,3 +146,31 @@ def test_softmax_of_an_empty_dim_is_empty_and_an_integer_input_is_named(rng):
         with pytest.raises(TypeError, match=f"{f.__name__}: input must be a floating-point tensor, got int64"):
             f(pf.tensor(np.arange(6).reshape(2, 3)), -1)
         assert f(pf.tensor(np.arange(6).reshape(2, 3)), -1, dtype=pf.float32).dtype == np.float32
+
+
+def test_linear_with_no_in_features_gives_the_bias_and_gradients_of_the_right_shapes(rng):
+    b = pf.tensor(rng.standard_normal(4), requires_grad=True)
+    for x_shape in ((3, 0), (2, 3, 0)):
+        x = pf.tensor(np.zeros(x_shape), requires_grad=True)
+        w = pf.tensor(np.zeros((4, 0)), requires_grad=True)
+        y = F.linear(x, w, b)
+        assert np.array_equal(y.data, np.broadcast_to(b.data, x_shape[:-1] + (4,)))  # torch: zeros + bias
+        y.sum().backward()
+        assert x.grad.shape == x_shape and w.grad.shape == (4, 0)
+    assert np.array_equal(b.grad.data, np.full(4, 3.0 + 6.0))
+    assert pf.nn.Linear(0, 4)(pf.tensor(np.zeros((3, 0), np.float32))).shape == (3, 4)
+
+
+@pytest.mark.parametrize("make, op", [
+    (lambda n: pf.zeros(n), "zeros"), (lambda n: pf.ones(2, n), "ones"), (lambda n: pf.full((n,), 1.5), "full"),
+])
+def test_creation_names_itself_for_sizes_no_array_can_have(make, op):
+    for n in (2**62, 2**63 - 1, 2**64):  # float32: more than 2**63 - 1 bytes (numpy: "array is too big")
+        with pytest.raises(ValueError, match=f"{op}: tensor of shape .* is too large"):
+            make(n)
+    with pytest.raises(ValueError, match=f"{op}: tensor sizes must be non-negative"):
+        make(-1)
+    with pytest.raises(TypeError, match=f"{op}: tensor sizes must be integers"):
+        make(2.5)
+    with pytest.raises(MemoryError, match=f"{op}: not enough memory for tensor of shape"):
+        make(2**45)  # 2**47 bytes or more: a 64-bit size, past any x86-64 address space (numpy: "Unable to allocate")

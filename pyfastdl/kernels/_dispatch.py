@@ -64,13 +64,27 @@ def _empty(like, shape, dtype):
     return backend.get_array_module(like).empty(tuple(shape), dtype)
 
 
-def outputs(out, like, *shapes, dtype=None):
+def outputs(out, like, *shapes, dtype=None, op=None, what="output"):
     """The outputs of one call, as a tuple: ``out`` (one array, or a tuple of them) if given, else
-    new uninitialised arrays of ``shapes`` on ``like``'s device, of ``dtype`` (default: like's)."""
+    new uninitialised arrays of ``shapes`` on ``like``'s device, of ``dtype`` (default: like's).
+    ``op``, given by the kernels whose output can outgrow their input (adaptive pooling), has the
+    shapes checked first (:func:`pyfastdl.backend.check_size`) and is named, with ``what``, if an
+    output is too large to exist or to fit in memory."""
     if out is not None:
         return out if isinstance(out, tuple) else (out,)
     dtype = like.dtype if dtype is None else dtype
-    return tuple(_empty(like, s, dtype) for s in shapes)
+    if op is not None:
+        shapes = [backend.check_size(op, what, s, dtype) for s in shapes]
+    return tuple(_allocated(like, s, dtype, op, what) for s in shapes)
+
+
+def _allocated(like, shape, dtype, op, what):
+    try:
+        return _empty(like, shape, dtype)
+    except MemoryError:
+        if op is None:
+            raise
+        raise backend.out_of_memory(op, what, shape, dtype) from None
 
 
 def kernel_input(x, op=None, name=None):

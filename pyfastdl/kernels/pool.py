@@ -154,7 +154,10 @@ def adaptive_avg_pool2d_forward(input, output_size, *, variant="fast", out=None)
     (OH, OW); output row i averages input rows floor(i*H/OH) .. ceil((i+1)*H/OH) - 1, columns alike."""
     x = _dispatch.kernel_input(input)
     a = adaptive_avg_pool2d_args(x.shape, output_size)
-    return _unary("adaptive_avg_pool2d_forward", a, x, a.out_shape, variant, out)
+    (y,) = _dispatch.outputs(out, x, a.out_shape, op="adaptive_avg_pool2d",
+                             what=f"the output for output_size {tuple(a.out_shape[-2:])}")
+    _dispatch.launch("adaptive_avg_pool2d_forward", variant, a, x, y)
+    return y
 
 
 def adaptive_avg_pool2d_backward(grad_output, input_shape, *, variant="fast", out=None):
