@@ -80,6 +80,15 @@ def device_of(array) -> str:
     raise TypeError(f"expected a numpy or cupy array, got {type(array).__name__}")
 
 
+def is_array(obj) -> bool:
+    """Whether ``obj`` is a numpy or cupy ndarray."""
+    try:
+        device_of(obj)
+    except TypeError:
+        return False
+    return True
+
+
 def array_module(device: str):
     """numpy for "cpu", cupy for "cuda" (RuntimeError saying why when CUDA is unusable)."""
     if device == "cpu" or normalize_device(device) == "cpu":

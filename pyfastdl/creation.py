@@ -74,6 +74,8 @@ def from_numpy(array):
     """A tensor sharing memory with a numpy array."""
     if not isinstance(array, np.ndarray):
         raise TypeError(f"from_numpy: expected a numpy array, got {type(array).__name__}")
+    if array.dtype.kind not in "fiub":
+        raise TypeError(f"from_numpy: unsupported dtype {array.dtype}")
     if not array.dtype.isnative:  # shared memory cannot be converted (torch.from_numpy refuses it too)
         raise ValueError(f"from_numpy: array has non-native byte order (dtype {array.dtype.str!r}); use "
                          f"pyfastdl.tensor(array), which copies, or array.astype(array.dtype.newbyteorder('='))")

@@ -7,8 +7,15 @@ from __future__ import annotations
 import itertools
 from collections import namedtuple
 
+import numpy as np
+
 from . import backend, kernels
 from .autograd import Function, tensor_class, unbroadcast
+
+
+def _float(a):
+    """``a`` itself if floating-point, else as float32: torch's sigmoid and tanh of integers and bools."""
+    return a if a.dtype.kind == "f" else a.astype(np.float32)
 
 
 def _xp(a):
@@ -218,7 +225,7 @@ class Abs(Function):
 class Tanh(Function):
     @staticmethod
     def forward(ctx, a):
-        out = _xp(a).tanh(a)
+        out = _xp(a).tanh(_float(a))
         ctx.save_for_backward(out)
         return out
 
@@ -231,7 +238,7 @@ class Tanh(Function):
 class Sigmoid(Function):
     @staticmethod
     def forward(ctx, a):
-        xp = _xp(a)
+        xp, a = _xp(a), _float(a)
         # exp of a non-positive number only: stable for large |a|
         e = xp.exp(-xp.abs(a))
         out = xp.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype, copy=False)

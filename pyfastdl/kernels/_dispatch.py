@@ -26,10 +26,11 @@ allocate (the binding checks).
 from __future__ import annotations
 
 import functools
+import operator
 
 from .. import backend
 
-__all__ = ["VARIANTS", "kernel_name", "launch", "cached", "outputs", "kernel_input"]
+__all__ = ["VARIANTS", "kernel_name", "launch", "cached", "outputs", "kernel_input", "int_arg", "pair_arg"]
 
 #: The variants of every kernel family: the default first.
 VARIANTS = ("fast", "reference")
@@ -103,3 +104,28 @@ def kernel_input(x, op=None, name=None):
     if getattr(x.flags, "writeable", True):
         return x
     return x.copy()
+
+
+def int_arg(op: str, name: str, value) -> int:
+    """A size argument as an int that fits in 64 bits, or a TypeError/ValueError naming ``op`` and ``name``."""
+    if isinstance(value, bool):
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}") from None
+    if not -(2**63) <= value < 2**63:
+        raise ValueError(f"{op}: {name} = {value} is out of range (a size must fit in 64 bits)")
+    return value
+
+
+def pair_arg(op: str, name: str, value) -> tuple:
+    """torch's _pair: an int n means (n, n); a 1-sequence (n,) too."""
+    if isinstance(value, (tuple, list)):
+        if len(value) == 1:
+            value = (value[0], value[0])
+        if len(value) != 2:
+            raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+        return (int_arg(op, name, value[0]), int_arg(op, name, value[1]))
+    v = int_arg(op, name, value)
+    return (v, v)

@@ -11,7 +11,6 @@ inputs are copied to contiguous arrays before the kernel runs (the kernels need 
 
 from __future__ import annotations
 
-import operator
 
 from .._core import _C
 from . import _dispatch
@@ -28,32 +27,8 @@ __all__ = [
     "adaptive_avg_pool2d_args",
 ]
 
-def _int(op, name, value):
-    if isinstance(value, bool):
-        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}") from None
-    if not -(2**63) <= value < 2**63:
-        raise ValueError(f"{op}: {name} = {value} is out of range (a size must fit in 64 bits)")
-    return value
-
-
-def _pair(op, name, value):
-    """torch's _pair: an int n means (n, n); a 1-sequence (n,) too."""
-    if isinstance(value, (tuple, list)):
-        if len(value) == 1:
-            value = (value[0], value[0])
-        if len(value) != 2:
-            raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
-        return (_int(op, name, value[0]), _int(op, name, value[1]))
-    v = _int(op, name, value)
-    return (v, v)
-
-
 def _stride(op, stride, kernel):
-    return kernel if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) else _pair(
+    return kernel if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) else _dispatch.pair_arg(
         op, "stride", stride)
 
 
@@ -67,23 +42,23 @@ _adaptive_args = _dispatch.cached(_C.Pool2dArgs.adaptive_avg_pool)
 def max_pool2d_args(input_shape, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
     """Validated ``_C.Pool2dArgs`` of a max pooling (stride defaults to kernel_size)."""
     op = "max_pool2d"
-    k = _pair(op, "kernel_size", kernel_size)
-    return _max_args(tuple(input_shape), k, _stride(op, stride, k), _pair(op, "padding", padding),
-                     _pair(op, "dilation", dilation), bool(ceil_mode))
+    k = _dispatch.pair_arg(op, "kernel_size", kernel_size)
+    return _max_args(tuple(input_shape), k, _stride(op, stride, k), _dispatch.pair_arg(op, "padding", padding),
+                     _dispatch.pair_arg(op, "dilation", dilation), bool(ceil_mode))
 
 
 def avg_pool2d_args(input_shape, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                     divisor_override=None):
     """Validated ``_C.Pool2dArgs`` of an average pooling (stride defaults to kernel_size)."""
     op = "avg_pool2d"
-    k = _pair(op, "kernel_size", kernel_size)
+    k = _dispatch.pair_arg(op, "kernel_size", kernel_size)
     if divisor_override is None:
         divisor = 0
     else:
-        divisor = _int(op, "divisor_override", divisor_override)
+        divisor = _dispatch.int_arg(op, "divisor_override", divisor_override)
         if divisor <= 0:
             raise ValueError(f"{op}: divisor_override must be > 0 (or None), got {divisor}")
-    return _avg_args(tuple(input_shape), k, _stride(op, stride, k), _pair(op, "padding", padding), bool(ceil_mode),
+    return _avg_args(tuple(input_shape), k, _stride(op, stride, k), _dispatch.pair_arg(op, "padding", padding), bool(ceil_mode),
                      bool(count_include_pad), divisor)
 
 
@@ -93,10 +68,10 @@ def adaptive_avg_pool2d_args(input_shape, output_size):
     if isinstance(output_size, (tuple, list)):
         if len(output_size) != 2:
             raise ValueError(f"{op}: output_size must be an int or a pair, got {output_size!r}")
-        size = tuple(input_shape[len(input_shape) - 2 + i] if s is None else _int(op, "output_size", s)
+        size = tuple(input_shape[len(input_shape) - 2 + i] if s is None else _dispatch.int_arg(op, "output_size", s)
                      for i, s in enumerate(output_size))
     else:
-        size = _pair(op, "output_size", output_size)
+        size = _dispatch.pair_arg(op, "output_size", output_size)
     return _adaptive_args(tuple(input_shape), size)
 
 

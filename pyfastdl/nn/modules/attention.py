@@ -46,7 +46,9 @@ class MultiheadAttention(Module):
     def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, add_bias_kv=False, add_zero_attn=False,
                  kdim=None, vdim=None, batch_first=False, device=None, dtype=None):
         super().__init__()
-        if embed_dim <= 0 or num_heads <= 0 or embed_dim % num_heads:
+        embed_dim = _factory.size(self, "embed_dim", embed_dim, 1)
+        num_heads = _factory.size(self, "num_heads", num_heads, 1)
+        if embed_dim % num_heads:
             raise ValueError(f"MultiheadAttention: embed_dim ({embed_dim}) must be divisible by num_heads "
                              f"({num_heads})")
         if (kdim not in (None, embed_dim)) or (vdim not in (None, embed_dim)) or add_bias_kv or add_zero_attn:
@@ -58,8 +60,8 @@ class MultiheadAttention(Module):
         self.head_dim = embed_dim // num_heads
         self.dropout = dropout
         self.batch_first = batch_first
-        self.in_proj_weight = _factory.parameter((3 * embed_dim, embed_dim), device, dtype)
-        self.register_parameter("in_proj_bias", _factory.parameter((3 * embed_dim,), device, dtype) if bias else None)
+        self.in_proj_weight = _factory.parameter(self, (3 * embed_dim, embed_dim), device, dtype)
+        self.register_parameter("in_proj_bias", _factory.parameter(self, (3 * embed_dim,), device, dtype) if bias else None)
         self.out_proj = Linear(embed_dim, embed_dim, bias=bias, device=device, dtype=dtype)
         self._reset_parameters()
 
