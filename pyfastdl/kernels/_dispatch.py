@@ -26,11 +26,13 @@ allocate (the binding checks).
 from __future__ import annotations
 
 import functools
+import math
+import numbers
 import operator
 
 from .. import backend
 
-__all__ = ["VARIANTS", "kernel_name", "launch", "cached", "outputs", "kernel_input", "int_arg", "pair_arg"]
+__all__ = ["VARIANTS", "kernel_name", "launch", "cached", "outputs", "kernel_input", "int_arg", "pair_arg", "shape_arg", "float_arg"]
 
 #: The variants of every kernel family: the default first.
 VARIANTS = ("fast", "reference")
@@ -88,12 +90,14 @@ def _allocated(like, shape, dtype, op, what):
         raise backend.out_of_memory(op, what, shape, dtype) from None
 
 
-def kernel_input(x, op=None, name=None):
+def kernel_input(x, op=None, name=None, optional=False):
     """``x`` as the compiled kernels take an input: C-contiguous and (numpy) writeable, copied if
-    need be. None stays None. Anything but a numpy or cupy array is a TypeError (naming ``op`` and
-    the argument ``name`` when given)."""
+    need be. Anything but a numpy or cupy array is a TypeError (naming ``op`` and the argument
+    ``name`` when given); None stays None where ``optional`` (or no ``op`` is named)."""
     if x is None:
-        return None
+        if optional or op is None:
+            return None
+        raise TypeError(f"{op}: {name} must be a numpy or cupy array, got None")
     try:
         backend.device_of(x)
     except TypeError:
@@ -129,3 +133,26 @@ def pair_arg(op: str, name: str, value) -> tuple:
         return (int_arg(op, name, value[0]), int_arg(op, name, value[1]))
     v = int_arg(op, name, value)
     return (v, v)
+
+
+def shape_arg(op: str, name: str, value) -> tuple:
+    """A shape argument (input_shape, weight_shape) as a tuple of non-negative ints whose product fits
+    in 64 bits, or a TypeError/ValueError naming ``op`` and ``name``."""
+    if type(value) is tuple and all(type(d) is int for d in value):  # the common case, kept cheap
+        shape = value
+    elif isinstance(value, (tuple, list)):
+        shape = tuple(int_arg(op, name, d) for d in value)
+    else:
+        raise TypeError(f"{op}: {name} must be a tuple of ints, got {value!r}")
+    if any(d < 0 for d in shape) or math.prod(shape) >= 2**63:
+        raise ValueError(f"{op}: {name} {shape} is not a shape an array can have (sizes >= 0, fewer than "
+                         "2**63 elements)")
+    return shape
+
+
+def float_arg(op: str, name: str, value) -> float:
+    """A real-number argument (eps, momentum, label_smoothing) as a float, or a TypeError naming ``op``
+    and ``name`` (float() would take a string, and say nothing of the op of a None)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{op}: {name} must be a number, got {value!r}")
+    return float(value)

@@ -57,7 +57,8 @@ def _as_4d(x, name):
 
 def _prepare(query, key, value, attn_mask, is_causal, scale):
     """(AttentionArgs, q, k, v, mask) as the compiled kernels want them (rank 4, contiguous)."""
-    backend.device_of(query)  # TypeError for anything but a numpy or cupy array
+    if not backend.is_array(query):
+        raise TypeError(f"scaled_dot_product_attention: query must be a numpy or cupy array, got {type(query).__name__}")
     rank = getattr(query, "ndim", None)
     q, k, v = (_as_4d(x, n) for x, n in ((query, "query"), (key, "key"), (value, "value")))
     if not (getattr(key, "ndim", None) == getattr(value, "ndim", None) == rank):
@@ -119,7 +120,8 @@ def sdpa_backward(query, key, value, output, lse, grad_output, attn_mask=None, i
     if query.ndim == 3:
         saved = tuple(x[:, None] for x in saved)
         out = None if out is None else tuple(g[:, None] for g in out)
-    o, lse, go = (_dispatch.kernel_input(x) for x in saved)
+    o, lse, go = (_dispatch.kernel_input(x, "sdpa_backward", name) for x, name in zip(saved, ("output", "lse",
+                                                                                             "grad_output")))
     grads = _dispatch.outputs(out, q, q.shape, k.shape, v.shape)
     _dispatch.launch("sdpa_backward", variant, args, q, k, v, mask, o, lse, go, *grads)
     if query.ndim == 3:

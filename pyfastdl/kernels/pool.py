@@ -43,8 +43,9 @@ def max_pool2d_args(input_shape, kernel_size, stride=None, padding=0, dilation=1
     """Validated ``_C.Pool2dArgs`` of a max pooling (stride defaults to kernel_size)."""
     op = "max_pool2d"
     k = _dispatch.pair_arg(op, "kernel_size", kernel_size)
-    return _max_args(tuple(input_shape), k, _stride(op, stride, k), _dispatch.pair_arg(op, "padding", padding),
-                     _dispatch.pair_arg(op, "dilation", dilation), bool(ceil_mode))
+    return _max_args(_dispatch.shape_arg(op, "input_shape", input_shape), k, _stride(op, stride, k),
+                     _dispatch.pair_arg(op, "padding", padding), _dispatch.pair_arg(op, "dilation", dilation),
+                     bool(ceil_mode))
 
 
 def avg_pool2d_args(input_shape, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
@@ -58,13 +59,14 @@ def avg_pool2d_args(input_shape, kernel_size, stride=None, padding=0, ceil_mode=
         divisor = _dispatch.int_arg(op, "divisor_override", divisor_override)
         if divisor <= 0:
             raise ValueError(f"{op}: divisor_override must be > 0 (or None), got {divisor}")
-    return _avg_args(tuple(input_shape), k, _stride(op, stride, k), _dispatch.pair_arg(op, "padding", padding), bool(ceil_mode),
-                     bool(count_include_pad), divisor)
+    return _avg_args(_dispatch.shape_arg(op, "input_shape", input_shape), k, _stride(op, stride, k),
+                     _dispatch.pair_arg(op, "padding", padding), bool(ceil_mode), bool(count_include_pad), divisor)
 
 
 def adaptive_avg_pool2d_args(input_shape, output_size):
     """Validated ``_C.Pool2dArgs`` of an adaptive average pooling; None in output_size keeps that input size."""
     op = "adaptive_avg_pool2d"
+    input_shape = _dispatch.shape_arg(op, "input_shape", input_shape)
     if isinstance(output_size, (tuple, list)):
         if len(output_size) != 2:
             raise ValueError(f"{op}: output_size must be an int or a pair, got {output_size!r}")
@@ -72,7 +74,7 @@ def adaptive_avg_pool2d_args(input_shape, output_size):
                      for i, s in enumerate(output_size))
     else:
         size = _dispatch.pair_arg(op, "output_size", output_size)
-    return _adaptive_args(tuple(input_shape), size)
+    return _adaptive_args(input_shape, size)
 
 
 def max_pool2d_forward(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -80,7 +82,7 @@ def max_pool2d_forward(input, kernel_size, stride=None, padding=0, dilation=1, c
     """Max pooling: (N, C, H, W) or (C, H, W) -> output (N, C, OH, OW), and with ``return_indices``
     the argmax as int64 (N, C, OH, OW), flat ``ih * W + iw`` within each plane (what the backward needs).
     Without ``return_indices`` the kernel writes no indices at all."""
-    x = _dispatch.kernel_input(input)
+    x = _dispatch.kernel_input(input, "max_pool2d", "input")
     a = max_pool2d_args(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
     if return_indices:
         y, idx = _dispatch.outputs(out, x, a.out_shape) + _dispatch.outputs(indices_out, x, a.out_shape,
@@ -96,9 +98,10 @@ def max_pool2d_backward(grad_output, indices, input_shape, kernel_size, stride=N
     """Gradient of max pooling: grad_output (N, C, OH, OW) is routed to the argmax ``indices`` of the
     forward; returns grad_input of ``input_shape``."""
     a = max_pool2d_args(input_shape, kernel_size, stride, padding, dilation, ceil_mode)
-    gy = _dispatch.kernel_input(grad_output)
+    gy = _dispatch.kernel_input(grad_output, "max_pool2d_backward", "grad_output")
     (gx,) = _dispatch.outputs(out, gy, a.in_shape)
-    _dispatch.launch("max_pool2d_backward", variant, a, gy, _dispatch.kernel_input(indices), gx)
+    _dispatch.launch("max_pool2d_backward", variant, a, gy, _dispatch.kernel_input(indices, "max_pool2d_backward",
+                                                                                   "indices"), gx)
     return gx
 
 
@@ -112,7 +115,7 @@ def avg_pool2d_forward(input, kernel_size, stride=None, padding=0, ceil_mode=Fal
                        divisor_override=None, *, variant="fast", out=None):
     """Average pooling: (N, C, H, W) or (C, H, W) -> (N, C, OH, OW). The divisor is the window clipped
     to the padded input (count_include_pad) or to the input, or ``divisor_override``."""
-    x = _dispatch.kernel_input(input)
+    x = _dispatch.kernel_input(input, "avg_pool2d", "input")
     a = avg_pool2d_args(x.shape, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
     return _unary("avg_pool2d_forward", a, x, a.out_shape, variant, out)
 
@@ -121,13 +124,14 @@ def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padd
                         count_include_pad=True, divisor_override=None, *, variant="fast", out=None):
     """Gradient of average pooling: grad_output (N, C, OH, OW) -> grad_input of ``input_shape``."""
     a = avg_pool2d_args(input_shape, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
-    return _unary("avg_pool2d_backward", a, _dispatch.kernel_input(grad_output), a.in_shape, variant, out)
+    gy = _dispatch.kernel_input(grad_output, "avg_pool2d_backward", "grad_output")
+    return _unary("avg_pool2d_backward", a, gy, a.in_shape, variant, out)
 
 
 def adaptive_avg_pool2d_forward(input, output_size, *, variant="fast", out=None):
     """Adaptive average pooling: (N, C, H, W) or (C, H, W) -> (N, C, OH, OW) for ``output_size``
     (OH, OW); output row i averages input rows floor(i*H/OH) .. ceil((i+1)*H/OH) - 1, columns alike."""
-    x = _dispatch.kernel_input(input)
+    x = _dispatch.kernel_input(input, "adaptive_avg_pool2d", "input")
     a = adaptive_avg_pool2d_args(x.shape, output_size)
     (y,) = _dispatch.outputs(out, x, a.out_shape, op="adaptive_avg_pool2d",
                              what=f"the output for output_size {tuple(a.out_shape[-2:])}")
@@ -137,5 +141,6 @@ def adaptive_avg_pool2d_forward(input, output_size, *, variant="fast", out=None)
 
 def adaptive_avg_pool2d_backward(grad_output, input_shape, *, variant="fast", out=None):
     """Gradient of adaptive average pooling: grad_output (N, C, OH, OW) -> grad_input of ``input_shape``."""
-    a = adaptive_avg_pool2d_args(input_shape, tuple(grad_output.shape[-2:]))
-    return _unary("adaptive_avg_pool2d_backward", a, _dispatch.kernel_input(grad_output), a.in_shape, variant, out)
+    gy = _dispatch.kernel_input(grad_output, "adaptive_avg_pool2d_backward", "grad_output")
+    a = adaptive_avg_pool2d_args(input_shape, tuple(gy.shape[-2:]))
+    return _unary("adaptive_avg_pool2d_backward", a, gy, a.in_shape, variant, out)
