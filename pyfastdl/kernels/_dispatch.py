@@ -32,7 +32,8 @@ import operator
 
 from .. import backend
 
-__all__ = ["VARIANTS", "kernel_name", "launch", "cached", "outputs", "kernel_input", "int_arg", "pair_arg", "shape_arg", "float_arg"]
+__all__ = ["VARIANTS", "kernel_name", "launch", "cached", "outputs", "kernel_input", "int_arg", "pair_arg", "shape_arg",
+           "float_arg"]
 
 #: The variants of every kernel family: the default first.
 VARIANTS = ("fast", "reference")

@@ -58,7 +58,8 @@ def _as_4d(x, name):
 def _prepare(query, key, value, attn_mask, is_causal, scale):
     """(AttentionArgs, q, k, v, mask) as the compiled kernels want them (rank 4, contiguous)."""
     if not backend.is_array(query):
-        raise TypeError(f"scaled_dot_product_attention: query must be a numpy or cupy array, got {type(query).__name__}")
+        raise TypeError("scaled_dot_product_attention: query must be a numpy or cupy array, got "
+                        f"{type(query).__name__}")
     rank = getattr(query, "ndim", None)
     q, k, v = (_as_4d(x, n) for x, n in ((query, "query"), (key, "key"), (value, "value")))
     if not (getattr(key, "ndim", None) == getattr(value, "ndim", None) == rank):

@@ -320,8 +320,9 @@ def _check_whole(what: str, value, low: int = 1) -> None:
 def check_arguments(args: argparse.Namespace) -> None:
     """Raise ValueError naming the option for numbers a run cannot use: epochs and batch size must
     be positive whole numbers (so are threads, limit and warm-up steps where set, and the seed and
-    the augmentation shift are >= 0); the validation fraction in [0, 1); the learning rate, weight decay and momentum finite and >= 0; and every other
-    floating-point option (dropout, label smoothing, ...) finite."""
+    the augmentation shift are >= 0); the validation fraction in [0, 1); the learning rate, weight
+    decay and momentum finite and >= 0; and every other floating-point option (dropout, label
+    smoothing, ...) finite."""
     for name in ("epochs", "batch_size"):
         _check_whole(_flag(name), getattr(args, name, None))
     for name, low in (("threads", 1), ("limit", 1), ("warmup_steps", 1), ("seed", 0), ("shift", 0)):

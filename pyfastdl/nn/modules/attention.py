@@ -61,7 +61,8 @@ class MultiheadAttention(Module):
         self.dropout = dropout
         self.batch_first = batch_first
         self.in_proj_weight = _factory.parameter(self, (3 * embed_dim, embed_dim), device, dtype)
-        self.register_parameter("in_proj_bias", _factory.parameter(self, (3 * embed_dim,), device, dtype) if bias else None)
+        self.register_parameter("in_proj_bias",
+                                _factory.parameter(self, (3 * embed_dim,), device, dtype) if bias else None)
         self.out_proj = Linear(embed_dim, embed_dim, bias=bias, device=device, dtype=dtype)
         self._reset_parameters()
 

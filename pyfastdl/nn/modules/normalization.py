@@ -132,7 +132,8 @@ class LayerNorm(Module):
         self.normalized_shape = shape
         self.eps = eps
         self.elementwise_affine = elementwise_affine
-        self.register_parameter("weight", _factory.parameter(self, shape, device, dtype) if elementwise_affine else None)
+        self.register_parameter("weight",
+                                _factory.parameter(self, shape, device, dtype) if elementwise_affine else None)
         self.register_parameter("bias", _factory.parameter(self, shape, device, dtype) if elementwise_affine and bias
                                 else None)
         self.reset_parameters()
