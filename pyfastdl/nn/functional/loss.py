@@ -18,6 +18,8 @@ backward and read segmentation maps (N, C, d1, ...) in place; on the GPU it is t
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from ... import backend, kernels
@@ -262,6 +264,8 @@ def _pointwise(name, input, target, reduction, pointwise):  # noqa: A002
     if input.shape != target.shape:
         raise ValueError(f"{name}: input has shape {input.shape} but target has shape {target.shape} "
                          "(they must match)")
+    if input.dtype != target.dtype:
+        raise TypeError(f"{name}: input and target must have the same dtype, got {input.dtype} and {target.dtype}")
     return PointwiseLoss.apply(input, target, reduction, pointwise)
 
 
@@ -277,7 +281,9 @@ def mse_loss(input, target, reduction="mean"):  # noqa: A002
 
 def smooth_l1_loss(input, target, reduction="mean", beta=1.0):  # noqa: A002
     """Huber-like loss: 0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (d = input - target)."""
-    if beta < 0:
+    if isinstance(beta, bool) or not isinstance(beta, numbers.Real):
+        raise TypeError(f"smooth_l1_loss: beta must be a number, got {beta!r}")
+    if not beta >= 0:
         raise ValueError(f"smooth_l1_loss: beta must be non-negative, got {beta}")
 
     def smooth_l1(x, y, need_dy):
