@@ -111,17 +111,21 @@ def kernel_input(x, op=None, name=None, optional=False):
     return x.copy()
 
 
-def int_arg(op: str, name: str, value) -> int:
-    """A size argument as an int that fits in 64 bits, or a TypeError/ValueError naming ``op`` and ``name``."""
+def int_arg(op: str, name: str, value, what: str = "an int") -> int:
+    """A size argument as an int that fits in 64 bits, or a TypeError/ValueError naming ``op`` and ``name``
+    (and saying it must be ``what``)."""
     if isinstance(value, bool):
-        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+        raise TypeError(f"{op}: {name} must be {what}, got {value!r}")
     try:
         value = operator.index(value)
     except TypeError:
-        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}") from None
+        raise TypeError(f"{op}: {name} must be {what}, got {value!r}") from None
     if not -(2**63) <= value < 2**63:
         raise ValueError(f"{op}: {name} = {value} is out of range (a size must fit in 64 bits)")
     return value
+
+
+_PAIR = "an int or a pair of ints"
 
 
 def pair_arg(op: str, name: str, value) -> tuple:
@@ -131,8 +135,8 @@ def pair_arg(op: str, name: str, value) -> tuple:
             value = (value[0], value[0])
         if len(value) != 2:
             raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
-        return (int_arg(op, name, value[0]), int_arg(op, name, value[1]))
-    v = int_arg(op, name, value)
+        return (int_arg(op, name, value[0], _PAIR), int_arg(op, name, value[1], _PAIR))
+    v = int_arg(op, name, value, _PAIR)
     return (v, v)
 
 

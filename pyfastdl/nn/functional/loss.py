@@ -24,6 +24,7 @@ import numpy as np
 
 from ... import backend, kernels
 from ...autograd import Function
+from ...kernels._dispatch import float_arg, int_arg
 from ...tensor import Tensor
 from .activation import _log_softmax
 
@@ -46,6 +47,7 @@ def _check_reduction(name, reduction):
 
 def _class_rows(name, input, target, weight, ignore_index):  # noqa: A002
     """Validate and return the target array flattened to (M,); raises naming the bad argument."""
+    int_arg(name, "ignore_index", ignore_index)
     if not isinstance(input, Tensor):
         raise TypeError(f"{name}: input must be a Tensor, got {type(input).__name__}")
     if not isinstance(target, Tensor):
@@ -189,7 +191,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     reduction: "mean" | "sum" | "none" (per-element losses of target's shape);
     label_smoothing in [0, 1]: mix the one-hot target with the uniform distribution."""
     _check_reduction("cross_entropy", reduction)
-    if not 0.0 <= label_smoothing <= 1.0:
+    if not 0.0 <= float_arg("cross_entropy", "label_smoothing", label_smoothing) <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     t = _class_rows("cross_entropy", input, target, weight, ignore_index)
     fused = (input.device == "cpu" and input.dtype.itemsize in (4, 8) and input.numel() > 0
