@@ -27,6 +27,8 @@ arguments, reuses the forward's.
 
 from __future__ import annotations
 
+import numpy as np
+
 from .. import backend
 from .._core import _C
 from . import _dispatch
@@ -87,9 +89,15 @@ def _prepare(query, key, value, attn_mask, is_causal, scale):
         if rank == 3 and mask.ndim == 3:  # (N, L, S) -> (N, 1, L, S) like the inputs
             mask = mask[:, None]
         mask = _dispatch.kernel_input(_narrow_broadcast(mask))
+    if scale is not None:
+        scale = _dispatch.float_arg("scaled_dot_product_attention", "scale", scale)
+        # a finite scale that is inf in the kernel's arithmetic (float32 for 16-bit inputs)
+        arith = np.result_type(q.dtype, np.float32) if q.dtype.kind == "f" else np.dtype(np.float32)
+        if np.isfinite(scale) and abs(scale) > float(np.finfo(arith).max):
+            raise ValueError(f"scaled_dot_product_attention: scale {scale} overflows {arith}, the kernel's arithmetic")
     args = _attention_args(
         tuple(q.shape), tuple(k.shape), tuple(v.shape), None if mask is None else tuple(mask.shape), kind,
-        bool(is_causal), None if scale is None else float(scale),
+        bool(is_causal), scale,
     )
     return args, q, k, v, mask
 
