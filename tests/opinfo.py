@@ -758,7 +758,7 @@ def _(rng):
         E([x, (1, 1)], ValueError, "mode", mode="circular-ish"),
         E([x, (-5, 0)], ValueError, "pad"),
         E([x, (2**62, 0)], ValueError, "too large"),  # checked before numpy allocates ("array is too big")
-        E([x, (0, BEYOND)], ValueError, "too large"),
+        E([x, (0, BEYOND)], ValueError, "out of range"),
     ]
 
 

@@ -3,8 +3,11 @@ before it is allocated), the backward slices the gradient back out."""
 
 from __future__ import annotations
 
+import numbers
+
 from ... import backend
 from ...autograd import Function
+from ...kernels._dispatch import int_arg
 from ...tensor import Tensor
 
 __all__ = ["pad"]
@@ -34,7 +37,13 @@ def pad(input, pad, mode="constant", value=0.0):  # noqa: A002
         raise ValueError(f"pad: mode must be 'constant', 'reflect', 'replicate' or 'circular', got {mode!r}")
     if mode != "constant":
         raise NotImplementedError(f"pad: only mode='constant' is implemented, got {mode!r}")
-    pad = tuple(int(p) for p in pad)
+    if value is None:  # torch's default fill
+        value = 0.0
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"pad: value must be a number, got {value!r}")
+    if not isinstance(pad, (tuple, list)):
+        raise TypeError(f"pad: pad must be a tuple of ints, got {pad!r}")
+    pad = tuple(int_arg("pad", "pad", p) for p in pad)
     if len(pad) % 2 or len(pad) // 2 > input.ndim or any(p < 0 for p in pad):
         raise ValueError(f"pad: pad must hold an even number (at most 2 * {input.ndim}) of non-negative widths, "
                          f"got {pad}")
