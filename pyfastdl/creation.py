@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 
 from . import backend, ops
@@ -63,11 +66,26 @@ def ones_like(t, dtype=None, requires_grad=False):
 
 
 def arange(start, end=None, step=1, dtype=None, device=None):
+    """Values from ``start`` (default 0) up to ``end`` (excluded) by ``step``; int64 if all are ints."""
     if end is None:
         start, end = 0, start
+    for name, v in (("start", start), ("end", end), ("step", step)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise TypeError(f"arange: {name} must be a number, got {v!r}")
+        if not math.isfinite(v):
+            raise ValueError(f"arange: {name} must be finite, got {v}")
+    if step == 0:
+        raise ValueError("arange: step must be nonzero")
+    is_int = all(isinstance(v, numbers.Integral) for v in (start, end, step))
+    dtype = _as_dtype(dtype) or np.dtype(np.int64 if is_int else np.float32)
+    n = -((start - end) // step) if is_int else math.ceil((end - start) / step)  # ceil, exactly for ints
+    n = n if n > 0 else 0
+    backend.check_size("arange", "tensor", (n,), dtype)
     xp = backend.array_module(backend.normalize_device(device))
-    is_int = all(isinstance(v, int) for v in (start, end, step))
-    return Tensor(xp.arange(start, end, step, dtype=_as_dtype(dtype) or (np.int64 if is_int else np.float32)))
+    try:
+        return Tensor(xp.arange(start, end, step, dtype=dtype))
+    except MemoryError:
+        raise backend.out_of_memory("arange", "tensor", (n,), dtype) from None
 
 
 def from_numpy(array):
@@ -90,6 +108,8 @@ def from_dlpack(obj):
 
 
 def _tensors(name, tensors):
+    if isinstance(tensors, Tensor) or not isinstance(tensors, (tuple, list)):
+        raise TypeError(f"{name}: tensors must be a sequence of Tensors, got {type(tensors).__name__}")
     tensors = list(tensors)
     if not tensors:
         raise ValueError(f"{name}: expected a non-empty sequence of tensors")

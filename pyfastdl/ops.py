@@ -5,6 +5,7 @@ Broadcasting ops reduce their gradients with :func:`pyfastdl.autograd.unbroadcas
 from __future__ import annotations
 
 import itertools
+import numbers
 from collections import namedtuple
 
 import numpy as np
@@ -26,7 +27,9 @@ def _axes(dim, ndim):
     """torch's ``dim`` (None, int or sequence) as a normalised tuple of axes (None: all)."""
     if dim is None:
         return None
-    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    dims = (dim,) if isinstance(dim, numbers.Integral) else tuple(dim) if isinstance(dim, (tuple, list)) else None
+    if dims is None or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in dims):
+        raise TypeError(f"dim must be an int or a sequence of ints, got {dim!r}")
     out = []
     for d in dims:
         if not -ndim <= d < max(ndim, 1):
