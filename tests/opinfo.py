@@ -813,6 +813,8 @@ def _(rng):
         E(_bn_args(rng, w=arr(rng, 4)), ValueError, "weight"),
         E(_bn_args(rng, x=arr(rng, 5)), ValueError, "input"),
         E(_bn_args(rng), ValueError, "variant", variant="slow"),
+        E(_bn_args(rng, w=[1.0, 2.0, 3.0]), TypeError, "weight"),  # issue 13's probe: named no op
+        E(_bn_args(rng), TypeError, "eps", eps=None),
     ]
 
 
@@ -836,6 +838,7 @@ def _(rng):
         E((arr(rng, 4, 6), (5,)), ValueError, "normalized_shape"),
         E((arr(rng, 4, 6), (6,), arr(rng, 5)), ValueError, "weight"),
         E((arr(rng, 4, 6).astype(np.float16), (6,)), TypeError, "input"),
+        E((arr(rng, 4, 6), None), TypeError, "normalized_shape"),  # was "'NoneType' object is not iterable"
     ]
 
 
@@ -889,6 +892,7 @@ def _(rng):
     return [Call((x, [0, 1, 2], lse))], [
         E((x, [0, 1, 2], arr(rng, 2)), ValueError, "lse"),
         E((x, [0, 1], lse), ValueError, "target"),
+        E((x, [0, 1, 2], lse), TypeError, "scale", scale=None),  # was float()'s message
     ]
 
 
@@ -921,6 +925,8 @@ def _(rng):
         E(([arr(rng, 3)], [arr(rng, 4)], None, [False]), ValueError, "grads", lr=0.1),
         E(([arr(rng, 3)], [arr(rng, 3)], None, [False]), ValueError, "lr", lr=float("nan")),
         E(([arr(rng, 3)], [arr(rng, 3)], None, [True]), ValueError, "momentum_buffers", lr=0.1, momentum=0.9),
+        E(([None], [arr(rng, 3)], None, [False]), TypeError, "params[0]", lr=0.1),  # issue 13's probe: named no op
+        E(([arr(rng, 3)], [arr(rng, 3)], None, [False]), TypeError, "lr", lr="0.1"),
     ]
 
 

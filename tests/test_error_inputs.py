@@ -214,8 +214,15 @@ def test_tensor_and_from_numpy_refuse_complex_and_object_arrays():
     # num_layers=2**31 allocated layer after layer for minutes (a hang): now refused before the first
     (lambda: pf.nn.LSTM(5, 4, num_layers=2**40), MemoryError, "LSTM: its parameters .* would not fit"),
     (lambda: pf.nn.LSTM(5, 4, num_layers=2**64), MemoryError, "LSTM: its parameters"),
+    (lambda: pf.nn.LSTM(5, 4, dropout=None), ValueError, "LSTM: dropout should be a number"),
+    (lambda: pf.nn.Embedding(5, 3, padding_idx="0"), TypeError, "Embedding: padding_idx must be an int"),
+    (lambda: pf.nn.Flatten(start_dim=1.5), TypeError, "Flatten: start_dim must be an int"),
+    (lambda: pf.nn.Flatten()([1.0]), TypeError, "Flatten: input must be a Tensor, got list"),
+    (lambda: pf.nn.Conv1d(2, 4, 3)(None), TypeError, "Conv1d: input must be a Tensor, got NoneType"),
+    (lambda: pf.nn.MultiheadAttention(4, 2)(*[np.ones((2, 1, 4), np.float32)] * 3), TypeError,
+     "MultiheadAttention: query must be a Tensor, got ndarray"),
 ])
-def test_layers_name_themselves_for_impossible_sizes(make, error, match):
+def test_layers_name_themselves_for_impossible_arguments(make, error, match):
     with pytest.raises(error, match=match):
         make()
 

@@ -19,9 +19,10 @@ _batch_args = _dispatch.cached(_C.NormArgs.batch_norm)
 _layer_args = _dispatch.cached(_C.NormArgs.layer_norm)
 
 
-def _flat(a):
-    """An optional per-feature array as a contiguous 1-D array (or None)."""
-    return None if a is None else _dispatch.kernel_input(a).reshape(-1)
+def _flat(a, op=None, name=None):
+    """An optional per-feature array as a contiguous 1-D array (or None); a non-array is a TypeError
+    naming ``op`` and ``name``."""
+    return None if a is None else _dispatch.kernel_input(a, op, name).reshape(-1)
 
 
 def _grads(x, output_mask, n_features):
@@ -38,7 +39,8 @@ def batch_norm_forward(input, weight, bias, running_mean, running_var, training,
     x = _dispatch.kernel_input(input, "batch_norm", "input")
     a = _batch_args(tuple(x.shape), _dispatch.float_arg("batch_norm", "eps", eps), bool(training))
     y, mean, invstd = _dispatch.outputs(out, x, x.shape, (a.groups,), (a.groups,))
-    _dispatch.launch("batch_norm_forward", variant, a, x, _flat(weight), _flat(bias), running_mean, running_var,
+    _dispatch.launch("batch_norm_forward", variant, a, x, _flat(weight, "batch_norm", "weight"),
+                     _flat(bias, "batch_norm", "bias"), running_mean, running_var,
                      bool(training), _dispatch.float_arg("batch_norm", "momentum", momentum), mean, invstd, y)
     return y, mean, invstd
 
@@ -60,7 +62,8 @@ def batch_norm_backward(grad_output, input, weight, mean, invstd, training, outp
 def _layer(op, x, normalized_shape, eps):
     """(NormArgs, k): k = the number of normalised trailing dimensions, which must be
     ``normalized_shape``."""
-    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    dims = normalized_shape if isinstance(normalized_shape, (tuple, list)) else (normalized_shape,)
+    shape = tuple(_dispatch.int_arg(op, "normalized_shape", d) for d in dims)
     k = len(shape)
     if k == 0 or k > x.ndim or tuple(x.shape[x.ndim - k:]) != shape:
         raise ValueError(f"{op}: normalized_shape {shape} is not the trailing dimensions of the input's shape "
@@ -75,7 +78,8 @@ def layer_norm_forward(input, normalized_shape, weight=None, bias=None, eps=1e-5
     a, k = _layer("layer_norm_forward", x, normalized_shape, eps)
     rows = x.shape[:x.ndim - k]
     y, mean, invstd = _dispatch.outputs(out, x, x.shape, rows, rows)
-    _dispatch.launch("layer_norm_forward", variant, a, x, _flat(weight), _flat(bias), mean.reshape(-1),
+    _dispatch.launch("layer_norm_forward", variant, a, x, _flat(weight, "layer_norm", "weight"),
+                     _flat(bias, "layer_norm", "bias"), mean.reshape(-1),
                      invstd.reshape(-1), y)
     return y, mean, invstd
 

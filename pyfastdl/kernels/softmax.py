@@ -92,5 +92,6 @@ def cross_entropy_backward(input, target, lse, weight=None, ignore_index=-100, l
                  _dispatch.float_arg("cross_entropy", "label_smoothing", label_smoothing))
     (gx,) = _dispatch.outputs(out, x, x.shape)
     _dispatch.launch("cross_entropy_backward", variant, a, x, _targets(target), _dispatch.kernel_input(weight),
-                     _dispatch.kernel_input(lse), _dispatch.kernel_input(grad_rows), float(scale), gx)
+                     _dispatch.kernel_input(lse, "cross_entropy_backward", "lse"), _dispatch.kernel_input(grad_rows),
+                     _dispatch.float_arg("cross_entropy_backward", "scale", scale), gx)
     return gx

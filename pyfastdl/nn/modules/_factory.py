@@ -17,10 +17,11 @@ from ..parameter import Parameter
 
 
 def size(owner, name, value, minimum=0):
-    """``value`` as an int of at least ``minimum``: a layer's size argument (in_features, num_layers...)."""
+    """``value`` as an int of at least ``minimum`` (None: any): a layer's size argument (in_features,
+    num_layers...) or index (a dim)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{type(owner).__name__}: {name} must be an int, got {value!r}")
-    if value < minimum:
+    if minimum is not None and value < minimum:
         raise ValueError(f"{type(owner).__name__}: {name} must be an int >= {minimum}, got {value}")
     return int(value)
 

@@ -120,6 +120,8 @@ class MultiheadAttention(Module):
         """Returns (output like query, weights (N, L, S) averaged over heads, (N, H, L, S) if not
         average_attn_weights, or None when need_weights=False)."""
         for name, t in (("query", query), ("key", key), ("value", value)):
+            if not isinstance(t, Tensor):
+                raise TypeError(f"MultiheadAttention: {name} must be a Tensor, got {type(t).__name__}")
             if t.ndim not in (2, 3):
                 raise ValueError(f"MultiheadAttention: {name} must be 3-D (batched) or 2-D (unbatched), got "
                                  f"shape {tuple(t.shape)}")

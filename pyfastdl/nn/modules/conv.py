@@ -3,6 +3,7 @@ family. Parameters, initialisation and printing as torch's."""
 
 from __future__ import annotations
 
+from ...tensor import Tensor
 from .. import functional as F
 from . import _factory
 from .linear import reset_weight_and_bias
@@ -83,6 +84,8 @@ class _ConvNd(Module):
         return s
 
     def _check_input(self, input):  # noqa: A002
+        if not isinstance(input, Tensor):
+            raise TypeError(f"{type(self).__name__}: input must be a Tensor, got {type(input).__name__}")
         if input.ndim != self._dims + 2:
             raise ValueError(f"{type(self).__name__}: expected a {self._dims + 2}-D input (N, C, ...), got shape "
                              f"{input.shape}")

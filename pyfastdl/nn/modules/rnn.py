@@ -5,6 +5,7 @@ Gate layout along 4H: input, forget, cell (g), output, as torch."""
 from __future__ import annotations
 
 import math
+import numbers
 
 from .. import functional as F
 from .. import init
@@ -61,8 +62,8 @@ class LSTM(Module):
         super().__init__()
         if proj_size:
             raise NotImplementedError("LSTM: proj_size is not supported")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"LSTM: dropout should be a number in range [0, 1), got {dropout}")
+        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"LSTM: dropout should be a number in range [0, 1), got {dropout!r}")
         input_size = _factory.size(self, "input_size", input_size)
         hidden_size = _factory.size(self, "hidden_size", hidden_size, 1)
         num_layers = _factory.size(self, "num_layers", num_layers, 1)

@@ -19,6 +19,7 @@ class Embedding(Module):
         num_embeddings = _factory.size(self, "num_embeddings", num_embeddings)
         embedding_dim = _factory.size(self, "embedding_dim", embedding_dim)
         if padding_idx is not None:
+            padding_idx = _factory.size(self, "padding_idx", padding_idx, minimum=None)
             if not -num_embeddings <= padding_idx < num_embeddings:
                 raise ValueError(f"Embedding: padding_idx {padding_idx} must be within num_embeddings "
                                  f"({num_embeddings})")
