@@ -219,6 +219,8 @@ def test_tensor_and_from_numpy_refuse_complex_and_object_arrays():
     (lambda: pf.nn.Flatten(start_dim=1.5), TypeError, "Flatten: start_dim must be an int"),
     (lambda: pf.nn.Flatten()([1.0]), TypeError, "Flatten: input must be a Tensor, got list"),
     (lambda: pf.nn.Conv1d(2, 4, 3)(None), TypeError, "Conv1d: input must be a Tensor, got NoneType"),
+    (lambda: pf.nn.BatchNorm2d(3)([1.0]), TypeError, "BatchNorm2d: input must be a Tensor, got list"),
+    (lambda: pf.nn.MultiheadAttention(4, 2, dropout=None), ValueError, "MultiheadAttention: dropout must be a number"),
     (lambda: pf.nn.MultiheadAttention(4, 2)(*[np.ones((2, 1, 4), np.float32)] * 3), TypeError,
      "MultiheadAttention: query must be a Tensor, got ndarray"),
 ])

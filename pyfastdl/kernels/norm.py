@@ -50,12 +50,12 @@ def batch_norm_backward(grad_output, input, weight, mean, invstd, training, outp
     """Gradients (grad_input, grad_weight, grad_bias) of batch norm from the forward's input and
     statistics; training: the statistics were the batch's (the gradient flows through them).
     ``output_mask`` says which of the three to compute (the others are None)."""
-    x = _dispatch.kernel_input(input, "batch_norm_backward", "input")
+    op = "batch_norm_backward"
+    x = _dispatch.kernel_input(input, op, "input")
     a = _batch_args(tuple(x.shape), 0.0, False)
     gx, gw, gb = _grads(x, output_mask, a.features)
-    _dispatch.launch("batch_norm_backward", variant, a, _dispatch.kernel_input(grad_output, "batch_norm_backward",
-                                                                               "grad_output"), x, _flat(weight), mean,
-                     invstd, bool(training), gx, gw, gb)
+    _dispatch.launch(op, variant, a, _dispatch.kernel_input(grad_output, op, "grad_output"), x,
+                     _flat(weight, op, "weight"), mean, invstd, bool(training), gx, gw, gb)
     return gx, gw, gb
 
 
@@ -92,6 +92,8 @@ def layer_norm_backward(grad_output, input, normalized_shape, weight, mean, invs
     a, k = _layer("layer_norm_backward", x, normalized_shape, 0.0)
     gx, gw, gb = _grads(x, output_mask, a.features)
     gy = _dispatch.kernel_input(grad_output, "layer_norm", "grad_output")
-    _dispatch.launch("layer_norm_backward", variant, a, gy, x, _flat(weight), _flat(mean), _flat(invstd), gx, gw, gb)
+    op = "layer_norm_backward"
+    _dispatch.launch(op, variant, a, gy, x, _flat(weight, op, "weight"), _flat(mean, op, "mean"),
+                     _flat(invstd, op, "invstd"), gx, gw, gb)
     shape = x.shape[x.ndim - k:]
     return gx, None if gw is None else gw.reshape(shape), None if gb is None else gb.reshape(shape)

@@ -151,7 +151,7 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     try:
         y = Conv2d.apply(input.reshape(n, c, 1, length), weight.reshape(k, cg, 1, width), bias,
                          (stride2, pad, dilation2, groups), pad_end)
-    except (ValueError, TypeError) as exc:  # the conv2d message, with its height-1 view: name conv1d too
+    except (ValueError, TypeError, MemoryError) as exc:  # the conv2d message, with its height-1 view: name conv1d too
         raise type(exc)(f"{op} (conv2d over a height of 1): {exc}") from None
     return y.reshape(n, k, y.shape[3])
 

@@ -13,6 +13,7 @@ Not supported (NotImplementedError): kdim/vdim different from embed_dim, add_bia
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -58,6 +59,8 @@ class MultiheadAttention(Module):
         self.kdim = self.vdim = embed_dim
         self.num_heads = num_heads
         self.head_dim = embed_dim // num_heads
+        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout <= 1.0:
+            raise ValueError(f"MultiheadAttention: dropout must be a number in [0, 1], got {dropout!r}")
         self.dropout = dropout
         self.batch_first = batch_first
         self.in_proj_weight = _factory.parameter(self, (3 * embed_dim, embed_dim), device, dtype)

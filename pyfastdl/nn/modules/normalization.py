@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...tensor import Tensor
 from .. import functional as F
 from .. import init
 from . import _factory
@@ -56,6 +57,8 @@ class _BatchNorm(Module):
             init.zeros_(self.bias)
 
     def forward(self, input):  # noqa: A002
+        if not isinstance(input, Tensor):
+            raise TypeError(f"{type(self).__name__}: input must be a Tensor, got {type(input).__name__}")
         if input.ndim not in self._input_dims:
             raise ValueError(f"{type(self).__name__}: expected {' or '.join(f'{d}D' for d in self._input_dims)} "
                              f"input (got {input.ndim}D input of shape {input.shape})")
