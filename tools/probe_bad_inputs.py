@@ -687,7 +687,9 @@ def _cli_case(argv, refuse, tmp):
         last = msg[-1] if msg else ""
         if rc == 0:
             return ("wrong", "exits 0 on an input it must refuse") if refuse else ("ok", "runs")
-        words = [a for a in argv if a.startswith("--")] + [a.lstrip("-") for a in argv if a.startswith("--")] + \
+        # an option, or a path given (the file at fault), or what the command reads
+        words = [a for a in argv[1:] if a.startswith("--") or os.sep in a] + \
+                [a.lstrip("-") for a in argv if a.startswith("--")] + \
                 ["checkpoint", "file", "directory", "model", "RUN", "invalid choice", "gpu", "cuda", "device"]
         if "Traceback" in err.getvalue():
             return "unclear", f"exit {rc} with a traceback: {last[:200]}"
