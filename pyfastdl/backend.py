@@ -8,6 +8,8 @@ Moving data between devices is always explicit (:func:`to_device`); nothing here
 from __future__ import annotations
 
 import functools
+import math
+import operator
 
 import numpy as np
 
@@ -78,6 +80,15 @@ def device_of(array) -> str:
     raise TypeError(f"expected a numpy or cupy array, got {type(array).__name__}")
 
 
+def is_array(obj) -> bool:
+    """Whether ``obj`` is a numpy or cupy ndarray."""
+    try:
+        device_of(obj)
+    except TypeError:
+        return False
+    return True
+
+
 def array_module(device: str):
     """numpy for "cpu", cupy for "cuda" (RuntimeError saying why when CUDA is unusable)."""
     if device == "cpu" or normalize_device(device) == "cpu":
@@ -86,6 +97,45 @@ def array_module(device: str):
     if reason is not None:
         raise RuntimeError(f"device 'cuda' is not available: {reason}")
     return _import_cupy()
+
+
+MAX_BYTES = 2**63 - 1  # numpy and cupy address an array's bytes with a signed 64-bit count
+
+
+def check_size(op: str, what: str, shape, dtype) -> tuple:
+    """``shape`` as a tuple of ints, checked in Python's unbounded integers before anything is allocated:
+    each size a non-negative integer and the array's byte count within :data:`MAX_BYTES`. Otherwise a
+    TypeError or ValueError naming ``op``, ``what`` and the shape (numpy's own checks say "negative
+    dimensions are not allowed" or "array is too big", naming no op)."""
+    try:
+        shape = tuple(operator.index(d) for d in shape)
+    except TypeError:
+        raise TypeError(f"{op}: {what} sizes must be integers, got {tuple(shape)!r}") from None
+    if any(d < 0 for d in shape):
+        raise ValueError(f"{op}: {what} sizes must be non-negative, got {shape}")
+    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+    if nbytes > MAX_BYTES:
+        raise ValueError(f"{op}: {what} of shape {shape} is too large: {math.prod(shape)} elements of "
+                         f"{np.dtype(dtype)} are {nbytes} bytes, more than an array can hold (2**63 - 1)")
+    return shape
+
+
+def out_of_memory(op: str, what: str, shape, dtype) -> MemoryError:
+    """The MemoryError for an array of a possible size that the device could not hold, naming ``op``."""
+    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+    return MemoryError(f"{op}: not enough memory for {what} of shape {tuple(shape)} ({np.dtype(dtype)}, "
+                       f"{nbytes / 2**30:.1f} GiB)")
+
+
+def allocate(op: str, what: str, shape, dtype, device: str, fill=None):
+    """A new array of ``shape`` and ``dtype`` on ``device``, filled with ``fill`` (uninitialised if None);
+    sizes checked by :func:`check_size`, and a MemoryError naming ``op`` if the device cannot hold it."""
+    shape = check_size(op, what, shape, dtype)
+    xp = array_module(device)
+    try:
+        return xp.empty(shape, dtype) if fill is None else xp.full(shape, fill, dtype)
+    except MemoryError:  # numpy's _ArrayMemoryError; cupy's OutOfMemoryError is one too
+        raise out_of_memory(op, what, shape, dtype) from None
 
 
 def get_array_module(array):

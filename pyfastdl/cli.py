@@ -97,6 +97,12 @@ def _cmd_sample(args) -> int:
     from .models.lstm import sample_checkpoint as sample_char_lm
     from .train.loop import CHECKPOINT_NAME
 
+    for name, low in (("length", 0), ("top_k", 1), ("seed", 0)):
+        value = getattr(args, name)
+        if value is not None and value < low:
+            raise ValueError(f"sample: --{name.replace('_', '-')} must be >= {low}, got {value}")
+    if args.temperature < 0:
+        raise ValueError(f"sample: --temperature must be >= 0 (0: greedy), got {args.temperature}")
     path = os.path.join(args.checkpoint, CHECKPOINT_NAME) if os.path.isdir(args.checkpoint) else args.checkpoint
     if read_metadata(path).get("recipe") == GPTRecipe.name:
         text = sample_gpt(path, args.length, args.temperature, args.prime, args.seed, args.device,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 
 from . import backend, ops
@@ -34,45 +37,63 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     return Tensor(arr, requires_grad=requires_grad)
 
 
-def _filled(fill, shape, dtype, device, requires_grad):
+def _filled(op, fill, shape, dtype, device, requires_grad):
+    """A tensor of ``shape`` (sizes, or one tuple or list of them) filled with ``fill``; impossible sizes
+    and sizes beyond memory raise errors naming ``op`` (:func:`pyfastdl.backend.allocate`)."""
     shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-    xp = backend.array_module(backend.normalize_device(device))
-    arr = xp.full(tuple(shape), fill, dtype=_as_dtype(dtype) or np.float32)
+    arr = backend.allocate(op, "tensor", shape, _as_dtype(dtype) or np.float32, backend.normalize_device(device), fill)
     return Tensor(arr, requires_grad=requires_grad)
 
 
 def zeros(*shape, dtype=None, device=None, requires_grad=False):
-    return _filled(0, shape, dtype, device, requires_grad)
+    return _filled("zeros", 0, shape, dtype, device, requires_grad)
 
 
 def ones(*shape, dtype=None, device=None, requires_grad=False):
-    return _filled(1, shape, dtype, device, requires_grad)
+    return _filled("ones", 1, shape, dtype, device, requires_grad)
 
 
 def full(shape, fill_value, dtype=None, device=None, requires_grad=False):
-    return _filled(fill_value, (shape,), dtype, device, requires_grad)
+    return _filled("full", fill_value, (shape,), dtype, device, requires_grad)
 
 
 def zeros_like(t, dtype=None, requires_grad=False):
-    return _filled(0, t.shape, dtype or t.dtype, t.device, requires_grad)
+    return _filled("zeros_like", 0, t.shape, dtype or t.dtype, t.device, requires_grad)
 
 
 def ones_like(t, dtype=None, requires_grad=False):
-    return _filled(1, t.shape, dtype or t.dtype, t.device, requires_grad)
+    return _filled("ones_like", 1, t.shape, dtype or t.dtype, t.device, requires_grad)
 
 
 def arange(start, end=None, step=1, dtype=None, device=None):
+    """Values from ``start`` (default 0) up to ``end`` (excluded) by ``step``; int64 if all are ints."""
     if end is None:
         start, end = 0, start
+    for name, v in (("start", start), ("end", end), ("step", step)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise TypeError(f"arange: {name} must be a number, got {v!r}")
+        if not math.isfinite(v):
+            raise ValueError(f"arange: {name} must be finite, got {v}")
+    if step == 0:
+        raise ValueError("arange: step must be nonzero")
+    is_int = all(isinstance(v, numbers.Integral) for v in (start, end, step))
+    dtype = _as_dtype(dtype) or np.dtype(np.int64 if is_int else np.float32)
+    n = -((start - end) // step) if is_int else math.ceil((end - start) / step)  # ceil, exactly for ints
+    n = n if n > 0 else 0
+    backend.check_size("arange", "tensor", (n,), dtype)
     xp = backend.array_module(backend.normalize_device(device))
-    is_int = all(isinstance(v, int) for v in (start, end, step))
-    return Tensor(xp.arange(start, end, step, dtype=_as_dtype(dtype) or (np.int64 if is_int else np.float32)))
+    try:
+        return Tensor(xp.arange(start, end, step, dtype=dtype))
+    except MemoryError:
+        raise backend.out_of_memory("arange", "tensor", (n,), dtype) from None
 
 
 def from_numpy(array):
     """A tensor sharing memory with a numpy array."""
     if not isinstance(array, np.ndarray):
         raise TypeError(f"from_numpy: expected a numpy array, got {type(array).__name__}")
+    if array.dtype.kind not in "fiub":
+        raise TypeError(f"from_numpy: unsupported dtype {array.dtype}")
     if not array.dtype.isnative:  # shared memory cannot be converted (torch.from_numpy refuses it too)
         raise ValueError(f"from_numpy: array has non-native byte order (dtype {array.dtype.str!r}); use "
                          f"pyfastdl.tensor(array), which copies, or array.astype(array.dtype.newbyteorder('='))")
@@ -87,6 +108,8 @@ def from_dlpack(obj):
 
 
 def _tensors(name, tensors):
+    if isinstance(tensors, Tensor) or not isinstance(tensors, (tuple, list)):
+        raise TypeError(f"{name}: tensors must be a sequence of Tensors, got {type(tensors).__name__}")
     tensors = list(tensors)
     if not tensors:
         raise ValueError(f"{name}: expected a non-empty sequence of tensors")

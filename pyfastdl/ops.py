@@ -5,10 +5,18 @@ Broadcasting ops reduce their gradients with :func:`pyfastdl.autograd.unbroadcas
 from __future__ import annotations
 
 import itertools
+import numbers
 from collections import namedtuple
+
+import numpy as np
 
 from . import backend, kernels
 from .autograd import Function, tensor_class, unbroadcast
+
+
+def _float(a):
+    """``a`` itself if floating-point, else as float32: torch's sigmoid and tanh of integers and bools."""
+    return a if a.dtype.kind == "f" else a.astype(np.float32)
 
 
 def _xp(a):
@@ -19,7 +27,9 @@ def _axes(dim, ndim):
     """torch's ``dim`` (None, int or sequence) as a normalised tuple of axes (None: all)."""
     if dim is None:
         return None
-    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    dims = (dim,) if isinstance(dim, numbers.Integral) else tuple(dim) if isinstance(dim, (tuple, list)) else None
+    if dims is None or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in dims):
+        raise TypeError(f"dim must be an int or a sequence of ints, got {dim!r}")
     out = []
     for d in dims:
         if not -ndim <= d < max(ndim, 1):
@@ -218,7 +228,7 @@ class Abs(Function):
 class Tanh(Function):
     @staticmethod
     def forward(ctx, a):
-        out = _xp(a).tanh(a)
+        out = _xp(a).tanh(_float(a))
         ctx.save_for_backward(out)
         return out
 
@@ -231,7 +241,7 @@ class Tanh(Function):
 class Sigmoid(Function):
     @staticmethod
     def forward(ctx, a):
-        xp = _xp(a)
+        xp, a = _xp(a), _float(a)
         # exp of a non-positive number only: stable for large |a|
         e = xp.exp(-xp.abs(a))
         out = xp.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype, copy=False)

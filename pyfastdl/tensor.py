@@ -48,6 +48,8 @@ class Tensor:
     def __init__(self, data, requires_grad=False):
         if type(data) is not np.ndarray:
             backend.device_of(data)  # TypeError unless numpy or cupy ndarray
+        if data.dtype.kind not in "fiub":  # complex and object arrays would reach the ops as garbage
+            raise TypeError(f"Tensor: unsupported dtype {data.dtype} (float, int, uint or bool)")
         self._data = data
         self.grad = None
         self._node = None  # the graph node that produced this tensor (None for leaves)

@@ -108,6 +108,7 @@ def _(rng):
         E([x, w], TypeError, "stride", stride=1.5, groups=2),
         E([(2**20, 2**20, 2**10, 2**10), (2**20, 2**20, 3, 3)], ValueError, "multiply-add", padding=1),
         E([(2, 4, 7), w], ValueError, "input", groups=2),
+        E([None, w], TypeError, "input_shape"),  # issue 13's wider probe: was "'NoneType' object is not iterable"
     ]
 
 
@@ -255,6 +256,8 @@ def _(rng):
         E([s], ValueError, "kernel_size", kernel_size=(2, 2, 2)),
         E([s, 2], ValueError, "padding", padding=BEYOND),
         E([(5, 6), 2], ValueError, "input"),
+        E([(2**31,) * 4, 2], ValueError, "input_shape"),  # was C++'s "tensor size overflows 64 bits", no op
+        E([None, 2], TypeError, "input_shape"),
     ]
 
 
@@ -287,6 +290,7 @@ def _(rng):
     return [Call(tuple(args())), Call(tuple(args()), dict(stride=10**12)), Call(tuple(args()), dict(dilation=2))], [
         *_pool_errors(args, "max_pool2d"),
         E(args(), ValueError, "variant", variant="slow"),
+        E([None, 2], TypeError, "input"),  # was AttributeError: 'NoneType' object has no attribute 'shape'
     ]
 
 
@@ -385,6 +389,8 @@ def _(rng):
         KE(_with(base, input=lambda rng: arr(rng, 3, 5, dtype=np.float64)), TypeError, "dtype"),
         KE(_with(base, bias_ih=lambda rng: arr(rng, 15)), ValueError, "bias_ih"),
         KE(_with(base, cx=lambda rng: big_endian(arr(rng, 3, 4))), TypeError, "byte order"),
+        KE(_with(base, input=lambda rng: [[1.0] * 5] * 3), TypeError, "input"),  # was AttributeError (.shape)
+        KE(_with(base, weight_ih=None), TypeError, "weight_ih"),
     ]
 
 
@@ -461,6 +467,9 @@ def _(rng):
         KE(_with(base, attn_mask=lambda rng: np.ones((5, 6), np.int32)), TypeError, "attn_mask"),
         KE(_with(base, attn_mask=lambda rng: np.ones((5, 6), bool), is_causal=True), ValueError, "is_causal"),
         KE(_with(base, scale=float("nan")), ValueError, "scale"),
+        KE(_with(base, scale=1e300), ValueError, "scale"),  # inf in float32: gave 0 where torch's math path gives NaN
+        KE(_with(base, scale="0.5"), TypeError, "scale"),
+        KE(_with(base, query=None), TypeError, "query"),
         KE(_with(base, query=lambda rng: arr(rng, 2, 2, 5, 4, dtype=np.float16)), TypeError, "dtype"),
         KE(_with(base, key=lambda rng: big_endian(arr(rng, 2, 2, 6, 4))), TypeError, "byte order"),
         KE(_with(base, variant="slow"), ValueError, "variant"),
@@ -503,6 +512,8 @@ def _(rng):
         E([x, w], ValueError, "padding", padding="same", stride=2, groups=2),
         E([T(2, 4, 7), w], ValueError, "input", groups=2),
         E([x, T(6, 2, 3, 3, dtype=np.float64)], TypeError, "dtype", groups=2),
+        E([None, w], TypeError, "input", groups=2),  # issue 13's wider probe: was AttributeError (.shape)
+        E([x, w], TypeError, "padding", padding=1.5, groups=2),  # was "'float' object is not iterable"
     ]
 
 
@@ -514,6 +525,7 @@ def _(rng):
         E([x, T(6, 4, 3, 1)], ValueError, "weight"),
         E([x, w], ValueError, "padding", padding=HUGE),
         E([x, w], ValueError, "stride", stride=0),
+        E([x, [[1.0]]], TypeError, "weight"),
     ]
 
 
@@ -561,6 +573,8 @@ def _(rng):
         E([x, (0, 2)], ValueError, "output_size"),
         E([x, (1, 2, 3)], ValueError, "output_size"),
         E([T(5, 6), 2], ValueError, "input"),
+        E([x, 2**40], ValueError, "output_size (1099511627776, 1099511627776)"),  # checked before numpy allocates
+        E([x, (2**62, None)], ValueError, "too large"),
     ]
 
 
@@ -593,6 +607,8 @@ def _(rng):
         E([x, (h, c), T(12, 5), wh], ValueError, "weight_ih"),
         E([x, (h, c), wi, T(16, 3)], ValueError, "weight_hh"),
         E([T(3, 5, dtype=np.float64), (h, c), wi, wh], TypeError, "dtype"),
+        E([None, (h, c), wi, wh], TypeError, "input"),  # issue 13's wider probe: was AttributeError (.ndim)
+        E([x, (h, None), wi, wh], TypeError, "hx[1]"),
     ]
 
 
@@ -606,6 +622,9 @@ def _(rng):
         E([x, None, params], ValueError, "weight_hh", num_layers=2),
         E([x, None, params], ValueError, "lengths", lengths=[4, 5, 1]),
         E([x, (T(1, 3, 5), T(1, 3, 4)), params], ValueError, "hx"),
+        E([x, None, params], TypeError, "num_layers", num_layers=None),  # was "unsupported operand type(s)"
+        E([x, None, params], TypeError, "dropout", dropout="0.1"),
+        E([x, None, lambda rng: [None, *params(rng)[1:]]], TypeError, "params[0]"),
     ]
 
 
@@ -620,6 +639,7 @@ def _(rng):
         E([q, k, v], ValueError, "is_causal", attn_mask=mask, is_causal=True),
         E([q, k, v], ValueError, "attn_mask", attn_mask=T(3, 5, 6)),
         E([q, k, v], ValueError, "scale", scale=float("inf")),
+        E([q, k, v], ValueError, "scale", scale=1e300),
     ]
 
 
@@ -635,9 +655,11 @@ def _unary(name, extra_samples=(), extra_errors=()):
 _unary("relu")
 _unary("sigmoid")
 _unary("tanh")
-_unary("leaky_relu", extra_errors=[E([T(3, 4)], TypeError, "negative_slope", negative_slope="0.1")])
-_unary("gelu", extra_errors=[E([T(3, 4)], ValueError, "approximate", approximate="fast")])
-_unary("glu", extra_errors=[E([T(3, 5)], ValueError, "dim"), E([T(3, 4)], IndexError, "dim", dim=2)])
+# Integer inputs: torch refuses them for leaky_relu, gelu and glu (here they were computed in integers: wrong)
+_INT = E([lambda rng: pf.tensor(rng.integers(-3, 3, (3, 4)))], TypeError, "floating-point")
+_unary("leaky_relu", extra_errors=[E([T(3, 4)], TypeError, "negative_slope", negative_slope="0.1"), _INT])
+_unary("gelu", extra_errors=[E([T(3, 4)], ValueError, "approximate", approximate="fast"), _INT])
+_unary("glu", extra_errors=[E([T(3, 5)], ValueError, "dim"), E([T(3, 4)], IndexError, "dim", dim=2), _INT])
 _unary("softmax", extra_samples=[Call((T(3, 4),), dict(dim=0))],
        extra_errors=[E([T(3, 4)], IndexError, "dim", dim=2), E([T(3, 4)], TypeError, "dim", dim=1.0)])
 _unary("log_softmax", extra_samples=[Call((T(3, 4),), dict(dim=-1))],
@@ -664,6 +686,7 @@ def _(rng):
         E([T(3, 4), w], TypeError, "input"),
         E([idx, T(7)], ValueError, "weight"),
         E([idx, w], ValueError, "padding_idx", padding_idx=7),
+        E([idx, w], TypeError, "padding_idx", padding_idx="0"),
     ]
 
 
@@ -674,13 +697,16 @@ def _(rng):
         E([idx, 3], IndexError, "tensor"),
         E([lambda rng: pf.tensor(np.array([-1, 2]))], IndexError, "tensor"),
         E([T(3)], TypeError, "tensor"),
+        E([idx, 2**62], ValueError, "too large"),  # checked before numpy allocates
+        E([idx, None], TypeError, "num_classes"),
     ]
 
 
 @op("functional", "linear")
 def _(rng):
     x, w = T(3, 5), T(4, 5)
-    return [Call((x, w)), Call((x, w, T(4)))], [
+    # in_features 0: torch's zeros + bias (numpy cannot reshape a size-0 input with -1); an empty batch
+    return [Call((x, w)), Call((x, w, T(4))), Call((T(3, 0), T(4, 0), T(4))), Call((T(2, 0, 5), w))], [
         E([x, T(4, 6)], ValueError, "weight"),
         E([x, w, T(5)], ValueError, "bias"),
         E([x, T(4, 5, 1)], ValueError, "weight"),
@@ -696,6 +722,8 @@ def _(rng):
         E([x, t], ValueError, "reduction", reduction="avg"),
         E([x, t], ValueError, "label_smoothing", label_smoothing=1.5),
         E([x, t], ValueError, "weight", weight=T(4)),
+        E([x, t], TypeError, "ignore_index", ignore_index=None),  # was int()'s message
+        E([x, t], TypeError, "label_smoothing", label_smoothing="0.1"),
     ]
 
 
@@ -716,12 +744,14 @@ def _pointwise_loss(name, extra_errors=()):
         return [Call((x, y)), Call((x, y), dict(reduction="none"))], [
             E([x, T(3, 5)], ValueError, "target"),
             E([x, y], ValueError, "reduction", reduction="average"),
+            E([x, T(3, 4, dtype=np.float64)], TypeError, "dtype"),  # was autograd's "PointwiseLoss: ..."
             *extra_errors,
         ]
 
 
 _pointwise_loss("mse_loss")
-_pointwise_loss("smooth_l1_loss", [E([T(3, 4), T(3, 4)], ValueError, "beta", beta=-1.0)])
+_pointwise_loss("smooth_l1_loss", [E([T(3, 4), T(3, 4)], ValueError, "beta", beta=-1.0),
+                                   E([T(3, 4), T(3, 4)], TypeError, "beta", beta=None)])
 _pointwise_loss("binary_cross_entropy_with_logits", [E([T(3, 4), T(3, 4)], ValueError, "pos_weight",
                                                        pos_weight=T(5))])
 
@@ -733,6 +763,9 @@ def _(rng):
         E([x, T(4), v], ValueError, "running_mean"),
         E([x, m, v], ValueError, "weight", weight=T(2)),
         E([T(1, 3), None, None], ValueError, "batch", training=True),
+        E([x, m, v], TypeError, "momentum", momentum=None),  # was float()'s message
+        E([x, m, v], ValueError, "eps", eps=float("nan")),
+        E([x, lambda rng: np.zeros(3, np.float32), v], TypeError, "running_mean"),
     ]
 
 
@@ -743,6 +776,8 @@ def _(rng):
         E([x, (3,)], ValueError, "normalized_shape"),
         E([x, (4,), T(3)], ValueError, "weight"),
         E([x, (2, 3, 4, 5)], ValueError, "normalized_shape"),
+        E([x, (4,)], ValueError, "eps", eps=-1.0),
+        E([x, (4.0,)], TypeError, "normalized_shape"),
     ]
 
 
@@ -754,6 +789,10 @@ def _(rng):
         E([x, (1, 1, 1, 1, 1, 1, 1, 1)], ValueError, "pad"),
         E([x, (1, 1)], ValueError, "mode", mode="circular-ish"),
         E([x, (-5, 0)], ValueError, "pad"),
+        E([x, (2**62, 0)], ValueError, "too large"),  # checked before numpy allocates ("array is too big")
+        E([x, (0, BEYOND)], ValueError, "out of range"),
+        E([x, (1, 1)], TypeError, "value", value="zero"),
+        E([x, None], TypeError, "pad"),
     ]
 
 
@@ -774,6 +813,8 @@ def _(rng):
         E(_bn_args(rng, w=arr(rng, 4)), ValueError, "weight"),
         E(_bn_args(rng, x=arr(rng, 5)), ValueError, "input"),
         E(_bn_args(rng), ValueError, "variant", variant="slow"),
+        E(_bn_args(rng, w=[1.0, 2.0, 3.0]), TypeError, "weight"),  # issue 13's probe: named no op
+        E(_bn_args(rng), TypeError, "eps", eps=None),
     ]
 
 
@@ -797,6 +838,7 @@ def _(rng):
         E((arr(rng, 4, 6), (5,)), ValueError, "normalized_shape"),
         E((arr(rng, 4, 6), (6,), arr(rng, 5)), ValueError, "weight"),
         E((arr(rng, 4, 6).astype(np.float16), (6,)), TypeError, "input"),
+        E((arr(rng, 4, 6), None), TypeError, "normalized_shape"),  # was "'NoneType' object is not iterable"
     ]
 
 
@@ -850,6 +892,7 @@ def _(rng):
     return [Call((x, [0, 1, 2], lse))], [
         E((x, [0, 1, 2], arr(rng, 2)), ValueError, "lse"),
         E((x, [0, 1], lse), ValueError, "target"),
+        E((x, [0, 1, 2], lse), TypeError, "scale", scale=None),  # was float()'s message
     ]
 
 
@@ -903,6 +946,8 @@ def _(rng):
         E(([arr(rng, 3)], [arr(rng, 4)], None, [False]), ValueError, "grads", lr=0.1),
         E(([arr(rng, 3)], [arr(rng, 3)], None, [False]), ValueError, "lr", lr=float("nan")),
         E(([arr(rng, 3)], [arr(rng, 3)], None, [True]), ValueError, "momentum_buffers", lr=0.1, momentum=0.9),
+        E(([None], [arr(rng, 3)], None, [False]), TypeError, "params[0]", lr=0.1),  # issue 13's probe: named no op
+        E(([arr(rng, 3)], [arr(rng, 3)], None, [False]), TypeError, "lr", lr="0.1"),
     ]
 
 

@@ -515,7 +515,8 @@ def ok_inputs(dtype=np.float32):
         (lambda q, k, v: (q.astype(np.int32), k, v), TypeError, "query has dtype int32"),
         (lambda q, k, v: (q, k.astype(np.float64), v), TypeError, "key"),
         (lambda q, k, v: (q, k, v.astype(np.float64)), TypeError, "value"),
-        (lambda q, k, v: (q.tolist(), k, v), TypeError, "expected a numpy or cupy array"),
+        (lambda q, k, v: (q.tolist(), k, v), TypeError,
+         "scaled_dot_product_attention: query must be a numpy or cupy array"),
     ],
 )
 def test_bad_inputs(mutate, error, match):

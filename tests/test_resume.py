@@ -261,6 +261,9 @@ def good_run(tmp_path_factory):
     ("--threads", "0", "--threads must be a whole number >= 1"),
     ("--limit", "0", "--limit must be a whole number >= 1"),
     ("--seed", "-2", "--seed must be a whole number >= 0"),
+    ("--shift", "-1", "--shift must be a whole number >= 0, got -1"),  # issue 13's wider probe: trained with it
+    ("--val-fraction", "1", "--val-fraction must be in [0, 1), got 1.0"),
+    ("--val-fraction=-0.1", None, "--val-fraction must be in [0, 1), got -0.1"),
 ])
 def test_bad_numbers_are_refused_before_anything_is_written(good_run, capsys, option, value, message):
     before = {name: (good_run / name).read_bytes() for name in os.listdir(good_run)}
@@ -283,6 +286,11 @@ def test_fit_checks_numbers_for_library_callers(tmp_path):
 def test_other_commands_refuse_non_finite_numbers(capsys):
     assert main(["sample", "nowhere", "--temperature", "nan"]) == 2
     assert "pyfastdl sample: error: --temperature must be a finite number, got nan" in capsys.readouterr().err
+    for option, value, message in [("--length", "-1", "--length must be >= 0, got -1"),  # sampled nothing, exit 0
+                                   ("--top-k", "0", "--top-k must be >= 1, got 0"),
+                                   ("--temperature", "-1", "--temperature must be >= 0 (0: greedy), got -1.0")]:
+        assert main(["sample", "nowhere", option, value]) == 2
+        assert message in capsys.readouterr().err
     assert main(["translate", "nowhere", "one", "--length-penalty", "inf"]) == 2
     assert "--length-penalty must be a finite number, got inf" in capsys.readouterr().err
 
@@ -302,10 +310,15 @@ def test_other_commands_refuse_non_finite_numbers(capsys):
     (lambda p: optim.AdamW(p, eps=-1e-8), r"AdamW: invalid eps=-1e-08"),
     (lambda p: optim.AdamW(p, weight_decay=float("nan")), r"AdamW: invalid weight_decay=nan"),
     (lambda p: optim.SGD([{"params": p, "lr": float("nan")}], lr=0.1), r"SGD: invalid learning rate lr=nan"),
+    # issue 13's wider probe: the optimizer by name (torch's own messages name none)
+    (lambda p: optim.Adam([], lr=0.1), r"Adam: optimizer got an empty parameter list"),
+    (lambda p: optim.AdamW(None), TypeError("AdamW: params argument .* but got NoneType")),
+    (lambda p: optim.SGD([1, 2], lr=0.1), TypeError("SGD: optimizer can only optimize Tensors, got int in params")),
 ])
 def test_optimizers_refuse_non_finite_and_negative_hyperparameters(make, match):
     params = [nn.Parameter(pyfastdl.tensor(np.ones(2)))]
-    with pytest.raises(ValueError, match=match):
+    error = type(match) if isinstance(match, Exception) else ValueError
+    with pytest.raises(error, match=str(match.args[0]) if isinstance(match, Exception) else match):
         make(params)
 
 

@@ -9,10 +9,10 @@ from .digits import load_digits
 from .loader import DataLoader, default_collate
 from .mnist import load_mnist, parse_idx, read_idx
 from .sampler import DistributedSampler
-from .transforms import LECUN_BACKGROUND, lecun_scale, pad_to, read_image, resize_bilinear
+from .transforms import LECUN_BACKGROUND, lecun_scale, load_npy, pad_to, read_image, resize_bilinear
 
 __all__ = [
     "ArrayDataset", "Dataset", "Subset", "random_split_indices", "load_digits", "DataLoader",
     "default_collate", "DistributedSampler", "load_mnist", "parse_idx", "read_idx", "LECUN_BACKGROUND", "lecun_scale",
-    "pad_to", "read_image", "resize_bilinear",
+    "load_npy", "pad_to", "read_image", "resize_bilinear",
 ]

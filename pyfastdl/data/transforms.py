@@ -10,7 +10,7 @@ import numpy as np
 
 from .voc import load_image
 
-__all__ = ["resize_bilinear", "pad_to", "lecun_scale", "LECUN_BACKGROUND", "read_image"]
+__all__ = ["resize_bilinear", "pad_to", "lecun_scale", "LECUN_BACKGROUND", "read_image", "load_npy"]
 
 #: Background value after :func:`lecun_scale` (LeCun et al. 1998, sec. II-A: white -0.1, black 1.175).
 LECUN_BACKGROUND = -0.1
@@ -54,12 +54,24 @@ def lecun_scale(images01: np.ndarray) -> np.ndarray:
     return (images01 * 1.275 + LECUN_BACKGROUND).astype(np.float32)
 
 
+def load_npy(path: str, dtype=np.float32) -> np.ndarray:
+    """A numeric .npy file as ``dtype`` (no pickles): a ValueError naming the file for anything else
+    (strings, objects, a file that is not .npy)."""
+    try:
+        a = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        raise ValueError(f"{path}: not a numeric .npy array ({e})") from None
+    if not isinstance(a, np.ndarray) or a.dtype.kind not in "fiub":
+        raise ValueError(f"{path}: expected a numeric array, got {getattr(a, 'dtype', type(a).__name__)}")
+    return a.astype(dtype)
+
+
 def read_image(path: str, size: tuple[int, int] | None = None) -> np.ndarray:
     """An image file (PNG/JPEG, read with Pillow) or a .npy array ((3, H, W) or (H, W, 3); values in
     [0, 1], or [0, 255] when larger than 1) -> (3, H, W) float32 in [0, 1], resized bilinearly to
     ``size`` (H', W') when given."""
     if str(path).endswith(".npy"):
-        a = np.load(path, allow_pickle=False).astype(np.float32)
+        a = load_npy(path)
         if a.ndim == 3 and a.shape[-1] in (3, 4) and a.shape[0] not in (3, 4):
             a = a[..., :3].transpose(2, 0, 1)
         if a.ndim != 3 or a.shape[0] != 3:

@@ -26,10 +26,14 @@ allocate (the binding checks).
 from __future__ import annotations
 
 import functools
+import math
+import numbers
+import operator
 
 from .. import backend
 
-__all__ = ["VARIANTS", "kernel_name", "launch", "cached", "outputs", "kernel_input"]
+__all__ = ["VARIANTS", "kernel_name", "launch", "cached", "outputs", "kernel_input", "int_arg", "pair_arg", "shape_arg",
+           "float_arg"]
 
 #: The variants of every kernel family: the default first.
 VARIANTS = ("fast", "reference")
@@ -64,21 +68,37 @@ def _empty(like, shape, dtype):
     return backend.get_array_module(like).empty(tuple(shape), dtype)
 
 
-def outputs(out, like, *shapes, dtype=None):
+def outputs(out, like, *shapes, dtype=None, op=None, what="output"):
     """The outputs of one call, as a tuple: ``out`` (one array, or a tuple of them) if given, else
-    new uninitialised arrays of ``shapes`` on ``like``'s device, of ``dtype`` (default: like's)."""
+    new uninitialised arrays of ``shapes`` on ``like``'s device, of ``dtype`` (default: like's).
+    ``op``, given by the kernels whose output can outgrow their input (adaptive pooling), has the
+    shapes checked first (:func:`pyfastdl.backend.check_size`) and is named, with ``what``, if an
+    output is too large to exist or to fit in memory."""
     if out is not None:
         return out if isinstance(out, tuple) else (out,)
     dtype = like.dtype if dtype is None else dtype
-    return tuple(_empty(like, s, dtype) for s in shapes)
+    if op is not None:
+        shapes = [backend.check_size(op, what, s, dtype) for s in shapes]
+    return tuple(_allocated(like, s, dtype, op, what) for s in shapes)
 
 
-def kernel_input(x, op=None, name=None):
+def _allocated(like, shape, dtype, op, what):
+    try:
+        return _empty(like, shape, dtype)
+    except MemoryError:
+        if op is None:
+            raise
+        raise backend.out_of_memory(op, what, shape, dtype) from None
+
+
+def kernel_input(x, op=None, name=None, optional=False):
     """``x`` as the compiled kernels take an input: C-contiguous and (numpy) writeable, copied if
-    need be. None stays None. Anything but a numpy or cupy array is a TypeError (naming ``op`` and
-    the argument ``name`` when given)."""
+    need be. Anything but a numpy or cupy array is a TypeError (naming ``op`` and the argument
+    ``name`` when given); None stays None where ``optional`` (or no ``op`` is named)."""
     if x is None:
-        return None
+        if optional or op is None:
+            return None
+        raise TypeError(f"{op}: {name} must be a numpy or cupy array, got None")
     try:
         backend.device_of(x)
     except TypeError:
@@ -89,3 +109,55 @@ def kernel_input(x, op=None, name=None):
     if getattr(x.flags, "writeable", True):
         return x
     return x.copy()
+
+
+def int_arg(op: str, name: str, value, what: str = "an int") -> int:
+    """A size argument as an int that fits in 64 bits, or a TypeError/ValueError naming ``op`` and ``name``
+    (and saying it must be ``what``)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{op}: {name} must be {what}, got {value!r}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{op}: {name} must be {what}, got {value!r}") from None
+    if not -(2**63) <= value < 2**63:
+        raise ValueError(f"{op}: {name} = {value} is out of range (a size must fit in 64 bits)")
+    return value
+
+
+_PAIR = "an int or a pair of ints"
+
+
+def pair_arg(op: str, name: str, value) -> tuple:
+    """torch's _pair: an int n means (n, n); a 1-sequence (n,) too."""
+    if isinstance(value, (tuple, list)):
+        if len(value) == 1:
+            value = (value[0], value[0])
+        if len(value) != 2:
+            raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+        return (int_arg(op, name, value[0], _PAIR), int_arg(op, name, value[1], _PAIR))
+    v = int_arg(op, name, value, _PAIR)
+    return (v, v)
+
+
+def shape_arg(op: str, name: str, value) -> tuple:
+    """A shape argument (input_shape, weight_shape) as a tuple of non-negative ints whose product fits
+    in 64 bits, or a TypeError/ValueError naming ``op`` and ``name``."""
+    if type(value) is tuple and all(type(d) is int for d in value):  # the common case, kept cheap
+        shape = value
+    elif isinstance(value, (tuple, list)):
+        shape = tuple(int_arg(op, name, d) for d in value)
+    else:
+        raise TypeError(f"{op}: {name} must be a tuple of ints, got {value!r}")
+    if any(d < 0 for d in shape) or math.prod(shape) >= 2**63:
+        raise ValueError(f"{op}: {name} {shape} is not a shape an array can have (sizes >= 0, fewer than "
+                         "2**63 elements)")
+    return shape
+
+
+def float_arg(op: str, name: str, value) -> float:
+    """A real-number argument (eps, momentum, label_smoothing) as a float, or a TypeError naming ``op``
+    and ``name`` (float() would take a string, and say nothing of the op of a None)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{op}: {name} must be a number, got {value!r}")
+    return float(value)

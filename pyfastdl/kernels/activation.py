@@ -27,9 +27,9 @@ ACTIVATION_VARIANTS = ("fast",)
 def leaky_relu_forward(input, negative_slope=0.01, *, variant="fast", out=None):  # noqa: A002
     """x if x > 0 else negative_slope * x, element-wise."""
     x = _dispatch.kernel_input(input, "leaky_relu_forward", "input")
+    slope = _dispatch.float_arg("leaky_relu", "negative_slope", negative_slope)
     (y,) = _dispatch.outputs(out, x, x.shape)
-    _dispatch.launch("leaky_relu_forward", variant, _args(tuple(x.shape), float(negative_slope)), x, y,
-                     variants=ACTIVATION_VARIANTS)
+    _dispatch.launch("leaky_relu_forward", variant, _args(tuple(x.shape), slope), x, y, variants=ACTIVATION_VARIANTS)
     return y
 
 
@@ -37,8 +37,9 @@ def leaky_relu_backward(ref, grad_output, negative_slope=0.01, *, variant="fast"
     """grad_output where ref > 0, else negative_slope * grad_output (ref: the input, or the output
     when negative_slope >= 0)."""
     r = _dispatch.kernel_input(ref, "leaky_relu_backward", "ref")
+    slope = _dispatch.float_arg("leaky_relu", "negative_slope", negative_slope)
     (gx,) = _dispatch.outputs(out, r, r.shape)
-    _dispatch.launch("leaky_relu_backward", variant, _args(tuple(r.shape), float(negative_slope)), r,
+    _dispatch.launch("leaky_relu_backward", variant, _args(tuple(r.shape), slope), r,
                      _dispatch.kernel_input(grad_output, "leaky_relu_backward", "grad_output"), gx,
                      variants=ACTIVATION_VARIANTS)
     return gx

@@ -27,6 +27,8 @@ arguments, reuses the forward's.
 
 from __future__ import annotations
 
+import numpy as np
+
 from .. import backend
 from .._core import _C
 from . import _dispatch
@@ -57,7 +59,9 @@ def _as_4d(x, name):
 
 def _prepare(query, key, value, attn_mask, is_causal, scale):
     """(AttentionArgs, q, k, v, mask) as the compiled kernels want them (rank 4, contiguous)."""
-    backend.device_of(query)  # TypeError for anything but a numpy or cupy array
+    if not backend.is_array(query):
+        raise TypeError("scaled_dot_product_attention: query must be a numpy or cupy array, got "
+                        f"{type(query).__name__}")
     rank = getattr(query, "ndim", None)
     q, k, v = (_as_4d(x, n) for x, n in ((query, "query"), (key, "key"), (value, "value")))
     if not (getattr(key, "ndim", None) == getattr(value, "ndim", None) == rank):
@@ -85,9 +89,15 @@ def _prepare(query, key, value, attn_mask, is_causal, scale):
         if rank == 3 and mask.ndim == 3:  # (N, L, S) -> (N, 1, L, S) like the inputs
             mask = mask[:, None]
         mask = _dispatch.kernel_input(_narrow_broadcast(mask))
+    if scale is not None:
+        scale = _dispatch.float_arg("scaled_dot_product_attention", "scale", scale)
+        # a finite scale that is inf in the kernel's arithmetic (float32 for 16-bit inputs)
+        arith = np.result_type(q.dtype, np.float32) if q.dtype.kind == "f" else np.dtype(np.float32)
+        if np.isfinite(scale) and abs(scale) > float(np.finfo(arith).max):
+            raise ValueError(f"scaled_dot_product_attention: scale {scale} overflows {arith}, the kernel's arithmetic")
     args = _attention_args(
         tuple(q.shape), tuple(k.shape), tuple(v.shape), None if mask is None else tuple(mask.shape), kind,
-        bool(is_causal), None if scale is None else float(scale),
+        bool(is_causal), scale,
     )
     return args, q, k, v, mask
 
@@ -119,7 +129,8 @@ def sdpa_backward(query, key, value, output, lse, grad_output, attn_mask=None, i
     if query.ndim == 3:
         saved = tuple(x[:, None] for x in saved)
         out = None if out is None else tuple(g[:, None] for g in out)
-    o, lse, go = (_dispatch.kernel_input(x) for x in saved)
+    o, lse, go = (_dispatch.kernel_input(x, "sdpa_backward", name) for x, name in zip(saved, ("output", "lse",
+                                                                                             "grad_output")))
     grads = _dispatch.outputs(out, q, q.shape, k.shape, v.shape)
     _dispatch.launch("sdpa_backward", variant, args, q, k, v, mask, o, lse, go, *grads)
     if query.ndim == 3:

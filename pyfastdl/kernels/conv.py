@@ -52,7 +52,9 @@ def _key(value):
 def conv2d_args(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1):
     """Validated sizes of conv2d(input, weight): a ``_C.Conv2dArgs`` with ``x_shape``, ``w_shape``,
     ``out_shape``, ``macs`` (multiply-adds of one pass) and the individual sizes (cached)."""
-    return _conv2d_args(tuple(input_shape), tuple(weight_shape), _key(stride), _key(padding), _key(dilation), groups)
+    return _conv2d_args(_dispatch.shape_arg("conv2d", "input_shape", input_shape),
+                        _dispatch.shape_arg("conv2d", "weight_shape", weight_shape), _key(stride), _key(padding),
+                        _key(dilation), groups)
 
 
 def conv_transpose2d_args(input_shape, weight_shape, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
@@ -60,7 +62,9 @@ def conv_transpose2d_args(input_shape, weight_shape, stride=1, padding=0, output
     the conv2d whose input gradient it is: ``out_shape`` is the input's shape, ``x_shape`` the output's
     (N, Cout, (Hin-1)*stride - 2*padding + dilation*(R-1) + output_padding + 1, ...)."""
     return _conv_transpose2d_args(
-        tuple(input_shape), tuple(weight_shape), _key(stride), _key(padding), _key(output_padding), groups,
+        _dispatch.shape_arg("conv_transpose2d", "input_shape", input_shape),
+        _dispatch.shape_arg("conv_transpose2d", "weight_shape", weight_shape), _key(stride), _key(padding),
+        _key(output_padding), groups,
         _key(dilation)
     )
 
@@ -68,17 +72,14 @@ def conv_transpose2d_args(input_shape, weight_shape, stride=1, padding=0, output
 def _inputs(op, **arrays):
     """The input arrays of ``op`` as the kernels take them (contiguous, writeable: a copy if need be),
     in the order given; a TypeError naming the argument for anything but an array (None only for bias)."""
-    for name, a in arrays.items():
-        if a is None and name != "bias":
-            raise TypeError(f"{op}: {name} must be a numpy or cupy array, got None")
-    return tuple(_dispatch.kernel_input(a, op, name) for name, a in arrays.items())
+    return tuple(_dispatch.kernel_input(a, op, name, optional=name == "bias") for name, a in arrays.items())
 
 
 # ---- the three kernels, given their Args --------------------------------------------------------------
 
 
 def _forward(args, x, weight, bias, out, variant):
-    (y,) = _dispatch.outputs(out, x, args.out_shape)
+    (y,) = _dispatch.outputs(out, x, args.out_shape, op="conv2d")  # padding can make it outgrow the input
     _dispatch.launch("conv2d_forward", variant, args, x, weight, bias, y, variants=CONV_VARIANTS)
     return y
 

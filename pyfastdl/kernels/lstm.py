@@ -21,6 +21,7 @@ The Args are cached (kernels._dispatch.cached), so the backward reuses the forwa
 
 from __future__ import annotations
 
+from .. import backend
 from .._core import _C
 from . import _dispatch
 
@@ -35,12 +36,17 @@ _cell_args = _dispatch.cached(_C.LstmCellArgs)
 _layer_args_of = _dispatch.cached(_C.LstmLayerArgs)
 
 
-def _shapes(input, weight_ih, weight_hh):
+def _shapes(op, input, weight_ih, weight_hh, **others):
+    """The shapes of input, weight_ih and weight_hh, after checking that they and ``others`` (the
+    arrays a call reads before the binding sees them) are arrays: a TypeError naming the argument."""
+    for name, a in dict(input=input, weight_ih=weight_ih, weight_hh=weight_hh, **others).items():
+        if not backend.is_array(a):
+            raise TypeError(f"{op}: {name} must be a numpy or cupy array, got {type(a).__name__}")
     return tuple(input.shape), tuple(weight_ih.shape), tuple(weight_hh.shape)
 
 
-def _layer_args(input, weight_ih, weight_hh, reverse, lengths):
-    return _layer_args_of(*_shapes(input, weight_ih, weight_hh), bool(reverse),
+def _layer_args(input, weight_ih, weight_hh, reverse, lengths, **others):
+    return _layer_args_of(*_shapes("lstm", input, weight_ih, weight_hh, **others), bool(reverse),
                           None if lengths is None else tuple(int(n) for n in lengths))
 
 
@@ -52,7 +58,7 @@ def lstm_cell_forward(input, hx, cx, weight_ih, weight_hh, bias_ih=None, bias_hh
     Returns ``(hy, cy, gates)``: the new state (B, H) each, and the gate activations (B, 4H) that
     :func:`lstm_cell_backward` needs.
     """
-    a = _cell_args(*_shapes(input, weight_ih, weight_hh))
+    a = _cell_args(*_shapes("lstm_cell", input, weight_ih, weight_hh))
     hy, cy, gates = _dispatch.outputs(out, input, a.state_shape, a.state_shape, a.gates_shape)
     _dispatch.launch("lstm_cell_forward", variant, a, input, hx, cx, weight_ih, weight_hh, bias_ih, bias_hh, hy, cy,
                      gates)
@@ -65,7 +71,7 @@ def lstm_cell_backward(grad_hy, grad_cy, gates, input, hx, cx, weight_ih, weight
     Returns ``(grad_input, grad_hx, grad_cx, grad_weight_ih, grad_weight_hh, grad_bias)``;
     grad_bias (4H,) is the gradient of bias_ih and of bias_hh alike.
     """
-    a = _cell_args(*_shapes(input, weight_ih, weight_hh))
+    a = _cell_args(*_shapes("lstm_cell", input, weight_ih, weight_hh, grad_hy=grad_hy))
     grads = _dispatch.outputs(out, grad_hy, input.shape, a.state_shape, a.state_shape, weight_ih.shape,
                               weight_hh.shape, (4 * a.hidden_size,))
     _dispatch.launch("lstm_cell_backward", variant, a, grad_hy, grad_cy, gates, input, hx, cx, weight_ih, weight_hh,
@@ -103,7 +109,7 @@ def lstm_layer_backward(grad_output, grad_hn, grad_cn, input, weight_ih, weight_
     Returns ``(grad_input, grad_h0, grad_c0, grad_weight_ih, grad_weight_hh, grad_bias)``;
     grad_bias (4H,) is the gradient of bias_ih and of bias_hh alike.
     """
-    a = _layer_args(input, weight_ih, weight_hh, reverse, lengths)
+    a = _layer_args(input, weight_ih, weight_hh, reverse, lengths, grad_output=grad_output)
     grads = _dispatch.outputs(out, grad_output, input.shape, a.state_shape, a.state_shape, weight_ih.shape,
                               weight_hh.shape, (4 * a.hidden_size,))
     _dispatch.launch("lstm_layer_backward", variant, a, grad_output, grad_hn, grad_cn, input, weight_ih, weight_hh,

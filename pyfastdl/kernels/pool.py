@@ -11,7 +11,6 @@ inputs are copied to contiguous arrays before the kernel runs (the kernels need 
 
 from __future__ import annotations
 
-import operator
 
 from .._core import _C
 from . import _dispatch
@@ -28,32 +27,8 @@ __all__ = [
     "adaptive_avg_pool2d_args",
 ]
 
-def _int(op, name, value):
-    if isinstance(value, bool):
-        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}") from None
-    if not -(2**63) <= value < 2**63:
-        raise ValueError(f"{op}: {name} = {value} is out of range (a size must fit in 64 bits)")
-    return value
-
-
-def _pair(op, name, value):
-    """torch's _pair: an int n means (n, n); a 1-sequence (n,) too."""
-    if isinstance(value, (tuple, list)):
-        if len(value) == 1:
-            value = (value[0], value[0])
-        if len(value) != 2:
-            raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
-        return (_int(op, name, value[0]), _int(op, name, value[1]))
-    v = _int(op, name, value)
-    return (v, v)
-
-
 def _stride(op, stride, kernel):
-    return kernel if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) else _pair(
+    return kernel if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) else _dispatch.pair_arg(
         op, "stride", stride)
 
 
@@ -67,37 +42,39 @@ _adaptive_args = _dispatch.cached(_C.Pool2dArgs.adaptive_avg_pool)
 def max_pool2d_args(input_shape, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
     """Validated ``_C.Pool2dArgs`` of a max pooling (stride defaults to kernel_size)."""
     op = "max_pool2d"
-    k = _pair(op, "kernel_size", kernel_size)
-    return _max_args(tuple(input_shape), k, _stride(op, stride, k), _pair(op, "padding", padding),
-                     _pair(op, "dilation", dilation), bool(ceil_mode))
+    k = _dispatch.pair_arg(op, "kernel_size", kernel_size)
+    return _max_args(_dispatch.shape_arg(op, "input_shape", input_shape), k, _stride(op, stride, k),
+                     _dispatch.pair_arg(op, "padding", padding), _dispatch.pair_arg(op, "dilation", dilation),
+                     bool(ceil_mode))
 
 
 def avg_pool2d_args(input_shape, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                     divisor_override=None):
     """Validated ``_C.Pool2dArgs`` of an average pooling (stride defaults to kernel_size)."""
     op = "avg_pool2d"
-    k = _pair(op, "kernel_size", kernel_size)
+    k = _dispatch.pair_arg(op, "kernel_size", kernel_size)
     if divisor_override is None:
         divisor = 0
     else:
-        divisor = _int(op, "divisor_override", divisor_override)
+        divisor = _dispatch.int_arg(op, "divisor_override", divisor_override)
         if divisor <= 0:
             raise ValueError(f"{op}: divisor_override must be > 0 (or None), got {divisor}")
-    return _avg_args(tuple(input_shape), k, _stride(op, stride, k), _pair(op, "padding", padding), bool(ceil_mode),
-                     bool(count_include_pad), divisor)
+    return _avg_args(_dispatch.shape_arg(op, "input_shape", input_shape), k, _stride(op, stride, k),
+                     _dispatch.pair_arg(op, "padding", padding), bool(ceil_mode), bool(count_include_pad), divisor)
 
 
 def adaptive_avg_pool2d_args(input_shape, output_size):
     """Validated ``_C.Pool2dArgs`` of an adaptive average pooling; None in output_size keeps that input size."""
     op = "adaptive_avg_pool2d"
+    input_shape = _dispatch.shape_arg(op, "input_shape", input_shape)
     if isinstance(output_size, (tuple, list)):
         if len(output_size) != 2:
             raise ValueError(f"{op}: output_size must be an int or a pair, got {output_size!r}")
-        size = tuple(input_shape[len(input_shape) - 2 + i] if s is None else _int(op, "output_size", s)
+        size = tuple(input_shape[len(input_shape) - 2 + i] if s is None else _dispatch.int_arg(op, "output_size", s)
                      for i, s in enumerate(output_size))
     else:
-        size = _pair(op, "output_size", output_size)
-    return _adaptive_args(tuple(input_shape), size)
+        size = _dispatch.pair_arg(op, "output_size", output_size)
+    return _adaptive_args(input_shape, size)
 
 
 def max_pool2d_forward(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -105,7 +82,7 @@ def max_pool2d_forward(input, kernel_size, stride=None, padding=0, dilation=1, c
     """Max pooling: (N, C, H, W) or (C, H, W) -> output (N, C, OH, OW), and with ``return_indices``
     the argmax as int64 (N, C, OH, OW), flat ``ih * W + iw`` within each plane (what the backward needs).
     Without ``return_indices`` the kernel writes no indices at all."""
-    x = _dispatch.kernel_input(input)
+    x = _dispatch.kernel_input(input, "max_pool2d", "input")
     a = max_pool2d_args(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
     if return_indices:
         y, idx = _dispatch.outputs(out, x, a.out_shape) + _dispatch.outputs(indices_out, x, a.out_shape,
@@ -121,9 +98,10 @@ def max_pool2d_backward(grad_output, indices, input_shape, kernel_size, stride=N
     """Gradient of max pooling: grad_output (N, C, OH, OW) is routed to the argmax ``indices`` of the
     forward; returns grad_input of ``input_shape``."""
     a = max_pool2d_args(input_shape, kernel_size, stride, padding, dilation, ceil_mode)
-    gy = _dispatch.kernel_input(grad_output)
+    gy = _dispatch.kernel_input(grad_output, "max_pool2d_backward", "grad_output")
     (gx,) = _dispatch.outputs(out, gy, a.in_shape)
-    _dispatch.launch("max_pool2d_backward", variant, a, gy, _dispatch.kernel_input(indices), gx)
+    _dispatch.launch("max_pool2d_backward", variant, a, gy, _dispatch.kernel_input(indices, "max_pool2d_backward",
+                                                                                   "indices"), gx)
     return gx
 
 
@@ -137,7 +115,7 @@ def avg_pool2d_forward(input, kernel_size, stride=None, padding=0, ceil_mode=Fal
                        divisor_override=None, *, variant="fast", out=None):
     """Average pooling: (N, C, H, W) or (C, H, W) -> (N, C, OH, OW). The divisor is the window clipped
     to the padded input (count_include_pad) or to the input, or ``divisor_override``."""
-    x = _dispatch.kernel_input(input)
+    x = _dispatch.kernel_input(input, "avg_pool2d", "input")
     a = avg_pool2d_args(x.shape, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
     return _unary("avg_pool2d_forward", a, x, a.out_shape, variant, out)
 
@@ -146,18 +124,23 @@ def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padd
                         count_include_pad=True, divisor_override=None, *, variant="fast", out=None):
     """Gradient of average pooling: grad_output (N, C, OH, OW) -> grad_input of ``input_shape``."""
     a = avg_pool2d_args(input_shape, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
-    return _unary("avg_pool2d_backward", a, _dispatch.kernel_input(grad_output), a.in_shape, variant, out)
+    gy = _dispatch.kernel_input(grad_output, "avg_pool2d_backward", "grad_output")
+    return _unary("avg_pool2d_backward", a, gy, a.in_shape, variant, out)
 
 
 def adaptive_avg_pool2d_forward(input, output_size, *, variant="fast", out=None):
     """Adaptive average pooling: (N, C, H, W) or (C, H, W) -> (N, C, OH, OW) for ``output_size``
     (OH, OW); output row i averages input rows floor(i*H/OH) .. ceil((i+1)*H/OH) - 1, columns alike."""
-    x = _dispatch.kernel_input(input)
+    x = _dispatch.kernel_input(input, "adaptive_avg_pool2d", "input")
     a = adaptive_avg_pool2d_args(x.shape, output_size)
-    return _unary("adaptive_avg_pool2d_forward", a, x, a.out_shape, variant, out)
+    (y,) = _dispatch.outputs(out, x, a.out_shape, op="adaptive_avg_pool2d",
+                             what=f"the output for output_size {tuple(a.out_shape[-2:])}")
+    _dispatch.launch("adaptive_avg_pool2d_forward", variant, a, x, y)
+    return y
 
 
 def adaptive_avg_pool2d_backward(grad_output, input_shape, *, variant="fast", out=None):
     """Gradient of adaptive average pooling: grad_output (N, C, OH, OW) -> grad_input of ``input_shape``."""
-    a = adaptive_avg_pool2d_args(input_shape, tuple(grad_output.shape[-2:]))
-    return _unary("adaptive_avg_pool2d_backward", a, _dispatch.kernel_input(grad_output), a.in_shape, variant, out)
+    gy = _dispatch.kernel_input(grad_output, "adaptive_avg_pool2d_backward", "grad_output")
+    a = adaptive_avg_pool2d_args(input_shape, tuple(gy.shape[-2:]))
+    return _unary("adaptive_avg_pool2d_backward", a, gy, a.in_shape, variant, out)

@@ -25,19 +25,21 @@ _ce_args = _dispatch.cached(_C.SoftmaxArgs.cross_entropy)
 
 
 def _forward(input, log, variant, out):  # noqa: A002
-    _dispatch.kernel_name(("log_" if log else "") + "softmax_forward", variant)  # a bad variant, by the op's name
-    x = _dispatch.kernel_input(input)
+    op = ("log_" if log else "") + "softmax_forward"
+    _dispatch.kernel_name(op, variant)  # a bad variant, by the op's name
+    x = _dispatch.kernel_input(input, op, "input")
     (y,) = _dispatch.outputs(out, x, x.shape)
     _dispatch.launch("softmax_forward", variant, _softmax_args(tuple(x.shape)), x, y, log)
     return y
 
 
 def _backward(output, grad_output, log, variant, out):
-    _dispatch.kernel_name(("log_" if log else "") + "softmax_backward", variant)
-    y = _dispatch.kernel_input(output)
+    op = ("log_" if log else "") + "softmax_backward"
+    _dispatch.kernel_name(op, variant)
+    y = _dispatch.kernel_input(output, op, "output")
     (gx,) = _dispatch.outputs(out, y, y.shape)
     _dispatch.launch("softmax_backward", variant, _softmax_args(tuple(y.shape)), y,
-                     _dispatch.kernel_input(grad_output), gx, log)
+                     _dispatch.kernel_input(grad_output, op, "grad_output"), gx, log)
     return gx
 
 
@@ -72,8 +74,9 @@ def cross_entropy_forward(input, target, weight=None, ignore_index=-100, label_s
     the target is ``ignore_index``; lse_i = log sum_c exp(x_ic). IndexError for a target out of range.
     Logits (N, classes, d1, ...) (segmentation maps, classes in dim 1 as torch) have a row per
     position: rows = N * d1 * ..., in the order of the targets (N, d1, ...) flattened."""
-    x = _dispatch.kernel_input(input)
-    a = _ce_args(tuple(x.shape), int(ignore_index), float(label_smoothing))
+    x = _dispatch.kernel_input(input, "cross_entropy", "input")
+    a = _ce_args(tuple(x.shape), _dispatch.int_arg("cross_entropy", "ignore_index", ignore_index),
+                 _dispatch.float_arg("cross_entropy", "label_smoothing", label_smoothing))
     loss, lse = _dispatch.outputs(out, x, (a.rows,), (a.rows,))
     _dispatch.launch("cross_entropy_forward", variant, a, x, _targets(target), _dispatch.kernel_input(weight), loss,
                      lse)
@@ -84,9 +87,11 @@ def cross_entropy_backward(input, target, lse, weight=None, ignore_index=-100, l
                            scale=1.0, *, variant="fast", out=None):
     """d loss_i / d input (the logits' shape) from the logits and the forward's lse, each row scaled by
     ``scale * grad_rows[i]`` (grad_rows None: by ``scale``); rows with an ignored target get 0."""
-    x = _dispatch.kernel_input(input)
-    a = _ce_args(tuple(x.shape), int(ignore_index), float(label_smoothing))
+    x = _dispatch.kernel_input(input, "cross_entropy", "input")
+    a = _ce_args(tuple(x.shape), _dispatch.int_arg("cross_entropy", "ignore_index", ignore_index),
+                 _dispatch.float_arg("cross_entropy", "label_smoothing", label_smoothing))
     (gx,) = _dispatch.outputs(out, x, x.shape)
     _dispatch.launch("cross_entropy_backward", variant, a, x, _targets(target), _dispatch.kernel_input(weight),
-                     _dispatch.kernel_input(lse), _dispatch.kernel_input(grad_rows), float(scale), gx)
+                     _dispatch.kernel_input(lse, "cross_entropy_backward", "lse"), _dispatch.kernel_input(grad_rows),
+                     _dispatch.float_arg("cross_entropy_backward", "scale", scale), gx)
     return gx

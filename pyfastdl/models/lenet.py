@@ -199,12 +199,12 @@ class LeNetRecipe(ClassificationRecipe):
     def load_inputs(self, paths: list[str], args: argparse.Namespace) -> np.ndarray:
         """Grayscale images (PNG, or .npy arrays (H, W) / (N, H, W)), any size, dark or light
         background -> (N, 1, 32, 32) inputs laid out like the training data."""
-        from ..data import lecun_scale, pad_to, resize_bilinear
+        from ..data import lecun_scale, load_npy, pad_to, resize_bilinear
 
         images = []
         for path in paths:
             if path.endswith(".npy"):
-                a = np.load(path, allow_pickle=False).astype(np.float64)
+                a = load_npy(path, np.float64)
                 a = a / 255.0 if a.max() > 1.0 else a
             else:
                 import matplotlib.image

@@ -225,7 +225,9 @@ class AddingRecipe(_LstmTaskRecipe):
 
     def load_inputs(self, paths, args):
         """.npy arrays of sequences (T, 2) or stacks of them (N, T, 2): values and markers, all of one T."""
-        arrays = [np.load(p, allow_pickle=False).astype(np.float32) for p in paths]
+        from ..data import load_npy
+
+        arrays = [load_npy(p) for p in paths]
         for path, a in zip(paths, arrays):
             if a.ndim not in (2, 3) or a.shape[-1] != 2:
                 raise ValueError(f"{path}: expected a sequence (T, 2) or a stack (N, T, 2), got shape {a.shape}")

@@ -49,12 +49,13 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.state: dict = {}  # Parameter -> {name: array or int}
         self.param_groups: list[dict] = []
-        if isinstance(params, Tensor):
-            raise TypeError("params argument given to the optimizer should be an iterable of Tensors or dicts, "
-                            "but got a Tensor")
+        owner = type(self).__name__
+        if isinstance(params, Tensor) or not hasattr(params, "__iter__"):
+            raise TypeError(f"{owner}: params argument given to the optimizer should be an iterable of Tensors or "
+                            f"dicts, but got {type(params).__name__}")
         groups = list(params)
         if not groups:
-            raise ValueError("optimizer got an empty parameter list")
+            raise ValueError(f"{owner}: optimizer got an empty parameter list (params)")
         if not isinstance(groups[0], dict):
             groups = [{"params": groups}]
         for group in groups:
@@ -69,23 +70,24 @@ class Optimizer:
 
     def add_param_group(self, param_group: dict) -> None:
         """Add a group of parameters (with its own hyper-parameters) to optimise."""
+        owner = type(self).__name__
         if not isinstance(param_group, dict):
-            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+            raise TypeError(f"{owner}: param_group must be a dict, got {type(param_group).__name__}")
         group = dict(param_group)
         params = group["params"]
         group["params"] = [params] if isinstance(params, Tensor) else list(params)
         for p in group["params"]:
             if not isinstance(p, Tensor):
-                raise TypeError(f"optimizer can only optimize Tensors, got {type(p).__name__}")
+                raise TypeError(f"{owner}: optimizer can only optimize Tensors, got {type(p).__name__} in params")
             if not p.is_leaf:
-                raise ValueError("can't optimize a non-leaf Tensor")
+                raise ValueError(f"{owner}: can't optimize a non-leaf Tensor (params)")
         for name, default in self.defaults.items():
             group.setdefault(name, default)
         self._check_group(group)
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         if any(id(p) in seen for p in group["params"]) or len({id(p) for p in group["params"]}) != len(
                 group["params"]):
-            raise ValueError("some parameters appear in more than one parameter group (or twice in one)")
+            raise ValueError(f"{owner}: some parameters appear in more than one parameter group (or twice in one)")
         self.param_groups.append(group)
 
     def _check_group(self, group: dict) -> None:

@@ -319,12 +319,13 @@ def _check_whole(what: str, value, low: int = 1) -> None:
 
 def check_arguments(args: argparse.Namespace) -> None:
     """Raise ValueError naming the option for numbers a run cannot use: epochs and batch size must
-    be positive whole numbers (so are threads, limit and warm-up steps where set, and the seed is
-    >= 0); the learning rate, weight decay and momentum finite and >= 0; and every other
-    floating-point option (dropout, label smoothing, ...) finite."""
+    be positive whole numbers (so are threads, limit and warm-up steps where set, and the seed and
+    the augmentation shift are >= 0); the validation fraction in [0, 1); the learning rate, weight
+    decay and momentum finite and >= 0; and every other floating-point option (dropout, label
+    smoothing, ...) finite."""
     for name in ("epochs", "batch_size"):
         _check_whole(_flag(name), getattr(args, name, None))
-    for name, low in (("threads", 1), ("limit", 1), ("warmup_steps", 1), ("seed", 0)):
+    for name, low in (("threads", 1), ("limit", 1), ("warmup_steps", 1), ("seed", 0), ("shift", 0)):
         if getattr(args, name, None) is not None:
             _check_whole(_flag(name), getattr(args, name), low)
     for name in ("lr", "weight_decay", "momentum"):
@@ -333,6 +334,9 @@ def check_arguments(args: argparse.Namespace) -> None:
             continue
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < math.inf:
             raise ValueError(f"{_flag(name)} must be a finite number >= 0, got {value!r}")
+    fraction = getattr(args, "val_fraction", None)  # a share of the training set held out: some must be left
+    if fraction is not None and not 0.0 <= fraction < 1.0:
+        raise ValueError(f"--val-fraction must be in [0, 1), got {fraction!r}")
     for name, value in vars(args).items():
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"{_flag(name)} must be a finite number, got {value!r}")
@@ -441,7 +445,7 @@ def _fit(recipe, args, progress, log, on_step, stop) -> dict:
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
         raise ValueError(f"the training set ({len(splits['train'])} samples) is smaller than one batch "
-                         f"of {args.batch_size}")
+                         f"of {args.batch_size} (--batch-size)")
     model = recipe.build_model(args).to(device)
     trained = model
     if world > 1:

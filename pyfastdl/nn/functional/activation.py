@@ -24,6 +24,13 @@ def _check_tensor(name, input):  # noqa: A002 (torch's argument name)
         raise TypeError(f"{name}: input must be a Tensor, got {type(input).__name__}")
 
 
+def _check_float(name, input):  # noqa: A002
+    """What torch refuses for integer and bool inputs (leaky_relu, gelu, glu)."""
+    _check_tensor(name, input)
+    if input.dtype.kind != "f":
+        raise TypeError(f"{name}: input must be a floating-point tensor, got {input.dtype}")
+
+
 def relu(input, inplace=False):  # noqa: A002
     """max(x, 0), elementwise."""
     _check_tensor("relu", input)
@@ -67,7 +74,7 @@ class LeakyRelu(Function):
 
 def leaky_relu(input, negative_slope=0.01, inplace=False):  # noqa: A002
     """x if x > 0 else negative_slope * x, elementwise."""
-    _check_tensor("leaky_relu", input)
+    _check_float("leaky_relu", input)
     if isinstance(negative_slope, bool) or not isinstance(negative_slope, numbers.Real):
         raise TypeError(f"leaky_relu: negative_slope must be a number, got {negative_slope!r}")
     return LeakyRelu.apply(input, negative_slope)
@@ -113,7 +120,7 @@ class Gelu(Function):
 
 def gelu(input, approximate="none"):  # noqa: A002
     """Gaussian error linear unit (Hendrycks & Gimpel, 2016); ``approximate`` is "none" or "tanh"."""
-    _check_tensor("gelu", input)
+    _check_float("gelu", input)
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     return Gelu.apply(input, approximate)
@@ -161,7 +168,7 @@ class Glu(Function):
 
 def glu(input, dim=-1):  # noqa: A002
     """Gated linear unit: the first half of ``dim`` times the sigmoid of the second half."""
-    _check_tensor("glu", input)
+    _check_float("glu", input)
     d = _dim("glu", input.ndim, dim)
     if input.shape[d] % 2:
         raise ValueError(f"glu: halving only works on an even-sized dimension; dim {dim} has size {input.shape[d]}")

@@ -18,24 +18,30 @@ from __future__ import annotations
 from ... import backend
 from ... import kernels as K
 from ...autograd import Function
+from ...kernels._dispatch import pair_arg
 from ...tensor import Tensor
 
 __all__ = ["conv1d", "conv2d", "conv_transpose2d"]
 
 
-def _pair(value, name, op):
-    if isinstance(value, int):
-        return (value, value)
-    value = tuple(value)
-    if len(value) != 2:
-        raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
-    return value
+def _operands(op, input, weight, bias):  # noqa: A002
+    """input, weight and bias (or None) as Tensors: numpy/cupy arrays are wrapped, anything else is a
+    TypeError naming the argument."""
+    out = []
+    for name, a in (("input", input), ("weight", weight), ("bias", bias)):
+        if a is None and name == "bias" or isinstance(a, Tensor):
+            out.append(a)
+        elif backend.is_array(a):
+            out.append(Tensor(a))
+        else:
+            raise TypeError(f"{op}: {name} must be a Tensor, got {type(a).__name__}")
+    return out
 
 
 def _padding(padding, kernel_hw, stride, dilation, op):
     """(padding pair, extra zeros at the bottom/right) for an int, pair, "valid" or "same"."""
     if not isinstance(padding, str):
-        return _pair(padding, "padding", op), (0, 0)
+        return pair_arg(op, "padding", padding), (0, 0)
     if padding == "valid":
         return (0, 0), (0, 0)
     if padding != "same":
@@ -52,10 +58,6 @@ def _pad_end(x, extra):
         return x
     xp = backend.get_array_module(x)
     return xp.pad(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
-
-
-def _tensor(a):
-    return a if isinstance(a, Tensor) else Tensor(a)
 
 
 class Conv2d(Function):
@@ -120,7 +122,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     P = (H + 2*padding - dilation*(R-1) - 1) // stride + 1 (Q likewise). stride, padding and dilation
     are ints or (h, w) pairs; padding may also be "valid" or "same"."""
     op = "conv2d"
-    stride, dilation = _pair(stride, "stride", op), _pair(dilation, "dilation", op)
+    input, weight, bias = _operands(op, input, weight, bias)
+    stride, dilation = pair_arg(op, "stride", stride), pair_arg(op, "dilation", dilation)
     pad, pad_end = _padding(padding, tuple(weight.shape[2:]), stride, dilation, op)
     return Conv2d.apply(input, weight, bias, (stride, pad, dilation, groups), pad_end)
 
@@ -130,6 +133,7 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     L_out = (L + 2*padding - dilation*(k-1) - 1) // stride + 1; padding may be "valid" or "same".
     Runs the conv2d kernels on height-1 views."""
     op = "conv1d"
+    input, weight, bias = _operands(op, input, weight, bias)
     for name, value in (("stride", stride), ("dilation", dilation)):
         if not isinstance(value, int):
             raise TypeError(f"{op}: {name} must be an int, got {type(value).__name__}")
@@ -145,9 +149,9 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         raise TypeError(f"{op}: padding must be an int or 'valid'/'same', got {padding!r}")
     (n, c, length), (k, cg, width) = input.shape, weight.shape
     try:
-        y = Conv2d.apply(_tensor(input).reshape(n, c, 1, length), _tensor(weight).reshape(k, cg, 1, width), bias,
+        y = Conv2d.apply(input.reshape(n, c, 1, length), weight.reshape(k, cg, 1, width), bias,
                          (stride2, pad, dilation2, groups), pad_end)
-    except (ValueError, TypeError) as exc:  # the conv2d message, with its height-1 view: name conv1d too
+    except (ValueError, TypeError, MemoryError) as exc:  # the conv2d message, with its height-1 view: name conv1d too
         raise type(exc)(f"{op} (conv2d over a height of 1): {exc}") from None
     return y.reshape(n, k, y.shape[3])
 
@@ -159,7 +163,8 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     (N, Cout, (H-1)*stride - 2*padding + dilation*(R-1) + output_padding + 1, ...).
     output_padding must be smaller than stride or dilation."""
     op = "conv_transpose2d"
-    conf = tuple(_pair(v, name, op) for v, name in ((stride, "stride"), (padding, "padding"),
+    input, weight, bias = _operands(op, input, weight, bias)
+    conf = tuple(pair_arg(op, name, v) for v, name in ((stride, "stride"), (padding, "padding"),
                                                      (output_padding, "output_padding")))
-    conf = (*conf, groups, _pair(dilation, "dilation", op))
+    conf = (*conf, groups, pair_arg(op, "dilation", dilation))
     return ConvTranspose2d.apply(input, weight, bias, conf)

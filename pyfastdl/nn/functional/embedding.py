@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ... import backend
 from ...autograd import Function
+from ...kernels._dispatch import int_arg
 from ...tensor import Tensor
 
 __all__ = ["embedding", "one_hot"]
@@ -52,7 +55,7 @@ def embedding(input, weight, padding_idx=None):  # noqa: A002 (torch's argument 
         raise RuntimeError(f"embedding: indices are on {input.device}, weight on {weight.device}")
     _check_range("embedding", idx, weight.shape[0], "input")
     if padding_idx is not None:
-        if not -weight.shape[0] <= padding_idx < weight.shape[0]:
+        if not -weight.shape[0] <= int_arg("embedding", "padding_idx", padding_idx) < weight.shape[0]:
             raise ValueError(f"embedding: padding_idx {padding_idx} is out of range for {weight.shape[0]} rows")
         padding_idx %= weight.shape[0]
     return Embedding.apply(weight, idx, padding_idx)
@@ -63,7 +66,12 @@ def one_hot(tensor, num_classes=-1):
     num_classes=-1 means one more than the largest index."""
     idx = _indices("one_hot", tensor, "tensor")
     xp = backend.get_array_module(idx)
-    if num_classes == -1:
+    if int_arg("one_hot", "num_classes", num_classes) == -1:
         num_classes = int(idx.max()) + 1 if idx.size else 0
     _check_range("one_hot", idx, num_classes, "tensor")
-    return Tensor((idx[..., None] == xp.arange(num_classes)).astype(xp.int64))
+    shape = backend.check_size("one_hot", "the output (tensor's shape, num_classes)", idx.shape + (num_classes,),
+                               np.int64)
+    try:
+        return Tensor((idx[..., None] == xp.arange(num_classes)).astype(xp.int64))
+    except MemoryError:
+        raise backend.out_of_memory("one_hot", "the output", shape, np.int64) from None

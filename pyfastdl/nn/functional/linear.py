@@ -4,6 +4,8 @@ Leading dimensions of x are flattened into one batch."""
 
 from __future__ import annotations
 
+import math
+
 from ... import backend
 from ...autograd import Function
 from ...tensor import Tensor
@@ -14,7 +16,9 @@ __all__ = ["linear"]
 class Linear(Function):
     @staticmethod
     def forward(ctx, x, weight, bias):
-        x2 = x.reshape(-1, x.shape[-1])
+        # Explicit row counts, not -1: numpy cannot infer -1 when a size is 0 (in_features 0 is torch's
+        # zeros + bias; an empty batch is an empty output).
+        x2 = x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
         y = backend.matmul(x2, weight.T)
         if bias is not None:
             y += bias
@@ -25,7 +29,7 @@ class Linear(Function):
     @staticmethod
     def backward(ctx, g):
         x2, weight = ctx.saved_tensors
-        g2 = g.reshape(-1, weight.shape[0])
+        g2 = g.reshape(math.prod(g.shape[:-1]), weight.shape[0])
         gx = backend.matmul(g2, weight).reshape(ctx.x_shape) if ctx.needs_input_grad[0] else None
         gw = backend.matmul(g2.T, x2) if ctx.needs_input_grad[1] else None
         gb = g2.sum(axis=0) if ctx.needs_input_grad[2] else None

@@ -18,10 +18,13 @@ backward and read segmentation maps (N, C, d1, ...) in place; on the GPU it is t
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from ... import backend, kernels
 from ...autograd import Function
+from ...kernels._dispatch import float_arg, int_arg
 from ...tensor import Tensor
 from .activation import _log_softmax
 
@@ -44,6 +47,7 @@ def _check_reduction(name, reduction):
 
 def _class_rows(name, input, target, weight, ignore_index):  # noqa: A002
     """Validate and return the target array flattened to (M,); raises naming the bad argument."""
+    int_arg(name, "ignore_index", ignore_index)
     if not isinstance(input, Tensor):
         raise TypeError(f"{name}: input must be a Tensor, got {type(input).__name__}")
     if not isinstance(target, Tensor):
@@ -187,7 +191,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     reduction: "mean" | "sum" | "none" (per-element losses of target's shape);
     label_smoothing in [0, 1]: mix the one-hot target with the uniform distribution."""
     _check_reduction("cross_entropy", reduction)
-    if not 0.0 <= label_smoothing <= 1.0:
+    if not 0.0 <= float_arg("cross_entropy", "label_smoothing", label_smoothing) <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     t = _class_rows("cross_entropy", input, target, weight, ignore_index)
     fused = (input.device == "cpu" and input.dtype.itemsize in (4, 8) and input.numel() > 0
@@ -262,6 +266,8 @@ def _pointwise(name, input, target, reduction, pointwise):  # noqa: A002
     if input.shape != target.shape:
         raise ValueError(f"{name}: input has shape {input.shape} but target has shape {target.shape} "
                          "(they must match)")
+    if input.dtype != target.dtype:
+        raise TypeError(f"{name}: input and target must have the same dtype, got {input.dtype} and {target.dtype}")
     return PointwiseLoss.apply(input, target, reduction, pointwise)
 
 
@@ -277,7 +283,9 @@ def mse_loss(input, target, reduction="mean"):  # noqa: A002
 
 def smooth_l1_loss(input, target, reduction="mean", beta=1.0):  # noqa: A002
     """Huber-like loss: 0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (d = input - target)."""
-    if beta < 0:
+    if isinstance(beta, bool) or not isinstance(beta, numbers.Real):
+        raise TypeError(f"smooth_l1_loss: beta must be a number, got {beta!r}")
+    if not beta >= 0:
         raise ValueError(f"smooth_l1_loss: beta must be non-negative, got {beta}")
 
     def smooth_l1(x, y, need_dy):

@@ -30,12 +30,15 @@ transposed batch-first input) are copied to contiguous arrays before the kernels
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from ... import backend
 from ...autograd import Function
 from ...creation import cat, stack
 from ...kernels import lstm as K
+from ...kernels._dispatch import int_arg
 from ...tensor import Tensor
 from .dropout import dropout as _dropout
 
@@ -91,6 +94,8 @@ def _zeros_like_state(input, shape):
 
 def lstm_cell(input, hx, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
     """One LSTM step (torch.nn.LSTMCell): returns ``(h', c')``. Shapes in the module docstring."""
+    _check_tensors("lstm_cell", input=input, weight_ih=weight_ih, weight_hh=weight_hh, bias_ih=bias_ih,
+                   bias_hh=bias_hh, **({} if hx is None else _pair_of_tensors("lstm_cell", "hx", hx)))
     unbatched = input.ndim == 1
     if input.ndim not in (1, 2):
         raise ValueError(f"lstm_cell: input must have 1 or 2 dimensions ((input_size,) or (batch, input_size)), "
@@ -117,6 +122,20 @@ def lstm_cell(input, hx, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
     return hy, cy
 
 
+def _check_tensors(op, **tensors):
+    """Each argument a Tensor (None allowed for the biases): a TypeError naming it otherwise."""
+    for name, t in tensors.items():
+        if not isinstance(t, Tensor) and not (t is None and name.startswith("bias")):
+            raise TypeError(f"{op}: {name} must be a Tensor, got {type(t).__name__}")
+
+
+def _pair_of_tensors(op, name, hx):
+    """hx = (h, c) as keyword arguments for :func:`_check_tensors`."""
+    if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+        raise TypeError(f"{op}: {name} must be a pair (h, c) of Tensors or None, got {type(hx).__name__}")
+    return {f"{name}[0]": hx[0], f"{name}[1]": hx[1]}
+
+
 def _host_lengths(lengths):
     """lengths as a tuple of Python ints (they steer host-side loops), or None."""
     if lengths is None:
@@ -134,6 +153,14 @@ def lstm(input, hx, params, num_layers=1, bidirectional=False, batch_first=False
     """Multi-layer (bidirectional) LSTM over a sequence (torch.nn.LSTM's computation).
 
     Returns ``(output, (h_n, c_n))``. Shapes and the order of ``params`` in the module docstring."""
+    params = list(params) if isinstance(params, (tuple, list)) else params
+    if not isinstance(params, list):
+        raise TypeError(f"lstm: params must be a list of Tensors, got {type(params).__name__}")
+    _check_tensors("lstm", input=input, **{f"params[{i}]": p for i, p in enumerate(params)},
+                   **({} if hx is None else _pair_of_tensors("lstm", "hx", hx)))
+    num_layers = int_arg("lstm", "num_layers", num_layers)
+    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real):
+        raise TypeError(f"lstm: dropout must be a number, got {dropout!r}")
     if input.ndim not in (2, 3):
         raise ValueError(f"lstm: input must have 3 dimensions ((seq_len, batch, input_size), or batch first), or "
                          f"2 unbatched; got shape {tuple(input.shape)}")

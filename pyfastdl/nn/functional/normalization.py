@@ -23,6 +23,7 @@ import math
 
 from ... import backend, kernels
 from ...autograd import Function
+from ...kernels._dispatch import float_arg, int_arg
 from ...tensor import Tensor
 
 __all__ = ["batch_norm", "layer_norm"]
@@ -146,6 +147,20 @@ def _data(t):
     return None if t is None else t.data
 
 
+def _check_optional_tensors(op, **tensors):
+    for name, t in tensors.items():
+        if t is not None and not isinstance(t, Tensor):
+            raise TypeError(f"{op}: {name} must be a Tensor or None, got {type(t).__name__}")
+
+
+def _check_hyperparameters(op, **values):
+    """momentum and eps: finite numbers, eps >= 0 (torch would compute NaN statistics from NaN)."""
+    for name, v in values.items():
+        float_arg(op, name, v)
+        if not math.isfinite(v) or (name == "eps" and v < 0):
+            raise ValueError(f"{op}: {name} must be a finite number{' >= 0' if name == 'eps' else ''}, got {v}")
+
+
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,  # noqa: A002
                eps=1e-5, *, synced=False):
     """Normalise each channel (dim 1) of input (N, C, *) over the batch and spatial positions.
@@ -160,6 +175,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if input.ndim < 2:
         raise ValueError(f"batch_norm: input must be (N, C, *), got shape {input.shape}")
     c = input.shape[1]
+    _check_optional_tensors("batch_norm", running_mean=running_mean, running_var=running_var, weight=weight,
+                            bias=bias)
+    _check_hyperparameters("batch_norm", momentum=momentum, eps=eps)
     for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
                     ("bias", bias)):
         if t is not None and t.shape != (c,):
@@ -237,7 +255,10 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):  # no
     weight and bias have shape ``normalized_shape`` (or are None)."""
     if not isinstance(input, Tensor):
         raise TypeError(f"layer_norm: input must be a Tensor, got {type(input).__name__}")
-    normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    dims = normalized_shape if isinstance(normalized_shape, (tuple, list)) else (normalized_shape,)
+    normalized_shape = tuple(int_arg("layer_norm", "normalized_shape", d) for d in dims)
+    _check_optional_tensors("layer_norm", weight=weight, bias=bias)
+    _check_hyperparameters("layer_norm", eps=eps)
     k = len(normalized_shape)
     if k == 0 or input.shape[input.ndim - k:] != normalized_shape or input.ndim < k:
         raise ValueError(f"layer_norm: input of shape {input.shape} does not end with normalized_shape "

@@ -13,6 +13,7 @@ Not supported (NotImplementedError): kdim/vdim different from embed_dim, add_bia
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -46,7 +47,9 @@ class MultiheadAttention(Module):
     def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, add_bias_kv=False, add_zero_attn=False,
                  kdim=None, vdim=None, batch_first=False, device=None, dtype=None):
         super().__init__()
-        if embed_dim <= 0 or num_heads <= 0 or embed_dim % num_heads:
+        embed_dim = _factory.size(self, "embed_dim", embed_dim, 1)
+        num_heads = _factory.size(self, "num_heads", num_heads, 1)
+        if embed_dim % num_heads:
             raise ValueError(f"MultiheadAttention: embed_dim ({embed_dim}) must be divisible by num_heads "
                              f"({num_heads})")
         if (kdim not in (None, embed_dim)) or (vdim not in (None, embed_dim)) or add_bias_kv or add_zero_attn:
@@ -56,10 +59,13 @@ class MultiheadAttention(Module):
         self.kdim = self.vdim = embed_dim
         self.num_heads = num_heads
         self.head_dim = embed_dim // num_heads
+        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout <= 1.0:
+            raise ValueError(f"MultiheadAttention: dropout must be a number in [0, 1], got {dropout!r}")
         self.dropout = dropout
         self.batch_first = batch_first
-        self.in_proj_weight = _factory.parameter((3 * embed_dim, embed_dim), device, dtype)
-        self.register_parameter("in_proj_bias", _factory.parameter((3 * embed_dim,), device, dtype) if bias else None)
+        self.in_proj_weight = _factory.parameter(self, (3 * embed_dim, embed_dim), device, dtype)
+        self.register_parameter("in_proj_bias",
+                                _factory.parameter(self, (3 * embed_dim,), device, dtype) if bias else None)
         self.out_proj = Linear(embed_dim, embed_dim, bias=bias, device=device, dtype=dtype)
         self._reset_parameters()
 
@@ -117,6 +123,8 @@ class MultiheadAttention(Module):
         """Returns (output like query, weights (N, L, S) averaged over heads, (N, H, L, S) if not
         average_attn_weights, or None when need_weights=False)."""
         for name, t in (("query", query), ("key", key), ("value", value)):
+            if not isinstance(t, Tensor):
+                raise TypeError(f"MultiheadAttention: {name} must be a Tensor, got {type(t).__name__}")
             if t.ndim not in (2, 3):
                 raise ValueError(f"MultiheadAttention: {name} must be 3-D (batched) or 2-D (unbatched), got "
                                  f"shape {tuple(t.shape)}")

@@ -3,6 +3,7 @@ family. Parameters, initialisation and printing as torch's."""
 
 from __future__ import annotations
 
+from ...tensor import Tensor
 from .. import functional as F
 from . import _factory
 from .linear import reset_weight_and_bias
@@ -11,13 +12,13 @@ from .module import Module
 __all__ = ["Conv1d", "Conv2d", "ConvTranspose2d"]
 
 
-def _tuple(value, n, name):
-    if isinstance(value, int):
-        return (value,) * n
-    value = tuple(value)
-    if len(value) != n or not all(isinstance(v, int) for v in value):
-        raise ValueError(f"{name} must be an int or a tuple of {n} ints, got {value}")
-    return value
+def _tuple(owner, value, n, name, minimum):
+    """An int or ``n`` ints, each at least ``minimum``, as a tuple; errors name the layer and ``name``."""
+    if not isinstance(value, (tuple, list)):
+        return (_factory.size(owner, name, value, minimum),) * n
+    if len(value) != n:
+        raise ValueError(f"{type(owner).__name__}: {name} must be an int or a tuple of {n} ints, got {value!r}")
+    return tuple(_factory.size(owner, name, v, minimum) for v in value)
 
 
 class _ConvNd(Module):
@@ -30,24 +31,27 @@ class _ConvNd(Module):
                  padding_mode, output_padding, device, dtype):
         super().__init__()
         n = self._dims
-        if groups <= 0 or in_channels % groups or out_channels % groups:
+        in_channels = _factory.size(self, "in_channels", in_channels)
+        out_channels = _factory.size(self, "out_channels", out_channels)
+        groups = _factory.size(self, "groups", groups, 1)
+        if in_channels % groups or out_channels % groups:
             raise ValueError(f"{type(self).__name__}: in_channels ({in_channels}) and out_channels ({out_channels}) "
                              f"must be divisible by groups ({groups})")
         if padding_mode != "zeros":
             raise NotImplementedError(f"{type(self).__name__}: only padding_mode='zeros' is implemented")
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.kernel_size = _tuple(kernel_size, n, "kernel_size")
-        self.stride = _tuple(stride, n, "stride")
-        self.dilation = _tuple(dilation, n, "dilation")
+        self.kernel_size = _tuple(self, kernel_size, n, "kernel_size", 1)
+        self.stride = _tuple(self, stride, n, "stride", 1)
+        self.dilation = _tuple(self, dilation, n, "dilation", 1)
         self.padding = self._resolve_padding(padding)
-        self.output_padding = _tuple(output_padding, n, "output_padding")
+        self.output_padding = _tuple(self, output_padding, n, "output_padding", 0)
         self.groups = groups
         self.padding_mode = padding_mode
         shape = ((in_channels, out_channels // groups) if self._transposed else
                  (out_channels, in_channels // groups)) + self.kernel_size
-        self.weight = _factory.parameter(shape, device, dtype)
-        self.register_parameter("bias", _factory.parameter((out_channels,), device, dtype) if bias else None)
+        self.weight = _factory.parameter(self, shape, device, dtype)
+        self.register_parameter("bias", _factory.parameter(self, (out_channels,), device, dtype) if bias else None)
         self.reset_parameters()
 
     def _resolve_padding(self, padding):
@@ -59,7 +63,7 @@ class _ConvNd(Module):
             if padding == "same" and any(s != 1 for s in self.stride):
                 raise ValueError(f"{type(self).__name__}: padding='same' is not supported for strided convolutions")
             return padding
-        return _tuple(padding, self._dims, "padding")
+        return _tuple(self, padding, self._dims, "padding", 0)
 
     def reset_parameters(self):
         reset_weight_and_bias(self.weight, self.bias)
@@ -80,6 +84,8 @@ class _ConvNd(Module):
         return s
 
     def _check_input(self, input):  # noqa: A002
+        if not isinstance(input, Tensor):
+            raise TypeError(f"{type(self).__name__}: input must be a Tensor, got {type(input).__name__}")
         if input.ndim != self._dims + 2:
             raise ValueError(f"{type(self).__name__}: expected a {self._dims + 2}-D input (N, C, ...), got shape "
                              f"{input.shape}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ...tensor import Tensor
+from . import _factory
 from .module import Module
 
 __all__ = ["Flatten"]
@@ -12,10 +14,12 @@ class Flatten(Module):
 
     def __init__(self, start_dim=1, end_dim=-1):
         super().__init__()
-        self.start_dim = start_dim
-        self.end_dim = end_dim
+        self.start_dim = _factory.size(self, "start_dim", start_dim, minimum=None)
+        self.end_dim = _factory.size(self, "end_dim", end_dim, minimum=None)
 
     def forward(self, input):  # noqa: A002
+        if not isinstance(input, Tensor):
+            raise TypeError(f"Flatten: input must be a Tensor, got {type(input).__name__}")
         return input.flatten(self.start_dim, self.end_dim)
 
     def extra_repr(self):

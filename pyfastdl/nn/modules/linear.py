@@ -29,10 +29,10 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True, device=None, dtype=None):
         super().__init__()
-        self.in_features = in_features
-        self.out_features = out_features
-        self.weight = _factory.parameter((out_features, in_features), device, dtype)
-        self.register_parameter("bias", _factory.parameter((out_features,), device, dtype) if bias else None)
+        self.in_features = in_features = _factory.size(self, "in_features", in_features)
+        self.out_features = out_features = _factory.size(self, "out_features", out_features)
+        self.weight = _factory.parameter(self, (out_features, in_features), device, dtype)
+        self.register_parameter("bias", _factory.parameter(self, (out_features,), device, dtype) if bias else None)
         self.reset_parameters()
 
     def reset_parameters(self):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...tensor import Tensor
 from .. import functional as F
 from .. import init
 from . import _factory
@@ -25,18 +26,18 @@ class _BatchNorm(Module):
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, device=None,
                  dtype=None, *, bias=True):
         super().__init__()
-        self.num_features = num_features
+        self.num_features = num_features = _factory.size(self, "num_features", num_features)
         self.eps = eps
         self.momentum = momentum
         self.affine = affine
         self.track_running_stats = track_running_stats
         c = (num_features,)
-        self.register_parameter("weight", _factory.parameter(c, device, dtype) if affine else None)
-        self.register_parameter("bias", _factory.parameter(c, device, dtype) if affine and bias else None)
+        self.register_parameter("weight", _factory.parameter(self, c, device, dtype) if affine else None)
+        self.register_parameter("bias", _factory.parameter(self, c, device, dtype) if affine and bias else None)
         if track_running_stats:
-            self.register_buffer("running_mean", _factory.buffer(0, c, device, dtype))
-            self.register_buffer("running_var", _factory.buffer(1, c, device, dtype))
-            self.register_buffer("num_batches_tracked", _factory.buffer(0, (), device, np.int64))
+            self.register_buffer("running_mean", _factory.buffer(self, 0, c, device, dtype))
+            self.register_buffer("running_var", _factory.buffer(self, 1, c, device, dtype))
+            self.register_buffer("num_batches_tracked", _factory.buffer(self, 0, (), device, np.int64))
         else:
             for name in ("running_mean", "running_var", "num_batches_tracked"):
                 self.register_buffer(name, None)
@@ -56,6 +57,8 @@ class _BatchNorm(Module):
             init.zeros_(self.bias)
 
     def forward(self, input):  # noqa: A002
+        if not isinstance(input, Tensor):
+            raise TypeError(f"{type(self).__name__}: input must be a Tensor, got {type(input).__name__}")
         if input.ndim not in self._input_dims:
             raise ValueError(f"{type(self).__name__}: expected {' or '.join(f'{d}D' for d in self._input_dims)} "
                              f"input (got {input.ndim}D input of shape {input.shape})")
@@ -127,12 +130,14 @@ class LayerNorm(Module):
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, device=None, dtype=None):
         super().__init__()
-        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        dims = normalized_shape if isinstance(normalized_shape, (tuple, list)) else (normalized_shape,)
+        shape = tuple(_factory.size(self, "normalized_shape", d) for d in dims)
         self.normalized_shape = shape
         self.eps = eps
         self.elementwise_affine = elementwise_affine
-        self.register_parameter("weight", _factory.parameter(shape, device, dtype) if elementwise_affine else None)
-        self.register_parameter("bias", _factory.parameter(shape, device, dtype) if elementwise_affine and bias
+        self.register_parameter("weight",
+                                _factory.parameter(self, shape, device, dtype) if elementwise_affine else None)
+        self.register_parameter("bias", _factory.parameter(self, shape, device, dtype) if elementwise_affine and bias
                                 else None)
         self.reset_parameters()
 

@@ -5,6 +5,7 @@ Gate layout along 4H: input, forget, cell (g), output, as torch."""
 from __future__ import annotations
 
 import math
+import numbers
 
 from .. import functional as F
 from .. import init
@@ -26,13 +27,13 @@ class LSTMCell(Module):
 
     def __init__(self, input_size, hidden_size, bias=True, device=None, dtype=None):
         super().__init__()
-        self.input_size = input_size
-        self.hidden_size = hidden_size
+        self.input_size = input_size = _factory.size(self, "input_size", input_size)
+        self.hidden_size = hidden_size = _factory.size(self, "hidden_size", hidden_size)
         self.bias = bias
-        self.weight_ih = _factory.parameter((4 * hidden_size, input_size), device, dtype)
-        self.weight_hh = _factory.parameter((4 * hidden_size, hidden_size), device, dtype)
+        self.weight_ih = _factory.parameter(self, (4 * hidden_size, input_size), device, dtype)
+        self.weight_hh = _factory.parameter(self, (4 * hidden_size, hidden_size), device, dtype)
         for name in ("bias_ih", "bias_hh"):
-            self.register_parameter(name, _factory.parameter((4 * hidden_size,), device, dtype) if bias else None)
+            self.register_parameter(name, _factory.parameter(self, (4 * hidden_size,), device, dtype) if bias else None)
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -61,10 +62,16 @@ class LSTM(Module):
         super().__init__()
         if proj_size:
             raise NotImplementedError("LSTM: proj_size is not supported")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"LSTM: dropout should be a number in range [0, 1), got {dropout}")
-        if num_layers < 1 or hidden_size < 1:
-            raise ValueError(f"LSTM: num_layers and hidden_size must be positive, got {num_layers} and {hidden_size}")
+        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"LSTM: dropout should be a number in range [0, 1), got {dropout!r}")
+        input_size = _factory.size(self, "input_size", input_size)
+        hidden_size = _factory.size(self, "hidden_size", hidden_size, 1)
+        num_layers = _factory.size(self, "num_layers", num_layers, 1)
+        directions = 2 if bidirectional else 1
+        per_direction = 4 * hidden_size * (hidden_size + 2 * bias)  # weight_hh, bias_ih, bias_hh
+        _factory.check_memory(self, directions * (4 * hidden_size * input_size + per_direction
+                                                  + (num_layers - 1) * (4 * hidden_size * hidden_size * directions
+                                                                        + per_direction)), dtype)
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -72,7 +79,6 @@ class LSTM(Module):
         self.batch_first = batch_first
         self.dropout = float(dropout)
         self.bidirectional = bidirectional
-        directions = 2 if bidirectional else 1
         self._flat_weights_names = []
         for layer in range(num_layers):
             layer_input = input_size if layer == 0 else hidden_size * directions
@@ -82,7 +88,7 @@ class LSTM(Module):
                     shapes.update(bias_ih=(4 * hidden_size,), bias_hh=(4 * hidden_size,))
                 for kind, shape in shapes.items():
                     name = f"{kind}_l{layer}{suffix}"
-                    self.register_parameter(name, _factory.parameter(shape, device, dtype))
+                    self.register_parameter(name, _factory.parameter(self, shape, device, dtype))
                     self._flat_weights_names.append(name)
         self.reset_parameters()
 

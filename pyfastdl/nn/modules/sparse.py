@@ -16,7 +16,10 @@ class Embedding(Module):
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, device=None, dtype=None):
         super().__init__()
+        num_embeddings = _factory.size(self, "num_embeddings", num_embeddings)
+        embedding_dim = _factory.size(self, "embedding_dim", embedding_dim)
         if padding_idx is not None:
+            padding_idx = _factory.size(self, "padding_idx", padding_idx, minimum=None)
             if not -num_embeddings <= padding_idx < num_embeddings:
                 raise ValueError(f"Embedding: padding_idx {padding_idx} must be within num_embeddings "
                                  f"({num_embeddings})")
@@ -24,7 +27,7 @@ class Embedding(Module):
         self.num_embeddings = num_embeddings
         self.embedding_dim = embedding_dim
         self.padding_idx = padding_idx
-        self.weight = _factory.parameter((num_embeddings, embedding_dim), device, dtype)
+        self.weight = _factory.parameter(self, (num_embeddings, embedding_dim), device, dtype)
         self.reset_parameters()
 
     def reset_parameters(self):
