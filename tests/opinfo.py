@@ -938,6 +938,29 @@ def _(rng):
     ]
 
 
+@op("kernels", "dropout_forward", ("dropout",))
+def _(rng):
+    bits = rng.integers(0, 65536, size=(3, 4), dtype=np.uint16)
+    return [Call((arr(rng, 3, 4), bits, 6554, 1 / 0.9))], [
+        E((arr(rng, 3, 4), bits, 65536, 1.0), ValueError, "threshold"),
+        E((arr(rng, 3, 4), bits.astype(np.int32), 6554, 1.0), TypeError, "bits"),
+        E((arr(rng, 3, 4), bits[:2], 6554, 1.0), ValueError, "bits"),
+        E((arr(rng, 3, 4).astype(">f4"), bits, 6554, 1.0), TypeError, "input"),
+        E((arr(rng, 3, 4), bits, 6554, None), TypeError, "scale"),
+        E((arr(rng, 3, 4), bits, 6554, 1.0), ValueError, "variant", variant="reference"),
+    ]
+
+
+@op("kernels", "dropout_backward", ("dropout",))
+def _(rng):
+    keep = (rng.random((3, 4)) < 0.5).astype(np.uint8)
+    return [Call((arr(rng, 3, 4), keep, 2.0))], [
+        E((arr(rng, 3, 4), keep.astype(bool), 2.0), TypeError, "keep"),
+        E((arr(rng, 3, 4), keep[:2], 2.0), ValueError, "keep"),
+        E((arr(rng, 3, 4).astype(np.int64), keep, 2.0), TypeError, "grad_output"),
+    ]
+
+
 @op("kernels", "sgd_step", ("sgd", "SGD"))
 def _(rng):
     return [Call(([arr(rng, 3)], [arr(rng, 3)], None, [False]), dict(lr=0.1)),

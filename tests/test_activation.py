@@ -1,4 +1,4 @@
-"""The activation family (ReLU, leaky ReLU, GLU) on the CPU: the raw kernels against a float64 numpy
+"""The activation family (ReLU, leaky ReLU, GLU, dropout's mask) on the CPU: the raw kernels against a float64 numpy
 reference on awkward shapes, torch's edge cases (signed zeros, NaN, Inf), the autograd ops through
 them with finite differences, thread counts, and bad input."""
 
@@ -196,6 +196,58 @@ def test_glu_against_torch(rng):
     (lambda: K.glu_backward(np.ones(4, np.float32), np.ones(2, np.float64)), TypeError, "glu_backward: grad_output"),
 ])
 def test_glu_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+# ---- dropout ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1,), (7,), (3, 5), (64, 6, 28, 28)])
+@pytest.mark.parametrize("threshold", [0, 1, 6554, 32768, 65535])
+def test_dropout_kernels_against_numpy(shape, threshold, dtype, rng):
+    x = rng.standard_normal(shape).astype(dtype)
+    bits = rng.integers(0, 65536, size=shape, dtype=np.uint16)
+    scale = dtype(1 / (1 - threshold / 65536))
+    y, keep = K.dropout_forward(x, bits, threshold, scale, out=(np.full(shape, np.nan, dtype), np.full(shape, 7, np.uint8)))
+    kept = bits >= threshold
+    np.testing.assert_array_equal(keep, kept.astype(np.uint8))
+    np.testing.assert_array_equal(y, x * kept.view(np.uint8) * scale)  # the array code's rounding, bit for bit
+    g = rng.standard_normal(shape).astype(dtype)
+    np.testing.assert_array_equal(K.dropout_backward(g, keep, scale), g * kept.view(np.uint8) * scale)
+
+
+def test_dropout_nan_and_signs():
+    x = np.array([np.nan, np.inf, -2.0, 3.0], np.float32)
+    y, keep = K.dropout_forward(x, np.array([0, 0, 0, 9], np.uint16), 5, 2.0)
+    assert np.isnan(y[0]) and np.isnan(y[1]) and y[2] == 0 and np.signbit(y[2]) and y[3] == 6  # 0 * x, as torch
+    assert keep.tolist() == [0, 0, 0, 1]
+
+
+def test_dropout_through_the_op_draws_the_same_mask_as_the_array_code(rng):
+    """F.dropout on a numpy float array goes through the kernels; the mask is the same draw as the
+    array code's (the generator's stream is unchanged) and the gradient follows it."""
+    x = pf.tensor(rng.standard_normal((4, 50)).astype(np.float32), requires_grad=True)
+    pf.manual_seed(3)
+    y = F.dropout(x, 0.3)
+    y.sum().backward()
+    pf.manual_seed(3)
+    bits = pf.random.default_generator.for_module(np).bit_generator.random_raw(50).view(np.uint16)[:200].reshape(4, 50)
+    kept = bits >= round(0.3 * 65536)
+    np.testing.assert_array_equal(y.detach().numpy(), x.detach().numpy() * kept.view(np.uint8) * np.float32(1 / 0.7))
+    np.testing.assert_array_equal(x.grad.numpy(), kept.view(np.uint8) * np.float32(1 / 0.7))
+
+
+@pytest.mark.parametrize("call,error,match", [
+    (lambda: K.dropout_forward(np.ones(4, np.float32), np.ones(4, np.uint16), 65536, 1.0), ValueError, "threshold"),
+    (lambda: K.dropout_forward(np.ones(4, np.float32), np.ones(4, np.uint16), 1, float("inf")), ValueError, "scale"),
+    (lambda: K.dropout_forward(np.ones(4, np.float32), np.ones(4, np.uint32), 1, 1.0), TypeError, "dropout_forward: bits"),
+    (lambda: K.dropout_forward(np.ones(4, np.float32), np.ones(3, np.uint16), 1, 1.0), ValueError, "dropout_forward: bits"),
+    (lambda: K.dropout_forward(np.ones(4, np.int32), np.ones(4, np.uint16), 1, 1.0), TypeError, "dropout_forward: input"),
+    (lambda: K.dropout_backward(np.ones(4, np.float32), np.ones(4, bool), 1.0), TypeError, "dropout_backward: keep"),
+    (lambda: K.dropout_backward(np.ones(4, np.float32), np.ones(4, np.uint8), "2"), TypeError, "scale"),
+])
+def test_dropout_errors(call, error, match):
     with pytest.raises(error, match=match):
         call()
 

@@ -188,9 +188,11 @@ def test_norms_match_torch_float32(rng):
 
 
 def test_dropout_scaling_and_eval_identity(rng):
-    x = pf.tensor(rng.uniform(1, 2, (200, 50)).astype(np.float32))
+    x = pf.tensor(rng.uniform(1, 2, (200, 500)).astype(np.float32))
     y = F.dropout(x, p=0.3, training=True)
     kept = y.data != 0
+    # 100,000 draws: the kept fraction has a standard deviation of 0.0014, so 0.01 is 7 of them whatever
+    # the global generator's state (tests before this one draw from it too)
     assert abs(kept.mean() - 0.7) < 0.01
     np.testing.assert_allclose(y.data[kept], x.data[kept] / 0.7, rtol=1e-6)
     assert F.dropout(x, p=0.3, training=False) is x

@@ -5,6 +5,8 @@
 //   _C.cpu.leaky_relu_forward(a, x, y); _C.cpu.leaky_relu_backward(a, ref, grad_y, grad_x)
 //   g = _C.GluArgs(x.shape, dim)                              # g.output_shape: dim halved
 //   _C.cpu.glu_forward(g, x, y); _C.cpu.glu_backward(g, x, grad_y, grad_x)
+//   d = _C.DropoutArgs(x.shape, threshold, scale)            # kept where bits >= threshold
+//   _C.cpu.dropout_forward(d, x, bits, y, keep); _C.cpu.dropout_backward(d, grad_y, keep, grad_x)
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -75,6 +77,35 @@ void bind_cpu(py::module_& cpu) {
       },
       py::arg("args"), py::arg("input"), py::arg("grad_output"), py::arg("grad_input"),
       "grad_input: g * sigmoid(b) for a's half, g * a * sigmoid(b) * (1 - sigmoid(b)) for b's");
+  cpu.def(
+      "dropout_forward",
+      [](const DropoutArgs& a, py::handle x, py::handle bits, py::handle y, py::handle keep) {
+        const Array X = cpu_float_operand(x, "dropout_forward", "input", a.shape);
+        const Array B = cpu_operand(bits, "dropout_forward", "bits", a.shape, DType::u16);
+        const Array Y = cpu_operand(y, "dropout_forward", "output", a.shape, X.dtype);
+        const Array M = cpu_operand(keep, "dropout_forward", "keep", a.shape, DType::u8);
+        py::gil_scoped_release nogil;
+        with_float_type(X.dtype, [&](auto z) {
+          using T = decltype(z);
+          cpu::dropout_forward_cpu<T>(a, X.ptr<T>(), B.ptr<uint16_t>(), Y.ptr<T>(), M.ptr<uint8_t>());
+        });
+      },
+      py::arg("args"), py::arg("input"), py::arg("bits"), py::arg("output"), py::arg("keep"),
+      "keep = bits >= threshold; output = input * (keep ? scale : 0)");
+  cpu.def(
+      "dropout_backward",
+      [](const DropoutArgs& a, py::handle grad_y, py::handle keep, py::handle grad_x) {
+        const Array G = cpu_float_operand(grad_y, "dropout_backward", "grad_output", a.shape);
+        const Array M = cpu_operand(keep, "dropout_backward", "keep", a.shape, DType::u8);
+        const Array GX = cpu_operand(grad_x, "dropout_backward", "grad_input", a.shape, G.dtype);
+        py::gil_scoped_release nogil;
+        with_float_type(G.dtype, [&](auto z) {
+          using T = decltype(z);
+          cpu::dropout_backward_cpu<T>(a, G.ptr<T>(), M.ptr<uint8_t>(), GX.ptr<T>());
+        });
+      },
+      py::arg("args"), py::arg("grad_output"), py::arg("keep"), py::arg("grad_input"),
+      "grad_input = grad_output * (keep ? scale : 0)");
   add_family(cpu, "activation");
 }
 
@@ -96,6 +127,16 @@ void bind_activation(py::module_& m) {
       .def_property_readonly("output_shape", [](const GluArgs& a) { return as_tuple(a.output_shape()); })
       .def_readonly("dim", &GluArgs::dim)
       .def("__repr__", [](const GluArgs& a) { return "GluArgs(" + shape_str(a.shape) + ", dim=" + std::to_string(a.dim) + ")"; });
+  py::class_<DropoutArgs>(m, "DropoutArgs",
+                          "Validated arguments of one dropout call: the shape, the 16-bit threshold and the scale")
+      .def(py::init(&make_dropout_args), py::arg("shape"), py::arg("threshold"), py::arg("scale"))
+      .def_property_readonly("shape", [](const DropoutArgs& a) { return as_tuple(a.shape); })
+      .def_readonly("threshold", &DropoutArgs::threshold)
+      .def_readonly("scale", &DropoutArgs::scale)
+      .def("__repr__", [](const DropoutArgs& a) {
+        return "DropoutArgs(" + shape_str(a.shape) + ", threshold=" + std::to_string(a.threshold) +
+               ", scale=" + std::to_string(a.scale) + ")";
+      });
   auto cpu = m.attr("cpu").cast<py::module_>();
   bind_cpu(cpu);
 }

@@ -13,6 +13,7 @@ const char* dtype_name(DType d) {
     case DType::i32: return "int32";
     case DType::i64: return "int64";
     case DType::u8: return "uint8";
+    case DType::u16: return "uint16";
     case DType::b8: return "bool";
   }
   return "?";
@@ -38,6 +39,7 @@ DType dtype_from_typestr(const std::string& t, const char* op, const char* name)
   if (k == "i4") return DType::i32;
   if (k == "i8") return DType::i64;
   if (k == "u1") return DType::u8;
+  if (k == "u2") return DType::u16;
   if (k == "b1") return DType::b8;
   if (k == "V2") return DType::bf16;  // ml_dtypes / cupy bfloat16 exposes itself as raw 2 bytes
   type_fail(std::string(op) + ": " + name + " has unsupported dtype '" + t + "'");

@@ -13,7 +13,7 @@
 namespace pyfastdl {
 namespace py = pybind11;
 
-enum class DType { f16, bf16, f32, f64, i32, i64, u8, b8 };
+enum class DType { f16, bf16, f32, f64, i32, i64, u8, u16, b8 };
 const char* dtype_name(DType d);
 
 struct Array {

@@ -1,5 +1,5 @@
-// Arguments of the activation family (ReLU, leaky ReLU and GLU, forward and backward), in one place
-// for the CPU kernels and the bindings. Plain C++.
+// Arguments of the activation family (ReLU, leaky ReLU, GLU and dropout's mask, forward and
+// backward), in one place for the CPU kernels and the bindings. Plain C++.
 //
 //   forward   y = x              where x > 0
 //             y = slope * x      elsewhere (ReLU: slope 0, and y = +0, never -0; NaN stays NaN)
@@ -60,6 +60,28 @@ inline GluArgs make_glu_args(const Shape& shape, int64_t dim) {
   a.half = shape[a.dim] / 2;
   for (int64_t d = 0; d < a.dim; ++d) a.outer *= shape[d];
   for (int64_t d = a.dim + 1; d < rank; ++d) a.inner *= shape[d];
+  return a;
+}
+
+// Inverted dropout from random bits: value i is kept where bits[i] >= threshold (16-bit integers, so
+// each is dropped with probability threshold / 65536), and kept values are scaled:
+//   forward   y = x * (kept ? scale : 0), keep[i] = kept (1 or 0; NaN and Inf stay non-finite)
+//   backward  gx = g * (keep ? scale : 0)
+struct DropoutArgs {
+  Shape shape;
+  int64_t numel = 0;
+  int64_t threshold = 0;  // in [0, 65535]: p = 1 (threshold 65536) is left to the caller (all zeros)
+  double scale = 1;
+};
+
+inline DropoutArgs make_dropout_args(const Shape& shape, int64_t threshold, double scale) {
+  check(threshold >= 0 && threshold < 65536, "dropout: threshold must be in [0, 65535] (p < 1), got ", threshold);
+  check(std::isfinite(scale), "dropout: scale must be finite, got ", scale);
+  DropoutArgs a;
+  a.shape = shape;
+  a.numel = numel(shape);
+  a.threshold = threshold;
+  a.scale = scale;
   return a;
 }
 

@@ -7,6 +7,9 @@
 // backward recomputes s from x instead of keeping it (the autograd op saves only x): ga = g * s,
 // gb = g * a * s * (1 - s). numpy took four passes and two temporaries for the forward alone (the
 // split, exp, the select that keeps exp from overflowing, the product); ConvS2S's step spent 9% there.
+// Dropout applies a mask drawn as 16-bit random integers (the caller draws them: the generator's
+// stream is Python's): one pass compares, writes the kept mask and the scaled values, where numpy
+// took three (compare, multiply by the mask, scale) and two in the backward.
 // Cost: read n values and write n (the backward reads two arrays); at about 1 flop per 8 bytes moved
 // the kernels are bound by memory bandwidth, so the only aims are one pass and full vectors. numpy
 // needs a pass more: np.maximum(x, 0) checks for NaN lane by lane (LeNet's 300k-value ReLU: 270 us
@@ -19,6 +22,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "cpu/fast_math.h"
 #include "cpu/vec.h"
@@ -26,14 +30,19 @@
 namespace pyfastdl::cpu::PYFASTDL_ISA {
 namespace {
 
-// Calls f(i, k) (k = Full{} or the tail's count, as vec::for_vectors) over [0, n), in blocks of 4,096
-// values split between the threads when n >= kParallelMin.
-template <class T, class F>
-void for_blocks(int64_t n, F f) {
+// Calls run(b, len) over [0, n) in blocks [b, b + len) of 4,096 values, split between the threads
+// when n >= kParallelMin.
+template <class F>
+void for_blocks(int64_t n, F run) {
   constexpr int64_t kBlock = 4096;
 #pragma omp parallel for schedule(static) if (n >= kParallelMin)
-  for (int64_t b = 0; b < n; b += kBlock)
-    for_vectors<T>(std::min(kBlock, n - b), [&](int64_t i, auto k) { f(b + i, k); });
+  for (int64_t b = 0; b < n; b += kBlock) run(b, std::min(kBlock, n - b));
+}
+
+// Calls f(i, k) (k = Full{} or the tail's count, as vec::for_vectors) over [0, n), block by block.
+template <class T, class F>
+void for_block_vectors(int64_t n, F f) {
+  for_blocks(n, [&](int64_t b, int64_t len) { for_vectors<T>(len, [&](int64_t i, auto k) { f(b + i, k); }); });
 }
 
 // sigmoid on a vector: float32 through exp_poly of -|v| (in (0, 1]: nothing to clamp, so sigmoid(-100)
@@ -67,7 +76,7 @@ template <class T>
 void leaky_relu_forward_cpu(const ActivationArgs& a, const T* x, T* y) {
   const Vec<T> slope = vec::splat(T(a.negative_slope)), zero = {};
   const bool relu = a.negative_slope == 0;
-  for_blocks<T>(a.numel, [&](int64_t i, auto k) {
+  for_block_vectors<T>(a.numel, [&](int64_t i, auto k) {
     const Vec<T> v = load_n(x + i, k, T(0));
     // ReLU: +0 for x <= 0 (slope * x would give -0 for a negative x) and NaN kept
     const Vec<T> other = relu ? (v != v ? v : zero) : slope * v;
@@ -79,7 +88,7 @@ template <class T>
 void leaky_relu_backward_cpu(const ActivationArgs& a, const T* ref, const T* grad_y, T* grad_x) {
   const Vec<T> slope = vec::splat(T(a.negative_slope)), zero = {};
   const bool relu = a.negative_slope == 0;
-  for_blocks<T>(a.numel, [&](int64_t i, auto k) {
+  for_block_vectors<T>(a.numel, [&](int64_t i, auto k) {
     const Vec<T> r = load_n(ref + i, k, T(0)), g = load_n(grad_y + i, k, T(0));
     // ReLU as torch's threshold_backward: 0 where ref <= 0, the gradient elsewhere (NaN ref too)
     vec::store_n(grad_x + i, relu ? (r <= zero ? zero : g) : (r > zero ? g : slope * g), k);
@@ -103,6 +112,49 @@ void glu_backward_cpu(const GluArgs& a, const T* x, const T* grad_y, T* grad_x) 
     const Vec<T> g = load_n(grad_y + o * row + i, k, T(0)), s = sigmoid(vb), gs = g * s;
     vec::store_n(grad_x + base + i, gs, k);
     vec::store_n(grad_x + base + row + i, gs * va * (T(1) - s), k);
+  });
+}
+
+// A float vector's worth of dropout draws (16-bit), of their comparison (0 or -1 per lane) and of mask
+// bytes. (GCC ignores vector_size in a typedef whose size depends on a template parameter.)
+typedef uint16_t FloatDraws __attribute__((vector_size(kVectorBytes / 2), aligned(2)));
+typedef int16_t FloatKept __attribute__((vector_size(kVectorBytes / 2)));
+typedef uint8_t FloatBytes __attribute__((vector_size(kVectorBytes / 4), aligned(1)));
+
+// y = x * (kept * scale): a dropped NaN stays NaN (as x * mask * scale does in torch). Arithmetic,
+// not a branch (the mask is random); for float on whole vectors: kLanes draws compared at once, the
+// 0/1 lanes converted to the mask's bytes and to floats (GCC left the scalar loop over three element
+// types unvectorised: 5x slower).
+template <class T>
+void dropout_forward_cpu(const DropoutArgs& a, const T* x, const uint16_t* bits, T* y, uint8_t* keep) {
+  const T scale = T(a.scale);
+  const uint16_t threshold = uint16_t(a.threshold);
+  for_block_vectors<T>(a.numel, [&](int64_t i, auto k) {
+    constexpr bool full = std::is_same_v<decltype(k), vec::Full>;
+    if constexpr (full && std::is_same_v<T, float> && kLanes<float> >= 8) {  // (double: the scalar loop)
+      const FloatKept kept = -(*reinterpret_cast<const FloatDraws*>(bits + i) >= FloatDraws{} + threshold);
+      *reinterpret_cast<FloatBytes*>(keep + i) = __builtin_convertvector(kept, FloatBytes);
+      vec::store_n(y + i, load_n(x + i, k, T(0)) * (__builtin_convertvector(kept, Vec<float>) * scale), k);
+    } else {
+      int64_t n = kLanes<T>;
+      if constexpr (!full) n = k;
+      for (int64_t j = i; j < i + n; ++j) {
+        keep[j] = bits[j] >= threshold;
+        y[j] = x[j] * (T(keep[j]) * scale);
+      }
+    }
+  });
+}
+
+template <class T>
+void dropout_backward_cpu(const DropoutArgs& a, const T* grad_y, const uint8_t* keep, T* grad_x) {
+  const T scale = T(a.scale);
+  for_blocks(a.numel, [&](int64_t b, int64_t len) {
+    const T* __restrict g = grad_y + b;
+    const uint8_t* __restrict kb = keep + b;
+    T* __restrict gx = grad_x + b;
+#pragma omp simd
+    for (int64_t j = 0; j < len; ++j) gx[j] = g[j] * (T(kb[j]) * scale);
   });
 }
 

@@ -1,6 +1,6 @@
 """Raw activation kernels on numpy arrays: ReLU and leaky ReLU, forward and backward, element-wise
-over any shape, and GLU over one dimension; no autograd (CPU; on the GPU the ops keep their cupy
-array code).
+over any shape, GLU over one dimension, and dropout's mask from random bits; no autograd (CPU; on
+the GPU the ops keep their cupy array code).
 
 The backward reads ``ref``, an array positive exactly where the forward's input was: the input
 itself, or (for a non-negative slope) the forward's output, which autograd keeps anyway. ReLU
@@ -16,10 +16,11 @@ from .._core import _C
 from . import _dispatch
 
 __all__ = ["ACTIVATION_VARIANTS", "relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward",
-           "glu_forward", "glu_backward"]
+           "glu_forward", "glu_backward", "dropout_forward", "dropout_backward"]
 
 _args = _dispatch.cached(_C.ActivationArgs)
 _glu_args = _dispatch.cached(_C.GluArgs)
+_dropout_args = _dispatch.cached(_C.DropoutArgs)
 #: This family's variants: one kernel, simple enough to be its own reference.
 ACTIVATION_VARIANTS = ("fast",)
 
@@ -72,5 +73,31 @@ def glu_backward(input, grad_output, dim=-1, *, variant="fast", out=None):  # no
     a = _glu_args(tuple(x.shape), int(dim))
     (gx,) = _dispatch.outputs(out, x, x.shape)
     _dispatch.launch("glu_backward", variant, a, x, _dispatch.kernel_input(grad_output, "glu_backward", "grad_output"),
+                     gx, variants=ACTIVATION_VARIANTS)
+    return gx
+
+
+def dropout_forward(input, bits, threshold, scale, *, variant="fast", out=None):  # noqa: A002
+    """Inverted dropout with a given draw: ``bits``, uint16 random integers of input's shape; value i
+    is kept where ``bits[i] >= threshold`` (so dropped with probability threshold / 65536, threshold
+    < 65536) and scaled by ``scale``. Returns (output, keep): keep is uint8, 1 where kept. A dropped
+    NaN or Inf gives NaN (0 * x), as torch's x * mask * scale. ``out``: (output, keep)."""
+    x = _dispatch.kernel_input(input, "dropout_forward", "input")
+    a = _dropout_args(tuple(x.shape), _dispatch.int_arg("dropout_forward", "threshold", threshold),
+                      _dispatch.float_arg("dropout_forward", "scale", scale))
+    if out is None:
+        out = _dispatch.outputs(None, x, x.shape) + _dispatch.outputs(None, x, x.shape, dtype="uint8")
+    y, keep = out
+    _dispatch.launch("dropout_forward", variant, a, x, _dispatch.kernel_input(bits, "dropout_forward", "bits"),
+                     y, keep, variants=ACTIVATION_VARIANTS)
+    return y, keep
+
+
+def dropout_backward(grad_output, keep, scale, *, variant="fast", out=None):
+    """grad_output * (keep ? scale : 0), with keep the mask :func:`dropout_forward` returned."""
+    g = _dispatch.kernel_input(grad_output, "dropout_backward", "grad_output")
+    a = _dropout_args(tuple(g.shape), 0, _dispatch.float_arg("dropout_backward", "scale", scale))
+    (gx,) = _dispatch.outputs(out, g, g.shape)
+    _dispatch.launch("dropout_backward", variant, a, g, _dispatch.kernel_input(keep, "dropout_backward", "keep"),
                      gx, variants=ACTIVATION_VARIANTS)
     return gx

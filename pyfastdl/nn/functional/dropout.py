@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ... import backend
+from ... import backend, kernels
 from ...autograd import Function
 from ...random import generator_for
 from ...tensor import Tensor
@@ -15,18 +15,11 @@ from ...tensor import Tensor
 __all__ = ["dropout"]
 
 
-def _keep_mask(x, p, generator):
-    """Bools of x's shape, each True with probability 1 - p. The draw is most of dropout's time: on
-    the CPU the mask compares 16-bit integers cut from the bit generator's raw 64-bit output (p is
-    rounded to a multiple of 2^-16, an error below 8e-6), about 4x faster than drawing floats."""
-    rng = generator_for(x, generator)
-    if type(x) is not np.ndarray:
-        return rng.random(x.shape, dtype=np.float32) >= p
-    threshold = round(p * 65536)
-    if threshold == 65536:
-        return np.zeros(x.shape, dtype=bool)
-    bits = rng.bit_generator.random_raw(-(-x.size // 4)).view(np.uint16)[:x.size]
-    return (bits >= np.uint16(threshold)).reshape(x.shape)
+def _bits(x, rng):
+    """16-bit random integers, one per value of the numpy array x, cut from the bit generator's raw
+    64-bit output: comparing them with p * 65536 draws the mask about 4x faster than drawing floats
+    (p is rounded to a multiple of 2^-16, an error below 8e-6)."""
+    return rng.bit_generator.random_raw(-(-x.size // 4)).view(np.uint16)[:x.size].reshape(x.shape)
 
 
 def _masked(a, keep, scale):
@@ -37,18 +30,34 @@ def _masked(a, keep, scale):
 
 
 class Dropout(Function):
+    """On the CPU (float32/64 numpy arrays) the activation family's dropout kernels apply the mask
+    in one pass each way (:func:`pyfastdl.kernels.dropout_forward`); elsewhere array code. Both
+    keep the mask as one byte a value."""
+
     @staticmethod
     def forward(ctx, x, p, generator):
-        keep = _keep_mask(x, p, generator)
+        rng = generator_for(x, generator)
         scale = x.dtype.type(0.0 if p == 1 else 1.0 / (1.0 - p))
-        y = _masked(x, keep, scale)  # the mask is kept as bools (1 byte a value)
-        ctx.save_for_backward(keep)
         ctx.scale = scale
-        return y
+        threshold = round(p * 65536)
+        if type(x) is not np.ndarray:
+            keep = rng.random(x.shape, dtype=np.float32) >= p
+        elif threshold == 65536:
+            keep = np.zeros(x.shape, dtype=bool)
+        elif backend.cpu_float(x):
+            y, keep = kernels.dropout_forward(x, _bits(x, rng), threshold, scale)
+            ctx.save_for_backward(keep)
+            return y
+        else:
+            keep = _bits(x, rng) >= np.uint16(threshold)
+        ctx.save_for_backward(keep)
+        return _masked(x, keep, scale)
 
     @staticmethod
     def backward(ctx, g):
         (keep,) = ctx.saved_tensors
+        if keep.dtype == np.uint8 and backend.cpu_float(g):
+            return kernels.dropout_backward(g, keep, ctx.scale), None, None
         return _masked(g, keep, ctx.scale), None, None
 
 
