@@ -67,7 +67,9 @@ def _device_name(rows):
             return (name.decode() if isinstance(name, bytes) else name).replace(" ", "-")
         except Exception:
             return "cuda"
-    return f"cpu-{os.cpu_count()}core"
+    from pyfastdl.bench_models import cpu_device_name
+
+    return cpu_device_name()
 
 
 def pytest_sessionfinish(session, exitstatus):

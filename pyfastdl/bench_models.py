@@ -349,6 +349,14 @@ def cpu_name() -> str:
     return name
 
 
+def cpu_device_name() -> str:
+    """The CPU results' device name: cores and the widest instruction set the kernels have for this
+    CPU (``cpu-2core-avx512``), so runs on machines of one size but another set do not share files."""
+    from ._core import _C
+
+    return f"cpu-{os.cpu_count()}core-{_C.cpu.best_isa()}"
+
+
 def machine_meta() -> dict:
     from . import __version__
     from ._core import _C
@@ -365,7 +373,7 @@ def machine_meta() -> dict:
                                 cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
     except Exception:
         commit = os.environ.get("PYFASTDL_COMMIT", "unknown")
-    return {"commit": commit, "device": f"cpu-{os.cpu_count()}core", "date": datetime.date.today().isoformat(),
+    return {"commit": commit, "device": cpu_device_name(), "date": datetime.date.today().isoformat(),
             "cpu": cpu_name(), "instruction_set": _C.cpu.get_isa(), "machine": platform.machine(),
             "versions": versions}
 
