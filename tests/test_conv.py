@@ -174,9 +174,10 @@ def test_winograd_weight_gradient_is_the_same_bits_every_run(rng):
         busy.kill()
 
 
-# The direct kernel's register tiles hold 14 output rows with AVX-512 (6 with AVX2): "fast" takes a row
-# of 8 outputs direct with the first, through im2col with the second (two tiles of 6, 2/3 full).
-WIDE_TILES = pf._C.cpu.get_isa() == "avx512"
+# The direct kernel's register tiles hold 14 output rows with AVX-512 (6 with AVX2 and base): "fast"
+# takes a row of 8 outputs direct with the first, through im2col with the others (two tiles of 6, 2/3
+# full): ROW_OF_8 stands for that pick.
+ROW_OF_8 = "direct under AVX-512, else im2col"
 
 # (C, K, kernel, stride, map side) -> the variant "fast" runs for (forward, input gradient, weight gradient)
 FAST_PICKS = [
@@ -186,7 +187,7 @@ FAST_PICKS = [
     ((16, 4, 3, 1, 12), ("direct", "direct", "direct")),
     ((6, 16, 5, 1, 16), ("direct", "im2col", "direct")),  # LeNet-5 C3, output rows of 12
     ((16, 16, 3, 2, 23), ("direct", "im2col", "direct")),  # stride 2 (the input gradient: direct needs stride 1)
-    ((16, 16, 3, 2, 15), ("direct" if WIDE_TILES else "im2col", "im2col", "direct")),  # stride 2, output rows of 8
+    ((16, 16, 3, 2, 15), (ROW_OF_8, "im2col", "direct")),  # stride 2, output rows of 8
     ((32, 96, 5, 1, 16), ("direct", "direct", "direct")),  # packed weights 300 KiB: still read from L2
     ((64, 128, 5, 1, 16), ("im2col", "im2col", "im2col")),  # packed weights 800 KiB: im2col's GEMM
     ((16, 8, 1, 1, 9), ("im2col", "im2col", "im2col")),  # pointwise: plain GEMMs
@@ -198,10 +199,20 @@ FAST_PICKS = [
 ]
 
 
+@pytest.mark.parametrize("isa", pf._C.cpu.available_isas())
 @pytest.mark.parametrize("shape,chosen", FAST_PICKS)
-def test_fast_picks_per_shape(shape, chosen, rng):
+def test_fast_picks_per_shape(shape, chosen, isa, rng):
     """"fast" picks a variant per shape and pass (the variants round differently, so the results tell
-    them apart)."""
+    them apart), in every instruction set's copy this CPU runs."""
+    chosen = [("direct" if isa == "avx512" else "im2col") if c == ROW_OF_8 else c for c in chosen]
+    pf._C.cpu.set_isa(isa)
+    try:
+        check_picks(shape, chosen, rng)
+    finally:
+        pf._C.cpu.set_isa(pf._C.cpu.best_isa())
+
+
+def check_picks(shape, chosen, rng):
     C, Kc, k, stride, side = shape
     pad = 1 if k == 3 else 0
     x = rng.standard_normal((2, C, side, side)).astype(np.float32)
