@@ -193,7 +193,7 @@ FAST_PICKS = [
     ((16, 8, 1, 1, 9), ("im2col", "im2col", "im2col")),  # pointwise: plain GEMMs
     ((16, 8, 5, 1, 5), ("im2col", "im2col", "im2col")),  # the kernel covers the map: a fully connected layer
     ((64, 128, 3, 2, 9), ("im2col", "im2col", "im2col")),  # strided, C*K > 2048: im2col's GEMM beats direct
-    ((129, 128, 3, 1, 4), ("winograd", "winograd", "winograd")),  # wide (C*K > 128*128): big tile blocks
+    ((129, 128, 3, 1, 4), ("winograd", "winograd", "im2col")),  # wide (C*K > 128*128): big tile blocks
     ((129, 128, 3, 1, 2), ("im2col", "im2col", "im2col")),  # wide on a 2x2 map: 3/4 of a Winograd tile wasted
     ((128, 128, 3, 1, 4), ("winograd", "winograd", "direct")),  # the widest layer Winograd takes
 ]

@@ -19,12 +19,12 @@
 //      from 0.16 / 0.33 / 0.49 to 1.46 / 2.07 / 6.9 (torch's weight gradient is slow there), the
 //      256-channel 4x4 ones from 0.64 / 0.49 / 0.81 to 0.89 / 0.59 / 1.36, and ImageNet's 256-channel
 //      14x14 layer (batch 8) from 0.32 / 0.31 / 0.58 to 1.03 / 0.90 / 1.28.
-//   5. Winograd again on wide layers with maps of >= 4x4 (2x2 maps stay im2col), its tile blocks grown
-//      where the transformed weights pass 4 MiB (conv_winograd.cpp): those blocks had streamed 9.4 MB
-//      of weights from L3 every 6-14 tiles. On a 2-core AMD EPYC Zen 4 (AVX-512), thread CPU time,
-//      load 4, forward / input grad / weight grad against torch: ResNet-18's 256-channel 4x4 layer
-//      0.53 / 0.56 / 0.82 -> 0.73-0.90 / 0.88-0.93 / 0.84-0.89, ImageNet's 256-channel 14x14 layer
-//      0.77 / 0.75 / 0.97 -> 0.96-1.17 / 0.93-1.23 / 1.04-1.09 (the range: AVX2 and AVX-512 copies).
+//   5. Winograd again on wide layers with maps of >= 4x4 (2x2 maps and weight gradients stay im2col),
+//      its tile blocks grown where the transformed weights pass 4 MiB (conv_winograd.cpp): those blocks
+//      had streamed 9.4 MB of weights from L3 every 6-14 tiles. On a 2-core AMD EPYC Zen 4 (AVX-512),
+//      thread CPU time, load 4, forward / input grad against torch: ResNet-18's 256-channel 4x4 layer
+//      0.53 / 0.56 -> 0.73-0.90 / 0.88-0.93, ImageNet's 256-channel 14x14 layer 0.77 / 0.75 ->
+//      0.96-1.17 / 0.93-1.23 (the range: AVX2 and AVX-512 copies).
 //   6. direct (not im2col) wherever its packed weights fit in 512 KiB and, with AVX-512's 14-row tiles,
 //      on output rows down to 5; strided weight gradients direct too. Zen 4, thread CPU time, load 4:
 //      ConvS2S's 1x3 convolutions (128 -> 256 channels, 12-14 steps) forward 0.90 -> 1.14, input
@@ -565,9 +565,11 @@ void conv2d_backward_weight_reference_cpu(const Conv2dArgs& a, const T* x, const
 //   * im2col for 1x1 kernels and kernels that cover the whole input (no copy: plain GEMMs);
 //   * Winograd for 3x3 stride-1 layers with >= 8 channels in and out, except the weight gradient on
 //     maps under 7x7, where most of a 4x4 tile's outputs fall outside the map (direct there); on
-//     wide layers, C*K > 128*128 (ResNet-18's 256- and 512-channel stages), Winograd for all three
-//     passes on maps of >= 4x4 and im2col on smaller ones (a 2x2 map fills a quarter of a tile): the
-//     direct kernel's register tiles fall to 0.2-0.6x torch there;
+//     wide layers, C*K > 128*128 (ResNet-18's 256- and 512-channel stages), Winograd for the forward
+//     and input gradient on maps of >= 4x4 and im2col on smaller ones (a 2x2 map fills a quarter of a
+//     tile), and im2col for the weight gradient (even with one thread; with two, each thread's
+//     9.4 MB of Winograd sums ran at 0.45-0.64x torch, im2col's GEMM >= 0.8x): the direct kernel's
+//     register tiles fall to 0.2-0.6x torch there;
 //   * direct for the rest whose packed weights (R*S*C*K values) stay within 512 KiB, so they are read
 //     from L2 for every output row (ConvS2S's 1x3 convolutions on 128 -> 256 channels: 384 KiB), and
 //     not strided with C*K > 2048 (from ResNet-18's 64->128 stride-2 layer up im2col is as fast or
@@ -585,7 +587,7 @@ Algo pick(const Conv2dArgs& a, Pass pass) {
   const bool wide = channel_pairs > 128 * 128;
   if (is_dense(a) || a.is_pointwise()) return Algo::im2col;
   if (winograd_applies(a) && a.C >= 8 && a.K >= 8) {
-    if (wide) return a.P * a.Q >= 16 ? Algo::winograd : Algo::im2col;
+    if (wide) return a.P * a.Q >= 16 && pass != Pass::weight ? Algo::winograd : Algo::im2col;
     return pass == Pass::weight && a.P * a.Q < 49 ? Algo::direct : Algo::winograd;
   }
   const bool strided = a.stride_h > 1 || a.stride_w > 1;
