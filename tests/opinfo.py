@@ -863,6 +863,7 @@ for _name in ("softmax", "log_softmax"):
         return [Call((arr(rng, 3, 4),)), Call((arr(rng, 2, 3, 5, dtype=np.float64),))], [
             E((arr(rng, 3, 4).astype(np.float16),), TypeError, "input"),
             E((arr(rng, 3, 4),), ValueError, "variant", variant="slow"),
+            E((np.ones((3, 0), np.float32),), ValueError, "dimension"),
         ]
 
     @op("kernels", f"{_name}_backward", (_name,))

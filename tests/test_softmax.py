@@ -146,8 +146,10 @@ def test_bad_input():
         kernels.cross_entropy_forward(np.zeros(4, np.float32), np.array([0]))
     with pytest.raises(TypeError, match="softmax_forward: input has dtype int32"):
         kernels.softmax_forward(np.zeros((2, 3), np.int32))
-    with pytest.raises(ValueError, match="softmax: input must have at least one dimension"):
+    with pytest.raises(ValueError, match="softmax_forward: input must have at least one dimension"):
         kernels.softmax_forward(np.zeros((), np.float32))
+    with pytest.raises(ValueError, match=r"log_softmax_forward: the softmax dimension has size 0, shape \(3, 0\)"):
+        kernels.log_softmax_forward(np.zeros((3, 0), np.float32))
     with pytest.raises(ValueError, match="softmax_backward: grad_output has shape"):
         kernels.softmax_backward(x, np.zeros((3, 5), np.float32))
 

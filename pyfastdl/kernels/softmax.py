@@ -24,12 +24,20 @@ _softmax_args = _dispatch.cached(_C.SoftmaxArgs.softmax)
 _ce_args = _dispatch.cached(_C.SoftmaxArgs.cross_entropy)
 
 
+def _args(shape, op):
+    """The softmax Args of ``shape``; a bad shape's ValueError names ``op`` (the C++ check says "softmax")."""
+    try:
+        return _softmax_args(shape)
+    except ValueError as e:
+        raise ValueError(f"{op}: {str(e).split(': ', 1)[-1]}") from None
+
+
 def _forward(input, log, variant, out):  # noqa: A002
     op = ("log_" if log else "") + "softmax_forward"
     _dispatch.kernel_name(op, variant)  # a bad variant, by the op's name
     x = _dispatch.kernel_input(input, op, "input")
     (y,) = _dispatch.outputs(out, x, x.shape)
-    _dispatch.launch("softmax_forward", variant, _softmax_args(tuple(x.shape)), x, y, log)
+    _dispatch.launch("softmax_forward", variant, _args(tuple(x.shape), op), x, y, log)
     return y
 
 
@@ -38,7 +46,7 @@ def _backward(output, grad_output, log, variant, out):
     _dispatch.kernel_name(op, variant)
     y = _dispatch.kernel_input(output, op, "output")
     (gx,) = _dispatch.outputs(out, y, y.shape)
-    _dispatch.launch("softmax_backward", variant, _softmax_args(tuple(y.shape)), y,
+    _dispatch.launch("softmax_backward", variant, _args(tuple(y.shape), op), y,
                      _dispatch.kernel_input(grad_output, op, "grad_output"), gx, log)
     return gx
 
