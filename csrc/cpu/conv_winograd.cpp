@@ -165,13 +165,13 @@ struct Tiling {
     // 4x4 and 14x14 maps, AVX2). Where U passes 4 MiB a block grows until each point's slices V[xi]
     // and M[xi], which one product reads, fill 128 KiB (64 tiles at 256 channels): 1.0-1.1x. (At 128
     // channels, U 2.4 MB, such blocks were slower: their buffers spill out of L2 for little gain.)
-    // Blocks stay at least as many as the threads.
+    // Blocks stay at least as many as the threads, and even.
     const int64_t slice = (t.Cp + t.Kp) * int64_t(sizeof(T));  // one tile's row of V[xi] and M[xi]
     const bool u_fits = kPoints * t.Cp * t.Kp * int64_t(sizeof(T)) <= (int64_t(4) << 20);
     t.tb = u_fits ? (int64_t(192) << 10) / (kPoints * slice) : (int64_t(128) << 10) / slice;
     t.tb = std::max<int64_t>(kMR, t.tb / kMR * kMR);
     const int64_t threads = omp_get_max_threads();
-    t.tb = std::min(t.tb, round_up((t.tiles + threads - 1) / threads, kMR));
+    t.tb = std::min(t.tb, (t.tiles + threads - 1) / threads);  // (rounded up to kMR, 32 tiles: 28 + 4)
     t.v_stride = skewed<T>(t.tb * t.Cp), t.m_stride = skewed<T>(t.tb * t.Kp), t.u_stride = skewed<T>(t.Cp * t.Kp);
     return t;
   }
