@@ -209,7 +209,8 @@ def test_dropout_kernels_against_numpy(shape, threshold, dtype, rng):
     x = rng.standard_normal(shape).astype(dtype)
     bits = rng.integers(0, 65536, size=shape, dtype=np.uint16)
     scale = dtype(1 / (1 - threshold / 65536))
-    y, keep = K.dropout_forward(x, bits, threshold, scale, out=(np.full(shape, np.nan, dtype), np.full(shape, 7, np.uint8)))
+    out = (np.full(shape, np.nan, dtype), np.full(shape, 7, np.uint8))  # poisoned: every value is written
+    y, keep = K.dropout_forward(x, bits, threshold, scale, out=out)
     kept = bits >= threshold
     np.testing.assert_array_equal(keep, kept.astype(np.uint8))
     np.testing.assert_array_equal(y, x * kept.view(np.uint8) * scale)  # the array code's rounding, bit for bit
@@ -238,14 +239,17 @@ def test_dropout_through_the_op_draws_the_same_mask_as_the_array_code(rng):
     np.testing.assert_array_equal(x.grad.numpy(), kept.view(np.uint8) * np.float32(1 / 0.7))
 
 
+X4 = np.ones(4, np.float32)
+
+
 @pytest.mark.parametrize("call,error,match", [
-    (lambda: K.dropout_forward(np.ones(4, np.float32), np.ones(4, np.uint16), 65536, 1.0), ValueError, "threshold"),
-    (lambda: K.dropout_forward(np.ones(4, np.float32), np.ones(4, np.uint16), 1, float("inf")), ValueError, "scale"),
-    (lambda: K.dropout_forward(np.ones(4, np.float32), np.ones(4, np.uint32), 1, 1.0), TypeError, "dropout_forward: bits"),
-    (lambda: K.dropout_forward(np.ones(4, np.float32), np.ones(3, np.uint16), 1, 1.0), ValueError, "dropout_forward: bits"),
+    (lambda: K.dropout_forward(X4, np.ones(4, np.uint16), 65536, 1.0), ValueError, "threshold"),
+    (lambda: K.dropout_forward(X4, np.ones(4, np.uint16), 1, float("inf")), ValueError, "scale"),
+    (lambda: K.dropout_forward(X4, np.ones(4, np.uint32), 1, 1.0), TypeError, "dropout_forward: bits"),
+    (lambda: K.dropout_forward(X4, np.ones(3, np.uint16), 1, 1.0), ValueError, "dropout_forward: bits"),
     (lambda: K.dropout_forward(np.ones(4, np.int32), np.ones(4, np.uint16), 1, 1.0), TypeError, "dropout_forward: input"),
-    (lambda: K.dropout_backward(np.ones(4, np.float32), np.ones(4, bool), 1.0), TypeError, "dropout_backward: keep"),
-    (lambda: K.dropout_backward(np.ones(4, np.float32), np.ones(4, np.uint8), "2"), TypeError, "scale"),
+    (lambda: K.dropout_backward(X4, np.ones(4, bool), 1.0), TypeError, "dropout_backward: keep"),
+    (lambda: K.dropout_backward(X4, np.ones(4, np.uint8), "2"), TypeError, "scale"),
 ])
 def test_dropout_errors(call, error, match):
     with pytest.raises(error, match=match):

@@ -126,7 +126,9 @@ void bind_activation(py::module_& m) {
       .def_property_readonly("shape", [](const GluArgs& a) { return as_tuple(a.shape); })
       .def_property_readonly("output_shape", [](const GluArgs& a) { return as_tuple(a.output_shape()); })
       .def_readonly("dim", &GluArgs::dim)
-      .def("__repr__", [](const GluArgs& a) { return "GluArgs(" + shape_str(a.shape) + ", dim=" + std::to_string(a.dim) + ")"; });
+      .def("__repr__", [](const GluArgs& a) {
+        return "GluArgs(" + shape_str(a.shape) + ", dim=" + std::to_string(a.dim) + ")";
+      });
   py::class_<DropoutArgs>(m, "DropoutArgs",
                           "Validated arguments of one dropout call: the shape, the 16-bit threshold and the scale")
       .def(py::init(&make_dropout_args), py::arg("shape"), py::arg("threshold"), py::arg("scale"))

@@ -1,4 +1,4 @@
-// ReLU, leaky ReLU and GLU on the CPU, forward and backward: one pass over memory each.
+// ReLU, leaky ReLU, GLU and dropout's mask on the CPU, forward and backward: one pass over memory each.
 //
 // Algorithm: y[i] = x[i] > 0 ? x[i] : slope * x[i] -- a compare and a blend per value, on whole
 // vectors of the file's instruction set (8 floats per AVX2 register). GLU (Dauphin et al. 2017,
@@ -45,9 +45,9 @@ void for_block_vectors(int64_t n, F f) {
   for_blocks(n, [&](int64_t b, int64_t len) { for_vectors<T>(len, [&](int64_t i, auto k) { f(b + i, k); }); });
 }
 
-// sigmoid on a vector: float32 through exp_poly of -|v| (in (0, 1]: nothing to clamp, so sigmoid(-100)
-// is e^-100 and sigmoid(-inf) 0, as torch's), then 1 / (1 + e) or e / (1 + e) by sign; NaN stays NaN.
-// double lane by lane through std::exp.
+// sigmoid on a vector: float32 through exp_poly of -|v| (in (0, 1]: it never overflows, sigmoid(+inf) is
+// 1 and sigmoid(-inf) 0, as torch's; below -87.3 exp_poly flushes to 0 where torch keeps a denormal),
+// then 1 / (1 + e) or e / (1 + e) by sign; NaN stays NaN. double lane by lane through std::exp.
 inline Vec<float> sigmoid(Vec<float> v) {
   const Vec<float> e = exp_poly(v > 0 ? -v : v), r = 1.0f / (1.0f + e);
   return v >= 0 ? r : e * r;
@@ -58,8 +58,9 @@ inline Vec<double> sigmoid(Vec<double> v) {
   return s;
 }
 
-// Calls f(a_half, b_half, o, i, k) over GLU's rows: row o of x holds a's half * inner values, then
-// b's; (i, k) as for_vectors over one half. Rows are split between the threads above kParallelMin.
+// Calls f(base, o, i, k) over GLU's rows: row o of x, from x[base = 2 o half inner], holds a's
+// half * inner values, then b's; (i, k) as for_vectors over one half. Rows are split between the
+// threads above kParallelMin.
 template <class T, class F>
 void for_glu_rows(const GluArgs& a, F f) {
   const int64_t row = a.half * a.inner;
