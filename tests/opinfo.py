@@ -379,6 +379,27 @@ def KE(fn, error, arg, op=None):  # noqa: N802
     return ErrorInput(Call((Kw(fn),)), error, arg, op)
 
 
+def _build(value, rng):
+    """A table value as the op gets it: builders (callables) called with rng, inside tuples too."""
+    if callable(value):
+        return value(rng)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_build(v, rng) for v in value)
+    return value
+
+
+def resolve(call, rng):
+    """The (args, kwargs) a Call passes to its op, every builder called with rng."""
+    args, kwargs = [], {}
+    for a in call.args:
+        if isinstance(a, Kw):
+            kwargs.update(a.fn(rng))
+        else:
+            args.append(_build(a, rng))
+    kwargs.update({k: _build(v, rng) for k, v in call.kwargs.items()})
+    return args, kwargs
+
+
 @op("kernels", "lstm_cell_forward", ("lstm_cell",))
 def _(rng):
     base = _cell
@@ -923,6 +944,8 @@ def _(rng):
     return [Call((arr(rng, 3, 4),)), Call((arr(rng, 2, 6, 3, dtype=np.float64), 1))], [
         E((arr(rng, 3, 5),), ValueError, "dim"),
         E((arr(rng, 3, 4), 2), ValueError, "dim"),
+        E((arr(rng, 3, 4), None), TypeError, "dim"),
+        E((arr(rng, 3, 4), 1.5), TypeError, "dim"),
         E((arr(rng, 3, 4).astype(np.float16),), TypeError, "input"),
         E((arr(rng, 3, 4).astype(">f4"),), TypeError, "input"),
         E((arr(rng, 3, 4),), ValueError, "output", out=arr(rng, 3, 4)),

@@ -258,3 +258,13 @@ def test_dropout_errors(call, error, match):
 
 def test_family_is_registered():
     assert "activation" in _C.cpu.FAMILIES
+
+
+def test_dropout_of_a_big_endian_tensor_matches_native():
+    """The array-code path (a non-native dtype skips the kernels) gives the native array's result."""
+    x = np.arange(1, 41, dtype=np.float32)
+    pf.manual_seed(5)
+    native = F.dropout(pf.tensor(x), 0.5).numpy()
+    pf.manual_seed(5)
+    swapped = F.dropout(pf.tensor(x.astype(">f4")), 0.5).numpy()
+    np.testing.assert_array_equal(swapped, native)

@@ -12,33 +12,13 @@ import pyfastdl as pf
 from pyfastdl import kernels as K
 from pyfastdl._core import _C
 from pyfastdl.nn import functional as F
-from opinfo import OPS, Kw
+from opinfo import OPS, resolve
 
 
 def _public_ops(module):
     """The public callables of a module (its own and those its submodules export), not classes."""
     names = getattr(module, "__all__", None) or [n for n in dir(module) if not n.startswith("_")]
     return {n for n in names if inspect.isfunction(getattr(module, n, None))}
-
-
-def _build(value, rng):
-    """A table value as the op gets it: builders (callables) called with rng, inside tuples too."""
-    if callable(value):
-        return value(rng)
-    if isinstance(value, (tuple, list)):
-        return type(value)(_build(v, rng) for v in value)
-    return value
-
-
-def _resolve(call, rng):
-    args, kwargs = [], {}
-    for a in call.args:
-        if isinstance(a, Kw):
-            kwargs.update(a.fn(rng))
-        else:
-            args.append(_build(a, rng))
-    kwargs.update({k: _build(v, rng) for k, v in call.kwargs.items()})
-    return args, kwargs
 
 
 def _finite(out):
@@ -69,14 +49,14 @@ def _errors():
 
 @pytest.mark.parametrize("info, i", _samples())
 def test_sample_input(info, i, rng):
-    args, kwargs = _resolve(info.samples(rng)[i], rng)
+    args, kwargs = resolve(info.samples(rng)[i], rng)
     assert _finite(info.op(*args, **kwargs))
 
 
 @pytest.mark.parametrize("info, i", _errors())
 def test_error_input(info, i, rng):
     e = info.errors(rng)[i]
-    args, kwargs = _resolve(e.call, rng)
+    args, kwargs = resolve(e.call, rng)
     with pytest.raises((ValueError, TypeError, IndexError)) as caught:
         info.op(*args, **kwargs)
     msg = str(caught.value)

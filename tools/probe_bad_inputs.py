@@ -111,7 +111,10 @@ def array_mutations(v):
         for dt in ("float32", "int32", "uint8"):
             out.append((dt, _like(v, a.astype(dt)), _like(v, a.astype(dt).astype(a.dtype))))
         if a.size:
+            bounds = np.iinfo(a.dtype)
             for name, value in (("index-1", -1), ("index-huge", 2**40), ("index-min", -(2**63))):
+                if not bounds.min <= value <= bounds.max:  # (uint8 masks, uint16 dropout draws)
+                    continue
                 m = a.copy()
                 m.flat[0] = value
                 out.append((name, _like(v, m), None))
@@ -260,25 +263,6 @@ def evaluate(run, words, torch_run=None, canonical=None) -> tuple[str, str]:
 
 # ---- cases from the op table ----------------------------------------------------------------------
 
-def _resolve(call, rng):
-    args, kwargs = [], {}
-    for a in call.args:
-        if isinstance(a, opinfo.Kw):
-            kwargs.update(a.fn(rng))
-        else:
-            args.append(_build(a, rng))
-    kwargs.update({k: _build(v, rng) for k, v in call.kwargs.items()})
-    return args, kwargs
-
-
-def _build(value, rng):
-    if callable(value):
-        return value(rng)
-    if isinstance(value, (tuple, list)):
-        return type(value)(_build(v, rng) for v in value)
-    return value
-
-
 def _slots(fn, args, kwargs):
     """(slot, parameter name, value): every argument of the call, one level into tuples/lists of
     tensors (hx, params), and the interesting defaults."""
@@ -333,7 +317,7 @@ def table_cases():
     for info in opinfo.OPS:
         samples = info.samples(np.random.default_rng(0))
         i = 0  # the first sample of each op (the plainest call)
-        args, kwargs = _resolve(samples[i], np.random.default_rng(0))
+        args, kwargs = opinfo.resolve(samples[i], np.random.default_rng(0))
         for slot, pname, v in _slots(info.op, args, kwargs):
             for mname, _, _ in _mutations(v):
                 cases.append((f"{info.id}[{pname}{'' if slot[2] is None else '.' + str(slot[2])}={mname}]",
@@ -344,7 +328,7 @@ def table_cases():
 def _table_case(info, i, slot, pname, mname):
     def fn():
         rng = np.random.default_rng(0)
-        args, kwargs = _resolve(info.samples(rng)[i], rng)
+        args, kwargs = opinfo.resolve(info.samples(rng)[i], rng)
         base = dict((s, v) for s, _, v in _slots(info.op, args, kwargs))[slot]
         _, value, canon = next(m for m in _mutations(base) if m[0] == mname)
         words = (*info.message_names(), pname)

@@ -60,7 +60,7 @@ def glu_forward(input, dim=-1, *, variant="fast", out=None):  # noqa: A002
     """GLU (Dauphin et al. 2017): ``a * sigmoid(b)`` where a and b are the first and second halves of
     ``dim`` (its size must be even); the output has ``dim`` halved."""
     x = _dispatch.kernel_input(input, "glu_forward", "input")
-    a = _glu_args(tuple(x.shape), int(dim))
+    a = _glu_args(tuple(x.shape), _dispatch.int_arg("glu_forward", "dim", dim))
     (y,) = _dispatch.outputs(out, x, a.output_shape)
     _dispatch.launch("glu_forward", variant, a, x, y, variants=ACTIVATION_VARIANTS)
     return y
@@ -70,7 +70,7 @@ def glu_backward(input, grad_output, dim=-1, *, variant="fast", out=None):  # no
     """The gradient of :func:`glu_forward` with respect to its input (input's shape), from the input
     and the output's gradient: ``g * s`` for a's half, ``g * a * s * (1 - s)`` for b's, s = sigmoid(b)."""
     x = _dispatch.kernel_input(input, "glu_backward", "input")
-    a = _glu_args(tuple(x.shape), int(dim))
+    a = _glu_args(tuple(x.shape), _dispatch.int_arg("glu_backward", "dim", dim))
     (gx,) = _dispatch.outputs(out, x, x.shape)
     _dispatch.launch("glu_backward", variant, a, x, _dispatch.kernel_input(grad_output, "glu_backward", "grad_output"),
                      gx, variants=ACTIVATION_VARIANTS)

@@ -23,8 +23,9 @@ def _bits(x, rng):
 
 
 def _masked(a, keep, scale):
-    """a * keep * scale in two passes (the mask read as bytes: a bool operand makes numpy cast)."""
-    out = backend.get_array_module(a).multiply(a, keep.view(np.uint8), dtype=a.dtype)
+    """a * keep * scale in two passes (the mask read as bytes: a bool operand makes numpy cast), in
+    a's dtype in native byte order (ufuncs refuse a byte-order in ``dtype=``)."""
+    out = backend.get_array_module(a).multiply(a, keep.view(np.uint8), dtype=a.dtype.newbyteorder("="))
     out *= scale
     return out
 
