@@ -384,6 +384,10 @@ def _run_backward(tensor, gradient, retain_graph):
     order = _topological_order(tensor._node)
     counts = _hooked_edges(order) if _hooked_leaves else {}
     order.reverse()  # popped from the end: root first, and each node is dropped once done
+    # (id(node), output index) of the pending gradients that are sums this loop allocated: a third
+    # and later contribution adds into them in place (an attention's keys get one per decoder step).
+    # The first contribution is stored as given: a backward may hand one array to several inputs.
+    summed = set()
     while order:
         node = order.pop()
         out_grads = pending.pop(id(node), None)
@@ -432,7 +436,13 @@ def _run_backward(tensor, gradient, retain_graph):
                 slot = pending.get(id(producer))
                 if slot is None:
                     slot = pending[id(producer)] = [None] * len(producer.output_meta)
-                slot[index] = _accumulate(slot[index], g)
+                current = slot[index]
+                if (id(producer), index) in summed and current.dtype == g.dtype:
+                    current += g  # a sum made below, held by no one else: add in place
+                else:
+                    slot[index] = _accumulate(current, g)
+                    if current is not None:
+                        summed.add((id(producer), index))
         del in_grads
 
 

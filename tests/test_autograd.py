@@ -341,3 +341,17 @@ def test_a_graph_is_freed_by_reference_counting_and_holds_no_intermediate_tensor
         assert node_ref() is None
     finally:
         gc.enable()
+
+
+def test_many_uses_sum_in_place_without_touching_given_arrays(rng):
+    """A tensor used many times gets its gradient contributions summed (the engine adds the third and
+    later ones in place into the sum it made), while the arrays the backward functions hand over, the
+    caller's seed gradient among them, are left as they were."""
+    x = pf.tensor(rng.standard_normal((2, 3)), requires_grad=True)
+    h = x * 2.0
+    out = h + h + h * 3.0 + h  # Add hands one array to both of its inputs
+    seed = rng.standard_normal((2, 3))
+    kept = seed.copy()
+    out.backward(pf.tensor(seed))
+    np.testing.assert_array_equal(seed, kept)
+    np.testing.assert_allclose(x.grad.numpy(), 12.0 * seed, rtol=1e-12)

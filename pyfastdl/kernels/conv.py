@@ -131,7 +131,10 @@ def conv2d_backward_bias(grad_out, *, out=None):
     if grad_out.ndim != 4:
         raise ValueError(f"conv2d_backward_bias: grad_out must have 4 dimensions (N, K, P, Q), got shape "
                          f"{tuple(grad_out.shape)}")
-    return grad_out.sum(axis=(0, 2, 3), out=out)
+    # Summed over N first (whole (K, P*Q) slabs, vectorised), then along each contiguous row: numpy's
+    # one-call sum over axes (0, 2, 3) walks short rows one at a time (ConvS2S's 12-step maps: 12x slower).
+    n, k, p, q = grad_out.shape
+    return grad_out.reshape(n, k, p * q).sum(axis=0).sum(axis=-1, out=out)
 
 
 # ---- conv_transpose2d: the same kernels with input and output swapped ------------------------------
