@@ -562,8 +562,14 @@ def test_compiled_kernel_checks_its_arrays():
     a = _C.AttentionArgs(q.shape, k.shape, v.shape)
     out, lse = np.empty(a.out_shape, np.float32), np.empty(a.lse_shape, np.float32)
     qt = np.ascontiguousarray(np.swapaxes(q, 2, 3)).swapaxes(2, 3)
-    with pytest.raises(ValueError, match="query must be C-contiguous"):
+    with pytest.raises(ValueError, match="query must have contiguous rows"):
         _C.cpu.sdpa_forward(a, qt, k, v, None, out, lse)
+    with pytest.raises(ValueError, match="key's rows overlap"):
+        _C.cpu.sdpa_forward(a, q, np.lib.stride_tricks.as_strided(k, strides=k.strides[:2] + (4, 4)), v, None, out, lse)
+    with pytest.raises(ValueError, match="out is written and must not be a broadcast view"):
+        _C.cpu.sdpa_forward(a, q, k, v, None, np.lib.stride_tricks.as_strided(out, strides=(0,) + out.strides[1:]), lse)
+    with pytest.raises(ValueError, match="lse must be C-contiguous"):
+        _C.cpu.sdpa_forward(a, q, k, v, None, out, np.empty(a.lse_shape[::-1], np.float32).T)
     with pytest.raises(ValueError, match="out has shape"):
         _C.cpu.sdpa_forward(a, q, k, v, None, np.empty((2, 3, 4, 6), np.float32), lse)
     with pytest.raises(TypeError, match="lse is float64"):
@@ -612,3 +618,53 @@ def test_device_writes_every_output(rng):
     for got, expected in zip(grads, cpu_grads):
         assert rel_err(got, expected) < 1e-4
 
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("variant", ["fast", "reference"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cpu_kernels_read_and_write_views_in_place(dtype, variant, threads, rng):
+    """q, k, v as the heads of one packed (B, L, 3, H, E) projection, grad_output and the gradients
+    as views of (B, L, ...) arrays: the same numbers as on contiguous copies, and out in the query's
+    layout, (B, L, H, E) underneath. 150 positions: several query and key blocks, and with two
+    threads a head's keys split over tasks (the summed dQ slots written back through strides)."""
+    B, L, H, E = 2, 150, 3, 5
+    x = rng.standard_normal((B, L, 3, H, E)).astype(dtype)
+    q, k, v = x.transpose(2, 0, 3, 1, 4)
+    copies = [np.ascontiguousarray(a) for a in (q, k, v)]
+    mask = rng.random((B, 1, 1, L)) > 0.2
+    mask[..., 0] = True
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
+    before = pyfastdl.get_num_threads()
+    pyfastdl.set_num_threads(threads)
+    try:
+        for m, causal in ((None, True), (mask, False)):
+            out, lse = kernels.sdpa_forward(q, k, v, m, causal, variant=variant)
+            expected, expected_lse = kernels.sdpa_forward(*copies, m, causal, variant=variant)
+            assert out.transpose(0, 2, 1, 3).flags.c_contiguous
+            np.testing.assert_allclose(out, expected, **tol)
+            np.testing.assert_allclose(lse, expected_lse, **tol)
+            go = rng.standard_normal((B, L, H, E)).astype(dtype).transpose(0, 2, 1, 3)
+            packed = np.full((B, L, 3, H, E), np.nan, dtype)
+            grads = kernels.sdpa_backward(q, k, v, out, lse, go, m, causal, variant=variant,
+                                          out=tuple(packed.transpose(2, 0, 3, 1, 4)))
+            want = kernels.sdpa_backward(*copies, expected, expected_lse, np.ascontiguousarray(go), m, causal,
+                                         variant=variant)
+            for g, w in zip(grads, want):
+                np.testing.assert_allclose(g, w, **tol)
+            assert not np.isnan(packed).any()  # every gradient row written in place
+    finally:
+        pyfastdl.set_num_threads(before)
+
+
+def test_cpu_kernels_copy_inputs_they_cannot_read_in_place(rng):
+    """A key broadcast along its rows (stride 0), rows that are not contiguous, a read-only value:
+    copied first, so the results equal the contiguous inputs'."""
+    q, k, v = (rng.standard_normal((2, 3, 7, 4)).astype(np.float32) for _ in range(3))
+    k_row = np.broadcast_to(k[:, :, :1], k.shape)
+    k_cols = np.ascontiguousarray(k.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)
+    v_ro = v.copy()
+    v_ro.flags.writeable = False
+    for kk, vv, kref in ((k_row, v, np.ascontiguousarray(k_row)), (k_cols, v_ro, k)):
+        out, _ = kernels.sdpa_forward(q, kk, vv)
+        np.testing.assert_allclose(out, kernels.sdpa_forward(q, kref, v)[0], rtol=1e-6)

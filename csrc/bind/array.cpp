@@ -45,15 +45,12 @@ DType dtype_from_typestr(const std::string& t, const char* op, const char* name)
   type_fail(std::string(op) + ": " + name + " has unsupported dtype '" + t + "'");
 }
 
-}  // namespace
-
-Array cpu_array(py::handle obj, const char* op, const char* name) {
+// The numpy array `obj`, read-write, with its dtype read (TypeError / ValueError naming op and name).
+Array numpy_view(py::handle obj, const char* op, const char* name, py::array& arr) {
   if (!py::isinstance<py::array>(obj))
     type_fail(std::string(op) + ": " + name + " must be a numpy array, got " +
               std::string(py::str(py::type::of(obj).attr("__name__"))));
-  auto arr = py::reinterpret_borrow<py::array>(obj);
-  if (!(arr.flags() & py::array::c_style))
-    fail(op, ": ", name, " must be C-contiguous (call numpy.ascontiguousarray first)");
+  arr = py::reinterpret_borrow<py::array>(obj);
   Array a;
   // Every array must be writeable (the Python layer copies read-only inputs before the kernels).
   if (!arr.writeable())
@@ -65,6 +62,32 @@ Array cpu_array(py::handle obj, const char* op, const char* name) {
   // (type numbers from NPY_USERDEF = 256 on), such as ml_dtypes' bfloat16.
   bool bf16 = arr.dtype().num() >= 256 && std::string(py::str(arr.dtype().attr("name"))) == "bfloat16";
   a.dtype = bf16 ? DType::bf16 : dtype_from_typestr(ts, op, name);
+  return a;
+}
+
+}  // namespace
+
+Array cpu_array(py::handle obj, const char* op, const char* name) {
+  py::array arr;
+  Array a = numpy_view(obj, op, name, arr);
+  if (!(arr.flags() & py::array::c_style))
+    fail(op, ": ", name, " must be C-contiguous (call numpy.ascontiguousarray first)");
+  return a;
+}
+
+Array cpu_rows_array(py::handle obj, const char* op, const char* name, bool output) {
+  py::array arr;
+  Array a = numpy_view(obj, op, name, arr);
+  const auto item = static_cast<int64_t>(arr.itemsize());
+  for (py::ssize_t d = 0; d < arr.ndim(); ++d) {
+    const int64_t st = arr.strides(d), n = arr.shape(d);
+    const bool last = d == arr.ndim() - 1;
+    check(n <= 1 || (st >= 0 && st % item == 0 && (!last || st == item)), op, ": ", name,
+          " must have contiguous rows (its last dimension) and non-negative strides, got strides ",
+          shape_str(Shape(arr.strides(), arr.strides() + arr.ndim())), " (call numpy.ascontiguousarray first)");
+    check(!output || n <= 1 || st != 0, op, ": ", name, " is written and must not be a broadcast view (stride 0)");
+    a.strides.push_back(n <= 1 ? 0 : st / item);
+  }
   return a;
 }
 

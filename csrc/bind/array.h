@@ -20,11 +20,16 @@ struct Array {
   void* data = nullptr;
   Shape shape;
   DType dtype = DType::f32;
+  Shape strides;  // in elements; filled by cpu_rows_array only (the others are C-contiguous)
   template <class T> T* ptr() const { return static_cast<T*>(data); }
 };
 
 // A C-contiguous numpy array (TypeError if it is not a numpy array, ValueError if not contiguous).
 Array cpu_array(py::handle obj, const char* op, const char* name);
+// A numpy array whose last dimension is contiguous, with any non-negative strides (whole elements)
+// over the others: a view the kernel reads, or writes when `output` (which must not overlap itself:
+// no zero stride along a dimension longer than 1). `strides` is filled.
+Array cpu_rows_array(py::handle obj, const char* op, const char* name, bool output);
 // A C-contiguous device array, read through __cuda_array_interface__.
 Array cuda_array(py::handle obj, const char* op, const char* name);
 // The same, or a null Array for None (optional arguments such as bias).

@@ -9,6 +9,9 @@
 // plus the same two with the suffix _reference (one query row at a time, two-pass softmax). The fast
 // variant is flash-attention style (FlashAttention-2: blocked online softmax, O(seq * dim) memory).
 // Outputs are preallocated by the caller: out a.out_shape, lse a.lse_shape, grads like q, k, v.
+// On the CPU, q, k, v, out and the gradients may be strided views whose rows (last dimension) are
+// contiguous: the kernels read and write them in place (the heads of a (B, L, H, E) array, viewed as
+// (B, H, L, E), need no copy); the mask and lse are C-contiguous, as is everything on the GPU.
 // Every array is checked against the AttentionArgs, the same way on both devices: q, k, v, out and
 // the grads all one float dtype (float32 or float64 on the CPU; float32, float16 or bfloat16 on the
 // GPU, with float32 accumulation); a bool mask or an additive one of q's dtype; lse of q's dtype on
@@ -19,6 +22,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <initializer_list>
 #include <optional>
@@ -96,14 +100,16 @@ struct SdpaArrays {
   Array q, k, v, mask, out, lse, grad_out, grad_q, grad_k, grad_v;
 };
 
-Array get_array(bool cuda, py::handle obj, const char* name) {
-  return cuda ? cuda_array(obj, kOp, name) : cpu_array(obj, kOp, name);
+// The CPU kernels take views whose rows (last dimension) are contiguous, read and written in place
+// (strides); the CUDA kernels C-contiguous arrays.
+Array get_array(bool cuda, py::handle obj, const char* name, bool output = false) {
+  return cuda ? cuda_array(obj, kOp, name) : cpu_rows_array(obj, kOp, name, output);
 }
 
 // An array of q's dtype (or of `dtype`, when given) with the given shape.
 Array same_dtype_array(bool cuda, const Array& q, py::handle obj, const Shape& shape, const char* name,
-                       std::optional<DType> dtype = std::nullopt) {
-  Array x = get_array(cuda, obj, name);
+                       std::optional<DType> dtype = std::nullopt, bool output = false) {
+  Array x = get_array(cuda, obj, name, output);
   if (dtype)
     expect_dtype(x, {*dtype}, kOp, name);
   else
@@ -128,21 +134,52 @@ SdpaArrays sdpa_arrays(bool cuda, const AttentionArgs& a, py::handle q, py::hand
     check(mask.is_none(), kOp, ": attn_mask was given but the AttentionArgs were built without a mask");
   } else {
     check(!mask.is_none(), kOp, ": the AttentionArgs expect a ", mask_kind_name(a.mask), " attn_mask, got None");
-    r.mask = same_dtype_array(cuda, r.q, mask, a.mask_shape, "attn_mask",
-                              a.mask == MaskKind::boolean ? std::optional<DType>(DType::b8) : std::nullopt);
+    // read through AttentionArgs::mask_stride: C-contiguous
+    r.mask = cuda ? cuda_array(mask, kOp, "attn_mask") : cpu_array(mask, kOp, "attn_mask");
+    if (a.mask == MaskKind::boolean)
+      expect_dtype(r.mask, {DType::b8}, kOp, "attn_mask");
+    else
+      expect_same_dtype(r.q, r.mask, kOp, "query", "attn_mask");
+    expect_shape(r.mask, a.mask_shape, kOp, "attn_mask");
   }
-  r.out = same_dtype_array(cuda, r.q, out, a.out_shape(), "out");
-  r.lse = same_dtype_array(cuda, r.q, lse, a.lse_shape(), "lse",
-                           cuda ? std::optional<DType>(DType::f32) : std::nullopt);
+  r.out = same_dtype_array(cuda, r.q, out, a.out_shape(), "out", std::nullopt, true);
+  r.lse = cuda ? cuda_array(lse, kOp, "lse") : cpu_array(lse, kOp, "lse");  // C-contiguous
+  if (cuda)
+    expect_dtype(r.lse, {DType::f32}, kOp, "lse");
+  else
+    expect_same_dtype(r.q, r.lse, kOp, "query", "lse");
+  expect_shape(r.lse, a.lse_shape(), kOp, "lse");
   return r;
+}
+
+// The CPU kernels' strides of an operand: (batch, head, row) of its rank-4 view. Rows are the
+// GEMMs' leading dimension, which must span a row: overlapping rows are refused, and a single row
+// (whose stride numpy leaves arbitrary) gets its own width.
+HeadStrides head_strides(const Array& x, const char* name) {
+  const int64_t rows = x.shape[2], width = x.shape[3], r = x.strides[2];
+  check(rows <= 1 || r >= width, kOp, ": ", name, "'s rows overlap (row stride ", r, " elements, rows of ", width,
+        "); pass numpy.ascontiguousarray(", name, ")");
+  return {x.strides[0], x.strides[1], rows <= 1 ? std::max<int64_t>(width, 1) : r};
+}
+
+SdpaLayout cpu_layout(const SdpaArrays& r, bool backward) {
+  SdpaLayout s{head_strides(r.q, "query"), head_strides(r.k, "key"), head_strides(r.v, "value"),
+               head_strides(r.out, "out"), {}, {}, {}, {}};
+  if (backward) {
+    s.grad_out = head_strides(r.grad_out, "grad_out");
+    s.grad_q = head_strides(r.grad_q, "grad_query");
+    s.grad_k = head_strides(r.grad_k, "grad_key");
+    s.grad_v = head_strides(r.grad_v, "grad_value");
+  }
+  return s;
 }
 
 void add_grads(bool cuda, const AttentionArgs& a, SdpaArrays& r, py::handle grad_out, py::handle grad_q,
                py::handle grad_k, py::handle grad_v) {
   r.grad_out = same_dtype_array(cuda, r.q, grad_out, a.out_shape(), "grad_out");
-  r.grad_q = same_dtype_array(cuda, r.q, grad_q, a.q_shape(), "grad_query");
-  r.grad_k = same_dtype_array(cuda, r.q, grad_k, a.k_shape(), "grad_key");
-  r.grad_v = same_dtype_array(cuda, r.q, grad_v, a.v_shape(), "grad_value");
+  r.grad_q = same_dtype_array(cuda, r.q, grad_q, a.q_shape(), "grad_query", std::nullopt, true);
+  r.grad_k = same_dtype_array(cuda, r.q, grad_k, a.k_shape(), "grad_key", std::nullopt, true);
+  r.grad_v = same_dtype_array(cuda, r.q, grad_v, a.v_shape(), "grad_value", std::nullopt, true);
 }
 
 // ---- CPU ----------------------------------------------------------------------------------------------
@@ -173,8 +210,8 @@ void forward_cpu(bool reference, const AttentionArgs& a, py::handle q, py::handl
   const SdpaArrays r = sdpa_arrays(false, a, q, k, v, mask, out, lse);
   for_dtype(r, [&](auto zero) {
     using T = decltype(zero);
-    kernels<T>(reference).forward(a, r.q.ptr<T>(), r.k.ptr<T>(), r.v.ptr<T>(), r.mask.data, r.out.ptr<T>(),
-                                  r.lse.ptr<T>());
+    kernels<T>(reference).forward(a, cpu_layout(r, false), r.q.ptr<T>(), r.k.ptr<T>(), r.v.ptr<T>(), r.mask.data,
+                                  r.out.ptr<T>(), r.lse.ptr<T>());
   });
 }
 
@@ -185,9 +222,9 @@ void backward_cpu(bool reference, const AttentionArgs& a, py::handle q, py::hand
   add_grads(false, a, r, grad_out, grad_q, grad_k, grad_v);
   for_dtype(r, [&](auto zero) {
     using T = decltype(zero);
-    kernels<T>(reference).backward(a, r.q.ptr<T>(), r.k.ptr<T>(), r.v.ptr<T>(), r.mask.data, r.out.ptr<T>(),
-                                   r.lse.ptr<T>(), r.grad_out.ptr<T>(), r.grad_q.ptr<T>(), r.grad_k.ptr<T>(),
-                                   r.grad_v.ptr<T>());
+    kernels<T>(reference).backward(a, cpu_layout(r, true), r.q.ptr<T>(), r.k.ptr<T>(), r.v.ptr<T>(), r.mask.data,
+                                   r.out.ptr<T>(), r.lse.ptr<T>(), r.grad_out.ptr<T>(), r.grad_q.ptr<T>(),
+                                   r.grad_k.ptr<T>(), r.grad_v.ptr<T>());
   });
 }
 

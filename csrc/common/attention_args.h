@@ -53,6 +53,31 @@ struct AttentionArgs {
   int64_t visible_keys(int64_t i) const { return causal ? (i + 1 < S ? i + 1 : S) : S; }
 };
 
+// Where one (B, H, rows, features) operand's rows are: element strides over batch, head and row;
+// the features of a row are contiguous. A C-contiguous array has {H * rows * f, rows * f, f}; the
+// heads of a (B, rows, H, f) array (torch's and nn.MultiheadAttention's layout, viewed with its
+// heads moved forward, no copy) have {rows * H * f, f, H * f}.
+struct HeadStrides {
+  int64_t b = 0, h = 0, r = 0;
+  int64_t head(int64_t batch, int64_t head_index) const { return batch * b + head_index * h; }
+};
+
+inline HeadStrides contiguous_heads(int64_t H, int64_t rows, int64_t features) {
+  return {H * rows * features, rows * features, features};
+}
+
+// The strides of every operand of a call (the CPU kernels read and write views in place; the CUDA
+// kernels take C-contiguous arrays only). lse is always C-contiguous (B, H, L).
+struct SdpaLayout {
+  HeadStrides q, k, v, out, grad_out, grad_q, grad_k, grad_v;
+};
+
+inline SdpaLayout contiguous_layout(const AttentionArgs& a) {
+  const HeadStrides q = contiguous_heads(a.H, a.L, a.E), k = contiguous_heads(a.H, a.S, a.E),
+                    v = contiguous_heads(a.H, a.S, a.Ev), out = contiguous_heads(a.H, a.L, a.Ev);
+  return {q, k, v, out, out, q, k, v};
+}
+
 inline const char* mask_kind_name(MaskKind k) {
   return k == MaskKind::boolean ? "bool" : k == MaskKind::additive ? "additive" : "none";
 }

@@ -30,6 +30,9 @@
 // rounded up to 16). The file is compiled once per instruction set (AVX-512, AVX2, baseline;
 // cpu/isa.h), the copy picked at run time; the block sizes are the same for every set.
 // NaN and Inf propagate as in torch's math path (see finish_row); masked-out keys are skipped.
+// Every operand but lse is addressed through its own (batch, head, row) strides (SdpaLayout), so the
+// heads of a (B, L, H, E) projection -- q, k and v as views of one (B, L, 3, H, E) array -- are read
+// and their gradients written in place: the GEMMs take a row stride anyway. No transpose copies.
 //
 // What each step bought (forward, float32, 8 heads x 1024 x 64, one thread, ratio = torch 2.13's
 // CPU time / ours on a shared 2-core Sapphire Rapids VM, +-5% noise):
@@ -226,13 +229,13 @@ inline int64_t padded(int64_t n) { return n == BK ? BK : round_up(n); }
 
 // Forward: the online-softmax update of a block of scores s (mq rows of stride BK, n keys) for
 // queries [i0, i0 + mq): masks it, raises the running maxima m, turns s into exp(s - m), adds the
-// row sums to l and rescales the partial output rows (stride Ev) that were summed under the old m.
+// row sums to l and rescales the partial output rows (stride ldo) that were summed under the old m.
 // The per-row scalars (new maximum, rescaling factor) are computed for all rows at once, as
 // vectors, between the row passes.
 template <class T>
 void softmax_update_block(const AttentionArgs& a, const void* mask, bool masked, int64_t b,
                                                int64_t h, int64_t i0, int64_t mq, int64_t j0, int64_t n, T* s,
-                                               T* m, T* l, T* out) {
+                                               T* m, T* l, T* out, int64_t ldo) {
   T shift[BQ], alpha[BQ];
   const int64_t nr = padded(n);
   for (int64_t r = 0; r < mq; ++r) {
@@ -251,7 +254,7 @@ void softmax_update_block(const AttentionArgs& a, const void* mask, bool masked,
   }
   for (int64_t r = 0; r < mq; ++r) {
     l[r] = l[r] * alpha[r] + exp_shift_sum(s + r * BK, nr, shift[r]);
-    if (alpha[r] != T(1)) scale_row(out + r * a.Ev, a.Ev, alpha[r]);
+    if (alpha[r] != T(1)) scale_row(out + r * ldo, a.Ev, alpha[r]);
   }
 }
 
@@ -313,17 +316,24 @@ inline int64_t blocks_per_task(int64_t BH, int64_t nblocks) {
   return (nblocks + chunks - 1) / chunks;
 }
 
-// K^T of keys [0, n) of one head in blocks of BK keys, (nkb, E, BK): Q K^T then multiplies
-// row-major blocks ("NN"), which OpenBLAS's small-matrix kernels do faster than the transposed
-// product (and a block's rows are contiguous: no 4 KiB strides that alias in the cache).
+// K^T of keys [0, n) of one head (rows of stride ldk) in blocks of BK keys, (nkb, E, BK): Q K^T
+// then multiplies row-major blocks ("NN"), which OpenBLAS's small-matrix kernels do faster than the
+// transposed product (and a block's rows are contiguous: no 4 KiB strides that alias in the cache).
 template <class T>
-void pack_kt(const T* k, int64_t n, int64_t E, T* kt) {
+void pack_kt(const T* k, int64_t ldk, int64_t n, int64_t E, T* kt) {
   for (int64_t j = 0; j < n; ++j)
-    for (int64_t e = 0; e < E; ++e) kt[(j / BK * E + e) * BK + j % BK] = k[j * E + e];
+    for (int64_t e = 0; e < E; ++e) kt[(j / BK * E + e) * BK + j % BK] = k[j * ldk + e];
+}
+
+// Zeroes n rows of `cols` values, ld apart.
+template <class T>
+void zero_rows(T* x, int64_t n, int64_t cols, int64_t ld) {
+  for (int64_t r = 0; r < n; ++r) std::fill(x + r * ld, x + r * ld + cols, T(0));
 }
 
 template <class T>
-void sdpa_forward_cpu(const AttentionArgs& a, const T* q, const T* k, const T* v, const void* mask, T* out, T* lse) {
+void sdpa_forward_cpu(const AttentionArgs& a, const SdpaLayout& lay, const T* q, const T* k, const T* v,
+                      const void* mask, T* out, T* lse) {
   const int64_t L = a.L, S = a.S, E = a.E, Ev = a.Ev, BH = a.B * a.H;
   const int64_t nqb = (L + BQ - 1) / BQ, nkb = (S + BK - 1) / BK;
   const int64_t per_task = blocks_per_task(BH, nqb), chunks = (nqb + per_task - 1) / per_task;
@@ -337,23 +347,24 @@ void sdpa_forward_cpu(const AttentionArgs& a, const T* q, const T* k, const T* v
     for (int64_t t = 0; t < BH * chunks; ++t) {
       const int64_t bh = t / chunks, b = bh / a.H, h = bh % a.H;
       const int64_t qb0 = t % chunks * per_task, qb1 = std::min(nqb, qb0 + per_task);
-      pack_kt(k + bh * S * E, a.causal ? std::min(S, qb1 * BQ) : S, E, kt);
-      const T* vh = v + bh * S * Ev;
+      const int64_t ldq = lay.q.r, ldv = lay.v.r, ldo = lay.out.r;
+      pack_kt(k + lay.k.head(b, h), lay.k.r, a.causal ? std::min(S, qb1 * BQ) : S, E, kt);
+      const T* vh = v + lay.v.head(b, h);
       for (int64_t i0 = qb0 * BQ; i0 < std::min(L, qb1 * BQ); i0 += BQ) {
         const int64_t mq = std::min(BQ, L - i0);
-        const T* qb = q + (bh * L + i0) * E;
-        T* ob = out + (bh * L + i0) * Ev;
-        std::fill(ob, ob + mq * Ev, T(0));
+        const T* qb = q + lay.q.head(b, h) + i0 * ldq;
+        T* ob = out + lay.out.head(b, h) + i0 * ldo;
+        zero_rows(ob, mq, Ev, ldo);
         std::fill(m, m + BQ, -kInf<T>);
         std::fill(l, l + BQ, T(0));
         const int64_t kend = a.causal ? std::min(S, i0 + mq) : S;  // keys beyond are all masked
         for (int64_t j0 = 0; j0 < kend; j0 += BK) {
           const int64_t n = std::min(BK, kend - j0);
-          gemm(false, false, mq, n, E, scale, qb, E, kt + j0 * E, BK, T(0), s, BK);
-          softmax_update_block(a, mask, needs_mask(a, i0, j0, n), b, h, i0, mq, j0, n, s, m, l, ob);
-          gemm(false, false, mq, Ev, n, T(1), s, BK, vh + j0 * Ev, Ev, T(1), ob, Ev);
+          gemm(false, false, mq, n, E, scale, qb, ldq, kt + j0 * E, BK, T(0), s, BK);
+          softmax_update_block(a, mask, needs_mask(a, i0, j0, n), b, h, i0, mq, j0, n, s, m, l, ob, ldo);
+          gemm(false, false, mq, Ev, n, T(1), s, BK, vh + j0 * ldv, ldv, T(1), ob, ldo);
         }
-        for (int64_t r = 0; r < mq; ++r) finish_row(ob + r * Ev, Ev, m[r], l[r], lse + bh * L + i0 + r);
+        for (int64_t r = 0; r < mq; ++r) finish_row(ob + r * ldo, Ev, m[r], l[r], lse + bh * L + i0 + r);
       }
     }
   }
@@ -362,8 +373,9 @@ void sdpa_forward_cpu(const AttentionArgs& a, const T* q, const T* k, const T* v
 // ---- blocked backward -----------------------------------------------------------------------------
 
 template <class T>
-void sdpa_backward_cpu(const AttentionArgs& a, const T* q, const T* k, const T* v, const void* mask, const T* out,
-                       const T* lse, const T* grad_out, T* grad_q, T* grad_k, T* grad_v) {
+void sdpa_backward_cpu(const AttentionArgs& a, const SdpaLayout& lay, const T* q, const T* k, const T* v,
+                       const void* mask, const T* out, const T* lse, const T* grad_out, T* grad_q, T* grad_k,
+                       T* grad_v) {
   const int64_t L = a.L, S = a.S, E = a.E, Ev = a.Ev, BH = a.B * a.H;
   const int64_t nkb = (S + BK - 1) / BK;
   const int64_t per_task = blocks_per_task(BH, nkb), chunks = (nkb + per_task - 1) / per_task;
@@ -380,39 +392,48 @@ void sdpa_backward_cpu(const AttentionArgs& a, const T* q, const T* k, const T* 
     for (int64_t t = 0; t < BH * chunks; ++t) {
       const int64_t bh = t / chunks, b = bh / a.H, h = bh % a.H;
       const int64_t kb0 = t % chunks * per_task, kb1 = std::min(nkb, kb0 + per_task);
-      T* dq = chunks > 1 ? slots.get() + t * L * E : grad_q + bh * L * E;
-      std::fill(dq, dq + L * E, T(0));
+      const int64_t ldq = lay.q.r, ldk = lay.k.r, ldv = lay.v.r, lddo = lay.grad_out.r;
+      const int64_t lddk = lay.grad_k.r, lddv = lay.grad_v.r;
+      // A split head's chunk sums into its own slot (rows of E), else straight into grad_q's rows.
+      T* dq = chunks > 1 ? slots.get() + t * L * E : grad_q + lay.grad_q.head(b, h);
+      const int64_t lddq = chunks > 1 ? E : lay.grad_q.r;
+      zero_rows(dq, L, E, lddq);
       // D_i = dO_i . O_i, the row sums of P * dP that the softmax backward subtracts.
-      for (int64_t i = 0; i < L; ++i) D[i] = dot(grad_out + (bh * L + i) * Ev, out + (bh * L + i) * Ev, Ev);
+      const T* doh = grad_out + lay.grad_out.head(b, h);
+      const T* oh = out + lay.out.head(b, h);
+      for (int64_t i = 0; i < L; ++i) D[i] = dot(doh + i * lddo, oh + i * lay.out.r, Ev);
       for (int64_t j0 = kb0 * BK; j0 < std::min(S, kb1 * BK); j0 += BK) {
         const int64_t n = std::min(BK, S - j0);
-        const T* kb = k + (bh * S + j0) * E;
-        const T* vb = v + (bh * S + j0) * Ev;
-        T* dkb = grad_k + (bh * S + j0) * E;
-        T* dvb = grad_v + (bh * S + j0) * Ev;
-        std::fill(dkb, dkb + n * E, T(0));
-        std::fill(dvb, dvb + n * Ev, T(0));
+        const T* kb = k + lay.k.head(b, h) + j0 * ldk;
+        const T* vb = v + lay.v.head(b, h) + j0 * ldv;
+        T* dkb = grad_k + lay.grad_k.head(b, h) + j0 * lddk;
+        T* dvb = grad_v + lay.grad_v.head(b, h) + j0 * lddv;
+        zero_rows(dkb, n, E, lddk);
+        zero_rows(dvb, n, Ev, lddv);
         const int64_t istart = a.causal ? j0 / BQ * BQ : 0;  // earlier queries see none of these keys
         for (int64_t i0 = istart; i0 < L; i0 += BQ) {
           const int64_t mq = std::min(BQ, L - i0);
-          const T* qb = q + (bh * L + i0) * E;
-          const T* dob = grad_out + (bh * L + i0) * Ev;
-          gemm(false, true, mq, n, E, scale, qb, E, kb, E, T(0), p, BK);
+          const T* qb = q + lay.q.head(b, h) + i0 * ldq;
+          const T* dob = doh + i0 * lddo;
+          gemm(false, true, mq, n, E, scale, qb, ldq, kb, ldk, T(0), p, BK);
           probabilities_block(a, mask, needs_mask(a, i0, j0, n), b, h, i0, mq, j0, n, p, lse + bh * L + i0);
-          gemm(true, false, n, Ev, mq, T(1), p, BK, dob, Ev, T(1), dvb, Ev);
-          gemm(false, true, mq, n, Ev, T(1), dob, Ev, vb, Ev, T(0), dp, BK);
+          gemm(true, false, n, Ev, mq, T(1), p, BK, dob, lddo, T(1), dvb, lddv);
+          gemm(false, true, mq, n, Ev, T(1), dob, lddo, vb, ldv, T(0), dp, BK);
           softmax_grad_block(dp, p, mq, n, D + i0);
-          gemm(true, false, n, E, mq, scale, dp, BK, qb, E, T(1), dkb, E);
-          gemm(false, false, mq, E, n, scale, dp, BK, kb, E, T(1), dq + i0 * E, E);
+          gemm(true, false, n, E, mq, scale, dp, BK, qb, ldq, T(1), dkb, lddk);
+          gemm(false, false, mq, E, n, scale, dp, BK, kb, ldk, T(1), dq + i0 * lddq, lddq);
         }
       }
     }
     if (chunks > 1) {
 #pragma omp for
       for (int64_t bh = 0; bh < BH; ++bh) {
-        T* gq = grad_q + bh * L * E;
-        std::copy(slots.get() + bh * chunks * L * E, slots.get() + (bh * chunks + 1) * L * E, gq);
-        for (int64_t c = 1; c < chunks; ++c) axpy(gq, slots.get() + (bh * chunks + c) * L * E, L * E, T(1));
+        T* gq = grad_q + lay.grad_q.head(bh / a.H, bh % a.H);
+        for (int64_t i = 0; i < L; ++i) {
+          T* row = gq + i * lay.grad_q.r;
+          std::copy(slots.get() + (bh * chunks * L + i) * E, slots.get() + (bh * chunks * L + i + 1) * E, row);
+          for (int64_t c = 1; c < chunks; ++c) axpy(row, slots.get() + ((bh * chunks + c) * L + i) * E, E, T(1));
+        }
       }
     }
   }
@@ -423,63 +444,70 @@ void sdpa_backward_cpu(const AttentionArgs& a, const T* q, const T* k, const T* 
 // The scores of query row i against all keys it can see, masked and padded with -inf to a multiple
 // of W (s holds round_up(S) values); returns how many keys that is.
 template <class T>
-int64_t reference_scores(const AttentionArgs& a, const T* q, const T* k, const void* mask, int64_t bh, int64_t i,
-                         T* s) {
+int64_t reference_scores(const AttentionArgs& a, const SdpaLayout& lay, const T* q, const T* k, const void* mask,
+                         int64_t b, int64_t h, int64_t i, T* s) {
   const int64_t n = a.visible_keys(i);
-  const T* qi = q + (bh * a.L + i) * a.E;
-  for (int64_t j = 0; j < n; ++j) s[j] = static_cast<T>(a.scale) * dot(qi, k + (bh * a.S + j) * a.E, a.E);
-  mask_row(a, mask, bh / a.H, bh % a.H, i, 0, n, s);
+  const T* qi = q + lay.q.head(b, h) + i * lay.q.r;
+  const T* kh = k + lay.k.head(b, h);
+  for (int64_t j = 0; j < n; ++j) s[j] = static_cast<T>(a.scale) * dot(qi, kh + j * lay.k.r, a.E);
+  mask_row(a, mask, b, h, i, 0, n, s);
   std::fill(s + n, s + round_up(n), -kInf<T>);
   return n;
 }
 
 template <class T>
-void sdpa_forward_reference_cpu(const AttentionArgs& a, const T* q, const T* k, const T* v, const void* mask, T* out,
-                                T* lse) {
+void sdpa_forward_reference_cpu(const AttentionArgs& a, const SdpaLayout& lay, const T* q, const T* k, const T* v,
+                                const void* mask, T* out, T* lse) {
 #pragma omp parallel
   {
     std::vector<T> s(round_up(a.S));
 #pragma omp for
     for (int64_t row = 0; row < a.B * a.H * a.L; ++row) {
-      const int64_t bh = row / a.L, i = row % a.L;
-      const int64_t n = reference_scores(a, q, k, mask, bh, i, s.data());
+      const int64_t bh = row / a.L, b = bh / a.H, h = bh % a.H, i = row % a.L;
+      const int64_t n = reference_scores(a, lay, q, k, mask, b, h, i, s.data());
       const T m = row_max(s.data(), round_up(n));  // pass 1: the maximum
-      T* o = out + row * a.Ev;
+      T* o = out + lay.out.head(b, h) + i * lay.out.r;
       std::fill(o, o + a.Ev, T(0));
       // pass 2: exponentials and their sum (no key visible: exp(-inf - inf) = 0, but NaN stays NaN)
       const T l = exp_shift_sum(s.data(), round_up(n), m == -kInf<T> ? kInf<T> : m);
-      for (int64_t j = 0; j < n; ++j) axpy(o, v + (bh * a.S + j) * a.Ev, a.Ev, s[j]);
+      const T* vh = v + lay.v.head(b, h);
+      for (int64_t j = 0; j < n; ++j) axpy(o, vh + j * lay.v.r, a.Ev, s[j]);
       finish_row(o, a.Ev, m, l, lse + row);
     }
   }
 }
 
 template <class T>
-void sdpa_backward_reference_cpu(const AttentionArgs& a, const T* q, const T* k, const T* v, const void* mask,
-                                 const T* out, const T* lse, const T* grad_out, T* grad_q, T* grad_k, T* grad_v) {
+void sdpa_backward_reference_cpu(const AttentionArgs& a, const SdpaLayout& lay, const T* q, const T* k, const T* v,
+                                 const void* mask, const T* out, const T* lse, const T* grad_out, T* grad_q,
+                                 T* grad_k, T* grad_v) {
   const int64_t L = a.L, S = a.S, E = a.E, Ev = a.Ev;
   const T scale = static_cast<T>(a.scale);
-  std::fill(grad_k, grad_k + a.B * a.H * S * E, T(0));
-  std::fill(grad_v, grad_v + a.B * a.H * S * Ev, T(0));
   // Rows of one head all add into that head's dK and dV: parallel over heads only.
 #pragma omp parallel
   {
     std::vector<T> p(round_up(S));
 #pragma omp for
     for (int64_t bh = 0; bh < a.B * a.H; ++bh) {
+      const int64_t b = bh / a.H, h = bh % a.H;
+      const T *kh = k + lay.k.head(b, h), *vh = v + lay.v.head(b, h);
+      T *dkh = grad_k + lay.grad_k.head(b, h), *dvh = grad_v + lay.grad_v.head(b, h);
+      zero_rows(dkh, S, E, lay.grad_k.r);
+      zero_rows(dvh, S, Ev, lay.grad_v.r);
       for (int64_t i = 0; i < L; ++i) {
         const int64_t row = bh * L + i;
-        const int64_t n = reference_scores(a, q, k, mask, bh, i, p.data());
+        const int64_t n = reference_scores(a, lay, q, k, mask, b, h, i, p.data());
         exp_shift_sum(p.data(), round_up(n), lse[row]);
-        const T* doi = grad_out + row * Ev;
-        const T d = dot(doi, out + row * Ev, Ev);
-        T* dqi = grad_q + row * E;
+        const T* doi = grad_out + lay.grad_out.head(b, h) + i * lay.grad_out.r;
+        const T d = dot(doi, out + lay.out.head(b, h) + i * lay.out.r, Ev);
+        const T* qi = q + lay.q.head(b, h) + i * lay.q.r;
+        T* dqi = grad_q + lay.grad_q.head(b, h) + i * lay.grad_q.r;
         std::fill(dqi, dqi + E, T(0));
         for (int64_t j = 0; j < n; ++j) {
-          const T ds = p[j] * (dot(doi, v + (bh * S + j) * Ev, Ev) - d);
-          axpy(dqi, k + (bh * S + j) * E, E, scale * ds);
-          axpy(grad_k + (bh * S + j) * E, q + row * E, E, scale * ds);
-          axpy(grad_v + (bh * S + j) * Ev, doi, Ev, p[j]);
+          const T ds = p[j] * (dot(doi, vh + j * lay.v.r, Ev) - d);
+          axpy(dqi, kh + j * lay.k.r, E, scale * ds);
+          axpy(dkh + j * lay.grad_k.r, qi, E, scale * ds);
+          axpy(dvh + j * lay.grad_v.r, doi, Ev, p[j]);
         }
       }
     }

@@ -43,17 +43,16 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, *, is_causal
 
 
 class SplitHeads(Function):
-    """x (N, L, parts * H * D) -> ``parts`` contiguous arrays (N, H, L, D): the queries, keys and
-    values of multi-head attention cut from one projection, in one copy (slicing, reshaping and
-    permuting each part, then making it contiguous for the kernel, would copy twice, and each
-    slice's backward would fill a zero array the size of x); the backward is one copy back."""
+    """x (N, L, parts * H * D) -> ``parts`` views (N, H, L, D) of x: the queries, keys and values of
+    multi-head attention cut from one projection without a copy (the CPU attention kernels read a
+    head's rows in place, L rows H * D * parts apart; other consumers copy only if they need to).
+    The backward gathers the parts' gradients into one array of x's shape (one copy)."""
 
     @staticmethod
     def forward(ctx, x, parts, heads):
         n, length, width = x.shape
         ctx.shape = x.shape
-        split = x.reshape(n, length, parts, heads, width // (parts * heads)).transpose(2, 0, 3, 1, 4)
-        return tuple(backend.get_array_module(x).ascontiguousarray(split))
+        return tuple(x.reshape(n, length, parts, heads, width // (parts * heads)).transpose(2, 0, 3, 1, 4))
 
     @staticmethod
     def backward(ctx, *grads):
