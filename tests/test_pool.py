@@ -199,6 +199,32 @@ def test_max_pool2d_nan_ties_and_inf(device, rng):
         np.testing.assert_array_equal(to_host(idx), idx_ref)
 
 
+@pytest.mark.parametrize("isa", _C.cpu.available_isas())
+@pytest.mark.parametrize("shape", [(1, 1, 2, 2), (2, 3, 5, 7), (64, 6, 28, 28), (3, 2, 9, 34), (1, 1, 2, 41)], ids=str)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool2d_2x2_stride_2_path(isa, shape, dtype, rng):
+    """"fast" computes 2x2 windows of stride 2 straight from the input rows (pairs within each row
+    first, then the two rows; vectors that may read into the next row): the float64 reference's
+    values and indices exactly, with ties, NaN and -inf, odd sizes (the last row or column left
+    out) and rows shorter and longer than a vector, under every instruction set's copy."""
+    x = rng.standard_normal(shape)
+    x = np.where(rng.random(shape) < 0.15, np.round(x), x)  # ties
+    x[rng.random(shape) < 0.05] = np.nan
+    x[rng.random(shape) < 0.05] = -np.inf
+    x = x.astype(dtype)
+    _C.cpu.set_isa(isa)
+    try:
+        for indices in (True, False):
+            got = kernels.max_pool2d_forward(x, 2, 2, return_indices=indices)
+            y, idx = got if indices else (got, None)
+            y_ref, idx_ref = ref.max_pool2d(x, 2, 2, 0)
+            np.testing.assert_array_equal(y, y_ref.astype(dtype))
+            if indices:
+                np.testing.assert_array_equal(idx, idx_ref)
+    finally:
+        _C.cpu.set_isa(_C.cpu.best_isa())
+
+
 def test_empty_batch(device):
     x = backend.array_module(device).zeros((0, 3, 8, 8), np.float32)
     y, idx = kernels.max_pool2d_forward(x, 2)

@@ -13,6 +13,8 @@
 //   There are no borders to special-case: padded cells hold -inf (never taken, as torch) or 0.
 //   The avg backward runs the same loops with += into a zeroed stage and un-stages the result; the
 //   max backward scatters gy to the saved argmax indices.
+//   max with 2x2 windows of stride 2 (most models' pooling) reads the input rows in place instead
+//   (max_2x2 below: no staging, whole vectors).
 //   adaptive avg: windows vary in size, so each output row first sums its input rows into a row
 //   buffer (vectorised over W), then each output sums its columns of that buffer. With one output
 //   column (global pooling) a window is a contiguous run, summed through 8 partial sums.
@@ -37,6 +39,7 @@
 #include <vector>
 
 #include "cpu/parallel.h"
+#include "cpu/vec.h"
 
 namespace pyfastdl::cpu::PYFASTDL_ISA {
 namespace {
@@ -237,10 +240,73 @@ void max_forward(const Pool2dArgs& a, const T* x, T* y, int64_t* indices) {
   }
 }
 
+// 2x2 windows with stride 2, no padding or dilation, every window inside the plane (LeNet, VGG and
+// FCN, YOLO): each output row reads its two input rows in place, with no staging copy. The window
+// at column j is combined as (max of row 0's pair, max of row 1's pair), then the two: with the
+// rules above (the first maximum, the last NaN) that equals the taps' row-major scan. Computed for
+// every column j (whole vectors, branch-free; the odd j are wasted) into a row buffer whose even
+// entries are the outputs. LeNet's pools at batch 64, one thread, with indices (Xeon, AVX-512):
+// 6 x 28x28 641 -> 220 us, 16 x 10x10 375 -> 92 us (torch: 1,600 and 570 us).
+bool plain_2x2(const Pool2dArgs& a) {
+  return a.kh == 2 && a.kw == 2 && a.sh == 2 && a.sw == 2 && a.ph == 0 && a.pw == 0 && a.dh == 1 && a.dw == 1 &&
+         2 * a.oh <= a.h && 2 * a.ow <= a.w;
+}
+
+template <class T, bool WithIndices>
+void max_2x2(const Pool2dArgs& a, const T* x, T* y, int64_t* indices) {
+  using I = TapInt<T>;
+  constexpr int64_t L = kLanes<T>;
+  const int64_t w = a.w, ow = a.ow, n = 2 * ow - 1;  // columns j < n: j + 1 stays in the row
+  const int64_t padded = (n + L - 1) / L * L;          // whole vectors over a row's columns
+  const T* end = x + a.planes * a.h * w;
+  const ThreadScratch<T> bests(padded, run_parallel(a));
+  const ThreadScratch<I> taps(padded, run_parallel(a));
+#pragma omp parallel if (run_parallel(a))
+  {
+    T* __restrict best = bests.get();
+    I* __restrict tap = taps.get();
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < a.planes; ++p)
+      for (int64_t oh = 0; oh < a.oh; ++oh) {
+        const T* __restrict r0 = x + (p * a.h + 2 * oh) * w;
+        const T* __restrict r1 = r0 + w;
+        // The windows at columns [j, j + k) of this row pair, in explicit vectors (GCC left the
+        // scalar form branchy). k = Full{}: whole vectors, which may read past the row into the
+        // next one (lanes never used) but not past the input's end.
+        auto windows = [&](int64_t j, auto k) {
+          const Vec<T> a0 = load_n(r0 + j, k, T(0)), b0 = load_n(r0 + j + 1, k, T(0));
+          const Vec<T> a1 = load_n(r1 + j, k, T(0)), b1 = load_n(r1 + j + 1, k, T(0));
+          const auto right0 = (b0 > a0) | (b0 != b0), right1 = (b1 > a1) | (b1 != b1);  // lanes of -1 / 0
+          const Vec<T> m0 = right0 ? b0 : a0, m1 = right1 ? b1 : a1;
+          const auto lower = (m1 > m0) | (m1 != m1);
+          vec::store_n(best + j, lower ? m1 : m0, k);
+          if constexpr (WithIndices) {
+            const Vector<I> t = lower ? static_cast<I>(w) - right1 : -right0;
+            vec::store_n(tap + j, t, k);
+          }
+        };
+        for (int64_t j = 0; j < n; j += L) {
+          if (r1 + j + 1 + L <= end)
+            windows(j, vec::Full{});
+          else
+            windows(j, std::min(L, n - j));
+        }
+        T* m = y + (p * a.oh + oh) * ow;
+        for (int64_t o = 0; o < ow; ++o) m[o] = best[2 * o];
+        if constexpr (WithIndices) {
+          int64_t* idx = indices + (p * a.oh + oh) * ow;
+          for (int64_t o = 0; o < ow; ++o) idx[o] = 2 * oh * w + 2 * o + tap[2 * o];
+        }
+      }
+  }
+}
+
 }  // namespace
 
 template <class T>
 void max_pool2d_forward_cpu(const Pool2dArgs& a, const T* x, T* y, int64_t* indices) {
+  if (plain_2x2(a))
+    return indices ? max_2x2<T, true>(a, x, y, indices) : max_2x2<T, false>(a, x, y, nullptr);
   if (indices)
     max_forward<T, true>(a, x, y, indices);
   else
