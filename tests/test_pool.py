@@ -225,6 +225,25 @@ def test_max_pool2d_2x2_stride_2_path(isa, shape, dtype, rng):
         _C.cpu.set_isa(_C.cpu.best_isa())
 
 
+@pytest.mark.parametrize("isa", _C.cpu.available_isas())
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (3, 5, 2, 2), (2, 3, 5, 5), (2, 3, 7, 7), (1, 2, 3, 11)], ids=str)
+def test_global_avg_pool_path(isa, shape, rng):
+    """Global average pooling (output 1x1) sums each plane in 32-byte vectors, the last plane's
+    partial vector value by value (no read past the input), and spreads the gradient as one fill:
+    the float64 means and gradient, under every instruction set's copy."""
+    x = rng.standard_normal(shape)
+    g = rng.standard_normal(shape[:2] + (1, 1))
+    _C.cpu.set_isa(isa)
+    try:
+        for dtype, tol in ((np.float32, 1e-6), (np.float64, 1e-14)):
+            y = kernels.adaptive_avg_pool2d_forward(x.astype(dtype), 1)
+            np.testing.assert_allclose(y, x.mean(axis=(2, 3), keepdims=True), rtol=tol, atol=tol)
+            gx = kernels.adaptive_avg_pool2d_backward(g.astype(dtype), shape)
+            np.testing.assert_allclose(gx, np.broadcast_to(g / (shape[2] * shape[3]), shape), rtol=tol, atol=tol)
+    finally:
+        _C.cpu.set_isa(_C.cpu.best_isa())
+
+
 def test_empty_batch(device):
     x = backend.array_module(device).zeros((0, 3, 8, 8), np.float32)
     y, idx = kernels.max_pool2d_forward(x, 2)
