@@ -257,9 +257,10 @@ def test_dropout_kernels_draw_the_generators_mask(shape, threshold, dtype, rng):
     np.testing.assert_array_equal(K.dropout_backward(g, keep, scale), g * kept.view(np.uint8) * scale)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("isa", _C.cpu.available_isas())
-def test_dropout_mask_is_the_same_on_every_instruction_set(isa, rng):
-    x = rng.standard_normal((5, 4099)).astype(np.float32)
+def test_dropout_mask_is_the_same_on_every_instruction_set(isa, dtype, rng):
+    x = rng.standard_normal((5, 4099)).astype(dtype)
     _C.cpu.set_isa(isa)
     try:
         y, keep = K.dropout_forward(x, 11, 30000, 2.0)
@@ -267,7 +268,7 @@ def test_dropout_mask_is_the_same_on_every_instruction_set(isa, rng):
         _C.cpu.set_isa(_C.cpu.best_isa())
     kept = K.random_bits(11, x.shape) >= 30000
     np.testing.assert_array_equal(keep, kept)
-    np.testing.assert_array_equal(y, x * kept.view(np.uint8) * np.float32(2))
+    np.testing.assert_array_equal(y, x * kept.view(np.uint8) * dtype(2))
 
 
 def test_dropout_mask_does_not_depend_on_the_thread_count(rng):
