@@ -110,7 +110,7 @@ def random_bits(seed, shape, *, variant="fast", out=None):
     if out is not None and getattr(out, "shape", shape) != shape:
         raise ValueError(f"random_bits: out must have shape {shape}, got {out.shape}")
     (bits,) = _dispatch.outputs(out, _HOST, shape, dtype=np.uint16, op="random_bits", what="out")
-    _dispatch.launch("random_bits", variant, seed, bits, variants=ACTIVATION_VARIANTS)
+    _dispatch.launch("random_bits", variant, seed, bits, variants=ACTIVATION_VARIANTS)  # no Args: the seed leads
     return bits
 
 
