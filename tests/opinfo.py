@@ -962,16 +962,35 @@ def _(rng):
     ]
 
 
+@op("kernels", "random_bits")
+def _(rng):
+    return [Call((5, (3, 4))), Call((2**64 - 1, ()))], [
+        E((-1, (3, 4)), ValueError, "seed"),
+        E((BEYOND, (3, 4)), ValueError, "seed"),
+        E((1.5, (3, 4)), TypeError, "seed"),
+        E((5, (3, -4)), ValueError, "shape"),
+        E((5, (HUGE, HUGE)), ValueError, "shape"),
+        E((5, 4), TypeError, "shape"),
+        E((5, (3, 4)), TypeError, "out", out=np.ones((3, 4), np.int16)),
+        E((5, (3, 4)), ValueError, "out", out=np.ones((4, 3), np.uint16)),
+        E((5, (3, 4)), ValueError, "variant", variant="reference"),
+    ]
+
+
 @op("kernels", "dropout_forward", ("dropout",))
 def _(rng):
-    bits = rng.integers(0, 65536, size=(3, 4), dtype=np.uint16)
-    return [Call((arr(rng, 3, 4), bits, 6554, 1 / 0.9))], [
-        E((arr(rng, 3, 4), bits, 65536, 1.0), ValueError, "threshold"),
-        E((arr(rng, 3, 4), bits.astype(np.int32), 6554, 1.0), TypeError, "bits"),
-        E((arr(rng, 3, 4), bits[:2], 6554, 1.0), ValueError, "bits"),
-        E((arr(rng, 3, 4).astype(">f4"), bits, 6554, 1.0), TypeError, "input"),
-        E((arr(rng, 3, 4), bits, 6554, None), TypeError, "scale"),
-        E((arr(rng, 3, 4), bits, 6554, 1.0), ValueError, "variant", variant="reference"),
+    return [Call((arr(rng, 3, 4), 12345, 6554, 1 / 0.9)), Call((arr(rng, 5, dtype=np.float64), 0, 0, 1.0))], [
+        E((arr(rng, 3, 4), 1, 65536, 1.0), ValueError, "threshold"),
+        E((arr(rng, 3, 4), 1, 6554.0, 1.0), TypeError, "threshold"),
+        E((arr(rng, 3, 4), -1, 6554, 1.0), ValueError, "seed"),
+        E((arr(rng, 3, 4), BEYOND, 6554, 1.0), ValueError, "seed"),
+        E((arr(rng, 3, 4), None, 6554, 1.0), TypeError, "seed"),
+        E((arr(rng, 3, 4), rng.integers(0, 65536, size=(3, 4), dtype=np.uint16), 6554, 1.0), TypeError, "seed"),
+        E((arr(rng, 3, 4).astype(">f4"), 1, 6554, 1.0), TypeError, "input"),
+        E((arr(rng, 3, 4), 1, 6554, None), TypeError, "scale"),
+        E((arr(rng, 3, 4), 1, 6554, 1.0), ValueError, "output", out=(arr(rng, 4, 3), np.ones((3, 4), np.uint8))),
+        E((arr(rng, 3, 4), 1, 6554, 1.0), TypeError, "keep", out=(arr(rng, 3, 4), arr(rng, 3, 4))),
+        E((arr(rng, 3, 4), 1, 6554, 1.0), ValueError, "variant", variant="reference"),
     ]
 
 

@@ -5,14 +5,16 @@
 //   _C.cpu.leaky_relu_forward(a, x, y); _C.cpu.leaky_relu_backward(a, ref, grad_y, grad_x)
 //   g = _C.GluArgs(x.shape, dim)                              # g.output_shape: dim halved
 //   _C.cpu.glu_forward(g, x, y); _C.cpu.glu_backward(g, x, grad_y, grad_x)
-//   d = _C.DropoutArgs(x.shape, threshold, scale)            # kept where bits >= threshold
-//   _C.cpu.dropout_forward(d, x, bits, y, keep); _C.cpu.dropout_backward(d, grad_y, keep, grad_x)
+//   d = _C.DropoutArgs(x.shape, threshold, scale)            # kept where the draw >= threshold
+//   _C.cpu.dropout_forward(d, x, seed, y, keep); _C.cpu.dropout_backward(d, grad_y, keep, grad_x)
+//   _C.cpu.random_bits(seed, bits)                            # the draws alone (uint16, any shape)
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include "bind/array.h"
 #include "common/activation_args.h"
 #include "cpu/activation.h"
+#include "cpu/random.h"
 
 namespace pyfastdl {
 namespace {
@@ -79,19 +81,28 @@ void bind_cpu(py::module_& cpu) {
       "grad_input: g * sigmoid(b) for a's half, g * a * sigmoid(b) * (1 - sigmoid(b)) for b's");
   cpu.def(
       "dropout_forward",
-      [](const DropoutArgs& a, py::handle x, py::handle bits, py::handle y, py::handle keep) {
+      [](const DropoutArgs& a, py::handle x, uint64_t seed, py::handle y, py::handle keep) {
         const Array X = cpu_float_operand(x, "dropout_forward", "input", a.shape);
-        const Array B = cpu_operand(bits, "dropout_forward", "bits", a.shape, DType::u16);
         const Array Y = cpu_operand(y, "dropout_forward", "output", a.shape, X.dtype);
         const Array M = cpu_operand(keep, "dropout_forward", "keep", a.shape, DType::u8);
         py::gil_scoped_release nogil;
         with_float_type(X.dtype, [&](auto z) {
           using T = decltype(z);
-          cpu::dropout_forward_cpu<T>(a, X.ptr<T>(), B.ptr<uint16_t>(), Y.ptr<T>(), M.ptr<uint8_t>());
+          cpu::dropout_forward_cpu<T>(a, X.ptr<T>(), seed, Y.ptr<T>(), M.ptr<uint8_t>());
         });
       },
-      py::arg("args"), py::arg("input"), py::arg("bits"), py::arg("output"), py::arg("keep"),
-      "keep = bits >= threshold; output = input * (keep ? scale : 0)");
+      py::arg("args"), py::arg("input"), py::arg("seed"), py::arg("output"), py::arg("keep"),
+      "keep = draw >= threshold (the draws of seed's SplitMix64 stream, as random_bits); "
+      "output = input * (keep ? scale : 0)");
+  cpu.def(
+      "random_bits",
+      [](uint64_t seed, py::handle bits) {
+        const Array B = cpu_array(bits, "random_bits", "out");
+        expect_dtype(B, {DType::u16}, "random_bits", "out");
+        py::gil_scoped_release nogil;
+        cpu::random_bits_cpu(seed, numel(B.shape), B.ptr<uint16_t>());
+      },
+      py::arg("seed"), py::arg("out"), "out[i] = 16-bit draw i of seed's SplitMix64 stream (any shape, C order)");
   cpu.def(
       "dropout_backward",
       [](const DropoutArgs& a, py::handle grad_y, py::handle keep, py::handle grad_x) {

@@ -63,8 +63,8 @@ inline GluArgs make_glu_args(const Shape& shape, int64_t dim) {
   return a;
 }
 
-// Inverted dropout from random bits: value i is kept where bits[i] >= threshold (16-bit integers, so
-// each is dropped with probability threshold / 65536), and kept values are scaled:
+// Inverted dropout from 16-bit random draws (the kernel draws them: cpu/splitmix.h): value i is kept
+// where draw[i] >= threshold (so dropped with probability threshold / 65536), and kept values are scaled:
 //   forward   y = x * (kept ? scale : 0), keep[i] = kept (1 or 0; NaN and Inf stay non-finite)
 //   backward  gx = g * (keep ? scale : 0)
 struct DropoutArgs {

@@ -1,26 +1,34 @@
 """Raw activation kernels on numpy arrays: ReLU and leaky ReLU, forward and backward, element-wise
-over any shape, GLU over one dimension, and dropout's mask from random bits; no autograd (CPU; on
-the GPU the ops keep their cupy array code).
+over any shape, GLU over one dimension, and dropout, which draws its mask from a seed (and the same
+draws on their own, :func:`random_bits`); no autograd (CPU; on the GPU the ops keep their cupy array
+code).
 
 The backward reads ``ref``, an array positive exactly where the forward's input was: the input
 itself, or (for a non-negative slope) the forward's output, which autograd keeps anyway. ReLU
 follows torch at the edges: relu(-x) is +0, NaN stays NaN, and the backward is 0 wherever the input
 was <= 0 whatever the incoming gradient (Inf and NaN included). The arguments live in C++ in
 ``_C.ActivationArgs``; ``variant=`` and ``out=`` as in every family (:mod:`._dispatch`); this
-family has the "fast" variant only (a compare and a blend per value leave nothing to simplify). Non-contiguous inputs are copied first.
+family has the "fast" variant only (a compare and a blend per value leave nothing to simplify;
+dropout's draws can be checked on their own through :func:`random_bits`). Non-contiguous inputs are
+copied first.
 """
 
 from __future__ import annotations
+
+import operator
+
+import numpy as np
 
 from .._core import _C
 from . import _dispatch
 
 __all__ = ["ACTIVATION_VARIANTS", "relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward",
-           "glu_forward", "glu_backward", "dropout_forward", "dropout_backward"]
+           "glu_forward", "glu_backward", "random_bits", "dropout_forward", "dropout_backward"]
 
 _args = _dispatch.cached(_C.ActivationArgs)
 _glu_args = _dispatch.cached(_C.GluArgs)
 _dropout_args = _dispatch.cached(_C.DropoutArgs)
+_HOST = np.empty(0)  # random_bits' outputs are numpy arrays (the draws are made on the host)
 #: This family's variants: one kernel, simple enough to be its own reference.
 ACTIVATION_VARIANTS = ("fast",)
 
@@ -77,19 +85,50 @@ def glu_backward(input, grad_output, dim=-1, *, variant="fast", out=None):  # no
     return gx
 
 
-def dropout_forward(input, bits, threshold, scale, *, variant="fast", out=None):  # noqa: A002
-    """Inverted dropout with a given draw: ``bits``, uint16 random integers of input's shape; value i
-    is kept where ``bits[i] >= threshold`` (so dropped with probability threshold / 65536, threshold
-    < 65536) and scaled by ``scale``. Returns (output, keep): keep is uint8, 1 where kept. A dropped
-    NaN or Inf gives NaN (0 * x), as torch's x * mask * scale. ``out``: (output, keep)."""
+def _seed_arg(op, seed):
+    """A generator seed as an int in [0, 2**64), or a TypeError/ValueError naming ``op`` and seed."""
+    if isinstance(seed, bool):
+        raise TypeError(f"{op}: seed must be an int in [0, 2**64), got {seed!r}")
+    try:
+        seed = operator.index(seed)
+    except TypeError:
+        raise TypeError(f"{op}: seed must be an int in [0, 2**64), got {seed!r}") from None
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"{op}: seed must be in [0, 2**64), got {seed}")
+    return seed
+
+
+def random_bits(seed, shape, *, variant="fast", out=None):
+    """The 16-bit random draws dropout's mask compares, as a uint16 array of ``shape``: draw i (in C
+    order) is 16 bits of word i // 4 of ``seed``'s SplitMix64 stream (Steele, Lea & Flood 2014), word
+    k = mix(seed + (k + 1) * 0x9e3779b97f4a7c15) -- exactly the k-th output of Vigna's splitmix64.c
+    seeded with ``seed`` -- its bytes in little-endian order: draw i = (word >> 16 * (i % 4)) & 0xffff.
+    :func:`dropout_forward` draws the same numbers inside its own pass. ``out``: a C-contiguous uint16
+    array of ``shape``."""
+    seed = _seed_arg("random_bits", seed)
+    shape = _dispatch.shape_arg("random_bits", "shape", shape)
+    if out is not None and getattr(out, "shape", shape) != shape:
+        raise ValueError(f"random_bits: out must have shape {shape}, got {out.shape}")
+    (bits,) = _dispatch.outputs(out, _HOST, shape, dtype=np.uint16, op="random_bits", what="out")
+    _dispatch.launch("random_bits", variant, seed, bits, variants=ACTIVATION_VARIANTS)  # no Args: the seed leads
+    return bits
+
+
+def dropout_forward(input, seed, threshold, scale, *, variant="fast", out=None):  # noqa: A002
+    """Inverted dropout drawing its own mask: value i is kept where draw i of ``seed``'s stream
+    (:func:`random_bits`'s, an int in [0, 2**64)) is ``>= threshold``, so dropped with probability
+    threshold / 65536 (threshold < 65536), and kept values are scaled by ``scale``. Returns (output,
+    keep): keep is uint8, 1 where kept. A dropped NaN or Inf gives NaN (0 * x), as torch's x * mask *
+    scale. The mask depends on the seed and the shape only (not the thread count or the instruction
+    set). ``out``: (output, keep)."""
     x = _dispatch.kernel_input(input, "dropout_forward", "input")
+    seed = _seed_arg("dropout_forward", seed)
     a = _dropout_args(tuple(x.shape), _dispatch.int_arg("dropout_forward", "threshold", threshold),
                       _dispatch.float_arg("dropout_forward", "scale", scale))
     if out is None:
         out = _dispatch.outputs(None, x, x.shape) + _dispatch.outputs(None, x, x.shape, dtype="uint8")
     y, keep = out
-    _dispatch.launch("dropout_forward", variant, a, x, _dispatch.kernel_input(bits, "dropout_forward", "bits"),
-                     y, keep, variants=ACTIVATION_VARIANTS)
+    _dispatch.launch("dropout_forward", variant, a, x, seed, y, keep, variants=ACTIVATION_VARIANTS)
     return y, keep
 
 

@@ -1,7 +1,8 @@
 """Dropout (Srivastava et al., 2014), inverted: in training each element is zeroed with
 probability p and the survivors are scaled by 1 / (1 - p), so evaluation is the identity.
 The mask is drawn from a seeded generator (default: the global one ``pyfastdl.manual_seed`` sets)
-on the input's device."""
+on the input's device: on the CPU one 64-bit seed per call, from which the kernel draws the mask
+(SplitMix64, :func:`pyfastdl.kernels.random_bits`)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,6 @@ from ...tensor import Tensor
 __all__ = ["dropout"]
 
 
-def _bits(x, rng):
-    """16-bit random integers, one per value of the numpy array x, cut from the bit generator's raw
-    64-bit output: comparing them with p * 65536 draws the mask about 4x faster than drawing floats
-    (p is rounded to a multiple of 2^-16, an error below 8e-6)."""
-    return rng.bit_generator.random_raw(-(-x.size // 4)).view(np.uint16)[:x.size].reshape(x.shape)
-
-
 def _masked(a, keep, scale):
     """a * keep * scale in two passes (the mask read as bytes: a bool operand makes numpy cast), in
     a's dtype in native byte order (ufuncs refuse a byte-order in ``dtype=``)."""
@@ -31,8 +25,11 @@ def _masked(a, keep, scale):
 
 
 class Dropout(Function):
-    """On the CPU (float32/64 numpy arrays) the activation family's dropout kernels apply the mask
-    in one pass each way (:func:`pyfastdl.kernels.dropout_forward`); elsewhere array code. Both
+    """On the CPU the mask comes from a seed, one draw of the generator per call: float32/64 numpy
+    arrays go through the activation family's dropout kernels, which draw the mask and apply it in one
+    pass each way (:func:`pyfastdl.kernels.dropout_forward`); other CPU arrays (float16, non-native
+    byte order) apply the same seed's mask (:func:`pyfastdl.kernels.random_bits`) with array code, so
+    the mask does not depend on the dtype. On the GPU the mask is drawn with cupy's generator. Both
     keep the mask as one byte a value."""
 
     @staticmethod
@@ -40,17 +37,19 @@ class Dropout(Function):
         rng = generator_for(x, generator)
         scale = x.dtype.type(0.0 if p == 1 else 1.0 / (1.0 - p))
         ctx.scale = scale
-        threshold = round(p * 65536)
-        if type(x) is not np.ndarray:
+        threshold = round(p * 65536)  # p rounded to a multiple of 2^-16: an error below 8e-6
+        if backend.device_of(x) != "cpu":
             keep = rng.random(x.shape, dtype=np.float32) >= p
-        elif threshold == 65536:
-            keep = np.zeros(x.shape, dtype=bool)
-        elif backend.cpu_float(x):
-            y, keep = kernels.dropout_forward(x, _bits(x, rng), threshold, scale)
-            ctx.save_for_backward(keep)
-            return y
         else:
-            keep = _bits(x, rng) >= np.uint16(threshold)
+            seed = rng.bit_generator.random_raw()  # one draw per call, whatever p and the dtype
+            if threshold == 65536:
+                keep = np.zeros(x.shape, dtype=bool)
+            elif backend.cpu_float(x):
+                y, keep = kernels.dropout_forward(x, seed, threshold, scale)
+                ctx.save_for_backward(keep)
+                return y
+            else:
+                keep = kernels.random_bits(seed, x.shape) >= np.uint16(threshold)
         ctx.save_for_backward(keep)
         return _masked(x, keep, scale)
 
