@@ -178,8 +178,8 @@ def test_winograd_weight_gradient_is_the_same_bits_every_run(rng):
 # takes a row of 8 outputs direct with the first, through im2col with the others (two tiles of 6, 2/3
 # full): ROW_OF_8 stands for that pick.
 ROW_OF_8 = "direct under AVX-512, else im2col"
-# On maps under 7x7 a 3x3 layer's Winograd tiles are mostly outside the map: "fast" goes direct with
-# AVX-512's tiles (if the packed weights fit in 512 KiB), Winograd with the others.
+# On a 5x5 map a 3x3 layer's Winograd tiles are mostly outside the map: "fast" goes direct with
+# AVX-512's 14-row tiles (a third full; packed weights within 512 KiB), Winograd with the others.
 SMALL_MAP = "direct under AVX-512, else winograd"
 
 # (C, K, kernel, stride, map side) -> the variant "fast" runs for (forward, input gradient, weight gradient)
@@ -187,6 +187,8 @@ FAST_PICKS = [
     ((16, 8, 3, 1, 9), ("winograd", "winograd", "winograd")),
     ((16, 16, 3, 1, 5), (SMALL_MAP, SMALL_MAP, "direct")),  # a small map: the weight gradient goes direct
     ((64, 64, 3, 1, 5), (SMALL_MAP, SMALL_MAP, "direct")),  # ResNet-20's last stage (recipe's 20x20 crops)
+    ((64, 64, 3, 1, 6), ("winograd", "winograd", "direct")),  # Winograd's tiles over half full: it stays
+    ((64, 64, 3, 1, 3), ("winograd", "winograd", "direct")),  # direct's rows of 3 would fill 3/14 of its tiles
     ((3, 16, 3, 1, 12), ("direct", "im2col", "direct")),  # few input channels: Winograd does not pay
     ((16, 4, 3, 1, 12), ("direct", "direct", "direct")),
     ((6, 16, 5, 1, 16), ("direct", "im2col", "direct")),  # LeNet-5 C3, output rows of 12

@@ -564,10 +564,12 @@ void conv2d_backward_weight_reference_cpu(const Conv2dArgs& a, const T* x, const
 // shapes (the table above; AVX2, one thread). In words:
 //   * im2col for 1x1 kernels and kernels that cover the whole input (no copy: plain GEMMs);
 //   * Winograd for 3x3 stride-1 layers with >= 8 channels in and out, except on maps under 7x7, where
-//     most of a 4x4 tile's outputs fall outside the map: direct there for the weight gradient, and
-//     for every pass with AVX-512's 14-row tiles and packed weights within 512 KiB (ResNet-20's
-//     64-channel 5x5 layer on a Sapphire Rapids-class Xeon, one thread, against torch: forward 0.78
-//     -> 0.84, input gradient 0.71 -> 0.80; with AVX2's 6-row tiles Winograd stays ahead); on
+//     many of a 4x4 tile's outputs fall outside the map: direct there for the weight gradient, and
+//     for every pass with AVX-512's 14-row tiles where Winograd's tiles would be over half empty and
+//     direct's rows fill a third of its tiles, packed weights within 512 KiB (ResNet-20's 64-channel
+//     5x5 layer on a Sapphire Rapids-class Xeon, one thread, against torch: forward 0.78 -> 0.84,
+//     input gradient 0.71 -> 0.80; on 6x6 and 3x3 maps Winograd stays ahead: 0.95-0.97 against
+//     direct's 0.67-0.87; with AVX2's 6-row tiles Winograd everywhere); on
 //     wide layers, C*K > 128*128 (ResNet-18's 256- and 512-channel stages), Winograd for the forward
 //     and input gradient on maps of >= 4x4 and im2col on smaller ones (a 2x2 map fills a quarter of a
 //     tile), and im2col for the weight gradient (even with one thread; with two, each thread's
@@ -593,8 +595,13 @@ Algo pick(const Conv2dArgs& a, Pass pass) {
   if (winograd_applies(a) && a.C >= 8 && a.K >= 8) {
     if (wide) return a.P * a.Q >= 16 && pass != Pass::weight ? Algo::winograd : Algo::im2col;
     if (a.P * a.Q >= 49) return Algo::winograd;
-    const bool direct_too = tiles::kMR >= 12 && weight_bytes <= (int64_t(512) << 10);
-    return pass == Pass::weight || direct_too ? Algo::direct : Algo::winograd;
+    if (pass == Pass::weight) return Algo::direct;
+    // Both waste part of their tiles here: direct takes the map when Winograd's 4x4 tiles would be
+    // mostly outside it and direct's 14-row tiles are at least a third full (5x5: 39% and 36%).
+    const int64_t tiled = (a.P + 3) / 4 * 4 * ((a.Q + 3) / 4 * 4);
+    const bool direct_fills = tiles::kMR >= 12 && 3 * a.Q >= (a.Q + tiles::kMR - 1) / tiles::kMR * tiles::kMR;
+    return direct_fills && 2 * a.P * a.Q < tiled && weight_bytes <= (int64_t(512) << 10) ? Algo::direct
+                                                                                        : Algo::winograd;
   }
   const bool strided = a.stride_h > 1 || a.stride_w > 1;
   if (weight_bytes > (int64_t(512) << 10) || (strided && channel_pairs > 2048) ||
