@@ -30,6 +30,7 @@ void bind_softmax(py::module_& m);
 void bind_optim(py::module_& m);
 void bind_gemm(py::module_& m);
 void bind_activation(py::module_& m);
+void bind_memory(py::module_& m);
 }  // namespace pyfastdl
 
 
@@ -88,4 +89,5 @@ PYBIND11_MODULE(_C, m) {
   pyfastdl::bind_optim(m);
   pyfastdl::bind_gemm(m);
   pyfastdl::bind_activation(m);
+  pyfastdl::bind_memory(m);
 }

@@ -51,6 +51,8 @@ int64 = _np.dtype(_np.int64)
 bool_ = _np.dtype(_np.bool_)
 
 from . import kernels, nn, optim, testing  # noqa: E402,F401  (after the names above: they import them)
+from . import memory  # noqa: E402
+memory._install_default()
 
 
 def __getattr__(name):
