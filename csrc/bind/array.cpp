@@ -45,6 +45,31 @@ DType dtype_from_typestr(const std::string& t, const char* op, const char* name)
   type_fail(std::string(op) + ": " + name + " has unsupported dtype '" + t + "'");
 }
 
+// A numpy dtype as a DType, read from the descriptor's type number and byte order (no Python calls:
+// asking numpy for dtype.str cost a microsecond an array); the typestr, for the messages of the
+// dtypes refused, only when refusing. Type numbers are numpy's stable NPY_TYPES (LP64: int64 is
+// NPY_LONG, or NPY_LONGLONG); user-defined ones (from NPY_USERDEF = 256, ml_dtypes' bfloat16) are
+// asked their name, as is a raw 2-byte void (a bfloat16 view).
+DType numpy_dtype(const py::dtype& dt, const char* op, const char* name) {
+  const auto by_typestr = [&] { return dtype_from_typestr(std::string(py::str(dt.attr("str"))), op, name); };
+  const char order = dt.byteorder();
+  if ((order == '<' || order == '>') && order != kNativeOrder) return by_typestr();  // refuses it, naming it
+  switch (dt.num()) {
+    case 0: return DType::b8;                                         // NPY_BOOL
+    case 2: return DType::u8;                                         // NPY_UBYTE
+    case 4: return DType::u16;                                        // NPY_USHORT
+    case 5: return dt.itemsize() == 4 ? DType::i32 : by_typestr();    // NPY_INT
+    case 7:                                                           // NPY_LONG
+    case 9: return dt.itemsize() == 8 ? DType::i64 : by_typestr();    // NPY_LONGLONG
+    case 11: return DType::f32;                                       // NPY_FLOAT
+    case 12: return DType::f64;                                       // NPY_DOUBLE
+    case 23: return DType::f16;                                       // NPY_HALF
+    default: break;
+  }
+  if (dt.num() >= 256 && std::string(py::str(dt.attr("name"))) == "bfloat16") return DType::bf16;
+  return by_typestr();
+}
+
 // The numpy array `obj`, read-write, with its dtype read (TypeError / ValueError naming op and name).
 Array numpy_view(py::handle obj, const char* op, const char* name, py::array& arr) {
   if (!py::isinstance<py::array>(obj))
@@ -57,11 +82,7 @@ Array numpy_view(py::handle obj, const char* op, const char* name, py::array& ar
     fail(op, ": ", name, " is a read-only array; pass a writeable copy (", name, ".copy())");
   a.data = arr.mutable_data();
   a.shape.assign(arr.shape(), arr.shape() + arr.ndim());
-  std::string ts = std::string(py::str(arr.dtype().attr("str")));
-  // numpy computes dtype.name in Python (microseconds): ask for it only for user-defined dtypes
-  // (type numbers from NPY_USERDEF = 256 on), such as ml_dtypes' bfloat16.
-  bool bf16 = arr.dtype().num() >= 256 && std::string(py::str(arr.dtype().attr("name"))) == "bfloat16";
-  a.dtype = bf16 ? DType::bf16 : dtype_from_typestr(ts, op, name);
+  a.dtype = numpy_dtype(arr.dtype(), op, name);
   return a;
 }
 
