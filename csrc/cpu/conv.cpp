@@ -606,9 +606,40 @@ Algo pick(const Conv2dArgs& a, Pass pass) {
   }
 }
 
+// Non-finite values. The definition multiplies only the image's own pixels: a tap that falls into
+// the zero padding contributes nothing, so a NaN or Inf weight leaves finite the outputs that read it
+// only through the padding (torch's float32 convolutions, oneDNN's, agree in all three passes; its
+// float64 path does not). The fast variants multiply real zeros there -- im2col's columns and the
+// direct variant's padded copy (0 * NaN = NaN) -- and Winograd's tile transforms mix all of a tile's
+// values, so one NaN reaches every output of the tile. Exact whatever the values: the reference loops,
+// im2col's input gradient (col2im drops the padded positions), and im2col's forward and weight
+// gradient when the operand that meets the padding (the weight; dy) is finite or nothing is padded.
+// So the fast kernels check what the variant picked would smear, and take an exact variant when it
+// holds a non-finite value: the weight (1/(N*P*Q) of the pass's multiply-adds) before a padded
+// forward or a direct input gradient, x or dy before Winograd (1/(9K) or 1/(9C)), and after a padded
+// or Winograd weight gradient its own result, dw (K*C/g*R*S values: if every one is finite no
+// non-finite operand met a zero, so nothing was smeared).
+
+// Whether all n values are finite: 0 * v is 0 for a finite v and NaN for NaN or +-Inf, so the sum
+// of these products is 0 exactly when every value is finite (no branch: the loop vectorises).
+template <class T>
+bool all_finite(const T* p, int64_t n) {
+  T sum = 0;
+#pragma omp parallel for simd reduction(+ : sum) schedule(static) if (n >= 32 * kParallelMin)
+  for (int64_t i = 0; i < n; ++i) sum += p[i] * T(0);
+  return sum == 0;
+}
+
+bool padded(const Conv2dArgs& a) { return a.pad_h > 0 || a.pad_w > 0; }
+int64_t w_size(const Conv2dArgs& a) { return a.K * a.C_per_group() * a.R * a.S; }
+
 template <class T>
 void conv2d_forward_cpu(const Conv2dArgs& a, const T* x, const T* w, const T* bias, T* y) {
-  switch (pick<T>(a, Pass::forward)) {
+  Algo algo = pick<T>(a, Pass::forward);
+  if (algo == Algo::winograd && !(all_finite(w, w_size(a)) && all_finite(x, a.N * a.C * a.H * a.W)))
+    algo = Algo::im2col;
+  if (padded(a) && !all_finite(w, w_size(a))) return conv2d_forward_reference_cpu(a, x, w, bias, y);
+  switch (algo) {
     case Algo::winograd: return conv2d_forward_winograd_cpu(a, x, w, bias, y);
     case Algo::direct: return conv2d_forward_direct_cpu(a, x, w, bias, y);
     default: return conv2d_forward_im2col_cpu(a, x, w, bias, y);
@@ -617,7 +648,10 @@ void conv2d_forward_cpu(const Conv2dArgs& a, const T* x, const T* w, const T* bi
 
 template <class T>
 void conv2d_backward_input_cpu(const Conv2dArgs& a, const T* dy, const T* w, T* dx) {
-  switch (pick<T>(a, Pass::input)) {
+  const Algo algo = pick<T>(a, Pass::input);
+  const bool smears = algo == Algo::winograd ? !(all_finite(w, w_size(a)) && all_finite(dy, a.N * a.K * a.P * a.Q))
+                                             : algo == Algo::direct && !all_finite(w, w_size(a));
+  switch (smears ? Algo::im2col : algo) {
     case Algo::winograd: return conv2d_backward_input_winograd_cpu(a, dy, w, dx);
     case Algo::direct: return conv2d_backward_input_direct_cpu(a, dy, w, dx);
     default: return conv2d_backward_input_im2col_cpu(a, dy, w, dx);
@@ -626,10 +660,15 @@ void conv2d_backward_input_cpu(const Conv2dArgs& a, const T* dy, const T* w, T* 
 
 template <class T>
 void conv2d_backward_weight_cpu(const Conv2dArgs& a, const T* x, const T* dy, T* dw) {
-  switch (pick<T>(a, Pass::weight)) {
-    case Algo::winograd: return conv2d_backward_weight_winograd_cpu(a, x, dy, dw);
-    case Algo::direct: return conv2d_backward_weight_direct_cpu(a, x, dy, dw);
-    default: return conv2d_backward_weight_im2col_cpu(a, x, dy, dw);
+  const Algo algo = pick<T>(a, Pass::weight);
+  switch (algo) {
+    case Algo::winograd: conv2d_backward_weight_winograd_cpu(a, x, dy, dw); break;
+    case Algo::direct: conv2d_backward_weight_direct_cpu(a, x, dy, dw); break;
+    default: conv2d_backward_weight_im2col_cpu(a, x, dy, dw);
+  }
+  if ((algo == Algo::winograd || padded(a)) && !all_finite(dw, w_size(a))) {
+    if (padded(a) && !all_finite(dy, a.N * a.K * a.P * a.Q)) return conv2d_backward_weight_reference_cpu(a, x, dy, dw);
+    if (algo == Algo::winograd) conv2d_backward_weight_im2col_cpu(a, x, dy, dw);
   }
 }
 
