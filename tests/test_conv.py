@@ -232,25 +232,29 @@ def same_nonfinite(out, expected, tol):
     assert np.linalg.norm(out[ok] - expected[ok]) <= tol * np.linalg.norm(expected[ok])
 
 
+# (C, K, kernel, stride, map side, padding, dilation, groups): unpadded, grouped and dilated layers
+NON_FINITE_SHAPES = [(*s, 1 if s[2] == 3 else 0, 1, 1) for s, _ in FAST_PICKS] + [
+    (16, 8, 3, 1, 9, 0, 1, 1), (3, 16, 3, 1, 12, 0, 1, 1), (4, 6, 3, 1, 7, 1, 1, 2), (4, 6, 3, 1, 7, 2, 2, 2),
+    (16, 16, 3, 1, 16, 1, 1, 2), (6, 6, 3, 2, 9, 1, 1, 6)]
+
+
 @pytest.mark.parametrize("value", [np.nan, np.inf])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [s for s, _ in FAST_PICKS] + [(16, 8, 3, 1, 9, 0), (3, 16, 3, 1, 12, 0)])
+@pytest.mark.parametrize("shape", NON_FINITE_SHAPES)
 def test_fast_variants_skip_the_padding_on_non_finite_values(shape, dtype, value, rng):
     """A NaN/Inf in x, the weight or dy reaches the outputs the definition (and torch's float32
-    convolutions) says, in each of the three passes: "fast" must not multiply it by the zero padding
-    (im2col's columns, the direct variant's padded copy) nor spread it over a Winograd tile; the
-    reference loops are the judge."""
-    C, Kc, k, stride, side, *pad = shape
-    pad = pad[0] if pad else 1 if k == 3 else 0
+    oneDNN convolutions) says, in each of the three passes: "fast" must not multiply it by the zero
+    padding (im2col's columns, the direct variant's padded copy) nor spread it over a Winograd tile;
+    the reference loops are the judge."""
+    C, Kc, k, stride, side, pad, dil, groups = shape
     x = rng.standard_normal((2, C, side, side)).astype(dtype)
-    w = rng.standard_normal((Kc, C, k, k)).astype(dtype)
-    gy = K.conv2d_forward(x, w, None, stride, pad)
-    gy = rng.standard_normal(gy.shape).astype(dtype)
-    calls = {"forward": (K.conv2d_forward, (x, w, None, stride, pad), (0, 1)),
-             "input": (K.conv2d_backward_input, (gy, w, x.shape, stride, pad), (0, 1)),
-             "weight": (K.conv2d_backward_weight, (x, gy, w.shape, stride, pad), (0, 1))}
-    for kernel, args, operands in calls.values():
-        for i in operands:
+    w = rng.standard_normal((Kc, C // groups, k, k)).astype(dtype)
+    conf = (stride, pad, dil, groups)
+    gy = rng.standard_normal(K.conv2d_forward(x, w, None, *conf).shape).astype(dtype)
+    calls = [(K.conv2d_forward, (x, w, None, *conf)), (K.conv2d_backward_input, (gy, w, x.shape, *conf)),
+             (K.conv2d_backward_weight, (x, gy, w.shape, *conf))]
+    for kernel, args in calls:
+        for i in (0, 1):
             for at in (0, -1, args[i].size // 2 + 1):  # a corner (meets the padding), the far corner, inside
                 bad = args[i].copy()
                 bad.flat[at] = value
