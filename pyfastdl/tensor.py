@@ -36,6 +36,11 @@ def _as_dtype(dtype):
     return np.dtype(dtype)
 
 
+class DtypeError(TypeError, RuntimeError):
+    """A dtype that cannot do what was asked (requires_grad on integers): a TypeError, and the
+    RuntimeError torch raises there."""
+
+
 class Tensor:
     """A multi-dimensional array with autograd. Create with :func:`pyfastdl.tensor`."""
 
@@ -86,7 +91,8 @@ class Tensor:
     @requires_grad.setter
     def requires_grad(self, value):
         if value and self._data.dtype.kind != "f":
-            raise RuntimeError(f"only floating-point tensors can require gradients (dtype {self._data.dtype})")
+            raise DtypeError(f"{type(self).__name__}: only floating-point tensors can require gradients "
+                             f"(requires_grad=True), got dtype {self._data.dtype}")
         if not value and self._node is not None:
             raise RuntimeError("requires_grad can only be turned off on leaf tensors; use detach()")
         self._requires_grad = bool(value)
