@@ -422,14 +422,23 @@ class Tensor:
     # ---- shape ----------------------------------------------------------------------------------
     def reshape(self, *shape):
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        return ops.Reshape.apply(self, tuple(shape))
+        try:
+            return ops.Reshape.apply(self, tuple(shape))
+        except (ValueError, TypeError) as e:  # numpy's words ("can only specify one unknown dimension"), named
+            raise type(e)(f"reshape: {e} (tensor of shape {self.shape}, new shape {tuple(shape)})") from None
 
     view = reshape
 
     def flatten(self, start_dim=0, end_dim=-1):
+        try:
+            start, end = ops._axes((start_dim, end_dim), max(self.ndim, 1))  # (a 0-d tensor takes dims 0 and -1)
+        except (IndexError, TypeError) as e:
+            raise type(e)(f"flatten: start_dim={start_dim!r}, end_dim={end_dim!r}: {e}") from None
         if self.ndim == 0:
             return self.reshape(1)
-        start, end = start_dim % self.ndim, end_dim % self.ndim
+        if start > end:
+            raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} (dims {start} > {end} of "
+                             f"shape {self.shape})")
         merged = int(np.prod(self.shape[start : end + 1]))
         return self.reshape(self.shape[:start] + (merged,) + self.shape[end + 1 :])
 
@@ -456,7 +465,7 @@ class Tensor:
         return self.permute(tuple(reversed(range(self.ndim))))
 
     def unsqueeze(self, dim):
-        d = dim % (self.ndim + 1)
+        (d,) = ops._axes(dim, self.ndim + 1, self.shape)
         return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
 
     def squeeze(self, dim=None):
@@ -472,7 +481,10 @@ class Tensor:
         return ops.Expand.apply(self, shape)
 
     def __getitem__(self, index):
-        return ops.GetItem.apply(self, index)
+        try:
+            return ops.GetItem.apply(self, index)
+        except (IndexError, TypeError) as e:  # numpy's words, named
+            raise type(e)(f"index: {e} (tensor of shape {self.shape})") from None
 
     def masked_fill(self, mask, value):
         mask = mask.data if isinstance(mask, Tensor) else mask
