@@ -177,6 +177,32 @@ def test_flatten_and_unsqueeze_agree_with_torch():
             pf.tensor(x).unsqueeze(dim + 8 if dim >= 0 else dim - 8)
 
 
+@requires_torch
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy's note on the mean of an empty tensor
+def test_python_numbers_beside_integer_and_bool_tensors_promote_as_in_torch():
+    """A float beside an integer tensor was converted to the tensor's dtype: x_int * 0.5 gave zeros,
+    x_int < 0.5 compared with 0, a bool tensor + 1 stayed bool. Values and dtype kind as torch's."""
+    import torch
+
+    ints, bools = np.array([-2, 0, 1, 3]), np.array([True, False, True, False])
+    cases = [(ints, lambda a: a * 0.5), (ints, lambda a: 0.5 * a), (ints, lambda a: a + 0.25),
+             (ints, lambda a: 1.5 - a), (ints, lambda a: a < 0.5), (ints, lambda a: a >= -0.5), (ints, lambda a: a + 2),
+             (ints, lambda a: a * True), (bools, lambda a: a + 1), (bools, lambda a: a * 2.5),
+             (bools, lambda a: 3 + a), (bools, lambda a: a < 0.5)]
+    for x, op in cases:
+        ours, theirs = op(pf.tensor(x)).data, op(torch.from_numpy(x)).numpy()
+        assert ours.dtype.kind == theirs.dtype.kind and np.array_equal(ours, theirs), (ours, theirs)
+    assert (pf.tensor(np.ones(2, np.float32)) * 2).dtype == np.float32  # an int keeps a float tensor's dtype
+    assert (pf.tensor(1.0) < pf.tensor(2.0)).item() is True  # 0-d comparisons (numpy gives a scalar)
+    assert np.isnan(pf.tensor(np.zeros((0, 3), np.float32)).var().item())  # was -0.0
+    with pytest.raises(TypeError, match=r"^add_: .* \(the tensor is int64\)"):  # torch refuses it too
+        pf.tensor(ints).add_(0.5)
+    with pytest.raises(ValueError, match=r"^operator: 1180591620717411303424 does not fit the tensor's dtype int64"):
+        pf.tensor(ints) + 2**70
+    with pytest.raises(TypeError, match=r"^operator: complex numbers are not supported, got 1j"):
+        pf.tensor(np.ones(2, np.float32)) + 1j
+
+
 # ---- the command line -------------------------------------------------------------------------------
 
 QUICK = ["--epochs", "1", "--limit", "64", "--threads", "1", "--quiet", "--device", "cpu"]
