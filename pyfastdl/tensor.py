@@ -125,7 +125,7 @@ class Tensor:
         return self._data.ndim
 
     def size(self, dim=None):
-        return self.shape if dim is None else self.shape[dim]
+        return self.shape if dim is None else self.shape[ops._axes(dim, self.ndim)[0]]
 
     def numel(self):
         return int(self._data.size)
@@ -388,6 +388,9 @@ class Tensor:
     def clamp(self, min=None, max=None):  # noqa: A002
         if min is None and max is None:
             raise ValueError("clamp: at least one of min and max must be given")
+        for name, bound in (("min", min), ("max", max)):
+            if bound is not None and not isinstance(bound, (numbers.Real, Tensor)):
+                raise TypeError(f"clamp: {name} must be a number or a Tensor, got {type(bound).__name__} {bound!r}")
         return ops.Clamp.apply(self, min, max)
 
     clip = clamp
@@ -480,6 +483,8 @@ class Tensor:
 
     def expand(self, *shape):
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in shape):
+            raise TypeError(f"expand: sizes must be integers, got {tuple(shape)}")
         lead = len(shape) - self.ndim
         shape = tuple(self.shape[i - lead] if s == -1 else s for i, s in enumerate(shape))
         return ops.Expand.apply(self, shape)
@@ -492,6 +497,9 @@ class Tensor:
 
     def masked_fill(self, mask, value):
         mask = mask.data if isinstance(mask, Tensor) else mask
+        if getattr(mask, "dtype", None) != np.bool_:  # (torch refuses other masks: a float mask is no mask)
+            raise TypeError("masked_fill: mask must be a bool tensor, got "
+                            f"{getattr(mask, 'dtype', type(mask).__name__)}")
         fill = Tensor(backend.get_array_module(self._data).asarray(value, dtype=self.dtype))
         return ops.Where.apply(Tensor(mask), fill, self)
 

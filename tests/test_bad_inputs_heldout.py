@@ -125,6 +125,37 @@ ERRORS = [
      r"^make_classification: image_size must be a whole number >= 4"),
     ("make_detection-n-negative", lambda: shapes.make_detection(-1), ValueError,
      r"^make_detection: n \(the number of images\) must be a whole number >= 0, got -1"),
+    # init, clip_grad_norm_, seeds and threads: were numpy's or int()'s words
+    ("uniform_-a-nan", lambda: nn.init.uniform_(param(), a=NAN), ValueError, r"^uniform_: a must be a finite number"),
+    ("uniform_-a-above-b", lambda: nn.init.uniform_(param(), a=1.0, b=0.0), ValueError,
+     r"^uniform_: a must be <= b, got a=1\.0, b=0\.0"),
+    ("normal_-std-negative", lambda: nn.init.normal_(param(), std=-1.0), ValueError,
+     r"^normal_: std must be a finite number >= 0\.0, got -1\.0"),
+    ("constant_-str", lambda: nn.init.constant_(param(), "x"), TypeError, r"^constant_: val must be a real number"),
+    ("xavier_uniform_-gain-nan", lambda: nn.init.xavier_uniform_(param(), gain=NAN), ValueError,
+     r"^xavier_uniform_: gain must be a finite number >= 0"),
+    ("xavier_normal_-gain-str", lambda: nn.init.xavier_normal_(param(), gain="x"), ValueError,
+     r"^xavier_normal_: gain must be a finite number"),
+    ("kaiming_uniform_-a-nan", lambda: nn.init.kaiming_uniform_(param(), a=NAN), ValueError,
+     r"^calculate_gain: negative_slope nan is not a valid number"),
+    ("clip_grad_norm_-None", lambda: nn.utils.clip_grad_norm_(None, 1.0), TypeError,
+     r"^clip_grad_norm_: parameters must be a Tensor or an iterable"),
+    ("clip_grad_norm_-max_norm-str", lambda: nn.utils.clip_grad_norm_([param()], "x"), TypeError,
+     r"^clip_grad_norm_: max_norm must be a number, got str"),
+    ("clip_grad_norm_-norm_type-nan", lambda: nn.utils.clip_grad_norm_([param()], 1.0, NAN), ValueError,
+     r"^clip_grad_norm_: norm_type must be a number"),
+    ("manual_seed-None", lambda: pf.manual_seed(None), TypeError, r"^manual_seed: seed must be an integer, got None"),
+    ("manual_seed-nan", lambda: pf.manual_seed(NAN), TypeError, r"^manual_seed: seed must be an integer, got float"),
+    ("set_num_threads-None", lambda: pf.set_num_threads(None), TypeError, r"^set_num_threads: n must be an integer"),
+    ("set_num_threads-1.5", lambda: pf.set_num_threads(1.5), TypeError, r"^set_num_threads: n must be an integer"),
+    # containers and tensor methods
+    ("Sequential-str-index", lambda: nn.Sequential(nn.ReLU())["x"], TypeError,
+     r"^Sequential: index must be an integer or a slice, got str"),
+    ("size-dim-oob", lambda: X.size(5), IndexError, r"dimension 5 is out of range \[-2, 1\]"),
+    ("expand-str", lambda: t(1, 3).expand("a", 3), TypeError, r"^expand: sizes must be integers, got \('a', 3\)"),
+    ("masked_fill-float-mask", lambda: X.masked_fill(t(2, 3), 0.0), TypeError,  # (it filled wherever mask != 0)
+     r"^masked_fill: mask must be a bool tensor, got float32"),
+    ("clamp-str", lambda: X.clamp("a"), TypeError, r"^clamp: min must be a number or a Tensor, got str"),
     # state dicts
     ("load_state_dict-None", lambda: nn.Linear(3, 4).load_state_dict(None), TypeError,
      r"^Linear\.load_state_dict: state_dict must be a mapping"),
@@ -175,6 +206,24 @@ def test_flatten_and_unsqueeze_agree_with_torch():
             torch.from_numpy(x).unsqueeze(dim + 8 if dim >= 0 else dim - 8)
         with pytest.raises(IndexError):
             pf.tensor(x).unsqueeze(dim + 8 if dim >= 0 else dim - 8)
+
+
+@requires_torch
+def test_clip_grad_norm_of_order_0_and_negative_as_torch():
+    """torch's 0-"norm" (the formula divided by zero) and its negative orders."""
+    import torch
+
+    grads = [np.array([[0.0, 2.0], [0.0, -1.0]], np.float32), np.zeros(3, np.float32), np.array([4.0], np.float32)]
+    for norm_type in (0.0, -1.0, 1.0, float("inf")):
+        ours, theirs = [nn.Parameter(pf.tensor(np.ones_like(g))) for g in grads], \
+                       [torch.nn.Parameter(torch.ones(g.shape)) for g in grads]
+        for p, q, g in zip(ours, theirs, grads):
+            p.grad, q.grad = pf.tensor(g.copy()), torch.from_numpy(g.copy())
+        total = nn.utils.clip_grad_norm_(ours, 0.5, norm_type)
+        np.testing.assert_allclose(total.item(), torch.nn.utils.clip_grad_norm_(theirs, 0.5, norm_type).item(),
+                                   rtol=1e-6)
+        for p, q in zip(ours, theirs):
+            np.testing.assert_allclose(p.grad.data, q.grad.numpy(), rtol=1e-6)
 
 
 @requires_torch
