@@ -142,6 +142,8 @@ FLOAT_VALUES = [("nan", float("nan")), ("inf", float("inf")), ("-inf", float("-i
 
 
 def scalar_mutations(v):
+    if isinstance(v, str):  # a mode or reduction name
+        return [("bogus-str", "bogus", None), ("empty-str", "", None), ("None", None, None), ("int", 1, None)]
     if isinstance(v, bool):
         return [("None", None, None), ("str", "yes", None), ("2", 2, None)]
     if isinstance(v, int):
@@ -422,6 +424,14 @@ MODULES = [
     ("NLLLoss", dict(ignore_index=-100), lambda: (_t(5, 4), _labels(5, 4))),
     ("SmoothL1Loss", dict(beta=1.0), lambda: (_t(5, 4), _t(5, 4, seed=1))),
     ("MSELoss", dict(reduction="mean"), lambda: (_t(5, 4), _t(5, 4, seed=1))),
+    ("BCEWithLogitsLoss", dict(reduction="mean"),
+     lambda: (_t(5, 4), pf.tensor(np.random.default_rng(2).random((5, 4)).astype(np.float32)))),
+    ("SyncBatchNorm", dict(num_features=3, eps=1e-5, momentum=0.1), lambda: (_t(2, 3, 4, 4),)),
+    ("GELU", dict(approximate="tanh"), lambda: (_t(3, 4),)),
+    ("ReLU", dict(inplace=False), lambda: (_t(3, 4),)),
+    ("Sigmoid", dict(), lambda: (_t(3, 4),)),
+    ("Tanh", dict(), lambda: (_t(3, 4),)),
+    ("Identity", dict(), lambda: (_t(3, 4),)),
 ]
 DEVICES = [("gpu", "gpu"), ("cuda:7", "cuda:7"), ("int", 3), ("None-str", "none")]
 DTYPES = [("float16", "float16"), ("int64", "int64"), ("complex", np.complex64), ("object", object), ("junk", "floaty")]
