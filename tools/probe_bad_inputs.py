@@ -172,8 +172,9 @@ TORCH_DIVERGES = {
     # a NaN/Inf weight meeting the zero padding: torch's oneDNN path (float32, groups 1 or large maps) skips the
     # padding as the definition and our kernels do; its slow path (float64, small grouped convolutions like this
     # sample's) multiplies the zeros (0 * NaN). tests/test_conv.py checks ours against the reference loops.
-    ("conv2d", "weight=nan-value"): "torch's slow path (groups 2 on a small map) multiplies the padding's zeros",
-    ("conv2d", "weight=inf-value"): "torch's slow path (groups 2 on a small map) multiplies the padding's zeros",
+    **{(op, f"weight={m}"): "torch's slow path (groups 2 on a small map) multiplies the padding's zeros (its oneDNN "
+       "path, given one group at a time, agrees with ours)" for op in ("conv2d", "conv2d#1")
+       for m in ("nan-value", "inf-value")},
     # masked-out keys are skipped (csrc/cpu/attention.cpp): torch's math path adds -inf to a NaN score there, and
     # multiplies an infinite value by its zero weight (samples #1 and #2 hold a mask, a causal one)
     **{(f"scaled_dot_product_attention#{i}", f"{arg}={m}"): "masked-out keys are skipped; torch's math path "
