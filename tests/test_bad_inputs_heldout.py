@@ -339,3 +339,20 @@ def test_damaged_saved_options_name_the_file_and_nothing_is_overwritten(tmp_path
         # (the good run finished: resuming it stops there, at the latest, still naming the file)
         assert f"{tmp_path / CHECKPOINT}" in err and (message in err or command[0] == "train"), (command, err)
     assert os.listdir(tmp_path) == [CHECKPOINT] and (tmp_path / CHECKPOINT).read_bytes() == damaged
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["profile", "lenet", "--steps", "0"], "profile: --steps must be a whole number >= 1, got 0"),  # exited 0
+    (["profile", "lenet", "--rows", "-1"], "profile: --rows must be a whole number >= 1, got -1"),
+    (["profile", "lenet", "--warmup", "-1"], "profile: --warmup must be a whole number >= 0, got -1"),
+    (["bench", "models", "lenet", "--rounds", "0"], "bench models: --rounds must be a whole number >= 1, got 0"),
+    (["bench", "models", "lenet", "--warmup", "-1"], "bench models: --warmup must be a whole number >= 0"),
+    # every run of a cell would fail (the sweep ended in a RuntimeError traceback after training the others)
+    (["sweep", "lenet", "--grid", "lr=nan,0.1"], "is not a valid training command: --lr must be a finite number"),
+    (["sweep", "lenet", "--grid", "epochs=0,1"], "is not a valid training command: --epochs must be a whole number"),
+])
+def test_other_commands_refuse_bad_counts_before_running(tmp_path, capsys, argv, message):
+    out = ["--out", str(tmp_path / "out")] if argv[0] == "sweep" else []
+    assert main([*argv, *out]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -312,7 +312,8 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _check_whole(what: str, value, low: int = 1) -> None:
+def check_whole(what: str, value, low: int = 1) -> None:
+    """A ValueError naming ``what`` (an option) unless ``value`` is a whole number >= ``low``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         raise ValueError(f"{what} must be a whole number >= {low}, got {value!r}")
 
@@ -325,12 +326,12 @@ def check_arguments(args: argparse.Namespace) -> None:
     in [0, 1), dropout and label smoothing in [0, 1]; the learning rate, weight decay and momentum are
     finite and >= 0; and every other floating-point option is finite."""
     for name in ("epochs", "batch_size"):
-        _check_whole(_flag(name), getattr(args, name, None))
+        check_whole(_flag(name), getattr(args, name, None))
     lows = [(name, option.least) for name, option in VOCABULARY.items() if option.least is not None]
     for name, low in (("threads", 1), ("limit", 1), ("warmup_steps", 1), ("seed", 0), ("shift", 0), ("stride", 1),
                       ("beam", 1), ("min_freq", 0), *lows):
         if getattr(args, name, None) is not None:
-            _check_whole(_flag(name), getattr(args, name), low)
+            check_whole(_flag(name), getattr(args, name), low)
     heads, width = getattr(args, "heads", None), getattr(args, "d_model", None)
     if heads and width and width % heads:
         raise ValueError(f"--heads {heads} must divide --d-model {width} (each head takes d_model / heads)")
@@ -655,14 +656,14 @@ def evaluate_checkpoint(path: str, split: str = "test", device: str = "auto", da
     """Loss and metrics of the model saved at ``path`` (a run directory or its checkpoint) on one split
     of its recipe's dataset (its first ``limit`` samples where given)."""
     if batch_size is not None:
-        _check_whole("eval: --batch-size", batch_size)
+        check_whole("eval: --batch-size", batch_size)
     recipe, args, model = _restore(checkpoint_path(path), {"device": device, "data_dir": data_dir,
                                                             "batch_size": batch_size})
     datasets = recipe.datasets(args)
     if datasets.get(split) is None:
         raise ValueError(f"split must be one of {[k for k, v in datasets.items() if v is not None]}, got {split!r}")
     if limit is not None:
-        _check_whole("eval: --limit", limit)
+        check_whole("eval: --limit", limit)
     dataset = _limit(datasets[split], limit)
     with kernel_threads(getattr(args, "threads", None)):
         result = evaluate(recipe, model, dataset, args.device, args.batch_size, args)
@@ -695,7 +696,7 @@ def predict_checkpoint(path: str, inputs: list[str] | None = None, count: int = 
     input (:meth:`Recipe.predictions`): for ``inputs`` (files, sentences or text, as the recipe
     reads them), or else for the first ``count`` test samples (with their targets). Pictures a
     recipe draws of them go to ``out_dir`` (default: the checkpoint's directory)."""
-    _check_whole("predict: --count", count)
+    check_whole("predict: --count", count)
     path = checkpoint_path(path)
     recipe, args, model = _restore(path, {"device": device, "data_dir": data_dir})
     out_dir = out_dir or os.path.dirname(os.path.abspath(path))
