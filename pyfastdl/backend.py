@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 import operator
 
 import numpy as np
@@ -301,6 +302,8 @@ def set_num_threads(n: int) -> None:
     own BLAS, which the few products that do not go through :func:`matmul` (broadcast batches) use:
     left at its default on a busy machine, a small product can take 100x longer spinning up idle
     threads."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"set_num_threads: n must be an integer, got {type(n).__name__} {n!r}")
     n = int(n)
     if not 1 <= n <= 2**31 - 1:  # OpenMP counts threads in an int
         raise ValueError(f"set_num_threads: n must be between 1 and 2**31 - 1, got {n}")

@@ -479,6 +479,10 @@ def main(args) -> int:
     if unknown:
         print(f"pyfastdl bench models: unknown model {', '.join(unknown)}; choose from {', '.join(CASES)}")
         return 2
+    from .train.loop import check_whole
+
+    check_whole("bench models: --rounds", args.rounds)
+    check_whole("bench models: --warmup", args.warmup, 0)
     conditions = [c for c in CONDITIONS if not args.conditions or c in args.conditions]
     result = run(cases, conditions, rounds=args.rounds, warmup=args.warmup, memory=not args.no_memory,
                  with_torch=not args.no_torch)

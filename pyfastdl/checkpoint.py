@@ -236,14 +236,21 @@ def read_training_state(path: str) -> dict | None:
 
 
 def check_state_matches(model_state: dict, expected: dict, where: str) -> None:
-    """Raise :class:`CheckpointMismatchError` listing missing names, unexpected names and shape
-    mismatches between a checkpoint's arrays and the model's state_dict."""
+    """Raise :class:`CheckpointMismatchError` listing missing names, unexpected names, shape mismatches
+    and dtypes of another kind (integers where the model holds floats: bits a float would misread)
+    between a checkpoint's arrays and the model's state_dict."""
     missing = [name for name in expected if name not in model_state]
     unexpected = [name for name in model_state if name not in expected]
     shapes = [f"{name}: checkpoint {tuple(model_state[name].shape)} vs model {tuple(expected[name].shape)}"
               for name in expected if name in model_state
               and tuple(model_state[name].shape) != tuple(expected[name].shape)]
+    kinds = {"f": "floating-point", "i": "integer", "u": "integer", "b": "bool"}  # (float64 -> float32 converts)
+    dtypes = [f"{name}: checkpoint {model_state[name].dtype} vs model {expected[name].dtype}"
+              for name in expected if name in model_state
+              and kinds.get(model_state[name].dtype.kind, "other") != kinds.get(expected[name].dtype.kind)]
     problems = []
+    if dtypes:
+        problems.append(f"dtype mismatch: {'; '.join(dtypes)}")
     if missing:
         problems.append(f"missing from the checkpoint: {', '.join(missing)}")
     if unexpected:

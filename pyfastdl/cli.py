@@ -118,11 +118,14 @@ def _cmd_sample(args) -> int:
 def _cmd_profile(args) -> int:
     from . import bench_models
     from .profiler import profile, record_function
+    from .train.loop import check_whole
     from .train.registry import list_recipe_names
 
     if args.model not in bench_models.CASES and args.model not in list_recipe_names():
         print(f"pyfastdl profile: unknown model {args.model!r}; try one of {', '.join(bench_models.CASES)}")
         return 2
+    for name, low in (("steps", 1), ("warmup", 0), ("rows", 1), ("threads", 1)):
+        check_whole(f"profile: --{name}", getattr(args, name), low)
     bench_models.set_threads(args.threads)
     step = bench_models.build_ours(args.model)
     for _ in range(args.warmup):

@@ -23,8 +23,9 @@ def _xp(a):
     return backend.get_array_module(a)
 
 
-def _axes(dim, ndim):
-    """torch's ``dim`` (None, int or sequence) as a normalised tuple of axes (None: all)."""
+def _axes(dim, ndim, shape=None):
+    """torch's ``dim`` (None, int or sequence) as a normalised tuple of axes (None: all); ``shape``, where
+    given, is the tensor's, for the message (unsqueeze's ndim is one more than its input's)."""
     if dim is None:
         return None
     dims = (dim,) if isinstance(dim, numbers.Integral) else tuple(dim) if isinstance(dim, (tuple, list)) else None
@@ -33,7 +34,8 @@ def _axes(dim, ndim):
     out = []
     for d in dims:
         if not -ndim <= d < max(ndim, 1):
-            raise IndexError(f"dimension {d} is out of range for a tensor with {ndim} dimensions")
+            raise IndexError(f"dimension {d} is out of range [{-ndim}, {max(ndim, 1) - 1}]"
+                             + (f" for shape {shape}" if shape is not None else f" for a tensor with {ndim} dimensions"))
         out.append(d % max(ndim, 1))
     return tuple(out)
 

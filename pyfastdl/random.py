@@ -31,7 +31,10 @@ class Generator:
 
     def manual_seed(self, seed: int) -> "Generator":
         """Restart the stream from ``seed``; returns self (as torch does)."""
-        seed = int(seed)
+        try:
+            seed = int(seed)  # (as torch's manual_seed: 1.5 seeds 1)
+        except (TypeError, ValueError, OverflowError):
+            raise TypeError(f"manual_seed: seed must be an integer, got {type(seed).__name__} {seed!r}") from None
         if seed < 0:
             raise ValueError(f"manual_seed: seed must be non-negative, got {seed}")
         self._seed = seed

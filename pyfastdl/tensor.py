@@ -36,6 +36,11 @@ def _as_dtype(dtype):
     return np.dtype(dtype)
 
 
+class DtypeError(TypeError, RuntimeError):
+    """A dtype that cannot do what was asked (requires_grad on integers): a TypeError, and the
+    RuntimeError torch raises there."""
+
+
 class Tensor:
     """A multi-dimensional array with autograd. Create with :func:`pyfastdl.tensor`."""
 
@@ -86,7 +91,8 @@ class Tensor:
     @requires_grad.setter
     def requires_grad(self, value):
         if value and self._data.dtype.kind != "f":
-            raise RuntimeError(f"only floating-point tensors can require gradients (dtype {self._data.dtype})")
+            raise DtypeError(f"{type(self).__name__}: only floating-point tensors can require gradients "
+                             f"(requires_grad=True), got dtype {self._data.dtype}")
         if not value and self._node is not None:
             raise RuntimeError("requires_grad can only be turned off on leaf tensors; use detach()")
         self._requires_grad = bool(value)
@@ -119,7 +125,7 @@ class Tensor:
         return self._data.ndim
 
     def size(self, dim=None):
-        return self.shape if dim is None else self.shape[dim]
+        return self.shape if dim is None else self.shape[ops._axes(dim, self.ndim)[0]]
 
     def numel(self):
         return int(self._data.size)
@@ -235,7 +241,10 @@ class Tensor:
 
     def _inplace(self, what, fn):
         self._check_inplace(what)
-        fn(self._data)
+        try:
+            fn(self._data)
+        except TypeError as e:  # numpy's casting refusal (an int tensor += 0.5; torch refuses it too), named
+            raise TypeError(f"{what}: {e} (the tensor is {self.dtype})") from None
         self._version += 1
         return self
 
@@ -274,28 +283,28 @@ class Tensor:
 
     # ---- arithmetic -----------------------------------------------------------------------------
     def __add__(self, other):
-        return ops.Add.apply(self, _operand(self, other))
+        return ops.Add.apply(*_operands(self, other))
 
     def __radd__(self, other):
-        return ops.Add.apply(_operand(self, other), self)
+        return ops.Add.apply(*_operands(self, other)[::-1])
 
     def __sub__(self, other):
-        return ops.Sub.apply(self, _operand(self, other))
+        return ops.Sub.apply(*_operands(self, other))
 
     def __rsub__(self, other):
-        return ops.Sub.apply(_operand(self, other), self)
+        return ops.Sub.apply(*_operands(self, other)[::-1])
 
     def __mul__(self, other):
-        return ops.Mul.apply(self, _operand(self, other))
+        return ops.Mul.apply(*_operands(self, other))
 
     def __rmul__(self, other):
-        return ops.Mul.apply(_operand(self, other), self)
+        return ops.Mul.apply(*_operands(self, other)[::-1])
 
     def __truediv__(self, other):
-        return ops.Div.apply(self, _operand(self, other))
+        return ops.Div.apply(*_operands(self, other))
 
     def __rtruediv__(self, other):
-        return ops.Div.apply(_operand(self, other), self)
+        return ops.Div.apply(*_operands(self, other)[::-1])
 
     def __neg__(self):
         return ops.Neg.apply(self)
@@ -303,16 +312,16 @@ class Tensor:
     def __pow__(self, exponent):
         if isinstance(exponent, numbers.Number):
             return ops.PowScalar.apply(self, exponent)
-        return ops.Pow.apply(self, _operand(self, exponent))
+        return ops.Pow.apply(*_operands(self, exponent))
 
     def __rpow__(self, base):
-        return ops.Pow.apply(_operand(self, base), self)
+        return ops.Pow.apply(*_operands(self, base)[::-1])
 
     def __matmul__(self, other):
-        return ops.MatMul.apply(self, _operand(self, other))
+        return ops.MatMul.apply(*_operands(self, other))
 
     def __rmatmul__(self, other):
-        return ops.MatMul.apply(_operand(self, other), self)
+        return ops.MatMul.apply(*_operands(self, other)[::-1])
 
     def pow(self, exponent):
         return self**exponent
@@ -322,7 +331,8 @@ class Tensor:
 
     # comparisons give bool tensors (no gradient)
     def _compare(self, other, fn):
-        return Tensor(fn(self._data, _operand_array(self, other, "comparison")))
+        xp = backend.get_array_module(self._data)
+        return Tensor(xp.asarray(fn(self._data, _operand_array(self, other, "comparison"))))  # (0-d: numpy scalars)
 
     def __lt__(self, other):
         return self._compare(other, lambda a, b: a < b)
@@ -378,6 +388,9 @@ class Tensor:
     def clamp(self, min=None, max=None):  # noqa: A002
         if min is None and max is None:
             raise ValueError("clamp: at least one of min and max must be given")
+        for name, bound in (("min", min), ("max", max)):
+            if bound is not None and not isinstance(bound, (numbers.Real, Tensor)):
+                raise TypeError(f"clamp: {name} must be a number or a Tensor, got {type(bound).__name__} {bound!r}")
         return ops.Clamp.apply(self, min, max)
 
     clip = clamp
@@ -394,7 +407,7 @@ class Tensor:
     def var(self, dim=None, keepdim=False, unbiased=True):
         centered = self - self.mean(dim, keepdim=True)
         n = self.numel() if dim is None else int(np.prod([self.shape[d] for d in ops._axes(dim, self.ndim)]))
-        return (centered * centered).sum(dim, keepdim) / (n - 1 if unbiased else n)
+        return (centered * centered).sum(dim, keepdim) / max(n - 1 if unbiased else n, 0)  # (0/0: NaN, as torch)
 
     def max(self, dim=None, keepdim=False):
         """The maximum; with ``dim``, a (values, indices) pair as torch returns."""
@@ -416,14 +429,23 @@ class Tensor:
     # ---- shape ----------------------------------------------------------------------------------
     def reshape(self, *shape):
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        return ops.Reshape.apply(self, tuple(shape))
+        try:
+            return ops.Reshape.apply(self, tuple(shape))
+        except (ValueError, TypeError) as e:  # numpy's words ("can only specify one unknown dimension"), named
+            raise type(e)(f"reshape: {e} (tensor of shape {self.shape}, new shape {tuple(shape)})") from None
 
     view = reshape
 
     def flatten(self, start_dim=0, end_dim=-1):
+        try:
+            start, end = ops._axes((start_dim, end_dim), max(self.ndim, 1))  # (a 0-d tensor takes dims 0 and -1)
+        except (IndexError, TypeError) as e:
+            raise type(e)(f"flatten: start_dim={start_dim!r}, end_dim={end_dim!r}: {e}") from None
         if self.ndim == 0:
             return self.reshape(1)
-        start, end = start_dim % self.ndim, end_dim % self.ndim
+        if start > end:
+            raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} (dims {start} > {end} of "
+                             f"shape {self.shape})")
         merged = int(np.prod(self.shape[start : end + 1]))
         return self.reshape(self.shape[:start] + (merged,) + self.shape[end + 1 :])
 
@@ -450,7 +472,7 @@ class Tensor:
         return self.permute(tuple(reversed(range(self.ndim))))
 
     def unsqueeze(self, dim):
-        d = dim % (self.ndim + 1)
+        (d,) = ops._axes(dim, self.ndim + 1, self.shape)
         return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
 
     def squeeze(self, dim=None):
@@ -461,15 +483,23 @@ class Tensor:
 
     def expand(self, *shape):
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in shape):
+            raise TypeError(f"expand: sizes must be integers, got {tuple(shape)}")
         lead = len(shape) - self.ndim
         shape = tuple(self.shape[i - lead] if s == -1 else s for i, s in enumerate(shape))
         return ops.Expand.apply(self, shape)
 
     def __getitem__(self, index):
-        return ops.GetItem.apply(self, index)
+        try:
+            return ops.GetItem.apply(self, index)
+        except (IndexError, TypeError) as e:  # numpy's words, named
+            raise type(e)(f"index: {e} (tensor of shape {self.shape})") from None
 
     def masked_fill(self, mask, value):
         mask = mask.data if isinstance(mask, Tensor) else mask
+        if getattr(mask, "dtype", None) != np.bool_:  # (torch refuses other masks: a float mask is no mask)
+            raise TypeError("masked_fill: mask must be a bool tensor, got "
+                            f"{getattr(mask, 'dtype', type(mask).__name__)}")
         fill = Tensor(backend.get_array_module(self._data).asarray(value, dtype=self.dtype))
         return ops.Where.apply(Tensor(mask), fill, self)
 
@@ -481,14 +511,33 @@ def _argext(t, dim, keepdim, largest):
     return t.max(dim, keepdim).indices if largest else t.min(dim, keepdim).indices
 
 
+_KIND_RANK = {"b": 0, "u": 1, "i": 1, "f": 2}
+
+
+def _number_dtype(dtype, value):
+    """The dtype a Python number takes beside a tensor of ``dtype``, as torch promotes: the tensor's,
+    unless the number is of a higher kind (a float beside integers or bools: float32; an int beside
+    bools: int64). (Converted to an integer dtype, 0.5 would be 0: x_int * 0.5 all zeros.)"""
+    kind = "b" if isinstance(value, (bool, np.bool_)) else "i" if isinstance(value, numbers.Integral) else "f"
+    if _KIND_RANK[kind] <= _KIND_RANK.get(dtype.kind, 2):
+        return dtype
+    return np.dtype(np.int64 if kind == "i" else np.float32)
+
+
 def _operand_array(t, value, what):
-    """An operand as an array on t's device: a Tensor's data, or a Python number in t's dtype."""
+    """An operand as an array on t's device: a Tensor's data, or a Python number in t's dtype (or of
+    its own kind where that is higher, :func:`_number_dtype`)."""
     if isinstance(value, Tensor):
         if value.device != t.device:
             raise RuntimeError(f"{what}: tensors are on different devices ({t.device} and {value.device})")
         return value.data
-    if isinstance(value, (numbers.Number, np.bool_)):
-        return backend.get_array_module(t.data).asarray(value, dtype=t.dtype)
+    if isinstance(value, (numbers.Real, np.bool_)):
+        try:
+            return backend.get_array_module(t.data).asarray(value, dtype=_number_dtype(t.dtype, value))
+        except OverflowError:
+            raise ValueError(f"{what}: {value!r} does not fit the tensor's dtype {t.dtype}") from None
+    if isinstance(value, numbers.Number):
+        raise TypeError(f"{what}: complex numbers are not supported, got {value!r}")
     raise TypeError(f"{what}: expected a Tensor or a Python number, got {type(value).__name__} "
                     "(wrap arrays with pyfastdl.tensor())")
 
@@ -496,6 +545,15 @@ def _operand_array(t, value, what):
 def _operand(t, value):
     """The other operand of a binary op as a Tensor (numbers take t's dtype and device)."""
     return value if isinstance(value, Tensor) else Tensor(_operand_array(t, value, "operator"))
+
+
+def _operands(t, value):
+    """(t, value) as the Tensors of a binary op: t cast too where a number outranks its dtype (an
+    integer tensor times 0.5 is float32, as in torch; such tensors never require grad)."""
+    other = _operand(t, value)
+    if not isinstance(value, Tensor) and other.dtype != t.dtype:
+        t = Tensor(t.data.astype(other.dtype))
+    return t, other
 
 
 register_tensor_class(Tensor)

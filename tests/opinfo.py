@@ -442,6 +442,7 @@ def _(rng):
         KE(_with(base, lengths=np.array([4, 0, 2])), ValueError, "lengths"),
         KE(_with(base, lengths=np.array([4, 5, 2])), ValueError, "lengths"),
         KE(_with(base, lengths=np.array([4, 2])), ValueError, "lengths"),
+        KE(_with(base, lengths=np.array([[4, 1, 2]])), ValueError, "lengths"),  # (the probe's other samples)
         KE(_with(base, h0=lambda rng: arr(rng, 3, 5)), ValueError, "h0"),
         KE(_with(base, weight_hh=lambda rng: arr(rng, 16, 5)), ValueError, "weight_hh"),
         KE(_with(base, input=lambda rng: arr(rng, 4, 3, 5, dtype=np.float16)), TypeError, "dtype"),
@@ -535,6 +536,7 @@ def _(rng):
         E([x, T(6, 2, 3, 3, dtype=np.float64)], TypeError, "dtype", groups=2),
         E([None, w], TypeError, "input", groups=2),  # issue 13's wider probe: was AttributeError (.shape)
         E([x, w], TypeError, "padding", padding=1.5, groups=2),  # was "'float' object is not iterable"
+        E([x, T(6, 2, 3)], ValueError, "weight", padding="same", groups=2),  # was IndexError (tuple index)
     ]
 
 
@@ -731,6 +733,7 @@ def _(rng):
         E([x, T(4, 6)], ValueError, "weight"),
         E([x, w, T(5)], ValueError, "bias"),
         E([x, T(4, 5, 1)], ValueError, "weight"),
+        E([x, w, [0.0] * 4], TypeError, "bias"),  # was AttributeError (.shape)
     ]
 
 
@@ -904,6 +907,7 @@ def _(rng):
         E((x, [0, 1]), ValueError, "target"),
         E((x, [0, 1, 2]), ValueError, "label_smoothing", label_smoothing=1.5),
         E((x, [0, 1, 2]), ValueError, "weight", weight=arr(rng, 3)),
+        E((x, [0, 1, 2]), TypeError, "weight", weight=[1.0] * 4),  # was "expected a numpy or cupy array"
     ]
 
 

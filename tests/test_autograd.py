@@ -270,8 +270,12 @@ def test_bad_operands(rng):
         x + np.ones(3)
     with pytest.raises(ValueError, match="unknown device"):
         pf.tensor([1.0], device="tpu")
-    with pytest.raises(RuntimeError, match="only floating-point tensors can require gradients"):
-        pf.tensor([1, 2], requires_grad=True)
+    for error in (TypeError, RuntimeError):  # a TypeError naming the argument; torch's RuntimeError
+        with pytest.raises(error, match=r"^Tensor: only floating-point tensors can require gradients \(requires_grad"
+                                        r"=True\), got dtype int64"):
+            pf.tensor([1, 2], requires_grad=True)
+    with pytest.raises(TypeError, match="^Parameter: only floating-point tensors can require gradients"):
+        pf.nn.Parameter(pf.tensor([1, 2]))
 
 
 def test_gradcheck_catches_a_wrong_backward(rng):

@@ -231,6 +231,65 @@ def check_picks(shape, chosen, rng):
         assert np.array_equal(kernel(*args), kernel(*args, variant=variant)), (kernel.__name__, variant)
 
 
+def same_nonfinite(out, expected, tol):
+    """out and expected have NaN and +-Inf in the same places, and agree elsewhere."""
+    assert np.array_equal(np.isnan(out), np.isnan(expected)) and np.array_equal(out == np.inf, expected == np.inf)
+    assert np.array_equal(out == -np.inf, expected == -np.inf)
+    ok = np.isfinite(expected)
+    assert np.linalg.norm(out[ok] - expected[ok]) <= tol * np.linalg.norm(expected[ok])
+
+
+# (C, K, kernel, stride, map side, padding, dilation, groups): unpadded, grouped and dilated layers
+NON_FINITE_SHAPES = [(*s, 1 if s[2] == 3 else 0, 1, 1) for s, _ in FAST_PICKS] + [
+    (16, 8, 3, 1, 9, 0, 1, 1), (3, 16, 3, 1, 12, 0, 1, 1), (4, 6, 3, 1, 7, 1, 1, 2), (4, 6, 3, 1, 7, 2, 2, 2),
+    (16, 16, 3, 1, 16, 1, 1, 2), (6, 6, 3, 2, 9, 1, 1, 6)]
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", NON_FINITE_SHAPES)
+def test_fast_variants_skip_the_padding_on_non_finite_values(shape, dtype, value, rng):
+    """A NaN/Inf in x, the weight or dy reaches the outputs the definition (and torch's float32
+    oneDNN convolutions) says, in each of the three passes: "fast" must not multiply it by the zero
+    padding (im2col's columns, the direct variant's padded copy) nor spread it over a Winograd tile;
+    the reference loops are the judge."""
+    C, Kc, k, stride, side, pad, dil, groups = shape
+    x = rng.standard_normal((2, C, side, side)).astype(dtype)
+    w = rng.standard_normal((Kc, C // groups, k, k)).astype(dtype)
+    conf = (stride, pad, dil, groups)
+    gy = rng.standard_normal(K.conv2d_forward(x, w, None, *conf).shape).astype(dtype)
+    calls = [(K.conv2d_forward, (x, w, None, *conf)), (K.conv2d_backward_input, (gy, w, x.shape, *conf)),
+             (K.conv2d_backward_weight, (x, gy, w.shape, *conf))]
+    for kernel, args in calls:
+        for i in (0, 1):
+            for at in (0, -1, args[i].size // 2 + 1):  # a corner (meets the padding), the far corner, inside
+                bad = args[i].copy()
+                bad.flat[at] = value
+                call = list(args)
+                call[i] = bad
+                out, ref_out = kernel(*call), kernel(*call, variant="reference")
+                same_nonfinite(out, ref_out, WINOGRAD_TOL[dtype])
+
+
+@requires_torch
+def test_non_finite_weight_meets_padding_as_in_torch(rng):
+    """The three passes in float32 against torch's (oneDNN's) on a NaN weight, an Inf in x and a NaN in dy."""
+    import torch
+
+    for C, Kc, k, stride, side in ((16, 8, 3, 1, 9), (3, 16, 3, 1, 12), (16, 16, 3, 2, 15), (129, 128, 3, 1, 4)):
+        x = rng.standard_normal((2, C, side, side)).astype(np.float32)
+        w = rng.standard_normal((Kc, C, k, k)).astype(np.float32)
+        x[0, 0, 0, 1], w[0, 0, 0, 0] = np.inf, np.nan
+        xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+        yt = torch.nn.functional.conv2d(xt, wt, stride=stride, padding=1)
+        gy = rng.standard_normal(yt.shape).astype(np.float32)
+        gy[1, 0, 0, 0] = np.nan
+        yt.backward(torch.tensor(gy))
+        same_nonfinite(K.conv2d_forward(x, w, None, stride, 1), yt.detach().numpy(), 1e-4)
+        same_nonfinite(K.conv2d_backward_input(gy, w, x.shape, stride, 1), xt.grad.numpy(), 1e-4)
+        same_nonfinite(K.conv2d_backward_weight(x, gy, w.shape, stride, 1), wt.grad.numpy(), 1e-4)
+
+
 def test_winograd_gradcheck(rng):
     """Through nn.functional (the "fast" variant picks Winograd for these channel counts), float64."""
     x, w, b = leaves(rng, (2, 8, 5, 6), (8, 8, 3, 3), (8,))

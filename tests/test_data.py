@@ -249,6 +249,21 @@ def test_load_mnist_count_mismatch(tmp_path, rng):
         load_mnist(str(tmp_path))
 
 
+def test_load_mnist_bad_labels_or_pixel_type(tmp_path, rng):
+    """Labels outside 0..9 and images that are not bytes (float IDX) would train on garbage: errors
+    naming the file."""
+    write_mnist(str(tmp_path), rng, gz=False)
+    labels = tmp_path / "train-labels-idx1-ubyte"
+    labels.write_bytes(idx_bytes(np.array([0, 1, 2, 3, 4, 200], np.uint8)))
+    with pytest.raises(ValueError, match=rf"mnist train: {labels} holds labels in \[0, 200\]; the ten classes"):
+        load_mnist(str(tmp_path))
+    labels.write_bytes(idx_bytes(np.zeros(6, np.uint8)))
+    images = tmp_path / "train-images-idx3-ubyte"
+    images.write_bytes(idx_bytes(rng.random((6, 28, 28)), 0x0D))
+    with pytest.raises(ValueError, match=rf"expected unsigned-byte images and integer labels in {images} .* float32"):
+        load_mnist(str(tmp_path))
+
+
 def test_digits_csv_matches_sklearn():
     from sklearn.datasets import load_digits as sklearn_load_digits
 

@@ -319,6 +319,21 @@ def test_batch_norm_modes(rng):
         nn.BatchNorm2d(3)(pf.tensor(xs[0]))
 
 
+@pytest.mark.parametrize("layer,x_shape", [(nn.BatchNorm1d, (6, 4)), (nn.BatchNorm2d, (2, 3, 4, 4))])
+def test_batch_norm_module_errors_name_the_module(layer, x_shape):
+    """A module built for other channels or another dtype than its input: the error names the module
+    and the argument (not the functional batch_norm's running_mean)."""
+    name, x = layer.__name__, pf.tensor(np.ones(x_shape, np.float32))
+    for wrong in (0, x_shape[1] + 1):
+        with pytest.raises(ValueError, match=rf"^{name}: input has {x_shape[1]} channels .* num_features is {wrong}$"):
+            layer(wrong)(x)
+    for dtype in ("float16", "float64"):
+        with pytest.raises(TypeError, match=rf"^{name}: input is float32 but the module's dtype is {dtype}"):
+            layer(x_shape[1], dtype=dtype)(x)
+    with pytest.raises(TypeError, match=rf"^{name}: input is float32 but the module's dtype is float64"):
+        layer(x_shape[1], dtype="float64", affine=False)(x)  # the running statistics hold the dtype
+
+
 def test_embedding_module(rng):
     emb = nn.Embedding(10, 3, padding_idx=-1)
     assert emb.padding_idx == 9 and not emb.weight.data[9].any()

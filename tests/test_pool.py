@@ -486,3 +486,40 @@ def test_args_properties():
     assert kernels.adaptive_avg_pool2d_args((2, 10, 8, 8), 1).out_shape == (2, 10, 1, 1)
 
 
+
+
+@pytest.mark.parametrize("variant", ["fast", "reference"])
+def test_a_window_far_larger_than_the_input_visits_only_the_padded_input(variant, rng):
+    """kernel_size=2**31 with ceil_mode and a huge stride is one output per plane (torch overflows); its
+    taps past the right padding read nothing, so the kernels visit at most the padded input (they had
+    staged 2**31 rows: std::bad_alloc, or "cannot create std::vector larger than max_size()")."""
+    x = rng.standard_normal((2, 3, 5, 6)).astype(np.float32)
+    for huge in (2**31, 10**11):
+        a = kernels.max_pool2d_args(x.shape, huge, 10**12, 1, ceil_mode=True)
+        assert a.out_shape == (2, 3, 1, 1) and a.kernel_size == (7, 8)  # the padded input, 7 x 8
+        for small, big in zip(kernels.max_pool2d_forward(x, 40, 10**12, 1, ceil_mode=True, variant=variant),
+                              kernels.max_pool2d_forward(x, huge, 10**12, 1, ceil_mode=True, variant=variant)):
+            np.testing.assert_array_equal(big, small)
+        for cip in (True, False):
+            np.testing.assert_array_equal(
+                kernels.avg_pool2d_forward(x, huge, 10**12, 1, True, cip, variant=variant),
+                kernels.avg_pool2d_forward(x, 40, 10**12, 1, True, cip, variant=variant))
+
+
+@requires_torch
+@pytest.mark.parametrize("variant", ["fast", "reference"])
+def test_windows_past_the_padded_input_match_torch(variant, rng):
+    """Windows that overhang the padded input (ceil_mode), at strides torch can hold."""
+    import torch
+
+    x = rng.standard_normal((2, 3, 5, 6)).astype(np.float32)
+    tx = torch.from_numpy(x)
+    for k, s, p, d in ((40, 100, 1, 1), (9, 8, 1, 1), (11, 9, 5, 1), (7, 8, 3, 2)):
+        y, idx = kernels.max_pool2d_forward(x, k, s, p, d, ceil_mode=True, variant=variant)
+        ty, tidx = torch.nn.functional.max_pool2d(tx, k, s, p, d, ceil_mode=True, return_indices=True)
+        np.testing.assert_array_equal(y, ty.numpy())
+        np.testing.assert_array_equal(idx, tidx.numpy())
+        if d == 1:
+            for cip in (True, False):
+                np.testing.assert_allclose(kernels.avg_pool2d_forward(x, k, s, p, True, cip, variant=variant),
+                                           torch.nn.functional.avg_pool2d(tx, k, s, p, True, cip).numpy(), rtol=1e-6)

@@ -12,6 +12,7 @@
 //   out = floor_or_ceil((in + 2*pad - dilation*(k-1) - 1) / stride) + 1, and in ceil mode the last
 //   window must start inside the input or its left padding (else it is dropped).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 
 #include "common/check.h"
@@ -82,6 +83,15 @@ inline int64_t pool_out_size(const char* op, int64_t in, int64_t k, int64_t s, i
   return out;
 }
 
+// The taps of a window the kernels visit: tap k*d >= in + 2*p lies past the right padding for every
+// window (the first starts at -p), so it reads nothing and counts in no divisor. Dropping those taps
+// changes no result, and kernel_size=2**31 (one output in ceil mode) must not stage or visit 2**31
+// rows: the kernels (and Pool2dArgs.kernel_size) see min(k, ceil((in + 2*p) / d)).
+inline int64_t pool_reach(int64_t k, int64_t in, int64_t p, int64_t d) {
+  const int64_t padded = in + 2 * p;  // (pool_out_size checked it)
+  return std::min(k, padded / d + (padded % d != 0));
+}
+
 // Validates the window of max and avg pooling and fills kernel, stride, padding, dilation, output.
 inline void pool_window(const char* op, Pool2dArgs& a, const Shape& kernel_size, const Shape& stride,
                         const Shape& padding, const Shape& dilation, bool ceil_mode) {
@@ -106,6 +116,8 @@ inline void pool_window(const char* op, Pool2dArgs& a, const Shape& kernel_size,
   check(a.oh >= 1 && a.ow >= 1, op, ": output size is too small: input ", shape_str(a.in_shape), " with kernel_size ",
         shape_str(kernel_size), ", stride ", shape_str(stride), ", padding ", shape_str(padding), ", dilation ",
         shape_str(dilation), " gives a ", a.oh, " x ", a.ow, " output");
+  a.kh = pool_reach(a.kh, a.h, a.ph, a.dh);
+  a.kw = pool_reach(a.kw, a.w, a.pw, a.dw);
 }
 
 inline void pool_out_shape(Pool2dArgs& a) {

@@ -15,7 +15,8 @@
 // "direct" (conv_direct.cpp): direct convolution with packed weights and register tiles, for dilation 1
 //   and groups 1 (and stride 1, padding < kernel for the input gradient; direct_applies; a ValueError
 //   otherwise).
-// "fast" (conv.cpp): per shape and pass, the variant measured fastest there (see conv.cpp).
+// "fast" (conv.cpp): per shape and pass, the variant measured fastest there, unless an operand's NaN or
+//   Inf would meet the zero padding or a Winograd tile there (then im2col or reference; see conv.cpp).
 // "reference": direct loops, one output element per innermost sum; kept for study and comparison.
 // V is the variant's infix: empty for "fast", _im2col, _winograd, _direct, _reference.
 #define PYFASTDL_CONV_VARIANT_KERNELS(X, T, V)                                                                 \

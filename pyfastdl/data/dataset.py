@@ -6,6 +6,8 @@ A sample is an ndarray, a number, or a tuple/dict of them (``(image, label)`` fo
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 __all__ = ["Dataset", "ArrayDataset", "Subset", "random_split_indices"]
@@ -21,6 +23,15 @@ class Dataset:
         raise NotImplementedError
 
 
+def sample_index(owner: str, index, n: int) -> int:
+    """``index`` as a sample number in [0, n) (negative counts from the end), or an error naming ``owner``."""
+    if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+        raise TypeError(f"{owner}: index must be an integer, got {type(index).__name__} {index!r}")
+    if not -n <= index < n:
+        raise IndexError(f"{owner}: index {index} is out of range for {n} samples")
+    return int(index) % n
+
+
 class ArrayDataset(Dataset):
     """Samples are the rows of equally long arrays: ``ds[i] == (arrays[0][i], arrays[1][i], ...)``.
 
@@ -31,6 +42,9 @@ class ArrayDataset(Dataset):
     def __init__(self, *arrays, transform=None):
         if not arrays:
             raise ValueError("ArrayDataset: give at least one array")
+        for i, a in enumerate(arrays):
+            if not (hasattr(a, "__len__") and hasattr(a, "__getitem__")) or isinstance(a, (str, bytes, dict)):
+                raise TypeError(f"ArrayDataset: arrays[{i}] must be an array (or a sequence), got {type(a).__name__}")
         n = len(arrays[0])
         lengths = [len(a) for a in arrays]
         if any(length != n for length in lengths):
@@ -42,6 +56,7 @@ class ArrayDataset(Dataset):
         return len(self.arrays[0])
 
     def __getitem__(self, index):
+        index = sample_index("ArrayDataset", index, len(self))
         first = self.arrays[0][index]
         if self.transform is not None:
             first = self.transform(first)
@@ -53,13 +68,21 @@ class Subset(Dataset):
 
     def __init__(self, dataset, indices):
         self.dataset = dataset
-        self.indices = np.asarray(indices, dtype=np.int64)
+        self.indices = np.asarray(indices)
+        if self.indices.ndim != 1 or (self.indices.size and self.indices.dtype.kind not in "iu"):
+            raise TypeError(f"Subset: indices must be a 1-D sequence of integers, got {self.indices.dtype} of shape "
+                            f"{self.indices.shape}")
+        self.indices = self.indices.astype(np.int64)
+        n = len(dataset)
+        if self.indices.size and not (-n <= self.indices.min() and self.indices.max() < n):
+            raise IndexError(f"Subset: indices span [{self.indices.min()}, {self.indices.max()}], out of range for a "
+                             f"dataset of {n} samples")
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, index):
-        return self.dataset[int(self.indices[index])]
+        return self.dataset[int(self.indices[sample_index("Subset", index, len(self))])]
 
 
 def random_split_indices(n: int, fractions, seed: int) -> list[np.ndarray]:
@@ -69,7 +92,7 @@ def random_split_indices(n: int, fractions, seed: int) -> list[np.ndarray]:
     arrays, each sorted so that a split's order does not depend on the permutation.
     """
     fractions = list(fractions)
-    if any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-9:
+    if not all(isinstance(f, numbers.Real) and f >= 0 for f in fractions) or not abs(sum(fractions) - 1.0) <= 1e-9:
         raise ValueError(f"random_split_indices: fractions must be >= 0 and sum to 1, got {fractions}")
     perm = np.random.default_rng(seed).permutation(n)
     sizes = [int(round(f * n)) for f in fractions[:-1]]

@@ -6,6 +6,7 @@ per-sample work is a slice and perhaps a shift, so the training step dominates.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -20,6 +21,8 @@ def default_collate(samples):
     tuples/lists -> a tuple of collated fields; dicts -> a dict of collated values; strings -> a list.
     Samples of other types, or fields of unequal shapes, raise a TypeError/ValueError saying which.
     """
+    if not len(samples):
+        raise ValueError("default_collate: samples (the batch) is empty")
     first = samples[0]
     if isinstance(first, np.ndarray):
         shapes = {s.shape for s in samples}
@@ -64,8 +67,14 @@ class DataLoader:
 
     def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, drop_last: bool = False,
                  seed: int | None = None, collate_fn=None, sampler=None):
-        if int(batch_size) != batch_size or batch_size < 1:
+        if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
+            raise TypeError(f"DataLoader: dataset must have len() and integer indexing (a Dataset), got "
+                            f"{type(dataset).__name__}")
+        if (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Real) or not math.isfinite(batch_size)
+                or batch_size < 1 or batch_size != int(batch_size)):
             raise ValueError(f"DataLoader: batch_size must be a positive integer, got {batch_size!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+            raise ValueError(f"DataLoader: seed must be None or a whole number >= 0, got {seed!r}")
         if sampler is not None and shuffle:
             raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
         self.dataset = dataset
@@ -110,6 +119,10 @@ class DataLoader:
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from :meth:`state_dict`'s output: the next ``iter`` resumes that epoch."""
+        if not isinstance(state, dict) or set(state) != {"generator", "batches_yielded"}:
+            raise ValueError(f"DataLoader.load_state_dict: state must be a DataLoader's state_dict() (keys "
+                             f"'generator' and 'batches_yielded'), got {type(state).__name__}"
+                             + (f" with keys {sorted(map(str, state))}" if isinstance(state, dict) else ""))
         position = int(state["batches_yielded"])
         if not 0 <= position <= len(self):
             raise ValueError(f"DataLoader.load_state_dict: batches_yielded={position} is outside this "

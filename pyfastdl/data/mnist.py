@@ -109,6 +109,13 @@ def load_mnist(root: str | None, kind: str = "mnist") -> dict[str, tuple[np.ndar
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
             raise ValueError(f"{kind} {split}: expected images (N, H, W) and labels (N,), got "
                              f"{images.shape} and {labels.shape}")
+        if images.dtype != np.uint8 or labels.dtype.kind not in "iu":  # (pixels 0..255, as /255 below reads them)
+            raise ValueError(f"{kind} {split}: expected unsigned-byte images and integer labels in "
+                             f"{_find(root, image_stem)} and {_find(root, label_stem)}, got {images.dtype} and "
+                             f"{labels.dtype}")
+        if labels.size and not 0 <= labels.min() <= labels.max() < 10:
+            raise ValueError(f"{kind} {split}: {_find(root, label_stem)} holds labels in [{labels.min()}, "
+                             f"{labels.max()}]; the ten classes are 0..9")
         x = lecun_scale(pad_to(images.astype(np.float32) / 255.0, (32, 32)))[:, None]
         out[split] = (x, labels.astype(np.int64))
     return out

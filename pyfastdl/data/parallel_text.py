@@ -207,8 +207,11 @@ def read_parallel_text(source_path, target_path):
     for path in (source_path, target_path):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"parallel text: no file at {path!r}")
-        with open(path, encoding="utf-8") as f:
-            lines.append([line.rstrip("\n") for line in f])
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines.append([line.rstrip("\n") for line in f])
+        except UnicodeDecodeError as e:
+            raise ValueError(f"parallel text: {path!r} is not UTF-8 text ({e.reason} at byte {e.start})") from None
     src, tgt = lines
     if len(src) != len(tgt):
         raise ValueError(f"parallel text: {source_path!r} has {len(src)} lines but {target_path!r} has "

@@ -15,6 +15,8 @@ shapes rather than threshold a flat colour.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring")
@@ -91,6 +93,15 @@ def render_scene(rng, size, n_objects, radius=(0.18, 0.38), min_visible=0.5):
     return np.clip(img, 0, 1).astype(np.float32), mask, boxes, np.array(kept, dtype=np.int64)
 
 
+def _check_sizes(owner, n, size):
+    """n >= 0 scenes of size >= 4: a shape drawn on fewer pixels may never show (make_classification
+    redraws until it does)."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+        raise ValueError(f"{owner}: n (the number of images) must be a whole number >= 0, got {n!r}")
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 4:
+        raise ValueError(f"{owner}: image_size must be a whole number >= 4 (pixels a side), got {size!r}")
+
+
 def _rng(seed, split, i):
     if split not in SPLITS:
         raise ValueError(f"split must be one of {tuple(SPLITS)}, got {split!r}")
@@ -99,6 +110,7 @@ def _rng(seed, split, i):
 
 def make_classification(n, size=32, split="train", seed=0):
     """``n`` images (n, 3, size, size) float32 with one shape each, and their kinds (n,) int64."""
+    _check_sizes("make_classification", n, size)
     images = np.empty((n, 3, size, size), dtype=np.float32)
     labels = np.empty(n, dtype=np.int64)
     for i in range(n):
@@ -114,6 +126,7 @@ def make_classification(n, size=32, split="train", seed=0):
 def make_segmentation(n, size=64, split="train", seed=0, objects=(1, 4)):
     """``n`` scenes (n, 3, size, size) float32 and masks (n, size, size) int64 (0 background,
     kind + 1 for each shape's pixels): ``len(SHAPES) + 1`` classes."""
+    _check_sizes("make_segmentation", n, size)
     images = np.empty((n, 3, size, size), dtype=np.float32)
     masks = np.empty((n, size, size), dtype=np.int64)
     for i in range(n):
@@ -125,6 +138,7 @@ def make_segmentation(n, size=64, split="train", seed=0, objects=(1, 4)):
 def make_detection(n, size=64, split="train", seed=0, objects=(1, 4)):
     """``n`` scenes (n, 3, size, size) float32 and, per scene, (boxes (k, 4) x1 y1 x2 y2 in pixels,
     kinds (k,)) with ``len(SHAPES)`` classes."""
+    _check_sizes("make_detection", n, size)
     images = np.empty((n, 3, size, size), dtype=np.float32)
     targets = []
     for i in range(n):

@@ -11,9 +11,12 @@ convolution is a plain GEMM); ``"winograd"`` is Winograd F(4x4, 3x3) for 3x3 str
 (groups 1, padding <= 2; a ValueError otherwise), with about 10x im2col's rounding error (float32:
 1e-6 to 1e-5 relative); ``"direct"`` is a direct convolution on register tiles with packed weights
 (dilation 1, groups 1; its input gradient also stride 1 and padding < kernel; a ValueError otherwise);
-``"fast"``, the default, picks one of those three per shape and pass; ``"reference"`` is the
-direct-loop kernel kept for study. On the GPU there are "fast" and "reference" only. Each function also accepts
-``out=`` (a preallocated output array, e.g. NaN-poisoned in tests) and returns the output.
+``"fast"``, the default, picks one of those three per shape and pass (and, where an operand holds a
+NaN or Inf that the pick would multiply by the zero padding or spread over a Winograd tile, im2col or
+the reference loops: non-finite values reach the outputs the definition says, as in torch's float32
+convolutions); ``"reference"`` is the direct-loop kernel kept for study. On the GPU there are "fast"
+and "reference" only (its "fast" implicit GEMM still multiplies the padding's zeros). Each function
+also accepts ``out=`` (a preallocated output array, e.g. NaN-poisoned in tests) and returns the output.
 
 conv_transpose2d is conv2d's input gradient, so its three passes reuse the same three kernels with
 the roles of input and output swapped (``conv_transpose2d_args`` builds the matching sizes).

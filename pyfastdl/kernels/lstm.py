@@ -46,8 +46,11 @@ def _shapes(op, input, weight_ih, weight_hh, **others):
 
 
 def _layer_args(input, weight_ih, weight_hh, reverse, lengths, **others):
+    if lengths is not None and (getattr(lengths, "ndim", 1) != 1 or isinstance(lengths, (str, bytes))):
+        raise ValueError(f"lstm: lengths must be a 1-D sequence of B ints, got "
+                         f"{getattr(lengths, 'shape', type(lengths).__name__)}")
     return _layer_args_of(*_shapes("lstm", input, weight_ih, weight_hh, **others), bool(reverse),
-                          None if lengths is None else tuple(int(n) for n in lengths))
+                          None if lengths is None else tuple(_dispatch.int_arg("lstm", "lengths", n) for n in lengths))
 
 
 def lstm_cell_forward(input, hx, cx, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *, variant="fast",

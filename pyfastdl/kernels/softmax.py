@@ -85,9 +85,9 @@ def cross_entropy_forward(input, target, weight=None, ignore_index=-100, label_s
     x = _dispatch.kernel_input(input, "cross_entropy", "input")
     a = _ce_args(tuple(x.shape), _dispatch.int_arg("cross_entropy", "ignore_index", ignore_index),
                  _dispatch.float_arg("cross_entropy", "label_smoothing", label_smoothing))
+    w = _dispatch.kernel_input(weight, "cross_entropy", "weight", optional=True)
     loss, lse = _dispatch.outputs(out, x, (a.rows,), (a.rows,))
-    _dispatch.launch("cross_entropy_forward", variant, a, x, _targets(target), _dispatch.kernel_input(weight), loss,
-                     lse)
+    _dispatch.launch("cross_entropy_forward", variant, a, x, _targets(target), w, loss, lse)
     return loss, lse
 
 
@@ -98,8 +98,10 @@ def cross_entropy_backward(input, target, lse, weight=None, ignore_index=-100, l
     x = _dispatch.kernel_input(input, "cross_entropy", "input")
     a = _ce_args(tuple(x.shape), _dispatch.int_arg("cross_entropy", "ignore_index", ignore_index),
                  _dispatch.float_arg("cross_entropy", "label_smoothing", label_smoothing))
+    w = _dispatch.kernel_input(weight, "cross_entropy", "weight", optional=True)
+    rows = _dispatch.kernel_input(grad_rows, "cross_entropy_backward", "grad_rows", optional=True)
     (gx,) = _dispatch.outputs(out, x, x.shape)
-    _dispatch.launch("cross_entropy_backward", variant, a, x, _targets(target), _dispatch.kernel_input(weight),
-                     _dispatch.kernel_input(lse, "cross_entropy_backward", "lse"), _dispatch.kernel_input(grad_rows),
+    _dispatch.launch("cross_entropy_backward", variant, a, x, _targets(target), w,
+                     _dispatch.kernel_input(lse, "cross_entropy_backward", "lse"), rows,
                      _dispatch.float_arg("cross_entropy_backward", "scale", scale), gx)
     return gx

@@ -337,8 +337,11 @@ class CharLMRecipe(_LstmTaskRecipe, LanguageModelRecipe):
             return seqdata.default_corpus()
         if not os.path.isfile(args.text):
             raise FileNotFoundError(f"--text: no file at {args.text!r}")
-        with open(args.text, encoding="utf-8") as f:
-            return f.read()
+        try:
+            with open(args.text, encoding="utf-8") as f:
+                return f.read()
+        except UnicodeDecodeError as e:
+            raise ValueError(f"--text: {args.text!r} is not UTF-8 text ({e.reason} at byte {e.start})") from None
 
     def datasets(self, args) -> dict:
         text = self._text(args)

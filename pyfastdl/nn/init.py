@@ -14,6 +14,7 @@ copied to the tensor's device, so a model initialises identically on the CPU and
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -51,6 +52,14 @@ def _fill(tensor, host_values):
     return tensor
 
 
+def _number(op, name, value, low=-math.inf):
+    """``value`` as a float, or a ValueError naming ``op`` and ``name`` unless it is a finite real number >= low."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low <= value < math.inf:
+        raise ValueError(f"{op}: {name} must be a finite number{f' >= {low}' if low > -math.inf else ''}, "
+                         f"got {value!r}")
+    return float(value)
+
+
 def _host_rng(generator):
     return (generator or default_generator).numpy
 
@@ -68,7 +77,7 @@ def calculate_gain(nonlinearity, param=None):
     if nonlinearity == "leaky_relu":
         if param is None:
             slope = 0.01
-        elif isinstance(param, (int, float)) and not isinstance(param, bool):
+        elif isinstance(param, (int, float)) and not isinstance(param, bool) and math.isfinite(param):
             slope = param
         else:
             raise ValueError(f"calculate_gain: negative_slope {param} is not a valid number")
@@ -96,15 +105,21 @@ def _calculate_correct_fan(tensor, mode):
 
 def uniform_(tensor, a=0.0, b=1.0, generator=None):
     """Fill with U(a, b)."""
+    a, b = _number("uniform_", "a", a), _number("uniform_", "b", b)
+    if a > b:
+        raise ValueError(f"uniform_: a must be <= b, got a={a}, b={b}")
     return _fill(tensor, _host_rng(generator).uniform(a, b, _array(tensor).shape))
 
 
 def normal_(tensor, mean=0.0, std=1.0, generator=None):
     """Fill with N(mean, std^2)."""
+    mean, std = _number("normal_", "mean", mean), _number("normal_", "std", std, 0.0)
     return _fill(tensor, _host_rng(generator).normal(mean, std, _array(tensor).shape))
 
 
 def constant_(tensor, val):
+    if isinstance(val, bool) or not isinstance(val, numbers.Real):
+        raise TypeError(f"constant_: val must be a real number, got {type(val).__name__} {val!r}")
     _array(tensor)[...] = val
     if isinstance(tensor, Tensor):
         tensor._version += 1
@@ -122,14 +137,15 @@ def ones_(tensor):
 def xavier_uniform_(tensor, gain=1.0, generator=None):
     """Glorot uniform: U(-a, a) with a = gain * sqrt(6 / (fan_in + fan_out))."""
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
-    a = math.sqrt(3.0) * gain * math.sqrt(2.0 / float(fan_in + fan_out))
+    a = math.sqrt(3.0) * _number("xavier_uniform_", "gain", gain, 0.0) * math.sqrt(2.0 / float(fan_in + fan_out))
     return uniform_(tensor, -a, a, generator)
 
 
 def xavier_normal_(tensor, gain=1.0, generator=None):
     """Glorot normal: N(0, std^2) with std = gain * sqrt(2 / (fan_in + fan_out))."""
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
-    return normal_(tensor, 0.0, gain * math.sqrt(2.0 / float(fan_in + fan_out)), generator)
+    return normal_(tensor, 0.0, _number("xavier_normal_", "gain", gain, 0.0) * math.sqrt(2.0 / float(fan_in + fan_out)),
+                   generator)
 
 
 def _kaiming_std(tensor, a, mode, nonlinearity):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import numbers
+
+import numpy as np
 
 from .. import backend
 from ..tensor import Tensor
@@ -18,6 +21,14 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     Returns the total norm (before clipping) as a 0-d Tensor."""
     if isinstance(parameters, Tensor):
         parameters = [parameters]
+    if not hasattr(parameters, "__iter__"):
+        raise TypeError(f"clip_grad_norm_: parameters must be a Tensor or an iterable of Tensors, got "
+                        f"{type(parameters).__name__}")
+    for name, value in (("max_norm", max_norm), ("norm_type", norm_type)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"clip_grad_norm_: {name} must be a number, got {type(value).__name__} {value!r}")
+    if norm_type != norm_type:
+        raise ValueError("clip_grad_norm_: norm_type must be a number (inf: the largest magnitude), got nan")
     grads = [p.grad.data for p in parameters if p.grad is not None]
     norm_type = float(norm_type)
     if not grads:
@@ -26,9 +37,12 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     if norm_type == math.inf:
         norms = [xp.abs(g).max() if g.size else xp.asarray(0, g.dtype) for g in grads]
         total = xp.max(xp.stack(norms))
+    elif norm_type == 0:  # torch's 0-"norm" (count of non-zeros) of the per-parameter ones: the formula divides by 0
+        total = sum(bool(xp.count_nonzero(g)) for g in grads)
     else:
-        norms = [(xp.abs(g) ** norm_type).sum() ** (1.0 / norm_type) for g in grads]
-        total = (xp.stack(norms) ** norm_type).sum() ** (1.0 / norm_type)
+        with np.errstate(divide="ignore"):  # (a negative order of a zero gradient: inf, as in torch)
+            norms = [(xp.abs(g) ** norm_type).sum() ** (1.0 / norm_type) for g in grads]
+            total = (xp.stack(norms) ** norm_type).sum() ** (1.0 / norm_type)
     total = xp.asarray(total, dtype=grads[0].dtype)
     if error_if_nonfinite and not bool(xp.isfinite(total)):
         raise RuntimeError(f"The total norm of order {norm_type} for gradients from `parameters` is non-finite, so it "

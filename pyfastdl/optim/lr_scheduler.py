@@ -16,6 +16,11 @@ from .optimizer import Optimizer, check_number
 __all__ = ["LRScheduler", "StepLR", "CosineAnnealingLR", "LambdaLR", "LinearLR", "InverseSqrtLR"]
 
 
+def _check_optimizer(owner: str, optimizer) -> None:
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"{owner}: optimizer must be an Optimizer, got {type(optimizer).__name__}")
+
+
 def _check_steps(owner: str, name: str, value) -> None:
     """A count of steps (or a width) must be a whole number >= 1."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
@@ -26,8 +31,11 @@ class LRScheduler:
     """Base class: subclasses define ``get_lr()`` for ``self.last_epoch`` from the current rates."""
 
     def __init__(self, optimizer, last_epoch=-1):
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
+        owner = type(self).__name__
+        _check_optimizer(owner, optimizer)
+        if isinstance(last_epoch, bool) or not isinstance(last_epoch, numbers.Integral) or last_epoch < -1:
+            raise ValueError(f"{owner}: last_epoch must be a whole number >= -1 (-1: a new schedule), got "
+                             f"{last_epoch!r}")
         self.optimizer = optimizer
         if last_epoch == -1:
             for group in optimizer.param_groups:
@@ -35,8 +43,8 @@ class LRScheduler:
         else:
             for i, group in enumerate(optimizer.param_groups):
                 if "initial_lr" not in group:
-                    raise KeyError(f"param 'initial_lr' is not specified in param_groups[{i}] when resuming "
-                                   "an optimizer")
+                    raise ValueError(f"{owner}: last_epoch={last_epoch} resumes a schedule, but param_groups[{i}] "
+                                     "has no 'initial_lr' (load the optimizer's state_dict first)")
         self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
         self.last_epoch = last_epoch
         self._step_count = 0
@@ -52,7 +60,10 @@ class LRScheduler:
     def step(self):
         self._step_count += 1
         self.last_epoch += 1
-        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
+        lrs = self.get_lr()
+        for lr in lrs:  # a schedule must not hand the optimizer a rate it would refuse (NaN, inf, < 0)
+            check_number(f"{type(self).__name__} at epoch {self.last_epoch}", "lr", lr)
+        for group, lr in zip(self.optimizer.param_groups, lrs):
             group["lr"] = lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
@@ -62,6 +73,11 @@ class LRScheduler:
                 and k != "lr_lambdas"}
 
     def load_state_dict(self, state_dict: dict) -> None:
+        own = self.state_dict()
+        if not isinstance(state_dict, dict) or not set(state_dict) <= set(own):
+            raise ValueError(f"{type(self).__name__}.load_state_dict: state_dict must be a {type(self).__name__}'s "
+                             f"state_dict() (keys among {sorted(own)}), got {type(state_dict).__name__}"
+                             + (f" with keys {sorted(map(str, state_dict))}" if isinstance(state_dict, dict) else ""))
         self.__dict__.update(state_dict)
 
 
@@ -111,6 +127,7 @@ class LambdaLR(LRScheduler):
     """lr = base_lr * lr_lambda(epoch); ``lr_lambda`` is one function or one per parameter group."""
 
     def __init__(self, optimizer, lr_lambda, last_epoch=-1):
+        _check_optimizer("LambdaLR", optimizer)
         n = len(optimizer.param_groups)
         if isinstance(lr_lambda, (list, tuple)):
             if len(lr_lambda) != n:
@@ -118,6 +135,10 @@ class LambdaLR(LRScheduler):
             self.lr_lambdas = list(lr_lambda)
         else:
             self.lr_lambdas = [lr_lambda] * n
+        for fn in self.lr_lambdas:
+            if not callable(fn):
+                raise TypeError(f"LambdaLR: lr_lambda must be a function of the epoch (or one per parameter group), "
+                                f"got {type(fn).__name__}")
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -129,7 +150,8 @@ class LinearLR(LRScheduler):
     ``total_iters`` steps, then stays at end_factor."""
 
     def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5, last_epoch=-1):
-        if not 0 < start_factor <= 1 or not 0 <= end_factor <= 1:
+        if (not all(isinstance(f, numbers.Real) for f in (start_factor, end_factor))
+                or not 0 < start_factor <= 1 or not 0 <= end_factor <= 1):
             raise ValueError(f"LinearLR: start_factor must be in (0, 1] and end_factor in [0, 1], got "
                              f"start_factor={start_factor!r}, end_factor={end_factor!r}")
         _check_steps("LinearLR", "total_iters", total_iters)

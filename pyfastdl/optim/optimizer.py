@@ -74,6 +74,8 @@ class Optimizer:
         if not isinstance(param_group, dict):
             raise TypeError(f"{owner}: param_group must be a dict, got {type(param_group).__name__}")
         group = dict(param_group)
+        if "params" not in group:
+            raise ValueError(f"{owner}: a parameter group must have a 'params' entry, got keys {sorted(group)}")
         params = group["params"]
         group["params"] = [params] if isinstance(params, Tensor) else list(params)
         for p in group["params"]:
@@ -171,26 +173,41 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restore from :meth:`state_dict`'s output; arrays move to each parameter's device and dtype."""
+        """Restore from :meth:`state_dict`'s output; arrays move to each parameter's device and dtype.
+        Everything is checked before anything changes: group and parameter counts, the hyper-parameters
+        (as the constructor checks them) and each state array's shape."""
+        owner = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= set(state_dict):
+            raise ValueError(f"{owner}: state_dict must be an optimizer's state_dict() (a dict with 'state' and "
+                             f"'param_groups'), got {type(state_dict).__name__}"
+                             + (f" with keys {sorted(map(str, state_dict))}" if isinstance(state_dict, dict) else ""))
         groups = state_dict["param_groups"]
         if len(groups) != len(self.param_groups):
-            raise ValueError(f"loaded state dict has {len(groups)} parameter groups; this optimizer has "
+            raise ValueError(f"{owner}: loaded state dict has {len(groups)} parameter groups; this optimizer has "
                              f"{len(self.param_groups)}")
+        merged = []
         for i, (saved, group) in enumerate(zip(groups, self.param_groups)):
-            if len(saved["params"]) != len(group["params"]):
-                raise ValueError(f"loaded state dict's parameter group {i} has {len(saved['params'])} parameters; "
+            if not isinstance(saved, dict) or len(saved.get("params", ())) != len(group["params"]):
+                raise ValueError(f"{owner}: loaded state dict's parameter group {i} has "
+                                 f"{len(saved.get('params', ())) if isinstance(saved, dict) else 'no'} parameters; "
                                  f"this optimizer's has {len(group['params'])}")
-        params = self._indexed_params()
-        saved_index = [i for saved in groups for i in saved["params"]]
-        by_saved_index = dict(zip(saved_index, params))
-        self.state = {}
+            merged.append({**group, **{k: v for k, v in saved.items() if k != "params"}})
+            self._check_group(merged[-1])
+        by_saved_index = {int(i): p for saved, group in zip(groups, self.param_groups)
+                          for i, p in zip(saved["params"], group["params"])}
+        state = {}
         for key, s in state_dict["state"].items():
-            p = by_saved_index[int(key)]
-            self.state[p] = {k: _from_host(v, p) for k, v in s.items()}
-        for saved, group in zip(groups, self.param_groups):
-            for k, v in saved.items():
-                if k != "params":
-                    group[k] = v
+            p = by_saved_index.get(int(key))
+            if p is None:
+                raise ValueError(f"{owner}: the state of parameter {key!r}, which no parameter group lists")
+            state[p] = {k: _from_host(v, p) for k, v in s.items()}
+            for k, v in state[p].items():
+                if getattr(v, "ndim", 0) and v.shape != p.shape:  # (0-d entries: counts such as step)
+                    raise ValueError(f"{owner}: state {key}.{k} has shape {tuple(v.shape)}; its parameter has "
+                                     f"shape {p.shape}")
+        self.state = state
+        for group, new in zip(self.param_groups, merged):
+            group.update(new)
 
 
 def _to_host(value):

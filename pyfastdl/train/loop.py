@@ -52,7 +52,7 @@ from .. import distributed as dist
 from ..checkpoint import load_checkpoint, read_metadata, read_training_state, save_checkpoint
 from ..data import DataLoader, Subset, default_collate
 from .metrics import Mean, StepLosses
-from .options import upgrade_args
+from .options import VOCABULARY, upgrade_args
 from .plots import plot_history
 from .registry import get_recipe, list_recipe_names
 from .resume import NonFiniteLossError, StopOnSignal, TrainingInterrupted, random_state, set_random_state
@@ -312,34 +312,46 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _check_whole(what: str, value, low: int = 1) -> None:
+def check_whole(what: str, value, low: int = 1) -> None:
+    """A ValueError naming ``what`` (an option) unless ``value`` is a whole number >= ``low``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         raise ValueError(f"{what} must be a whole number >= {low}, got {value!r}")
 
 
 def check_arguments(args: argparse.Namespace) -> None:
     """Raise ValueError naming the option for numbers a run cannot use: epochs and batch size must
-    be positive whole numbers (so are threads, limit and warm-up steps where set, and the seed and
-    the augmentation shift are >= 0); the validation fraction in [0, 1); the learning rate, weight
-    decay and momentum finite and >= 0; and every other floating-point option (dropout, label
-    smoothing, ...) finite."""
+    be positive whole numbers (so are threads, limit, warm-up steps, window stride, beam and the shared
+    sizes -- hidden, layers, heads, seq-len, image-size, ... -- where set; the seed, the augmentation
+    shift and the held-out sizes are >= 0); heads divide d-model; the validation and test fractions lie
+    in [0, 1), dropout and label smoothing in [0, 1]; the learning rate, weight decay and momentum are
+    finite and >= 0; and every other floating-point option is finite."""
     for name in ("epochs", "batch_size"):
-        _check_whole(_flag(name), getattr(args, name, None))
-    for name, low in (("threads", 1), ("limit", 1), ("warmup_steps", 1), ("seed", 0), ("shift", 0)):
+        check_whole(_flag(name), getattr(args, name, None))
+    lows = [(name, option.least) for name, option in VOCABULARY.items() if option.least is not None]
+    for name, low in (("threads", 1), ("limit", 1), ("warmup_steps", 1), ("seed", 0), ("shift", 0), ("stride", 1),
+                      ("beam", 1), ("min_freq", 0), *lows):
         if getattr(args, name, None) is not None:
-            _check_whole(_flag(name), getattr(args, name), low)
+            check_whole(_flag(name), getattr(args, name), low)
+    heads, width = getattr(args, "heads", None), getattr(args, "d_model", None)
+    if heads and width and width % heads:
+        raise ValueError(f"--heads {heads} must divide --d-model {width} (each head takes d_model / heads)")
     for name in ("lr", "weight_decay", "momentum"):
         value = getattr(args, name, None)
         if value is None and name != "lr":
             continue
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < math.inf:
             raise ValueError(f"{_flag(name)} must be a finite number >= 0, got {value!r}")
-    fraction = getattr(args, "val_fraction", None)  # a share of the training set held out: some must be left
-    if fraction is not None and not 0.0 <= fraction < 1.0:
-        raise ValueError(f"--val-fraction must be in [0, 1), got {fraction!r}")
+    for name in ("val_fraction", "test_fraction"):  # a share of the data held out: some must be left
+        fraction = getattr(args, name, None)
+        if fraction is not None and not 0.0 <= fraction < 1.0:
+            raise ValueError(f"{_flag(name)} must be in [0, 1), got {fraction!r}")
     for name, value in vars(args).items():
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"{_flag(name)} must be a finite number, got {value!r}")
+    for name in ("dropout", "label_smoothing"):  # probabilities
+        value = getattr(args, name, None)
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ValueError(f"{_flag(name)} must be in [0, 1], got {value!r}")
 
 
 def run_metadata(path: str) -> dict:
@@ -358,13 +370,31 @@ def checkpoint_path(path: str) -> str:
     return os.path.join(path, CHECKPOINT_NAME) if os.path.isdir(path) else path
 
 
-def saved_arguments(metadata: dict) -> argparse.Namespace:
-    """The options of the run whose checkpoint ``metadata`` is, under today's names
-    (:func:`pyfastdl.train.options.upgrade_args`); an option its recipe gained since takes its default."""
+def saved_arguments(metadata: dict, path: str) -> argparse.Namespace:
+    """The options of the run whose checkpoint (at ``path``) ``metadata`` is, under today's names
+    (:func:`pyfastdl.train.options.upgrade_args`); an option its recipe gained since takes its default.
+    Options that fail :func:`check_arguments` are a damaged file: an error naming it."""
     parser = argparse.ArgumentParser()
     if metadata["recipe"] in list_recipe_names():  # (an unknown recipe is reported where it is used)
         get_recipe(metadata["recipe"]).add_arguments(parser)
-    return argparse.Namespace(**{**vars(parser.parse_args([])), **upgrade_args(metadata["args"])})
+    args = argparse.Namespace(**{**vars(parser.parse_args([])), **upgrade_args(metadata["args"])})
+    try:
+        check_arguments(args)
+    except ValueError as e:
+        raise ValueError(f"{path}: damaged checkpoint: the run's saved options fail a check ({e})") from None
+    return args
+
+
+def build_model(recipe, args: argparse.Namespace, path: str | None = None):
+    """``recipe``'s model for ``args``; where the options came from the checkpoint at ``path``, an
+    error building it names the file (its options are damaged)."""
+    try:
+        return recipe.build_model(args)
+    except (ValueError, TypeError) as e:
+        if path is None:
+            raise
+        raise ValueError(f"{path}: damaged checkpoint: the run's saved options do not build a {recipe.name} model "
+                         f"({e})") from None
 
 
 def resume_arguments(path: str, given: dict | None = None) -> argparse.Namespace:
@@ -373,7 +403,7 @@ def resume_arguments(path: str, given: dict | None = None) -> argparse.Namespace
     them. ``out`` defaults to the run's directory. :func:`fit` refuses options that change what the
     run computes (all but :data:`RESUME_MAY_CHANGE`)."""
     checkpoint = checkpoint_path(path)
-    args = saved_arguments(run_metadata(checkpoint))
+    args = saved_arguments(run_metadata(checkpoint), checkpoint)
     for key, value in (given or {}).items():
         if value is not None:
             setattr(args, key, value)
@@ -446,7 +476,7 @@ def _fit(recipe, args, progress, log, on_step, stop) -> dict:
     if steps_per_epoch == 0:
         raise ValueError(f"the training set ({len(splits['train'])} samples) is smaller than one batch "
                          f"of {args.batch_size} (--batch-size)")
-    model = recipe.build_model(args).to(device)
+    model = build_model(recipe, args, resume).to(device)
     trained = model
     if world > 1:
         model = SyncBatchNorm.convert_sync_batchnorm(model)
@@ -610,13 +640,13 @@ def _restore(path: str, overrides: dict):
     """Rebuild the recipe, arguments and model saved in checkpoint ``path``."""
     saved = run_metadata(path)
     recipe = get_recipe(saved["recipe"])
-    args = saved_arguments(saved)
+    args = saved_arguments(saved, path)
     for key, value in overrides.items():
         if value is not None:
             setattr(args, key, value)
     recipe.restore_metadata(args, saved)
     args.device = resolve_device(args.device)
-    model = recipe.build_model(args)
+    model = build_model(recipe, args, path)
     load_checkpoint(path, model)
     return recipe, args, model.to(args.device)
 
@@ -626,14 +656,14 @@ def evaluate_checkpoint(path: str, split: str = "test", device: str = "auto", da
     """Loss and metrics of the model saved at ``path`` (a run directory or its checkpoint) on one split
     of its recipe's dataset (its first ``limit`` samples where given)."""
     if batch_size is not None:
-        _check_whole("eval: --batch-size", batch_size)
+        check_whole("eval: --batch-size", batch_size)
     recipe, args, model = _restore(checkpoint_path(path), {"device": device, "data_dir": data_dir,
                                                             "batch_size": batch_size})
     datasets = recipe.datasets(args)
     if datasets.get(split) is None:
         raise ValueError(f"split must be one of {[k for k, v in datasets.items() if v is not None]}, got {split!r}")
     if limit is not None:
-        _check_whole("eval: --limit", limit)
+        check_whole("eval: --limit", limit)
     dataset = _limit(datasets[split], limit)
     with kernel_threads(getattr(args, "threads", None)):
         result = evaluate(recipe, model, dataset, args.device, args.batch_size, args)
@@ -666,7 +696,7 @@ def predict_checkpoint(path: str, inputs: list[str] | None = None, count: int = 
     input (:meth:`Recipe.predictions`): for ``inputs`` (files, sentences or text, as the recipe
     reads them), or else for the first ``count`` test samples (with their targets). Pictures a
     recipe draws of them go to ``out_dir`` (default: the checkpoint's directory)."""
-    _check_whole("predict: --count", count)
+    check_whole("predict: --count", count)
     path = checkpoint_path(path)
     recipe, args, model = _restore(path, {"device": device, "data_dir": data_dir})
     out_dir = out_dir or os.path.dirname(os.path.abspath(path))

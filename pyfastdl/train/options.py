@@ -38,21 +38,22 @@ class Option:
     type: type
     help: str  # what the option is, in general; the recipe adds what it is in its model
     aliases: tuple = ()  # old spellings, hidden and deprecated
+    least: int | None = None  # a whole-number option's smallest value (train's check_arguments)
 
 
 VOCABULARY = {
-    "train_size": Option("--train-size", int, "training samples", ("--n-train", "--train-samples")),
-    "val_size": Option("--val-size", int, "validation samples", ("--n-val",)),
-    "test_size": Option("--test-size", int, "test samples", ("--n-test",)),
-    "image_size": Option("--image-size", int, "side of the square input images, pixels", ("--size",)),
-    "seq_len": Option("--seq-len", int, "sequence length"),
-    "embed_dim": Option("--embed-dim", int, "embedding width", ("--embedding",)),
-    "hidden": Option("--hidden", int, "units of the hidden layers"),
+    "train_size": Option("--train-size", int, "training samples", ("--n-train", "--train-samples"), 1),
+    "val_size": Option("--val-size", int, "validation samples", ("--n-val",), 0),
+    "test_size": Option("--test-size", int, "test samples", ("--n-test",), 0),
+    "image_size": Option("--image-size", int, "side of the square input images, pixels", ("--size",), 1),
+    "seq_len": Option("--seq-len", int, "sequence length", least=1),
+    "embed_dim": Option("--embed-dim", int, "embedding width", ("--embedding",), 1),
+    "hidden": Option("--hidden", int, "units of the hidden layers", least=1),
     "width_mult": Option("--width-mult", float, "multiplier of every hidden width (1: the paper's)", ("--width",)),
-    "layers": Option("--layers", int, "layers"),
-    "heads": Option("--heads", int, "attention heads"),
-    "d_model": Option("--d-model", int, "model width"),
-    "d_ff": Option("--d-ff", int, "feed-forward width"),
+    "layers": Option("--layers", int, "layers", least=1),
+    "heads": Option("--heads", int, "attention heads", least=1),
+    "d_model": Option("--d-model", int, "model width", least=1),
+    "d_ff": Option("--d-ff", int, "feed-forward width", least=1),
     "norm": Option("--norm", str, "normalisation: none, batch (Ioffe & Szegedy 2015) or layer (Ba et al. 2016)"),
     "dropout": Option("--dropout", float, "dropout probability"),
 }

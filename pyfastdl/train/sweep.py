@@ -133,14 +133,24 @@ def _check_options(model: str, argv: list[str]) -> None:
 
     from .command import train_parser
 
+    from .loop import check_arguments
+    from .registry import get_recipe
+
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
-            train_parser(model).parse_args(argv[1:])
+            args = train_parser(model).parse_args(argv[1:])
     except SystemExit:
         last = err.getvalue().strip().splitlines()
         raise ValueError(f"sweep: `pyfastdl {' '.join(argv)}` is not a valid training command: "
                          f"{last[-1] if last else 'argument error'}") from None
+    for key, value in get_recipe(model).default_hparams(args).items():  # (fit fills these the same way)
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    try:
+        check_arguments(args)  # the numbers every run would refuse (--lr nan, --epochs 0, ...)
+    except ValueError as e:
+        raise ValueError(f"sweep: `pyfastdl {' '.join(argv)}` is not a valid training command: {e}") from None
 
 
 def _run(argv: list[str], folder: str) -> dict:

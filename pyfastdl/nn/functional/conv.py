@@ -48,6 +48,9 @@ def _padding(padding, kernel_hw, stride, dilation, op):
         raise ValueError(f"{op}: invalid padding string {padding!r}, should be one of ['valid', 'same']")
     if any(s != 1 for s in stride):
         raise ValueError(f"{op}: padding='same' is not supported for strided convolutions (stride {stride})")
+    if len(kernel_hw) != 2:
+        raise ValueError(f"{op}: weight must have 4 dimensions (out_channels, in_channels/groups, kH, kW), got "
+                         f"kernel dimensions {kernel_hw}")
     total = [d * (k - 1) for d, k in zip(dilation, kernel_hw)]
     return tuple(t // 2 for t in total), tuple(t % 2 for t in total)
 

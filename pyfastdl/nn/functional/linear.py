@@ -41,9 +41,10 @@ def linear(input, weight, bias=None):  # noqa: A002 (torch's argument name)
 
     input (*, in_features), weight (out_features, in_features), bias (out_features,) or None
     -> (*, out_features)."""
-    for name, t in (("input", input), ("weight", weight)):
-        if not isinstance(t, Tensor):
-            raise TypeError(f"linear: {name} must be a Tensor, got {type(t).__name__}")
+    for name, t in (("input", input), ("weight", weight), ("bias", bias)):
+        if not isinstance(t, Tensor) and not (name == "bias" and t is None):
+            raise TypeError(f"linear: {name} must be a Tensor{' or None' if name == 'bias' else ''}, got "
+                            f"{type(t).__name__}")
     if weight.ndim != 2 or input.ndim < 1 or input.shape[-1] != weight.shape[1]:
         raise ValueError(f"linear: input of shape {input.shape} does not match weight of shape {weight.shape} "
                          "(need input (*, in_features) and weight (out_features, in_features))")

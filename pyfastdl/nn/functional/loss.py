@@ -69,6 +69,9 @@ def _class_rows(name, input, target, weight, ignore_index):  # noqa: A002
     if weight is not None and (not isinstance(weight, Tensor) or weight.shape != (c,)):
         raise ValueError(f"{name}: weight must be a Tensor of shape ({c},), got "
                          f"{getattr(weight, 'shape', type(weight).__name__)}")
+    if weight is not None and (weight.dtype != input.dtype or weight.device != input.device):
+        raise TypeError(f"{name}: weight is {weight.dtype} on {weight.device}, input {input.dtype} on {input.device} "
+                        "(they must match, as in torch)")
     t = target.data.reshape(-1)
     bad = ((t < 0) | (t >= c)) & (t != ignore_index)
     if bool(bad.any()):
@@ -194,8 +197,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     if not 0.0 <= float_arg("cross_entropy", "label_smoothing", label_smoothing) <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     t = _class_rows("cross_entropy", input, target, weight, ignore_index)
-    fused = (input.device == "cpu" and input.dtype.itemsize in (4, 8) and input.numel() > 0
-             and (weight is None or weight.dtype == input.dtype))
+    fused = input.device == "cpu" and input.dtype.itemsize in (4, 8) and input.numel() > 0
     op = FusedCrossEntropy if fused else CrossEntropy
     return op.apply(input, weight, t, ignore_index, float(label_smoothing), reduction)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections import OrderedDict
 
 from .module import Module
@@ -10,6 +11,8 @@ __all__ = ["Sequential", "ModuleList", "ModuleDict"]
 
 
 def _index(n, idx, kind):
+    if isinstance(idx, bool) or not isinstance(idx, numbers.Integral):
+        raise TypeError(f"{kind}: index must be an integer or a slice, got {type(idx).__name__} {idx!r}")
     if not -n <= idx < n:
         raise IndexError(f"{kind}: index {idx} is out of range for {n} modules")
     return idx % n

@@ -5,6 +5,7 @@ assignment order, and gives torch's ways to walk, move, save and load them."""
 from __future__ import annotations
 
 from collections import OrderedDict, namedtuple
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -291,6 +292,9 @@ class Module:
         """Copy values (Tensors or numpy/cupy arrays) into this module's parameters and buffers, in place,
         converting to each one's device and dtype. Shape mismatches always raise; with ``strict``, so do
         missing and unexpected names. Returns (missing_keys, unexpected_keys)."""
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"{self._get_name()}.load_state_dict: state_dict must be a mapping of names to Tensors or "
+                            f"arrays, got {type(state_dict).__name__}")
         own = self.state_dict(keep_vars=True)
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
@@ -310,6 +314,9 @@ class Module:
                 backend.device_of(array)
             except TypeError:
                 errors.append(f'value for "{name}" is a {type(value).__name__}, expected a Tensor or an array.')
+                continue
+            if array.dtype.kind not in "biuf":  # (complex would drop its imaginary part; objects, strings fail)
+                errors.append(f'value for "{name}" has dtype {array.dtype}, which does not convert to {target.dtype}.')
                 continue
             if tuple(array.shape) != target.shape:
                 errors.append(f"size mismatch for {name}: copying a param with shape {tuple(array.shape)} from "

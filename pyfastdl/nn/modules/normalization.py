@@ -62,6 +62,13 @@ class _BatchNorm(Module):
         if input.ndim not in self._input_dims:
             raise ValueError(f"{type(self).__name__}: expected {' or '.join(f'{d}D' for d in self._input_dims)} "
                              f"input (got {input.ndim}D input of shape {input.shape})")
+        if input.shape[1] != self.num_features:
+            raise ValueError(f"{type(self).__name__}: input has {input.shape[1]} channels (dim 1 of shape "
+                             f"{input.shape}) but num_features is {self.num_features}")
+        held = next((t for t in (self.weight, self.running_mean) if t is not None), None)
+        if held is not None and held.dtype != input.dtype:
+            raise TypeError(f"{type(self).__name__}: input is {input.dtype} but the module's dtype is {held.dtype} "
+                            "(convert one with .to(dtype))")
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked.add_(1)
