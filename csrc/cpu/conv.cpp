@@ -637,12 +637,25 @@ Algo pick(const Conv2dArgs& a, Pass pass) {
 // the convolution's 302M multiply-adds (not timed: the check is never a pass over the largest array).
 
 // Whether all n values are finite: 0 * v is 0 for a finite v and NaN for NaN or +-Inf, so the sum
-// of these products is 0 exactly when every value is finite (no branch: the loop vectorises).
+// of these products is 0 exactly when every value is finite. Whole vectors in four accumulators
+// (the scalar sum, a chain of dependent adds, took 1 ns a value: ResNet-20's Winograd forward and
+// input gradient ran at 0.80x torch instead of 0.95-1.0).
 template <class T>
 bool all_finite(const T* p, int64_t n) {
+  using V = Vector<T>;
+  constexpr int64_t L = kLanes<T>;
+  V acc[4] = {};
+  int64_t i = 0;
+  for (; i + 4 * L <= n; i += 4 * L)
+    for (int u = 0; u < 4; ++u) {
+      V v;
+      std::memcpy(&v, p + i + u * L, sizeof v);
+      acc[u] += v * T(0);
+    }
   T sum = 0;
-#pragma omp parallel for simd reduction(+ : sum) schedule(static) if (n >= 32 * kParallelMin)
-  for (int64_t i = 0; i < n; ++i) sum += p[i] * T(0);
+  for (; i < n; ++i) sum += p[i] * T(0);
+  const V total = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  for (int64_t l = 0; l < L; ++l) sum += total[l];
   return sum == 0;
 }
 
