@@ -111,17 +111,18 @@ def kernel_input(x, op=None, name=None, optional=False):
     return x.copy()
 
 
-def int_arg(op: str, name: str, value, what: str = "an int") -> int:
-    """A size argument as an int that fits in 64 bits, or a TypeError/ValueError naming ``op`` and ``name``
-    (and saying it must be ``what``)."""
+def int_arg(op: str, name: str, value, what: str = "an int", lo: int = -(2**63), hi: int = 2**63) -> int:
+    """An integer argument in [lo, hi) (default: a size that fits in 64 bits), or a TypeError/ValueError
+    naming ``op`` and ``name`` (and saying it must be ``what``)."""
     if isinstance(value, bool):
         raise TypeError(f"{op}: {name} must be {what}, got {value!r}")
     try:
         value = operator.index(value)
     except TypeError:
         raise TypeError(f"{op}: {name} must be {what}, got {value!r}") from None
-    if not -(2**63) <= value < 2**63:
-        raise ValueError(f"{op}: {name} = {value} is out of range (a size must fit in 64 bits)")
+    if not lo <= value < hi:
+        why = "a size must fit in 64 bits" if (lo, hi) == (-(2**63), 2**63) else f"it must be {what}"
+        raise ValueError(f"{op}: {name} = {value} is out of range ({why})")
     return value
 
 

@@ -15,7 +15,6 @@ copied first.
 
 from __future__ import annotations
 
-import operator
 
 import numpy as np
 
@@ -87,15 +86,7 @@ def glu_backward(input, grad_output, dim=-1, *, variant="fast", out=None):  # no
 
 def _seed_arg(op, seed):
     """A generator seed as an int in [0, 2**64), or a TypeError/ValueError naming ``op`` and seed."""
-    if isinstance(seed, bool):
-        raise TypeError(f"{op}: seed must be an int in [0, 2**64), got {seed!r}")
-    try:
-        seed = operator.index(seed)
-    except TypeError:
-        raise TypeError(f"{op}: seed must be an int in [0, 2**64), got {seed!r}") from None
-    if not 0 <= seed < 2**64:
-        raise ValueError(f"{op}: seed must be in [0, 2**64), got {seed}")
-    return seed
+    return _dispatch.int_arg(op, "seed", seed, "an int in [0, 2**64)", 0, 2**64)
 
 
 def random_bits(seed, shape, *, variant="fast", out=None):
